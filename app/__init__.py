@@ -1,0 +1,1 @@
+"""smtpsvc wiring: command line, engine host, window start-up."""

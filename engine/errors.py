@@ -1,0 +1,40 @@
+"""The one error hierarchy every engine facade call raises."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine reports to its callers."""
+
+
+class ConfigError(EngineError):
+    """A configuration that cannot be used; ``problems`` names every bad key at once."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  {key}: {why}" for key, why in self.problems)
+        super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class DomainError(EngineError):
+    """A domain operation that is not allowed (delete the default, duplicate name, ...)."""
+
+
+class StateError(EngineError):
+    """An operation that the virtual server's current state does not allow."""
+
+
+class MailrootLockedError(EngineError):
+    """Another engine already owns this Mailroot."""
+
+
+class BindError(EngineError):
+    """A listener could not bind its address."""
+
+
+class NotFoundError(EngineError):
+    """A queue entry, session or item that does not exist (any more)."""
+
+
+class QueueWriteError(EngineError):
+    """The queue could not durably store a message (disk full, unwritable)."""

@@ -1,0 +1,134 @@
+"""Engine events (frozen dataclasses) and the observer bus the UI, logs and counters subscribe to.
+
+Invariant: publishing never blocks and never raises into the publisher; a failing subscriber is
+logged and kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events; ``at`` is wall-clock seconds since the epoch."""
+
+    at: float = field(default_factory=_now, kw_only=True)
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    state: str
+    previous: str
+
+
+@dataclass(frozen=True)
+class ListenerFailed(Event):
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionOpened(Event):
+    session_id: str
+    peer: str
+
+
+@dataclass(frozen=True)
+class SessionClosed(Event):
+    session_id: str
+    peer: str
+    messages: int
+
+
+@dataclass(frozen=True)
+class SessionChanged(Event):
+    """A session's user, state or current command changed (throttled per session by the caller)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class MessageQueued(Event):
+    queue_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    size: int
+    source: str  # "smtp" | "pickup" | "dsn"
+
+
+@dataclass(frozen=True)
+class MessageDropped(Event):
+    queue_id: str
+    path: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MessageRemoved(Event):
+    """A queue entry left the queue (all recipients final, or deleted)."""
+
+    queue_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MessageBadmailed(Event):
+    name: str  # base name of the .BAD/.BDR/.BDP triple
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ConnectionRefused(Event):
+    peer: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ConfigChanged(Event):
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ErrorEvent(Event):
+    """Something went wrong that an operator should see (corrupt queue file, unreadable Pickup file...)."""
+
+    source: str
+    message: str
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Synchronous fan-out of events to subscribers on the engine's loop thread."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add a subscriber; returns a function that removes it again."""
+        self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        for subscriber in tuple(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # a broken observer must not break the mail path
+                log.exception("event subscriber failed on %r", event)

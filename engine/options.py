@@ -1,0 +1,123 @@
+"""The option table ("metabase"): every server setting with type, default, IIS name and description.
+
+Validation, the TOML file, ``smtpsvc config`` and the property sheets all derive from this table.
+Invariant: every field of ``config.ServerConfig`` has exactly one row here, and vice versa.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+OptionType = Literal["str", "int", "bool", "str_list", "int_list", "choice"]
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # field name in ServerConfig and key in the TOML [server] table
+    type: OptionType
+    default: object
+    iis_name: str  # the metabase / property-sheet name in IIS
+    description: str
+    tab: str  # property-sheet tab: General, Access, Messages, Delivery, Security, Protocol
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+
+
+OPTIONS: tuple[Option, ...] = (
+    # General
+    Option("listen", "str_list", ("127.0.0.1:2525",), "ServerBindings",
+           "Addresses to listen on as HOST:PORT ([v6]:PORT for IPv6). IIS listens on all unassigned "
+           "addresses, port 25; the desktop default is loopback only, unprivileged.", "General"),
+    Option("fqdn", "str", "", "FullyQualifiedDomainName",
+           "Name used in the banner, EHLO and Received headers; empty = this computer's FQDN.", "General"),
+    Option("max_connections", "int", 0, "MaxConnections",
+           "Limit number of inbound connections; 0 = no limit (IIS 5/6 default: off).", "General",
+           minimum=0, maximum=1_000_000),
+    Option("connection_timeout", "int", 600, "ConnectionTimeout",
+           "Seconds an idle inbound connection is kept.", "General", minimum=1, maximum=86_400, unit="s"),
+    Option("max_connections_per_peer", "int", 0, "",
+           "Limit of simultaneous connections from one client address; 0 = no limit (not in IIS).",
+           "General", minimum=0, maximum=1_000_000),
+    # Messages
+    Option("max_message_size_kb", "int", 2048, "MaxMessageSize",
+           "Limit message size in KB, advertised in EHLO SIZE; 0 = no limit.", "Messages",
+           minimum=0, maximum=4_194_304, unit="KB"),
+    Option("max_session_size_kb", "int", 10240, "MaxSessionSize",
+           "Limit of all message data in one session, in KB; 0 = no limit.", "Messages",
+           minimum=0, maximum=16_777_216, unit="KB"),
+    Option("max_messages_per_connection", "int", 20, "MaxBatchedMessages",
+           "Outbound: messages sent over one connection before a new one is opened.", "Messages",
+           minimum=1, maximum=100_000),
+    Option("max_recipients", "int", 100, "MaxRecipients",
+           "Recipients accepted per message (inbound: 452 beyond it; outbound: split, never bounced).",
+           "Messages", minimum=1, maximum=100_000),
+    Option("ndr_copy_to", "str", "", "SendNdrTo", "Send a copy of every NDR to this address.", "Messages"),
+    Option("badmail_dir", "str", "", "BadMailDirectory",
+           "Badmail directory; empty = Mailroot/Badmail.", "Messages"),
+    # Delivery
+    Option("retry_intervals_min", "int_list", (15, 30, 60, 240), "SmtpRemoteProgressiveRetry",
+           "Outbound retry intervals in minutes: first, second, third, subsequent.", "Delivery",
+           minimum=1, maximum=100_000, unit="min"),
+    Option("delay_notification_min", "int", 720, "SmtpRemoteDelayExpireMinutes",
+           "Remote delivery: minutes before a delay notice goes to the sender.", "Delivery",
+           minimum=1, maximum=1_000_000, unit="min"),
+    Option("expiration_min", "int", 2880, "SmtpRemoteNDRExpireMinutes",
+           "Remote delivery: minutes before an undeliverable message is returned with an NDR.",
+           "Delivery", minimum=1, maximum=1_000_000, unit="min"),
+    Option("local_delay_notification_min", "int", 720, "SmtpLocalDelayExpireMinutes",
+           "Local delivery: minutes before a delay notice.", "Delivery",
+           minimum=1, maximum=1_000_000, unit="min"),
+    Option("local_expiration_min", "int", 2880, "SmtpLocalNDRExpireMinutes",
+           "Local delivery: minutes before an NDR.", "Delivery", minimum=1, maximum=1_000_000, unit="min"),
+    Option("max_outbound_connections", "int", 1000, "MaxOutConnections",
+           "Limit of outbound connections.", "Delivery", minimum=1, maximum=100_000),
+    Option("max_outbound_per_domain", "int", 100, "MaxOutConnectionsPerDomain",
+           "Limit of outbound connections per remote domain.", "Delivery", minimum=1, maximum=100_000),
+    Option("outbound_timeout", "int", 600, "RemoteTimeout",
+           "Seconds before an idle outbound connection is dropped.", "Delivery",
+           minimum=1, maximum=86_400, unit="s"),
+    Option("outbound_port", "int", 25, "RemoteSmtpPort", "TCP port of outbound connections.", "Delivery",
+           minimum=1, maximum=65_535),
+    Option("max_hop_count", "int", 15, "HopCount",
+           "Messages with more Received headers than this are refused (loop detection).", "Delivery",
+           minimum=1, maximum=256),
+    Option("masquerade_domain", "str", "", "MasqueradeDomain",
+           "Replaces the local domain in MAIL FROM on the first hop; empty = off.", "Delivery"),
+    Option("smart_host", "str", "", "SmartHost",
+           "Send all remote mail through this host ([1.2.3.4] skips DNS); empty = MX routing.", "Delivery"),
+    Option("attempt_direct_before_smart_host", "bool", False, "SmartHostType",
+           "Attempt direct delivery before sending to the smart host.", "Delivery"),
+    Option("reverse_dns_lookup", "bool", False, "EnableReverseDnsLookup",
+           "Look up the client's name; Received says 'unverified' when it fails.", "Delivery"),
+    Option("dns_servers", "str_list", (), "DnsServers",
+           "External DNS servers as HOST[:PORT]; empty = the system resolver.", "Delivery"),
+    # Access
+    Option("relay_allowed", "str_list", (), "RelayIpList",
+           "Clients allowed to relay to any domain: IP addresses or networks (CIDR). Empty by default.",
+           "Access"),
+    Option("authenticated_may_relay", "bool", True, "RelayForAuth",
+           "Allow all computers which successfully authenticate to relay.", "Access"),
+    # Protocol (not on an IIS sheet; hardening knobs)
+    Option("max_bad_commands", "int", 10, "",
+           "Bad or unknown commands in a session before 421 and disconnect (unconfirmed IIS value).",
+           "Protocol", minimum=1, maximum=10_000),
+    Option("max_command_line", "int", 2048, "",
+           "Longest accepted command line in bytes (RFC 5321 minimum 512); longer: 500 5.5.2.",
+           "Protocol", minimum=512, maximum=65_536),
+    Option("bare_newline", "choice", "reject", "",
+           "Bare LF or CR inside DATA: 'reject' the message (550 5.6.0) or 'normalize' it to CRLF. "
+           "Either way only CRLF.CRLF ends DATA (SMTP smuggling).", "Protocol",
+           choices=("reject", "normalize")),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+
+DOMAIN_TYPES: tuple[str, ...] = ("default", "alias", "remote")
+DOMAIN_TYPE_LABELS: dict[str, str] = {
+    "default": "Local (Default)",
+    "alias": "Local (Alias)",
+    "remote": "Remote",
+}

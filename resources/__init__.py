@@ -1,0 +1,1 @@
+"""Icons, style sheets and the default configuration shipped with smtpsvc."""

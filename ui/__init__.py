@@ -1,0 +1,1 @@
+"""smtpsvc manager window: Qt widgets and models (no sockets, no file formats)."""
