@@ -38,3 +38,7 @@ class NotFoundError(EngineError):
 
 class QueueWriteError(EngineError):
     """The queue could not durably store a message (disk full, unwritable)."""
+
+
+class MessageRejected(EngineError):
+    """A message the engine will not take (hop count exceeded, no valid recipient, ...); ``str`` says why."""
