@@ -1,0 +1,35 @@
+"""The ``smtpsvc`` command line: the manager window by default, ``serve`` headless, ``config`` to edit settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app import config_cmd, serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smtpsvc",
+        description="An SMTP server and relay with the IIS Mailroot, and its manager window.",
+    )
+    serve.add_location_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve.add_parser(subparsers)
+    config_cmd.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        from app.manager import run_manager
+
+        return run_manager(args)
+    return int(func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

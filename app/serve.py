@@ -1,0 +1,91 @@
+"""``smtpsvc serve``: the engine headless, logging to stderr, stopped cleanly by SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from engine.config import Config, DomainConfig, default_config_path
+from engine.config_file import load_config, validate_config
+from engine.errors import EngineError
+from engine.hostport import join_hostport
+from engine.server import VirtualServer
+
+log = logging.getLogger("smtpsvc")
+
+
+def add_location_options(parser: argparse.ArgumentParser) -> None:
+    """The options `smtpsvc` and `smtpsvc serve` share: where the configuration and the mail live."""
+    parser.add_argument("--config", type=Path, default=None,
+                        help="configuration file (default: %(default)s → the user's config directory)")
+    parser.add_argument("--mailroot", type=Path, default=None, help="Mailroot directory (overrides the file)")
+    parser.add_argument("--listen", action="append", default=None, metavar="HOST:PORT",
+                        help="address to listen on; repeat for several (overrides the file)")
+    parser.add_argument("--domain", default=None, help="default domain name (overrides the file)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("serve", help="run the SMTP engine headless")
+    add_location_options(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.set_defaults(func=run)
+
+
+def effective_config(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The configuration file's content with the command-line overrides applied (validated)."""
+    path: Path = args.config or default_config_path()
+    config = load_config(path)
+    if args.mailroot is not None:
+        config = replace(config, mailroot=str(args.mailroot))
+    if args.listen:
+        config = replace(config, server=replace(config.server, listen=tuple(args.listen)))
+    if args.domain:
+        name = args.domain.lower()
+        others = tuple(d for d in config.domains if d.type != "default" and d.name.lower() != name)
+        old = config.default_domain if any(d.type == "default" for d in config.domains) else None
+        default = DomainConfig(name=name, type="default", drop_dir=old.drop_dir if old else "")
+        config = replace(config, domains=(default, *others))
+    validate_config(config)
+    return config, path
+
+
+async def _serve(config: Config) -> int:
+    server = VirtualServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+    except EngineError as error:
+        log.error("%s", error)
+        return 1
+    addresses = ", ".join(join_hostport(h, p) for h, p in server.bound_addresses)
+    log.info("smtpsvc: %s started; listening on %s; Mailroot %s", config.name, addresses, server.mailroot.root)
+    await stop.wait()
+    log.info("smtpsvc: stopping")
+    await server.stop()
+    log.info("smtpsvc: stopped")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiosmtpd logs every command at INFO: too costly and too noisy for a server log.
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        config, _ = effective_config(args)
+    except EngineError as error:
+        print(f"smtpsvc: {error}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(config))
+    return uvloop.run(_serve(config))  # type: ignore[no-any-return]

@@ -1,0 +1,480 @@
+"""Inbound SMTP: aiosmtpd's protocol, subclassed for IIS replies, durable DATA and the configured limits.
+
+aiosmtpd provides the connection loop, STARTTLS and AUTH; this class replaces the commands whose
+behaviour we own (EHLO/HELO, MAIL, RCPT, DATA with chunked reads spooled to disk, RSET, NOOP,
+VRFY, HELP, QUIT), adds an enhanced status code to every reply it did not write itself
+(``replies.enhance``), counts bad commands, and writes replies to pipelining clients without
+waiting for each one to drain (RFC 2920) while the input buffer still holds commands.
+Invariant: ``250`` after DATA is sent only after ``Intake.commit`` returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from engine.addresses import AddressError, parse_path
+from engine.config import Config
+from engine.counters import Counters
+from engine.data_stream import DataStream, HeaderScanner
+from engine.events import ErrorEvent, EventBus, SessionClosed, SessionOpened
+from engine.intake import Intake, SpoolFile, is_storage_error
+from engine.policy import recipient_allowed
+from engine.received import protocol_name, received_header
+from engine.replies import enhance, is_syntax_or_sequence_error, reply
+from engine.sessions import LiveSession, SessionRegistry
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+READ_CHUNK = 256 * 1024
+WRITE_HIGH_WATER = 256 * 1024  # replies buffered for a pipelining client before we wait for it
+
+
+@dataclass
+class InboundServices:
+    """What a session needs from its virtual server (kept narrow so sessions stay testable)."""
+
+    config: Callable[[], Config]
+    intake: Intake
+    sessions: SessionRegistry
+    counters: Counters
+    bus: EventBus
+    paused: Callable[[], bool]
+
+
+class InboundSMTP(SMTP):
+    line_length_limit = READ_CHUNK  # StreamReader buffer; command lines are limited separately
+
+    def __init__(self, services: InboundServices, *, loop: asyncio.AbstractEventLoop) -> None:
+        self.services = services
+        self.config = services.config()
+        server = self.config.server
+        self.fqdn = self.config.fqdn
+        stamp = email.utils.formatdate(localtime=True)
+        super().__init__(
+            _NoHandler(),
+            data_size_limit=None,
+            enable_SMTPUTF8=True,
+            hostname=self.fqdn,
+            ident=f"smtpsvc ESMTP MAIL Service, Version: {VERSION} ready at {stamp}",
+            timeout=float(server.connection_timeout),
+            loop=loop,
+        )
+        self.command_size_limit = server.max_command_line
+        self.command_size_limits = collections.defaultdict(lambda: server.max_command_line)
+        self.live: LiveSession | None = None
+        self._bad_commands = 0
+        self._session_bytes = 0
+        self._closing = False
+        self._reset_transaction()
+
+    # -- connection lifecycle -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.live is None:
+            peer = transport.get_extra_info("peername") or ("?", 0)
+            self.live = self.services.sessions.open(str(peer[0]), int(peer[1]), self.terminate)
+            counters = self.services.counters
+            counters.inbound_connections_current += 1
+            counters.inbound_connections_total += 1
+            self.services.bus.publish(SessionOpened(self.live.session_id, self.live.peer))
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.live is not None and self.services.sessions.get(self.live.session_id) is self.live:
+            self.services.sessions.close(self.live)
+            self.services.counters.inbound_connections_current -= 1
+            self.services.bus.publish(SessionClosed(self.live.session_id, self.live.peer, self.live.messages))
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        if self.live is not None:
+            self.live.bytes_in += len(data)
+        self.services.counters.bytes_received_total += len(data)
+        super().data_received(data)
+
+    async def _handle_client(self) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            self.services.counters.inbound_connections_refused += 1
+            self._write_raw(refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    def _refusal(self) -> str | None:
+        server = self.config.server
+        sessions = self.services.sessions
+        if self.services.paused():
+            return reply("paused")
+        if server.max_connections and len(sessions) > server.max_connections:
+            return reply("too_many_connections")
+        if (server.max_connections_per_peer and self.live is not None
+                and sessions.from_peer(self.live.peer) > server.max_connections_per_peer):
+            return reply("too_many_from_peer")
+        return None
+
+    def _timeout_cb(self) -> None:
+        self._write_raw(reply("timeout", fqdn=self.fqdn))
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def terminate(self, text: str) -> None:
+        """Close the session from outside (administrator, shutdown) with a 421 reply."""
+        self._write_raw(text)
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- replies --------------------------------------------------------------------------------
+
+    def _write_raw(self, text: str) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        data = text.encode("utf-8") + b"\r\n"
+        self._count_out(len(data))
+        self.transport.write(data)  # type: ignore[attr-defined]
+
+    def _count_out(self, size: int) -> None:
+        if self.live is not None:
+            self.live.bytes_out += size
+        self.services.counters.bytes_sent_total += size
+
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        text = enhance(text)
+        if is_syntax_or_sequence_error(text):
+            self._bad_commands += 1
+            if self._bad_commands >= self.config.server.max_bad_commands:
+                text = reply("too_many_errors")
+        await self._send(text)
+        if text.startswith("421") and self.transport is not None:
+            self.transport.close()
+
+    async def _send(self, text: str) -> None:
+        data = text.encode("utf-8") + b"\r\n"
+        self._count_out(len(data))
+        self._writer.write(data)
+        # Pipelining: more commands already buffered means the client is not waiting for this
+        # reply alone; flush when it would wait on us, or when too much is queued for it.
+        pending_input = len(self._reader._buffer)
+        buffered = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        if not pending_input or buffered > WRITE_HIGH_WATER:
+            await self._writer.drain()
+
+    async def _send_lines(self, code: str, lines: list[str]) -> None:
+        for index, line in enumerate(lines):
+            separator = " " if index == len(lines) - 1 else "-"
+            await self._send(f"{code}{separator}{line}")
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("session %s: unexpected error", self.live.session_id if self.live else "?")
+        self.services.bus.publish(ErrorEvent("smtp", f"unexpected error in a session: {error!r}"))
+        return reply("local_error")
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _reset_transaction(self) -> None:
+        self.sender: str | None = None
+        self.recipients: list[str] = []
+        self.smtputf8 = False
+        self.declared_size = 0
+
+    def _set_rset_state(self) -> None:
+        super()._set_rset_state()  # type: ignore[no-untyped-call]
+        self._reset_transaction()
+
+    def _note(self, command: str, state: str) -> None:
+        if self.live is not None:
+            self.live.command = command
+            self.live.state = state
+
+    def _peer_ip(self) -> str:
+        return self.live.peer if self.live is not None else "?"
+
+    @property
+    def _authenticated(self) -> bool:
+        return bool(self.session is not None and self.session.authenticated)
+
+    async def _needs_helo(self) -> bool:
+        assert self.session is not None
+        if not self.session.host_name:
+            await self.push(reply("need_helo"))
+            return True
+        return False
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def ehlo_keywords(self) -> list[str]:
+        """The EHLO extension lines (issue 4 adds STARTTLS and AUTH through this list)."""
+        limit = self.config.server.max_message_size_kb * 1024
+        return [
+            f"SIZE {limit}" if limit else "SIZE",
+            "PIPELINING",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+            "HELP",
+        ]
+
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        self._note("EHLO", "greeting")
+        if not hostname:
+            await self.push(reply("syntax_helo", cmd="EHLO"))
+            return
+        assert self.session is not None
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        await self._send_lines("250", [f"{self.fqdn} Hello [{self._peer_ip()}]", *self.ehlo_keywords()])
+
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        self._note("HELO", "greeting")
+        if not hostname:
+            await self.push(reply("syntax_helo", cmd="HELO"))
+            return
+        assert self.session is not None
+        self._set_rset_state()
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self._send(f"250 {self.fqdn} Hello [{self._peer_ip()}]")
+
+    async def smtp_NOOP(self, arg: str | None) -> None:
+        await self.push(reply("noop"))
+
+    async def smtp_RSET(self, arg: str | None) -> None:
+        if arg:
+            await self.push(reply("syntax_noarg", cmd="RSET"))
+            return
+        self._set_rset_state()
+        self._note("RSET", "idle")
+        await self.push(reply("reset"))
+
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        if not arg:
+            await self.push("501 5.5.4 Syntax: VRFY <address>")
+            return
+        await self.push(reply("vrfy"))
+
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        await self.push(reply("not_implemented"))
+
+    async def smtp_HELP(self, arg: str | None) -> None:
+        await self.push(reply("help"))
+
+    async def smtp_QUIT(self, arg: str | None) -> None:
+        if arg:
+            await self.push(reply("syntax_noarg", cmd="QUIT"))
+            return
+        await self._send(reply("bye", fqdn=self.fqdn))
+        if self.transport is not None:
+            self.transport.close()
+
+    def _default_domain(self) -> str:
+        return self.config.default_domain.name
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        self._note("MAIL", "envelope")
+        if await self._needs_helo():
+            return
+        assert self.session is not None
+        if self.sender is not None:
+            await self.push(reply("nested_mail"))
+            return
+        if self._session_limit_reached():
+            await self.push(reply("session_size"))
+            return
+        if not arg:
+            await self.push(reply("syntax_mail"))
+            return
+        try:
+            path = parse_path(arg, "FROM:", self._default_domain(), allow_null=True)
+        except AddressError as error:
+            key = "syntax_mail" if not arg.upper().startswith("FROM:") else "bad_sender_address"
+            await self.push(reply(key, addr=str(error)))
+            return
+        if path.params and not self.session.extended_smtp:
+            await self.push(reply("bad_param", param=next(iter(path.params))))
+            return
+        smtputf8 = False
+        size = 0
+        for name, value in path.params.items():
+            if name == "SIZE":
+                if value is None or not value.isdigit() or len(value) > 20:
+                    await self.push(reply("bad_param_value", param="SIZE"))
+                    return
+                size = int(value)
+            elif name == "BODY":
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    await self.push(reply("bad_param_value", param="BODY"))
+                    return
+            elif name == "SMTPUTF8":
+                if value is not None:
+                    await self.push(reply("bad_param_value", param="SMTPUTF8"))
+                    return
+                smtputf8 = True
+            else:
+                await self.push(reply("bad_param", param=name[:40]))
+                return
+        limit = self.config.server.max_message_size_kb * 1024
+        if limit and size > limit:
+            self.services.counters.messages_refused_for_size += 1
+            await self.push(reply("message_size"))
+            return
+        if not smtputf8 and not path.address.isascii():
+            await self.push(reply("smtputf8_needed"))
+            return
+        self.sender = path.address
+        self.smtputf8 = smtputf8
+        self.declared_size = size
+        await self.push(reply("sender_ok", addr=path.address))
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        self._note("RCPT", "envelope")
+        if await self._needs_helo():
+            return
+        if self.sender is None:
+            await self.push(reply("need_mail"))
+            return
+        if not arg:
+            await self.push(reply("syntax_rcpt"))
+            return
+        try:
+            path = parse_path(arg, "TO:", self._default_domain(), allow_null=False)
+        except AddressError as error:
+            key = "syntax_rcpt" if not arg.upper().startswith("TO:") else "bad_address"
+            await self.push(reply(key, addr=str(error)))
+            return
+        if path.params:
+            await self.push(reply("bad_param", param=next(iter(path.params))[:40]))
+            return
+        if not self.smtputf8 and not path.address.isascii():
+            await self.push(reply("smtputf8_needed"))
+            return
+        if len(self.recipients) >= self.config.server.max_recipients:
+            await self.push(reply("too_many_rcpts"))
+            return
+        if not recipient_allowed(path.address, self._peer_ip(), self._authenticated, self.config):
+            self.services.counters.messages_refused_for_relay += 1
+            await self.push(reply("relay_denied", addr=path.address))
+            return
+        if path.address not in self.recipients:
+            self.recipients.append(path.address)
+        await self.push(reply("rcpt_ok", addr=path.address))
+
+    def _session_limit_reached(self) -> bool:
+        limit = self.config.server.max_session_size_kb * 1024
+        return bool(limit) and self._session_bytes >= limit
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        self._note("DATA", "data")
+        if await self._needs_helo():
+            return
+        if arg:
+            await self.push(reply("syntax_data"))
+            return
+        if self.sender is None:
+            await self.push(reply("need_mail"))
+            return
+        if not self.recipients:
+            await self.push(reply("need_rcpt"))
+            return
+        try:
+            spool = self.services.intake.open_spool(self.sender, tuple(self.recipients))
+        except OSError as error:
+            self._report_storage(error)
+            await self.push(reply("storage" if is_storage_error(error) else "local_error"))
+            return
+        try:
+            outcome = await self._receive(spool)
+        except BaseException:
+            spool.discard()
+            raise
+        if outcome is not None:
+            spool.discard()
+            self._set_rset_state()
+            await self.push(outcome)
+            return
+        try:
+            await self.services.intake.commit(spool, "smtp")
+        except OSError as error:
+            self._report_storage(error)
+            self._set_rset_state()
+            await self.push(reply("storage" if is_storage_error(error) else "local_error"))
+            return
+        if self.live is not None:
+            self.live.messages += 1
+        self._set_rset_state()
+        self._note("DATA", "idle")
+        await self.push(reply("queued", addr=f"{spool.queue_id}@{self.fqdn}"))
+
+    def _report_storage(self, error: OSError) -> None:
+        log.error("cannot store a message: %s", error)
+        self.services.bus.publish(ErrorEvent("queue", f"cannot store a message: {error}"))
+
+    async def _receive(self, spool: SpoolFile) -> str | None:
+        """Read DATA to its end into ``spool``; returns an error reply, or None when it may be committed."""
+        assert self.session is not None
+        server = self.config.server
+        ssl_info = self.session.ssl
+        received = received_header(
+            helo=self.session.host_name or "",
+            peer_ip=self._peer_ip(),
+            peer_name="",
+            fqdn=self.fqdn,
+            protocol=protocol_name(self.session.extended_smtp, ssl_info is not None, self._authenticated),
+            queue_id=spool.queue_id,
+            recipients=self.recipients,
+        )
+        spool.write(received)
+        await self.push(reply("start_data"))
+        stream = DataStream(normalize_bare_newlines=server.bare_newline == "normalize")
+        headers = HeaderScanner()
+        limit = server.max_message_size_kb * 1024
+        size = 0
+        reader = self._reader
+        while not stream.done:
+            chunk = await reader.read(READ_CHUNK)
+            if not chunk:
+                raise ConnectionResetError("connection closed during DATA")
+            self._reset_timeout()
+            content, leftover = stream.feed(chunk)
+            if content:
+                size += len(content)
+                if not limit or size <= limit:
+                    headers.feed(content)
+                    spool.write(content)
+            if leftover:
+                # Commands pipelined after the end of DATA go back in front of the reader's buffer.
+                reader._buffer[0:0] = leftover
+        spool.size = size + len(received)
+        self._session_bytes += size
+        if stream.bare_newline and server.bare_newline == "reject":
+            return reply("bare_newline")
+        if limit and size > limit:
+            self.services.counters.messages_refused_for_size += 1
+            return reply("message_size")
+        session_limit = server.max_session_size_kb * 1024
+        if session_limit and self._session_bytes > session_limit:
+            return reply("session_size")
+        if headers.received_count() > server.max_hop_count:
+            return reply("hop_count")
+        if spool.error is not None:
+            self._report_storage(spool.error)
+            return reply("storage" if is_storage_error(spool.error) else "local_error")
+        return None
+
+
+class _NoHandler:
+    """aiosmtpd wants a handler object; every hook lives in InboundSMTP itself."""
+
+
+def make_protocol_factory(services: InboundServices, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
+    return lambda: InboundSMTP(services, loop=loop)

@@ -1,0 +1,162 @@
+"""Where every accepted message enters: spool in SortTemp, then one durable commit into Drop or Queue.
+
+Invariant: ``commit()`` returns only when the message is on disk under its final name; callers send
+``250`` (or delete the Pickup file) only after that. A message whose recipients are all local and
+share one Drop directory is committed straight into Drop (one file, one rename: local delivery
+*is* the commit); any other goes to Queue for delivery.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.addresses import classify, domain_of
+from engine.commit import Committer
+from engine.config import Config
+from engine.counters import Counters
+from engine.data_stream import HeaderScanner
+from engine.envelope import envelope_lines
+from engine.errors import MessageRejected, QueueWriteError
+from engine.events import EventBus, MessageDropped, MessageQueued
+from engine.mailroot import Mailroot, new_id
+from engine.queue import QueueStore
+
+_FLUSH_AT = 256 * 1024
+
+
+class SpoolFile:
+    """A message being written to SortTemp; write errors are remembered, not raised mid-DATA."""
+
+    def __init__(self, path: Path, queue_id: str, sender: str, recipients: tuple[str, ...]) -> None:
+        self.path = path
+        self.queue_id = queue_id
+        self.sender = sender
+        self.recipients = recipients
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._buffer = bytearray()
+        self.error: OSError | None = None
+        self.offset = 0  # length of the envelope lines
+        self.size = 0  # bytes after the envelope lines
+
+    def write(self, data: bytes) -> None:
+        if self.error is not None or self.fd is None:
+            return
+        self._buffer += data
+        if len(self._buffer) >= _FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.fd is None or not self._buffer:
+            return
+        try:
+            view = memoryview(self._buffer)
+            while view:
+                view = view[os.write(self.fd, view) :]
+            view.release()
+        except OSError as error:
+            self.error = error
+        self._buffer.clear()
+
+    def finish(self) -> int:
+        """Flush and hand over the open descriptor (for fsync by the Committer); raises a stored write error."""
+        self._flush()
+        if self.error is not None:
+            raise self.error
+        if self.fd is None:
+            raise OSError(errno.EBADF, "spool already closed")
+        fd, self.fd = self.fd, None
+        return fd
+
+    def discard(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self._buffer.clear()
+        self.path.unlink(missing_ok=True)
+
+
+def is_storage_error(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class Intake:
+    """Opens spools and commits them; shared by the SMTP sessions and the Pickup service."""
+
+    def __init__(self, mailroot: Mailroot, committer: Committer, queue: QueueStore, bus: EventBus,
+                 counters: Counters, config: Callable[[], Config]) -> None:
+        self.mailroot = mailroot
+        self.committer = committer
+        self.queue = queue
+        self.bus = bus
+        self.counters = counters
+        self._config = config
+
+    def open_spool(self, sender: str, recipients: tuple[str, ...], queue_id: str | None = None) -> SpoolFile:
+        """Start a spool with the envelope lines written; raises OSError (disk full, unwritable)."""
+        queue_id = queue_id or new_id()
+        spool = SpoolFile(self.mailroot.sorttemp / f"spool-{queue_id}.eml", queue_id, sender, recipients)
+        header = envelope_lines(sender, recipients)
+        spool.write(header)
+        spool.offset = len(header)
+        return spool
+
+    def _direct_drop(self, recipients: tuple[str, ...]) -> Path | None:
+        config = self._config()
+        domains = config.effective_domains
+        if not all(classify(domain_of(r), domains).kind == "local" for r in recipients):
+            return None
+        drop = config.default_domain.drop_dir
+        return Path(drop) if drop else self.mailroot.drop
+
+    async def commit(self, spool: SpoolFile, source: str) -> None:
+        """Make the spool durable in Drop or Queue; raises OSError when it could not be."""
+        try:
+            fd = spool.finish()
+        except OSError:
+            spool.discard()
+            raise
+        name = f"{spool.queue_id}.eml"
+        drop = self._direct_drop(spool.recipients)
+        target = (drop / name) if drop is not None else (self.mailroot.queue / name)
+        try:
+            await self.committer.commit(fd, spool.path, target)
+        except OSError as error:
+            if drop is None or error.errno != errno.EXDEV:
+                spool.path.unlink(missing_ok=True)
+                raise
+            # Drop lives on another filesystem: queue it; local delivery copies it across.
+            drop, target = None, self.mailroot.queue / name
+            await self.committer.commit(os.open(spool.path, os.O_RDONLY), spool.path, target)
+        size = spool.size
+        self.counters.messages_received_total += 1
+        self.counters.message_bytes_received_total += size
+        self.counters.recipients_received_total += len(spool.recipients)
+        self.bus.publish(MessageQueued(spool.queue_id, spool.sender, spool.recipients, size, source))
+        if drop is not None:
+            self.counters.directory_drops_total += 1
+            self.counters.messages_delivered_total += 1
+            self.bus.publish(MessageDropped(spool.queue_id, str(target), spool.recipients))
+        else:
+            self.queue.add(spool.queue_id, target, spool.sender, spool.recipients, size, spool.offset, source)
+
+    async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
+        """Commit a whole message held in memory (Pickup, DSNs); returns its queue id.
+
+        Raises MessageRejected (hop count) or QueueWriteError (could not store it durably).
+        """
+        scanner = HeaderScanner()
+        scanner.feed(content)
+        hops = self._config().server.max_hop_count
+        if scanner.received_count() > hops:
+            raise MessageRejected(f"hop count exceeded: more than {hops} Received headers (mail loop?)")
+        try:
+            spool = self.open_spool(sender, recipients)
+            spool.write(content)
+            spool.size = len(content)
+            await self.commit(spool, source)
+        except OSError as error:
+            raise QueueWriteError(f"cannot store the message in the queue: {error}") from error
+        return spool.queue_id

@@ -1,0 +1,319 @@
+"""The durable queue: committed messages in Mailroot/Queue, their state, recovery at start, local delivery.
+
+Invariants: a file ``Queue/<id>.eml`` exists only complete and fsynced (it is renamed in by the
+Committer); it starts with envelope lines, so it is readable without its ``.env`` state record.
+A queue entry is removed only after every recipient is final and the Drop file is durable.
+Drop file names are the queue id, so a delivery repeated after a crash replaces, never duplicates.
+Unreadable files are moved to Queue/corrupt with an event, never deleted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.addresses import classify, domain_of
+from engine.commit import Committer
+from engine.config import Config
+from engine.envelope import (
+    MAX_ENVELOPE_BYTES,
+    EnvelopeError,
+    RecipientState,
+    StateRecord,
+    envelope_lines,
+    split_envelope,
+)
+from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved
+from engine.mailroot import Mailroot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A snapshot of one queued message for the facade and the UI."""
+
+    queue_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    pending: tuple[str, ...]
+    size: int
+    arrived: float
+    attempts: int
+    next_attempt: float
+    state: str  # queued | active | frozen
+    last_error: str
+    source: str
+
+
+class QueueEntry:
+    """In-memory state of one queued message (the record plus where its file is)."""
+
+    def __init__(self, record: StateRecord, path: Path, size: int, offset: int) -> None:
+        self.record = record
+        self.path = path
+        self.size = size
+        self.offset = offset  # where the message starts after the envelope lines
+        self.active = False
+
+    @property
+    def queue_id(self) -> str:
+        return self.record.queue_id
+
+    def pending(self) -> list[RecipientState]:
+        return [r for r in self.record.recipients if r.status == "pending"]
+
+    def snapshot(self) -> QueueItem:
+        record = self.record
+        state = "frozen" if record.frozen else "active" if self.active else "queued"
+        return QueueItem(
+            record.queue_id,
+            record.sender,
+            tuple(r.address for r in record.recipients),
+            tuple(r.address for r in self.pending()),
+            self.size,
+            record.arrived,
+            record.attempts,
+            record.next_attempt,
+            state,
+            record.last_error,
+            record.source,
+        )
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(MAX_ENVELOPE_BYTES)
+
+
+def _copy_with_envelope(source: Path, offset: int, header: bytes, temp: Path) -> None:
+    """Write ``header`` + the message part of ``source`` to ``temp``, fsynced."""
+    with source.open("rb") as src, temp.open("xb") as dst:
+        dst.write(header)
+        src.seek(offset)
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+
+
+class QueueStore:
+    """Owns Mailroot/Queue: recovery, the index of entries, state records and local delivery."""
+
+    def __init__(
+        self, mailroot: Mailroot, committer: Committer, bus: EventBus, config: Callable[[], Config]
+    ) -> None:
+        self.mailroot = mailroot
+        self.committer = committer
+        self.bus = bus
+        self._config = config
+        self.entries: dict[str, QueueEntry] = {}
+        self._local: asyncio.Queue[str] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.on_dropped: Callable[[int], None] = lambda count: None
+
+    # -- start / stop ---------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Rebuild the index from disk; returns the ids of recovered entries. Runs before listening."""
+        for leftover in self.mailroot.sorttemp.iterdir():
+            if leftover.name.startswith("pickup-"):
+                continue  # claimed Pickup files: the Pickup service puts them back
+            try:
+                if leftover.is_dir():
+                    continue
+                leftover.unlink()  # a spool or temp file that was never committed: no 250 was given
+            except OSError as error:
+                log.warning("cannot remove %s: %s", leftover, error)
+        recovered: list[str] = []
+        queue_dir = self.mailroot.queue
+        for path in sorted(queue_dir.glob("*.eml")):
+            queue_id = path.stem
+            try:
+                entry = self._load(queue_id, path)
+            except (OSError, EnvelopeError) as error:
+                self._quarantine(path, f"unreadable queue file: {error}")
+                continue
+            self.entries[queue_id] = entry
+            recovered.append(queue_id)
+        for record_path in queue_dir.glob("*.env"):
+            if not (queue_dir / f"{record_path.stem}.eml").exists():
+                # The message was delivered and removed but its record was not: nothing to lose.
+                record_path.unlink(missing_ok=True)
+        return recovered
+
+    def _load(self, queue_id: str, path: Path) -> QueueEntry:
+        head = _read_head(path)
+        sender, recipients, offset = split_envelope(head)
+        size = path.stat().st_size - offset
+        record_path = path.with_suffix(".env")
+        if record_path.exists():
+            try:
+                record = StateRecord.from_bytes(record_path.read_bytes())
+            except EnvelopeError as error:
+                self._quarantine(record_path, f"unreadable state record: {error}")
+                record = None
+            if record is not None and record.queue_id == queue_id:
+                return QueueEntry(record, path, size, offset)
+        arrived = path.stat().st_mtime
+        record = StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], arrived)
+        return QueueEntry(record, path, size, offset)
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        target = self.mailroot.corrupt / path.name
+        try:
+            os.replace(path, target)
+        except OSError as error:
+            reason += f" (could not move it to {self.mailroot.corrupt}: {error})"
+        log.error("%s: %s", path, reason)
+        self.bus.publish(ErrorEvent("queue", f"{path.name}: {reason}"))
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._local_worker())
+        for queue_id in self.entries:
+            self._local.put_nowait(queue_id)
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    # -- index ----------------------------------------------------------------------------------
+
+    def add(self, queue_id: str, path: Path, sender: str, recipients: tuple[str, ...], size: int,
+            offset: int, source: str) -> None:
+        """Register a message the Committer just made durable, and hand it to delivery."""
+        record = StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], time.time(), source)
+        self.entries[queue_id] = QueueEntry(record, path, size, offset)
+        self._local.put_nowait(queue_id)
+
+    def list(self) -> list[QueueItem]:
+        return [entry.snapshot() for entry in self.entries.values()]
+
+    def get(self, queue_id: str) -> QueueEntry | None:
+        return self.entries.get(queue_id)
+
+    def counts(self) -> tuple[int, int]:
+        """(local, remote) pending recipients' messages, for the queue-length counters."""
+        config = self._config()
+        local = remote = 0
+        for entry in self.entries.values():
+            kinds = {classify(domain_of(r.address), config.effective_domains).kind for r in entry.pending()}
+            local += "local" in kinds
+            remote += "remote" in kinds
+        return local, remote
+
+    async def save_state(self, entry: QueueEntry) -> None:
+        path = entry.path.with_suffix(".env")
+        await self.committer.run(self.mailroot.write_atomic, path, entry.record.to_bytes())
+
+    async def remove(self, entry: QueueEntry, reason: str) -> None:
+        """Forget an entry whose recipients are all final; its files go last."""
+        self.entries.pop(entry.queue_id, None)
+        await self.committer.run(_unlink_entry, entry.path)
+        await self.committer.sync_directory(entry.path.parent)
+        self.bus.publish(MessageRemoved(entry.queue_id, reason))
+
+    # -- local delivery -------------------------------------------------------------------------
+
+    async def _local_worker(self) -> None:
+        while True:
+            queue_id = await self._local.get()
+            entry = self.entries.get(queue_id)
+            if entry is None or entry.record.frozen:
+                continue
+            try:
+                await self.deliver_local(entry)
+            except OSError as error:
+                entry.record.last_error = f"local delivery failed: {error}"
+                log.error("local delivery of %s failed: %s", queue_id, error)
+                self.bus.publish(ErrorEvent("drop", f"{queue_id}: {error}"))
+                asyncio.get_running_loop().call_later(30, self._local.put_nowait, queue_id)
+
+    def drop_dir_for(self, address: str) -> Path | None:
+        """The Drop directory of a local recipient, or None when the address is not local."""
+        config = self._config()
+        route = classify(domain_of(address), config.effective_domains)
+        if route.kind != "local":
+            return None
+        drop = config.default_domain.drop_dir
+        return Path(drop) if drop else self.mailroot.drop
+
+    async def deliver_local(self, entry: QueueEntry) -> None:
+        pending = entry.pending()
+        by_dir: dict[Path, list[RecipientState]] = {}
+        for rcpt in pending:
+            folder = self.drop_dir_for(rcpt.address)
+            if folder is not None:
+                by_dir.setdefault(folder, []).append(rcpt)
+        if not by_dir:
+            return
+        entry.active = True
+        try:
+            all_local = sum(len(group) for group in by_dir.values()) == len(entry.record.recipients)
+            if all_local and len(by_dir) == 1:
+                folder = next(iter(by_dir))
+                await self._move_to_drop(entry, folder)
+                for rcpt in pending:
+                    rcpt.status = "delivered"
+                self.entries.pop(entry.queue_id, None)
+                self.bus.publish(MessageDropped(entry.queue_id, str(folder / entry.path.name),
+                                                tuple(r.address for r in pending)))
+                self.bus.publish(MessageRemoved(entry.queue_id, "delivered"))
+                self.on_dropped(1)
+                return
+            for folder, group in by_dir.items():
+                target = folder / entry.path.name
+                header = envelope_lines(entry.record.sender, [r.address for r in group])
+                temp = self.mailroot.temp_path("drop", ".eml")
+                await self.committer.run(_copy_with_envelope, entry.path, entry.offset, header, temp)
+                await self.committer.run(_replace, temp, target)
+                await self.committer.sync_directory(folder)
+                for rcpt in group:
+                    rcpt.status = "delivered"
+                self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group)))
+                self.on_dropped(1)
+            if entry.pending():
+                await self.save_state(entry)
+            else:
+                await self.remove(entry, "delivered")
+        finally:
+            entry.active = False
+
+    async def _move_to_drop(self, entry: QueueEntry, folder: Path) -> None:
+        target = folder / entry.path.name
+        try:
+            await self.committer.run(_move_same_fs, entry.path, target)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            header = envelope_lines(entry.record.sender, [r.address for r in entry.record.recipients])
+            temp = folder / f".{entry.path.name}.tmp"
+            await self.committer.run(_copy_with_envelope, entry.path, entry.offset, header, temp)
+            await self.committer.run(_replace, temp, target)
+        await self.committer.sync_directory(folder)
+        await self.committer.run(_unlink_entry, entry.path)
+        await self.committer.sync_directory(entry.path.parent)
+
+
+def _replace(source: Path, target: Path) -> None:
+    os.replace(source, target)
+
+
+def _move_same_fs(source: Path, target: Path) -> None:
+    os.rename(source, target)
+
+
+def _unlink_entry(path: Path) -> None:
+    """Remove a queue file and its state record (missing is fine: removal is idempotent)."""
+    path.unlink(missing_ok=True)
+    path.with_suffix(".env").unlink(missing_ok=True)

@@ -1,0 +1,315 @@
+"""The virtual server: composes the parts and is the facade the manager window and the command line use.
+
+States follow the IIS metabase ServerState: starting, started, stopping, stopped, pausing, paused,
+continuing. Pause refuses new connections (421) and keeps serving existing ones and delivering.
+All facade methods are coroutines on the engine's loop; they take and return plain dataclasses
+and raise only ``engine.errors`` exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.badmail import BadmailItem, list_badmail
+from engine.commit import Committer
+from engine.config import Config, DomainConfig
+from engine.counters import Counters
+from engine.errors import BindError, NotFoundError, StateError
+from engine.events import (
+    ConfigChanged,
+    Event,
+    EventBus,
+    ListenerFailed,
+    MessageBadmailed,
+    MessageQueued,
+    StateChanged,
+)
+from engine.hostport import join_hostport, split_hostport
+from engine.inbound import InboundServices, make_protocol_factory
+from engine.intake import Intake
+from engine.lock import MailrootLock
+from engine.mailroot import Mailroot
+from engine.queue import QueueItem, QueueStore
+from engine.replies import reply
+from engine.sessions import SessionInfo, SessionRegistry
+
+log = logging.getLogger(__name__)
+
+STATES = ("starting", "started", "stopping", "stopped", "pausing", "paused", "continuing")
+QUEUE_SORT_KEYS: dict[str, Callable[[QueueItem], object]] = {
+    "age": lambda item: item.arrived,
+    "sender": lambda item: item.sender.lower(),
+    "size": lambda item: item.size,
+    "attempts": lambda item: item.attempts,
+    "next_retry": lambda item: item.next_attempt,
+    "domain": lambda item: (item.pending or item.recipients or ("",))[0].rpartition("@")[2].lower(),
+}
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    items: tuple[QueueItem, ...]
+    total: int
+
+
+def mailroot_for(config: Config) -> Mailroot:
+    root = Path(config.mailroot).expanduser() if config.mailroot else _default_mailroot()
+    badmail = Path(config.server.badmail_dir).expanduser() if config.server.badmail_dir else None
+    drop = config.default_domain.drop_dir
+    return Mailroot(root, drop_override=Path(drop).expanduser() if drop else None, badmail_override=badmail)
+
+
+def _default_mailroot() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("smtpsvc") / "Mailroot"
+
+
+class VirtualServer:
+    """One SMTP virtual server; create it on the loop that will run it."""
+
+    def __init__(self, config: Config, *, sync: bool = True,
+                 save_config: Callable[[Config], None] | None = None) -> None:
+        self._config = config
+        self._sync = sync
+        self._save_config = save_config
+        self.bus = EventBus()
+        self.counters = Counters()
+        self.sessions = SessionRegistry()
+        self.mailroot = mailroot_for(config)
+        self._state = "stopped"
+        self._lock = MailrootLock(self.mailroot.lock_file)
+        self._servers: list[asyncio.Server] = []
+        self._bound: list[tuple[str, int]] = []
+        self._committer: Committer | None = None
+        self._queue: QueueStore | None = None
+        self._intake: Intake | None = None
+        self._pickup: object | None = None
+        self._paused = False
+        self.bus.subscribe(self._count_event)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _set_state(self, state: str) -> None:
+        previous, self._state = self._state, state
+        if previous != state:
+            log.info("virtual server %s: %s", self._config.name, state)
+            self.bus.publish(StateChanged(state, previous))
+
+    @property
+    def bound_addresses(self) -> list[tuple[str, int]]:
+        """The addresses actually listened on (a port 0 in the configuration becomes the real port)."""
+        return list(self._bound)
+
+    def config(self) -> Config:
+        return self._config
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        return self.bus.subscribe(callback)
+
+    async def start(self) -> None:
+        if self._state != "stopped":
+            raise StateError(f"cannot start: the server is {self._state}")
+        self._set_state("starting")
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self._stop_parts()
+            self._set_state("stopped")
+            raise
+        self._paused = False
+        self._set_state("started")
+
+    async def _start_parts(self) -> None:
+        self.mailroot.root.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        self.mailroot.create()
+        self._committer = Committer(sync=self._sync)
+        self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config)
+        self._queue.on_dropped = self._on_dropped
+        self._intake = Intake(self.mailroot, self._committer, self._queue, self.bus, self.counters, self.config)
+        recovered = self._queue.recover()
+        if recovered:
+            log.info("recovered %d queued message(s)", len(recovered))
+        self._queue.start()
+        await self._start_pickup()
+        await self._listen()
+
+    async def _start_pickup(self) -> None:
+        try:
+            from engine.pickup_watch import PickupService, recover
+        except ImportError:  # pragma: no cover - the Pickup service is part of every build
+            return
+        assert self._intake is not None
+        recover(self.mailroot)
+        service = PickupService(self.mailroot, self._intake.submit, self.bus,
+                                lambda: self._config.default_domain.name)
+        await service.start()
+        self._pickup = service
+
+    async def _listen(self) -> None:
+        assert self._intake is not None
+        loop = asyncio.get_running_loop()
+        services = InboundServices(self.config, self._intake, self.sessions, self.counters, self.bus,
+                                   lambda: self._paused)
+        factory = make_protocol_factory(services, loop)
+        servers: list[asyncio.Server] = []
+        bound: list[tuple[str, int]] = []
+        for address in self._config.server.listen:
+            host, port = split_hostport(address)
+            try:
+                server = await loop.create_server(factory, host, port, reuse_address=True, backlog=512)
+            except OSError as error:
+                for started in servers:
+                    started.close()
+                reason = error.strerror or str(error)
+                self.bus.publish(ListenerFailed(address, reason))
+                raise BindError(f"cannot listen on {address}: {reason}") from error
+            servers.append(server)
+            for sock in server.sockets:
+                sockname = sock.getsockname()
+                bound.append((str(sockname[0]), int(sockname[1])))
+        self._servers, self._bound = servers, bound
+        log.info("listening on %s", ", ".join(join_hostport(h, p) for h, p in bound))
+
+    async def stop(self) -> None:
+        if self._state in ("stopped", "stopping"):
+            return
+        self._set_state("stopping")
+        await self._stop_parts()
+        self._set_state("stopped")
+
+    async def _stop_parts(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers, self._bound = [], []
+        self.sessions.terminate_all(reply("shutting_down"))
+        for _ in range(50):  # let closed sessions run their connection_lost
+            if not len(self.sessions):
+                break
+            await asyncio.sleep(0.01)
+        if self._pickup is not None:
+            await self._pickup.stop()  # type: ignore[attr-defined]
+            self._pickup = None
+        if self._queue is not None:
+            await self._queue.stop()
+        if self._committer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._committer.close)
+            self._committer = None
+        self._lock.release()
+
+    async def pause(self) -> None:
+        if self._state != "started":
+            raise StateError(f"cannot pause: the server is {self._state}")
+        self._set_state("pausing")
+        self._paused = True
+        self._set_state("paused")
+
+    async def resume(self) -> None:
+        """IIS "Continue"."""
+        if self._state != "paused":
+            raise StateError(f"cannot continue: the server is {self._state}")
+        self._set_state("continuing")
+        self._paused = False
+        self._set_state("started")
+
+    # -- configuration --------------------------------------------------------------------------
+
+    async def apply_config(self, config: Config) -> None:
+        """Take a validated configuration; a changed listener list re-binds (old listeners kept on failure)."""
+        old = self._config
+        changed = _changed_keys(old, config)
+        if not changed:
+            return
+        self._config = config
+        if old.server.listen != config.server.listen and self._servers:
+            previous_servers, previous_bound = self._servers, self._bound
+            try:
+                self._servers = []
+                for server in previous_servers:
+                    server.close()
+                await self._listen()
+            except BindError:
+                self._config = old
+                self._servers, self._bound = [], []
+                await self._listen()
+                raise
+            del previous_bound
+        if self._save_config is not None:
+            self._save_config(config)
+        self.bus.publish(ConfigChanged(tuple(changed)))
+
+    def domains(self) -> tuple[DomainConfig, ...]:
+        return self._config.effective_domains
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        return self.sessions.list()
+
+    async def terminate_session(self, session_id: str) -> None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"no session {session_id}")
+        session.close(reply("terminated"))
+
+    async def terminate_all_sessions(self) -> int:
+        return self.sessions.terminate_all(reply("terminated"))
+
+    # -- queue, badmail, counters ---------------------------------------------------------------
+
+    async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
+                         descending: bool = False) -> QueuePage:
+        if self._queue is None:
+            return QueuePage((), 0)
+        key = QUEUE_SORT_KEYS.get(sort)
+        if key is None:
+            raise NotFoundError(f"unknown sort key {sort!r}; use one of {', '.join(QUEUE_SORT_KEYS)}")
+        items = sorted(self._queue.list(), key=key, reverse=descending)  # type: ignore[arg-type]
+        return QueuePage(tuple(items[offset: offset + limit]), len(items))
+
+    async def list_badmail(self) -> list[BadmailItem]:
+        return list_badmail(self.mailroot.badmail)
+
+    async def counters_snapshot(self) -> dict[str, float]:
+        if self._queue is not None:
+            self.counters.local_queue_length, self.counters.remote_queue_length = self._queue.counts()
+        return self.counters.snapshot()
+
+    async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
+        if self._intake is None:
+            raise StateError("the server is not running")
+        return await self._intake.submit(sender, recipients, content, source)
+
+    def _on_dropped(self, count: int) -> None:
+        self.counters.directory_drops_total += count
+        self.counters.messages_delivered_total += count
+
+    def _count_event(self, event: Event) -> None:
+        if isinstance(event, MessageQueued) and event.source == "pickup":
+            self.counters.pickup_directory_messages_retrieved_total += 1
+        elif isinstance(event, MessageBadmailed):
+            if event.source == "pickup":
+                self.counters.badmailed_messages_bad_pickup_file += 1
+            else:
+                self.counters.badmailed_messages_general_failure += 1
+
+
+def _changed_keys(old: Config, new: Config) -> list[str]:
+    keys = [f"server.{name}" for name in old.server.__dataclass_fields__
+            if getattr(old.server, name) != getattr(new.server, name)]
+    if old.domains != new.domains:
+        keys.append("domains")
+    if old.mailroot != new.mailroot:
+        keys.append("mailroot")
+    if old.name != new.name:
+        keys.append("name")
+    return keys
