@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+from engine.errors import DomainError
+from engine.options import DOMAIN_TYPES
 
 
 @dataclass(frozen=True)
@@ -84,3 +93,240 @@ class Config:
         if any(d.type == "default" for d in self.domains):
             return self.domains
         return (self.default_domain, *self.domains)
+
+
+# --- Paths --------------------------------------------------------------------------------------------
+
+APP_NAME = "smtpsvc"
+ENGINE_DIRS = ("Pickup", "Queue", "SortTemp")  # Mailroot directories Drop and Badmail must not be
+
+
+def default_config_path() -> Path:
+    return platformdirs.user_config_path(APP_NAME) / "smtpsvc.toml"
+
+
+def default_mailroot() -> Path:
+    return platformdirs.user_data_path(APP_NAME) / "Mailroot"
+
+
+def mailroot_path(config: Config) -> Path:
+    """The Mailroot directory: ``config.mailroot`` with ``~`` expanded, or the user's data directory."""
+    return Path(config.mailroot).expanduser() if config.mailroot else default_mailroot()
+
+
+def mailroot_dir(config: Config, setting: str, default: str) -> Path:
+    """A directory setting (drop_dir, badmail_dir): empty = Mailroot/``default``, relative = inside it."""
+    root = mailroot_path(config)
+    return root / Path(setting).expanduser() if setting else root / default
+
+
+def same_dir(a: Path, b: Path) -> bool:
+    """Whether two paths name one directory, following symbolic links (they need not exist yet)."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return os.path.normcase(a.resolve()) == os.path.normcase(b.resolve())
+
+
+def engine_dir_conflict(config: Config, path: Path) -> str | None:
+    """The name of the Mailroot directory ``path`` would clash with (Drop must not be Pickup), if any."""
+    root = mailroot_path(config)
+    return next((name for name in ENGINE_DIRS if same_dir(path, root / name)), None)
+
+
+# --- Names and addresses ------------------------------------------------------------------------------
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_domain_name(text: str, *, wildcard: bool = False) -> bool:
+    """RFC 1035 letters-digits-hyphen name (one label allowed); ``*.`` prefix only if ``wildcard``."""
+    if wildcard and text.startswith("*."):
+        text = text[2:]
+    if not text or len(text) > 253:
+        return False
+    labels = text.split(".")
+    # An all-digit last label would make "1.2.3.4" a domain name; IP literals are written [1.2.3.4].
+    return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def split_host_port(text: str, *, min_port: int = 1) -> tuple[str, int | None]:
+    """Split ``HOST[:PORT]``; IPv6 and IP literals in brackets (``[::1]:25``, ``[1.2.3.4]``).
+
+    The host comes back without brackets. Raises ValueError with the reason.
+    """
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise ValueError("missing ']'")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IP address") from None
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"unexpected {rest!r} after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") > 1:
+        raise ValueError("write IPv6 addresses in brackets, e.g. [::1]:25")
+    else:
+        host, colon, port_text_ = text.partition(":")
+        port_text = port_text_ if colon else None
+        if not (is_domain_name(host) or _is_ipv4(host)):
+            raise ValueError(f"{host!r} is not a host name or IP address")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not min_port <= int(port_text) <= 65_535:
+        raise ValueError(f"port {port_text!r} is not a number from {min_port} to 65535")
+    return host, int(port_text)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
+def smart_host_problem(text: str) -> str | None:
+    """Why ``text`` is not a smart host (``name``, ``name:port`` or ``[1.2.3.4]``), or None."""
+    try:
+        split_host_port(text)
+    except ValueError as exc:
+        return f"{text!r} is not a valid smart host: {exc}"
+    return None
+
+
+# --- Domains ------------------------------------------------------------------------------------------
+
+DOMAIN_ROUTES = ("dns", "smarthost")
+REMOTE_FIELDS = ("relay_allowed", "route", "smart_host", "tls_required", "use_helo", "etrn_queue")
+
+
+def domain_key(domain: DomainConfig) -> str:
+    return f"domain[{domain.name}]"
+
+
+def domain_problems(config: Config) -> list[tuple[str, str]]:
+    """Every problem of the domain list, as (key, sentence); types of the fields are assumed right."""
+    problems: list[tuple[str, str]] = []
+    defaults = [d for d in config.domains if d.type == "default"]
+    if len(defaults) > 1:
+        names = ", ".join(d.name for d in defaults)
+        problems.append(("domain", f"there must be one default domain, not {len(defaults)} ({names})"))
+    seen: dict[str, DomainConfig] = {}
+    for domain in config.effective_domains:
+        key = domain_key(domain)
+        problems += [(f"{key}.{field}", why) for field, why in _one_domain_problems(config, domain)]
+        folded = domain.name.lower()
+        if folded in seen:
+            implicit = " (the default domain, from the FQDN)" if seen[folded] not in config.domains else ""
+            problems.append((f"{key}.name", f"a domain named {seen[folded].name!r}{implicit} "
+                             "already exists"))
+        seen.setdefault(folded, domain)
+    return problems
+
+
+def _one_domain_problems(config: Config, domain: DomainConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    remote = domain.type == "remote"
+    if domain.type not in DOMAIN_TYPES:
+        problems.append(("type", f"{domain.type!r} is not a domain type ({', '.join(DOMAIN_TYPES)})"))
+    if not is_domain_name(domain.name, wildcard=remote):
+        wildcard = " (wildcards like *.example.com only for remote domains)" if "*" in domain.name else ""
+        problems.append(("name", f"{domain.name!r} is not a valid domain name{wildcard}"))
+    if domain.drop_dir and domain.type != "default":
+        problems.append(("drop_dir", "only the default domain has a Drop directory"))
+    elif domain.drop_dir:
+        clash = engine_dir_conflict(config, mailroot_dir(config, domain.drop_dir, "Drop"))
+        if clash:
+            problems.append(("drop_dir", f"the Drop directory must not be the Mailroot's {clash} directory"))
+    if not remote:
+        plain = DomainConfig(domain.name, domain.type, domain.drop_dir)
+        problems += [(name, f"{name} is only for remote domains") for name in REMOTE_FIELDS
+                     if getattr(domain, name) != getattr(plain, name)]
+        return problems
+    if domain.route not in DOMAIN_ROUTES:
+        problems.append(("route", f"{domain.route!r} is not a route ({', '.join(DOMAIN_ROUTES)})"))
+    if domain.route == "smarthost" and not domain.smart_host:
+        problems.append(("smart_host", "a smart host is required when the route is 'smarthost'"))
+    if domain.smart_host and domain.route != "smarthost":
+        problems.append(("smart_host", "a smart host is only used when the route is 'smarthost'"))
+    if domain.smart_host and (why := smart_host_problem(domain.smart_host)):
+        problems.append(("smart_host", why))
+    return problems
+
+
+def _checked(config: Config) -> Config:
+    problems = domain_problems(config)
+    if problems:
+        raise DomainError("; ".join(why[:1].upper() + why[1:] for _key, why in problems))
+    return config
+
+
+def _materialized(config: Config) -> Config:
+    """``config`` with the implicit default domain (from the FQDN) written into the domain list."""
+    return replace(config, domains=config.effective_domains)
+
+
+def _find(config: Config, name: str) -> DomainConfig:
+    for domain in config.domains:
+        if domain.name.lower() == name.lower():
+            return domain
+    raise DomainError(f"There is no domain named {name!r}")
+
+
+def add_domain(config: Config, domain: DomainConfig) -> Config:
+    """Add a local alias or remote domain (the default domain is changed with ``set_default_domain``)."""
+    config = _materialized(config)
+    if domain.type == "default":
+        raise DomainError("A new domain must be a local alias or a remote domain; use Set as Default "
+                          "to change the default domain")
+    if any(d.name.lower() == domain.name.lower() for d in config.domains):
+        raise DomainError(f"A domain named {domain.name!r} already exists")
+    return _checked(replace(config, domains=(*config.domains, domain)))
+
+
+def delete_domain(config: Config, name: str) -> Config:
+    config = _materialized(config)
+    target = _find(config, name)
+    if target.type == "default":
+        raise DomainError("The default domain cannot be deleted")
+    return replace(config, domains=tuple(d for d in config.domains if d is not target))
+
+
+def set_default_domain(config: Config, name: str) -> Config:
+    """Make local alias ``name`` the default; the old default becomes an alias and hands over its Drop."""
+    config = _materialized(config)
+    target = _find(config, name)
+    if target.type == "default":
+        return config
+    if target.type != "alias":
+        raise DomainError("Only a local alias domain can become the default domain")
+    old = config.default_domain
+
+    def swapped(domain: DomainConfig) -> DomainConfig:
+        if domain is target:
+            return replace(domain, type="default", drop_dir=old.drop_dir)
+        if domain is old:
+            return replace(domain, type="alias", drop_dir="")
+        return domain
+
+    return _checked(replace(config, domains=tuple(swapped(d) for d in config.domains)))
+
+
+def rename_domain(config: Config, old_name: str, new_name: str) -> Config:
+    config = _materialized(config)
+    target = _find(config, old_name)
+    if any(d.name.lower() == new_name.lower() and d is not target for d in config.domains):
+        raise DomainError(f"A domain named {new_name!r} already exists")
+    renamed = replace(target, name=new_name)
+    return _checked(replace(config, domains=tuple(renamed if d is target else d for d in config.domains)))
+
+
+def update_domain(config: Config, domain: DomainConfig) -> Config:
+    """Replace the domain of the same name (case-insensitive) with ``domain``; its type cannot change."""
+    config = _materialized(config)
+    target = _find(config, domain.name)
+    if domain.type != target.type:
+        raise DomainError("The type of a domain cannot be changed; delete the domain and add it again "
+                          "(Set as Default makes an alias the default domain)")
+    return _checked(replace(config, domains=tuple(domain if d is target else d for d in config.domains)))

@@ -164,8 +164,9 @@ class InboundSMTP(SMTP):
         self._writer.write(data)
         # Pipelining: more commands already buffered means the client is not waiting for this
         # reply alone; flush when it would wait on us, or when too much is queued for it.
-        pending_input = len(self._reader._buffer)
-        buffered = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        pending_input = len(_buffer_of(self._reader))
+        transport: Any = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
         if not pending_input or buffered > WRITE_HIGH_WATER:
             await self._writer.drain()
 
@@ -453,7 +454,7 @@ class InboundSMTP(SMTP):
                     spool.write(content)
             if leftover:
                 # Commands pipelined after the end of DATA go back in front of the reader's buffer.
-                reader._buffer[0:0] = leftover
+                _buffer_of(reader)[0:0] = leftover
         spool.size = size + len(received)
         self._session_bytes += size
         if stream.bare_newline and server.bare_newline == "reject":
@@ -470,6 +471,12 @@ class InboundSMTP(SMTP):
             self._report_storage(spool.error)
             return reply("storage" if is_storage_error(spool.error) else "local_error")
         return None
+
+
+def _buffer_of(reader: asyncio.StreamReader) -> bytearray:
+    """The reader's input buffer: StreamReader has no public way to peek at or push back input."""
+    buffer: bytearray = getattr(reader, "_buffer")  # noqa: B009
+    return buffer
 
 
 class _NoHandler:

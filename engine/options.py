@@ -24,13 +24,16 @@ class Option:
     maximum: int | None = None
     choices: tuple[str, ...] = ()
     unit: str = ""
+    min_items: int = 0  # lists only: fewest entries allowed
+    max_items: int | None = None  # lists only: most entries allowed; None = no limit
 
 
 OPTIONS: tuple[Option, ...] = (
     # General
     Option("listen", "str_list", ("127.0.0.1:2525",), "ServerBindings",
            "Addresses to listen on as HOST:PORT ([v6]:PORT for IPv6). IIS listens on all unassigned "
-           "addresses, port 25; the desktop default is loopback only, unprivileged.", "General"),
+           "addresses, port 25; the desktop default is loopback only, unprivileged.", "General",
+           min_items=1),
     Option("fqdn", "str", "", "FullyQualifiedDomainName",
            "Name used in the banner, EHLO and Received headers; empty = this computer's FQDN.", "General"),
     Option("max_connections", "int", 0, "MaxConnections",
@@ -60,7 +63,7 @@ OPTIONS: tuple[Option, ...] = (
     # Delivery
     Option("retry_intervals_min", "int_list", (15, 30, 60, 240), "SmtpRemoteProgressiveRetry",
            "Outbound retry intervals in minutes: first, second, third, subsequent.", "Delivery",
-           minimum=1, maximum=100_000, unit="min"),
+           minimum=1, maximum=100_000, unit="min", min_items=1, max_items=4),
     Option("delay_notification_min", "int", 720, "SmtpRemoteDelayExpireMinutes",
            "Remote delivery: minutes before a delay notice goes to the sender.", "Delivery",
            minimum=1, maximum=1_000_000, unit="min"),
