@@ -1,0 +1,148 @@
+"""Helpers shared by the benchmarks: free ports, banner waits, smtp-source runs, /proc memory, statistics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+BENCH_DOMAIN = "bench.test"
+SENDER = f"sender@{BENCH_DOMAIN}"
+RECIPIENT = f"rcpt@{BENCH_DOMAIN}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def read_banner(host: str, port: int, timeout: float = 2.0) -> str:
+    """Connect, read the greeting line, say QUIT; returns the greeting ("" when nothing answered)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            data = b""
+            while b"\n" not in data and len(data) < 4096:
+                chunk = sock.recv(1024)
+                if not chunk:
+                    break
+                data += chunk
+            try:
+                sock.sendall(b"QUIT\r\n")
+                sock.recv(1024)
+            except OSError:
+                pass
+            return data.decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+
+
+def wait_for_banner(host: str, port: int, timeout: float, alive: object = None) -> str:
+    """Poll until ``host:port`` greets with 220; ``alive()`` (if given) returning False aborts early."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if callable(alive) and not alive():
+            raise RuntimeError(f"server on {host}:{port} exited before it answered")
+        last = read_banner(host, port, timeout=2.0)
+        if last.startswith("220"):
+            return last
+        time.sleep(0.1)
+    raise TimeoutError(f"no 220 greeting from {host}:{port} within {timeout:.0f} s (last: {last!r})")
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    """One smtp-source run: what was sent and how long it took."""
+
+    messages: int
+    size: int
+    sessions: int
+    per_connection: bool  # True: one message per connection; False: many (-d)
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+def smtp_source(port: int, *, messages: int, size: int, sessions: int, per_connection: bool,
+                timeout: float, host: str = "127.0.0.1") -> SourceRun:
+    """Drive ``host:port`` with Postfix's smtp-source; raises if it failed or timed out.
+
+    smtp-source aborts at the first unexpected reply, so a zero exit means every message got its 250.
+    """
+    argv = [SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-l", str(size),
+            "-f", SENDER, "-t", RECIPIENT, "-M", "client.bench.test"]
+    if not per_connection:
+        argv.append("-d")
+    argv.append(f"{host}:{port}")
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"smtp-source exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-800:]}")
+    return SourceRun(messages, size, sessions, per_connection, seconds)
+
+
+def proc_status_kb(pid: int, field: str) -> int:
+    """A ``kB`` field (VmRSS, VmHWM, ...) of /proc/PID/status."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def count_files(root: Path) -> int:
+    """Regular files below ``root`` (0 when it does not exist)."""
+    total = 0
+    for _dirpath, _dirnames, filenames in os.walk(root):
+        total += len(filenames)
+    return total
+
+
+def wait_until(predicate: object, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` seconds passed; returns the last value."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def clear_dir(path: Path) -> None:
+    """Remove every entry inside ``path``, keeping the directory itself."""
+    if not path.is_dir():
+        return
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def tool_version(argv: list[str]) -> str:
+    """First line a program prints about its version, or "" when it cannot run."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else ""
