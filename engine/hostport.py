@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 
-def split_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """Split ``host:port`` / ``[v6]:port`` / ``host``; raises ValueError with a reason."""
+def split_hostport(text: str, default_port: int | None = None, *, allow_zero: bool = True) -> tuple[str, int]:
+    """Split ``host:port`` / ``[v6]:port`` / ``host``; raises ValueError with a reason.
+
+    Port 0 (allowed unless ``allow_zero`` is false) asks the system for a free port: tests use it.
+    """
     text = text.strip()
     if not text:
         raise ValueError("empty address")
@@ -25,8 +28,9 @@ def split_hostport(text: str, default_port: int | None = None) -> tuple[str, int
         if default_port is None:
             raise ValueError(f"{text!r}: port missing")
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{text!r}: port must be 1-65535")
+    lowest = 0 if allow_zero else 1
+    if not port_text.isdigit() or not lowest <= int(port_text) < 65536:
+        raise ValueError(f"{text!r}: port must be {lowest}-65535")
     return host, int(port_text)
 
 

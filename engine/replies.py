@@ -81,8 +81,8 @@ _DEFAULT_DETAIL = {"2": "2.0.0", "3": "", "4": "4.0.0", "5": "5.0.0"}
 
 
 def enhance(text: str) -> str:
-    """Give a reply line an enhanced status code if it has none (RFC 2034)."""
-    if _ENHANCED.match(text) or len(text) < 3 or not text[:3].isdigit():
+    """Give a reply line an enhanced status code if it has none (RFC 2034); never to the 220 greeting."""
+    if text.startswith("220") or _ENHANCED.match(text) or len(text) < 3 or not text[:3].isdigit():
         return text
     for prefix, ours in _AIOSMTPD:
         if text.startswith(prefix):
