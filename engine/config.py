@@ -12,6 +12,7 @@ from pathlib import Path
 import platformdirs
 
 from engine.errors import DomainError
+from engine.hostport import split_hostport
 from engine.options import DOMAIN_TYPES
 
 
@@ -122,9 +123,12 @@ def mailroot_dir(config: Config, setting: str, default: str) -> Path:
 
 def same_dir(a: Path, b: Path) -> bool:
     """Whether two paths name one directory, following symbolic links (they need not exist yet)."""
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return os.path.normcase(a.resolve()) == os.path.normcase(b.resolve())
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return os.path.normcase(a.resolve()) == os.path.normcase(b.resolve())
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
 def engine_dir_conflict(config: Config, path: Path) -> str | None:
@@ -149,34 +153,26 @@ def is_domain_name(text: str, *, wildcard: bool = False) -> bool:
     return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
-def split_host_port(text: str, *, min_port: int = 1) -> tuple[str, int | None]:
-    """Split ``HOST[:PORT]``; IPv6 and IP literals in brackets (``[::1]:25``, ``[1.2.3.4]``).
+def host_port_problem(text: str, *, default_port: int | None, ip_only: bool = False,
+                      min_port: int = 1) -> str | None:
+    """Why ``text`` is not ``HOST[:PORT]`` as ``engine.hostport`` reads it, with a real host, or None.
 
-    The host comes back without brackets. Raises ValueError with the reason.
+    ``default_port`` None: the port is required. A host in brackets must be an IP address.
     """
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket:
-            raise ValueError("missing ']'")
+    try:
+        host, port = split_hostport(text, default_port)
+    except ValueError as exc:
+        return str(exc)
+    if text != text.strip():
+        return f"{text!r}: spaces around the address"
+    if text.startswith("[") or ip_only:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ValueError(f"{host!r} in brackets is not an IP address") from None
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"unexpected {rest!r} after ']'")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") > 1:
-        raise ValueError("write IPv6 addresses in brackets, e.g. [::1]:25")
-    else:
-        host, colon, port_text_ = text.partition(":")
-        port_text = port_text_ if colon else None
-        if not (is_domain_name(host) or _is_ipv4(host)):
-            raise ValueError(f"{host!r} is not a host name or IP address")
-    if port_text is None:
-        return host, None
-    if not port_text.isdigit() or not min_port <= int(port_text) <= 65_535:
-        raise ValueError(f"port {port_text!r} is not a number from {min_port} to 65535")
-    return host, int(port_text)
+            return f"{text!r}: {host!r} is not an IP address"
+    elif not (is_domain_name(host) or _is_ipv4(host)):
+        return f"{text!r}: {host!r} is not a host name or IP address"
+    return None if port >= min_port else f"{text!r}: port must be {min_port}-65535"
 
 
 def _is_ipv4(text: str) -> bool:
@@ -187,12 +183,9 @@ def _is_ipv4(text: str) -> bool:
 
 
 def smart_host_problem(text: str) -> str | None:
-    """Why ``text`` is not a smart host (``name``, ``name:port`` or ``[1.2.3.4]``), or None."""
-    try:
-        split_host_port(text)
-    except ValueError as exc:
-        return f"{text!r} is not a valid smart host: {exc}"
-    return None
+    """Why ``text`` is not a smart host (``name``, ``name:port``, ``[1.2.3.4]``), or None."""
+    why = host_port_problem(text, default_port=25)
+    return f"not a valid smart host: {why}" if why else None
 
 
 # --- Domains ------------------------------------------------------------------------------------------
@@ -215,7 +208,8 @@ def domain_problems(config: Config) -> list[tuple[str, str]]:
     seen: dict[str, DomainConfig] = {}
     for domain in config.effective_domains:
         key = domain_key(domain)
-        problems += [(f"{key}.{field}", why) for field, why in _one_domain_problems(config, domain)]
+        if domain in config.domains:  # the implicit default is this computer's name, not a setting
+            problems += [(f"{key}.{field}", why) for field, why in _one_domain_problems(config, domain)]
         folded = domain.name.lower()
         if folded in seen:
             implicit = " (the default domain, from the FQDN)" if seen[folded] not in config.domains else ""
@@ -241,7 +235,7 @@ def _one_domain_problems(config: Config, domain: DomainConfig) -> list[tuple[str
             problems.append(("drop_dir", f"the Drop directory must not be the Mailroot's {clash} directory"))
     if not remote:
         plain = DomainConfig(domain.name, domain.type, domain.drop_dir)
-        problems += [(name, f"{name} is only for remote domains") for name in REMOTE_FIELDS
+        problems += [(name, f"only remote domains use {name}") for name in REMOTE_FIELDS
                      if getattr(domain, name) != getattr(plain, name)]
         return problems
     if domain.route not in DOMAIN_ROUTES:
@@ -264,6 +258,11 @@ def _checked(config: Config) -> Config:
 
 def _materialized(config: Config) -> Config:
     """``config`` with the implicit default domain (from the FQDN) written into the domain list."""
+    if config.effective_domains == config.domains:
+        return config
+    if not is_domain_name(config.default_domain.name):
+        raise DomainError(f"This computer's name {config.default_domain.name!r} is not a valid domain name; "
+                          "set the fully-qualified domain name (fqdn) first")
     return replace(config, domains=config.effective_domains)
 
 

@@ -1,0 +1,188 @@
+"""`smtpsvc config`: show, get and set options and manage the domains in the configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.config import (
+    Config,
+    DomainConfig,
+    add_domain,
+    default_config_path,
+    default_mailroot,
+    delete_domain,
+    set_default_domain,
+)
+from engine.config_file import (
+    domain_to_dict,
+    format_value,
+    load_config,
+    parse_value,
+    resolve_key,
+    save_config,
+    with_option,
+)
+from engine.errors import ConfigError, DomainError
+from engine.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME
+
+PROG = "smtpsvc config"
+EXIT_USAGE = 2  # a bad key, value or domain operation: the file is left as it was
+EXIT_FAILED = 1  # the file could not be read, is broken, or could not be written
+
+_TOP_KEYS = {
+    "name": "Name of the virtual server, shown in the manager's tree.",
+    "mailroot": f"The Mailroot directory; empty = {default_mailroot()}.",
+}
+
+
+class _Failed(Exception):
+    """A failure already worded for the user, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``config`` (with its actions) on the main parser's sub-commands."""
+    # SUPPRESS: a --config given before the action (or by the main parser) is not overwritten by a default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", type=Path, default=argparse.SUPPRESS,
+                        help=f"configuration file (default: {str(default_config_path()).replace('%', '%%')})")
+    parser = subparsers.add_parser("config", parents=[common], help="show or change the configuration",
+                                   description="Show or change the configuration file (like postconf).")
+    parser.set_defaults(func=run)
+    actions = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)
+
+    show = actions.add_parser("show", parents=[common], help="print every option as 'key = value'")
+    show.add_argument("-n", dest="non_default", action="store_true", help="only values not at their default")
+    show.add_argument("-v", dest="verbose", action="store_true", help="add the IIS name and description")
+    get = actions.add_parser("get", parents=[common], help="print the value of KEY")
+    get.add_argument("key", metavar="KEY")
+    set_ = actions.add_parser("set", parents=[common], help="set KEY to VALUE (lists comma separated)")
+    set_.add_argument("key", metavar="KEY")
+    set_.add_argument("value", metavar="VALUE")
+
+    domain = actions.add_parser("domain", parents=[common], help="list, add, delete domains; set the default")
+    domain_actions = domain.add_subparsers(dest="domain_action", metavar="ACTION", required=True)
+    domain_actions.add_parser("list", parents=[common], help="list the domains")
+    add = domain_actions.add_parser("add", parents=[common], help="add a local alias or a remote domain")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--type", choices=("alias", "remote"), required=True)
+    add.add_argument("--relay", action="store_true", help="remote: allow incoming mail to be relayed to it")
+    add.add_argument("--smart-host", metavar="HOST", default="", help="remote: forward all mail to HOST")
+    add.add_argument("--tls-required", action="store_true", help="remote: outbound TLS required")
+    add.add_argument("--use-helo", action="store_true", help="remote: send HELO instead of EHLO")
+    add.add_argument("--etrn", action="store_true", help="remote: queue for remote triggered delivery")
+    delete = domain_actions.add_parser("delete", parents=[common], help="delete a domain (not the default)")
+    delete.add_argument("name", metavar="NAME")
+    default = domain_actions.add_parser("set-default", parents=[common],
+                                        help="make a local alias the default domain")
+    default.add_argument("name", metavar="NAME")
+
+
+def run(args: argparse.Namespace) -> int:
+    path: Path = getattr(args, "config", None) or default_config_path()
+    try:
+        if args.config_action == "show":
+            _show(_load(path), non_default=args.non_default, verbose=args.verbose)
+        elif args.config_action == "get":
+            print(_get(_load(path), args.key))
+        elif args.config_action == "set":
+            _save(path, _set(_load(path), args.key, args.value))
+        elif args.domain_action == "list":
+            _list_domains(_load(path))
+        else:
+            _save(path, _change_domains(_load(path), args))
+    except _Failed as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.code
+    except (ConfigError, DomainError) as exc:
+        print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _describe(exc: ConfigError | DomainError) -> str:
+    if isinstance(exc, DomainError):
+        return str(exc)
+    return "\n  ".join(f"{key}: {why}" for key, why in exc.problems)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:  # keys are the file itself (unreadable, not TOML) or a setting in it
+        lines = [f"{path}: {why}" if key == str(path) else f"{path}: {key}: {why}"
+                 for key, why in exc.problems]
+        raise _Failed("\n  ".join(lines), EXIT_FAILED) from None
+
+
+def _save(path: Path, config: Config) -> None:
+    try:
+        save_config(path, config)
+    except OSError as exc:
+        raise _Failed(f"cannot write {path}: {exc.strerror or exc}", EXIT_FAILED) from None
+
+
+def _get(config: Config, key: str) -> str:
+    name = resolve_key(key)
+    if name in _TOP_KEYS:
+        return str(getattr(config, name))
+    return format_value(OPTIONS_BY_NAME[name], getattr(config.server, name))
+
+
+def _set(config: Config, key: str, text: str) -> Config:
+    name = resolve_key(key)
+    value = text if name in _TOP_KEYS else parse_value(OPTIONS_BY_NAME[name], text)
+    return with_option(config, name, value)
+
+
+def _show(config: Config, *, non_default: bool, verbose: bool) -> None:
+    defaults = Config()
+    lines: list[str] = []
+    for key, description in _TOP_KEYS.items():
+        value = getattr(config, key)
+        if not non_default or value != getattr(defaults, key):
+            lines += [f"# {description}"] if verbose else []
+            lines.append(f"{key} = {value}")
+    for option in OPTIONS:
+        value = getattr(config.server, option.name)
+        if not non_default or value != option.default:
+            if verbose:
+                lines.append(f"# {option.iis_name or '(not in IIS)'}: {option.description}")
+            lines.append(f"{option.name} = {format_value(option, value)}")
+    for domain in config.effective_domains:
+        implicit = domain not in config.domains
+        if not (non_default and implicit):
+            lines.append(f"domain[{domain.name}] = {_domain_summary(domain, implicit)}")
+    print("\n".join(lines))
+
+
+def _domain_summary(domain: DomainConfig, implicit: bool = False) -> str:
+    details = [f"{key}={value}" for key, value in domain_to_dict(domain).items()
+               if key not in ("name", "type") and value != getattr(DomainConfig("", ""), key)]
+    if implicit:
+        details.append("implicit: the server's FQDN")
+    return ", ".join([DOMAIN_TYPE_LABELS.get(domain.type, domain.type), *details])
+
+
+def _list_domains(config: Config) -> None:
+    domains = config.effective_domains
+    width = max(len("Domain Name"), *(len(d.name) for d in domains))
+    print(f"{'Domain Name':<{width}}  Type")
+    for domain in domains:
+        print(f"{domain.name:<{width}}  {_domain_summary(domain, domain not in config.domains)}")
+
+
+def _change_domains(config: Config, args: argparse.Namespace) -> Config:
+    if args.domain_action == "add":
+        domain = DomainConfig(name=args.name, type=args.type, relay_allowed=args.relay,
+                              route="smarthost" if args.smart_host else "dns", smart_host=args.smart_host,
+                              tls_required=args.tls_required, use_helo=args.use_helo, etrn_queue=args.etrn)
+        return add_domain(config, domain)
+    if args.domain_action == "delete":
+        return delete_domain(config, args.name)
+    return set_default_domain(config, args.name)
