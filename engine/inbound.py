@@ -395,6 +395,12 @@ class InboundSMTP(SMTP):
             return
         try:
             outcome = await self._receive(spool)
+        except Exception as error:
+            # Mid-DATA we cannot tell message bytes from commands any more: never go on reading.
+            spool.discard()
+            await self.handle_exception(error)
+            self.terminate(reply("local_error").replace("451", "421", 1))
+            return
         except BaseException:
             spool.discard()
             raise

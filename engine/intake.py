@@ -51,13 +51,15 @@ class SpoolFile:
     def _flush(self) -> None:
         if self.fd is None or not self._buffer:
             return
-        try:
-            view = memoryview(self._buffer)
-            while view:
-                view = view[os.write(self.fd, view) :]
-            view.release()
-        except OSError as error:
-            self.error = error
+        with memoryview(self._buffer) as whole:
+            view = whole
+            try:
+                while view:
+                    view = view[os.write(self.fd, view) :]
+            except OSError as error:
+                self.error = error
+            finally:
+                view.release()
         self._buffer.clear()
 
     def finish(self) -> int:

@@ -42,8 +42,10 @@ class RawSMTP:
         try:
             self.sock.settimeout(5)
             data = self.sock.recv(1)
-        except (ConnectionResetError, TimeoutError):
-            return False if not self.buffer else False
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
         return data == b""
 
     def close(self) -> None:

@@ -2,67 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServeProcess:
-    """One `smtpsvc serve` process on a loopback port with its own Mailroot."""
-
-    def __init__(self, mailroot: Path, port: int, config: Path | None = None, domain: str = "example.test") -> None:
-        self.mailroot = mailroot
-        self.port = port
-        self.config = config or mailroot.parent / "smtpsvc.toml"
-        self.domain = domain
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = mailroot.parent / "serve.log"
-
-    def start(self, timeout: float = 20.0) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--config", str(self.config),
-                 "--mailroot", str(self.mailroot), "--listen", f"127.0.0.1:{self.port}", "--domain", self.domain],
-                cwd=REPO, env=env, stdout=log, stderr=log,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"smtpsvc serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if sock.recv(3) == b"220":
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("smtpsvc serve did not start in time")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
+from serve_support import ServeProcess, free_port
 
 
 @pytest.fixture

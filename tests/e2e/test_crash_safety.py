@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import ServeProcess
+from serve_support import ServeProcess
 
 from engine.envelope import split_envelope
 

@@ -7,7 +7,7 @@ import smtplib
 from dataclasses import replace
 
 import pytest
-from conftest import Running, start_server
+from engine_support import Running, start_server
 from smtp_helpers import ENHANCED, RawSMTP
 
 from engine.envelope import split_envelope

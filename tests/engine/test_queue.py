@@ -1,0 +1,158 @@
+"""The durable queue: recovery at start, corrupt files, leftovers, local delivery from Queue, the state record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import smtplib
+from pathlib import Path
+
+from engine_support import start_server
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.envelope import EnvelopeError, RecipientState, StateRecord, envelope_lines, split_envelope
+from engine.events import ErrorEvent
+
+
+def _send(port: int, rcpts: list[str]) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.sendmail("a@example.test", rcpts, b"Subject: q\r\n\r\nqueued body\r\n")
+
+
+async def test_remote_recipients_survive_restart_and_local_part_is_not_redelivered(config_factory) -> None:
+    config = config_factory()
+    run = await start_server(config)
+    await asyncio.to_thread(_send, run.port, ["b@example.test", "r1@relay.test", "r2@relay.test"])
+    await run.wait_for(lambda: len(run.drop_files()) == 1)
+    queue_id = run.drop_files()[0].stem
+    await run.wait_for(lambda: (run.mailroot / "Queue" / f"{queue_id}.env").exists())
+    await run.server.stop()
+
+    again = await start_server(config)
+    try:
+        page = await again.server.list_queue()
+        [item] = page.items
+        assert item.queue_id == queue_id
+        assert item.pending == ("r1@relay.test", "r2@relay.test")
+        assert item.recipients == ("b@example.test", "r1@relay.test", "r2@relay.test")
+        await asyncio.sleep(0.2)
+        assert len(again.drop_files()) == 1  # the local copy was final: not dropped twice
+        counters = await again.server.counters_snapshot()
+        assert counters["Remote Queue Length"] == 1 and counters["Local Queue Length"] == 0
+    finally:
+        await again.server.stop()
+
+
+async def test_queue_file_without_state_record_is_delivered_after_restart(config_factory) -> None:
+    config = config_factory()
+    run = await start_server(config)
+    await run.server.stop()
+    queue = run.mailroot / "Queue"
+    (queue / "ABC123.eml").write_bytes(envelope_lines("a@example.test", ["b@example.test", "c@alias.test"])
+                                       + b"Subject: recovered\r\n\r\nbody\r\n")
+    again = await start_server(config)
+    try:
+        await again.wait_for(lambda: len(again.drop_files()) == 1)
+        [drop] = again.drop_files()
+        assert drop.name == "ABC123.eml"
+        assert split_envelope(drop.read_bytes())[:2] == ("a@example.test", ("b@example.test", "c@alias.test"))
+        await again.wait_for(lambda: not (queue / "ABC123.eml").exists())
+    finally:
+        await again.server.stop()
+
+
+async def test_corrupt_queue_files_are_quarantined_with_an_event(config_factory) -> None:
+    config = config_factory()
+    run = await start_server(config)
+    await run.server.stop()
+    queue = run.mailroot / "Queue"
+    (queue / "BROKEN1.eml").write_bytes(b"\x00\x01 not a queue file at all")
+    (queue / "GOOD1.eml").write_bytes(envelope_lines("a@example.test", ["r@relay.test"]) + b"Subject: x\r\n\r\ny\r\n")
+    (queue / "GOOD1.env").write_bytes(b"{ this is not json")
+    (queue / "ORPHAN.env").write_bytes(b"{}")
+    sorttemp = run.mailroot / "SortTemp"
+    (sorttemp / "spool-HALF.eml").write_bytes(b"x-sender: a@example.test\r\nhalf written")
+
+    from engine.server import VirtualServer
+
+    server = VirtualServer(config)
+    events: list[object] = []
+    server.subscribe(events.append)
+    await server.start()
+    try:
+        corrupt = queue / "corrupt"
+        assert (corrupt / "BROKEN1.eml").exists() and (corrupt / "GOOD1.env").exists()
+        assert not (queue / "ORPHAN.env").exists()
+        assert not (sorttemp / "spool-HALF.eml").exists()
+        page = await server.list_queue()
+        assert [item.queue_id for item in page.items] == ["GOOD1"]  # rebuilt from its envelope lines
+        errors = [e for e in events if isinstance(e, ErrorEvent)]
+        assert {e.source for e in errors} == {"queue"} and len(errors) == 2
+        assert server.state == "started"
+    finally:
+        await server.stop()
+
+
+@given(
+    sender=st.emails() | st.just(""),
+    recipients=st.lists(st.emails(), min_size=1, max_size=5),
+    body=st.binary(max_size=200),
+)
+def test_envelope_lines_round_trip(sender: str, recipients: list[str], body: bytes) -> None:
+    data = envelope_lines(sender, recipients) + b"Subject: s\r\n\r\n" + body
+    parsed_sender, parsed, offset = split_envelope(data)
+    assert (parsed_sender, list(parsed)) == (sender, recipients)
+    assert data[offset:] == b"Subject: s\r\n\r\n" + body
+
+
+@given(
+    queue_id=st.text(alphabet="0123456789ABCDEF", min_size=1, max_size=30),
+    sender=st.emails(),
+    recipients=st.lists(st.tuples(st.emails(), st.sampled_from(["pending", "delivered", "failed"]),
+                                  st.text(max_size=50), st.integers(0, 100)), min_size=1, max_size=5),
+    arrived=st.floats(0, 4e9),
+    attempts=st.integers(0, 1000),
+    frozen=st.booleans(),
+    extra=st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3),
+)
+def test_state_record_round_trip(queue_id: str, sender: str, recipients: list[tuple[str, str, str, int]],
+                                 arrived: float, attempts: int, frozen: bool, extra: dict[str, str]) -> None:
+    record = StateRecord(queue_id, sender, [RecipientState(*r) for r in recipients], arrived,
+                         attempts=attempts, frozen=frozen, extra=extra)
+    assert StateRecord.from_bytes(record.to_bytes()) == record
+
+
+@given(st.binary(max_size=300))
+def test_state_record_rejects_garbage_with_one_error_type(data: bytes) -> None:
+    with contextlib.suppress(EnvelopeError):
+        StateRecord.from_bytes(data)
+
+
+def test_state_record_refuses_unknown_version() -> None:
+    record = StateRecord("X", "a@b.c", [RecipientState("d@e.f")], 1.0)
+    data = record.to_bytes().replace(b'"version":1', b'"version":99')
+    try:
+        StateRecord.from_bytes(data)
+    except EnvelopeError as error:
+        assert "version" in str(error)
+    else:
+        raise AssertionError("version 99 accepted")
+
+
+async def test_drop_directory_moved_to_another_place(tmp_path: Path, config_factory) -> None:
+    from dataclasses import replace
+
+    from engine.config import DomainConfig
+
+    base = config_factory()
+    elsewhere = tmp_path / "elsewhere" / "Drop"
+    elsewhere.mkdir(parents=True)
+    domains = (DomainConfig("example.test", "default", drop_dir=str(elsewhere)), *base.domains[1:])
+    run = await start_server(replace(base, domains=domains))
+    try:
+        await asyncio.to_thread(_send, run.port, ["b@example.test"])
+        assert len(list(elsewhere.glob("*.eml"))) == 1
+        assert list((run.mailroot / "Drop").glob("*.eml")) == []
+    finally:
+        await run.server.stop()
