@@ -118,6 +118,8 @@ def parse_path(arg: str, keyword: str, default_domain: str, *, allow_null: bool)
         route, colon, inside = inside.partition(":")
         if not colon or not all(hop.startswith("@") and len(hop) > 1 for hop in route.split(",")):
             raise AddressError("bad source route")
+        if not inside:
+            raise AddressError("source route without a mailbox")
     params = parse_params(tail)
     if not inside:
         if allow_null and rest.startswith("<"):
