@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import config as domain_ops
 from engine.badmail import BadmailItem, list_badmail
 from engine.commit import Committer
 from engine.config import Config, DomainConfig
+from engine.config_file import validate_config
 from engine.counters import Counters
 from engine.errors import BindError, NotFoundError, StateError
 from engine.events import (
@@ -83,7 +85,7 @@ class VirtualServer:
         self.mailroot = mailroot_for(config)
         self._state = "stopped"
         self._lock = MailrootLock(self.mailroot.lock_file)
-        self._servers: list[asyncio.Server] = []
+        self._servers: dict[str, asyncio.Server] = {}
         self._bound: list[tuple[str, int]] = []
         self._committer: Committer | None = None
         self._queue: QueueStore | None = None
@@ -156,29 +158,36 @@ class VirtualServer:
         self._pickup = service
 
     async def _listen(self) -> None:
+        """Make the listeners match the configured addresses: bind the new ones first, then close the
+        ones no longer wanted, so a failed bind leaves every working listener as it was."""
         assert self._intake is not None
         loop = asyncio.get_running_loop()
         services = InboundServices(self.config, self._intake, self.sessions, self.counters, self.bus,
                                    lambda: self._paused)
         factory = make_protocol_factory(services, loop)
-        servers: list[asyncio.Server] = []
-        bound: list[tuple[str, int]] = []
-        for address in self._config.server.listen:
+        wanted = self._config.server.listen
+        added: dict[str, asyncio.Server] = {}
+        for address in wanted:
+            if address in self._servers:
+                continue
             host, port = split_hostport(address)
             try:
-                server = await loop.create_server(factory, host, port, reuse_address=True, backlog=512)
+                added[address] = await loop.create_server(factory, host, port, reuse_address=True, backlog=512)
             except OSError as error:
-                for started in servers:
+                for started in added.values():
                     started.close()
                 reason = error.strerror or str(error)
                 self.bus.publish(ListenerFailed(address, reason))
                 raise BindError(f"cannot listen on {address}: {reason}") from error
-            servers.append(server)
-            for sock in server.sockets:
-                sockname = sock.getsockname()
-                bound.append((str(sockname[0]), int(sockname[1])))
-        self._servers, self._bound = servers, bound
-        log.info("listening on %s", ", ".join(join_hostport(h, p) for h, p in bound))
+        for address in [a for a in self._servers if a not in wanted]:
+            self._servers.pop(address).close()
+        self._servers.update(added)
+        self._bound = [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for address in wanted
+            for sock in self._servers[address].sockets
+        ]
+        log.info("listening on %s", ", ".join(join_hostport(h, p) for h, p in self._bound))
 
     async def stop(self) -> None:
         if self._state in ("stopped", "stopping"):
@@ -188,9 +197,9 @@ class VirtualServer:
         self._set_state("stopped")
 
     async def _stop_parts(self) -> None:
-        for server in self._servers:
+        for server in self._servers.values():
             server.close()
-        self._servers, self._bound = [], []
+        self._servers, self._bound = {}, []
         self.sessions.terminate_all(reply("shutting_down"))
         for _ in range(50):  # let closed sessions run their connection_lost
             if not len(self.sessions):
@@ -224,31 +233,42 @@ class VirtualServer:
     # -- configuration --------------------------------------------------------------------------
 
     async def apply_config(self, config: Config) -> None:
-        """Take a validated configuration; a changed listener list re-binds (old listeners kept on failure)."""
+        """Validate and take a configuration; a changed listener list re-binds (old listeners kept on failure)."""
+        validate_config(config)
         old = self._config
         changed = _changed_keys(old, config)
         if not changed:
             return
         self._config = config
         if old.server.listen != config.server.listen and self._servers:
-            previous_servers, previous_bound = self._servers, self._bound
             try:
-                self._servers = []
-                for server in previous_servers:
-                    server.close()
                 await self._listen()
             except BindError:
                 self._config = old
-                self._servers, self._bound = [], []
-                await self._listen()
                 raise
-            del previous_bound
         if self._save_config is not None:
             self._save_config(config)
         self.bus.publish(ConfigChanged(tuple(changed)))
 
     def domains(self) -> tuple[DomainConfig, ...]:
         return self._config.effective_domains
+
+    async def add_domain(self, domain: DomainConfig) -> None:
+        await self.apply_config(domain_ops.add_domain(self._config, domain))
+
+    async def delete_domain(self, name: str) -> None:
+        """Raises DomainError for the default domain ("The default domain cannot be deleted")."""
+        await self.apply_config(domain_ops.delete_domain(self._config, name))
+
+    async def set_default_domain(self, name: str) -> None:
+        """The old default becomes an alias, as in IIS."""
+        await self.apply_config(domain_ops.set_default_domain(self._config, name))
+
+    async def rename_domain(self, old_name: str, new_name: str) -> None:
+        await self.apply_config(domain_ops.rename_domain(self._config, old_name, new_name))
+
+    async def update_domain(self, domain: DomainConfig) -> None:
+        await self.apply_config(domain_ops.update_domain(self._config, domain))
 
     # -- sessions -------------------------------------------------------------------------------
 

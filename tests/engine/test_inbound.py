@@ -390,3 +390,62 @@ async def test_second_engine_on_same_mailroot_is_refused(running: Running, confi
     with pytest.raises(MailrootLockedError, match="in use by another smtpsvc"):
         await second.start()
     assert second.state == "stopped"
+
+
+async def test_facade_domain_operations_take_effect_at_once(running: Running) -> None:
+    from engine.config import DomainConfig
+    from engine.errors import DomainError
+
+    await running.server.add_domain(DomainConfig("new.test", "alias"))
+    await asyncio.to_thread(send, running.port, "a@example.test", ["n@new.test"], MESSAGE)
+    assert len(running.drop_files()) == 1
+    with pytest.raises(DomainError, match="default domain cannot be deleted"):
+        await running.server.delete_domain("example.test")
+    await running.server.set_default_domain("new.test")
+    kinds = {d.name: d.type for d in running.server.domains()}
+    assert kinds["new.test"] == "default" and kinds["example.test"] == "alias"
+    await running.server.delete_domain("alias.test")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await asyncio.to_thread(send, running.port, "a@example.test", ["x@alias.test"], MESSAGE)
+
+
+async def test_apply_config_changes_ehlo_size_and_rebinds_listener(running: Running, config_factory) -> None:
+    from engine.errors import BindError, ConfigError
+
+    config = running.server.config()
+    await running.server.apply_config(replace(config, server=replace(config.server, max_message_size_kb=10)))
+
+    def ehlo() -> str:
+        with smtplib.SMTP("127.0.0.1", running.port) as client:
+            return client.ehlo()[1].decode()
+
+    assert "SIZE 10240" in await asyncio.to_thread(ehlo)
+    with pytest.raises(ConfigError):
+        await running.server.apply_config(replace(config, server=replace(config.server, max_recipients=0)))
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    taken = blocker.sockets[0].getsockname()[1]
+    old_port = running.port
+    try:
+        with pytest.raises(BindError):
+            await running.server.apply_config(
+                replace(config, server=replace(config.server, listen=(f"127.0.0.1:{taken}",))))
+    finally:
+        blocker.close()
+        await blocker.wait_closed()
+    assert running.port == old_port
+    assert "SIZE 10240" in await asyncio.to_thread(ehlo)  # the old listener still serves
+
+
+async def test_apply_config_moves_the_listener(running: Running) -> None:
+    from engine_support import free_port
+
+    old_port = running.port
+    new_port = free_port()
+    config = running.server.config()
+    await running.server.apply_config(replace(config, server=replace(config.server, listen=(f"127.0.0.1:{new_port}",))))
+    assert running.port == new_port
+    raw = await asyncio.to_thread(RawSMTP, new_port)
+    assert raw.banner[0].startswith("220")
+    raw.close()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.to_thread(RawSMTP, old_port)
