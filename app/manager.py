@@ -1,0 +1,131 @@
+"""`smtpsvc` without a sub-command: the manager window on a qasync loop, with the engine embedded on its own thread."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import platform
+import signal
+import sys
+import types
+from importlib import resources
+from typing import Any
+
+import qasync
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.bridge import EngineBridge
+from app.export import write_csv
+from app.host import EngineHost
+from app.serve import effective_config
+from engine.errors import EngineError, MailrootLockedError
+from ui.errors import MessageBridge, describe
+from ui.icons import state_icon
+from ui.window import ManagerWindow
+
+log = logging.getLogger("smtpsvc")
+
+
+def application() -> QApplication:
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication(sys.argv[:1])
+    app.setApplicationName("smtpsvc")
+    app.setOrganizationName("smtpsvc")
+    app.setApplicationDisplayName("SMTP Service Manager")
+    app.setQuitOnLastWindowClosed(False)  # the window's `closed` ends the run, after the engine stopped
+    app.setWindowIcon(state_icon("computer", "started"))
+    app.setStyleSheet(resources.files("resources").joinpath("manager.qss").read_text(encoding="utf-8"))
+    return app
+
+
+def install_error_hooks(messages: MessageBridge, loop: asyncio.AbstractEventLoop) -> None:
+    """Unexpected exceptions from Qt slots and from the loop's callbacks end in the message bridge."""
+
+    def excepthook(kind: type[BaseException], error: BaseException, trace: types.TracebackType | None) -> None:
+        log.error("unexpected error", exc_info=(kind, error, trace))
+        messages.error("Unexpected error", error)
+
+    def loop_handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        messages.error("Unexpected error", error if isinstance(error, BaseException)
+                       else RuntimeError(str(context.get("message"))))
+
+    sys.excepthook = excepthook
+    loop.set_exception_handler(loop_handler)
+
+
+def locked_message(error: MailrootLockedError) -> str:
+    return (f"{describe(error)}.\n\nOnly one smtpsvc may serve a Mailroot. Close the other smtpsvc (its manager "
+            "window or `smtpsvc serve`), or start this one on another Mailroot with --mailroot.")
+
+
+class Manager:
+    """The window, the engine host and the bridge between them, for one run (tests drive it too)."""
+
+    def __init__(self, args: argparse.Namespace, settings: QSettings | None = None) -> None:
+        self.config, self.path = effective_config(args)
+        self.messages = MessageBridge()
+        self.bridge = EngineBridge()
+        self.host = EngineHost(self.config, config_path=self.path)
+        self.host.add_event_sink(self.bridge.deliver)
+        self.host.start_thread()
+        self.window = ManagerWindow(self.host, platform.node() or "localhost", settings or QSettings(),
+                                    write_csv, self.messages)
+        self.messages._parent_widget = lambda: self.window
+        self.bridge.events.connect(self.window.on_engine_events)
+
+    def start_engine(self) -> EngineError | None:
+        """Start the engine before the window shows; a locked Mailroot is raised, other errors returned."""
+        try:
+            self.host.call_blocking(lambda server: server.start())
+        except MailrootLockedError:
+            raise
+        except EngineError as error:
+            return error
+        return None
+
+    def shutdown(self) -> None:
+        self.host.shutdown()
+
+
+async def _run(manager: Manager, start_error: EngineError | None) -> int:
+    closed = asyncio.get_running_loop().create_future()
+    manager.window.closed.connect(lambda: closed.done() or closed.set_result(None))
+    manager.window.show()
+    if start_error is not None:
+        manager.messages.error("The virtual server could not start", start_error)
+    await closed
+    await asyncio.to_thread(manager.shutdown)
+    return 0
+
+
+def run_manager(args: argparse.Namespace) -> int:
+    app = application()
+    try:
+        manager = Manager(args)
+    except EngineError as error:
+        QMessageBox.critical(None, "smtpsvc", f"The configuration cannot be used:\n\n{describe(error)}")
+        return 2
+    try:
+        start_error = manager.start_engine()
+    except MailrootLockedError as error:
+        manager.shutdown()
+        QMessageBox.critical(None, "smtpsvc", locked_message(error))
+        return 1
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    install_error_hooks(manager.messages, loop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: manager.window.close())
+    wake = QTimer()  # lets Python run its signal handlers while Qt waits
+    wake.start(250)
+    wake.timeout.connect(lambda: None)
+    try:
+        with loop:
+            return loop.run_until_complete(_run(manager, start_error))
+    finally:
+        manager.shutdown()
+        asyncio.set_event_loop(None)

@@ -1,0 +1,101 @@
+"""The window's actions, menu bar and toolbar, as in the MMC console (File, Action, View, Help)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QSize, Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
+
+from ui.icons import icon
+from ui.sheet_parts import NOT_BUILT
+
+
+def _action(parent: QObject, text: str, icon_name: str = "", shortcut: str | QKeySequence.StandardKey = "",
+            tip: str = "") -> QAction:
+    action = QAction(text, parent)
+    if icon_name:
+        action.setIcon(icon(icon_name))
+    if shortcut:
+        action.setShortcut(QKeySequence(shortcut))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    action.setStatusTip(tip or text.replace("&", "").rstrip("…"))
+    return action
+
+
+class Actions:
+    def __init__(self, window: QMainWindow) -> None:
+        a = window
+        self.connect = _action(a, "&Connect to Computer…", "computer",
+                               tip="Administer the SMTP service of another computer")
+        self.connect.setEnabled(False)
+        self.connect.setToolTip(NOT_BUILT.format(what="remote administration"))
+        self.export = _action(a, "&Export List…", "export", tip="Save the list in the right pane as a CSV file")
+        self.exit = _action(a, "E&xit", shortcut=QKeySequence.StandardKey.Quit)
+        self.back = _action(a, "&Back", "back", "Alt+Left")
+        self.forward = _action(a, "&Forward", "forward", "Alt+Right")
+        self.up = _action(a, "&Up One Level", "up", "Alt+Up")
+        self.show_tree = _action(a, "Show/Hide Console &Tree", "tree")
+        self.show_tree.setCheckable(True)
+        self.show_tree.setChecked(True)
+        self.start = _action(a, "&Start", "start", tip="Start the virtual server")
+        self.stop = _action(a, "S&top", "stop", tip="Stop the virtual server: all sessions are closed")
+        self.pause = _action(a, "&Pause", "pause",
+                             tip="Pause: refuse new connections, keep the current ones; again to continue")
+        self.pause.setCheckable(True)
+        self.new_domain = _action(a, "&Domain…", "new-domain", tip="Add a remote or alias domain")
+        self.set_default = _action(a, "Set as &Default", tip="Make this alias the default domain")
+        self.delete = _action(a, "&Delete", "delete", QKeySequence.StandardKey.Delete)
+        self.rename = _action(a, "Re&name", shortcut="F2")
+        self.terminate = _action(a, "&Terminate", "terminate", tip="Close the selected sessions")
+        self.terminate_all = _action(a, "Terminate &All", tip="Close every session")
+        self.refresh = _action(a, "Re&fresh", "refresh", "F5")
+        self.properties = _action(a, "P&roperties", "properties", "Alt+Return")
+        self.about = _action(a, "&About smtpsvc", "help")
+        self.view_modes = QActionGroup(a)
+        self.view_mode: dict[str, QAction] = {}
+        for mode, text in (("large", "Lar&ge Icons"), ("small", "S&mall Icons"), ("list", "&List"),
+                           ("detail", "&Detail")):
+            action = _action(a, text)
+            action.setCheckable(True)
+            action.setData(mode)
+            self.view_modes.addAction(action)
+            self.view_mode[mode] = action
+        self.view_mode["detail"].setChecked(True)
+        self.show_toolbar = _action(a, "&Toolbar")
+        self.show_toolbar.setCheckable(True)
+        self.show_toolbar.setChecked(True)
+        self.show_statusbar = _action(a, "Status &Bar")
+        self.show_statusbar.setCheckable(True)
+        self.show_statusbar.setChecked(True)
+
+    def build_menus(self, window: QMainWindow) -> QMenu:
+        """Fill the menu bar; returns the Action menu (rebuilt for the selected node)."""
+        bar = window.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.connect, self.export])
+        file_menu.addSeparator()
+        file_menu.addAction(self.exit)
+        action_menu = bar.addMenu("&Action")
+        view_menu = bar.addMenu("&View")
+        view_menu.addActions(self.view_modes.actions())
+        view_menu.addSeparator()
+        view_menu.addActions([self.show_tree, self.show_toolbar, self.show_statusbar])
+        view_menu.addSeparator()
+        view_menu.addAction(self.refresh)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about)
+        return action_menu
+
+    def build_toolbar(self, window: QMainWindow) -> QToolBar:
+        toolbar = QToolBar("Standard", window)
+        toolbar.setObjectName("toolbar")
+        toolbar.setIconSize(QSize(16, 16))
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        toolbar.addActions([self.back, self.forward, self.up, self.show_tree])
+        toolbar.addSeparator()
+        toolbar.addActions([self.properties, self.refresh, self.export])
+        toolbar.addSeparator()
+        toolbar.addActions([self.start, self.stop, self.pause])
+        window.addToolBar(toolbar)
+        return toolbar

@@ -1,0 +1,176 @@
+"""A domain's property sheet: Drop directory for the default, sharing for an alias, routing for a remote domain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.config import Config, DomainConfig, mailroot_dir, smart_host_problem, update_domain
+from engine.errors import DomainError
+from engine.options import DOMAIN_TYPE_LABELS
+from ui.errors import MessageBridge
+from ui.icons import domain_icon
+from ui.sheet import ApplyFn, Problems, PropertySheet
+from ui.sheet_parts import button_row, group, not_built, note
+from ui.tasks import TaskRunner
+
+
+def _mark(widget: QWidget, why: str | None, tooltip: str = "") -> None:
+    widget.setProperty("invalid", why is not None)
+    widget.setToolTip(why or tooltip)
+    widget.style().unpolish(widget)
+    widget.style().polish(widget)
+
+
+class DomainSheet(PropertySheet):
+    def __init__(self, current: Callable[[], Config], domain: DomainConfig, apply: ApplyFn, runner: TaskRunner,
+                 messages: MessageBridge, parent: QWidget | None = None) -> None:
+        super().__init__(f"{domain.name} Properties", apply, runner, messages, parent)
+        self._current = current
+        self.initial = domain
+        self.drop_edit = QLineEdit(domain.drop_dir)
+        self.relay_check = QCheckBox("Allow incoming mail to be relayed to this domain")
+        self.helo_check = QCheckBox("Send HELO instead of EHLO")
+        self.tls_check = QCheckBox("Require TLS encryption for outbound mail to this domain")
+        self.dns_radio = QRadioButton("Use DNS to route to this domain")
+        self.smarthost_radio = QRadioButton("Forward all mail to smart host:")
+        self.smart_host_edit = QLineEdit(domain.smart_host)
+        self.etrn_check = QCheckBox("Queue messages for remote triggered delivery (ETRN)")
+        self.tabs.addTab(self._general(domain), "General")
+        if domain.type == "remote":
+            self.tabs.addTab(self._advanced(), "Advanced")
+        self._load(domain)
+        for signal in (self.drop_edit.textChanged, self.relay_check.toggled, self.helo_check.toggled,
+                       self.tls_check.toggled, self.dns_radio.toggled, self.smart_host_edit.textChanged,
+                       self.etrn_check.toggled):
+            signal.connect(self.revalidate)
+        self.resize(440, 380)
+        self.revalidate()
+
+    def _header(self, domain: DomainConfig) -> QHBoxLayout:
+        row = QHBoxLayout()
+        badge = QLabel()
+        badge.setPixmap(domain_icon(domain.type).pixmap(32, 32))
+        row.addWidget(badge)
+        title = QLabel(f"<b>{domain.name}</b><br>{DOMAIN_TYPE_LABELS.get(domain.type, domain.type)}")
+        row.addWidget(title, 1)
+        return row
+
+    def _general(self, domain: DomainConfig) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addLayout(self._header(domain))
+        if domain.type == "default":
+            browse = QPushButton("Browse…")
+            browse.clicked.connect(self._browse)
+            row = QHBoxLayout()
+            row.addWidget(self.drop_edit, 1)
+            row.addWidget(browse)
+            self.drop_edit.setPlaceholderText(str(mailroot_dir(self._current(), "", "Drop")))
+            self.drop_edit.setClearButtonEnabled(True)
+            form = QFormLayout()
+            form.addRow("Drop directory:", row)
+            layout.addWidget(group("Local delivery", note(
+                "Messages for this domain and its aliases are written to the Drop directory as .eml files "
+                "with x-sender / x-receiver lines. Empty: the Mailroot's Drop directory."), form))
+        elif domain.type == "alias":
+            drop = mailroot_dir(self._current(), self._current().default_domain.drop_dir, "Drop")
+            layout.addWidget(group("Local delivery", note(
+                f"Mail for this alias domain is delivered like mail for the default domain "
+                f"({self._current().default_domain.name}), into its Drop directory:\n{drop}")))
+        else:
+            routes = QButtonGroup(page)
+            routes.addButton(self.dns_radio)
+            routes.addButton(self.smarthost_radio)
+            route_form = QVBoxLayout()
+            route_form.addWidget(self.dns_radio)
+            row = QHBoxLayout()
+            row.addWidget(self.smarthost_radio)
+            row.addWidget(self.smart_host_edit, 1)
+            route_form.addLayout(row)
+            self.smart_host_edit.setPlaceholderText("mail.example.com or [192.0.2.25]")
+            layout.addWidget(self.relay_check)
+            layout.addWidget(self.helo_check)
+            layout.addWidget(group("Outbound security", self.tls_check, button_row(
+                not_built(QPushButton("Outbound Security…"), "outbound authentication"))))
+            not_built(self.tls_check, "outbound TLS")
+            layout.addWidget(group("Route domain", route_form))
+        layout.addStretch(1)
+        return page
+
+    def _advanced(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.etrn_check)
+        layout.addWidget(note("A remote server that sends ETRN for this domain then gets its queued mail."))
+        layout.addStretch(1)
+        return page
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Drop directory", self.drop_edit.text())
+        if folder:
+            self.drop_edit.setText(folder)
+
+    def _load(self, domain: DomainConfig) -> None:
+        self.relay_check.setChecked(domain.relay_allowed)
+        self.helo_check.setChecked(domain.use_helo)
+        self.tls_check.setChecked(domain.tls_required)
+        self.etrn_check.setChecked(domain.etrn_queue)
+        (self.smarthost_radio if domain.route == "smarthost" else self.dns_radio).setChecked(True)
+        self.smart_host_edit.setEnabled(domain.route == "smarthost")
+        self.smarthost_radio.toggled.connect(self.smart_host_edit.setEnabled)
+
+    def edited(self) -> DomainConfig:
+        domain = self.initial
+        if domain.type == "default":
+            return replace(domain, drop_dir=self.drop_edit.text().strip())
+        if domain.type != "remote":
+            return domain
+        smarthost = self.smarthost_radio.isChecked()
+        return replace(domain, relay_allowed=self.relay_check.isChecked(), use_helo=self.helo_check.isChecked(),
+                       tls_required=self.tls_check.isChecked(), etrn_queue=self.etrn_check.isChecked(),
+                       route="smarthost" if smarthost else "dns",
+                       smart_host=self.smart_host_edit.text().strip() if smarthost else "")
+
+    # -- PropertySheet --------------------------------------------------------------------------
+
+    def candidate(self) -> Config:
+        return update_domain(self._current(), self.edited())
+
+    def dirty(self) -> bool:
+        return self.edited() != self.initial
+
+    def mark_clean(self) -> None:
+        self.initial = self.edited()
+
+    def show_problems(self, problems: Problems) -> Problems:
+        domain = self.edited()
+        smart = None
+        if domain.route == "smarthost":
+            smart = smart_host_problem(domain.smart_host) if domain.smart_host else "a smart host is required"
+        _mark(self.smart_host_edit, smart)
+        drop_problem = next((why for _key, why in problems if "Drop directory" in why), None)
+        _mark(self.drop_edit, drop_problem)
+        return problems
+
+
+def domain_problem(current: Config, domain: DomainConfig) -> str | None:
+    try:
+        update_domain(current, domain)
+    except DomainError as error:
+        return str(error)
+    return None

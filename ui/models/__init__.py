@@ -1,0 +1,1 @@
+"""Table models of the result pane: one QAbstractTableModel per list, updated by keyed row diffs."""

@@ -1,0 +1,44 @@
+"""The Domains result pane: Domain Name, Type, and the routing columns of remote domains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from PySide6.QtGui import QIcon
+
+from engine.config import DomainConfig
+from engine.options import DOMAIN_TYPE_LABELS
+from ui.icons import domain_icon
+from ui.models.table import Column, KeyedTableModel
+
+TYPE_ORDER = {"default": 0, "alias": 1, "remote": 2}
+
+
+def _route(domain: DomainConfig) -> str:
+    if domain.type != "remote":
+        return ""
+    return f"Smart host {domain.smart_host}" if domain.route == "smarthost" else "DNS"
+
+
+def _yes(flag: bool, domain: DomainConfig) -> str:
+    return ("Yes" if flag else "No") if domain.type == "remote" else ""
+
+
+class DomainsModel(KeyedTableModel[DomainConfig]):
+    columns = (
+        Column("Domain Name", lambda d: d.name, width=200),
+        Column("Type", lambda d: DOMAIN_TYPE_LABELS.get(d.type, d.type),
+               sort=lambda d: (TYPE_ORDER.get(d.type, 9), d.name.casefold()), width=120),
+        Column("Relay", lambda d: _yes(d.relay_allowed, d), width=60),
+        Column("Route", _route, width=150),
+        Column("TLS Required", lambda d: _yes(d.tls_required, d), width=90),
+    )
+
+    def key(self, row: DomainConfig) -> str:
+        return row.name.casefold()
+
+    def icon(self, row: DomainConfig) -> QIcon:
+        return domain_icon(row.type)
+
+    def set_domains(self, domains: Iterable[DomainConfig]) -> None:
+        self.sync(domains)

@@ -1,0 +1,98 @@
+"""Current Sessions: one row per inbound connection, inserted and removed by engine events, refreshed by diff.
+
+Invariant: a refresh (a list snapshot) never removes a row its snapshot could not have seen, and never
+brings back a session whose close event was already handled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from PySide6.QtGui import QIcon
+
+from engine.sessions import SessionInfo
+from ui.icons import icon
+from ui.models.table import Column, KeyedTableModel
+
+CLOSED_MEMORY = 4096  # ids of closed sessions remembered against stale snapshots
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def size(count: int) -> str:
+    return f"{count:,}"
+
+
+def _doing(session: SessionInfo) -> str:
+    return session.command or session.state
+
+
+class SessionsModel(KeyedTableModel[SessionInfo]):
+    DURATION_COLUMN = 3
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.columns = (
+            Column("User", lambda s: s.user, width=110),
+            Column("From", lambda s: s.peer, sort=lambda s: (s.peer, s.peer_port), width=100),
+            Column("Connected Since", lambda s: datetime.fromtimestamp(s.since).strftime("%H:%M:%S"),
+                   sort=lambda s: s.since, width=105),
+            Column("Connected For", lambda s: duration(self._clock() - s.since),
+                   sort=lambda s: -s.since, right=True, width=95),
+            Column("Bytes In", lambda s: size(s.bytes_in), sort=lambda s: s.bytes_in, right=True, width=70),
+            Column("Bytes Out", lambda s: size(s.bytes_out), sort=lambda s: s.bytes_out, right=True, width=75),
+            Column("Messages", lambda s: str(s.messages), sort=lambda s: s.messages, right=True, width=70),
+            Column("Command", _doing, width=100),
+        )
+        super().__init__()
+        self._generation = 0
+        self._born: dict[str, int] = {}
+        self._closed: dict[str, None] = {}
+
+    def key(self, row: SessionInfo) -> str:
+        return row.session_id
+
+    def icon(self, row: SessionInfo) -> QIcon:
+        return icon("session")
+
+    def tooltip(self, row: SessionInfo) -> str:
+        return f"Session {row.session_id} from {row.peer}:{row.peer_port}" + (" (TLS)" if row.tls else "")
+
+    def opened(self, session_id: str, peer: str, at: float) -> None:
+        if session_id in self._closed or session_id in self._born:
+            return
+        self._born[session_id] = self._generation
+        self.upsert(SessionInfo(session_id, peer, 0, "(anonymous)", at, 0, 0, "connected", "", 0, False))
+
+    def closed(self, session_id: str) -> None:
+        self._closed[session_id] = None
+        if len(self._closed) > CLOSED_MEMORY:
+            del self._closed[next(iter(self._closed))]
+        self._born.pop(session_id, None)
+        self.remove(session_id)
+
+    def snapshot_started(self) -> int:
+        """Call before asking the engine for a list; pass the result to ``apply_snapshot``."""
+        self._generation += 1
+        return self._generation
+
+    def apply_snapshot(self, generation: int, sessions: Iterable[SessionInfo]) -> None:
+        fresh = [s for s in sessions if s.session_id not in self._closed]
+        for session in fresh:
+            self._born.setdefault(session.session_id, generation)
+        self.sync(fresh, keep=lambda key: self._born.get(key, 0) >= generation)
+        for key in [key for key in self._born if self.get(key) is None]:
+            del self._born[key]
+
+    def clear(self) -> None:
+        for key in [self.key(row) for row in self.rows()]:
+            self.remove(key)
+        self._born.clear()
+
+    def tick(self) -> None:
+        self.column_changed(self.DURATION_COLUMN)

@@ -1,0 +1,372 @@
+"""Editors for the rows of the engine's option table: kind, range, unit and tooltip come from the Option."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.options import OPTIONS_BY_NAME, Option
+
+# The words of the IIS property sheets; the option table's description is the tooltip.
+LABELS: dict[str, str] = {
+    "listen": "Identities (IP address and TCP port):",
+    "fqdn": "Fully-qualified domain name:",
+    "max_connections": "Limit number of connections to:",
+    "connection_timeout": "Connection time-out (seconds):",
+    "max_connections_per_peer": "Limit connections from one computer to:",
+    "max_message_size_kb": "Limit message size to (KB):",
+    "max_session_size_kb": "Limit session size to (KB):",
+    "max_messages_per_connection": "Limit number of messages per connection to:",
+    "max_recipients": "Limit number of recipients per message to:",
+    "ndr_copy_to": "Send copy of Non-Delivery Report to:",
+    "badmail_dir": "Badmail directory:",
+    "retry_intervals_min": "Retry intervals (minutes):",
+    "delay_notification_min": "Delay notification (minutes):",
+    "expiration_min": "Expiration timeout (minutes):",
+    "local_delay_notification_min": "Delay notification (minutes):",
+    "local_expiration_min": "Expiration timeout (minutes):",
+    "max_outbound_connections": "Limit number of connections to:",
+    "max_outbound_per_domain": "Limit number of connections per domain to:",
+    "outbound_timeout": "Time-out (seconds):",
+    "outbound_port": "TCP port:",
+    "max_hop_count": "Maximum hop count:",
+    "masquerade_domain": "Masquerade domain:",
+    "smart_host": "Smart host:",
+    "attempt_direct_before_smart_host": "Attempt direct delivery before sending to smart host",
+    "reverse_dns_lookup": "Perform reverse DNS lookup on incoming messages",
+    "dns_servers": "External DNS servers (HOST[:PORT]):",
+    "relay_allowed": "Only the computers in the list below may relay (IP address or network):",
+    "authenticated_may_relay": "Allow all computers which successfully authenticate to relay, "
+                               "regardless of the list above",
+    "max_bad_commands": "Limit bad commands per session to:",
+    "max_command_line": "Longest command line (bytes):",
+    "bare_newline": "Bare CR or LF in message data:",
+}
+RETRY_LABELS = ("First retry interval:", "Second retry interval:", "Third retry interval:",
+                "Subsequent retry interval:")
+CHOICE_LABELS: dict[str, str] = {"reject": "Reject the message (550 5.6.0)", "normalize": "Convert to CRLF"}
+# Where "0 = no limit" reads as IIS's "Limit ... to" check box, the number shown when it is first ticked.
+LIMIT_SUGGESTION: dict[str, int] = {"max_connections": 1000, "max_connections_per_peer": 20}
+
+
+def label_of(option: Option) -> str:
+    return LABELS.get(option.name, option.name.replace("_", " ").capitalize() + ":")
+
+
+def tooltip_of(option: Option) -> str:
+    parts = [option.description]
+    if option.minimum is not None and option.maximum is not None:
+        parts.append(f"Allowed: {option.minimum:,} to {option.maximum:,}{' ' + option.unit if option.unit else ''}.")
+    if option.iis_name:
+        parts.append(f"IIS: {option.iis_name}")
+    return "\n".join(parts)
+
+
+class OptionField(QObject):
+    """One option's editor: ``widget`` goes in a layout; ``changed`` fires on every edit."""
+
+    changed = Signal()
+
+    def __init__(self, option: Option) -> None:
+        super().__init__()
+        self.option = option
+        self.label = QLabel(label_of(option))
+        self.widget = QWidget()
+        self.initial: Any = None
+        self.problem: str | None = None
+        self.with_label = True  # False: the editor shows its own text (check boxes)
+
+    def rows(self) -> list[tuple[QWidget | None, QWidget]]:
+        """(label, editor) pairs for a two-column form; a None label lets the editor span both columns."""
+        return [(self.label, self.widget)] if self.with_label else [(None, self.widget)]
+
+    def value(self) -> Any:
+        raise NotImplementedError
+
+    def set_value(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def load(self, value: Any) -> None:
+        """Show ``value`` as the unchanged state."""
+        self.blockSignals(True)
+        try:
+            self.set_value(value)
+        finally:
+            self.blockSignals(False)
+        self.initial = self.value()
+
+    def mark_clean(self) -> None:
+        self.initial = self.value()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.value() != self.initial)
+
+    def set_problem(self, why: str | None) -> None:
+        self.problem = why
+        for widget in self.marked_widgets():
+            widget.setProperty("invalid", why is not None)
+            widget.setToolTip(why or tooltip_of(self.option))
+            widget.style().unpolish(widget)
+            widget.style().polish(widget)
+
+    def marked_widgets(self) -> list[QWidget]:
+        return [self.widget]
+
+    def set_enabled(self, enabled: bool, why: str = "") -> None:
+        self.widget.setEnabled(enabled)
+        self.label.setEnabled(enabled)
+        if why:
+            self.widget.setToolTip(why)
+            self.label.setToolTip(why)
+
+
+def _spin(option: Option, minimum: int | None = None) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(option.minimum if minimum is None else minimum, option.maximum or 2_147_483_647)
+    spin.setGroupSeparatorShown(True)
+    spin.setAlignment(Qt.AlignmentFlag.AlignRight)
+    spin.setToolTip(tooltip_of(option))
+    spin.setMinimumWidth(100)
+    return spin
+
+
+class IntField(OptionField):
+    def __init__(self, option: Option) -> None:
+        super().__init__(option)
+        self.widget = self.spin = _spin(option)
+        self.spin.valueChanged.connect(self.changed)
+
+    def value(self) -> int:
+        return self.spin.value()
+
+    def set_value(self, value: Any) -> None:
+        self.spin.setValue(int(value))
+
+
+class LimitField(OptionField):
+    """IIS's "[x] Limit ... to: [n]": 0 in the option table means no limit (box unticked)."""
+
+    def __init__(self, option: Option) -> None:
+        super().__init__(option)
+        self.with_label = False
+        self.check = QCheckBox(label_of(option))
+        self.check.setToolTip(tooltip_of(option))
+        self.spin = _spin(option, minimum=1)
+        self.widget = self.spin
+        self.check.toggled.connect(self._toggled)
+        self.spin.valueChanged.connect(self.changed)
+
+    def rows(self) -> list[tuple[QWidget | None, QWidget]]:
+        return [(self.check, self.spin)]
+
+    def set_enabled(self, enabled: bool, why: str = "") -> None:
+        self.check.setEnabled(enabled)
+        self.spin.setEnabled(enabled and self.check.isChecked())
+
+    def _toggled(self, on: bool) -> None:
+        self.spin.setEnabled(on)
+        self.changed.emit()
+
+    def value(self) -> int:
+        return self.spin.value() if self.check.isChecked() else 0
+
+    def set_value(self, value: Any) -> None:
+        number = int(value)
+        suggestion = number or int(self.option.default or 0) or LIMIT_SUGGESTION.get(self.option.name, 1000)
+        self.spin.setValue(suggestion)
+        self.check.setChecked(number > 0)
+        self.spin.setEnabled(number > 0)
+
+    def marked_widgets(self) -> list[QWidget]:
+        return [self.spin]
+
+
+class BoolField(OptionField):
+    def __init__(self, option: Option) -> None:
+        super().__init__(option)
+        self.with_label = False
+        self.widget = self.check = QCheckBox(label_of(option))
+        self.check.setToolTip(tooltip_of(option))
+        self.check.toggled.connect(self.changed)
+
+    def value(self) -> bool:
+        return self.check.isChecked()
+
+    def set_value(self, value: Any) -> None:
+        self.check.setChecked(bool(value))
+
+
+class TextField(OptionField):
+    def __init__(self, option: Option, browse: bool = False) -> None:
+        super().__init__(option)
+        self.edit = QLineEdit()
+        self.edit.setToolTip(tooltip_of(option))
+        self.edit.setClearButtonEnabled(True)
+        self.edit.textChanged.connect(self.changed)
+        self.widget = self.edit
+        if browse:
+            self.widget = QWidget()
+            row = QHBoxLayout(self.widget)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.addWidget(self.edit, 1)
+            button = QPushButton("Browse…")
+            button.clicked.connect(self._browse)
+            row.addWidget(button)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.widget, label_of(self.option).rstrip(":"), self.edit.text())
+        if folder:
+            self.edit.setText(folder)
+
+    def value(self) -> str:
+        return self.edit.text().strip()
+
+    def set_value(self, value: Any) -> None:
+        self.edit.setText(str(value))
+
+    def marked_widgets(self) -> list[QWidget]:
+        return [self.edit]
+
+
+class ChoiceField(OptionField):
+    def __init__(self, option: Option) -> None:
+        super().__init__(option)
+        self.widget = self.combo = QComboBox()
+        for choice in option.choices:
+            self.combo.addItem(CHOICE_LABELS.get(choice, choice), choice)
+        self.combo.setToolTip(tooltip_of(option))
+        self.combo.currentIndexChanged.connect(self.changed)
+
+    def value(self) -> str:
+        return str(self.combo.currentData())
+
+    def set_value(self, value: Any) -> None:
+        self.combo.setCurrentIndex(max(0, self.combo.findData(value)))
+
+
+class IntListField(OptionField):
+    """The retry intervals: one box per entry, as IIS's first/second/third/subsequent."""
+
+    def __init__(self, option: Option) -> None:
+        super().__init__(option)
+        self.with_label = False
+        self.spins = [_spin(option) for _ in range(option.max_items or 4)]
+        self.labels = [QLabel(RETRY_LABELS[row] if row < len(RETRY_LABELS) else f"Interval {row + 1}:")
+                       for row in range(len(self.spins))]
+        self.widget = self.spins[0]
+        for spin in self.spins:
+            spin.setSuffix(f" {option.unit}" if option.unit else "")
+            spin.valueChanged.connect(self.changed)
+
+    def rows(self) -> list[tuple[QWidget | None, QWidget]]:
+        return list(zip(self.labels, self.spins, strict=True))
+
+    def value(self) -> tuple[int, ...]:
+        return tuple(spin.value() for spin in self.spins)
+
+    def set_value(self, value: Any) -> None:
+        items = [int(item) for item in value] or [int(v) for v in self.option.default]  # type: ignore[attr-defined]
+        for index, spin in enumerate(self.spins):
+            spin.setValue(items[min(index, len(items) - 1)])
+
+    def marked_widgets(self) -> list[QWidget]:
+        return list(self.spins)
+
+
+class StrListField(OptionField):
+    """A list of text entries edited in place, with Add and Remove (identities, relay list, DNS servers)."""
+
+    def __init__(self, option: Option, placeholder: str = "") -> None:
+        super().__init__(option)
+        self.list = QListWidget()
+        self.list.setToolTip(tooltip_of(option))
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list.setMinimumHeight(90)
+        self.placeholder = placeholder or "new entry"
+        self.add_button = QPushButton("Add…")
+        self.remove_button = QPushButton("Remove")
+        self.add_button.clicked.connect(self._add)
+        self.remove_button.clicked.connect(self._remove)
+        self.list.itemChanged.connect(self.changed)
+        self.list.model().rowsRemoved.connect(self.changed)
+        self.list.itemSelectionChanged.connect(self._selection)
+        self.widget = QWidget()
+        row = QHBoxLayout(self.widget)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.list, 1)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.remove_button)
+        buttons.addStretch(1)
+        row.addLayout(buttons)
+        self._selection()
+
+    def rows(self) -> list[tuple[QWidget | None, QWidget]]:
+        return [(None, self.label), (None, self.widget)]
+
+    def _item(self, text: str) -> QListWidgetItem:
+        item = QListWidgetItem(text)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+        return item
+
+    def _add(self) -> None:
+        item = self._item(self.placeholder)
+        self.list.addItem(item)
+        self.list.setCurrentItem(item)
+        self.list.editItem(item)
+        self.changed.emit()
+
+    def _remove(self) -> None:
+        for item in self.list.selectedItems():
+            self.list.takeItem(self.list.row(item))
+
+    def _selection(self) -> None:
+        self.remove_button.setEnabled(bool(self.list.selectedItems()))
+
+    def value(self) -> tuple[str, ...]:
+        return tuple(self.list.item(i).text().strip() for i in range(self.list.count()))
+
+    def set_value(self, value: Any) -> None:
+        self.list.clear()
+        for text in value:
+            self.list.addItem(self._item(str(text)))
+
+    def marked_widgets(self) -> list[QWidget]:
+        return [self.list]
+
+
+def make_field(option: Option) -> OptionField:
+    """The editor the option's type calls for."""
+    if option.type == "int":
+        return LimitField(option) if option.minimum == 0 else IntField(option)
+    if option.type == "bool":
+        return BoolField(option)
+    if option.type == "choice":
+        return ChoiceField(option)
+    if option.type == "int_list":
+        return IntListField(option)
+    if option.type == "str_list":
+        return StrListField(option)
+    return TextField(option, browse=option.name.endswith("_dir"))
+
+
+def make_fields(names: list[str], factory: Callable[[Option], OptionField] = make_field) -> dict[str, OptionField]:
+    return {name: factory(OPTIONS_BY_NAME[name]) for name in names}

@@ -1,0 +1,254 @@
+"""The virtual server's property sheet: General, Access, Messages, Delivery, Security, built from the option table."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from dataclasses import replace
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.config import Config
+from engine.config_file import validate_config
+from engine.errors import ConfigError
+from engine.options import OPTIONS
+from ui.errors import MessageBridge
+from ui.icons import state_icon
+from ui.option_fields import OptionField, StrListField, make_field
+from ui.sheet import ApplyFn, Problems, PropertySheet
+from ui.sheet_parts import SubDialog, button_row, form, group, not_built, note, opener
+from ui.tasks import TaskRunner
+
+PLACEHOLDERS = {"listen": "0.0.0.0:25", "relay_allowed": "192.168.0.0/24", "dns_servers": "192.0.2.53"}
+NAME_KEY = "name"
+
+
+def _summary(listen: tuple[str, ...]) -> str:
+    return ", ".join(listen) if len(listen) <= 2 else f"{listen[0]} and {len(listen) - 1} more"
+
+
+class ServerSheet(PropertySheet):
+    """``current()`` is the engine's configuration now: the sheet's changes go on top of it at apply time."""
+
+    def __init__(self, current: Callable[[], Config], state: str, apply: ApplyFn, runner: TaskRunner,
+                 messages: MessageBridge, parent: QWidget | None = None) -> None:
+        config = current()
+        super().__init__(f"{config.name} Properties", apply, runner, messages, parent)
+        self._current = current
+        self.fields: dict[str, OptionField] = {}
+        for option in OPTIONS:
+            if option.type == "str_list":
+                field: OptionField = StrListField(option, PLACEHOLDERS.get(option.name, ""))
+            else:
+                field = make_field(option)
+            self.fields[option.name] = field
+        self.where: dict[str, str] = {}
+        self.name_edit = QLineEdit()
+        self._state = state
+        self.tabs.addTab(self._general(), "General")
+        self.tabs.addTab(self._access(), "Access")
+        self.tabs.addTab(self._messages_tab(), "Messages")
+        self.tabs.addTab(self._delivery(), "Delivery")
+        self.tabs.addTab(self._security(), "Security")
+        self._load(config)
+        for field in self.fields.values():
+            field.changed.connect(self.revalidate)
+        self.name_edit.textChanged.connect(self.revalidate)
+        self.fields["listen"].changed.connect(self._show_listen)
+        self.resize(470, 560)
+        self.revalidate()
+
+    def _load(self, config: Config) -> None:
+        for name, field in self.fields.items():
+            field.load(getattr(config.server, name))
+        self.name_edit.setText(config.name)
+        self._initial_name = config.name
+        self._show_listen()
+
+    def _take(self, names: list[str], where: str) -> list[OptionField]:
+        for name in names:
+            self.where[name] = where
+        return [self.fields[name] for name in names]
+
+    def _sub(self, title: str, names: list[str], intro: str = "", extra: QWidget | None = None) -> SubDialog:
+        return SubDialog(title, self._take(names, title), intro, self, extra)
+
+    # -- tabs -----------------------------------------------------------------------------------
+
+    def _general(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        header = QHBoxLayout()
+        badge = QLabel()
+        badge.setPixmap(state_icon("server", self._state).pixmap(32, 32))
+        header.addWidget(badge)
+        header.addWidget(self.name_edit, 1)
+        layout.addLayout(header)
+        self.where[NAME_KEY] = "General"
+        identities = self._sub("Advanced", ["listen"],
+                               "Identities of this virtual server: the IP addresses and TCP ports it listens on. "
+                               "Use 0.0.0.0 (or [::]) for all unassigned addresses.")
+        self.listen_summary = QLineEdit()
+        self.listen_summary.setReadOnly(True)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("IP address:"))
+        row.addWidget(self.listen_summary, 1)
+        row.addWidget(opener("Advanced…", identities))
+        layout.addLayout(row)
+        layout.addWidget(group("Connections", form(self._take(
+            ["max_connections", "max_connections_per_peer", "connection_timeout"], "General"))))
+        logging_box = QCheckBox("Enable logging")
+        log_format = QComboBox()
+        log_format.addItems(["W3C Extended Log File Format", "NCSA Common Log File Format",
+                             "Microsoft IIS Log File Format"])
+        log_row = QFormLayout()
+        log_row.addRow(not_built(logging_box, "logging"))
+        log_row.addRow(not_built(QLabel("Active log format:"), "logging"), not_built(log_format, "logging"))
+        log_row.addRow(button_row(not_built(QPushButton("Properties…"), "logging")))
+        layout.addWidget(group("Logging", log_row))
+        layout.addStretch(1)
+        return page
+
+    def _access(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(group(
+            "Access control",
+            note("Enable anonymous access and edit the authentication methods for this resource."),
+            button_row(not_built(QPushButton("Authentication…"), "authentication (AUTH)"))))
+        layout.addWidget(group(
+            "Secure communication",
+            note("View or set the secure communications method used when this virtual server is accessed."),
+            button_row(not_built(QPushButton("Certificate…"), "TLS"),
+                       not_built(QPushButton("Communication…"), "TLS"))))
+        layout.addWidget(group(
+            "Connection control",
+            note("Grant or deny access to this resource using IP addresses or Internet domain names."),
+            button_row(not_built(QPushButton("Connection…"), "connection control by address"))))
+        relay = self._sub("Relay Restrictions", ["relay_allowed", "authenticated_may_relay"],
+                          "Select which computers may relay through this virtual server. Mail for the local "
+                          "domains and for remote domains that allow relay is always accepted.")
+        layout.addWidget(group(
+            "Relay restrictions",
+            note("Grant or deny permissions to relay e-mail through this SMTP virtual server."),
+            button_row(opener("Relay…", relay))))
+        layout.addStretch(1)
+        return page
+
+    def _messages_tab(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(note("Specify the following messaging information."))
+        body = QWidget()
+        form(self._take(["max_message_size_kb", "max_session_size_kb", "max_messages_per_connection",
+                         "max_recipients", "ndr_copy_to", "badmail_dir"], "Messages"), body)
+        layout.addWidget(body)
+        layout.addWidget(group("Protocol", form(self._take(
+            ["max_bad_commands", "max_command_line", "bare_newline"], "Messages")))
+        )
+        layout.addStretch(1)
+        return page
+
+    def _delivery(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(group("Outbound", form(self._take(
+            ["retry_intervals_min", "delay_notification_min", "expiration_min"], "Delivery"))))
+        layout.addWidget(group("Local", form(self._take(
+            ["local_delay_notification_min", "local_expiration_min"], "Delivery"))))
+        connections = self._sub("Outbound Connections", ["max_outbound_connections", "max_outbound_per_domain",
+                                                         "outbound_timeout", "outbound_port"])
+        advanced = self._sub("Advanced Delivery", ["max_hop_count", "masquerade_domain", "fqdn", "smart_host",
+                                                   "attempt_direct_before_smart_host", "reverse_dns_lookup",
+                                                   "dns_servers"])
+        layout.addLayout(button_row(not_built(QPushButton("Outbound Security…"), "outbound authentication and TLS"),
+                                    opener("Outbound connections…", connections),
+                                    opener("Advanced…", advanced)))
+        layout.addWidget(note("Outbound delivery is not built yet: these settings are validated and saved, and "
+                              "take effect when it is."))
+        layout.addStretch(1)
+        return page
+
+    def _security(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(note("Grant operator permissions to these user accounts:"))
+        operators = QListWidget()
+        operators.addItem(getpass.getuser())
+        layout.addWidget(not_built(operators, "a list of operators (whoever runs smtpsvc administers it)"))
+        layout.addLayout(button_row(not_built(QPushButton("Add…"), "operators"),
+                                    not_built(QPushButton("Remove"), "operators")))
+        layout.addStretch(1)
+        return page
+
+    def _show_listen(self) -> None:
+        self.listen_summary.setText(_summary(self.fields["listen"].value()) or "(none)")
+
+    # -- PropertySheet --------------------------------------------------------------------------
+
+    def changes(self) -> dict[str, object]:
+        return {name: field.value() for name, field in self.fields.items() if field.dirty}
+
+    def candidate(self) -> Config:
+        base = self._current()
+        name = self.name_edit.text().strip() if self.name_edit.text().strip() != self._initial_name else base.name
+        config = replace(base, name=name, server=replace(base.server, **self.changes()))
+        validate_config(config)
+        return config
+
+    def dirty(self) -> bool:
+        return bool(self.changes()) or self.name_edit.text().strip() != self._initial_name
+
+    def mark_clean(self) -> None:
+        for field in self.fields.values():
+            field.mark_clean()
+        self._initial_name = self.name_edit.text().strip()
+        self.setWindowTitle(f"{self._initial_name} Properties")
+
+    def show_problems(self, problems: Problems) -> Problems:
+        by_field: dict[str, str] = {}
+        rest: Problems = []
+        for key, why in problems:
+            name = key.removeprefix("server.")
+            if name in self.fields or name == NAME_KEY:
+                by_field.setdefault(name, why)
+            else:
+                rest.append((key, why))
+        for name, field in self.fields.items():
+            field.set_problem(by_field.get(name))
+        self.name_edit.setProperty("invalid", NAME_KEY in by_field)
+        self.name_edit.style().polish(self.name_edit)
+        # The sheet's problem line says where the field is (some live in "…" dialogs).
+        self.problems = [(key, self._located(key, why)) for key, why in problems]
+        return rest
+
+    def _located(self, key: str, why: str) -> str:
+        name = key.removeprefix("server.")
+        if name == NAME_KEY:
+            return f"Name: {why}"
+        field = self.fields.get(name)
+        if field is None:
+            return why
+        label = field.label.text().rstrip(":")
+        place = self.where.get(name, "")
+        return f"{place} › {label}: {why}" if place else f"{label}: {why}"
+
+
+def check(config: Config) -> Problems:
+    """Every problem of ``config`` (tests and callers that want the list rather than an exception)."""
+    try:
+        validate_config(config)
+    except ConfigError as error:
+        return error.problems
+    return []

@@ -1,0 +1,147 @@
+"""The property-sheet frame: tabs, a problem line, OK / Cancel / Apply (Apply only after a change), one apply.
+
+Invariant: the engine receives one whole, validated configuration per OK/Apply, or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.config import Config
+from engine.errors import ConfigError, EngineError
+from ui.errors import MessageBridge
+from ui.icons import icon
+from ui.tasks import TaskRunner
+
+Problems = list[tuple[str, str]]
+ApplyFn = Callable[[Config], Awaitable[None]]
+
+
+class PropertySheet(QDialog):
+    """Subclasses build tabs and implement ``candidate``, ``dirty``, ``mark_clean`` and ``show_problems``."""
+
+    applied = Signal(object)  # the Config that reached the engine
+
+    def __init__(self, title: str, apply: ApplyFn, runner: TaskRunner, messages: MessageBridge,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.setModal(True)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._apply_fn = apply
+        self._runner = runner
+        self._messages = messages
+        self._busy = False
+        self.problems: Problems = []
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(False)
+        self.problem_icon = QLabel()
+        self.problem_icon.setPixmap(icon("badge-stopped").pixmap(16, 16))
+        self.problem_label = QLabel()
+        self.problem_label.setObjectName("problem")
+        self.problem_label.setWordWrap(True)
+        problem_row = QHBoxLayout()
+        problem_row.addWidget(self.problem_icon, 0, Qt.AlignmentFlag.AlignTop)
+        problem_row.addWidget(self.problem_label, 1)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+                                        | QDialogButtonBox.StandardButton.Apply)
+        self.ok_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.cancel_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        self.apply_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
+        self.ok_button.clicked.connect(lambda: self._submit(close=True))
+        self.apply_button.clicked.connect(lambda: self._submit(close=False))
+        self.cancel_button.clicked.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs, 1)
+        layout.addLayout(problem_row)
+        layout.addWidget(self.buttons)
+        self._show_problem_line()
+
+    # -- to implement ---------------------------------------------------------------------------
+
+    def candidate(self) -> Config:
+        """The whole configuration the sheet would apply; raises ConfigError (or DomainError) if invalid."""
+        raise NotImplementedError
+
+    def dirty(self) -> bool:
+        raise NotImplementedError
+
+    def mark_clean(self) -> None:
+        raise NotImplementedError
+
+    def show_problems(self, problems: Problems) -> Problems:
+        """Mark the fields ``problems`` name; return the problems no field shows."""
+        return problems
+
+    # -- validation and applying ----------------------------------------------------------------
+
+    def revalidate(self) -> None:
+        problems: Problems = []
+        try:
+            self.candidate()
+        except ConfigError as error:
+            problems = error.problems
+        except EngineError as error:
+            problems = [("", str(error))]
+        self.problems = problems
+        self.show_problems(problems)
+        self._show_problem_line()
+        self._update_buttons()
+
+    def _show_problem_line(self) -> None:
+        text = "\n".join(why for _key, why in self.problems[:3])
+        if len(self.problems) > 3:
+            text += f"\n… and {len(self.problems) - 3} more"
+        self.problem_label.setText(text)
+        self.problem_label.setVisible(bool(text))
+        self.problem_icon.setVisible(bool(text))
+
+    def _update_buttons(self) -> None:
+        valid = not self.problems
+        self.ok_button.setEnabled(valid and not self._busy)
+        self.apply_button.setEnabled(valid and not self._busy and self.dirty())
+        self.cancel_button.setEnabled(not self._busy)
+
+    def _submit(self, close: bool) -> None:
+        self.revalidate()
+        if self.problems or self._busy:
+            return
+        if not self.dirty():
+            if close:
+                self.accept()
+            return
+        config = self.candidate()
+        self._busy = True
+        self._update_buttons()
+        self._runner.spawn(self._apply(config, close), "Apply properties")
+
+    async def _apply(self, config: Config, close: bool) -> None:
+        try:
+            await self._apply_fn(config)
+        except Exception as error:
+            self._busy = False
+            self._update_buttons()
+            self._messages.error(f"{self.windowTitle()}: the changes were not applied", error)
+            return
+        self._busy = False
+        self.mark_clean()
+        self.applied.emit(config)
+        self.revalidate()
+        if close:
+            self.accept()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy

@@ -1,0 +1,121 @@
+"""Building blocks of the property sheets: forms of option fields, group boxes, "…" sub-dialogs, not-built controls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.option_fields import OptionField
+
+NOT_BUILT = "Not available yet: {what} is not built in this version of smtpsvc."
+
+
+def not_built(widget: QWidget, what: str) -> QWidget:
+    """Show a control for a feature the engine does not have yet: visible, disabled, saying so."""
+    widget.setEnabled(False)
+    widget.setToolTip(NOT_BUILT.format(what=what))
+    return widget
+
+
+def form(fields: Iterable[OptionField], parent: QWidget | None = None) -> QGridLayout:
+    """Labels (or "Limit … to" check boxes) in one column, editors in the next; numbers stay narrow."""
+    layout = QGridLayout(parent)
+    layout.setColumnStretch(1, 1)
+    row = 0
+    for field in fields:
+        for label, editor in field.rows():
+            if label is None:
+                layout.addWidget(editor, row, 0, 1, 2)
+            else:
+                layout.addWidget(label, row, 0)
+                narrow = isinstance(editor, QAbstractSpinBox | QComboBox)
+                layout.addWidget(editor, row, 1, Qt.AlignmentFlag.AlignLeft if narrow else Qt.AlignmentFlag(0))
+            row += 1
+    return layout
+
+
+def group(title: str, *rows: QWidget | QFormLayout | QGridLayout | QHBoxLayout) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    for row in rows:
+        if isinstance(row, QWidget):
+            layout.addWidget(row)
+        else:
+            layout.addLayout(row)
+    return box
+
+
+def note(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
+
+
+def button_row(*buttons: QPushButton) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.addStretch(1)
+    for button in buttons:
+        row.addWidget(button)
+    return row
+
+
+class SubDialog(QDialog):
+    """A "…" dialog of a sheet: edits fields the sheet owns; Cancel puts back what they held when it opened."""
+
+    def __init__(self, title: str, fields: list[OptionField], intro: str = "",
+                 parent: QWidget | None = None, extra: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.setModal(True)
+        self.fields = fields
+        self._saved: list[object] = []
+        layout = QVBoxLayout(self)
+        if intro:
+            layout.addWidget(note(intro))
+        body = QWidget()
+        form(fields, body)
+        layout.addWidget(body)
+        if extra is not None:
+            layout.addWidget(extra)
+        layout.addStretch(1)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        for field in fields:
+            field.changed.connect(self.update_ok)
+
+    def open(self) -> None:
+        self._saved = [field.value() for field in self.fields]
+        self.update_ok()
+        super().open()
+
+    def update_ok(self) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(
+            not any(field.problem for field in self.fields))
+
+    def reject(self) -> None:
+        for field, value in zip(self.fields, self._saved, strict=False):
+            field.set_value(value)
+        super().reject()
+
+
+def opener(text: str, dialog: SubDialog) -> QPushButton:
+    button = QPushButton(text)
+    button.clicked.connect(dialog.open)
+    return button

@@ -1,0 +1,415 @@
+"""The manager's main window: scope tree, result panes, menus, toolbar and status bar around the engine facade."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget, QWidget
+
+from engine.config import Config
+from engine.events import ConfigChanged, ErrorEvent, Event, ListenerFailed, SessionClosed, SessionOpened, StateChanged
+from engine.hostport import join_hostport, split_hostport
+from ui.actions import Actions
+from ui.errors import MessageBridge
+from ui.facade import EngineFacade
+from ui.icons import state_icon
+from ui.models.domains import DomainsModel
+from ui.models.nodes import ChildrenModel, NodeRow, ServerRow, ServersModel, state_label
+from ui.models.sessions import SessionsModel
+from ui.operations import Operations
+from ui.result_pane import ResultPane
+from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, Node, ScopeTree
+
+ExportRows = Callable[[str, list[str], list[list[str]]], None]
+SESSION_REFRESH_MS = 1000
+RUNNING = ("started", "paused", "pausing", "continuing")
+
+
+class ManagerWindow(QMainWindow):
+    closed = Signal()
+
+    def __init__(self, engine: EngineFacade, computer: str, settings: QSettings, export_rows: ExportRows,
+                 messages: MessageBridge | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.settings = settings
+        self.export_rows = export_rows
+        self.messages = messages or MessageBridge()
+        self.messages.note.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.state = engine.state
+        self.messages_received = 0
+        self._history: list[Node] = []
+        self._future: list[Node] = []
+        self._navigating = False
+        self.setWindowTitle("smtpsvc — SMTP Service Manager")
+        self.setWindowIcon(state_icon("computer", "started"))
+        self.actions_ = Actions(self)
+        self.action_menu = self.actions_.build_menus(self)
+        self.toolbar = self.actions_.build_toolbar(self)
+        self.servers_model = ServersModel()
+        self.children_model = ChildrenModel()
+        self.domains_model = DomainsModel()
+        self.sessions_model = SessionsModel()
+        self.tree = ScopeTree(f"{computer} (local computer)", engine.config().name)
+        self.panes: dict[Node, ResultPane] = {
+            Node.COMPUTER: ResultPane(self.servers_model, "computer"),
+            Node.SERVER: ResultPane(self.children_model, "server"),
+            Node.DOMAINS: ResultPane(self.domains_model, "domains", sort_column=1),
+            Node.SESSIONS: ResultPane(self.sessions_model, "sessions", sort_column=2),
+        }
+        self.stack = QStackedWidget()
+        for pane in self.panes.values():
+            self.stack.addWidget(pane)
+            pane.activated.connect(self._activated)
+            pane.selection_changed.connect(self.update_actions)
+            for view in (pane.detail, pane.icons):
+                view.customContextMenuRequested.connect(self._result_menu)
+        self.splitter = QSplitter()
+        self.splitter.addWidget(self.tree)
+        self.splitter.addWidget(self.stack)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([250, 650])
+        self.setCentralWidget(self.splitter)
+        self._status_widgets()
+        self.ops = Operations(self)
+        self._connect()
+        self.children_model.sync(NodeRow(node.value, NODE_TITLES[node], NODE_ICONS[node], NODE_DESCRIPTIONS[node])
+                                 for node in (Node.DOMAINS, Node.SESSIONS))
+        self.refresh_config()
+        self.set_state(engine.state)
+        self.tree.select(Node.SERVER)
+        self._timer = QTimer(self)
+        self._timer.setInterval(SESSION_REFRESH_MS)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
+        self.restore_layout()
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _status_widgets(self) -> None:
+        bar = self.statusBar()
+        self.state_icon_label = QLabel()
+        self.state_label = QLabel()
+        self.address_label = QLabel()
+        self.count_label = QLabel()
+        for widget in (self.state_icon_label, self.state_label, self.address_label, self.count_label):
+            bar.addPermanentWidget(widget)
+
+    def _connect(self) -> None:
+        a = self.actions_
+        ops = self.ops
+        self.tree.currentItemChanged.connect(lambda *_: self._node_changed())
+        self.tree.customContextMenuRequested.connect(self._tree_menu)
+        a.exit.triggered.connect(self.close)
+        a.export.triggered.connect(self._export)
+        a.back.triggered.connect(self._back)
+        a.forward.triggered.connect(self._forward)
+        a.up.triggered.connect(self._up)
+        a.show_tree.toggled.connect(self.tree.setVisible)
+        a.show_toolbar.toggled.connect(self.toolbar.setVisible)
+        a.show_statusbar.toggled.connect(self.statusBar().setVisible)
+        a.view_modes.triggered.connect(lambda action: self.set_view_mode(str(action.data())))
+        a.start.triggered.connect(ops.start)
+        a.stop.triggered.connect(ops.stop)
+        a.pause.triggered.connect(ops.pause_or_continue)
+        a.new_domain.triggered.connect(ops.new_domain)
+        a.set_default.triggered.connect(ops.set_default)
+        a.delete.triggered.connect(ops.delete)
+        a.rename.triggered.connect(ops.rename)
+        a.terminate.triggered.connect(ops.terminate)
+        a.terminate_all.triggered.connect(ops.terminate_all)
+        a.refresh.triggered.connect(self.refresh)
+        a.properties.triggered.connect(ops.properties)
+        a.about.triggered.connect(self._about)
+
+    # -- navigation -----------------------------------------------------------------------------
+
+    @property
+    def node(self) -> Node:
+        return self.tree.node()
+
+    @property
+    def pane(self) -> ResultPane:
+        return self.panes[self.node]
+
+    def select_node(self, node: Node) -> None:
+        self.tree.select(node)
+
+    def _node_changed(self) -> None:
+        node = self.node
+        if not self._navigating and (not self._history or self._history[-1] != node):
+            self._history.append(node)
+            self._future.clear()
+        self.stack.setCurrentWidget(self.panes[node])
+        if node == Node.SESSIONS:
+            self.ops.refresh_sessions()
+        self._rebuild_action_menu()
+        self.update_actions()
+        self._update_counts()
+
+    def _go(self, node: Node) -> None:
+        self._navigating = True
+        try:
+            self.tree.select(node)
+        finally:
+            self._navigating = False
+
+    def _back(self) -> None:
+        if len(self._history) > 1:
+            self._future.append(self._history.pop())
+            self._go(self._history[-1])
+
+    def _forward(self) -> None:
+        if self._future:
+            node = self._future.pop()
+            self._history.append(node)
+            self._go(node)
+
+    def _up(self) -> None:
+        parent = PARENT_NODE.get(self.node)
+        if parent is not None:
+            self.tree.select(parent)
+
+    def _activated(self, index: QModelIndex) -> None:
+        if self.node == Node.COMPUTER:
+            self.tree.select(Node.SERVER)
+        elif self.node == Node.SERVER:
+            row = self.children_model.row_at(index)
+            if row is not None:
+                self.tree.select(Node(row.node))
+        elif self.node == Node.DOMAINS:
+            self.ops.properties()
+
+    def set_view_mode(self, mode: str) -> None:
+        for pane in self.panes.values():
+            pane.set_mode(mode)
+        self.actions_.view_mode[mode].setChecked(True)
+
+    # -- menus and action state -----------------------------------------------------------------
+
+    def node_actions(self, node: Node) -> list[object]:
+        a = self.actions_
+        new_menu = QMenu("&New", self)
+        new_menu.addAction(a.new_domain)
+        server = [a.start, a.stop, a.pause, None, new_menu, None, a.rename, None, a.refresh, a.export, None,
+                  a.properties]
+        return {
+            Node.COMPUTER: [a.connect, None, a.refresh, a.export],
+            Node.SERVER: server,
+            Node.DOMAINS: [new_menu, None, a.refresh, a.export],
+            Node.SESSIONS: [a.terminate_all, None, a.refresh, a.export],
+        }[node]
+
+    def item_actions(self) -> list[object]:
+        a = self.actions_
+        if self.node == Node.DOMAINS:
+            return [a.set_default, None, a.delete, a.rename, None, a.properties]
+        if self.node == Node.SESSIONS:
+            return [a.terminate, a.terminate_all, None, a.refresh]
+        return self.node_actions(self.node)
+
+    def _fill(self, menu: QMenu, entries: list[object]) -> None:
+        for entry in entries:
+            if entry is None:
+                menu.addSeparator()
+            elif isinstance(entry, QMenu):
+                menu.addMenu(entry)
+            else:
+                menu.addAction(entry)  # type: ignore[call-overload]
+
+    def _rebuild_action_menu(self) -> None:
+        self.action_menu.clear()
+        entries = self.item_actions() if self.pane.selected_keys() and self.node in (Node.DOMAINS, Node.SESSIONS) \
+            else self.node_actions(self.node)
+        self._fill(self.action_menu, entries)
+
+    def _tree_menu(self, point: QPoint) -> None:
+        item = self.tree.itemAt(point)
+        if item is None:
+            return
+        self.tree.setCurrentItem(item)
+        menu = QMenu(self)
+        self._fill(menu, self.node_actions(self.node))
+        menu.popup(self.tree.viewport().mapToGlobal(point))
+
+    def _result_menu(self, point: QPoint) -> None:
+        view = self.pane.view()
+        menu = QMenu(self)
+        self._fill(menu, self.item_actions() if self.pane.selected_keys() else self.node_actions(self.node))
+        menu.popup(view.viewport().mapToGlobal(point))
+
+    def update_actions(self) -> None:
+        a = self.actions_
+        node, state = self.node, self.state
+        on_server = node != Node.COMPUTER
+        keys = self.pane.selected_keys()
+        domains = [self.domains_model.get(key) for key in keys] if node == Node.DOMAINS else []
+        a.start.setEnabled(on_server and state == "stopped")
+        a.stop.setEnabled(on_server and state in ("started", "paused"))
+        a.pause.setEnabled(on_server and state in ("started", "paused"))
+        a.pause.setChecked(state == "paused")
+        a.pause.setText("Continue" if state == "paused" else "&Pause")
+        a.new_domain.setEnabled(node in (Node.SERVER, Node.DOMAINS))
+        a.set_default.setEnabled(len(domains) == 1 and domains[0] is not None and domains[0].type == "alias")
+        a.delete.setEnabled(bool(domains))
+        a.rename.setEnabled(node == Node.SERVER or len(domains) == 1)
+        a.terminate.setEnabled(node == Node.SESSIONS and bool(keys))
+        a.terminate_all.setEnabled(node == Node.SESSIONS and self.sessions_model.rowCount() > 0)
+        a.properties.setEnabled(node == Node.SERVER or len(domains) == 1)
+        a.export.setEnabled(self.pane.model.rowCount() > 0)
+        a.back.setEnabled(len(self._history) > 1)
+        a.forward.setEnabled(bool(self._future))
+        a.up.setEnabled(node in PARENT_NODE)
+        if node in (Node.DOMAINS, Node.SESSIONS):
+            self._rebuild_action_menu()
+
+    # -- engine state ---------------------------------------------------------------------------
+
+    def on_engine_events(self, batch: list[Event]) -> None:
+        """Engine events, in order, delivered on the GUI thread (the bridge's queued signal)."""
+        for event in batch:
+            if isinstance(event, SessionOpened):
+                self.sessions_model.opened(event.session_id, event.peer, event.at)
+            elif isinstance(event, SessionClosed):
+                self.sessions_model.closed(event.session_id)
+                self.messages_received += event.messages
+            elif isinstance(event, StateChanged):
+                self.set_state(event.state)
+            elif isinstance(event, ConfigChanged):
+                self.refresh_config()
+            elif isinstance(event, ListenerFailed):
+                self.messages.inform(f"Cannot listen on {event.address}: {event.reason}")
+            elif isinstance(event, ErrorEvent):
+                self.messages.inform(f"{event.source}: {event.message}")
+        self._update_counts()
+        self.update_actions()
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        config = self.engine.config()
+        self.tree.set_server(config.name, state)
+        self.state_icon_label.setPixmap(state_icon("server", state).pixmap(16, 16))
+        self.state_label.setText(state_label(state))
+        if state == "stopped":
+            self.sessions_model.clear()
+        self._update_server_row()
+        self.update_actions()
+
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        bound = tuple(self.engine.bound_addresses)
+        if bound and self.state in RUNNING:
+            return bound
+        pairs = []
+        for text in self.engine.config().server.listen:
+            try:
+                pairs.append(split_hostport(text, 25))
+            except ValueError:
+                continue
+        return tuple(pairs)
+
+    def _update_server_row(self) -> None:
+        config = self.engine.config()
+        addresses = self.addresses()
+        self.servers_model.sync([ServerRow(config.name, self.state, addresses, str(self.engine.mailroot))])
+        listening = ", ".join(join_hostport(host, port) for host, port in addresses)
+        self.address_label.setText(f"Listening on {listening}" if self.state in RUNNING else f"Configured: {listening}")
+
+    def _update_counts(self) -> None:
+        sessions = self.sessions_model.rowCount()
+        domains = self.domains_model.rowCount()
+        self.count_label.setText(f"{domains} domain{'s' * (domains != 1)}, {sessions} session{'s' * (sessions != 1)}")
+        self.actions_.export.setEnabled(self.pane.model.rowCount() > 0)
+        self.actions_.terminate_all.setEnabled(self.node == Node.SESSIONS and sessions > 0)
+
+    def refresh_config(self) -> None:
+        config: Config = self.engine.config()
+        self.domains_model.set_domains(config.effective_domains)
+        self.tree.set_server(config.name, self.state)
+        self._update_server_row()
+        self._update_counts()
+
+    def refresh(self) -> None:
+        self.refresh_config()
+        self.set_state(self.engine.state)
+        self.ops.refresh_sessions()
+
+    def _tick(self) -> None:
+        self.sessions_model.tick()
+        if self.state in RUNNING and (self.node == Node.SESSIONS or self.sessions_model.rowCount()):
+            self.ops.refresh_sessions()
+
+    # -- export, about, layout ------------------------------------------------------------------
+
+    def export_list(self, path: str) -> None:
+        model = self.pane.model
+        proxy = self.pane.proxy
+        headers = [column.title for column in model.columns]
+        rows = [[str(proxy.data(proxy.index(row, column)) or "") for column in range(len(model.columns))]
+                for row in range(proxy.rowCount())]
+        self.export_rows(path, headers, rows)
+        self.messages.inform(f"Exported {len(rows)} row(s) to {path}")
+
+    def _export(self) -> None:
+        name = {Node.COMPUTER: "servers", Node.SERVER: "nodes", Node.DOMAINS: "domains",
+                Node.SESSIONS: "sessions"}[self.node]
+        path, _ = QFileDialog.getSaveFileName(self, "Export List", f"{name}.csv",
+                                              "Comma separated values (*.csv);;All files (*)")
+        if path:
+            try:
+                self.export_list(path)
+            except OSError as error:
+                self.messages.error("Export List", error)
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About smtpsvc",
+                          "<b>smtpsvc</b><br>The SMTP service of IIS 5/6, re-created in Python.<br><br>"
+                          f"Mailroot: {self.engine.mailroot}")
+
+    def restore_layout(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(900, 560)
+        state = s.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        splitter = s.value("window/splitter")
+        if isinstance(splitter, QByteArray):
+            self.splitter.restoreState(splitter)
+        for node, pane in self.panes.items():
+            header = s.value(f"columns/{node.value}")
+            pane.restore_header(header if isinstance(header, QByteArray) else None)
+        mode = s.value("view/mode", "detail")
+        self.set_view_mode(mode if mode in self.actions_.view_mode else "detail")
+        for key, action in (("view/tree", self.actions_.show_tree), ("view/toolbar", self.actions_.show_toolbar),
+                            ("view/statusbar", self.actions_.show_statusbar)):
+            action.setChecked(s.value(key, True, type=bool))
+
+    def save_layout(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("window/splitter", self.splitter.saveState())
+        for node, pane in self.panes.items():
+            s.setValue(f"columns/{node.value}", pane.header_state())
+        s.setValue("view/mode", self.panes[Node.SERVER].mode)
+        s.setValue("view/tree", self.actions_.show_tree.isChecked())
+        s.setValue("view/toolbar", self.actions_.show_toolbar.isChecked())
+        s.setValue("view/statusbar", self.actions_.show_statusbar.isChecked())
+        s.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._timer.stop()
+        self.save_layout()
+        event.accept()
+        self.closed.emit()
+
+    def sheet_parent(self) -> QWidget:
+        return self
+
+    def focus_result(self) -> None:
+        self.pane.view().setFocus(Qt.FocusReason.OtherFocusReason)
