@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -14,6 +15,12 @@ import platformdirs
 from engine.errors import DomainError
 from engine.hostport import split_hostport
 from engine.options import DOMAIN_TYPES
+
+
+@functools.lru_cache(maxsize=1)
+def computer_fqdn() -> str:
+    """This computer's name, looked up once: socket.getfqdn() asks the resolver every time."""
+    return socket.getfqdn()
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ class Config:
 
     @property
     def fqdn(self) -> str:
-        return self.server.fqdn or socket.getfqdn()
+        return self.server.fqdn or computer_fqdn()
 
     @property
     def default_domain(self) -> DomainConfig:

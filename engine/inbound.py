@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail
 
 from engine.addresses import AddressError, parse_path
 from engine.config import Config
@@ -58,23 +58,57 @@ class InboundSMTP(SMTP):
         self.config = services.config()
         server = self.config.server
         self.fqdn = self.config.fqdn
-        stamp = email.utils.formatdate(localtime=True)
-        super().__init__(
-            _NoHandler(),
-            data_size_limit=None,
-            enable_SMTPUTF8=True,
-            hostname=self.fqdn,
-            ident=f"smtpsvc ESMTP MAIL Service, Version: {VERSION} ready at {stamp}",
-            timeout=float(server.connection_timeout),
-            loop=loop,
-        )
+        self._init_aiosmtpd_state(loop, server.connection_timeout)
         self.command_size_limit = server.max_command_line
         self.command_size_limits = collections.defaultdict(lambda: server.max_command_line)
         self.live: LiveSession | None = None
         self._bad_commands = 0
         self._session_bytes = 0
-        self._closing = False
         self._reset_transaction()
+
+    def _init_aiosmtpd_state(self, loop: asyncio.AbstractEventLoop, timeout: int) -> None:
+        """The state aiosmtpd's ``SMTP.__init__`` sets up, without its per-connection introspection.
+
+        ``SMTP.__init__`` runs ``inspect.getmembers`` over the protocol for every connection: a
+        quarter of the cost of a one-message connection. The method tables are the same for every
+        instance of a class, so they are computed once per class and bound here. Pinned to aiosmtpd
+        1.4 (pyproject); tests/engine/test_inbound_state.py checks that no attribute is missing.
+        """
+        asyncio.StreamReaderProtocol.__init__(
+            self, asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected, loop=loop)
+        stamp = email.utils.formatdate(localtime=True)
+        self.__ident__ = f"smtpsvc ESMTP MAIL Service, Version: {VERSION} ready at {stamp}"
+        self.loop = loop
+        self.event_handler = _NO_HANDLER
+        self.data_size_limit = None
+        self.enable_SMTPUTF8 = True
+        self._decode_data = False
+        self.hostname = self.fqdn
+        self.tls_context = None
+        self.require_starttls = False
+        self._timeout_duration = float(timeout)
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = True
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._auth_required = False
+        tables = _method_tables(type(self))
+        self._auth_methods = {
+            mechanism: _AuthMechAttr(getattr(self, name), True) for mechanism, name in tables.auth
+        }
+        self._handle_hooks = {}
+        self._ehlo_hook_ver = None
+        self._smtp_methods = {command: getattr(self, name) for command, name in tables.commands}
+        self._enforce_call_limit = False
 
     # -- connection lifecycle -------------------------------------------------------------------
 
@@ -487,6 +521,36 @@ def _buffer_of(reader: asyncio.StreamReader) -> bytearray:
 
 class _NoHandler:
     """aiosmtpd wants a handler object; every hook lives in InboundSMTP itself."""
+
+
+_NO_HANDLER = _NoHandler()
+
+
+@dataclass(frozen=True)
+class _MethodTables:
+    commands: tuple[tuple[str, str], ...]  # ("EHLO", "smtp_EHLO")
+    auth: tuple[tuple[str, str], ...]  # ("PLAIN", "auth_PLAIN")
+
+
+_TABLES: dict[str, _MethodTables] = {}
+
+
+def _method_tables(cls: type) -> _MethodTables:
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    tables = _TABLES.get(key)
+    if tables is None:
+        tables = _TABLES[key] = _compute_tables(cls)
+    return tables
+
+
+def _compute_tables(cls: type) -> _MethodTables:
+    names = dir(cls)
+    commands = tuple((name[5:], name) for name in names if name.startswith("smtp_"))
+    auth = tuple(
+        (getattr(getattr(cls, name), "__auth_mechanism_name__", name[5:].replace("__", "-")), name)
+        for name in names if name.startswith("auth_")
+    )
+    return _MethodTables(commands, auth)
 
 
 def make_protocol_factory(services: InboundServices, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:

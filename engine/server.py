@@ -208,6 +208,8 @@ class VirtualServer:
         if self._pickup is not None:
             await self._pickup.stop()  # type: ignore[attr-defined]
             self._pickup = None
+        if self._intake is not None:
+            await self._intake.spools.close()
         if self._queue is not None:
             await self._queue.stop()
         if self._committer is not None:

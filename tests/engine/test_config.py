@@ -19,6 +19,7 @@ from engine.config import (
     DomainConfig,
     ServerConfig,
     add_domain,
+    computer_fqdn,
     default_config_path,
     default_mailroot,
     delete_domain,
@@ -434,9 +435,13 @@ def test_operations_materialize_the_implicit_default() -> None:
 
 def test_an_odd_computer_name_is_no_error_until_it_becomes_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getfqdn", lambda: "build_host")  # underscores happen in host names
-    validate_config(Config())
-    with pytest.raises(DomainError, match="set the fully-qualified domain name"):
-        add_domain(Config(), DomainConfig("alias.example", "alias"))
+    computer_fqdn.cache_clear()  # the name is looked up once per process
+    try:
+        validate_config(Config())
+        with pytest.raises(DomainError, match="set the fully-qualified domain name"):
+            add_domain(Config(), DomainConfig("alias.example", "alias"))
+    finally:
+        computer_fqdn.cache_clear()
 
 
 def test_delete_domain() -> None:
