@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QLabel,
@@ -109,7 +109,6 @@ class DomainWizard(QWizard):
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setPixmap(QWizard.WizardPixmap.LogoPixmap, icon("new-domain").pixmap(48, 48))
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage)
-        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.types = TypePage()
         self.names = NamePage(self.types, current)
         self.addPage(self.types)

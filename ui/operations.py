@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import shiboken6
 from PySide6.QtWidgets import QInputDialog, QLineEdit, QMessageBox
 
 from engine.config import Config, delete_domain, rename_domain, set_default_domain
@@ -68,6 +69,7 @@ class Operations:
         wizard = DomainWizard(self.engine.config, self.w)
         wizard.finished_config.connect(lambda config: self._domain_added(wizard, config))
         self.wizard = wizard
+        wizard.finished.connect(wizard.deleteLater)
         wizard.open()
 
     def _domain_added(self, wizard: DomainWizard, config: Config) -> None:
@@ -140,7 +142,7 @@ class Operations:
         await self.apply(config)
 
     def properties(self) -> None:
-        if self.sheet is not None and self.sheet.isVisible():
+        if self.sheet is not None and shiboken6.isValid(self.sheet) and self.sheet.isVisible():
             self.sheet.raise_()
             return
         if self.w.node == Node.DOMAINS:
@@ -153,6 +155,7 @@ class Operations:
             self.sheet = ServerSheet(self.engine.config, self.w.state, self.apply, self.runner, self.messages, self.w)
         else:
             return
+        self.sheet.finished.connect(self.sheet.deleteLater)
         self.sheet.open()
 
     # -- sessions -------------------------------------------------------------------------------

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractItemModel, QByteArray, QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QByteArray,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStackedWidget, QTreeView, QWidget
 
 from ui.models.table import SORT_ROLE, KeyedTableModel
 
 VIEW_MODES = ("large", "small", "list", "detail")
+
+
+class SortProxy(QSortFilterProxyModel):
+    """Sorts by the column's Python sort key (tuples, numbers), which a QVariant comparison cannot do."""
+
+    def lessThan(self, left: QModelIndex | QPersistentModelIndex,
+                 right: QModelIndex | QPersistentModelIndex) -> bool:
+        source = self.sourceModel()
+        return bool(source.data(left, SORT_ROLE) < source.data(right, SORT_ROLE))
 
 
 class ResultPane(QStackedWidget):
@@ -21,9 +39,8 @@ class ResultPane(QStackedWidget):
         super().__init__(parent)
         self.setObjectName(name)
         self.model = model
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = SortProxy(self)
         self.proxy.setSourceModel(model)
-        self.proxy.setSortRole(SORT_ROLE)
         self.proxy.setDynamicSortFilter(True)
         self.detail = QTreeView()
         self.icons = QListView()

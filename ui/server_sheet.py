@@ -217,6 +217,12 @@ class ServerSheet(PropertySheet):
         self.setWindowTitle(f"{self._initial_name} Properties")
 
     def show_problems(self, problems: Problems) -> Problems:
+        rest = self._mark_fields(problems)
+        for dialog in self.findChildren(SubDialog):
+            dialog.update_ok()
+        return rest
+
+    def _mark_fields(self, problems: Problems) -> Problems:
         by_field: dict[str, str] = {}
         rest: Problems = []
         for key, why in problems:

@@ -39,7 +39,6 @@ class PropertySheet(QDialog):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setModal(True)
-        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._apply_fn = apply
         self._runner = runner
         self._messages = messages

@@ -75,7 +75,10 @@ def button_row(*buttons: QPushButton) -> QHBoxLayout:
 
 
 class SubDialog(QDialog):
-    """A "…" dialog of a sheet: edits fields the sheet owns; Cancel puts back what they held when it opened."""
+    """A "…" dialog of a sheet: edits fields the sheet owns; Cancel puts back what they held when it opened.
+
+    The sheet calls ``update_ok`` after each validation (OK stays disabled while a field here is invalid).
+    """
 
     def __init__(self, title: str, fields: list[OptionField], intro: str = "",
                  parent: QWidget | None = None, extra: QWidget | None = None) -> None:
@@ -97,8 +100,6 @@ class SubDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
-        for field in fields:
-            field.changed.connect(self.update_ok)
 
     def open(self) -> None:
         self._saved = [field.value() for field in self.fields]

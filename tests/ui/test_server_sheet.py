@@ -1,0 +1,164 @@
+"""The virtual server's property sheet: every option has a field; change, Apply, OK, Cancel, invalid input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import FakeEngine, QLoop, Recorder
+from pytestqt.qtbot import QtBot
+
+from engine.errors import BindError
+from engine.options import OPTIONS
+from ui.option_fields import IntListField, LimitField, StrListField, TextField
+from ui.server_sheet import ServerSheet
+from ui.sheet_parts import SubDialog
+from ui.tasks import TaskRunner
+
+
+def make_sheet(qtbot: QtBot, engine: FakeEngine, messages: Recorder) -> ServerSheet:
+    sheet = ServerSheet(engine.config, "started", engine.apply_config, TaskRunner(messages), messages)
+    qtbot.addWidget(sheet)
+    sheet.show()
+    return sheet
+
+
+def test_every_option_has_a_placed_field(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    assert set(sheet.fields) == {option.name for option in OPTIONS}
+    assert set(sheet.where) >= {option.name for option in OPTIONS}
+    assert [sheet.tabs.tabText(i) for i in range(sheet.tabs.count())] == [
+        "General", "Access", "Messages", "Delivery", "Security"]
+    size = sheet.fields["max_message_size_kb"]
+    assert isinstance(size, LimitField)
+    assert (size.spin.maximum(), size.value()) == (4_194_304, 2048)
+    assert "MaxMessageSize" in size.spin.toolTip()
+
+
+def test_opens_clean_with_apply_disabled(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    assert not sheet.dirty()
+    assert sheet.ok_button.isEnabled() and not sheet.apply_button.isEnabled()
+    assert sheet.problems == []
+
+
+def test_apply_and_ok(qtbot: QtBot, qloop: QLoop, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    size = sheet.fields["max_message_size_kb"]
+    assert isinstance(size, LimitField)
+    size.spin.setValue(1024)
+    assert sheet.apply_button.isEnabled()
+    sheet.apply_button.click()
+
+    async def applied() -> None:
+        await qloop.until(lambda: len(fake_engine.applied) == 1 and not sheet.busy)
+
+    qloop.run(applied())
+    assert fake_engine.config().server.max_message_size_kb == 1024
+    assert fake_engine.config().domains == fake_engine.applied[0].domains  # the rest is untouched
+    assert not sheet.apply_button.isEnabled() and sheet.isVisible()
+    size.check.setChecked(False)  # no limit
+    sheet.ok_button.click()
+    qloop.run(qloop.until(lambda: len(fake_engine.applied) == 2 and not sheet.isVisible()))
+    assert fake_engine.config().server.max_message_size_kb == 0
+    assert messages.shown == []
+
+
+def test_cancel_applies_nothing(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    sheet.fields["max_recipients"].set_value(5)
+    sheet.cancel_button.click()
+    assert not sheet.isVisible() and fake_engine.applied == []
+
+
+def test_invalid_input_is_marked_and_blocks_ok(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    ndr = sheet.fields["ndr_copy_to"]
+    assert isinstance(ndr, TextField)
+    qtbot.keyClicks(ndr.edit, "postmaster")
+    assert ndr.problem == "'postmaster' is not a mail address (user@domain)"
+    assert ndr.edit.property("invalid") is True and "not a mail address" in ndr.edit.toolTip()
+    assert not sheet.ok_button.isEnabled() and not sheet.apply_button.isEnabled()
+    assert "Messages › Send copy of Non-Delivery Report to: 'postmaster' is not" in sheet.problem_label.text()
+    qtbot.keyClicks(ndr.edit, "@example.test")
+    assert ndr.problem is None and sheet.ok_button.isEnabled() and sheet.apply_button.isEnabled()
+    assert not sheet.problem_label.isVisibleTo(sheet)
+
+
+def test_cross_field_problem(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    session = sheet.fields["max_session_size_kb"]
+    assert isinstance(session, LimitField)
+    session.spin.setValue(100)
+    assert session.problem == "100 KB is less than the message size limit (2048 KB)"
+    assert session.spin.property("invalid") is True
+    assert not sheet.ok_button.isEnabled()
+
+
+def test_name_and_lists(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    sheet.name_edit.clear()
+    assert not sheet.ok_button.isEnabled() and "Name:" in sheet.problem_label.text()
+    sheet.name_edit.setText("Lab relay")
+    listen = sheet.fields["listen"]
+    assert isinstance(listen, StrListField)
+    listen.add_button.click()
+    listen.list.closePersistentEditor(listen.list.currentItem())
+    listen.list.currentItem().setText("localhost:99999")
+    assert listen.problem is not None and "port" in listen.problem
+    assert "Advanced › Identities" in sheet.problem_label.text()
+    listen.list.currentItem().setText("127.0.0.2:2526")
+    assert sheet.problems == []
+    assert sheet.candidate().server.listen == ("127.0.0.1:2525", "127.0.0.2:2526")
+    assert sheet.candidate().name == "Lab relay"
+    assert sheet.listen_summary.text() == "127.0.0.1:2525, 127.0.0.2:2526"
+    retries = sheet.fields["retry_intervals_min"]
+    assert isinstance(retries, IntListField)
+    assert retries.value() == (15, 30, 60, 240)
+
+
+def test_sub_dialog_cancel_restores(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    dialog = next(d for d in sheet.findChildren(SubDialog) if d.windowTitle() == "Advanced Delivery")
+    dialog.open()
+    smart = sheet.fields["smart_host"]
+    assert isinstance(smart, TextField)
+    smart.edit.setText("bad host!")
+    ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
+    assert not ok.isEnabled()
+    dialog.reject()
+    assert smart.value() == "" and smart.problem is None and not sheet.dirty()
+
+
+def test_failed_apply_keeps_sheet_and_says_why(qtbot: QtBot, qloop: QLoop, fake_engine: FakeEngine,
+                                               messages: Recorder) -> None:
+    async def refuse(config: object) -> None:
+        raise BindError("cannot listen on 127.0.0.1:25: Permission denied")
+
+    sheet = ServerSheet(fake_engine.config, "started", refuse, TaskRunner(messages), messages)
+    qtbot.addWidget(sheet)
+    sheet.show()
+    sheet.fields["max_recipients"].set_value(7)
+    sheet.ok_button.click()
+    qloop.run(qloop.until(lambda: bool(messages.shown)))
+    assert sheet.isVisible() and sheet.dirty() and sheet.apply_button.isEnabled()
+    title, text = messages.shown[0]
+    assert "not applied" in title and text == "Cannot listen on 127.0.0.1:25: Permission denied"
+
+
+def test_not_built_controls_are_disabled_with_reason(qtbot: QtBot, fake_engine: FakeEngine,
+                                                    messages: Recorder) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    buttons = {b.text(): b for b in sheet.findChildren(QPushButton)}
+    for text in ("Authentication…", "Certificate…", "Outbound Security…"):
+        assert not buttons[text].isEnabled() and "not built" in buttons[text].toolTip()
+    assert buttons["Relay…"].isEnabled() and buttons["Advanced…"].isEnabled()
+
+
+def test_badmail_dir_has_browse(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder, tmp_path: Path) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    field = sheet.fields["badmail_dir"]
+    assert isinstance(field, TextField) and field.widget is not field.edit  # edit + Browse… button
+    field.set_value(str(tmp_path / "Mailroot" / "Queue"))
+    assert field.problem == "must not be the Mailroot's Queue directory"

@@ -1,0 +1,206 @@
+"""The main window against an in-memory facade: tree, panes, actions, domains, sessions, export, layout."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import FakeEngine, QLoop, Recorder
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QToolButton
+from pytestqt.qtbot import QtBot
+
+from engine.events import SessionClosed, SessionOpened
+from ui.scope import Node
+from ui.window import ManagerWindow
+
+
+def write_rows(path: str, headers: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        csv.writer(file).writerows([headers, *rows])
+
+
+@pytest.fixture
+def window(qtbot: QtBot, qloop: QLoop, fake_engine: FakeEngine, messages: Recorder,
+           settings: QSettings) -> Iterator[ManagerWindow]:
+    win = ManagerWindow(fake_engine, "testhost", settings, write_rows, messages)
+    fake_engine.sink = win.on_engine_events
+    win.ops.confirm = lambda title, question: True  # type: ignore[method-assign]
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    qloop.run(win.ops.runner.drain())
+
+
+def toolbar_click(window: ManagerWindow, action_name: str) -> None:
+    button = window.toolbar.widgetForAction(getattr(window.actions_, action_name))
+    assert isinstance(button, QToolButton) and button.isEnabled()
+    button.click()
+
+
+def test_tree_and_panes(window: ManagerWindow) -> None:
+    tree = window.tree
+    assert tree.items[Node.COMPUTER].text(0) == "testhost (local computer)"
+    assert tree.items[Node.SERVER].text(0) == "Default SMTP Virtual Server"
+    assert [tree.items[Node.SERVER].child(i).text(0) for i in range(2)] == ["Domains", "Current Sessions"]
+    assert window.node == Node.SERVER
+    assert window.children_model.rowCount() == 2
+    window.select_node(Node.COMPUTER)
+    model = window.servers_model
+    assert [model.data(model.index(0, c)) for c in range(4)] == [
+        "Default SMTP Virtual Server", "Running", "127.0.0.1", "2525"]
+    window.select_node(Node.DOMAINS)
+    assert window.stack.currentWidget() is window.panes[Node.DOMAINS]
+    assert window.domains_model.rowCount() == 3
+    assert window.state_label.text() == "Running"
+    assert window.address_label.text() == "Listening on 127.0.0.1:2525"
+    assert window.count_label.text() == "3 domains, 0 sessions"
+
+
+def test_navigation_history(window: ManagerWindow) -> None:
+    window.select_node(Node.DOMAINS)
+    window.select_node(Node.SESSIONS)
+    window.actions_.back.trigger()
+    assert window.node == Node.DOMAINS
+    window.actions_.forward.trigger()
+    assert window.node == Node.SESSIONS
+    window.actions_.up.trigger()
+    assert window.node == Node.SERVER
+    window.panes[Node.SERVER].activated.emit(window.children_model.index(0, 0))
+    assert window.node == Node.DOMAINS
+
+
+def test_start_stop_pause_continue(window: ManagerWindow, fake_engine: FakeEngine, qloop: QLoop) -> None:
+    a = window.actions_
+    assert not a.start.isEnabled() and a.stop.isEnabled() and a.pause.isEnabled()
+    toolbar_click(window, "pause")
+    qloop.run(qloop.until(lambda: window.state == "paused"))
+    assert a.pause.isChecked() and a.pause.text() == "Continue"
+    assert window.tree.items[Node.SERVER].text(0) == "Default SMTP Virtual Server (Paused)"
+    toolbar_click(window, "pause")
+    qloop.run(qloop.until(lambda: window.state == "started"))
+    toolbar_click(window, "stop")
+    qloop.run(qloop.until(lambda: window.state == "stopped"))
+    assert a.start.isEnabled() and not a.stop.isEnabled() and not a.pause.isEnabled()
+    assert window.address_label.text() == "Configured: 127.0.0.1:2525"
+    toolbar_click(window, "start")
+    qloop.run(qloop.until(lambda: window.state == "started"))
+    assert fake_engine.calls == ["pause", "resume", "stop", "start"]
+
+
+def select_domain(window: ManagerWindow, name: str) -> None:
+    window.select_node(Node.DOMAINS)
+    window.pane.select_key(name.casefold())
+    assert window.pane.selected_keys() == [name.casefold()]
+
+
+def test_delete_default_domain_is_refused_with_reason(window: ManagerWindow, messages: Recorder,
+                                                      fake_engine: FakeEngine) -> None:
+    select_domain(window, "example.test")
+    assert window.actions_.delete.isEnabled() and not window.actions_.set_default.isEnabled()
+    window.actions_.delete.trigger()
+    assert messages.shown and messages.shown[0][0] == "Delete"
+    assert "The default domain cannot be deleted" in messages.shown[0][1]
+    assert fake_engine.applied == []
+
+
+def test_delete_and_set_default(window: ManagerWindow, qloop: QLoop, fake_engine: FakeEngine) -> None:
+    select_domain(window, "alias.test")
+    assert window.actions_.set_default.isEnabled()
+    window.actions_.set_default.trigger()
+    qloop.run(qloop.until(lambda: len(fake_engine.applied) == 1))
+    types = {d.name: d.type for d in fake_engine.config().domains}
+    assert types == {"example.test": "alias", "alias.test": "default", "relay.test": "remote"}
+    model = window.domains_model
+    assert model.get("alias.test").type == "default"  # type: ignore[union-attr]
+    select_domain(window, "relay.test")
+    window.actions_.delete.trigger()
+    qloop.run(qloop.until(lambda: window.domains_model.rowCount() == 2))
+    assert "relay.test" not in {d.name for d in fake_engine.config().domains}
+
+
+def test_rename_domain(window: ManagerWindow, qloop: QLoop, fake_engine: FakeEngine) -> None:
+    window.ops.ask_text = lambda title, label, text: "partner.test"  # type: ignore[method-assign]
+    select_domain(window, "relay.test")
+    window.actions_.rename.trigger()
+    qloop.run(qloop.until(lambda: window.domains_model.get("partner.test") is not None))
+    assert window.domains_model.get("relay.test") is None
+
+
+def test_properties_open_the_right_sheet(window: ManagerWindow) -> None:
+    from ui.domain_sheet import DomainSheet
+    from ui.server_sheet import ServerSheet
+
+    window.actions_.properties.trigger()
+    assert isinstance(window.ops.sheet, ServerSheet) and window.ops.sheet.isVisible()
+    window.ops.sheet.reject()
+    select_domain(window, "relay.test")
+    window.actions_.properties.trigger()
+    assert isinstance(window.ops.sheet, DomainSheet)
+    assert window.ops.sheet.windowTitle() == "relay.test Properties"
+    window.ops.sheet.reject()
+
+
+def test_new_domain_wizard_adds_and_selects(window: ManagerWindow, qloop: QLoop, qtbot: QtBot,
+                                           fake_engine: FakeEngine) -> None:
+    from PySide6.QtWidgets import QWizard
+
+    window.actions_.new_domain.trigger()
+    wizard = window.ops.wizard
+    assert wizard is not None
+    wizard.next()
+    qtbot.keyClicks(wizard.names.edit, "new.example")
+    wizard.button(QWizard.WizardButton.FinishButton).click()
+    qloop.run(qloop.until(lambda: window.domains_model.get("new.example") is not None))
+    assert window.node == Node.DOMAINS
+    assert window.pane.selected_keys() == ["new.example"]
+
+
+def test_session_rows_from_events_and_terminate(window: ManagerWindow, qloop: QLoop,
+                                                fake_engine: FakeEngine) -> None:
+    window.select_node(Node.SESSIONS)
+    window.on_engine_events([SessionOpened("S1", "127.0.0.1"), SessionOpened("S2", "127.0.0.9")])
+    assert window.sessions_model.rowCount() == 2
+    assert window.count_label.text() == "3 domains, 2 sessions"
+    assert window.actions_.terminate_all.isEnabled()
+    window.pane.select_key("S2")
+    window.actions_.terminate.trigger()
+    window.actions_.terminate_all.trigger()
+    qloop.run(window.ops.runner.drain())
+    assert fake_engine.calls == ["terminate S2", "terminate all"]
+    window.on_engine_events([SessionClosed("S1", "127.0.0.1", 0)])
+    assert [s.session_id for s in window.sessions_model.rows()] == ["S2"]
+
+
+def test_export_list(window: ManagerWindow, tmp_path: Path) -> None:
+    window.select_node(Node.DOMAINS)
+    target = tmp_path / "domains.csv"
+    window.export_list(str(target))
+    rows = list(csv.reader(target.read_text(encoding="utf-8").splitlines()))
+    assert rows[0] == ["Domain Name", "Type", "Relay", "Route", "TLS Required"]
+    assert rows[1][:2] == ["example.test", "Local (Default)"]  # in the view's order (by type)
+    assert len(rows) == 4
+
+
+def test_view_modes_and_layout_are_remembered(qtbot: QtBot, qloop: QLoop, fake_engine: FakeEngine,
+                                              messages: Recorder, settings: QSettings) -> None:
+    first = ManagerWindow(fake_engine, "h", settings, write_rows, messages)
+    qtbot.addWidget(first)
+    first.actions_.view_mode["large"].trigger()
+    first.panes[Node.DOMAINS].detail.setColumnWidth(0, 333)
+    first.actions_.show_toolbar.setChecked(False)
+    first.close()
+    second = ManagerWindow(fake_engine, "h", settings, write_rows, messages)
+    qtbot.addWidget(second)
+    assert second.panes[Node.DOMAINS].mode == "large"
+    assert second.actions_.view_mode["large"].isChecked()
+    assert second.panes[Node.DOMAINS].detail.columnWidth(0) == 333
+    assert not second.actions_.show_toolbar.isChecked()
+    second.close()
+
+
+def test_connect_is_disabled_with_reason(window: ManagerWindow) -> None:
+    assert not window.actions_.connect.isEnabled()
+    assert "not built" in window.actions_.connect.toolTip()
