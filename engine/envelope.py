@@ -21,6 +21,9 @@ class EnvelopeError(ValueError):
 
 def envelope_lines(sender: str, recipients: Sequence[str]) -> bytes:
     """``x-sender``/``x-receiver`` lines; the null sender is written as ``<>``."""
+    for address in (sender, *recipients):
+        if any(ch in address for ch in "\r\n\0"):
+            raise ValueError(f"address with a line break or NUL: {address!r}")
     lines = [f"x-sender: {sender or '<>'}\r\n"]
     lines += [f"x-receiver: {rcpt}\r\n" for rcpt in recipients]
     return "".join(lines).encode("utf-8")

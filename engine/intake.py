@@ -41,10 +41,12 @@ class SpoolFile:
         self.error: OSError | None = None
         self.offset = 0  # length of the envelope lines
         self.size = 0  # bytes after the envelope lines
+        self._tail = b""  # the last bytes written, to spot a message ending in a lone "." line
 
     def write(self, data: bytes) -> None:
         if self.error is not None or self.fd is None:
             return
+        self._tail = (self._tail + data[-5:])[-5:]
         self._buffer += data
         if len(self._buffer) >= _FLUSH_AT:
             self._flush()
@@ -62,6 +64,29 @@ class SpoolFile:
             finally:
                 view.release()
         self._buffer.clear()
+
+    @property
+    def ends_with_lone_dot(self) -> bool:
+        return self._tail.endswith(b"\r\n.\r\n")
+
+    def restuff(self) -> None:
+        """Rewrite the message dot-stuffed with a final "." line (``pickup.pickup_file``).
+
+        A Drop or Queue file whose message ends in a lone "." line would be read back by Pickup as
+        dot-stuffed and lose that line; in this (rare) case the file is stored stuffed instead.
+        """
+        from engine.pickup import pickup_file
+
+        self._flush()
+        if self.error is not None or self.fd is None:
+            return
+        try:
+            content = os.pread(self.fd, os.fstat(self.fd).st_size, 0)[self.offset :]
+            data = pickup_file(self.sender, self.recipients, content)
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+        except OSError as error:
+            self.error = error
 
     def finish(self) -> int:
         """Flush and hand over the open descriptor (for fsync by the Committer); raises a stored write error."""
@@ -84,7 +109,7 @@ class SpoolFile:
 def _create_spool(folder: Path) -> tuple[str, Path, int]:
     queue_id = new_id()
     path = folder / f"spool-{queue_id}.eml"
-    return queue_id, path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return queue_id, path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def _create_spools(folder: Path, count: int) -> list[tuple[str, Path, int]]:
@@ -181,6 +206,8 @@ class Intake:
 
     async def commit(self, spool: SpoolFile, source: str) -> None:
         """Make the spool durable in Drop or Queue; raises OSError when it could not be."""
+        if spool.ends_with_lone_dot:
+            spool.restuff()
         try:
             fd = spool.finish()
         except OSError:

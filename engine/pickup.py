@@ -29,6 +29,7 @@ from email import errors as email_errors
 from email.headerregistry import AddressHeader, HeaderRegistry
 from typing import cast
 
+from engine.envelope import envelope_lines
 from engine.errors import EngineError
 
 MAX_HEADER_BYTES = 1024 * 1024
@@ -52,15 +53,6 @@ class PickupMessage:
     sender: str  # "" is the null sender
     recipients: tuple[str, ...]
     content: bytes  # CRLF lines, without envelope lines and Bcc
-
-
-def envelope_lines(sender: str, recipients: Sequence[str]) -> bytes:
-    """The ``x-sender:``/``x-receiver:`` lines (CRLF) that Pickup reads back as this envelope."""
-    for address in (sender, *recipients):
-        if any(ch in address for ch in "\r\n\0"):
-            raise ValueError(f"address with a line break or NUL: {address!r}")
-    lines = [f"x-sender: {sender or '<>'}", *(f"x-receiver: {rcpt}" for rcpt in recipients)]
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
 def pickup_file(sender: str, recipients: Sequence[str], content: bytes) -> bytes:
