@@ -85,6 +85,8 @@ class Manager:
             raise
         except EngineError as error:
             return error
+        finally:
+            self.window.set_state(self.host.state)  # its events are on their way; show the state now
         return None
 
     def shutdown(self) -> None:
@@ -118,8 +120,8 @@ def run_manager(args: argparse.Namespace) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     install_error_hooks(manager.messages, loop)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: manager.window.close())
+    previous = {signum: signal.signal(signum, lambda *_: manager.window.close())
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     wake = QTimer()  # lets Python run its signal handlers while Qt waits
     wake.start(250)
     wake.timeout.connect(lambda: None)
@@ -127,5 +129,9 @@ def run_manager(args: argparse.Namespace) -> int:
         with loop:
             return loop.run_until_complete(_run(manager, start_error))
     finally:
+        wake.stop()
         manager.shutdown()
         asyncio.set_event_loop(None)
+        sys.excepthook = sys.__excepthook__
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

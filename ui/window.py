@@ -80,6 +80,12 @@ class ManagerWindow(QMainWindow):
         self.refresh_config()
         self.set_state(engine.state)
         self.tree.select(Node.SERVER)
+        self._soon = QTimer(self)  # coalesces action/count updates after row changes
+        self._soon.setSingleShot(True)
+        self._soon.timeout.connect(self._rows_changed)
+        for model in (self.domains_model, self.sessions_model):
+            model.rowsInserted.connect(self._soon.start)
+            model.rowsRemoved.connect(self._soon.start)
         self._timer = QTimer(self)
         self._timer.setInterval(SESSION_REFRESH_MS)
         self._timer.timeout.connect(self._tick)
@@ -283,8 +289,7 @@ class ManagerWindow(QMainWindow):
                 self.messages.inform(f"Cannot listen on {event.address}: {event.reason}")
             elif isinstance(event, ErrorEvent):
                 self.messages.inform(f"{event.source}: {event.message}")
-        self._update_counts()
-        self.update_actions()
+        self._rows_changed()
 
     def set_state(self, state: str) -> None:
         self.state = state
@@ -315,6 +320,10 @@ class ManagerWindow(QMainWindow):
         self.servers_model.sync([ServerRow(config.name, self.state, addresses, str(self.engine.mailroot))])
         listening = ", ".join(join_hostport(host, port) for host, port in addresses)
         self.address_label.setText(f"Listening on {listening}" if self.state in RUNNING else f"Configured: {listening}")
+
+    def _rows_changed(self) -> None:
+        self._update_counts()
+        self.update_actions()
 
     def _update_counts(self) -> None:
         sessions = self.sessions_model.rowCount()

@@ -1,0 +1,235 @@
+"""The manager window with the REAL embedded engine on a temp Mailroot and a free loopback port (offscreen)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import smtplib
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import qasync
+from PySide6.QtCore import QEvent, QSettings, QTimer
+from PySide6.QtWidgets import QApplication, QToolButton
+
+from app import manager as manager_module
+from app.manager import Manager, application, run_manager
+from engine.config_file import load_config
+from ui.option_fields import LimitField
+from ui.scope import Node
+from ui.server_sheet import ServerSheet
+from ui.window import ManagerWindow
+
+T = TypeVar("T")
+MESSAGE = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: window\r\n\r\nbody\r\n"
+
+
+def arguments(tmp_path: Path) -> argparse.Namespace:
+    return argparse.Namespace(config=tmp_path / "smtpsvc.toml", mailroot=tmp_path / "Mailroot",
+                              listen=["127.0.0.1:0"], domain="example.test")
+
+
+class Run:
+    """A started Manager (engine thread + window) and the qasync loop the window runs on."""
+
+    def __init__(self, manager: Manager, loop: qasync.QEventLoop) -> None:
+        self.manager = manager
+        self.window: ManagerWindow = manager.window
+        self.loop = loop
+
+    def run(self, coro: Awaitable[T], timeout: float = 20.0) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        async def wait() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+
+        self.run(wait(), timeout)
+
+    @property
+    def port(self) -> int:
+        return self.manager.host.bound_addresses[0][1]
+
+    def click(self, action_name: str) -> None:
+        button = self.window.toolbar.widgetForAction(getattr(self.window.actions_, action_name))
+        assert isinstance(button, QToolButton) and button.isEnabled(), action_name
+        button.click()
+
+
+@pytest.fixture
+def running(qapp: QApplication, tmp_path: Path) -> Iterator[Run]:
+    application()
+    manager = Manager(arguments(tmp_path), QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    manager.messages.show_box = lambda title, text, unexpected: pytest.fail(f"message box: {title}: {text}")
+    assert manager.start_engine() is None
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    run = Run(manager, loop)
+    manager.window.show()
+    try:
+        yield run
+    finally:
+        run.run(manager.window.ops.runner.drain())
+        manager.window.close()
+        manager.shutdown()
+        dispose(manager.window)
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def dispose(window: ManagerWindow) -> None:
+    """Delete the window's C++ objects here, on the GUI thread, not whenever (and wherever) the GC runs."""
+    window.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+
+
+def banner(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        return sock.recv(1024).decode()
+
+
+def test_session_row_appears_and_disappears(running: Run) -> None:
+    window = running.window
+    window.select_node(Node.SESSIONS)
+    connected, leave = threading.Event(), threading.Event()
+
+    def client() -> None:
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as smtp:
+            smtp.ehlo("client.test")
+            connected.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        running.until(lambda: window.sessions_model.rowCount() == 1)
+        row = window.sessions_model.rows()[0]
+        assert (row.peer, row.user) == ("127.0.0.1", "(anonymous)")
+        assert window.count_label.text() == "1 domain, 1 session"
+        running.until(lambda: window.sessions_model.rows()[0].command != "")  # refreshed from the engine
+    finally:
+        leave.set()
+        thread.join()
+    running.until(lambda: window.sessions_model.rowCount() == 0)
+
+
+def test_terminate_all_from_the_window(running: Run) -> None:
+    window = running.window
+    window.select_node(Node.SESSIONS)
+    window.ops.confirm = lambda title, question: True  # type: ignore[method-assign]
+    client = smtplib.SMTP("127.0.0.1", running.port, timeout=10)
+    try:
+        running.until(lambda: window.sessions_model.rowCount() == 1)
+        window.actions_.terminate_all.trigger()
+        running.until(lambda: window.sessions_model.rowCount() == 0)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+            client.noop()
+    finally:
+        client.close()
+
+
+def test_pause_continue_stop_start_from_the_toolbar(running: Run) -> None:
+    window = running.window
+    port = running.port
+    assert banner(port).startswith("220 ")
+    running.click("pause")
+    running.until(lambda: window.state == "paused")
+    assert banner(port).startswith("421 ")
+    assert window.state_label.text() == "Paused"
+    running.click("pause")  # Continue
+    running.until(lambda: window.state == "started")
+    assert banner(port).startswith("220 ")
+    running.click("stop")
+    running.until(lambda: window.state == "stopped")
+    with pytest.raises(ConnectionRefusedError):
+        banner(port)
+    running.click("start")
+    running.until(lambda: window.state == "started")
+    assert banner(running.port).startswith("220 ")
+    assert window.address_label.text() == f"Listening on 127.0.0.1:{running.port}"
+
+
+def ehlo_size(port: int) -> str | None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        return smtp.esmtp_features.get("size")
+
+
+def test_message_size_limit_from_the_sheet_changes_ehlo(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    assert ehlo_size(running.port) == "2097152"
+    window.select_node(Node.SERVER)
+    window.actions_.properties.trigger()
+    sheet = window.ops.sheet
+    assert isinstance(sheet, ServerSheet)
+    size = sheet.fields["max_message_size_kb"]
+    assert isinstance(size, LimitField)
+    size.spin.setValue(1024)
+    closed: list[int] = []
+    sheet.finished.connect(closed.append)
+    sheet.ok_button.click()
+    running.until(lambda: closed == [1])  # accepted (then deleted) once the engine took it
+    assert ehlo_size(running.port) == "1048576"
+    assert load_config(tmp_path / "smtpsvc.toml").server.max_message_size_kb == 1024
+
+
+def test_closing_the_window_stops_the_engine_and_keeps_mail(running: Run, tmp_path: Path) -> None:
+    with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as smtp:
+        smtp.sendmail("a@example.test", ["b@example.test"], MESSAGE)
+    running.window.close()
+    running.manager.shutdown()
+    assert not running.manager.host.running
+    assert len(list((tmp_path / "Mailroot" / "Drop").glob("*.eml"))) == 1
+
+
+def test_second_manager_on_the_same_mailroot_says_why_and_exits_nonzero(
+        running: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(manager_module.QMessageBox, "critical",
+                        lambda parent, title, text: shown.append(text))
+    assert run_manager(arguments(tmp_path)) == 1
+    assert len(shown) == 1
+    assert "is in use by another smtpsvc engine" in shown[0] and "--mailroot" in shown[0]
+    assert running.manager.host.state == "started"  # the first one is unharmed
+    assert banner(running.port).startswith("220 ")
+
+
+def test_run_manager_opens_the_window_and_exits_cleanly(qapp: QApplication, tmp_path: Path) -> None:
+    def close_windows() -> None:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, ManagerWindow) and widget.isVisible():
+                seen.append(widget.windowTitle())
+                widget.close()
+
+    seen: list[str] = []
+    timer = QTimer()
+    timer.timeout.connect(close_windows)
+    timer.start(300)
+    try:
+        assert run_manager(arguments(tmp_path)) == 0
+    finally:
+        timer.stop()
+    assert seen == ["smtpsvc — SMTP Service Manager"]
+    assert not (tmp_path / "Mailroot" / "smtpsvc.lock").exists() or _lock_free(tmp_path / "Mailroot")
+
+
+def _lock_free(mailroot: Path) -> bool:
+    import fcntl
+    import os
+
+    fd = os.open(mailroot / "smtpsvc.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
