@@ -21,8 +21,8 @@ from engine.errors import DomainError
 from ui.icons import icon
 
 TYPE_TEXT = {
-    "remote": "Remote — mail for this domain is relayed to other servers (wildcards like *.example.com allowed).",
-    "alias": "Alias — another name of the default domain; its mail goes to the default domain's Drop directory.",
+    "remote": "Mail for this domain is relayed to other servers (wildcards like *.example.com allowed).",
+    "alias": "Another name of the default domain: its mail goes to the default domain's Drop directory.",
 }
 
 

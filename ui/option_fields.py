@@ -231,6 +231,9 @@ class TextField(OptionField):
             button.clicked.connect(self._browse)
             row.addWidget(button)
 
+    def rows(self) -> list[tuple[QWidget | None, QWidget]]:
+        return [(None, self.label), (None, self.widget)]  # as IIS: the label above a full-width box
+
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.widget, label_of(self.option).rstrip(":"), self.edit.text())
         if folder:

@@ -80,8 +80,9 @@ class ResultPane(QStackedWidget):
         self.icons.setWrapping(True)
         self.icons.setResizeMode(QListView.ResizeMode.Adjust)
         self.icons.setIconSize(QSize(32, 32) if large else QSize(16, 16))
-        self.icons.setGridSize(QSize(96, 72) if large else QSize())
+        self.icons.setGridSize(QSize(132, 64) if large else QSize())
         self.icons.setWordWrap(large)
+        self.icons.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.icons.setMovement(QListView.Movement.Static)
         self.setCurrentWidget(self.icons)
 

@@ -19,13 +19,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.config import Config
+from engine.config import Config, mailroot_dir
 from engine.config_file import validate_config
 from engine.errors import ConfigError
 from engine.options import OPTIONS
 from ui.errors import MessageBridge
 from ui.icons import state_icon
-from ui.option_fields import OptionField, StrListField, make_field
+from ui.option_fields import OptionField, StrListField, TextField, make_field
 from ui.sheet import ApplyFn, Problems, PropertySheet
 from ui.sheet_parts import SubDialog, button_row, form, group, not_built, note, opener
 from ui.tasks import TaskRunner
@@ -62,6 +62,9 @@ class ServerSheet(PropertySheet):
         self.tabs.addTab(self._delivery(), "Delivery")
         self.tabs.addTab(self._security(), "Security")
         self._load(config)
+        badmail = self.fields["badmail_dir"]
+        if isinstance(badmail, TextField):
+            badmail.edit.setPlaceholderText(str(mailroot_dir(config, "", "Badmail")))
         for field in self.fields.values():
             field.changed.connect(self.revalidate)
         self.name_edit.textChanged.connect(self.revalidate)

@@ -70,7 +70,7 @@ class ManagerWindow(QMainWindow):
         self.splitter.addWidget(self.tree)
         self.splitter.addWidget(self.stack)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([250, 650])
+        self.splitter.setSizes([240, 760])
         self.setCentralWidget(self.splitter)
         self._status_widgets()
         self.ops = Operations(self)
@@ -382,7 +382,7 @@ class ManagerWindow(QMainWindow):
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
         else:
-            self.resize(900, 560)
+            self.resize(1000, 600)
         state = s.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)

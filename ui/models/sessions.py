@@ -38,16 +38,16 @@ class SessionsModel(KeyedTableModel[SessionInfo]):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self.columns = (
-            Column("User", lambda s: s.user, width=110),
-            Column("From", lambda s: s.peer, sort=lambda s: (s.peer, s.peer_port), width=100),
+            Column("User", lambda s: s.user, width=120),
+            Column("From", lambda s: s.peer, sort=lambda s: (s.peer, s.peer_port), width=90),
             Column("Connected Since", lambda s: datetime.fromtimestamp(s.since).strftime("%H:%M:%S"),
-                   sort=lambda s: s.since, width=105),
+                   sort=lambda s: s.since, width=115),
             Column("Connected For", lambda s: duration(self._clock() - s.since),
-                   sort=lambda s: -s.since, right=True, width=95),
-            Column("Bytes In", lambda s: size(s.bytes_in), sort=lambda s: s.bytes_in, right=True, width=70),
+                   sort=lambda s: -s.since, right=True, width=100),
+            Column("Bytes In", lambda s: size(s.bytes_in), sort=lambda s: s.bytes_in, right=True, width=65),
             Column("Bytes Out", lambda s: size(s.bytes_out), sort=lambda s: s.bytes_out, right=True, width=75),
             Column("Messages", lambda s: str(s.messages), sort=lambda s: s.messages, right=True, width=70),
-            Column("Command", _doing, width=100),
+            Column("Command", _doing, width=90),
         )
         super().__init__()
         self._generation = 0
