@@ -64,6 +64,10 @@ class RecipientState:
     status: str = "pending"  # pending | delivered | failed
     last_error: str = ""
     attempts: int = 0
+    enhanced: str = ""  # RFC 3463 status of the last outcome
+    remote: str = ""  # the host that gave it
+    notify: str = ""  # RFC 3461 NOTIFY (e.g. "FAILURE,DELAY"); empty = default (failure and delay)
+    orcpt: str = ""  # RFC 3461 ORCPT, as received
 
 
 @dataclass
@@ -79,6 +83,10 @@ class StateRecord:
     next_attempt: float = 0.0
     frozen: bool = False
     last_error: str = ""
+    last_attempt: float = 0.0
+    delay_notice_sent: bool = False
+    ret: str = ""  # RFC 3461 RET: FULL | HDRS (empty = headers only)
+    envid: str = ""  # RFC 3461 ENVID
     extra: dict[str, str] = field(default_factory=dict)
     version: int = RECORD_VERSION
 

@@ -82,6 +82,14 @@ class MessageRemoved(Event):
 
 
 @dataclass(frozen=True)
+class QueueChanged(Event):
+    """A queued message's state changed (attempt made, frozen, thawed, retry scheduled...)."""
+
+    queue_id: str
+    what: str
+
+
+@dataclass(frozen=True)
 class MessageBadmailed(Event):
     name: str  # base name of the .BAD/.BDR/.BDP triple
     reason: str

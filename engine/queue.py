@@ -31,7 +31,8 @@ from engine.envelope import (
     envelope_lines,
     split_envelope,
 )
-from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved
+from engine.errors import NotFoundError
+from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved, QueueChanged
 from engine.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class QueueStore:
         self.entries[queue_id] = QueueEntry(record, path, size, offset)
         self._local.put_nowait(queue_id)
 
-    def list(self) -> list[QueueItem]:
+    def snapshot(self) -> list[QueueItem]:
         return [entry.snapshot() for entry in self.entries.values()]
 
     def get(self, queue_id: str) -> QueueEntry | None:
@@ -222,6 +223,54 @@ class QueueStore:
         await self.committer.run(_unlink_entry, entry.path)
         await self.committer.sync_directory(entry.path.parent)
         self.bus.publish(MessageRemoved(entry.queue_id, reason))
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def require(self, queue_id: str) -> QueueEntry:
+        entry = self.entries.get(queue_id)
+        if entry is None:
+            raise NotFoundError(f"no message {queue_id} in the queue")
+        return entry
+
+    async def set_frozen(self, queue_id: str, frozen: bool) -> None:
+        entry = self.require(queue_id)
+        if entry.record.frozen != frozen:
+            entry.record.frozen = frozen
+            await self.save_state(entry)
+            self.bus.publish(QueueChanged(queue_id, "frozen" if frozen else "thawed"))
+            if not frozen:
+                self._local.put_nowait(queue_id)
+
+    async def delete(self, queue_id: str) -> None:
+        """Remove a message without notifying anyone (the administrator's Delete)."""
+        await self.remove(self.require(queue_id), "deleted")
+
+    def schedule_now(self, queue_ids: list[str]) -> int:
+        """Make these messages due at once (Retry Now); returns how many were not frozen."""
+        count = 0
+        for queue_id in queue_ids:
+            entry = self.entries.get(queue_id)
+            if entry is not None and not entry.record.frozen:
+                entry.record.next_attempt = 0.0
+                count += 1
+                self.bus.publish(QueueChanged(queue_id, "retry scheduled"))
+        return count
+
+    def transcript(self, queue_id: str) -> str:
+        path = self.require(queue_id).path.with_suffix(".rtr")
+        try:
+            return path.read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    async def append_transcript(self, entry: QueueEntry, text: str) -> None:
+        """Keep the dialogue of an attempt beside the message (IIS 4's .RTR); diagnostics, so not fsynced."""
+        await self.committer.run(_append, entry.path.with_suffix(".rtr"), text)
+
+    def read_message(self, entry: QueueEntry) -> bytes:
+        with entry.path.open("rb") as handle:
+            handle.seek(entry.offset)
+            return handle.read()
 
     # -- local delivery -------------------------------------------------------------------------
 
@@ -314,6 +363,12 @@ def _move_same_fs(source: Path, target: Path) -> None:
 
 
 def _unlink_entry(path: Path) -> None:
-    """Remove a queue file and its state record (missing is fine: removal is idempotent)."""
+    """Remove a queue file, its state record and transcripts (missing is fine: removal is idempotent)."""
     path.unlink(missing_ok=True)
     path.with_suffix(".env").unlink(missing_ok=True)
+    path.with_suffix(".rtr").unlink(missing_ok=True)
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)

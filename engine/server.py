@@ -295,7 +295,7 @@ class VirtualServer:
         key = QUEUE_SORT_KEYS.get(sort)
         if key is None:
             raise NotFoundError(f"unknown sort key {sort!r}; use one of {', '.join(QUEUE_SORT_KEYS)}")
-        items = sorted(self._queue.list(), key=key, reverse=descending)  # type: ignore[arg-type]
+        items = sorted(self._queue.snapshot(), key=key, reverse=descending)  # type: ignore[arg-type]
         return QueuePage(tuple(items[offset: offset + limit]), len(items))
 
     async def list_badmail(self) -> list[BadmailItem]:
