@@ -12,7 +12,7 @@ from ui.domain_wizard import DomainWizard
 from ui.tasks import TaskRunner
 
 
-def domain(engine: FakeEngine, name: str):  # noqa: ANN201 - a DomainConfig
+def domain(engine: FakeEngine, name: str):
     return next(d for d in engine.config().domains if d.name == name)
 
 
