@@ -12,7 +12,7 @@ import types
 from importlib import resources
 from typing import Any
 
-import qasync
+import qasync  # type: ignore[import-untyped]
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -74,7 +74,7 @@ class Manager:
         self.host.start_thread()
         self.window = ManagerWindow(self.host, platform.node() or "localhost", settings or QSettings(),
                                     write_csv, self.messages)
-        self.messages._parent_widget = lambda: self.window
+        self.messages.parent_widget = lambda: self.window
         self.bridge.events.connect(self.window.on_engine_events)
 
     def start_engine(self) -> EngineError | None:
@@ -94,8 +94,13 @@ class Manager:
 
 
 async def _run(manager: Manager, start_error: EngineError | None) -> int:
-    closed = asyncio.get_running_loop().create_future()
-    manager.window.closed.connect(lambda: closed.done() or closed.set_result(None))
+    closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_closed() -> None:
+        if not closed.done():
+            closed.set_result(None)
+
+    manager.window.closed.connect(on_closed)
     manager.window.show()
     if start_error is not None:
         manager.messages.error("The virtual server could not start", start_error)
@@ -127,7 +132,7 @@ def run_manager(args: argparse.Namespace) -> int:
     wake.timeout.connect(lambda: None)
     try:
         with loop:
-            return loop.run_until_complete(_run(manager, start_error))
+            return int(loop.run_until_complete(_run(manager, start_error)))
     finally:
         wake.stop()
         manager.shutdown()

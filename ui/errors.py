@@ -29,7 +29,7 @@ class MessageBridge(QObject):
 
     def __init__(self, parent_widget: Callable[[], QWidget | None] = lambda: None) -> None:
         super().__init__()
-        self._parent_widget = parent_widget
+        self.parent_widget = parent_widget
         self.show_box: Callable[[str, str, bool], None] = self._box
 
     def error(self, title: str, error: BaseException) -> None:
@@ -49,6 +49,6 @@ class MessageBridge(QObject):
 
     def _box(self, title: str, text: str, unexpected: bool) -> None:
         icon = QMessageBox.Icon.Critical if unexpected else QMessageBox.Icon.Warning
-        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self._parent_widget())
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self.parent_widget())
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()  # window-modal, without a nested event loop inside the asyncio loop

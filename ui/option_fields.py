@@ -140,7 +140,8 @@ class OptionField(QObject):
 
 def _spin(option: Option, minimum: int | None = None) -> QSpinBox:
     spin = QSpinBox()
-    spin.setRange(option.minimum if minimum is None else minimum, option.maximum or 2_147_483_647)
+    low = option.minimum if minimum is None else minimum
+    spin.setRange(low or 0, option.maximum or 2_147_483_647)
     spin.setGroupSeparatorShown(True)
     spin.setAlignment(Qt.AlignmentFlag.AlignRight)
     spin.setToolTip(tooltip_of(option))
@@ -190,7 +191,8 @@ class LimitField(OptionField):
 
     def set_value(self, value: Any) -> None:
         number = int(value)
-        suggestion = number or int(self.option.default or 0) or LIMIT_SUGGESTION.get(self.option.name, 1000)
+        default = self.option.default if isinstance(self.option.default, int) else 0
+        suggestion = number or default or LIMIT_SUGGESTION.get(self.option.name, 1000)
         self.spin.setValue(suggestion)
         self.check.setChecked(number > 0)
         self.spin.setEnabled(number > 0)

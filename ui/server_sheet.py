@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -200,7 +201,7 @@ class ServerSheet(PropertySheet):
 
     # -- PropertySheet --------------------------------------------------------------------------
 
-    def changes(self) -> dict[str, object]:
+    def changes(self) -> dict[str, Any]:
         return {name: field.value() for name, field in self.fields.items() if field.dirty}
 
     def candidate(self) -> Config:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -10,11 +11,11 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -23,9 +24,10 @@ from PySide6.QtWidgets import (
 from ui.option_fields import OptionField
 
 NOT_BUILT = "Not available yet: {what} is not built in this version of smtpsvc."
+W = TypeVar("W", bound=QWidget)
 
 
-def not_built(widget: QWidget, what: str) -> QWidget:
+def not_built(widget: W, what: str) -> W:
     """Show a control for a feature the engine does not have yet: visible, disabled, saying so."""
     widget.setEnabled(False)
     widget.setToolTip(NOT_BUILT.format(what=what))
@@ -49,7 +51,7 @@ def form(fields: Iterable[OptionField], parent: QWidget | None = None) -> QGridL
     return layout
 
 
-def group(title: str, *rows: QWidget | QFormLayout | QGridLayout | QHBoxLayout) -> QGroupBox:
+def group(title: str, *rows: QWidget | QLayout) -> QGroupBox:
     box = QGroupBox(title)
     layout = QVBoxLayout(box)
     for row in rows:

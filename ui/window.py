@@ -48,6 +48,9 @@ class ManagerWindow(QMainWindow):
         self.actions_ = Actions(self)
         self.action_menu = self.actions_.build_menus(self)
         self.toolbar = self.actions_.build_toolbar(self)
+        self.new_menu = QMenu("&New", self)
+        self.new_menu.addAction(self.actions_.new_domain)
+        self._menu_for: tuple[Node, bool] | None = None
         self.servers_model = ServersModel()
         self.children_model = ChildrenModel()
         self.domains_model = DomainsModel()
@@ -197,16 +200,16 @@ class ManagerWindow(QMainWindow):
 
     def node_actions(self, node: Node) -> list[object]:
         a = self.actions_
-        new_menu = QMenu("&New", self)
-        new_menu.addAction(a.new_domain)
-        server = [a.start, a.stop, a.pause, None, new_menu, None, a.rename, None, a.refresh, a.export, None,
-                  a.properties]
-        return {
+        new_menu = self.new_menu
+        server: list[object] = [a.start, a.stop, a.pause, None, new_menu, None, a.rename, None, a.refresh,
+                                a.export, None, a.properties]
+        actions: dict[Node, list[object]] = {
             Node.COMPUTER: [a.connect, None, a.refresh, a.export],
             Node.SERVER: server,
             Node.DOMAINS: [new_menu, None, a.refresh, a.export],
             Node.SESSIONS: [a.terminate_all, None, a.refresh, a.export],
-        }[node]
+        }
+        return actions[node]
 
     def item_actions(self) -> list[object]:
         a = self.actions_
@@ -226,10 +229,13 @@ class ManagerWindow(QMainWindow):
                 menu.addAction(entry)  # type: ignore[call-overload]
 
     def _rebuild_action_menu(self) -> None:
+        """The Action menu lists the selected items' actions, else the node's; rebuilt only when that changes."""
+        items = bool(self.pane.selected_keys()) and self.node in (Node.DOMAINS, Node.SESSIONS)
+        if self._menu_for == (self.node, items):
+            return
+        self._menu_for = (self.node, items)
         self.action_menu.clear()
-        entries = self.item_actions() if self.pane.selected_keys() and self.node in (Node.DOMAINS, Node.SESSIONS) \
-            else self.node_actions(self.node)
-        self._fill(self.action_menu, entries)
+        self._fill(self.action_menu, self.item_actions() if items else self.node_actions(self.node))
 
     def _tree_menu(self, point: QPoint) -> None:
         item = self.tree.itemAt(point)
@@ -396,7 +402,7 @@ class ManagerWindow(QMainWindow):
         self.set_view_mode(mode if mode in self.actions_.view_mode else "detail")
         for key, action in (("view/tree", self.actions_.show_tree), ("view/toolbar", self.actions_.show_toolbar),
                             ("view/statusbar", self.actions_.show_statusbar)):
-            action.setChecked(s.value(key, True, type=bool))
+            action.setChecked(bool(s.value(key, True, type=bool)))
 
     def save_layout(self) -> None:
         s = self.settings
