@@ -265,7 +265,7 @@ class ManagerWindow(QMainWindow):
         a.pause.setText("Continue" if state == "paused" else "&Pause")
         a.new_domain.setEnabled(node in (Node.SERVER, Node.DOMAINS))
         a.set_default.setEnabled(len(domains) == 1 and domains[0] is not None and domains[0].type == "alias")
-        a.delete.setEnabled(bool(domains))
+        a.delete.setEnabled(bool(domains) or (node == Node.SESSIONS and bool(keys)))  # Del = Terminate there
         a.rename.setEnabled(node == Node.SERVER or len(domains) == 1)
         a.terminate.setEnabled(node == Node.SESSIONS and bool(keys))
         a.terminate_all.setEnabled(node == Node.SESSIONS and self.sessions_model.rowCount() > 0)

@@ -166,7 +166,8 @@ def test_session_rows_from_events_and_terminate(window: ManagerWindow, qloop: QL
     assert window.count_label.text() == "3 domains, 2 sessions"
     assert window.actions_.terminate_all.isEnabled()
     window.pane.select_key("S2")
-    window.actions_.terminate.trigger()
+    assert window.actions_.delete.isEnabled()  # Del terminates the selected sessions
+    window.actions_.delete.trigger()
     window.actions_.terminate_all.trigger()
     qloop.run(window.ops.runner.drain())
     assert fake_engine.calls == ["terminate S2", "terminate all"]
