@@ -46,6 +46,7 @@ from bench.common import (  # noqa: E402
     SourceRun,
     clear_dir,
     count_files,
+    cpu_seconds_tree,
     free_port,
     median,
     proc_status_kb,
@@ -94,6 +95,7 @@ class Scenario:
     size: int
     per_connection: bool
     rates: dict[str, list[float]] = field(default_factory=lambda: {"smtpsvc": [], "postfix": []})
+    cpu_ms: dict[str, list[float]] = field(default_factory=lambda: {"smtpsvc": [], "postfix": []})
 
     @property
     def label(self) -> str:
@@ -216,14 +218,6 @@ def settle_postfix(pf: PostfixInstance, timeout: float) -> None:
               file=sys.stderr)
 
 
-def settle_all(svc: Smtpsvc, pf: PostfixInstance, expected_drop: int, queue_baseline: int,
-               timeout: float) -> None:
-    settle_smtpsvc(svc, expected_drop, queue_baseline, timeout)
-    settle_postfix(pf, timeout)
-    os.sync()
-    time.sleep(0.5)
-
-
 # --- the throughput part ------------------------------------------------------------------------------
 
 def run_one(name: str, port: int, size: int, per_connection: bool, messages: int, plan: Plan) -> SourceRun:
@@ -238,12 +232,25 @@ def throughput(plan: Plan, svc: Smtpsvc, pf: PostfixInstance) -> list[Scenario]:
     queue_baseline = svc.queued()
     ports = {"smtpsvc": svc.port, "postfix": pf.port}
 
-    def one(name: str, sc: Scenario, messages: int) -> SourceRun:
+    def server_cpu(name: str) -> float:
+        root = svc.pid if name == "smtpsvc" else pf.master_pid()
+        if root is None:
+            raise RuntimeError("the private Postfix is not running")
+        return cpu_seconds_tree(root)
+
+    def one(name: str, sc: Scenario, messages: int) -> tuple[SourceRun, float]:
+        """One run and the CPU milliseconds per message the server spent on it (delivery included)."""
         if not svc.alive():
             raise RuntimeError(f"smtpsvc exited (code {svc.proc.returncode if svc.proc else '?'}); see {svc.log}")
+        cpu_before = server_cpu(name)
         run = run_one(name, ports[name], sc.size, sc.per_connection, messages, plan)
-        settle_all(svc, pf, run.messages if name == "smtpsvc" else 0, queue_baseline, plan.settle_timeout)
-        return run
+        settle_smtpsvc(svc, run.messages if name == "smtpsvc" else 0, queue_baseline, plan.settle_timeout)
+        settle_postfix(pf, plan.settle_timeout)
+        cpu_ms = (server_cpu(name) - cpu_before) * 1000 / run.messages
+        print(f"             server CPU {cpu_ms:.2f} ms/msg", flush=True)
+        os.sync()
+        time.sleep(0.5)
+        return run, cpu_ms
 
     for sc in scenarios:
         print(f"\n  {sc.label}: warm-up", flush=True)
@@ -253,7 +260,9 @@ def throughput(plan: Plan, svc: Smtpsvc, pf: PostfixInstance) -> list[Scenario]:
             order = ("smtpsvc", "postfix") if rep % 2 == 0 else ("postfix", "smtpsvc")
             print(f"  {sc.label}: repetition {rep + 1} of {plan.reps}", flush=True)
             for name in order:
-                sc.rates[name].append(one(name, sc, plan.messages[sc.size]).rate)
+                run, cpu_ms = one(name, sc, plan.messages[sc.size])
+                sc.rates[name].append(run.rate)
+                sc.cpu_ms[name].append(cpu_ms)
     return scenarios
 
 
@@ -370,14 +379,16 @@ def report(facts: dict[str, str], scenarios: list[Scenario], mem: MemoryResult |
              f"{SESSIONS} sessions, smtp-source)", ""]
     for key, value in facts.items():
         lines.append(f"- {key}: {value}")
-    lines += ["", "| messages | smtpsvc msgs/s | Postfix msgs/s | smtpsvc / Postfix | per-pair ratio | target |",
-              "|---|---:|---:|---:|---:|---|"]
+    lines += ["", "| messages | smtpsvc msgs/s | Postfix msgs/s | smtpsvc / Postfix | per-pair ratio | target "
+              "| CPU ms/msg smtpsvc | CPU ms/msg Postfix |",
+              "|---|---:|---:|---:|---:|---|---:|---:|"]
     for sc in scenarios:
         svc_m, pf_m = median(sc.rates["smtpsvc"]), median(sc.rates["postfix"])
         target = TARGET_RATIO[sc.size]
         verdict = "met" if sc.ratio() >= target else "NOT met"
         lines.append(f"| {sc.label} | {svc_m:.0f} | {pf_m:.0f} | {sc.ratio():.2f}x | {sc.pair_ratio():.2f}x "
-                     f"| >= {target:.1f}x: {verdict} |")
+                     f"| >= {target:.1f}x: {verdict} | {median(sc.cpu_ms['smtpsvc']):.2f} "
+                     f"| {median(sc.cpu_ms['postfix']):.2f} |")
     lines += ["", "Every repetition, msgs/s (smtpsvc / Postfix):", ""]
     for sc in scenarios:
         pairs = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(sc.rates["smtpsvc"], sc.rates["postfix"], strict=True))
@@ -442,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text + f"\n\n(benchmark took {elapsed / 60:.1f} min; smtpsvc log: {log})")
     record = {"facts": facts, "quick": args.quick, "plan": asdict(plan), "elapsed_s": elapsed,
               "scenarios": [{"label": sc.label, "size": sc.size, "per_connection": sc.per_connection,
-                             "rates": sc.rates, "ratio": sc.ratio(), "pair_ratio": sc.pair_ratio()}
+                             "rates": sc.rates, "cpu_ms_per_msg": sc.cpu_ms, "ratio": sc.ratio(),
+                             "pair_ratio": sc.pair_ratio()}
                             for sc in scenarios],
               "memory": None if mem is None else {**asdict(mem), "growth_mb": mem.growth_mb}}
     (OUT_DIR / f"inbound-{stamp}.json").write_text(json.dumps(record, indent=2))
