@@ -153,7 +153,8 @@ def _show(config: Config, *, non_default: bool, verbose: bool) -> None:
         if not non_default or value != option.default:
             if verbose:
                 lines.append(f"# {option.iis_name or '(not in IIS)'}: {option.description}")
-            lines.append(f"{option.name} = {format_value(option, value)}")
+            shown = "********" if option.secret and value else format_value(option, value)
+            lines.append(f"{option.name} = {shown}")
     for domain in config.effective_domains:
         implicit = domain not in config.domains
         if not (non_default and implicit):

@@ -12,7 +12,7 @@ import types
 from importlib import resources
 from typing import Any
 
-import qasync  # type: ignore[import-untyped]
+import qasync
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 

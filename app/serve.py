@@ -88,4 +88,4 @@ def run(args: argparse.Namespace) -> int:
         import uvloop
     except ImportError:
         return asyncio.run(_serve(config))
-    return uvloop.run(_serve(config))  # type: ignore[no-any-return]
+    return uvloop.run(_serve(config))

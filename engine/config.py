@@ -62,6 +62,9 @@ class ServerConfig:
     max_outbound_per_domain: int = 100
     outbound_timeout: int = 600
     outbound_port: int = 25
+    outbound_tls: bool = False
+    outbound_user: str = ""
+    outbound_password: str = ""
     max_hop_count: int = 15
     masquerade_domain: str = ""
     smart_host: str = ""
@@ -232,7 +235,8 @@ def _one_domain_problems(config: Config, domain: DomainConfig) -> list[tuple[str
     if domain.type not in DOMAIN_TYPES:
         problems.append(("type", f"{domain.type!r} is not a domain type ({', '.join(DOMAIN_TYPES)})"))
     if not is_domain_name(domain.name, wildcard=remote):
-        wildcard = " (wildcards like *.example.com only for remote domains)" if "*" in domain.name else ""
+        misplaced_wildcard = "*" in domain.name and not remote
+        wildcard = " (wildcards like *.example.com only for remote domains)" if misplaced_wildcard else ""
         problems.append(("name", f"{domain.name!r} is not a valid domain name{wildcard}"))
     if domain.drop_dir and domain.type != "default":
         problems.append(("drop_dir", "only the default domain has a Drop directory"))

@@ -31,6 +31,15 @@ IIS_NAMES: dict[str, str] = {
     "messages_refused_for_size": "Messages Refused for Size",
     "messages_refused_for_relay": "Messages Refused for Relay",
     "recipients_received_total": "Recipients Received Total",
+    "dns_queries_total": "DNS Queries Total",
+    "message_delivery_retries": "Message Delivery Retries",
+    "message_send_retries": "Message Send Retries",
+    "total_dsn_failures": "Total DSN Failures",
+    "badmailed_messages_ndr_of_dsn": "Badmailed Messages (NDR of DSN)",
+    "badmailed_messages_no_recipients": "Badmailed Messages (No Recipients)",
+    "messages_currently_undeliverable": "Messages Currently Undeliverable",
+    "local_retry_queue_length": "Local Retry Queue Length",
+    "remote_retry_queue_length": "Remote Retry Queue Length",
 }
 
 
@@ -61,6 +70,15 @@ class Counters:
     messages_refused_for_size: int = 0
     messages_refused_for_relay: int = 0
     recipients_received_total: int = 0
+    dns_queries_total: int = 0
+    message_delivery_retries: int = 0
+    message_send_retries: int = 0
+    total_dsn_failures: int = 0
+    badmailed_messages_ndr_of_dsn: int = 0
+    badmailed_messages_no_recipients: int = 0
+    messages_currently_undeliverable: int = 0
+    local_retry_queue_length: int = 0
+    remote_retry_queue_length: int = 0
 
     def snapshot(self) -> dict[str, float]:
         """Counter values by IIS name, plus the derived average recipients per message."""

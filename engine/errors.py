@@ -42,3 +42,7 @@ class QueueWriteError(EngineError):
 
 class MessageRejected(EngineError):
     """A message the engine will not take (hop count exceeded, no valid recipient, ...); ``str`` says why."""
+
+
+class ConfigNotSavedError(EngineError):
+    """The configuration was applied to the running server but could not be written to its file."""

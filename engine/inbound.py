@@ -14,6 +14,7 @@ import asyncio
 import collections
 import email.utils
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from engine.addresses import AddressError, parse_path
 from engine.config import Config
 from engine.counters import Counters
 from engine.data_stream import DataStream, HeaderScanner
-from engine.events import ErrorEvent, EventBus, SessionClosed, SessionOpened
+from engine.events import ErrorEvent, EventBus, SessionChanged, SessionClosed, SessionOpened
 from engine.intake import Intake, SpoolFile, is_storage_error
 from engine.policy import recipient_allowed
 from engine.received import protocol_name, received_header
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 READ_CHUNK = 256 * 1024
 WRITE_HIGH_WATER = 256 * 1024  # replies buffered for a pipelining client before we wait for it
+SESSION_EVENT_INTERVAL = 1.0  # at most one SessionChanged per session per second
 
 
 @dataclass
@@ -227,9 +229,14 @@ class InboundSMTP(SMTP):
         self._reset_transaction()
 
     def _note(self, command: str, state: str) -> None:
-        if self.live is not None:
-            self.live.command = command
-            self.live.state = state
+        live = self.live
+        if live is not None:
+            live.command = command
+            live.state = state
+            now = time.monotonic()
+            if now - live.announced >= SESSION_EVENT_INTERVAL:  # the UI needs news, not every command
+                live.announced = now
+                self.services.bus.publish(SessionChanged(live.session_id))
 
     def _peer_ip(self) -> str:
         return self.live.peer if self.live is not None else "?"

@@ -26,6 +26,7 @@ class Option:
     unit: str = ""
     min_items: int = 0  # lists only: fewest entries allowed
     max_items: int | None = None  # lists only: most entries allowed; None = no limit
+    secret: bool = False  # shown masked, never printed by `smtpsvc config show`
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -84,6 +85,15 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1, maximum=86_400, unit="s"),
     Option("outbound_port", "int", 25, "RemoteSmtpPort", "TCP port of outbound connections.", "Delivery",
            minimum=1, maximum=65_535),
+    Option("outbound_tls", "bool", False, "RemoteSecurePort",
+           "Outbound Security: require TLS encryption on every outbound connection (opportunistic STARTTLS "
+           "is always tried). Without TLS the message waits and is returned at expiry.", "Delivery"),
+    Option("outbound_user", "str", "", "RouteUserName",
+           "Outbound Security, basic authentication: the account used with AUTH at the next hop (usually the "
+           "smart host); empty = anonymous. (IIS metabase name unconfirmed.)", "Delivery"),
+    Option("outbound_password", "str", "", "RoutePassword",
+           "Outbound Security, basic authentication: the password for that account. Stored in the configuration "
+           "file (mode 0600).", "Delivery", secret=True),
     Option("max_hop_count", "int", 15, "HopCount",
            "Messages with more Received headers than this are refused (loop detection).", "Delivery",
            minimum=1, maximum=256),

@@ -9,7 +9,6 @@ Every command and reply goes into a transcript (authentication secrets masked).
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Sequence
@@ -121,7 +120,7 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
         except SessionFailed as failure:
             transcript.note(f"*** {target.host} [{target.address}]: {failure.reply}")
             last_failure = (failure.reply, failure.enhanced)
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
             text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             transcript.note(f"*** {target.host} [{target.address}]: {text}")
             last_failure = (f"451 4.4.2 Connection to {target.host} failed: {text}", "4.4.2")

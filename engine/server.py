@@ -20,7 +20,7 @@ from engine.commit import Committer
 from engine.config import Config, DomainConfig
 from engine.config_file import validate_config
 from engine.counters import Counters
-from engine.errors import BindError, NotFoundError, StateError
+from engine.errors import BindError, ConfigNotSavedError, EngineError, NotFoundError, StateError
 from engine.events import (
     ConfigChanged,
     Event,
@@ -105,6 +105,11 @@ class VirtualServer:
         if previous != state:
             log.info("virtual server %s: %s", self._config.name, state)
             self.bus.publish(StateChanged(state, previous))
+
+    @property
+    def mailroot_path(self) -> Path:
+        """The Mailroot directory this server owns."""
+        return self.mailroot.root
 
     @property
     def bound_addresses(self) -> list[tuple[str, int]]:
@@ -248,9 +253,12 @@ class VirtualServer:
             except BindError:
                 self._config = old
                 raise
-        if self._save_config is not None:
-            self._save_config(config)
         self.bus.publish(ConfigChanged(tuple(changed)))
+        if self._save_config is not None:
+            try:
+                self._save_config(config)
+            except (OSError, EngineError) as error:
+                raise ConfigNotSavedError(f"the settings are in effect but could not be saved: {error}") from error
 
     def domains(self) -> tuple[DomainConfig, ...]:
         return self._config.effective_domains

@@ -41,6 +41,7 @@ class LiveSession:
         self.command = ""
         self.messages = 0
         self.tls = False
+        self.announced = 0.0  # monotonic time of the last SessionChanged event
         self.close = close  # sends a 421 and closes the connection
 
     def snapshot(self) -> SessionInfo:

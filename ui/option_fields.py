@@ -47,6 +47,9 @@ LABELS: dict[str, str] = {
     "outbound_timeout": "Time-out (seconds):",
     "outbound_port": "TCP port:",
     "max_hop_count": "Maximum hop count:",
+    "outbound_tls": "TLS encryption (require it on every outbound connection)",
+    "outbound_user": "Basic authentication — user name:",
+    "outbound_password": "Password:",
     "masquerade_domain": "Masquerade domain:",
     "smart_host": "Smart host:",
     "attempt_direct_before_smart_host": "Attempt direct delivery before sending to smart host",
@@ -222,6 +225,8 @@ class TextField(OptionField):
         self.edit = QLineEdit()
         self.edit.setToolTip(tooltip_of(option))
         self.edit.setClearButtonEnabled(True)
+        if option.secret:
+            self.edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.edit.textChanged.connect(self.changed)
         self.widget = self.edit
         if browse:

@@ -176,7 +176,8 @@ class ServerSheet(PropertySheet):
         advanced = self._sub("Advanced Delivery", ["max_hop_count", "masquerade_domain", "fqdn", "smart_host",
                                                    "attempt_direct_before_smart_host", "reverse_dns_lookup",
                                                    "dns_servers"])
-        layout.addLayout(button_row(not_built(QPushButton("Outbound Security…"), "outbound authentication and TLS"),
+        security = self._sub("Outbound Security", ["outbound_tls", "outbound_user", "outbound_password"])
+        layout.addLayout(button_row(opener("Outbound Security…", security),
                                     opener("Outbound connections…", connections),
                                     opener("Advanced…", advanced)))
         layout.addWidget(note("Outbound delivery is not built yet: these settings are validated and saved, and "

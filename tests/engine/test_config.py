@@ -64,6 +64,9 @@ NON_DEFAULT: dict[str, object] = {
     "max_outbound_per_domain": 2,
     "outbound_timeout": 45,
     "outbound_port": 587,
+    "outbound_tls": True,
+    "outbound_user": "relay-account",
+    "outbound_password": "s3cret",
     "max_hop_count": 30,
     "masquerade_domain": "example.org",
     "smart_host": "[192.0.2.1]",
@@ -526,6 +529,8 @@ TEXT_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "smart_host": st.just("") | smart_host,
     "dns_servers": st.lists(dns_item, max_size=3, unique=True).map(tuple),
     "relay_allowed": st.lists(network, max_size=4, unique=True).map(tuple),
+    "outbound_user": st.just("") | label,
+    "outbound_password": st.just("") | label,
 }
 
 

@@ -151,9 +151,11 @@ def test_not_built_controls_are_disabled_with_reason(qtbot: QtBot, fake_engine: 
 
     sheet = make_sheet(qtbot, fake_engine, messages)
     buttons = {b.text(): b for b in sheet.findChildren(QPushButton)}
-    for text in ("Authentication…", "Certificate…", "Outbound Security…"):
+    for text in ("Authentication…", "Certificate…"):
         assert not buttons[text].isEnabled() and "not built" in buttons[text].toolTip()
     assert buttons["Relay…"].isEnabled() and buttons["Advanced…"].isEnabled()
+    assert buttons["Outbound Security…"].isEnabled()
+    assert sheet.fields["outbound_password"].edit.echoMode() == sheet.fields["outbound_password"].edit.EchoMode.Password
 
 
 def test_badmail_dir_has_browse(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder, tmp_path: Path) -> None:
