@@ -68,6 +68,7 @@ class RecipientState:
     remote: str = ""  # the host that gave it
     notify: str = ""  # RFC 3461 NOTIFY (e.g. "FAILURE,DELAY"); empty = default (failure and delay)
     orcpt: str = ""  # RFC 3461 ORCPT, as received
+    reported: bool = False  # its final outcome was reported to the sender (NDR / success DSN) or badmailed
 
 
 @dataclass

@@ -17,14 +17,9 @@ from dataclasses import dataclass, field
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
+from engine.resolver import Target
+
 DELIVERED, FAILED, DEFERRED = "delivered", "failed", "deferred"
-
-
-@dataclass(frozen=True)
-class Target:
-    host: str  # the name we were told (MX host, smart host), for transcripts and DSNs
-    address: str  # the IP address to connect to
-    port: int
 
 
 @dataclass(frozen=True)
@@ -179,7 +174,7 @@ async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, tr
         transcript.got(await client.ehlo())
     elif settings.tls_required:
         raise SessionFailed(f"451 4.7.5 TLS is required but {target.host} does not offer STARTTLS", "4.7.5")
-    if settings.username:
+    if settings.username and target.smart_host:  # credentials go to our smart host only, never to any MX
         transcript.sent("AUTH ******** (credentials masked)")
         try:
             response = await client.login(settings.username, settings.password)

@@ -55,6 +55,27 @@ class QueueItem:
     source: str
 
 
+@dataclass(frozen=True)
+class RecipientDetail:
+    address: str
+    status: str  # pending | delivered | failed
+    last_error: str
+    enhanced: str
+    remote: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class QueueDetail:
+    """Everything the queue view shows about one message."""
+
+    item: QueueItem
+    recipients: tuple[RecipientDetail, ...]
+    transcript: str  # every attempt's SMTP dialogue, oldest first
+    last_attempt: float
+    delay_notice_sent: bool
+
+
 class QueueEntry:
     """In-memory state of one queued message (the record plus where its file is)."""
 
@@ -109,8 +130,10 @@ class QueueStore:
     """Owns Mailroot/Queue: recovery, the index of entries, state records and local delivery."""
 
     def __init__(
-        self, mailroot: Mailroot, committer: Committer, bus: EventBus, config: Callable[[], Config]
+        self, mailroot: Mailroot, committer: Committer, bus: EventBus, config: Callable[[], Config],
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
         self.mailroot = mailroot
         self.committer = committer
         self.bus = bus
@@ -119,6 +142,7 @@ class QueueStore:
         self._local: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.on_dropped: Callable[[int], None] = lambda count: None
+        self.on_added: Callable[[str], None] = lambda queue_id: None
 
     # -- start / stop ---------------------------------------------------------------------------
 
@@ -193,9 +217,10 @@ class QueueStore:
     def add(self, queue_id: str, path: Path, sender: str, recipients: tuple[str, ...], size: int,
             offset: int, source: str) -> None:
         """Register a message the Committer just made durable, and hand it to delivery."""
-        record = StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], time.time(), source)
+        record = StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], self.clock(), source)
         self.entries[queue_id] = QueueEntry(record, path, size, offset)
         self._local.put_nowait(queue_id)
+        self.on_added(queue_id)
 
     def snapshot(self) -> list[QueueItem]:
         return [entry.snapshot() for entry in self.entries.values()]
@@ -252,9 +277,20 @@ class QueueStore:
             entry = self.entries.get(queue_id)
             if entry is not None and not entry.record.frozen:
                 entry.record.next_attempt = 0.0
+                self.on_added(queue_id)
                 count += 1
                 self.bus.publish(QueueChanged(queue_id, "retry scheduled"))
         return count
+
+    def detail(self, queue_id: str) -> QueueDetail:
+        entry = self.require(queue_id)
+        record = entry.record
+        recipients = tuple(
+            RecipientDetail(r.address, r.status, r.last_error, r.enhanced, r.remote, r.attempts)
+            for r in record.recipients
+        )
+        return QueueDetail(entry.snapshot(), recipients, self.transcript(queue_id), record.last_attempt,
+                           record.delay_notice_sent)
 
     def transcript(self, queue_id: str) -> str:
         path = self.require(queue_id).path.with_suffix(".rtr")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from engine.commit import Committer
 from engine.config import Config, DomainConfig
 from engine.config_file import validate_config
 from engine.counters import Counters
+from engine.delivery import RemoteDelivery
 from engine.errors import BindError, ConfigNotSavedError, EngineError, NotFoundError, StateError
 from engine.events import (
     ConfigChanged,
@@ -35,8 +37,9 @@ from engine.inbound import InboundServices, make_protocol_factory
 from engine.intake import Intake
 from engine.lock import MailrootLock
 from engine.mailroot import Mailroot
-from engine.queue import QueueItem, QueueStore
+from engine.queue import QueueDetail, QueueItem, QueueStore
 from engine.replies import reply
+from engine.resolver import Resolver
 from engine.sessions import SessionInfo, SessionRegistry
 
 log = logging.getLogger(__name__)
@@ -75,8 +78,10 @@ class VirtualServer:
     """One SMTP virtual server; create it on the loop that will run it."""
 
     def __init__(self, config: Config, *, sync: bool = True,
-                 save_config: Callable[[Config], None] | None = None) -> None:
+                 save_config: Callable[[Config], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._config = config
+        self.clock = clock  # wall clock of the queue and the retry schedule; tests move it forward
         self._sync = sync
         self._save_config = save_config
         self.bus = EventBus()
@@ -89,6 +94,8 @@ class VirtualServer:
         self._bound: list[tuple[str, int]] = []
         self._committer: Committer | None = None
         self._queue: QueueStore | None = None
+        self._delivery: RemoteDelivery | None = None
+        self._resolver: Resolver | None = None
         self._intake: Intake | None = None
         self._pickup: object | None = None
         self._paused = False
@@ -140,13 +147,18 @@ class VirtualServer:
         self._lock.acquire()
         self.mailroot.create()
         self._committer = Committer(sync=self._sync)
-        self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config)
+        self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config, clock=self.clock)
         self._queue.on_dropped = self._on_dropped
         self._intake = Intake(self.mailroot, self._committer, self._queue, self.bus, self.counters, self.config)
+        self._resolver = Resolver(self._config.server.dns_servers, timeout=10.0)
+        self._delivery = RemoteDelivery(self._queue, self._resolver, self.config, self.bus, self.counters,
+                                        self._intake.submit, self.mailroot, clock=self.clock)
+        self._queue.on_added = self._delivery.kick
         recovered = self._queue.recover()
         if recovered:
             log.info("recovered %d queued message(s)", len(recovered))
         self._queue.start()
+        self._delivery.start()
         await self._start_pickup()
         await self._listen()
 
@@ -215,6 +227,9 @@ class VirtualServer:
             self._pickup = None
         if self._intake is not None:
             await self._intake.spools.close()
+        if self._delivery is not None:
+            await self._delivery.stop()
+            self._delivery = None
         if self._queue is not None:
             await self._queue.stop()
         if self._committer is not None:
@@ -305,6 +320,46 @@ class VirtualServer:
             raise NotFoundError(f"unknown sort key {sort!r}; use one of {', '.join(QUEUE_SORT_KEYS)}")
         items = sorted(self._queue.snapshot(), key=key, reverse=descending)  # type: ignore[arg-type]
         return QueuePage(tuple(items[offset: offset + limit]), len(items))
+
+    def _store(self) -> QueueStore:
+        if self._queue is None:
+            raise StateError("the server is not running")
+        return self._queue
+
+    async def queue_detail(self, queue_id: str) -> QueueDetail:
+        """Envelope, per-recipient state, attempts with transcripts and the schedule ahead."""
+        return self._store().detail(queue_id)
+
+    async def retry_now(self, queue_ids: list[str] | None = None, domain: str | None = None) -> int:
+        """Retry Now: the given messages, every message for ``domain``, or (neither given) the whole queue."""
+        store = self._store()
+        if queue_ids is None:
+            queue_ids = [e.queue_id for e in store.entries.values()
+                         if domain is None or any(r.address.lower().endswith("@" + domain.lower())
+                                                  for r in e.pending())]
+        if domain is not None and self._delivery is not None:
+            self._delivery.etrn_released.add(domain.lower())
+        return store.schedule_now(queue_ids)
+
+    async def freeze(self, queue_id: str) -> None:
+        await self._store().set_frozen(queue_id, True)
+
+    async def thaw(self, queue_id: str) -> None:
+        await self._store().set_frozen(queue_id, False)
+        if self._delivery is not None:
+            self._delivery.kick(queue_id)
+
+    async def delete_message(self, queue_id: str) -> None:
+        await self._store().delete(queue_id)
+
+    async def bounce_now(self, queue_id: str) -> None:
+        """Return the message to its sender at once (NDR for every recipient still pending)."""
+        store = self._store()
+        entry = store.require(queue_id)
+        if entry.active:
+            raise StateError(f"message {queue_id} is being delivered right now; try again in a moment")
+        assert self._delivery is not None
+        await self._delivery.bounce(entry, "5.0.0 Returned by the administrator")
 
     async def list_badmail(self) -> list[BadmailItem]:
         return list_badmail(self.mailroot.badmail)

@@ -15,8 +15,13 @@ from engine.server import VirtualServer
 LOCAL_DOMAIN = "example.test"
 
 
+# Remote mail goes to a smart host that refuses connections: it stays queued, deferred, unless a test
+# configures real routing (tests/engine/test_delivery.py does, with dnsmasq and remote MTAs).
+UNREACHABLE_SMART_HOST = "[127.0.0.1]:1"
+
+
 def make_config(tmp_path: Path, **server: object) -> Config:
-    base = ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test")
+    base = ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test", smart_host=UNREACHABLE_SMART_HOST)
     return Config(
         server=replace(base, **server),  # type: ignore[arg-type]
         domains=(

@@ -180,8 +180,6 @@ class ServerSheet(PropertySheet):
         layout.addLayout(button_row(opener("Outbound Security…", security),
                                     opener("Outbound connections…", connections),
                                     opener("Advanced…", advanced)))
-        layout.addWidget(note("Outbound delivery is not built yet: these settings are validated and saved, and "
-                              "take effect when it is."))
         layout.addStretch(1)
         return page
 
