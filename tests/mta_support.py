@@ -71,7 +71,7 @@ class Handler:
         if self.behaviour.at_data:
             return self.behaviour.at_data
         content = envelope.original_content or b""
-        user = session.login_data.decode() if isinstance(session.login_data, bytes) else session.login_data
+        user = session.auth_data if isinstance(session.auth_data, str) else None
         self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content,
                                       list(envelope.mail_options), list(envelope.rcpt_options),
                                       user, session.ssl is not None))
