@@ -270,13 +270,15 @@ class QueueStore:
         """Remove a message without notifying anyone (the administrator's Delete)."""
         await self.remove(self.require(queue_id), "deleted")
 
-    def schedule_now(self, queue_ids: list[str]) -> int:
+    async def schedule_now(self, queue_ids: list[str]) -> int:
         """Make these messages due at once (Retry Now); returns how many were not frozen."""
         count = 0
         for queue_id in queue_ids:
             entry = self.entries.get(queue_id)
             if entry is not None and not entry.record.frozen:
                 entry.record.next_attempt = 0.0
+                if not entry.active:
+                    await self.save_state(entry)  # also holds when no engine runs (command line, offline)
                 self.on_added(queue_id)
                 count += 1
                 self.bus.publish(QueueChanged(queue_id, "retry scheduled"))

@@ -129,12 +129,22 @@ class VirtualServer:
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         return self.bus.subscribe(callback)
 
-    async def start(self) -> None:
-        if self._state != "stopped":
+    async def start(self, *, offline: bool = False) -> None:
+        """Start serving. ``offline``: own the Mailroot and its queue for administration (the command line
+        when no engine runs) — no listener, no Pickup, no delivery; the state stays "stopped"."""
+        if self._state != "stopped" or self._queue is not None:
             raise StateError(f"cannot start: the server is {self._state}")
+        if offline:
+            try:
+                await self._open_parts()
+            except BaseException:
+                await self._stop_parts()
+                raise
+            return
         self._set_state("starting")
         try:
-            await self._start_parts()
+            await self._open_parts()
+            await self._run_parts()
         except BaseException:
             await self._stop_parts()
             self._set_state("stopped")
@@ -142,7 +152,7 @@ class VirtualServer:
         self._paused = False
         self._set_state("started")
 
-    async def _start_parts(self) -> None:
+    async def _open_parts(self) -> None:
         self.mailroot.root.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         self.mailroot.create()
@@ -157,6 +167,9 @@ class VirtualServer:
         recovered = self._queue.recover()
         if recovered:
             log.info("recovered %d queued message(s)", len(recovered))
+
+    async def _run_parts(self) -> None:
+        assert self._queue is not None and self._delivery is not None
         self._queue.start()
         self._delivery.start()
         await self._start_pickup()
@@ -207,6 +220,9 @@ class VirtualServer:
         log.info("listening on %s", ", ".join(join_hostport(h, p) for h, p in self._bound))
 
     async def stop(self) -> None:
+        if self._state == "stopped" and self._queue is not None:  # offline: just let go of the Mailroot
+            await self._stop_parts()
+            return
         if self._state in ("stopped", "stopping"):
             return
         self._set_state("stopping")
@@ -232,6 +248,8 @@ class VirtualServer:
             self._delivery = None
         if self._queue is not None:
             await self._queue.stop()
+            self._queue = None
+        self._intake = None
         if self._committer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._committer.close)
             self._committer = None
@@ -339,7 +357,7 @@ class VirtualServer:
                                                   for r in e.pending())]
         if domain is not None and self._delivery is not None:
             self._delivery.etrn_released.add(domain.lower())
-        return store.schedule_now(queue_ids)
+        return await store.schedule_now(queue_ids)
 
     async def freeze(self, queue_id: str) -> None:
         await self._store().set_frozen(queue_id, True)

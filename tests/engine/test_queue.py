@@ -7,6 +7,7 @@ import contextlib
 import smtplib
 from pathlib import Path
 
+import pytest
 from engine_support import start_server
 from hypothesis import given
 from hypothesis import strategies as st
@@ -156,3 +157,31 @@ async def test_drop_directory_moved_to_another_place(tmp_path: Path, config_fact
         assert list((run.mailroot / "Drop").glob("*.eml")) == []
     finally:
         await run.server.stop()
+
+
+async def test_offline_administration_of_the_queue(config_factory) -> None:
+    from engine.errors import MailrootLockedError
+    from engine.server import VirtualServer
+
+    config = config_factory()
+    run = await start_server(config)
+    await asyncio.to_thread(_send, run.port, ["r@relay.test"])
+    await run.wait_for(lambda: all(e.record.attempts for e in run.server._queue.entries.values()))  # type: ignore[union-attr]
+    await run.server.stop()
+
+    offline = VirtualServer(config)
+    await offline.start(offline=True)
+    try:
+        assert offline.state == "stopped" and offline.bound_addresses == []
+        [item] = (await offline.list_queue()).items
+        await offline.freeze(item.queue_id)
+        with pytest.raises(MailrootLockedError):
+            await VirtualServer(config).start()
+    finally:
+        await offline.stop()
+    again = await start_server(config)
+    try:
+        [item] = (await again.server.list_queue()).items
+        assert item.state == "frozen"  # the offline change was saved
+    finally:
+        await again.server.stop()
