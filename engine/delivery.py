@@ -36,6 +36,7 @@ from engine.resolver import Resolver, RouteError, Target, resolve_route, route_f
 log = logging.getLogger(__name__)
 
 SubmitFn = Callable[[str, tuple[str, ...], bytes, str], Awaitable[str]]
+_NOT_TRIED = Outcome(DEFERRED, "451 4.4.0 Not attempted", "4.4.0")
 IDLE_WAKE = 30.0  # look at the queue at least this often even when nothing is due
 FULL_RETURN_LIMIT = 50 * 1024  # RET=FULL returns the whole message only up to this size (Postfix's default)
 
@@ -48,6 +49,7 @@ class _Round:
     outstanding: int
     started: float
     transcripts: list[str] = field(default_factory=list)
+    relayed: list[str] = field(default_factory=list)  # delivered to a next hop that took no DSN request
 
 
 def headers_of(message: bytes) -> bytes:
@@ -74,7 +76,7 @@ class RemoteDelivery:
         self._sequence = itertools.count()
         self._global: asyncio.Semaphore | None = None
         self._per_domain: dict[str, asyncio.Semaphore] = {}
-        self.etrn_released: set[str] = set()
+        self.etrn_released: dict[str, float] = {}  # domain -> when ETRN released the mail queued until then
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class RemoteDelivery:
             if route.kind != "remote":
                 continue
             if route.domain is not None and route.domain.etrn_queue and \
-                    route.domain.name.lower() not in self.etrn_released:
+                    entry.record.arrived > self.etrn_released.get(domain_of(rcpt.address), -1.0):
                 continue  # held until the remote side asks with ETRN
             result.append(rcpt)
         return result
@@ -204,8 +206,11 @@ class RemoteDelivery:
             for attempt, addresses in batch:
                 content = await asyncio.get_running_loop().run_in_executor(
                     None, self.store.read_message, attempt.entry)
-                jobs.append(Job(attempt.entry.queue_id, self._mail_from(attempt.entry.record.sender, config),
-                                list(addresses), content))
+                record = attempt.entry.record
+                params = {r.address: (r.notify, r.orcpt) for r in record.recipients
+                          if r.address in addresses and (r.notify or r.orcpt)}
+                jobs.append(Job(attempt.entry.queue_id, self._mail_from(record.sender, config),
+                                list(addresses), content, ret=record.ret, envid=record.envid, rcpt_params=params))
             assert self._global is not None
             async with self._global, self._domain_semaphore(domain):
                 try:
@@ -229,11 +234,14 @@ class RemoteDelivery:
             for job in jobs:
                 for rcpt in job.undecided():
                     job.outcomes[rcpt] = Outcome(DEFERRED, f"451 4.3.0 Internal error: {error}", "4.3.0")
-        outcomes = {job.queue_id: job.outcomes for job in jobs}
+        by_id = {job.queue_id: job for job in jobs}
         text = "\n".join(transcript.lines) + "\n"
         for attempt, addresses in batch:
-            got = outcomes.get(attempt.entry.queue_id, {})
-            self._record(attempt.entry, addresses, got)
+            done = by_id.get(attempt.entry.queue_id)
+            self._record(attempt.entry, addresses, done.outcomes if done else {})
+            if done is not None and not done.dsn_passed:
+                attempt.relayed += [r for r in addresses
+                                    if done.outcomes.get(r, _NOT_TRIED).status == DELIVERED]
             attempt.transcripts.append(text)
             attempt.outstanding -= 1
             if attempt.outstanding == 0:
@@ -272,7 +280,7 @@ class RemoteDelivery:
         by_address = {r.address: r for r in entry.record.recipients}
         for address in addresses:
             rcpt = by_address[address]
-            outcome = outcomes.get(address, Outcome(DEFERRED, "451 4.4.0 Not attempted", "4.4.0"))
+            outcome = outcomes.get(address, _NOT_TRIED)
             rcpt.attempts += 1
             rcpt.last_error = "" if outcome.status == DELIVERED else outcome.reply
             rcpt.enhanced = outcome.enhanced
@@ -311,6 +319,9 @@ class RemoteDelivery:
             await self._notify(entry, "failure", newly_failed, config)
             for rcpt in newly_failed:
                 rcpt.reported = True
+        relayed = [r for r in record.recipients if r.address in attempt.relayed]
+        if relayed:
+            await self._notify(entry, "relay", relayed, config)
         if pending and decision.send_delay_notice:
             await self._notify(entry, "delay", pending, config, retry_until=decision.expires_at)
             record.delay_notice_sent = True
@@ -327,6 +338,13 @@ class RemoteDelivery:
                 self.wake_at(entry.queue_id, wake if wake is not None else record.next_attempt)
         else:
             await self.store.remove(entry, "delivered" if not newly_failed else "returned")
+
+    async def notify_local_delivery(self, entry: QueueEntry, recipients: list[RecipientState]) -> None:
+        """Success notices (NOTIFY=SUCCESS) for recipients just written to Drop."""
+        for rcpt in recipients:
+            rcpt.enhanced = "2.0.0"
+            rcpt.last_error = "delivered to the Drop directory"
+        await self._notify(entry, "success", recipients, self._config())
 
     async def bounce(self, entry: QueueEntry, reason: str) -> None:
         """Bounce Now: every pending recipient fails at once with ``reason``; the sender gets one NDR."""
@@ -347,7 +365,7 @@ class RemoteDelivery:
     async def _notify(self, entry: QueueEntry, kind: dsn.Kind, recipients: list[RecipientState], config: Config,
                       retry_until: float | None = None) -> None:
         record = entry.record
-        action: dsn.Action = "failed" if kind == "failure" else "delayed"
+        action: dsn.Action = _ACTIONS[kind]
         wanted = [r for r in recipients if dsn.wants_notice(r.notify, action)]
         if not wanted:
             return
@@ -399,7 +417,13 @@ class RemoteDelivery:
         self.bus.publish(MessageBadmailed(name, reason, "delivery"))
 
 
+_ACTIONS: dict[str, dsn.Action] = {"failure": "failed", "delay": "delayed", "success": "delivered",
+                                    "relay": "relayed"}
+
+
 def _status_for(kind: str, enhanced: str) -> str:
-    """A status whose class fits the DSN action: failed → 4/5 as recorded, delayed → 4.x.x."""
+    """A status whose class fits the DSN action: failed → 4/5 as recorded, delayed → 4.x.x, success → 2.x.x."""
+    if kind in ("success", "relay"):
+        return enhanced if enhanced.startswith("2.") else "2.0.0"
     status = enhanced if enhanced[:1] in ("4", "5") and enhanced.count(".") == 2 else "4.0.0"
     return dsn.temporary(status) if kind == "delay" else status

@@ -15,18 +15,19 @@ import collections
 import email.utils
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail
 
+from engine import dsn_params
 from engine.addresses import AddressError, parse_path
 from engine.config import Config
 from engine.counters import Counters
 from engine.data_stream import DataStream, HeaderScanner
 from engine.events import ErrorEvent, EventBus, SessionChanged, SessionClosed, SessionOpened
-from engine.intake import Intake, SpoolFile, is_storage_error
+from engine.intake import DsnRequest, Intake, SpoolFile, is_storage_error
 from engine.policy import recipient_allowed
 from engine.received import protocol_name, received_header
 from engine.replies import enhance, is_syntax_or_sequence_error, reply
@@ -50,6 +51,7 @@ class InboundServices:
     counters: Counters
     bus: EventBus
     paused: Callable[[], bool]
+    etrn: Callable[[str], Awaitable[int | None]]  # domain -> messages released, or None when not allowed
 
 
 class InboundSMTP(SMTP):
@@ -221,6 +223,9 @@ class InboundSMTP(SMTP):
     def _reset_transaction(self) -> None:
         self.sender: str | None = None
         self.recipients: list[str] = []
+        self.ret = ""
+        self.envid = ""
+        self.rcpt_params: dict[str, tuple[str, str]] = {}  # address -> (NOTIFY, ORCPT)
         self.smtputf8 = False
         self.declared_size = 0
 
@@ -263,6 +268,8 @@ class InboundSMTP(SMTP):
             "8BITMIME",
             "ENHANCEDSTATUSCODES",
             "SMTPUTF8",
+            "DSN",
+            "ETRN",
             "HELP",
         ]
 
@@ -304,6 +311,24 @@ class InboundSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: VRFY <address>")
             return
         await self.push(reply("vrfy"))
+
+    async def smtp_ETRN(self, arg: str | None) -> None:
+        """RFC 1985: start delivery of the mail queued for a domain marked "queue for remote triggered delivery"."""
+        self._note("ETRN", "idle")
+        if await self._needs_helo():
+            return
+        node = (arg or "").strip()
+        if not node or " " in node or node.startswith("#"):
+            await self.push("501 5.5.4 Syntax: ETRN <domain> | ETRN @<domain>")
+            return
+        domain = node.lstrip("@").lower()
+        released = await self.services.etrn(domain)
+        if released is None:
+            await self.push(f"459 4.7.1 Node {domain} not allowed: it is not queued for remote triggered delivery")
+        elif released == 0:
+            await self.push(f"251 2.0.0 OK, no messages waiting for node {domain}")
+        else:
+            await self.push(f"253 2.0.0 OK, {released} pending messages for node {domain} started")
 
     async def smtp_EXPN(self, arg: str | None) -> None:
         await self.push(reply("not_implemented"))
@@ -347,6 +372,7 @@ class InboundSMTP(SMTP):
             return
         smtputf8 = False
         size = 0
+        ret = envid = ""
         for name, value in path.params.items():
             if name == "SIZE":
                 if value is None or not value.isdigit() or len(value) > 20:
@@ -357,6 +383,17 @@ class InboundSMTP(SMTP):
                 if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                     await self.push(reply("bad_param_value", param="BODY"))
                     return
+            elif name in ("RET", "ENVID"):
+                try:
+                    if name == "RET":
+                        ret = dsn_params.parse_ret(value)
+                    else:
+                        envid = dsn_params.parse_envid(value)
+                except dsn_params.DsnParamError:
+                    await self.push(reply("bad_param_value", param=name))
+                    return
+            elif name == "AUTH":
+                pass  # RFC 4954 AUTH=<mailbox>: accepted and not trusted
             elif name == "SMTPUTF8":
                 if value is not None:
                     await self.push(reply("bad_param_value", param="SMTPUTF8"))
@@ -374,6 +411,7 @@ class InboundSMTP(SMTP):
             await self.push(reply("smtputf8_needed"))
             return
         self.sender = path.address
+        self.ret, self.envid = ret, envid
         self.smtputf8 = smtputf8
         self.declared_size = size
         await self.push(reply("sender_ok", addr=path.address))
@@ -394,9 +432,19 @@ class InboundSMTP(SMTP):
             key = "syntax_rcpt" if not arg.upper().startswith("TO:") else "bad_address"
             await self.push(reply(key, addr=str(error)))
             return
-        if path.params:
-            await self.push(reply("bad_param", param=next(iter(path.params))[:40]))
-            return
+        notify = orcpt = ""
+        for name, value in path.params.items():
+            try:
+                if name == "NOTIFY":
+                    notify = dsn_params.parse_notify(value)
+                elif name == "ORCPT":
+                    orcpt = dsn_params.parse_orcpt(value)
+                else:
+                    await self.push(reply("bad_param", param=name[:40]))
+                    return
+            except dsn_params.DsnParamError:
+                await self.push(reply("bad_param_value", param=name))
+                return
         if not self.smtputf8 and not path.address.isascii():
             await self.push(reply("smtputf8_needed"))
             return
@@ -409,6 +457,8 @@ class InboundSMTP(SMTP):
             return
         if path.address not in self.recipients:
             self.recipients.append(path.address)
+        if notify or orcpt:
+            self.rcpt_params[path.address] = (notify, orcpt)
         await self.push(reply("rcpt_ok", addr=path.address))
 
     def _session_limit_reached(self) -> bool:
@@ -430,6 +480,7 @@ class InboundSMTP(SMTP):
             return
         try:
             spool = self.services.intake.open_spool(self.sender, tuple(self.recipients))
+            spool.dsn = DsnRequest(self.ret, self.envid, dict(self.rcpt_params))
         except OSError as error:
             self._report_storage(error)
             await self.push(reply("storage" if is_storage_error(error) else "local_error"))

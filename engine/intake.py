@@ -12,6 +12,7 @@ import asyncio
 import errno
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.addresses import classify, domain_of
@@ -19,6 +20,7 @@ from engine.commit import Committer
 from engine.config import Config
 from engine.counters import Counters
 from engine.data_stream import HeaderScanner
+from engine.dsn_params import wants_success
 from engine.envelope import envelope_lines
 from engine.errors import MessageRejected, QueueWriteError
 from engine.events import EventBus, MessageDropped, MessageQueued
@@ -26,6 +28,21 @@ from engine.mailroot import Mailroot, new_id
 from engine.queue import QueueStore
 
 _FLUSH_AT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class DsnRequest:
+    """RFC 3461 parameters of one transaction: RET, ENVID, and per recipient (NOTIFY, ORCPT)."""
+
+    ret: str = ""
+    envid: str = ""
+    recipients: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.ret or self.envid or self.recipients)
+
+    def wants_success(self) -> bool:
+        return any(wants_success(notify) for notify, _ in self.recipients.values())
 
 
 class SpoolFile:
@@ -42,6 +59,7 @@ class SpoolFile:
         self.offset = 0  # length of the envelope lines
         self.size = 0  # bytes after the envelope lines
         self._tail = b""  # the last bytes written, to spot a message ending in a lone "." line
+        self.dsn = DsnRequest()
 
     def write(self, data: bytes) -> None:
         if self.error is not None or self.fd is None:
@@ -214,7 +232,8 @@ class Intake:
             spool.discard()
             raise
         name = f"{spool.queue_id}.eml"
-        drop = self._direct_drop(spool.recipients)
+        # A success notice is sent by local delivery from the queue, so such a message takes that path.
+        drop = None if spool.dsn.wants_success() else self._direct_drop(spool.recipients)
         target = (drop / name) if drop is not None else (self.mailroot.queue / name)
         try:
             await self.committer.commit(fd, spool.path, target)
@@ -235,7 +254,14 @@ class Intake:
             self.counters.messages_delivered_total += 1
             self.bus.publish(MessageDropped(spool.queue_id, str(target), spool.recipients))
         else:
-            self.queue.add(spool.queue_id, target, spool.sender, spool.recipients, size, spool.offset, source)
+            record = self.queue.new_record(spool.queue_id, spool.sender, spool.recipients, source)
+            if spool.dsn:
+                record.ret, record.envid = spool.dsn.ret, spool.dsn.envid
+                for rcpt in record.recipients:
+                    rcpt.notify, rcpt.orcpt = spool.dsn.recipients.get(rcpt.address, ("", ""))
+                # The parameters exist only here: make them as durable as the message before the 250.
+                await self.committer.run(self.mailroot.write_atomic, target.with_suffix(".env"), record.to_bytes())
+            self.queue.add(record, target, size, spool.offset)
 
     async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
         """Commit a whole message held in memory (Pickup, DSNs); returns its queue id.

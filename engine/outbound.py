@@ -39,7 +39,11 @@ class Job:
     recipients: list[str]
     content: bytes
     mail_options: tuple[str, ...] = ()
+    ret: str = ""  # RFC 3461 parameters, passed on when the next hop supports DSN
+    envid: str = ""
+    rcpt_params: dict[str, tuple[str, str]] = field(default_factory=dict)  # address -> (NOTIFY, ORCPT)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    dsn_passed: bool = False  # the next hop took over success notices (it supports DSN)
 
     def undecided(self) -> list[str]:
         return [r for r in self.recipients if r not in self.outcomes]
@@ -201,6 +205,10 @@ async def _send_job(client: aiosmtplib.SMTP, target: Target, job: Job, settings:
         options.append("SMTPUTF8")
     if client.supports_extension("size"):
         options.append(f"SIZE={len(job.content)}")
+    job.dsn_passed = client.supports_extension("dsn")
+    if job.dsn_passed:
+        options += [f"RET={job.ret}"] if job.ret else []
+        options += [f"ENVID={job.envid}"] if job.envid else []
     for start in range(0, len(undecided), settings.max_recipients):
         chunk = undecided[start : start + settings.max_recipients]
         await _transaction(client, target, job, chunk, options, encoding, transcript)
@@ -223,9 +231,12 @@ async def _transaction(client: aiosmtplib.SMTP, target: Target, job: Job, chunk:
         return
     accepted: list[str] = []
     for rcpt in chunk:
-        transcript.sent(f"RCPT TO:<{rcpt}>")
+        notify, orcpt = job.rcpt_params.get(rcpt, ("", ""))
+        rcpt_options = [f"NOTIFY={notify}"] * bool(notify and job.dsn_passed)
+        rcpt_options += [f"ORCPT={orcpt}"] * bool(orcpt and job.dsn_passed)
+        transcript.sent(f"RCPT TO:<{rcpt}> {' '.join(rcpt_options)}".rstrip())
         try:
-            response = await client.rcpt(rcpt, encoding=encoding)
+            response = await client.rcpt(rcpt, options=rcpt_options, encoding=encoding)
             transcript.got(response)
             accepted.append(rcpt)
         except aiosmtplib.SMTPResponseException as error:

@@ -16,13 +16,14 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.addresses import classify, domain_of
 from engine.commit import Committer
 from engine.config import Config
+from engine.dsn_params import wants_success
 from engine.envelope import (
     MAX_ENVELOPE_BYTES,
     EnvelopeError,
@@ -143,6 +144,7 @@ class QueueStore:
         self._worker: asyncio.Task[None] | None = None
         self.on_dropped: Callable[[int], None] = lambda count: None
         self.on_added: Callable[[str], None] = lambda queue_id: None
+        self.on_local_delivery: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
 
     # -- start / stop ---------------------------------------------------------------------------
 
@@ -214,10 +216,12 @@ class QueueStore:
 
     # -- index ----------------------------------------------------------------------------------
 
-    def add(self, queue_id: str, path: Path, sender: str, recipients: tuple[str, ...], size: int,
-            offset: int, source: str) -> None:
+    def new_record(self, queue_id: str, sender: str, recipients: tuple[str, ...], source: str) -> StateRecord:
+        return StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], self.clock(), source)
+
+    def add(self, record: StateRecord, path: Path, size: int, offset: int) -> None:
         """Register a message the Committer just made durable, and hand it to delivery."""
-        record = StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], self.clock(), source)
+        queue_id = record.queue_id
         self.entries[queue_id] = QueueEntry(record, path, size, offset)
         self._local.put_nowait(queue_id)
         self.on_added(queue_id)
@@ -347,7 +351,9 @@ class QueueStore:
         entry.active = True
         try:
             all_local = sum(len(group) for group in by_dir.values()) == len(entry.record.recipients)
-            if all_local and len(by_dir) == 1:
+            # A success notice reads the queued message after delivery: then copy, don't move.
+            notices = [r for group in by_dir.values() for r in group if wants_success(r.notify)]
+            if all_local and len(by_dir) == 1 and not notices:
                 folder = next(iter(by_dir))
                 await self._move_to_drop(entry, folder)
                 for rcpt in pending:
@@ -369,6 +375,8 @@ class QueueStore:
                     rcpt.status = "delivered"
                 self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group)))
                 self.on_dropped(1)
+            if notices and self.on_local_delivery is not None:
+                await self.on_local_delivery(entry, notices)
             if entry.pending():
                 await self.save_state(entry)
             else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import config as domain_ops
+from engine.addresses import classify
 from engine.badmail import BadmailItem, list_badmail
 from engine.commit import Committer
 from engine.config import Config, DomainConfig
@@ -164,6 +165,7 @@ class VirtualServer:
         self._delivery = RemoteDelivery(self._queue, self._resolver, self.config, self.bus, self.counters,
                                         self._intake.submit, self.mailroot, clock=self.clock)
         self._queue.on_added = self._delivery.kick
+        self._queue.on_local_delivery = self._delivery.notify_local_delivery
         recovered = self._queue.recover()
         if recovered:
             log.info("recovered %d queued message(s)", len(recovered))
@@ -193,7 +195,7 @@ class VirtualServer:
         assert self._intake is not None
         loop = asyncio.get_running_loop()
         services = InboundServices(self.config, self._intake, self.sessions, self.counters, self.bus,
-                                   lambda: self._paused)
+                                   lambda: self._paused, self._etrn)
         factory = make_protocol_factory(services, loop)
         wanted = self._config.server.listen
         added: dict[str, asyncio.Server] = {}
@@ -356,8 +358,15 @@ class VirtualServer:
                          if domain is None or any(r.address.lower().endswith("@" + domain.lower())
                                                   for r in e.pending())]
         if domain is not None and self._delivery is not None:
-            self._delivery.etrn_released.add(domain.lower())
+            self._delivery.etrn_released[domain.lower()] = self.clock()
         return await store.schedule_now(queue_ids)
+
+    async def _etrn(self, domain: str) -> int | None:
+        """ETRN from a client: only for remote domains marked "queue for remote triggered delivery"."""
+        route = classify(domain, self._config.effective_domains)
+        if route.kind != "remote" or route.domain is None or not route.domain.etrn_queue:
+            return None
+        return await self.retry_now(domain=domain)
 
     async def freeze(self, queue_id: str) -> None:
         await self._store().set_frozen(queue_id, True)

@@ -182,11 +182,12 @@ async def test_tls_required_without_tls_defers_and_opportunistic_tls_is_used(
             await asyncio.to_thread(send, run.port, "s@example.test", ["y@tls.test"])
             await wait_until(lambda: len(tls.messages) == 1)
             assert tls.messages[0].tls
-            page = await run.server.list_queue()
-            await wait_until(lambda: bool(run.server._queue and any(
-                e.record.attempts for e in run.server._queue.entries.values())))
+            queue = run.server._queue
+            assert queue is not None
+            await wait_until(lambda: len(queue.entries) == 1 and all(
+                e.record.attempts and not e.active for e in queue.entries.values()))
             [item] = (await run.server.list_queue()).items
-            assert item.pending == ("x@single.test",) and page.total == 1
+            assert item.pending == ("x@single.test",)
             detail = await run.server.queue_detail(item.queue_id)
             assert "4.7.5" in detail.recipients[0].last_error and detail.recipients[0].status == "pending"
             assert "STARTTLS" in detail.transcript or "does not offer STARTTLS" in detail.transcript
@@ -222,7 +223,7 @@ async def test_null_sender_failure_goes_to_badmail_never_an_ndr(engine: Running,
     async with remote_mta("127.0.0.4", port, Behaviour(reject={"x@single.test": "550 5.1.1 no such user"})):
         await asyncio.to_thread(send, engine.port, "", ["x@single.test"])
         badmail = engine.mailroot / "Badmail"
-        await wait_until(lambda: len(list(badmail.glob("*.BDR"))) == 1)
+        await wait_until(lambda: len(list(badmail.glob("*.BDR"))) == 1 and not engine.queue_files())
     [bdr] = badmail.glob("*.BDR")
     assert "x@single.test" in bdr.read_text()
     assert (badmail / f"{bdr.stem}.BAD").read_bytes().endswith(MESSAGE)
@@ -302,5 +303,106 @@ async def test_queue_operations_freeze_thaw_delete_bounce(tmp_path: Path, dnsmas
             assert block["Final-Recipient"] == "rfc822; three@single.test" and block["Action"] == "failed"
             remaining = [i.queue_id for i in (await run.server.list_queue()).items]
             assert remaining == [one.queue_id]
+    finally:
+        await run.server.stop()
+
+
+def raw_send(port: int, lines: list[bytes]) -> list[str]:
+    from smtp_helpers import RawSMTP
+
+    raw = RawSMTP(port)
+    replies = [raw.cmd(line) for line in lines]
+    raw.close()
+    return replies
+
+
+DSN_TRANSACTION = [b"EHLO client.test", b"MAIL FROM:<s@example.test> RET=FULL ENVID=env+2B42",
+                   b"RCPT TO:<ok@single.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Bok@single.test",
+                   b"RCPT TO:<bad@single.test> NOTIFY=FAILURE ORCPT=rfc822;bad@single.test",
+                   b"RCPT TO:<quiet@single.test> NOTIFY=NEVER", b"DATA",
+                   b"From: s@example.test\r\nSubject: dsn\r\n\r\nbody\r\n."]
+
+
+async def test_dsn_requests_success_relay_notice_ndr_with_orcpt_envid_full_return(engine: Running, port: int) -> None:
+    behaviour = Behaviour(reject={"bad@single.test": "550 5.1.1 unknown", "quiet@single.test": "550 5.1.1 unknown"})
+    async with remote_mta("127.0.0.4", port, behaviour) as mx:  # aiosmtpd: no DSN extension
+        replies = await asyncio.to_thread(raw_send, engine.port, DSN_TRANSACTION)
+        assert all(r.startswith(("250", "354")) for r in replies[1:]), replies
+        await wait_until(lambda: len(mx.messages) == 1 and len(engine.drop_files()) == 2)
+    notices = {m["Subject"]: m for m in drop_messages(engine)}
+    relayed = next(m for s, m in notices.items() if "Relay" in s or "Success" in s or "Delivered" in s)
+    [block] = delivery_status(relayed)
+    assert block["Action"] == "relayed" and block["Original-Recipient"] == "rfc822; orig+ok@single.test"
+    failure = next(m for s, m in notices.items() if "Failure" in s)
+    [block] = delivery_status(failure)  # quiet@ asked for NEVER: only bad@ is reported
+    assert block["Final-Recipient"] == "rfc822; bad@single.test"
+    [status_part] = [p for p in failure.walk() if p.get_content_type() == "message/delivery-status"]
+    assert status_part.get_payload()[0]["Original-Envelope-Id"] == "env+42"  # type: ignore[index]
+    assert any(p.get_content_type() == "message/rfc822" for p in failure.walk())  # RET=FULL
+
+
+async def test_dsn_parameters_pass_on_to_a_dsn_capable_hop(engine: Running, port: int, tmp_path: Path) -> None:
+    from sink_support import SMTP_SINK, running_sink
+
+    if SMTP_SINK is None:
+        pytest.skip("postfix's smtp-sink is installed by tests/run")
+    with running_sink(tmp_path / "sink", "127.0.0.4", port) as sink:
+        lines = [line for line in DSN_TRANSACTION if b"bad@" not in line and b"quiet@" not in line]
+        await asyncio.to_thread(raw_send, engine.port, lines)
+        await wait_until(lambda: len(sink.dumps()) == 1 and not engine.queue_files())
+        [dump] = sink.dumps()
+    assert "RET=FULL" in dump.mail_args and "ENVID=env+2B42" in dump.mail_args
+    assert dump.rcpt_args == ["<ok@single.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Bok@single.test"]
+    assert engine.drop_files() == []  # the next hop took over the success notice
+    assert dump.message.replace(b"\r\n", b"\n").endswith(b"Subject: dsn\n\nbody\n")
+
+
+async def test_smtp_sink_soft_and_hard_errors(engine: Running, port: int, tmp_path: Path) -> None:
+    from sink_support import SMTP_SINK, running_sink
+
+    if SMTP_SINK is None:
+        pytest.skip("postfix's smtp-sink is installed by tests/run")
+    with running_sink(tmp_path / "soft", "127.0.0.4", port, "-r", "RCPT"):
+        await asyncio.to_thread(send, engine.port, "s@example.test", ["x@single.test"])
+        await wait_until(lambda: any(e.record.attempts and not e.active
+                                     for e in engine.server._queue.entries.values()))  # type: ignore[union-attr]
+    [item] = (await engine.server.list_queue()).items
+    assert item.last_error.startswith("450 4.3.0")  # deferred, not bounced
+    with running_sink(tmp_path / "hard", "127.0.0.4", port, "-f", "RCPT"):
+        await engine.server.retry_now()
+        await wait_until(lambda: not engine.queue_files() and len(engine.drop_files()) == 1)
+    [ndr] = drop_messages(engine)
+    [block] = delivery_status(ndr)
+    assert block["Status"] == "5.3.0" and "500 5.3.0" in block["Diagnostic-Code"]
+
+
+async def test_local_success_notice(engine: Running) -> None:
+    replies = await asyncio.to_thread(raw_send, engine.port, [
+        b"EHLO c", b"MAIL FROM:<s@example.test>", b"RCPT TO:<me@example.test> NOTIFY=SUCCESS", b"DATA",
+        b"From: s@example.test\r\nSubject: local\r\n\r\nhi\r\n."])
+    assert replies[-1].startswith("250")
+    await wait_until(lambda: len(engine.drop_files()) == 2 and not engine.queue_files())
+    subjects = sorted(m["Subject"] for m in drop_messages(engine))
+    notice = next(m for m in drop_messages(engine) if m["Subject"] != "local")
+    [block] = delivery_status(notice)
+    assert block["Action"] == "delivered" and block["Status"].startswith("2.")
+    assert "local" in subjects
+
+
+async def test_etrn_releases_a_held_domain(tmp_path: Path, dnsmasq: Dnsmasq, port: int) -> None:
+    base = delivery_config(tmp_path, dnsmasq, port)
+    held = DomainConfig("single.test", "remote", relay_allowed=True, etrn_queue=True)
+    run = await start_server(replace(base, domains=(*base.domains, held)))
+    try:
+        async with remote_mta("127.0.0.4", port) as mx:
+            await asyncio.to_thread(send, run.port, "s@example.test", ["x@single.test"])
+            await asyncio.sleep(0.5)
+            assert mx.connections == 0  # held for ETRN
+            replies = await asyncio.to_thread(raw_send, run.port, [b"EHLO c", b"ETRN other.test", b"ETRN single.test"])
+            assert replies[1].startswith("459 4.7.1") and replies[2].startswith("253 2.0.0 OK, 1 pending")
+            await wait_until(lambda: len(mx.messages) == 1)
+            await asyncio.to_thread(send, run.port, "s@example.test", ["y@single.test"])
+            await asyncio.sleep(0.5)
+            assert len(mx.messages) == 1  # held again until the next ETRN
     finally:
         await run.server.stop()

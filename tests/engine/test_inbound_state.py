@@ -18,8 +18,11 @@ async def test_light_constructor_matches_aiosmtpd_state(tmp_path, config_factory
     from engine.sessions import SessionRegistry
 
     config = config_factory()
+    async def no_etrn(domain: str) -> int | None:
+        return None
+
     services = InboundServices(lambda: config, Intake.__new__(Intake), SessionRegistry(), Counters(), EventBus(),
-                               lambda: False)
+                               lambda: False, no_etrn)
     ours = InboundSMTP(services, loop=loop)
     missing = set(vars(reference)) - set(vars(ours))
     assert not missing, f"aiosmtpd sets attributes the light constructor does not: {sorted(missing)}"
