@@ -53,8 +53,16 @@ class _DirectorySync:
                 self._changed.notify_all()
 
 
-def _sync_close_rename(fd: int, source: Path, target: Path, sync: bool) -> None:
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _sync_close_rename(fd: int, source: Path, target: Path, sync: bool, tail: bytes | bytearray) -> None:
     try:
+        if tail:
+            _write_all(fd, tail)
         if sync:
             os.fsync(fd)
     finally:
@@ -70,10 +78,11 @@ class Committer:
         self._dirs: dict[Path, _DirectorySync] = {}
         self.sync = sync  # False only for tests of logic that never crash
 
-    async def commit(self, fd: int, source: Path, target: Path) -> None:
-        """fsync + close ``fd`` (the open spool file), rename ``source`` to ``target``, fsync its directory."""
+    async def commit(self, fd: int, source: Path, target: Path, tail: bytes | bytearray = b"") -> None:
+        """Write ``tail``, fsync + close ``fd`` (the open spool file), rename ``source`` to ``target``, fsync its
+        directory. Writing the tail here keeps disk writes (slow next to concurrent fsyncs) off the loop thread."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, _sync_close_rename, fd, source, target, self.sync)
+        await loop.run_in_executor(self._executor, _sync_close_rename, fd, source, target, self.sync, tail)
         if self.sync:
             await self.sync_directory(target.parent)
 

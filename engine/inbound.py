@@ -93,6 +93,7 @@ class InboundSMTP(SMTP):
         self.require_starttls = False
         self._timeout_duration = float(timeout)
         self._timeout_handle = None
+        self._last_activity = 0.0
         self._tls_handshake_okay = True
         self._tls_protocol = None
         self._original_transport = None
@@ -161,7 +162,18 @@ class InboundSMTP(SMTP):
             return reply("too_many_from_peer")
         return None
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Note activity; one timer per session re-arms itself instead of a new timer per command."""
+        now = self.loop.time()
+        self._last_activity = now
+        if self._timeout_handle is None:
+            self._timeout_handle = self.loop.call_later(duration or self._timeout_duration, self._timeout_cb)
+
     def _timeout_cb(self) -> None:
+        idle = self.loop.time() - self._last_activity
+        if idle < self._timeout_duration:
+            self._timeout_handle = self.loop.call_later(self._timeout_duration - idle, self._timeout_cb)
+            return
         self._write_raw(reply("timeout", fqdn=self.fqdn))
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 

@@ -106,15 +106,16 @@ class SpoolFile:
         except OSError as error:
             self.error = error
 
-    def finish(self) -> int:
-        """Flush and hand over the open descriptor (for fsync by the Committer); raises a stored write error."""
-        self._flush()
+    def finish(self) -> tuple[int, bytearray]:
+        """Hand over the open descriptor and the bytes not yet written (the Committer writes them, off the loop);
+        raises a stored write error."""
         if self.error is not None:
             raise self.error
         if self.fd is None:
             raise OSError(errno.EBADF, "spool already closed")
         fd, self.fd = self.fd, None
-        return fd
+        tail, self._buffer = self._buffer, bytearray()
+        return fd, tail
 
     def discard(self) -> None:
         if self.fd is not None:
@@ -227,7 +228,7 @@ class Intake:
         if spool.ends_with_lone_dot:
             spool.restuff()
         try:
-            fd = spool.finish()
+            fd, tail = spool.finish()
         except OSError:
             spool.discard()
             raise
@@ -236,7 +237,7 @@ class Intake:
         drop = None if spool.dsn.wants_success() else self._direct_drop(spool.recipients)
         target = (drop / name) if drop is not None else (self.mailroot.queue / name)
         try:
-            await self.committer.commit(fd, spool.path, target)
+            await self.committer.commit(fd, spool.path, target, tail)
         except OSError as error:
             if drop is None or error.errno != errno.EXDEV:
                 spool.path.unlink(missing_ok=True)
