@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import config_cmd, serve
+from app import config_cmd, queue_cmd, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.add_parser(subparsers)
     config_cmd.add_parser(subparsers)
+    queue_cmd.add_parser(subparsers)
     return parser
 
 

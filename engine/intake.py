@@ -225,16 +225,16 @@ class Intake:
 
     async def commit(self, spool: SpoolFile, source: str) -> None:
         """Make the spool durable in Drop or Queue; raises OSError when it could not be."""
-        if spool.ends_with_lone_dot:
-            spool.restuff()
+        name = f"{spool.queue_id}.eml"
+        # A success notice is sent by local delivery from the queue, so such a message takes that path.
+        drop = None if spool.dsn.wants_success() else self._direct_drop(spool.recipients)
+        if drop is not None and spool.ends_with_lone_dot:
+            spool.restuff()  # Drop files are Pickup-ready; Queue files keep the message as it is
         try:
             fd, tail = spool.finish()
         except OSError:
             spool.discard()
             raise
-        name = f"{spool.queue_id}.eml"
-        # A success notice is sent by local delivery from the queue, so such a message takes that path.
-        drop = None if spool.dsn.wants_success() else self._direct_drop(spool.recipients)
         target = (drop / name) if drop is not None else (self.mailroot.queue / name)
         try:
             await self.committer.commit(fd, spool.path, target, tail)

@@ -117,12 +117,25 @@ def _read_head(path: Path) -> bytes:
         return handle.read(MAX_ENVELOPE_BYTES)
 
 
-def _copy_with_envelope(source: Path, offset: int, header: bytes, temp: Path) -> None:
-    """Write ``header`` + the message part of ``source`` to ``temp``, fsynced."""
+def ends_with_lone_dot(path: Path) -> bool:
+    """A message whose last line is a lone "." must be stored stuffed in Drop (see intake.SpoolFile.restuff)."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(size - 5, 0))
+        return handle.read().endswith(b"\r\n.\r\n")
+
+
+def _copy_for_drop(source: Path, offset: int, sender: str, recipients: list[str], temp: Path) -> None:
+    """Write a Drop file for ``recipients`` from the queued ``source`` to ``temp``, fsynced."""
     with source.open("rb") as src, temp.open("xb") as dst:
-        dst.write(header)
         src.seek(offset)
-        shutil.copyfileobj(src, dst, 1 << 20)
+        if ends_with_lone_dot(source):
+            from engine.pickup import pickup_file
+
+            dst.write(pickup_file(sender, recipients, src.read()))
+        else:
+            dst.write(envelope_lines(sender, recipients))
+            shutil.copyfileobj(src, dst, 1 << 20)
         dst.flush()
         os.fsync(dst.fileno())
 
@@ -353,7 +366,8 @@ class QueueStore:
             all_local = sum(len(group) for group in by_dir.values()) == len(entry.record.recipients)
             # A success notice reads the queued message after delivery: then copy, don't move.
             notices = [r for group in by_dir.values() for r in group if wants_success(r.notify)]
-            if all_local and len(by_dir) == 1 and not notices:
+            movable = not notices and not await self.committer.run(ends_with_lone_dot, entry.path)
+            if all_local and len(by_dir) == 1 and movable:
                 folder = next(iter(by_dir))
                 await self._move_to_drop(entry, folder)
                 for rcpt in pending:
@@ -366,9 +380,9 @@ class QueueStore:
                 return
             for folder, group in by_dir.items():
                 target = folder / entry.path.name
-                header = envelope_lines(entry.record.sender, [r.address for r in group])
                 temp = self.mailroot.temp_path("drop", ".eml")
-                await self.committer.run(_copy_with_envelope, entry.path, entry.offset, header, temp)
+                await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
+                                         [r.address for r in group], temp)
                 await self.committer.run(_replace, temp, target)
                 await self.committer.sync_directory(folder)
                 for rcpt in group:
@@ -391,9 +405,9 @@ class QueueStore:
         except OSError as error:
             if error.errno != errno.EXDEV:
                 raise
-            header = envelope_lines(entry.record.sender, [r.address for r in entry.record.recipients])
             temp = folder / f".{entry.path.name}.tmp"
-            await self.committer.run(_copy_with_envelope, entry.path, entry.offset, header, temp)
+            await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
+                                     [r.address for r in entry.record.recipients], temp)
             await self.committer.run(_replace, temp, target)
         await self.committer.sync_directory(folder)
         await self.committer.run(_unlink_entry, entry.path)

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import config as domain_ops
+from engine import mailroot_items as items
 from engine.addresses import classify
 from engine.badmail import BadmailItem, list_badmail
 from engine.commit import Committer
 from engine.config import Config, DomainConfig
 from engine.config_file import validate_config
+from engine.control import ControlServer, socket_path
 from engine.counters import Counters
 from engine.delivery import RemoteDelivery
 from engine.errors import BindError, ConfigNotSavedError, EngineError, NotFoundError, StateError
@@ -100,6 +102,7 @@ class VirtualServer:
         self._intake: Intake | None = None
         self._pickup: object | None = None
         self._paused = False
+        self._control: ControlServer | None = None
         self.bus.subscribe(self._count_event)
 
     # -- state ----------------------------------------------------------------------------------
@@ -145,6 +148,8 @@ class VirtualServer:
         self._set_state("starting")
         try:
             await self._open_parts()
+            self._control = ControlServer(self, socket_path(self.mailroot.root))
+            await self._control.start()
             await self._run_parts()
         except BaseException:
             await self._stop_parts()
@@ -155,7 +160,7 @@ class VirtualServer:
 
     async def _open_parts(self) -> None:
         self.mailroot.root.mkdir(parents=True, exist_ok=True)
-        self._lock.acquire()
+        await asyncio.to_thread(self._lock.acquire)  # waits a moment for a `smtpsvc queue` command
         self.mailroot.create()
         self._committer = Committer(sync=self._sync)
         self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config, clock=self.clock)
@@ -232,6 +237,9 @@ class VirtualServer:
         self._set_state("stopped")
 
     async def _stop_parts(self) -> None:
+        if self._control is not None:
+            await self._control.stop()
+            self._control = None
         for server in self._servers.values():
             server.close()
         self._servers, self._bound = {}, []
@@ -389,7 +397,38 @@ class VirtualServer:
         await self._delivery.bounce(entry, "5.0.0 Returned by the administrator")
 
     async def list_badmail(self) -> list[BadmailItem]:
-        return list_badmail(self.mailroot.badmail)
+        return await asyncio.to_thread(list_badmail, self.mailroot.badmail)
+
+    async def read_badmail(self, name: str) -> bytes:
+        return await asyncio.to_thread(items.read_badmail_message, self.mailroot.badmail, name)
+
+    async def delete_badmail(self, name: str) -> None:
+        await asyncio.to_thread(items.delete_badmail, self.mailroot.badmail, name)
+
+    async def resend_badmail(self, name: str) -> str:
+        """Put a Badmail item back into Pickup (it is delivered again, or badmailed again with a new reason)."""
+        return await asyncio.to_thread(items.resend_badmail, self.mailroot, name)
+
+    async def list_drop(self) -> list[items.DropItem]:
+        return await asyncio.to_thread(items.list_drop, self.mailroot.drop)
+
+    async def read_drop(self, name: str) -> bytes:
+        return await asyncio.to_thread(items.read_drop, self.mailroot.drop, name)
+
+    async def delete_drop(self, name: str) -> None:
+        await asyncio.to_thread(items.delete_drop, self.mailroot.drop, name)
+
+    async def read_queued(self, queue_id: str) -> bytes:
+        """The message of a queued entry, without its envelope lines."""
+        store = self._store()
+        return await asyncio.to_thread(store.read_message, store.require(queue_id))
+
+    async def preview_pickup(self, data: bytes) -> items.PickupPreview:
+        return items.preview_pickup(data, self._config.default_domain.name)
+
+    async def submit_to_pickup(self, data: bytes, name_hint: str = "") -> str:
+        """Drop a message into Pickup (drag and drop): written elsewhere, then renamed in."""
+        return await asyncio.to_thread(items.put_in_pickup, self.mailroot, data, name_hint)
 
     async def counters_snapshot(self) -> dict[str, float]:
         if self._queue is not None:
