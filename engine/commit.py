@@ -67,7 +67,16 @@ def _sync_close_rename(fd: int, source: Path, target: Path, sync: bool, tail: by
             os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(source, target)
+    try:
+        os.rename(source, target)
+    except OSError as error:
+        raise TargetUnavailable(error.errno, f"cannot move the message into {target.parent}: {error.strerror}") \
+            from error
+
+
+class TargetUnavailable(OSError):
+    """The spool file is durable but could not be renamed into its target directory (missing, not a directory,
+    another filesystem, no permission): the caller may commit it elsewhere."""
 
 
 class Committer:

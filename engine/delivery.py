@@ -346,6 +346,33 @@ class RemoteDelivery:
             rcpt.last_error = "delivered to the Drop directory"
         await self._notify(entry, "success", recipients, self._config())
 
+    async def local_failure(self, entry: QueueEntry, recipients: list[RecipientState]) -> None:
+        """Drop could not be written: the local delay-notification and expiration times apply (IIS's Local)."""
+        if not recipients or entry.active:
+            return
+        record = entry.record
+        config = self._config()
+        now = self.clock()
+        timing = schedule.timing(config.server, local=True)
+        expires = record.arrived + 60 * config.server.local_expiration_min
+        entry.active = True
+        try:
+            if now >= expires:
+                for rcpt in recipients:
+                    rcpt.status = "failed"
+                    rcpt.enhanced = dsn.expired_status("4.3.0")
+                    rcpt.reported = True
+                await self._notify(entry, "failure", recipients, config)
+            elif not record.delay_notice_sent and now >= record.arrived + 60 * timing.delay_notification_min:
+                await self._notify(entry, "delay", recipients, config, retry_until=expires)
+                record.delay_notice_sent = True
+        finally:
+            entry.active = False
+        if entry.pending():
+            await self.store.save_state(entry)
+        else:
+            await self.store.remove(entry, "returned")
+
     async def bounce(self, entry: QueueEntry, reason: str) -> None:
         """Bounce Now: every pending recipient fails at once with ``reason``; the sender gets one NDR."""
         entry.active = True

@@ -46,3 +46,7 @@ class MessageRejected(EngineError):
 
 class ConfigNotSavedError(EngineError):
     """The configuration was applied to the running server but could not be written to its file."""
+
+
+class MailrootError(EngineError):
+    """A Mailroot directory cannot be created or used (a file in the way, no permission, ...)."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.addresses import classify, domain_of
-from engine.commit import Committer
+from engine.commit import Committer, TargetUnavailable
 from engine.config import Config
 from engine.counters import Counters
 from engine.data_stream import HeaderScanner
@@ -26,6 +27,8 @@ from engine.errors import MessageRejected, QueueWriteError
 from engine.events import EventBus, MessageDropped, MessageQueued
 from engine.mailroot import Mailroot, new_id
 from engine.queue import QueueStore
+
+log = logging.getLogger(__name__)
 
 _FLUSH_AT = 256 * 1024
 
@@ -238,13 +241,22 @@ class Intake:
         target = (drop / name) if drop is not None else (self.mailroot.queue / name)
         try:
             await self.committer.commit(fd, spool.path, target, tail)
-        except OSError as error:
-            if drop is None or error.errno != errno.EXDEV:
+        except TargetUnavailable as error:
+            if drop is None:
                 spool.path.unlink(missing_ok=True)
                 raise
-            # Drop lives on another filesystem: queue it; local delivery copies it across.
+            # Drop is on another filesystem or cannot be written now: queue the message; local delivery
+            # copies it across, or retries and notifies on the local schedule.
+            log.warning("direct delivery to %s failed (%s); queueing %s", drop, error, spool.queue_id)
             drop, target = None, self.mailroot.queue / name
-            await self.committer.commit(os.open(spool.path, os.O_RDONLY), spool.path, target)
+            try:
+                await self.committer.commit(os.open(spool.path, os.O_RDONLY), spool.path, target)
+            except OSError:
+                spool.path.unlink(missing_ok=True)
+                raise
+        except OSError:
+            spool.path.unlink(missing_ok=True)
+            raise
         size = spool.size
         self.counters.messages_received_total += 1
         self.counters.message_bytes_received_total += size

@@ -38,6 +38,8 @@ from engine.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
 
+LOCAL_RETRY = 60.0  # seconds between tries to write to an unwritable Drop directory
+
 
 @dataclass(frozen=True)
 class QueueItem:
@@ -158,6 +160,8 @@ class QueueStore:
         self.on_dropped: Callable[[int], None] = lambda count: None
         self.on_added: Callable[[str], None] = lambda queue_id: None
         self.on_local_delivery: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
+        self.local_retry = LOCAL_RETRY
+        self.on_local_failure: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
 
     # -- start / stop ---------------------------------------------------------------------------
 
@@ -338,10 +342,18 @@ class QueueStore:
             try:
                 await self.deliver_local(entry)
             except OSError as error:
-                entry.record.last_error = f"local delivery failed: {error}"
                 log.error("local delivery of %s failed: %s", queue_id, error)
                 self.bus.publish(ErrorEvent("drop", f"{queue_id}: {error}"))
-                asyncio.get_running_loop().call_later(30, self._local.put_nowait, queue_id)
+                local = [r for r in entry.pending() if self.drop_dir_for(r.address) is not None]
+                for rcpt in local:
+                    rcpt.attempts += 1
+                    rcpt.enhanced = "4.3.0"
+                    rcpt.last_error = f"451 4.3.0 Cannot write to the Drop directory: {error.strerror or error}"
+                entry.record.last_error = local[0].last_error if local else ""
+                if self.on_local_failure is not None:
+                    await self.on_local_failure(entry, local)  # delay notice / NDR on the local schedule
+                if queue_id in self.entries and any(r.status == "pending" for r in local):
+                    asyncio.get_running_loop().call_later(self.local_retry, self._local.put_nowait, queue_id)
 
     def drop_dir_for(self, address: str) -> Path | None:
         """The Drop directory of a local recipient, or None when the address is not local."""

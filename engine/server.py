@@ -25,7 +25,7 @@ from engine.config_file import validate_config
 from engine.control import ControlServer, socket_path
 from engine.counters import Counters
 from engine.delivery import RemoteDelivery
-from engine.errors import BindError, ConfigNotSavedError, EngineError, NotFoundError, StateError
+from engine.errors import BindError, ConfigNotSavedError, EngineError, MailrootError, NotFoundError, StateError
 from engine.events import (
     ConfigChanged,
     Event,
@@ -161,7 +161,10 @@ class VirtualServer:
     async def _open_parts(self) -> None:
         self.mailroot.root.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self._lock.acquire)  # waits a moment for a `smtpsvc queue` command
-        self.mailroot.create()
+        try:
+            self.mailroot.create()
+        except OSError as error:
+            raise MailrootError(f"cannot create the Mailroot directories: {error}") from error
         self._committer = Committer(sync=self._sync)
         self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config, clock=self.clock)
         self._queue.on_dropped = self._on_dropped
@@ -171,6 +174,7 @@ class VirtualServer:
                                         self._intake.submit, self.mailroot, clock=self.clock)
         self._queue.on_added = self._delivery.kick
         self._queue.on_local_delivery = self._delivery.notify_local_delivery
+        self._queue.on_local_failure = self._delivery.local_failure
         recovered = self._queue.recover()
         if recovered:
             log.info("recovered %d queued message(s)", len(recovered))

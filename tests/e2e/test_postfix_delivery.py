@@ -117,15 +117,9 @@ CASES: dict[str, tuple[bytes, bytes, tuple[str, ...]]] = {
 }
 
 
-# smtpsvc stores a message whose last line is a lone "." dot-stuffed in its Queue file (engine/intake.py,
-# SpoolFile.restuff, so that Drop files round-trip through Pickup), and remote delivery sends that stored
-# form as it is: aiosmtplib stuffs it a second time, so the next hop gets every leading dot doubled and an
-# extra "." line. Strict: this test fails, as a reminder to drop the mark, once that is fixed.
-LAST_LINE_DOT_BUG = pytest.mark.xfail(strict=True, reason="a Queue file stored dot-stuffed is relayed stuffed")
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=LAST_LINE_DOT_BUG) if name == "last-line-dot" else name
-                                  for name in CASES])
+@pytest.mark.parametrize("name", list(CASES))
 def test_message_arrives_in_postfix_maildir_byte_identical(relay: Relay, name: str) -> None:
     body, extra, options = CASES[name]
     message_id, data = message(name, body, extra_headers=extra)

@@ -185,3 +185,43 @@ async def test_offline_administration_of_the_queue(config_factory) -> None:
         assert item.state == "frozen"  # the offline change was saved
     finally:
         await again.server.stop()
+
+
+async def test_unwritable_drop_queues_then_notifies_on_the_local_schedule(tmp_path: Path, config_factory) -> None:
+    from dataclasses import replace
+
+    from engine_support import Running
+
+    from engine.config import DomainConfig
+    from engine.envelope import split_envelope
+    from engine.server import VirtualServer
+
+    blocked = tmp_path / "Drop elsewhere"
+    blocked.mkdir()
+    base = config_factory()
+    config = replace(base, domains=(DomainConfig("example.test", "default", drop_dir=str(blocked)),
+                                    *base.domains[1:]))
+    now = [1_800_000_000.0]
+    server = VirtualServer(config, clock=lambda: now[0])
+    await server.start()
+    run = Running(server)
+    try:
+        assert server._queue is not None
+        server._queue.local_retry = 0.05
+        blocked.rmdir()
+        blocked.write_text("a file where the Drop directory should be")
+        await asyncio.to_thread(_send, run.port, ["b@example.test"])  # accepted (250), then queued
+        await run.wait_for(lambda: any("Drop directory" in e.record.last_error
+                                       for e in server._queue.entries.values()))  # type: ignore[union-attr]
+        now[0] += 12 * 3600 + 60  # past the local delay-notification time, Drop still unwritable
+        await run.wait_for(lambda: any(e.record.delay_notice_sent
+                                       for e in server._queue.entries.values()))  # type: ignore[union-attr]
+        blocked.unlink()
+        blocked.mkdir()  # Drop is back: the message and the delay notice (queued too) are delivered
+        await run.wait_for(lambda: len(list(blocked.glob("*.eml"))) == 2 and not server._queue.entries)  # type: ignore[union-attr]
+        envelopes = sorted(split_envelope(p.read_bytes())[:2] for p in blocked.glob("*.eml"))
+        assert envelopes == [("", ("a@example.test",)), ("a@example.test", ("b@example.test",))]
+        notice = next(p for p in blocked.glob("*.eml") if split_envelope(p.read_bytes())[0] == "")
+        assert b"Delivery Status Notification (Delay)" in notice.read_bytes()
+    finally:
+        await server.stop()
