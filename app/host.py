@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
+from engine import mailroot_items
+from engine.badmail import BadmailItem
 from engine.config import Config
 from engine.config_file import save_config
-from engine.errors import EngineError
+from engine.errors import EngineError, NotFoundError
 from engine.events import Event
-from engine.server import VirtualServer
+from engine.mailroot_items import DropItem, PickupPreview
+from engine.queue import QueueDetail, QueueItem
+from engine.server import QueuePage, VirtualServer
 from engine.sessions import SessionInfo
 
 log = logging.getLogger(__name__)
@@ -195,3 +199,130 @@ class EngineHost:
 
     async def terminate_all_sessions(self) -> int:
         return await self.call(lambda server: server.terminate_all_sessions())
+
+    # -- queue ----------------------------------------------------------------------------------
+
+    async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
+                         descending: bool = False) -> QueuePage:
+        return await self.call(lambda server: server.list_queue(offset, limit, sort, descending))
+
+    async def queue_items(self, queue_ids: Sequence[str]) -> list[QueueItem]:
+        """The current snapshot of these messages (those no longer queued are left out), in one engine call.
+
+        Composed from ``queue_detail`` until the engine offers it (it also reads each transcript)."""
+        ids = list(queue_ids)
+
+        async def run(server: VirtualServer) -> list[QueueItem]:
+            found = []
+            for queue_id in ids:
+                try:
+                    found.append((await server.queue_detail(queue_id)).item)
+                except NotFoundError:
+                    continue
+            return found
+
+        return await self.call(run)
+
+    async def queue_subjects(self, queue_ids: Sequence[str]) -> dict[str, str]:
+        """The Subject of these queued messages (those no longer queued are left out).
+
+        Composed until the engine offers it: a Queue file is envelope lines then the message, as a Drop file,
+        so engine.mailroot_items reads its head (64 KB at most) off the engine loop."""
+        ids = list(queue_ids)
+
+        def read(folder: Path) -> dict[str, str]:
+            subjects = {}
+            for queue_id in ids:
+                if not queue_id or "/" in queue_id or "\\" in queue_id or queue_id.startswith("."):
+                    continue
+                try:
+                    subjects[queue_id] = mailroot_items.read_drop_item(folder / f"{queue_id}.eml").subject
+                except OSError:
+                    continue  # delivered or deleted meanwhile
+            return subjects
+
+        return await self.call(lambda server: asyncio.to_thread(read, server.mailroot.queue))
+
+    async def queue_detail(self, queue_id: str) -> QueueDetail:
+        return await self.call(lambda server: server.queue_detail(queue_id))
+
+    async def retry_now(self, queue_ids: Sequence[str] | None = None, domain: str | None = None) -> int:
+        ids = list(queue_ids) if queue_ids is not None else None
+        return await self.call(lambda server: server.retry_now(ids, domain))
+
+    async def freeze(self, queue_id: str) -> None:
+        await self.call(lambda server: server.freeze(queue_id))
+
+    async def thaw(self, queue_id: str) -> None:
+        await self.call(lambda server: server.thaw(queue_id))
+
+    async def delete_message(self, queue_id: str) -> None:
+        await self.call(lambda server: server.delete_message(queue_id))
+
+    async def bounce_now(self, queue_id: str) -> None:
+        await self.call(lambda server: server.bounce_now(queue_id))
+
+    async def read_queued(self, queue_id: str) -> bytes:
+        return await self.call(lambda server: server.read_queued(queue_id))
+
+    # -- Badmail, Drop, Pickup --------------------------------------------------------------------
+
+    async def list_badmail(self) -> list[BadmailItem]:
+        return await self.call(lambda server: server.list_badmail())
+
+    async def badmail_items(self, names: Sequence[str]) -> list[BadmailItem]:
+        """These Badmail items (those gone are left out), in one call; composed from engine.mailroot_items
+        until the engine offers it."""
+        wanted = list(names)
+
+        def read(folder: Path) -> list[BadmailItem]:
+            found = []
+            for name in wanted:
+                try:
+                    found.append(mailroot_items.badmail_item(folder, name))
+                except (NotFoundError, OSError):
+                    continue
+            return found
+
+        return await self.call(lambda server: asyncio.to_thread(read, server.mailroot.badmail))
+
+    async def read_badmail(self, name: str) -> bytes:
+        return await self.call(lambda server: server.read_badmail(name))
+
+    async def resend_badmail(self, name: str) -> str:
+        return await self.call(lambda server: server.resend_badmail(name))
+
+    async def delete_badmail(self, name: str) -> None:
+        await self.call(lambda server: server.delete_badmail(name))
+
+    async def list_drop(self) -> list[DropItem]:
+        return await self.call(lambda server: server.list_drop())
+
+    async def drop_items(self, names: Sequence[str]) -> list[DropItem]:
+        """These Drop files (those gone are left out), in one call; composed from engine.mailroot_items until
+        the engine offers it."""
+        wanted = [name for name in names if name and "/" not in name and "\\" not in name
+                  and name not in (".", "..")]
+
+        def read(folder: Path) -> list[DropItem]:
+            found = []
+            for name in wanted:
+                try:
+                    found.append(mailroot_items.read_drop_item(folder / name))
+                except OSError:
+                    continue
+            return found
+
+        return await self.call(lambda server: asyncio.to_thread(read, server.mailroot.drop))
+
+    async def read_drop(self, name: str) -> bytes:
+        return await self.call(lambda server: server.read_drop(name))
+
+    async def delete_drop(self, name: str) -> None:
+        await self.call(lambda server: server.delete_drop(name))
+
+    async def preview_pickup(self, data: bytes) -> PickupPreview:
+        return await self.call(lambda server: server.preview_pickup(data))
+
+    async def submit_to_pickup(self, data: bytes, name_hint: str = "") -> str:
+        return await self.call(lambda server: server.submit_to_pickup(data, name_hint))

@@ -51,6 +51,28 @@ class Actions:
         self.refresh = _action(a, "Re&fresh", "refresh", "F5")
         self.properties = _action(a, "P&roperties", "properties", "Alt+Return")
         self.about = _action(a, "&About smtpsvc", "help")
+        # messages: Queue, Drop, Badmail
+        self.retry_now = _action(a, "&Retry Now", "retry", "Ctrl+R", tip="Try to deliver the selected messages now")
+        self.retry_domain = _action(a, "Retry D&omain Now…", tip="Try every message for one domain now")
+        self.freeze = _action(a, "&Freeze", "freeze", "Ctrl+H", tip="Hold the selected messages: no delivery "
+                              "attempt until they are thawed")
+        self.thaw = _action(a, "T&haw", "thaw", "Ctrl+Shift+H", tip="Release the selected frozen messages")
+        self.bounce_now = _action(a, "&Bounce Now", "bounce", "Ctrl+B", tip="Return the selected messages to their "
+                                  "senders now, with a non-delivery report")
+        self.view_message = _action(a, "&View Message", "view", "F3", tip="Show the message: text, HTML (remote "
+                                    "content blocked), headers, source, attachments")
+        self.save_as = _action(a, "&Save As .eml…", "save", QKeySequence.StandardKey.Save,
+                               tip="Save the selected messages as .eml files")
+        self.details = _action(a, "&Details", "properties", tip="Envelope, recipients, schedule ahead and transcript")
+        self.resend = _action(a, "Re&send", "resend", tip="Put the selected Badmail items back into Pickup")
+        self.open_folder = _action(a, "&Open Folder", "folder", tip="Open this directory in the file manager")
+        self.show_chart = _action(a, "Queue &Shape Chart", "chart", tip="Show or hide the queue-shape chart")
+        self.show_chart.setCheckable(True)
+        self.show_chart.setChecked(True)
+        self.pickup_preview = _action(a, "&Preview Files Dropped into Pickup",
+                                      tip="Show what dropped files will become before they go into Pickup")
+        self.pickup_preview.setCheckable(True)
+        self.pickup_preview.setChecked(True)
         self.view_modes = QActionGroup(a)
         self.view_mode: dict[str, QAction] = {}
         for mode, text in (("large", "Lar&ge Icons"), ("small", "S&mall Icons"), ("list", "&List"),
@@ -81,6 +103,8 @@ class Actions:
         view_menu.addSeparator()
         view_menu.addActions([self.show_tree, self.show_toolbar, self.show_statusbar])
         view_menu.addSeparator()
+        view_menu.addActions([self.show_chart, self.pickup_preview])
+        view_menu.addSeparator()
         view_menu.addAction(self.refresh)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about)
@@ -97,5 +121,18 @@ class Actions:
         toolbar.addActions([self.properties, self.refresh, self.export])
         toolbar.addSeparator()
         toolbar.addActions([self.start, self.stop, self.pause])
+        window.addToolBar(toolbar)
+        return toolbar
+
+    def build_message_toolbar(self, window: QMainWindow) -> QToolBar:
+        """The message actions (Queue, Drop, Badmail); shown only on those nodes."""
+        toolbar = QToolBar("Messages", window)
+        toolbar.setObjectName("messageToolbar")
+        toolbar.setIconSize(QSize(16, 16))
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        toolbar.addActions([self.retry_now, self.freeze, self.thaw, self.bounce_now])
+        toolbar.addSeparator()
+        toolbar.addActions([self.view_message, self.save_as, self.resend, self.delete, self.open_folder])
         window.addToolBar(toolbar)
         return toolbar

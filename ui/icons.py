@@ -20,6 +20,7 @@ STATE_BADGES: dict[str, str] = {
     "continuing": "badge-pending",
 }
 DOMAIN_ICONS: dict[str, str] = {"default": "domain-local", "alias": "domain-alias", "remote": "domain-remote"}
+MESSAGE_BADGES: dict[str, str] = {"deferred": "badge-deferred", "frozen": "badge-frozen", "active": "badge-active"}
 
 
 def icon_path(name: str) -> str:
@@ -67,3 +68,18 @@ def state_icon(base: str, state: str) -> QIcon:
 
 def domain_icon(domain_type: str) -> QIcon:
     return icon(DOMAIN_ICONS.get(domain_type, "domain"))
+
+
+@cache
+def badged_icon(base: str, badge: str) -> QIcon:
+    """``base`` with ``badge`` in its lower right corner."""
+    result = QIcon()
+    for size in SIZES:
+        result.addPixmap(_pixmap(((base, 0, 0, 1), (badge, 0.48, 0.48, 0.52)), size))
+    return result
+
+
+def message_icon(state: str) -> QIcon:
+    """A queued message: plain when waiting for its first attempt, badged when deferred, frozen or active."""
+    badge = MESSAGE_BADGES.get(state)
+    return badged_icon("message", badge) if badge else icon("message")

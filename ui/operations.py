@@ -92,6 +92,12 @@ class Operations:
         if self.w.node == Node.SESSIONS:
             self.terminate()
             return
+        if self.w.node == Node.QUEUE:
+            self.w.queue_ops.delete()
+            return
+        if self.w.node in (Node.DROP, Node.BADMAIL):
+            self.w.folder_ops.delete(self.w.node.value, self.w.pane.selected_keys())
+            return
         names = self._domains()
         if not names:
             return
@@ -142,6 +148,9 @@ class Operations:
         await self.apply(config)
 
     def properties(self) -> None:
+        if self.w.node == Node.QUEUE:
+            self.w.queue_ops.show_detail()
+            return
         if self.sheet is not None and shiboken6.isValid(self.sheet) and self.sheet.isVisible():
             self.sheet.raise_()
             return

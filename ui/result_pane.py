@@ -12,9 +12,10 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtWidgets import QAbstractItemView, QListView, QStackedWidget, QTreeView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStackedWidget, QVBoxLayout, QWidget
 
-from ui.models.table import SORT_ROLE, KeyedTableModel
+from ui.models.table import KEY_ROLE, SORT_ROLE, KeyedTableModel
+from ui.views import ItemView
 
 VIEW_MODES = ("large", "small", "list", "detail")
 
@@ -35,14 +36,14 @@ class ResultPane(QStackedWidget):
     selection_changed = Signal()
 
     def __init__(self, model: KeyedTableModel, name: str, sort_column: int = 0,  # type: ignore[type-arg]
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *, descending: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName(name)
         self.model = model
         self.proxy = SortProxy(self)
         self.proxy.setSourceModel(model)
         self.proxy.setDynamicSortFilter(True)
-        self.detail = QTreeView()
+        self.detail = ItemView()
         self.icons = QListView()
         for view in (self.detail, self.icons):
             view.setModel(self.proxy)
@@ -52,11 +53,9 @@ class ResultPane(QStackedWidget):
             view.activated.connect(self._activated)
         self.icons.setSelectionModel(self.detail.selectionModel())
         self.detail.selectionModel().selectionChanged.connect(self.selection_changed)
-        self.detail.setRootIsDecorated(False)
-        self.detail.setUniformRowHeights(True)
         self.detail.setSortingEnabled(True)
-        self.detail.setAllColumnsShowFocus(True)
-        self.detail.sortByColumn(sort_column, Qt.SortOrder.AscendingOrder)
+        self.detail.sortByColumn(sort_column, Qt.SortOrder.DescendingOrder if descending
+                                 else Qt.SortOrder.AscendingOrder)
         for column, spec in enumerate(model.columns):
             self.detail.setColumnWidth(column, spec.width)
         self.addWidget(self.detail)
@@ -68,6 +67,17 @@ class ResultPane(QStackedWidget):
 
     def view(self) -> QAbstractItemView:
         return self.detail if self.mode == "detail" else self.icons
+
+    def views(self) -> tuple[QAbstractItemView, ...]:
+        return self.detail, self.icons
+
+    def export_rows(self) -> tuple[list[str], list[list[str]]]:
+        """The list as shown (sorted): headers and the text of every cell."""
+        proxy = self.proxy
+        columns = range(len(self.model.columns))
+        headers = [column.title for column in self.model.columns]
+        return headers, [[str(proxy.data(proxy.index(row, column)) or "") for column in columns]
+                         for row in range(proxy.rowCount())]
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -89,7 +99,7 @@ class ResultPane(QStackedWidget):
     def selected_keys(self) -> list[str]:
         rows = self.detail.selectionModel().selectedRows()
         keys = [self.proxy.mapToSource(index).siblingAtColumn(0) for index in rows]
-        return [str(self.model.data(index, Qt.ItemDataRole.UserRole + 1)) for index in keys]
+        return [str(self.model.data(index, KEY_ROLE)) for index in keys]
 
     def select_key(self, key: str) -> None:
         row = self.model.row_of(key)
@@ -110,3 +120,51 @@ class ResultPane(QStackedWidget):
 
     def source(self) -> QAbstractItemModel:
         return self.model
+
+
+class FramedPane(QWidget):
+    """A ResultPane with a widget above it (the Pickup pane's drop hint); the window sees the ResultPane."""
+
+    def __init__(self, top: QWidget, pane: ResultPane, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(pane.objectName())
+        self.inner = pane
+        self.top = top
+        self.model = pane.model
+        self.proxy = pane.proxy
+        self.detail = pane.detail
+        self.icons = pane.icons
+        self.activated = pane.activated
+        self.selection_changed = pane.selection_changed
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 0, 0)
+        layout.addWidget(top)
+        layout.addWidget(pane, 1)
+
+    @property
+    def mode(self) -> str:
+        return self.inner.mode
+
+    def view(self) -> QAbstractItemView:
+        return self.inner.view()
+
+    def views(self) -> tuple[QAbstractItemView, ...]:
+        return self.inner.views()
+
+    def set_mode(self, mode: str) -> None:
+        self.inner.set_mode(mode)
+
+    def selected_keys(self) -> list[str]:
+        return self.inner.selected_keys()
+
+    def select_key(self, key: str) -> None:
+        self.inner.select_key(key)
+
+    def header_state(self) -> QByteArray:
+        return self.inner.header_state()
+
+    def restore_header(self, state: QByteArray | None) -> None:
+        self.inner.restore_header(state)
+
+    def export_rows(self) -> tuple[list[str], list[list[str]]]:
+        return self.inner.export_rows()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget, QWidget
 
 from engine.config import Config
@@ -14,17 +14,32 @@ from engine.hostport import join_hostport, split_hostport
 from ui.actions import Actions
 from ui.errors import MessageBridge
 from ui.facade import EngineFacade
+from ui.folder_ops import FolderOperations
 from ui.icons import state_icon
+from ui.mail_ops import MailOperations, MessageRef
 from ui.models.domains import DomainsModel
+from ui.models.folders import BadmailModel, DropModel
 from ui.models.nodes import ChildrenModel, NodeRow, ServerRow, ServersModel, state_label
+from ui.models.queue import QueueModel, display_state
 from ui.models.sessions import SessionsModel
+from ui.models.table import KEY_ROLE
 from ui.operations import Operations
-from ui.result_pane import ResultPane
-from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, Node, ScopeTree
+from ui.pickup_drop import PickupDrop, drop_hint
+from ui.queue_feed import QueueFeed
+from ui.queue_ops import QueueOperations
+from ui.queue_pane import QueuePane
+from ui.result_pane import FramedPane, ResultPane
+from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SERVER_CHILDREN, Node, ScopeTree
+from ui.views import ItemView
 
 ExportRows = Callable[[str, list[str], list[list[str]]], None]
+Pane = ResultPane | QueuePane | FramedPane
 SESSION_REFRESH_MS = 1000
 RUNNING = ("started", "paused", "pausing", "continuing")
+MESSAGE_NODES = (Node.QUEUE, Node.DROP, Node.BADMAIL)
+ITEM_NODES = (Node.DOMAINS, Node.SESSIONS, *MESSAGE_NODES, Node.PICKUP)
+STATES_CHECKED_UP_TO = 5000  # a larger selection enables every queue action (checking each costs too much)
+STOPPED_QUEUE = "The virtual server is stopped. Its queue is shown while it runs: start it (Action ▸ Start)."
 
 
 class ManagerWindow(QMainWindow):
@@ -48,6 +63,8 @@ class ManagerWindow(QMainWindow):
         self.actions_ = Actions(self)
         self.action_menu = self.actions_.build_menus(self)
         self.toolbar = self.actions_.build_toolbar(self)
+        self.message_toolbar = self.actions_.build_message_toolbar(self)
+        self.ops = Operations(self)
         self.new_menu = QMenu("&New", self)
         self.new_menu.addAction(self.actions_.new_domain)
         self._menu_for: tuple[Node, bool] | None = None
@@ -55,19 +72,28 @@ class ManagerWindow(QMainWindow):
         self.children_model = ChildrenModel()
         self.domains_model = DomainsModel()
         self.sessions_model = SessionsModel()
+        self.queue_model = QueueModel()
+        self.badmail_model = BadmailModel()
+        self.drop_model = DropModel()
+        self.pickup = PickupDrop(self)
         self.tree = ScopeTree(f"{computer} (local computer)", engine.config().name)
-        self.panes: dict[Node, ResultPane] = {
+        self.queue_pane = QueuePane(self.queue_model)
+        self.panes: dict[Node, Pane] = {
             Node.COMPUTER: ResultPane(self.servers_model, "computer"),
             Node.SERVER: ResultPane(self.children_model, "server"),
             Node.DOMAINS: ResultPane(self.domains_model, "domains", sort_column=1),
             Node.SESSIONS: ResultPane(self.sessions_model, "sessions", sort_column=2),
+            Node.QUEUE: self.queue_pane,
+            Node.PICKUP: FramedPane(drop_hint(), ResultPane(self.pickup.results, "pickup")),
+            Node.DROP: ResultPane(self.drop_model, "drop", descending=True),
+            Node.BADMAIL: ResultPane(self.badmail_model, "badmail", descending=True),
         }
         self.stack = QStackedWidget()
         for pane in self.panes.values():
             self.stack.addWidget(pane)
             pane.activated.connect(self._activated)
             pane.selection_changed.connect(self.update_actions)
-            for view in (pane.detail, pane.icons):
+            for view in pane.views():
                 view.customContextMenuRequested.connect(self._result_menu)
         self.splitter = QSplitter()
         self.splitter.addWidget(self.tree)
@@ -76,10 +102,19 @@ class ManagerWindow(QMainWindow):
         self.splitter.setSizes([240, 760])
         self.setCentralWidget(self.splitter)
         self._status_widgets()
-        self.ops = Operations(self)
+        self.queue_feed = QueueFeed(engine, self.queue_model, self.ops.runner)
+        self.queue_ops = QueueOperations(self)
+        self.mail_ops = MailOperations(self)
+        self.folder_ops = FolderOperations(self)
+        self._queue_wanted = False  # the Queue node was shown: keep its model live from then on
+        self.setAcceptDrops(True)
+        self.tree.drop_accepts = self.pickup.accepts
+        self.tree.drop_to = self.pickup.drop
+        for node in MESSAGE_NODES:
+            self._drag_out(self.panes[node].detail)
         self._connect()
         self.children_model.sync(NodeRow(node.value, NODE_TITLES[node], NODE_ICONS[node], NODE_DESCRIPTIONS[node])
-                                 for node in (Node.DOMAINS, Node.SESSIONS))
+                                 for node in SERVER_CHILDREN)
         self.refresh_config()
         self.set_state(engine.state)
         self.tree.select(Node.SERVER)
@@ -118,6 +153,7 @@ class ManagerWindow(QMainWindow):
         a.up.triggered.connect(self._up)
         a.show_tree.toggled.connect(self.tree.setVisible)
         a.show_toolbar.toggled.connect(self.toolbar.setVisible)
+        a.show_toolbar.toggled.connect(lambda on: self.message_toolbar.setVisible(on and self.node in MESSAGE_NODES))
         a.show_statusbar.toggled.connect(self.statusBar().setVisible)
         a.view_modes.triggered.connect(lambda action: self.set_view_mode(str(action.data())))
         a.start.triggered.connect(ops.start)
@@ -132,6 +168,22 @@ class ManagerWindow(QMainWindow):
         a.refresh.triggered.connect(self.refresh)
         a.properties.triggered.connect(ops.properties)
         a.about.triggered.connect(self._about)
+        q, m = self.queue_ops, self.mail_ops
+        a.retry_now.triggered.connect(q.retry_now)
+        a.retry_domain.triggered.connect(q.retry_domain)
+        a.freeze.triggered.connect(q.freeze)
+        a.thaw.triggered.connect(q.thaw)
+        a.bounce_now.triggered.connect(q.bounce_now)
+        a.details.triggered.connect(lambda: q.show_detail())
+        a.view_message.triggered.connect(lambda: m.view(self.message_refs()))
+        a.save_as.triggered.connect(lambda: m.save(self.message_refs()))
+        a.resend.triggered.connect(lambda: self.folder_ops.resend(self.pane.selected_keys()))
+        a.open_folder.triggered.connect(lambda: self.folder_ops.open_folder(
+            self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue"))
+        a.show_chart.toggled.connect(self.queue_pane.show_chart)
+        self.queue_pane.chart_button.toggled.connect(a.show_chart.setChecked)
+        a.pickup_preview.toggled.connect(lambda on: self.settings.setValue("pickup/preview", on))
+        self.queue_feed.loading_changed.connect(self._queue_loading)
 
     # -- navigation -----------------------------------------------------------------------------
 
@@ -139,9 +191,18 @@ class ManagerWindow(QMainWindow):
     def node(self) -> Node:
         return self.tree.node()
 
+    def _drag_out(self, view: ItemView) -> None:
+        view.enable_drag_out(lambda: self.mail_ops.start_drag(view, self.message_refs()))
+
     @property
-    def pane(self) -> ResultPane:
+    def pane(self) -> Pane:
         return self.panes[self.node]
+
+    def message_refs(self) -> list[MessageRef]:
+        """The selected messages of the Queue, Drop or Badmail pane."""
+        if self.node not in MESSAGE_NODES:
+            return []
+        return [MessageRef(self.node.value, key) for key in self.pane.selected_keys()]
 
     def select_node(self, node: Node) -> None:
         self.tree.select(node)
@@ -154,6 +215,16 @@ class ManagerWindow(QMainWindow):
         self.stack.setCurrentWidget(self.panes[node])
         if node == Node.SESSIONS:
             self.ops.refresh_sessions()
+        elif node == Node.QUEUE:
+            self._queue_wanted = True
+            if not self.queue_model.live and self.state in RUNNING:
+                self.queue_feed.load()
+            self._queue_loading(self.queue_feed.loading)
+        elif node == Node.DROP and not self.drop_model.loaded:
+            self.folder_ops.load_drop()
+        elif node == Node.BADMAIL and not self.badmail_model.loaded:
+            self.folder_ops.load_badmail()
+        self.message_toolbar.setVisible(node in MESSAGE_NODES and self.actions_.show_toolbar.isChecked())
         self._rebuild_action_menu()
         self.update_actions()
         self._update_counts()
@@ -190,6 +261,12 @@ class ManagerWindow(QMainWindow):
                 self.tree.select(Node(row.node))
         elif self.node == Node.DOMAINS:
             self.ops.properties()
+        elif self.node == Node.QUEUE:
+            self.queue_ops.show_detail(self.queue_model.id_at(index.row()))
+        elif self.node in (Node.DROP, Node.BADMAIL):
+            key = self.pane.model.data(index, KEY_ROLE)
+            if key:
+                self.mail_ops.view([MessageRef(self.node.value, str(key))])
 
     def set_view_mode(self, mode: str) -> None:
         for pane in self.panes.values():
@@ -208,16 +285,24 @@ class ManagerWindow(QMainWindow):
             Node.SERVER: server,
             Node.DOMAINS: [new_menu, None, a.refresh, a.export],
             Node.SESSIONS: [a.terminate_all, None, a.refresh, a.export],
+            Node.QUEUE: [a.retry_domain, None, a.show_chart, None, a.refresh, a.export],
+            Node.PICKUP: [a.pickup_preview, a.open_folder, None, a.export],
+            Node.DROP: [a.open_folder, None, a.refresh, a.export],
+            Node.BADMAIL: [a.open_folder, None, a.refresh, a.export],
         }
         return actions[node]
 
     def item_actions(self) -> list[object]:
         a = self.actions_
-        if self.node == Node.DOMAINS:
-            return [a.set_default, None, a.delete, a.rename, None, a.properties]
-        if self.node == Node.SESSIONS:
-            return [a.terminate, a.terminate_all, None, a.refresh]
-        return self.node_actions(self.node)
+        items: dict[Node, list[object]] = {
+            Node.DOMAINS: [a.set_default, None, a.delete, a.rename, None, a.properties],
+            Node.SESSIONS: [a.terminate, a.terminate_all, None, a.refresh],
+            Node.QUEUE: [a.details, a.view_message, a.save_as, None, a.retry_now, a.retry_domain, a.freeze, a.thaw,
+                         a.bounce_now, None, a.delete],
+            Node.DROP: [a.view_message, a.save_as, None, a.delete, None, a.open_folder],
+            Node.BADMAIL: [a.view_message, a.save_as, a.resend, None, a.delete, None, a.open_folder],
+        }
+        return items.get(self.node) or self.node_actions(self.node)
 
     def _fill(self, menu: QMenu, entries: list[object]) -> None:
         for entry in entries:
@@ -230,7 +315,7 @@ class ManagerWindow(QMainWindow):
 
     def _rebuild_action_menu(self) -> None:
         """The Action menu lists the selected items' actions, else the node's; rebuilt only when that changes."""
-        items = bool(self.pane.selected_keys()) and self.node in (Node.DOMAINS, Node.SESSIONS)
+        items = self.node in ITEM_NODES and bool(self.pane.selected_keys())
         if self._menu_for == (self.node, items):
             return
         self._menu_for = (self.node, items)
@@ -265,22 +350,50 @@ class ManagerWindow(QMainWindow):
         a.pause.setText("Continue" if state == "paused" else "&Pause")
         a.new_domain.setEnabled(node in (Node.SERVER, Node.DOMAINS))
         a.set_default.setEnabled(len(domains) == 1 and domains[0] is not None and domains[0].type == "alias")
-        a.delete.setEnabled(bool(domains) or (node == Node.SESSIONS and bool(keys)))  # Del = Terminate there
+        on_queue = node == Node.QUEUE and state in RUNNING
+        messages = node in MESSAGE_NODES and bool(keys) and (node != Node.QUEUE or on_queue)
+        # Del = Terminate in Current Sessions
+        a.delete.setEnabled(bool(domains) or (node == Node.SESSIONS and bool(keys)) or messages)
         a.rename.setEnabled(node == Node.SERVER or len(domains) == 1)
         a.terminate.setEnabled(node == Node.SESSIONS and bool(keys))
         a.terminate_all.setEnabled(node == Node.SESSIONS and self.sessions_model.rowCount() > 0)
-        a.properties.setEnabled(node == Node.SERVER or len(domains) == 1)
+        a.properties.setEnabled(node == Node.SERVER or len(domains) == 1 or (on_queue and bool(keys)))
         a.export.setEnabled(self.pane.model.rowCount() > 0)
         a.back.setEnabled(len(self._history) > 1)
         a.forward.setEnabled(bool(self._future))
         a.up.setEnabled(node in PARENT_NODE)
-        if node in (Node.DOMAINS, Node.SESSIONS):
+        self._update_message_actions(node, keys, on_queue, messages)
+        if node in ITEM_NODES:
             self._rebuild_action_menu()
+
+    def _update_message_actions(self, node: Node, keys: list[str], on_queue: bool, messages: bool) -> None:
+        a = self.actions_
+        states: set[str] = set()
+        if on_queue and keys:
+            if len(keys) > STATES_CHECKED_UP_TO:
+                states = {"queued", "deferred", "frozen"}
+            else:
+                states = {display_state(item) for key in keys if (item := self.queue_model.get(key)) is not None}
+        idle = not self.queue_ops.busy
+        a.retry_now.setEnabled(idle and bool(states - {"frozen", "active"}))
+        a.freeze.setEnabled(idle and bool(states - {"frozen"}))
+        a.thaw.setEnabled(idle and "frozen" in states)
+        a.bounce_now.setEnabled(idle and bool(states - {"active"}))
+        a.retry_domain.setEnabled(on_queue and self.queue_model.total > 0)
+        a.details.setEnabled(on_queue and bool(keys))
+        a.view_message.setEnabled(messages)
+        a.save_as.setEnabled(messages)
+        a.resend.setEnabled(node == Node.BADMAIL and bool(keys))
+        a.open_folder.setEnabled(node in (Node.PICKUP, Node.DROP, Node.BADMAIL))
 
     # -- engine state ---------------------------------------------------------------------------
 
     def on_engine_events(self, batch: list[Event]) -> None:
         """Engine events, in order, delivered on the GUI thread (the bridge's queued signal)."""
+        self.queue_feed.on_events(batch)
+        self.queue_ops.on_events(batch)
+        self.folder_ops.on_events(batch)
+        self.pickup.on_events(batch)
         for event in batch:
             if isinstance(event, SessionOpened):
                 self.sessions_model.opened(event.session_id, event.peer, event.at)
@@ -305,6 +418,11 @@ class ManagerWindow(QMainWindow):
         self.state_label.setText(state_label(state))
         if state == "stopped":
             self.sessions_model.clear()
+            self.queue_feed.stopped()
+            self.folder_ops.stopped()
+        if state in RUNNING and self._queue_wanted and not self.queue_model.live:
+            self.queue_feed.load()
+        self._queue_loading(self.queue_feed.loading)
         self._update_server_row()
         self.update_actions()
 
@@ -349,26 +467,37 @@ class ManagerWindow(QMainWindow):
         self.refresh_config()
         self.set_state(self.engine.state)
         self.ops.refresh_sessions()
+        if self.node == Node.QUEUE and self.state in RUNNING:
+            self.queue_feed.load()
+        elif self.node == Node.DROP:
+            self.folder_ops.load_drop()
+        elif self.node == Node.BADMAIL:
+            self.folder_ops.load_badmail()
+
+    def _queue_loading(self, loading: bool) -> None:
+        if self.state not in RUNNING:
+            self.queue_pane.set_placeholder(STOPPED_QUEUE)
+        elif loading and not self.queue_model.total:
+            self.queue_pane.set_placeholder("Reading the queue…")
+        else:
+            self.queue_pane.set_placeholder("")
 
     def _tick(self) -> None:
         self.sessions_model.tick()
+        if self.node == Node.QUEUE:
+            self.queue_model.tick()
         if self.state in RUNNING and (self.node == Node.SESSIONS or self.sessions_model.rowCount()):
             self.ops.refresh_sessions()
 
     # -- export, about, layout ------------------------------------------------------------------
 
     def export_list(self, path: str) -> None:
-        model = self.pane.model
-        proxy = self.pane.proxy
-        headers = [column.title for column in model.columns]
-        rows = [[str(proxy.data(proxy.index(row, column)) or "") for column in range(len(model.columns))]
-                for row in range(proxy.rowCount())]
+        headers, rows = self.pane.export_rows()
         self.export_rows(path, headers, rows)
         self.messages.inform(f"Exported {len(rows)} row(s) to {path}")
 
     def _export(self) -> None:
-        name = {Node.COMPUTER: "servers", Node.SERVER: "nodes", Node.DOMAINS: "domains",
-                Node.SESSIONS: "sessions"}[self.node]
+        name = {Node.COMPUTER: "servers", Node.SERVER: "nodes"}.get(self.node, self.node.value)
         path, _ = QFileDialog.getSaveFileName(self, "Export List", f"{name}.csv",
                                               "Comma separated values (*.csv);;All files (*)")
         if path:
@@ -398,6 +527,11 @@ class ManagerWindow(QMainWindow):
         for node, pane in self.panes.items():
             header = s.value(f"columns/{node.value}")
             pane.restore_header(header if isinstance(header, QByteArray) else None)
+        splitter = s.value("queue/splitter")
+        if isinstance(splitter, QByteArray):
+            self.queue_pane.splitter.restoreState(splitter)
+        self.actions_.show_chart.setChecked(bool(s.value("view/chart", True, type=bool)))
+        self.actions_.pickup_preview.setChecked(bool(s.value("pickup/preview", True, type=bool)))
         mode = s.value("view/mode", "detail")
         self.set_view_mode(mode if mode in self.actions_.view_mode else "detail")
         for key, action in (("view/tree", self.actions_.show_tree), ("view/toolbar", self.actions_.show_toolbar),
@@ -415,6 +549,8 @@ class ManagerWindow(QMainWindow):
         s.setValue("view/tree", self.actions_.show_tree.isChecked())
         s.setValue("view/toolbar", self.actions_.show_toolbar.isChecked())
         s.setValue("view/statusbar", self.actions_.show_statusbar.isChecked())
+        s.setValue("view/chart", self.actions_.show_chart.isChecked())
+        s.setValue("queue/splitter", self.queue_pane.splitter.saveState())
         s.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -422,6 +558,27 @@ class ManagerWindow(QMainWindow):
         self.save_layout()
         event.accept()
         self.closed.emit()
+
+    # -- files dropped on the window go into Pickup -----------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self.pickup.accepts(event.mimeData(), event.source()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if self.pickup.accepts(event.mimeData(), event.source()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        if self.pickup.accepts(event.mimeData(), event.source()):
+            event.acceptProposedAction()
+            self.pickup.drop(event.mimeData())
+        else:
+            event.ignore()
 
     def sheet_parent(self) -> QWidget:
         return self

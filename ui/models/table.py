@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QBrush, QColor, QIcon
 
 R = TypeVar("R")
 Index = QModelIndex | QPersistentModelIndex
@@ -43,6 +43,9 @@ class KeyedTableModel(QAbstractTableModel, Generic[R]):
     def tooltip(self, row: R) -> str | None:
         return None
 
+    def foreground(self, row: R, column: int) -> QColor | None:
+        return None
+
     # -- reading ---------------------------------------------------------------------------------
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
@@ -75,6 +78,9 @@ class KeyedTableModel(QAbstractTableModel, Generic[R]):
             return self.tooltip(row)
         if role == Qt.ItemDataRole.TextAlignmentRole and column.right:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            color = self.foreground(row, index.column())
+            return QBrush(color) if color is not None else None
         if role == SORT_ROLE:
             return column.sort(row) if column.sort else column.text(row).casefold()
         if role == KEY_ROLE:

@@ -1,0 +1,368 @@
+"""Drag and drop into Pickup: files (or text) dropped on the window become messages, with a preview first.
+
+Flow: read and check every file (the envelope Pickup will use, or why it is not a message) → the preview
+dialog (unless "don't ask again") → submit the good ones one after another with progress and Cancel → one
+result row per file, which follows the message (queued as id, delivered, or refused into Badmail).
+
+Invariants: the engine writes each file elsewhere and renames it into Pickup, so Pickup never sees half a
+file; Cancel stops between files and the file being submitted is finished, so every file is either in Pickup
+exactly once or reported "not submitted" — nothing lost, nothing twice. Files with problems are not submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QMimeData, QObject, Qt, Signal
+from PySide6.QtGui import QColor, QIcon
+from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
+
+from engine.events import Event, MessageBadmailed, MessageDropped, MessageQueued, MessageRemoved
+from ui.batch import Batch
+from ui.icons import icon
+from ui.message_parts import size_text
+from ui.models.table import Column, KeyedTableModel
+from ui.views import ItemView
+
+if TYPE_CHECKING:
+    from ui.window import ManagerWindow
+
+MAX_FILES = 10_000  # one drop takes at most this many files
+MAX_FILE_BYTES = 256 << 20  # a bigger file is refused before it is read
+PREVIEW_SETTING = "pickup/preview"
+TEXT_NAME = "dragged text"
+
+
+@dataclass(frozen=True)
+class DropSource:
+    name: str  # shown, and the hint for the Pickup file name
+    path: Path | None = None  # a file, or None for dragged text
+    text: bytes = b""
+
+
+@dataclass(frozen=True)
+class PickupRow:
+    key: str
+    name: str
+    size: int
+    status: str  # checking | ready | problem | submitting | in pickup | queued | delivered | returned |
+    #              refused | not submitted | failed
+    detail: str = ""
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    queue_id: str = ""
+    batch: int = 0
+
+
+STATUS_TEXT = {
+    "checking": "Checking…", "ready": "Ready", "problem": "Not a message", "submitting": "Submitting…",
+    "in pickup": "In Pickup", "queued": "Queued", "delivered": "Delivered", "returned": "Returned to sender",
+    "refused": "Refused (Badmail)", "not submitted": "Not submitted", "failed": "Failed",
+}
+STATUS_COLORS = {"problem": "#a4262c", "refused": "#a4262c", "failed": "#a4262c", "not submitted": "#8a6d1c",
+                 "queued": "#1f5fae", "delivered": "#2e7d32", "returned": "#8a6d1c"}
+BAD = ("problem", "refused", "failed")
+
+
+class PickupResultsModel(KeyedTableModel[PickupRow]):
+    columns = (
+        Column("File", lambda r: r.name, width=190),
+        Column("Status", lambda r: STATUS_TEXT.get(r.status, r.status), width=120),
+        Column("Queue ID", lambda r: r.queue_id, width=180),
+        Column("Sender", lambda r: r.sender, width=160),
+        Column("Recipients", lambda r: r.recipients[0] + (f" (+{len(r.recipients) - 1})" if len(r.recipients) > 1
+                                                           else "") if r.recipients else "", width=180),
+        Column("Size", lambda r: size_text(r.size), sort=lambda r: r.size, right=True, width=75),
+        Column("Detail", lambda r: r.detail, width=300),
+    )
+
+    def key(self, row: PickupRow) -> str:
+        return row.key
+
+    def icon(self, row: PickupRow) -> QIcon:
+        return icon("badmail") if row.status in BAD else icon("message")
+
+    def tooltip(self, row: PickupRow) -> str | None:
+        return row.detail or None
+
+    def foreground(self, row: PickupRow, column: int) -> QColor | None:
+        color = STATUS_COLORS.get(row.status) if column == 1 else None
+        return QColor(color) if color else None
+
+    def change(self, key: str, **fields: object) -> None:
+        row = self.get(key)
+        if row is not None:
+            self.upsert(replace(row, **fields))  # type: ignore[arg-type]
+
+
+def sources_from_mime(mime: QMimeData) -> list[DropSource]:
+    """Local files (a dropped folder gives its files, not its subfolders), else the dragged text."""
+    if mime.hasUrls():
+        found: list[DropSource] = []
+        for url in mime.urls():
+            if not url.isLocalFile():
+                continue
+            path = Path(url.toLocalFile())
+            if path.is_dir():
+                found += [DropSource(p.name, p) for p in sorted(path.iterdir()) if p.is_file()]
+            elif path.is_file():
+                found.append(DropSource(path.name, path))
+        if found:
+            return found[:MAX_FILES]
+    if mime.hasText() and mime.text().strip():
+        return [DropSource(TEXT_NAME, None, mime.text().encode("utf-8"))]
+    return []
+
+
+def can_take(mime: QMimeData) -> bool:
+    return any(url.isLocalFile() for url in mime.urls()) if mime.hasUrls() else mime.hasText()
+
+
+def read_source(source: DropSource) -> bytes:
+    if source.path is None:
+        return source.text
+    if source.path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES >> 20} MB")
+    return source.path.read_bytes()
+
+
+def _envelope(sender: str, recipients: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+    return sender.casefold(), tuple(sorted(r.casefold() for r in recipients))
+
+
+class PreviewDialog(QDialog):
+    """Before anything is submitted: each file, the envelope Pickup will use, and the problems found."""
+
+    def __init__(self, rows: list[PickupRow], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("pickupPreview")
+        self.setWindowTitle("Put into Pickup")
+        self.resize(860, 420)
+        good = sum(row.status == "ready" for row in rows)
+        bad = len(rows) - good
+        self.model = PickupResultsModel()
+        self.model.sync(rows)
+        view = ItemView()
+        view.setModel(self.model)
+        for column, spec in enumerate(self.model.columns):
+            view.setColumnWidth(column, spec.width)
+        view.setColumnHidden(2, True)  # no queue ids yet
+        self.view = view
+        text = f"{good:,} message{'s' * (good != 1)} will be put into the Pickup directory and delivered with " \
+               "the envelope shown (from x-sender/x-receiver lines, else from the headers)."
+        if bad:
+            text += f" {bad:,} file{'s' * (bad != 1)} will be skipped: {'it is' if bad == 1 else 'they are'} " \
+                    "not a message Pickup can deliver (see Detail)."
+        summary = QLabel(text)
+        summary.setWordWrap(True)
+        self.dont_ask = QCheckBox("Don't ask again: put dropped files into Pickup at once (turn the preview back "
+                                  "on in the View menu)")
+        self.buttons = QDialogButtonBox()
+        self.ok = self.buttons.addButton(f"Put {good:,} into Pickup", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.ok.setEnabled(good > 0)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(summary)
+        layout.addWidget(view, 1)
+        layout.addWidget(self.dont_ask)
+        layout.addWidget(self.buttons)
+
+
+class PickupDrop(QObject):
+    """Takes drops for the window; ``results`` holds every file of this session (the Pickup pane shows it)."""
+
+    finished = Signal(int)  # the batch number of a drop whose submission ended
+    preview_shown = Signal(object)  # the PreviewDialog (tests accept it)
+
+    def __init__(self, window: ManagerWindow) -> None:
+        super().__init__()
+        self.w = window
+        self.engine = window.engine
+        self.messages = window.messages
+        self.runner = window.ops.runner
+        self.results = PickupResultsModel()
+        self._numbers = itertools.count(1)
+        self._batches = itertools.count(1)
+        self._waiting: list[tuple[str, tuple[str, tuple[str, ...]]]] = []  # (row key, envelope), in order
+        self._by_queue_id: dict[str, str] = {}
+        self.active: Batch[PickupRow] | None = None
+        self.preview: PreviewDialog | None = None
+
+    # -- settings -------------------------------------------------------------------------------
+
+    @property
+    def ask_first(self) -> bool:
+        return bool(self.w.settings.value(PREVIEW_SETTING, True, type=bool))
+
+    @ask_first.setter
+    def ask_first(self, value: bool) -> None:
+        self.w.settings.setValue(PREVIEW_SETTING, value)
+        self.w.actions_.pickup_preview.setChecked(value)
+
+    # -- the drop -------------------------------------------------------------------------------
+
+    def accepts(self, mime: QMimeData, source: object) -> bool:
+        """Drops from other applications (or the desktop); never our own drag-out coming back."""
+        return source is None and can_take(mime)
+
+    def drop(self, mime: QMimeData) -> int:
+        """Start taking what was dropped; returns the batch number (0: nothing to take)."""
+        sources = sources_from_mime(mime)
+        if not sources:
+            return 0
+        batch = next(self._batches)
+        self.runner.spawn(self.take(sources, batch), "Put into Pickup")
+        return batch
+
+    async def take(self, sources: list[DropSource], batch: int) -> None:
+        rows = [PickupRow(f"{next(self._numbers)}", source.name, 0, "checking", batch=batch) for source in sources]
+        for row in rows:
+            self.results.upsert(row)
+        by_key = dict(zip((row.key for row in rows), sources, strict=True))
+        checked = await self._check(rows, by_key)
+        good = [row for row in checked if row.status == "ready"]
+        if not good:
+            self._announce(batch)
+            return
+        if self.ask_first:
+            dialog = PreviewDialog(checked, self.w)
+            self.preview = dialog
+            answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            dialog.finished.connect(lambda code: None if answer.done() else answer.set_result(code))
+            dialog.open()
+            self.preview_shown.emit(dialog)
+            accepted = await answer == QDialog.DialogCode.Accepted
+            if dialog.dont_ask.isChecked() and accepted:
+                self.ask_first = False
+            dialog.deleteLater()
+            self.preview = None
+            if not accepted:
+                for row in good:
+                    self.results.change(row.key, status="not submitted", detail="cancelled at the preview")
+                self._announce(batch)
+                return
+        await self._submit(good, by_key, batch)
+
+    async def _check(self, rows: list[PickupRow], sources: dict[str, DropSource]) -> list[PickupRow]:
+        async def step(row: PickupRow) -> None:
+            source = sources[row.key]
+            try:
+                data = await asyncio.to_thread(read_source, source)
+            except (OSError, ValueError) as error:
+                self.results.change(row.key, status="problem", detail=f"cannot be read: {error}")
+                return
+            preview = await self.engine.preview_pickup(data)
+            self.results.change(row.key, size=preview.size, sender=preview.sender, recipients=preview.recipients,
+                                status="problem" if preview.problem else "ready", detail=preview.problem)
+
+        checking: Batch[PickupRow] = Batch("Put into Pickup", f"Checking {len(rows):,} files…", self.w, 4)
+        self.active = checking
+        await checking.run(rows, step)
+        self.active = None
+        checked = [self.results.get(row.key) for row in rows]
+        if checking.cancelled:
+            for row in checked:
+                if row is not None and row.status == "checking":
+                    self.results.change(row.key, status="not submitted", detail="cancelled")
+        return [row for row in checked if row is not None and row.status in ("ready", "problem")]
+
+    async def _submit(self, rows: list[PickupRow], sources: dict[str, DropSource], batch: int) -> None:
+        async def step(row: PickupRow) -> None:
+            self.results.change(row.key, status="submitting")
+            try:
+                data = await asyncio.to_thread(read_source, sources[row.key])
+            except (OSError, ValueError) as error:
+                self.results.change(row.key, status="failed", detail=f"cannot be read: {error}")
+                return
+            # Waiting before the call: the Pickup service may queue it before the call returns.
+            self._waiting.append((row.key, _envelope(row.sender, row.recipients)))
+            try:
+                name = await self.engine.submit_to_pickup(data, Path(row.name).stem)
+            except Exception as error:
+                self._waiting = [w for w in self._waiting if w[0] != row.key]
+                self.results.change(row.key, status="failed", detail=str(error))
+                raise
+            current = self.results.get(row.key)
+            if current is not None and current.status == "submitting":
+                self.results.change(row.key, status="in pickup", detail=f"Pickup file {name}")
+
+        submitting: Batch[PickupRow] = Batch("Put into Pickup", f"Putting {len(rows):,} messages into Pickup…",
+                                             self.w, concurrency=2)
+        self.active = submitting
+        try:
+            result = await submitting.run(rows, step)
+        finally:
+            self.active = None
+        for row in result.skipped:
+            self.results.change(row.key, status="not submitted", detail="cancelled before it was submitted")
+        self._announce(batch)
+
+    def cancel(self) -> None:
+        if self.active is not None:
+            self.active.cancel()
+
+    def _announce(self, batch: int) -> None:
+        rows = [row for row in self.results.rows() if row.batch == batch]
+        taken = sum(row.status not in ("problem", "not submitted", "failed", "checking") for row in rows)
+        text = f"Put {taken:,} of {len(rows):,} file{'s' * (len(rows) != 1)} into Pickup"
+        skipped = len(rows) - taken
+        if skipped:
+            text += f"; {skipped:,} not (see Pickup)"
+        self.messages.inform(text)
+        self.finished.emit(batch)
+
+    # -- following the messages -----------------------------------------------------------------
+
+    def on_events(self, batch: list[Event]) -> None:
+        bad: list[str] = []
+        for event in batch:
+            if isinstance(event, MessageQueued) and event.source == "pickup" and self._waiting:
+                key = self._match(_envelope(event.sender, event.recipients))
+                if key is not None:
+                    self._by_queue_id[event.queue_id] = key
+                    self.results.change(key, status="queued", queue_id=event.queue_id, detail="")
+            elif isinstance(event, MessageDropped) and event.queue_id in self._by_queue_id:
+                self.results.change(self._by_queue_id[event.queue_id], status="delivered",
+                                    detail="delivered to the Drop directory")
+            elif isinstance(event, MessageRemoved) and event.queue_id in self._by_queue_id:
+                key = self._by_queue_id.pop(event.queue_id)
+                row = self.results.get(key)
+                if row is not None and row.status == "queued":
+                    self.results.change(key, status="returned" if event.reason == "returned" else "delivered",
+                                        detail="" if event.reason != "returned" else "NDR sent to the sender")
+            elif isinstance(event, MessageBadmailed) and event.source == "pickup" and self._waiting:
+                bad.append(event.name)
+        if bad:
+            self.runner.spawn(self._refused(bad), "Pickup")
+
+    def _match(self, envelope: tuple[str, tuple[str, ...]]) -> str | None:
+        for number, (key, wanted) in enumerate(self._waiting):
+            if wanted == envelope:
+                del self._waiting[number]
+                return key
+        return None
+
+    async def _refused(self, names: list[str]) -> None:
+        for item in await self.engine.badmail_items(names):
+            key = self._match(_envelope(item.sender, item.recipients))
+            if key is not None:
+                self.results.change(key, status="refused", detail=" ".join(item.reason.split()))
+
+    def rows_of(self, batch: int) -> list[PickupRow]:
+        return [row for row in self.results.rows() if row.batch == batch]
+
+
+def drop_hint() -> QLabel:
+    hint = QLabel("Drop .eml or text files here (or anywhere on this window) to put them into the Pickup "
+                  "directory. Every file is checked first; the results stay listed below.")
+    hint.setObjectName("dropHint")
+    hint.setWordWrap(True)
+    hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    return hint

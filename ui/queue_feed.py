@@ -1,0 +1,168 @@
+"""Feeds the Queue model from the engine: a first page, then the rest; refetches what events cannot tell; subjects.
+
+Invariants: at most one load and one refetch run at a time; a refetch of more than ``RELOAD_OVER`` messages is
+a full reload instead; every snapshot asked for is either applied or reported failed to the model (its
+bookkeeping of snapshots on their way must not leak).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from engine.errors import StateError
+from engine.events import Event, MessageQueued
+from ui.facade import EngineFacade
+from ui.models.queue import QueueModel
+from ui.tasks import TaskRunner
+
+FIRST_PAGE = 300  # rows of the first paint
+WHOLE_QUEUE = 1 << 31  # list_queue's limit for "the rest"
+REFETCH_BATCH = 500  # messages per queue_items call
+RELOAD_OVER = 5000  # more messages to refetch than this: reload the whole queue instead
+SUBJECT_BATCH = 2000  # subjects per call
+REFETCH_DELAY_MS = 150  # events are coalesced this long before asking the engine
+
+
+class QueueFeed(QObject):
+    loading_changed = Signal(bool)
+    loaded = Signal()
+
+    def __init__(self, engine: EngineFacade, model: QueueModel, runner: TaskRunner) -> None:
+        super().__init__()
+        self.engine = engine
+        self.model = model
+        self.runner = runner
+        self.loading = False
+        self._reload_again = False
+        self._refetch: set[str] = set()
+        self._subjects: dict[str, None] = {}
+        self._busy_refetch = False
+        self._busy_subjects = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REFETCH_DELAY_MS)
+        self._timer.timeout.connect(self._flush)
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """(Re)load the whole queue: a first page for the first paint, then the rest in one snapshot."""
+        if self.loading:
+            self._reload_again = True
+            return
+        self.loading = True
+        self.loading_changed.emit(True)
+        self.runner.spawn(self._load(), "Queue")
+
+    async def _load(self) -> None:
+        try:
+            while True:
+                self._reload_again = False
+                await self._load_once()
+                if not self._reload_again:
+                    break
+        finally:
+            self.loading = False
+            self.loading_changed.emit(False)
+        self.loaded.emit()
+
+    async def _load_once(self) -> None:
+        model = self.model
+        sort, descending = model.engine_sort()
+        generation = model.snapshot_started()
+        try:
+            page = await self.engine.list_queue(0, FIRST_PAGE, sort, descending)
+        except StateError:  # stopped meanwhile: nothing to show
+            model.snapshot_failed(generation)
+            return
+        except BaseException:
+            model.snapshot_failed(generation)
+            raise
+        complete = page.total <= len(page.items)
+        newer = model.apply_snapshot(generation, page.items, complete=complete)
+        self.want_subjects(item.queue_id for item in page.items)
+        if not complete:
+            generation = model.snapshot_started()
+            try:
+                page = await self.engine.list_queue(0, WHOLE_QUEUE, "age", False)
+            except BaseException:
+                model.snapshot_failed(generation)
+                raise
+            newer |= model.apply_snapshot(generation, page.items, complete=True)
+            self.want_subjects(item.queue_id for item in page.items)
+        self.refetch(newer)
+
+    # -- following events ------------------------------------------------------------------------
+
+    def on_events(self, batch: list[Event]) -> None:
+        self.refetch(self.model.apply_events(batch))
+        if self.model.live:
+            self.want_subjects(e.queue_id for e in batch if isinstance(e, MessageQueued))
+
+    def refetch(self, queue_ids: Iterable[str]) -> None:
+        self._refetch.update(queue_ids)
+        if self._refetch and not self._timer.isActive():
+            self._timer.start()
+
+    def want_subjects(self, queue_ids: Iterable[str]) -> None:
+        self._subjects.update(dict.fromkeys(queue_ids))
+        if self._subjects and not self._timer.isActive():
+            self._timer.start()
+
+    def _flush(self) -> None:
+        if self._refetch and not self._busy_refetch:
+            if len(self._refetch) > RELOAD_OVER:
+                self._refetch.clear()
+                self.load()
+            else:
+                self._busy_refetch = True
+                self.runner.spawn(self._run_refetch(), "Queue")
+        if self._subjects and not self._busy_subjects and not self.loading:
+            self._busy_subjects = True
+            self.runner.spawn(self._run_subjects(), "Queue")
+
+    async def _run_refetch(self) -> None:
+        try:
+            while self._refetch:
+                batch = [self._refetch.pop() for _ in range(min(REFETCH_BATCH, len(self._refetch)))]
+                generation = self.model.snapshot_started()
+                try:
+                    items = await self.engine.queue_items(batch)
+                except StateError:
+                    self.model.snapshot_failed(generation)
+                    return
+                except BaseException:
+                    self.model.snapshot_failed(generation)
+                    raise
+                # Those not found left the queue: their MessageRemoved event is on its way or was handled.
+                self._refetch |= self.model.apply_snapshot(generation, items, complete=False)
+        finally:
+            self._busy_refetch = False
+
+    async def _run_subjects(self) -> None:
+        try:
+            while self._subjects and self.model.live:
+                batch: list[str] = []
+                while self._subjects and len(batch) < SUBJECT_BATCH:
+                    queue_id = next(iter(self._subjects))
+                    del self._subjects[queue_id]
+                    if self.model.subject_of(queue_id) == "":
+                        batch.append(queue_id)
+                if batch:
+                    try:
+                        subjects = await self.engine.queue_subjects(batch)
+                    except StateError:
+                        return
+                    self.model.set_subjects(subjects)
+        finally:
+            self._busy_subjects = False
+            if self._subjects and not self._timer.isActive():
+                self._timer.start()
+
+    def stopped(self) -> None:
+        """The engine stopped: its queue is closed; nothing to show until it starts again."""
+        self._refetch.clear()
+        self._subjects.clear()
+        self.model.clear()

@@ -1,0 +1,241 @@
+"""What the Queue actions do: Retry Now, Freeze, Thaw, Delete, Bounce Now, Retry Domain Now, the detail dialog.
+
+Actions on many messages run as a Batch (progress after a moment, Cancel between messages); what was done
+is said in the status bar, and what failed in one box.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import shiboken6
+from PySide6.QtWidgets import QInputDialog
+
+from engine.errors import NotFoundError
+from engine.events import Event, MessageRemoved, QueueChanged
+from ui.batch import Batch, BatchResult
+from ui.errors import describe
+from ui.models.queue import display_state, target_domains
+from ui.queue_detail import QueueDetailDialog
+
+if TYPE_CHECKING:
+    from ui.window import ManagerWindow
+
+RETRY_CHUNK = 500  # ids per retry_now call
+CONCURRENCY = 8  # engine calls in flight for one batch (state records are fsynced: they overlap well)
+FAILURES_SHOWN = 8
+
+
+class QueueOperations:
+    def __init__(self, window: ManagerWindow) -> None:
+        self.w = window
+        self.engine = window.engine
+        self.messages = window.messages
+        self.runner = window.ops.runner
+        self.details: dict[str, QueueDetailDialog] = {}
+        self.busy = False
+
+    # -- asked of the user (tests replace these) -------------------------------------------------
+
+    def confirm(self, title: str, question: str) -> bool:
+        return self.w.ops.confirm(title, question)
+
+    def ask_domain(self, domains: list[str]) -> str | None:
+        domain, ok = QInputDialog.getItem(self.w, "Retry Domain Now",
+                                          "Retry every message queued for the domain:", domains, 0, True)
+        return domain.strip().lower() if ok and domain.strip() else None
+
+    # -- selection ------------------------------------------------------------------------------
+
+    def selected(self) -> list[str]:
+        return self.w.queue_pane.selected_keys()
+
+    def _states(self, ids: list[str]) -> dict[str, str]:
+        model = self.w.queue_model
+        return {queue_id: display_state(item) for queue_id in ids if (item := model.get(queue_id)) is not None}
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def retry_now(self) -> None:
+        ids = [queue_id for queue_id, state in self._states(self.selected()).items() if state != "frozen"]
+        if not ids:
+            self.messages.inform("Retry Now: frozen messages are not retried; thaw them first")
+            return
+        chunks = [ids[start:start + RETRY_CHUNK] for start in range(0, len(ids), RETRY_CHUNK)]
+        scheduled = [0]
+
+        async def step(chunk: list[str]) -> None:
+            scheduled[0] += await self.engine.retry_now(chunk)
+
+        async def run() -> None:
+            batch: Batch[list[str]] = Batch("Retry Now", f"Scheduling {len(ids):,} messages for delivery now…",
+                                            self.w, concurrency=1)
+            result = await batch.run(chunks, step)
+            self._report("Retry Now", result, f"Retry Now: {scheduled[0]:,} message"
+                         f"{'s' * (scheduled[0] != 1)} due for delivery now" + (" (cancelled)" if result.cancelled
+                                                                                else ""))
+
+        self._spawn(run(), "Retry Now")
+
+    def retry_domain(self) -> None:
+        domains: list[str] = []
+        for queue_id in self.selected():
+            item = self.w.queue_model.get(queue_id)
+            if item is not None:
+                domains += [d for d in target_domains(item) if d not in domains]
+        domain = self.ask_domain(domains or [""])
+        if not domain:
+            return
+
+        async def run() -> None:
+            count = await self.engine.retry_now(None, domain)
+            self.messages.inform(f"Retry Domain Now: {count:,} message{'s' * (count != 1)} for {domain} due now")
+
+        self.runner.spawn(run(), "Retry Domain Now")
+
+    def freeze(self) -> None:
+        ids = [queue_id for queue_id, state in self._states(self.selected()).items() if state != "frozen"]
+        self._each("Freeze", "Freezing", "Froze", ids, self.engine.freeze)
+
+    def thaw(self) -> None:
+        ids = [queue_id for queue_id, state in self._states(self.selected()).items() if state == "frozen"]
+        self._each("Thaw", "Thawing", "Thawed", ids, self.engine.thaw)
+
+    def delete(self) -> None:
+        ids = self.selected()
+        if not ids:
+            return
+        question = (f"Delete the message {ids[0]} from the queue?" if len(ids) == 1 else
+                    f"Delete these {len(ids):,} messages from the queue?") + \
+            "\n\nNobody is notified: the sender gets no non-delivery report."
+        if self.confirm("Delete", question):
+            self._each("Delete", "Deleting", "Deleted", ids, self.engine.delete_message, gone_ok=True)
+
+    def bounce_now(self) -> None:
+        ids = [queue_id for queue_id, state in self._states(self.selected()).items() if state != "active"]
+        if not ids:
+            self.messages.inform("Bounce Now: the message is being delivered right now; try again in a moment")
+            return
+        question = (f"Return the message {ids[0]} to its sender now?" if len(ids) == 1 else
+                    f"Return these {len(ids):,} messages to their senders now?") + \
+            "\n\nEach sender gets a non-delivery report for every recipient not yet delivered."
+        if self.confirm("Bounce Now", question):
+            self._each("Bounce Now", "Returning", "Returned", ids, self.engine.bounce_now)
+
+    def _each(self, title: str, doing: str, done: str, ids: list[str],
+              call: Callable[[str], Awaitable[object]], *, gone_ok: bool = False) -> None:
+        if not ids:
+            return
+
+        async def step(queue_id: str) -> None:
+            try:
+                await call(queue_id)
+            except NotFoundError:
+                if not gone_ok:
+                    raise
+
+        async def run() -> None:
+            batch: Batch[str] = Batch(title, f"{doing} {len(ids):,} message{'s' * (len(ids) != 1)}…", self.w,
+                                      concurrency=CONCURRENCY)
+            result = await batch.run(ids, step)
+            self._report(title, result, result.summary(done))
+
+        self._spawn(run(), title)
+
+    def _spawn(self, coro: Awaitable[None], title: str) -> None:
+        async def guarded() -> None:
+            self.busy = True
+            try:
+                await coro
+            finally:
+                self.busy = False
+                self.w.update_actions()
+
+        self.runner.spawn(guarded(), title)
+
+    def _report(self, title: str, result: BatchResult[Any], summary: str) -> None:
+        self.messages.inform(summary)
+        if result.failed:
+            lines = [f"{item if isinstance(item, str) else f'{len(item)} messages'}: {describe(error)}"
+                     for item, error in result.failed[:FAILURES_SHOWN]]
+            more = len(result.failed) - FAILURES_SHOWN
+            self.messages.refuse(title, summary + "\n\n" + "\n".join(lines) + (f"\n… and {more} more" if more > 0
+                                                                            else ""))
+
+    # -- detail dialog --------------------------------------------------------------------------
+
+    def show_detail(self, queue_id: str | None = None) -> None:
+        if queue_id is None:
+            current = self.w.queue_pane.detail.currentIndex()
+            queue_id = self.w.queue_model.id_at(current.row()) if current.isValid() else None
+            if queue_id is None or queue_id not in self.selected():
+                selected = self.selected()
+                queue_id = selected[0] if selected else None
+        if queue_id is None:
+            return
+        dialog = self.details.get(queue_id)
+        if dialog is not None and shiboken6.isValid(dialog):
+            dialog.raise_()
+            dialog.activateWindow()
+            return
+        dialog = QueueDetailDialog(queue_id, self.engine.config, self.w)
+        dialog.finished.connect(lambda _: self._detail_closed(queue_id))
+        dialog.act.connect(lambda action: self._detail_action(queue_id, action))
+        self.details[queue_id] = dialog
+        self.refresh_detail(queue_id)
+        dialog.show()
+
+    def _detail_closed(self, queue_id: str) -> None:
+        dialog = self.details.pop(queue_id, None)
+        if dialog is not None and shiboken6.isValid(dialog):
+            dialog.deleteLater()
+
+    def refresh_detail(self, queue_id: str) -> None:
+        async def run() -> None:
+            try:
+                detail = await self.engine.queue_detail(queue_id)
+            except NotFoundError:
+                self._detail_gone(queue_id, "delivered, returned or deleted")
+                return
+            dialog = self.details.get(queue_id)
+            if dialog is not None and shiboken6.isValid(dialog):
+                dialog.show_detail(detail)
+
+        self.runner.spawn(run(), "Queued Message")
+
+    def _detail_gone(self, queue_id: str, reason: str) -> None:
+        dialog = self.details.get(queue_id)
+        if dialog is not None and shiboken6.isValid(dialog):
+            dialog.show_gone(reason)
+
+    def on_events(self, batch: list[Event]) -> None:
+        """Open detail dialogs follow their message."""
+        if not self.details:
+            return
+        for queue_id in {e.queue_id for e in batch if isinstance(e, QueueChanged) and e.queue_id in self.details}:
+            self.refresh_detail(queue_id)
+        for event in batch:
+            if isinstance(event, MessageRemoved) and event.queue_id in self.details:
+                self._detail_gone(event.queue_id, event.reason)
+
+    def _detail_action(self, queue_id: str, action: str) -> None:
+        from ui.mail_ops import MessageRef
+
+        single: dict[str, Callable[[str], Awaitable[object]]] = {
+            "freeze": self.engine.freeze, "thaw": self.engine.thaw, "bounce": self.engine.bounce_now}
+        if action == "view":
+            self.w.mail_ops.view([MessageRef("queue", queue_id)])
+        elif action == "retry":
+            self.runner.spawn(self.engine.retry_now([queue_id]), "Retry Now")
+        elif action == "bounce" and not self.confirm("Bounce Now", f"Return the message {queue_id} to its sender "
+                                                     "now?\n\nThe sender gets a non-delivery report."):
+            return
+        elif action in single:
+            self.runner.spawn(_ignore_gone(single[action](queue_id)), action.capitalize())
+
+
+async def _ignore_gone(call: Awaitable[object]) -> None:
+    with contextlib.suppress(NotFoundError):  # it left the queue meanwhile
+        await call

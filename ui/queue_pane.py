@@ -1,0 +1,337 @@
+"""The Queue result pane: the filter bar, the message list (100,000 rows) and the queue-shape chart beneath it.
+
+The list is always the detail view (icon views of 100,000 messages help nobody). The selection is kept by
+queue id across the model's resets (filter changes, bulk updates).
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.icons import icon
+from ui.models.queue import STATE_LABELS, STATES, QueueFilter, QueueModel
+from ui.models.queue_shape import AGE_BUCKETS, bucket_range, queue_shape
+from ui.queue_chart import QueueChart
+from ui.views import ItemView
+
+SEARCH_DELAY_MS = 250  # typing pauses this long before the list is filtered
+CHART_REFRESH_MS = 3000
+KEEP_SELECTION_UP_TO = 20_000  # a larger selection is not restored after a reset (it would cost more than it helps)
+
+
+class QueuePane(QWidget):
+    """The Queue node's pane; ``activated`` gives model indexes (double-click or Enter)."""
+
+    activated = Signal(QModelIndex)
+    selection_changed = Signal()
+
+    def __init__(self, model: QueueModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("queue")
+        self.model = model
+        self.mode = "detail"
+        self._saved: list[str] = []
+        self._saved_current: str | None = None
+        self.filter_bar = self._filter_bar()
+        self.detail = ItemView()
+        self.detail.setObjectName("queueList")
+        self.detail.setModel(model)
+        column, order = model.sort_column, (Qt.SortOrder.DescendingOrder if model.descending
+                                            else Qt.SortOrder.AscendingOrder)
+        self.detail.header().setSortIndicator(column, order)  # before sorting is on: it sorts by the indicator
+        self.detail.setSortingEnabled(True)
+        for column, spec in enumerate(model.columns):
+            self.detail.setColumnWidth(column, spec.width)
+        self.detail.activated.connect(self.activated)
+        self.detail.selectionModel().selectionChanged.connect(self.selection_changed)
+        self.chart = QueueChart()
+        self.chart.picked.connect(self._chart_picked)
+        self.placeholder = QLabel()
+        self.placeholder.setObjectName("placeholder")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.hide()
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.detail)
+        self.splitter.addWidget(self.chart)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([420, 200])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.filter_bar)
+        layout.addWidget(self.placeholder)
+        layout.addWidget(self.splitter, 1)
+        model.modelAboutToBeReset.connect(self._save_selection)
+        model.modelReset.connect(self._restore_selection)
+        for signal in (model.rowsInserted, model.rowsRemoved, model.modelReset):
+            signal.connect(self._counts_soon)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.apply_filter)
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(100)
+        self._count_timer.timeout.connect(self.update_counts)
+        self._chart_timer = QTimer(self)
+        self._chart_timer.setInterval(CHART_REFRESH_MS)
+        self._chart_timer.timeout.connect(self.refresh_chart)
+        self._chart_dirty = True
+        model.rowsInserted.connect(self._chart_changed)
+        model.rowsRemoved.connect(self._chart_changed)
+        model.modelReset.connect(self._chart_changed)
+        model.dataChanged.connect(self._chart_changed)
+        find = QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self)
+        find.activated.connect(self.focus_search)
+        self.update_counts()
+
+    # -- building -------------------------------------------------------------------------------
+
+    def focus_search(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
+
+    def _filter_bar(self) -> QWidget:
+        bar = QWidget()
+        bar.setObjectName("filterBar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(4, 4, 4, 2)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search sender, recipient, subject, error or queue id  (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(lambda _: self._search_timer.start())
+        self.search.returnPressed.connect(self.apply_filter)
+        self.state_box = QComboBox()
+        self.state_box.addItem("All states", "")
+        for state in STATES:
+            self.state_box.addItem(STATE_LABELS[state], state)
+        self.state_box.currentIndexChanged.connect(lambda _: self.apply_filter())
+        self.domain_box = QComboBox()
+        self.domain_box.setEditable(True)
+        self.domain_box.setMinimumContentsLength(16)
+        self.domain_box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        domain_edit = self.domain_box.lineEdit()
+        assert domain_edit is not None  # editable
+        domain_edit.setPlaceholderText("All domains")
+        domain_edit.setClearButtonEnabled(True)
+        domain_edit.editingFinished.connect(self.apply_filter)
+        self.domain_box.activated.connect(lambda _: self.apply_filter())
+        self.age_button = QToolButton()
+        self.age_button.setToolTip("Only messages of this age (from the chart); click to show every age")
+        self.age_button.clicked.connect(self._clear_age)
+        self.age_button.hide()
+        self._age: tuple[float, float] | None = None
+        self._age_label = ""
+        self.clear_button = QToolButton()
+        self.clear_button.setText("Show All")
+        self.clear_button.setToolTip("Clear the search and every filter")
+        self.clear_button.clicked.connect(self.clear_filter)
+        self.count_label = QLabel()
+        self.count_label.setObjectName("queueCount")
+        self.chart_button = QToolButton()
+        self.chart_button.setIcon(icon("chart"))
+        self.chart_button.setCheckable(True)
+        self.chart_button.setChecked(True)
+        self.chart_button.setToolTip("Show or hide the queue-shape chart")
+        self.chart_button.toggled.connect(self.show_chart)
+        row.addWidget(self.search, 3)
+        row.addWidget(self.state_box)
+        row.addWidget(self.domain_box, 1)
+        row.addWidget(self.age_button)
+        row.addWidget(self.clear_button)
+        row.addWidget(self.count_label)
+        row.addWidget(self.chart_button)
+        self.domain_box.installEventFilter(self)
+        return bar
+
+    # -- the result-pane interface the window uses ------------------------------------------------
+
+    def view(self) -> QAbstractItemView:
+        return self.detail
+
+    def views(self) -> tuple[QAbstractItemView, ...]:
+        return (self.detail,)
+
+    def set_mode(self, mode: str) -> None:
+        """Icon views are not offered for the queue: it stays a detail list."""
+
+    def selected_keys(self) -> list[str]:
+        model = self.model
+        return [key for index in self.detail.selectionModel().selectedRows() if (key := model.id_at(index.row()))]
+
+    def select_key(self, key: str) -> None:
+        self.select_keys([key])
+
+    def select_keys(self, keys: list[str], current: str | None = None) -> None:
+        selection = QItemSelection()
+        rows = sorted(row for key in keys if (row := self.model.row_of(key)) >= 0)
+        start = previous = None
+        for row in rows:  # contiguous runs as ranges: one range per run, not per row
+            if start is None or previous is None or row != previous + 1:
+                if start is not None and previous is not None:
+                    selection.select(self.model.index(start, 0), self.model.index(previous, 0))
+                start = row
+            previous = row
+        if start is not None and previous is not None:
+            selection.select(self.model.index(start, 0), self.model.index(previous, 0))
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        selection_model = self.detail.selectionModel()
+        selection_model.select(selection, flags)
+        focus = current if current is not None else (keys[0] if keys else None)
+        row = self.model.row_of(focus) if focus is not None else -1
+        if row >= 0:
+            selection_model.setCurrentIndex(self.model.index(row, 0), QItemSelectionModel.SelectionFlag.NoUpdate)
+
+    def header_state(self) -> QByteArray:
+        return self.detail.header().saveState()
+
+    def restore_header(self, state: QByteArray | None) -> None:
+        if state:
+            self.detail.header().restoreState(state)
+            header = self.detail.header()
+            self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
+
+    def export_rows(self) -> tuple[list[str], list[list[str]]]:
+        model = self.model
+        columns = range(model.columnCount())
+        headers = [column.title for column in model.columns]
+        return headers, [[str(model.data(model.index(row, column)) or "") for column in columns]
+                         for row in range(model.rowCount())]
+
+    # -- filter ---------------------------------------------------------------------------------
+
+    def current_filter(self) -> QueueFilter:
+        domain = self.domain_box.currentText().strip()
+        if " (" in domain:  # "example.com (123)" as listed
+            domain = domain.split(" (", 1)[0]
+        return QueueFilter(self.search.text(), str(self.state_box.currentData() or ""), domain, self._age,
+                           self._age_label)
+
+    def apply_filter(self) -> None:
+        self._search_timer.stop()
+        wanted = self.current_filter()
+        if wanted != self.model.filter:
+            self.model.set_filter(wanted)
+        self.clear_button.setEnabled(wanted.active)
+        self.update_counts()
+
+    def clear_filter(self) -> None:
+        for widget in (self.search, self.state_box, self.domain_box):
+            widget.blockSignals(True)
+        self.search.clear()
+        self.state_box.setCurrentIndex(0)
+        self.domain_box.setEditText("")
+        for widget in (self.search, self.state_box, self.domain_box):
+            widget.blockSignals(False)
+        self._set_age(None, "")
+        self.apply_filter()
+
+    def filter_domain(self, domain: str, bucket: int | None = None) -> None:
+        self.domain_box.setEditText(domain)
+        if bucket is not None:
+            self._set_age(bucket_range(bucket), AGE_BUCKETS[bucket][1])
+        self.apply_filter()
+
+    def _chart_picked(self, domain: str, bucket: int) -> None:
+        self.filter_domain(domain, bucket)
+
+    def _set_age(self, age: tuple[float, float] | None, label: str) -> None:
+        self._age, self._age_label = age, label
+        self.age_button.setText(f"Age {label}  ✕")
+        self.age_button.setVisible(age is not None)
+
+    def _clear_age(self) -> None:
+        self._set_age(None, "")
+        self.apply_filter()
+
+    def eventFilter(self, watched: object, event: object) -> bool:
+        from PySide6.QtCore import QEvent
+
+        if watched is self.domain_box and isinstance(event, QEvent) and event.type() == QEvent.Type.MouseButtonPress:
+            self._fill_domains()
+        return False
+
+    def _fill_domains(self) -> None:
+        """The domain list: the queue's target domains, busiest first, with their message counts."""
+        shape = queue_shape(((row.domains, row.item.arrived) for row in self.model.rows()), time.time(), top=200)
+        text = self.domain_box.currentText()
+        self.domain_box.blockSignals(True)
+        self.domain_box.clear()
+        for number, domain in enumerate(shape.domains):
+            if not domain.startswith("("):
+                self.domain_box.addItem(f"{domain} ({shape.domain_total(number):,})", domain)
+        self.domain_box.setEditText(text)
+        self.domain_box.blockSignals(False)
+
+    # -- counts, chart, selection ---------------------------------------------------------------
+
+    def _counts_soon(self) -> None:
+        if not self._count_timer.isActive():
+            self._count_timer.start()
+
+    def update_counts(self) -> None:
+        shown, total = self.model.rowCount(), self.model.total
+        noun = "message" if total == 1 else "messages"
+        self.count_label.setText(f"{shown:,} of {total:,} {noun}" if self.model.filter.active
+                                 else f"{total:,} {noun}")
+        self.clear_button.setEnabled(self.model.filter.active)
+
+    def set_placeholder(self, text: str) -> None:
+        """A line over the list (the server is stopped, the queue is loading); empty hides it."""
+        self.placeholder.setText(text)
+        self.placeholder.setVisible(bool(text))
+
+    def show_chart(self, visible: bool) -> None:
+        self.chart.setVisible(visible)
+        if self.chart_button.isChecked() != visible:
+            self.chart_button.setChecked(visible)
+        if visible and self.isVisible():
+            self.refresh_chart()
+
+    def _chart_changed(self, *_: object) -> None:
+        self._chart_dirty = True
+
+    def refresh_chart(self, force: bool = False) -> None:
+        if not (self.chart.isVisible() or force) or not (self._chart_dirty or force):
+            return
+        self._chart_dirty = False
+        rows = self.model.rows()
+        self.chart.show_shape(queue_shape(((row.domains, row.item.arrived) for row in rows), time.time()))
+
+    def showEvent(self, event: object) -> None:
+        self._chart_timer.start()
+        self._chart_dirty = True
+        QTimer.singleShot(0, self.refresh_chart)
+
+    def hideEvent(self, event: object) -> None:
+        self._chart_timer.stop()
+
+    def _save_selection(self) -> None:
+        keys = self.selected_keys()
+        self._saved = keys if len(keys) <= KEEP_SELECTION_UP_TO else []
+        current = self.detail.currentIndex()
+        self._saved_current = self.model.id_at(current.row()) if current.isValid() else None
+
+    def _restore_selection(self) -> None:
+        if self._saved or self._saved_current:
+            self.select_keys(self._saved, self._saved_current)
+            row = self.model.row_of(self._saved_current) if self._saved_current else -1
+            if row >= 0:
+                self.detail.scrollTo(self.model.index(row, 0), QAbstractItemView.ScrollHint.EnsureVisible)
+        self._saved, self._saved_current = [], None
