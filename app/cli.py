@@ -1,11 +1,11 @@
-"""The ``smtpsvc`` command line: the manager window by default, ``serve`` headless, ``config`` to edit settings."""
+"""The ``smtpsvc`` command line: the manager window by default, ``serve`` headless, ``config``/``cert``/``user``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from app import config_cmd, queue_cmd, serve
+from app import cert_cmd, config_cmd, queue_cmd, serve, user_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(subparsers)
     config_cmd.add_parser(subparsers)
     queue_cmd.add_parser(subparsers)
+    cert_cmd.add_parser(subparsers)
+    user_cmd.add_parser(subparsers)
     return parser
 
 

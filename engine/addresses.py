@@ -36,6 +36,7 @@ class Path:
     address: str  # "" for the null sender <>
     params: dict[str, str | None]
     had_domain: bool = True
+    source_route: str = ""  # "@a,@b" of "<@a,@b:user@c>" (dropped from the address, kept for relay checks)
 
     @property
     def domain(self) -> str:
@@ -114,6 +115,7 @@ def parse_path(arg: str, keyword: str, default_domain: str, *, allow_null: bool)
     else:
         inside, _, tail = rest.partition(" ")
         tail = " " + tail
+    route = ""
     if inside.startswith("@"):  # source route: @a,@b:user@c -> user@c
         route, colon, inside = inside.partition(":")
         if not colon or not all(hop.startswith("@") and len(hop) > 1 for hop in route.split(",")):
@@ -126,7 +128,7 @@ def parse_path(arg: str, keyword: str, default_domain: str, *, allow_null: bool)
             return Path("", params)
         raise AddressError("empty address")
     address, had_domain = parse_mailbox(inside, default_domain)
-    return Path(address, params, had_domain)
+    return Path(address, params, had_domain, route)
 
 
 def is_ascii(text: str) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 
 import tomli_w
 
+from engine.access import entry_problem
 from engine.config import (
     REMOTE_FIELDS,
     Config,
@@ -81,6 +82,14 @@ def _path_problem(text: str) -> str | None:
     return "must not contain NUL characters" if "\0" in text else None
 
 
+def _absolute_path_problem(text: str) -> str | None:
+    if not text:
+        return None
+    if "\0" in text:
+        return "must not contain NUL characters"
+    return None if Path(text).is_absolute() else f"{text!r} is not an absolute path (or empty)"
+
+
 _TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {
     "listen": _listen_problem,
     "fqdn": _domain_problem,
@@ -90,6 +99,13 @@ _TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {
     "smart_host": lambda text: smart_host_problem(text) if text else None,
     "dns_servers": _dns_server_problem,
     "relay_allowed": _network_problem,
+    "outbound_tls_ca_file": _absolute_path_problem,
+    "auth_default_domain": _domain_problem,
+    "users_file": _absolute_path_problem,
+    "tls_certificate": _absolute_path_problem,
+    "tls_key": _absolute_path_problem,
+    "tls_listen": _listen_problem,
+    "connection_list": entry_problem,
 }
 
 

@@ -1,11 +1,14 @@
 """Inbound SMTP: aiosmtpd's protocol, subclassed for IIS replies, durable DATA and the configured limits.
 
-aiosmtpd provides the connection loop, STARTTLS and AUTH; this class replaces the commands whose
+aiosmtpd provides the connection loop and the STARTTLS switch; this class replaces the commands whose
 behaviour we own (EHLO/HELO, MAIL, RCPT, DATA with chunked reads spooled to disk, RSET, NOOP,
-VRFY, HELP, QUIT), adds an enhanced status code to every reply it did not write itself
+VRFY, HELP, QUIT, AUTH), adds an enhanced status code to every reply it did not write itself
 (``replies.enhance``), counts bad commands, and writes replies to pipelining clients without
 waiting for each one to drain (RFC 2920) while the input buffer still holds commands.
-Invariant: ``250`` after DATA is sent only after ``Intake.commit`` returned.
+Invariants: ``250`` after DATA is sent only after ``Intake.commit`` returned. Nothing a client sent in
+clear text after STARTTLS is ever read as a command (aiosmtpd drops the reader's buffer when the
+handshake completes, before any decrypted byte arrives), and the session starts over (EHLO needed,
+not authenticated). No password is kept, logged or put in an event.
 """
 
 from __future__ import annotations
@@ -19,19 +22,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail
+from aiosmtpd.smtp import SMTP, TLSSetupException, _AuthMechAttr, login_always_fail
 
 from engine import dsn_params
+from engine.access import NameResult, access_list, decide, ip_listed
 from engine.addresses import AddressError, parse_path
 from engine.config import Config
 from engine.counters import Counters
 from engine.data_stream import DataStream, HeaderScanner
-from engine.events import ErrorEvent, EventBus, SessionChanged, SessionClosed, SessionOpened
+from engine.events import ConnectionRefused, ErrorEvent, EventBus, SessionChanged, SessionClosed, SessionOpened
+from engine.inbound_auth import AuthMixin
+from engine.inbound_tls import TlsMixin
 from engine.intake import DsnRequest, Intake, SpoolFile, is_storage_error
-from engine.policy import recipient_allowed
+from engine.limits import connection_limits
+from engine.policy import recipient_refusal
 from engine.received import protocol_name, received_header
 from engine.replies import enhance, is_syntax_or_sequence_error, reply
+from engine.security import Security, shared_security
 from engine.sessions import LiveSession, SessionRegistry
+from engine.tls import describe
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +61,14 @@ class InboundServices:
     bus: EventBus
     paused: Callable[[], bool]
     etrn: Callable[[str], Awaitable[int | None]]  # domain -> messages released, or None when not allowed
+    security: Security | None = None  # None: the one shared by every session of this ``sessions`` registry
 
 
-class InboundSMTP(SMTP):
+class InboundSMTP(TlsMixin, AuthMixin, SMTP):
     line_length_limit = READ_CHUNK  # StreamReader buffer; command lines are limited separately
 
-    def __init__(self, services: InboundServices, *, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, services: InboundServices, *, loop: asyncio.AbstractEventLoop,
+                 implicit_tls: bool = False) -> None:
         self.services = services
         self.config = services.config()
         server = self.config.server
@@ -68,7 +79,19 @@ class InboundSMTP(SMTP):
         self.live: LiveSession | None = None
         self._bad_commands = 0
         self._session_bytes = 0
+        self.security = services.security or shared_security(services.sessions)
+        self.implicit_tls = implicit_tls
+        self.peer_names: NameResult | None = None
+        self._init_security()
         self._reset_transaction()
+
+    def _init_security(self) -> None:
+        """The TLS and AUTH attributes aiosmtpd's code paths read, from the configuration of this connection."""
+        server = self.config.server
+        self.tls_context = self.security.tls_context(self.config, self.services.bus)
+        self.require_starttls = server.require_tls and not self.implicit_tls
+        self._auth_require_tls = not server.auth_plaintext_allowed
+        self._auth_required = not server.auth_anonymous
 
     def _init_aiosmtpd_state(self, loop: asyncio.AbstractEventLoop, timeout: int) -> None:
         """The state aiosmtpd's ``SMTP.__init__`` sets up, without its per-connection introspection.
@@ -125,14 +148,24 @@ class InboundSMTP(SMTP):
             counters.inbound_connections_current += 1
             counters.inbound_connections_total += 1
             self.services.bus.publish(SessionOpened(self.live.session_id, self.live.peer))
+            if self.implicit_tls:
+                self._start_implicit_tls(transport)
+                return
         super().connection_made(transport)
+        self._tls_established()
 
     def connection_lost(self, error: Exception | None) -> None:
+        self._close_live()
+        if self.session is None:  # an implicit-TLS connection that never finished its handshake
+            asyncio.StreamReaderProtocol.connection_lost(self, error)
+            return
+        super().connection_lost(error)
+
+    def _close_live(self) -> None:
         if self.live is not None and self.services.sessions.get(self.live.session_id) is self.live:
             self.services.sessions.close(self.live)
             self.services.counters.inbound_connections_current -= 1
             self.services.bus.publish(SessionClosed(self.live.session_id, self.live.peer, self.live.messages))
-        super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:
         if self.live is not None:
@@ -141,7 +174,7 @@ class InboundSMTP(SMTP):
         super().data_received(data)
 
     async def _handle_client(self) -> None:
-        refusal = self._refusal()
+        refusal = self._refusal() or await self._screen()
         if refusal is not None:
             self.services.counters.inbound_connections_refused += 1
             self._write_raw(refusal)
@@ -155,12 +188,39 @@ class InboundSMTP(SMTP):
         sessions = self.services.sessions
         if self.services.paused():
             return reply("paused")
-        if server.max_connections and len(sessions) > server.max_connections:
+        total, per_peer = connection_limits(server)
+        if len(sessions) > total:
             return reply("too_many_connections")
-        if (server.max_connections_per_peer and self.live is not None
-                and sessions.from_peer(self.live.peer) > server.max_connections_per_peer):
+        if self.live is not None and sessions.from_peer(self.live.peer) > per_peer:
             return reply("too_many_from_peer")
         return None
+
+    async def _screen(self) -> str | None:
+        """Connection control (and the reverse lookup for Received): a refusal reply, or None to go on."""
+        server = self.config.server
+        if not server.reverse_dns_lookup and not server.connection_list \
+                and server.connection_grant == "all_except_listed":
+            return None  # the default: nothing to look up, nobody to refuse
+        peer = self._peer_ip()
+        rules = access_list(server.connection_list)
+        if server.reverse_dns_lookup or (rules.needs_name and not ip_listed(peer, rules)):
+            self.peer_names = await self.security.names(self.config).lookup(peer)
+        decision = decide(server.connection_grant, rules, peer, self.peer_names)
+        if decision == "allow":
+            return None
+        reason = "not granted by connection control" if decision == "deny" else \
+            "connection control needs the client's name and the reverse DNS lookup failed for now"
+        self.services.bus.publish(ConnectionRefused(peer, reason))
+        log.info("connection from %s refused: %s", peer, reason)
+        key = "access_denied" if decision == "deny" else "access_deferred"
+        return reply(key, fqdn=self.fqdn, peer=peer)
+
+    def _received_name(self) -> str:
+        """The client's name for the Received header: verified reverse DNS, "unverified", or "" (lookups off)."""
+        if not self.config.server.reverse_dns_lookup:
+            return ""
+        names = self.peer_names
+        return names.name if names is not None and names.name else "unverified"
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """Note activity; one timer per session re-arms itself instead of a new timer per command."""
@@ -226,6 +286,10 @@ class InboundSMTP(SMTP):
             await self._send(f"{code}{separator}{line}")
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):  # a client that failed the handshake: not our error
+            log.info("session %s: TLS handshake failed: %r", self.live.session_id if self.live else "?",
+                     error.__cause__)
+            return reply("tls_failed")
         log.exception("session %s: unexpected error", self.live.session_id if self.live else "?")
         self.services.bus.publish(ErrorEvent("smtp", f"unexpected error in a session: {error!r}"))
         return reply("local_error")
@@ -272,7 +336,7 @@ class InboundSMTP(SMTP):
     # -- commands -------------------------------------------------------------------------------
 
     def ehlo_keywords(self) -> list[str]:
-        """The EHLO extension lines (issue 4 adds STARTTLS and AUTH through this list)."""
+        """The EHLO extension lines: STARTTLS only with a certificate and before TLS, AUTH only where offered."""
         limit = self.config.server.max_message_size_kb * 1024
         return [
             f"SIZE {limit}" if limit else "SIZE",
@@ -282,6 +346,8 @@ class InboundSMTP(SMTP):
             "SMTPUTF8",
             "DSN",
             "ETRN",
+            *(["STARTTLS"] if self.tls_context is not None and not self._tls_active else []),
+            *([f"AUTH {' '.join(self.AUTH_MECHANISMS)}"] if self._auth_offered() else []),
             "HELP",
         ]
 
@@ -366,6 +432,9 @@ class InboundSMTP(SMTP):
         assert self.session is not None
         if self.sender is not None:
             await self.push(reply("nested_mail"))
+            return
+        if self._auth_required and not self._authenticated:
+            await self.push(reply("auth_required"))
             return
         if self._session_limit_reached():
             await self.push(reply("session_size"))
@@ -463,8 +532,11 @@ class InboundSMTP(SMTP):
         if len(self.recipients) >= self.config.server.max_recipients:
             await self.push(reply("too_many_rcpts"))
             return
-        if not recipient_allowed(path.address, self._peer_ip(), self._authenticated, self.config):
+        refusal = recipient_refusal(path, self._peer_ip(), self._authenticated, self.config)
+        if refusal is not None:
             self.services.counters.messages_refused_for_relay += 1
+            log.info("session %s: relay refused for %r (%s)", self.live.session_id if self.live else "?",
+                     path.address, refusal)
             await self.push(reply("relay_denied", addr=path.address))
             return
         if path.address not in self.recipients:
@@ -538,11 +610,12 @@ class InboundSMTP(SMTP):
         received = received_header(
             helo=self.session.host_name or "",
             peer_ip=self._peer_ip(),
-            peer_name="",
+            peer_name=self._received_name(),
             fqdn=self.fqdn,
-            protocol=protocol_name(self.session.extended_smtp, ssl_info is not None, self._authenticated),
+            protocol=protocol_name(self.session.extended_smtp, self._tls_active, self._authenticated),
             queue_id=spool.queue_id,
             recipients=self.recipients,
+            tls_info=describe(ssl_info.get("ssl_object")) if ssl_info else "",
         )
         spool.write(received)
         await self.push(reply("start_data"))
@@ -623,5 +696,7 @@ def _compute_tables(cls: type) -> _MethodTables:
     return _MethodTables(commands, auth)
 
 
-def make_protocol_factory(services: InboundServices, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
-    return lambda: InboundSMTP(services, loop=loop)
+def make_protocol_factory(services: InboundServices, loop: asyncio.AbstractEventLoop, *,
+                          implicit_tls: bool = False) -> Callable[[], Any]:
+    """Sessions for one listener; ``implicit_tls``: SMTPS, TLS from the first byte (port 465 style)."""
+    return lambda: InboundSMTP(services, loop=loop, implicit_tls=implicit_tls)

@@ -38,12 +38,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("fqdn", "str", "", "FullyQualifiedDomainName",
            "Name used in the banner, EHLO and Received headers; empty = this computer's FQDN.", "General"),
     Option("max_connections", "int", 0, "MaxConnections",
-           "Limit number of inbound connections; 0 = no limit (IIS 5/6 default: off).", "General",
+           "Limit number of inbound connections; 0 = off (IIS 5/6 default), which still stops at three quarters "
+           "of the process's open-file limit so that accepting never fails for everyone.", "General",
            minimum=0, maximum=1_000_000),
     Option("connection_timeout", "int", 600, "ConnectionTimeout",
            "Seconds an idle inbound connection is kept.", "General", minimum=1, maximum=86_400, unit="s"),
     Option("max_connections_per_peer", "int", 0, "",
-           "Limit of simultaneous connections from one client address; 0 = no limit (not in IIS).",
+           "Limit of simultaneous connections from one client address; 0 = none of its own (half the automatic "
+           "limit when the connection limit is off too). Not in IIS.",
            "General", minimum=0, maximum=1_000_000),
     # Messages
     Option("max_message_size_kb", "int", 2048, "MaxMessageSize",
@@ -94,6 +96,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("outbound_password", "str", "", "RoutePassword",
            "Outbound Security, basic authentication: the password for that account. Stored in the configuration "
            "file (mode 0600).", "Delivery", secret=True),
+    Option("outbound_tls_verify", "choice", "required", "",
+           "Outbound Security: check the next hop's certificate and name. 'required' = when TLS is required "
+           "(this sheet or the remote domain; a bad certificate then defers the message), 'never' = no check. "
+           "Opportunistic STARTTLS is never checked (RFC 7435).", "Delivery", choices=("required", "never")),
+    Option("outbound_tls_ca_file", "str", "", "",
+           "Outbound Security: PEM file of the certificate authorities trusted when certificates are checked; "
+           "empty = the system's store.", "Delivery"),
     Option("max_hop_count", "int", 15, "HopCount",
            "Messages with more Received headers than this are refused (loop detection).", "Delivery",
            minimum=1, maximum=256),
@@ -113,6 +122,48 @@ OPTIONS: tuple[Option, ...] = (
            "Access"),
     Option("authenticated_may_relay", "bool", True, "RelayForAuth",
            "Allow all computers which successfully authenticate to relay.", "Access"),
+    Option("auth_anonymous", "bool", True, "AuthAnonymous",
+           "Anonymous access: clients may send mail without authenticating. Off: MAIL needs AUTH first "
+           "(530 5.7.0).", "Access"),
+    Option("auth_basic", "bool", False, "AuthBasic",
+           "Basic authentication: offer AUTH PLAIN and LOGIN with the accounts of the users file.", "Access"),
+    Option("auth_plaintext_allowed", "bool", False, "",
+           "Basic authentication without TLS: also offer AUTH before STARTTLS (passwords in clear text; an "
+           "event warns). IIS: the 'Requires TLS encryption' box unchecked.", "Access"),
+    Option("auth_default_domain", "str", "", "DefaultLogonDomain",
+           "Default domain: a login without '@' is also looked up as login@domain.", "Access"),
+    Option("users_file", "str", "", "",
+           "The users file of Basic authentication (scrypt hashes, mode 0600), managed with `smtpsvc user`; "
+           "empty = no accounts. An absolute path.", "Access"),
+    Option("auth_lockout_failures", "int", 5, "",
+           "Failed logins from one address (IPv6: one /64) before it is locked out; 0 = never.", "Access",
+           minimum=0, maximum=1_000),
+    Option("auth_lockout_seconds", "int", 900, "",
+           "How long a lock-out lasts, and how long a failed login is remembered.", "Access",
+           minimum=1, maximum=604_800, unit="s"),
+    Option("auth_failure_delay_ms", "int", 1000, "",
+           "Delay before a 535 reply; it doubles with each failure from the same address (at most 16 times).",
+           "Access", minimum=0, maximum=60_000, unit="ms"),
+    Option("tls_certificate", "str", "", "SSLCertHash",
+           "Certificate: PEM file of the server certificate (and its chain) for STARTTLS; empty = no TLS. "
+           "`smtpsvc cert new` makes a self-signed one. Replacing the file takes effect at the next "
+           "connection. An absolute path.", "Access"),
+    Option("tls_key", "str", "", "",
+           "Certificate: PEM file of the private key; empty = the key is in the certificate file. An absolute "
+           "path.", "Access"),
+    Option("require_tls", "bool", False, "AccessSSL",
+           "Require TLS encryption: every command but EHLO, NOOP, STARTTLS and QUIT is refused before "
+           "STARTTLS (530 5.7.0). Without a usable certificate no mail is accepted.", "Access"),
+    Option("tls_listen", "str_list", (), "",
+           "Addresses (HOST:PORT) of implicit-TLS listeners (SMTPS, port 465 style): TLS from the first byte. "
+           "Needs a certificate.", "Access"),
+    Option("connection_grant", "choice", "all_except_listed", "IPSecurity",
+           "Connection control: 'all_except_listed' = every computer except the list below may connect; "
+           "'only_listed' = only the list below.", "Access", choices=("all_except_listed", "only_listed")),
+    Option("connection_list", "str_list", (), "IPSecurity",
+           "Connection control list: IP addresses, networks (10.0.0.0/8, 10.0.0.0/255.0.0.0, 2001:db8::/32) "
+           "and domain names (host.example, *.example: the client's reverse DNS name, forward-confirmed). "
+           "Refused clients get 554 5.7.1 at connect.", "Access"),
     # Protocol (not on an IIS sheet; hardening knobs)
     Option("max_bad_commands", "int", 10, "",
            "Bad or unknown commands in a session before 421 and disconnect (unconfirmed IIS value).",

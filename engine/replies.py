@@ -54,6 +54,28 @@ R: dict[str, str] = {
     "unrecognized": "500 5.5.1 Command unrecognized: {cmd}",
     "syntax_error": "500 5.5.2 Syntax error",
     "not_implemented": "502 5.5.1 Command not implemented",
+    # Connection control (at connect; the connection is closed after it)
+    "access_denied": "554 5.7.1 {fqdn} Access denied for [{peer}]",
+    "access_deferred": "421 4.7.1 {fqdn} Cannot check your address now, try again later",
+    # TLS (RFC 3207)
+    "tls_not_available": "454 4.7.0 TLS not available",
+    "tls_active": "503 5.5.1 TLS already active",
+    "tls_failed": "454 4.7.0 TLS handshake failed",
+    "tls_required": "530 5.7.0 Must issue a STARTTLS command first",
+    # Authentication (RFC 4954)
+    "auth_ok": "235 2.7.0 Authentication successful",
+    "auth_failed": "535 5.7.8 Authentication credentials invalid",
+    "auth_locked": "454 4.7.0 Too many failed logins from your address, try again later",
+    "auth_required": "530 5.7.0 Authentication required",
+    "auth_needs_tls": "538 5.7.11 Encryption required for requested authentication mechanism",
+    "auth_already": "503 5.5.1 Already authenticated",
+    "auth_in_transaction": "503 5.5.1 AUTH not permitted during a mail transaction",
+    "auth_mechanism": "504 5.5.4 Unrecognized authentication type",
+    "auth_aborted": "501 5.7.0 Authentication aborted",
+    "auth_bad_base64": "501 5.5.2 Cannot decode base64",
+    "auth_bad_plain": "501 5.5.2 Malformed credentials",
+    "auth_line_too_long": "500 5.5.6 Authentication exchange line is too long",
+    "syntax_auth": "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
 }
 
 
@@ -74,7 +96,7 @@ _AIOSMTPD: tuple[tuple[str, str], ...] = (
     ("503 Error: send EHLO first", "503 5.5.1 Send EHLO first"),
     ("502 5.5.1 Too many unrecognized commands", R["too_many_errors"]),
     ("554 Command refused due to lack of security", "554 5.7.0 Command refused due to lack of security"),
-    ("530 Must issue a STARTTLS command first", "530 5.7.0 Must issue a STARTTLS command first"),
+    ("530 Must issue a STARTTLS command first", R["tls_required"]),
 )
 
 _DEFAULT_DETAIL = {"2": "2.0.0", "3": "", "4": "4.0.0", "5": "5.0.0"}
@@ -82,11 +104,11 @@ _DEFAULT_DETAIL = {"2": "2.0.0", "3": "", "4": "4.0.0", "5": "5.0.0"}
 
 def enhance(text: str) -> str:
     """Give a reply line an enhanced status code if it has none (RFC 2034); never to the 220 greeting."""
-    if text.startswith("220") or _ENHANCED.match(text) or len(text) < 3 or not text[:3].isdigit():
-        return text
     for prefix, ours in _AIOSMTPD:
         if text.startswith(prefix):
             return ours
+    if text.startswith("220") or _ENHANCED.match(text) or len(text) < 3 or not text[:3].isdigit():
+        return text
     match = _UNRECOGNIZED.match(text)
     if match:
         return reply("unrecognized", cmd=match.group(1)[:64])

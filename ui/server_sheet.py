@@ -31,7 +31,8 @@ from ui.sheet import ApplyFn, Problems, PropertySheet
 from ui.sheet_parts import SubDialog, button_row, form, group, not_built, note, opener
 from ui.tasks import TaskRunner
 
-PLACEHOLDERS = {"listen": "0.0.0.0:25", "relay_allowed": "192.168.0.0/24", "dns_servers": "192.0.2.53"}
+PLACEHOLDERS = {"listen": "0.0.0.0:25", "relay_allowed": "192.168.0.0/24", "dns_servers": "192.0.2.53",
+                "connection_list": "192.168.0.0/24", "tls_listen": "0.0.0.0:465"}
 NAME_KEY = "name"
 
 
@@ -127,19 +128,29 @@ class ServerSheet(PropertySheet):
     def _access(self) -> QWidget:
         page = QWidget()
         layout = QVBoxLayout(page)
+        authentication = self._sub("Authentication", [
+            "auth_anonymous", "auth_basic", "auth_plaintext_allowed", "auth_default_domain", "users_file",
+            "auth_lockout_failures", "auth_lockout_seconds", "auth_failure_delay_ms"],
+            "Select acceptable authentication methods for this resource. Accounts are managed with "
+            "`smtpsvc user add|del|passwd|list`.")
         layout.addWidget(group(
             "Access control",
             note("Enable anonymous access and edit the authentication methods for this resource."),
-            button_row(not_built(QPushButton("Authentication…"), "authentication (AUTH)"))))
+            button_row(opener("Authentication…", authentication))))
+        certificate = self._sub("Certificate", ["tls_certificate", "tls_key"],
+                                "The server certificate for TLS (PEM files). `smtpsvc cert new` makes a "
+                                "self-signed one.")
+        communication = self._sub("Communication", ["require_tls", "tls_listen"])
         layout.addWidget(group(
             "Secure communication",
             note("View or set the secure communications method used when this virtual server is accessed."),
-            button_row(not_built(QPushButton("Certificate…"), "TLS"),
-                       not_built(QPushButton("Communication…"), "TLS"))))
+            button_row(opener("Certificate…", certificate), opener("Communication…", communication))))
+        connection = self._sub("Connection", ["connection_grant", "connection_list"],
+                               "Select which computers may connect to this virtual server.")
         layout.addWidget(group(
             "Connection control",
             note("Grant or deny access to this resource using IP addresses or Internet domain names."),
-            button_row(not_built(QPushButton("Connection…"), "connection control by address"))))
+            button_row(opener("Connection…", connection))))
         relay = self._sub("Relay Restrictions", ["relay_allowed", "authenticated_may_relay"],
                           "Select which computers may relay through this virtual server. Mail for the local "
                           "domains and for remote domains that allow relay is always accepted.")
@@ -176,7 +187,8 @@ class ServerSheet(PropertySheet):
         advanced = self._sub("Advanced Delivery", ["max_hop_count", "masquerade_domain", "fqdn", "smart_host",
                                                    "attempt_direct_before_smart_host", "reverse_dns_lookup",
                                                    "dns_servers"])
-        security = self._sub("Outbound Security", ["outbound_tls", "outbound_user", "outbound_password"])
+        security = self._sub("Outbound Security", ["outbound_tls", "outbound_user", "outbound_password",
+                                                   "outbound_tls_verify", "outbound_tls_ca_file"])
         layout.addLayout(button_row(opener("Outbound Security…", security),
                                     opener("Outbound connections…", connections),
                                     opener("Advanced…", advanced)))

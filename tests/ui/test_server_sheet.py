@@ -151,8 +151,9 @@ def test_not_built_controls_are_disabled_with_reason(qtbot: QtBot, fake_engine: 
 
     sheet = make_sheet(qtbot, fake_engine, messages)
     buttons = {b.text(): b for b in sheet.findChildren(QPushButton)}
-    for text in ("Authentication…", "Certificate…"):
-        assert not buttons[text].isEnabled() and "not built" in buttons[text].toolTip()
+    assert not buttons["Properties…"].isEnabled() and "not built" in buttons["Properties…"].toolTip()  # logging
+    for text in ("Authentication…", "Certificate…", "Communication…", "Connection…"):  # built with issue 4
+        assert buttons[text].isEnabled()
     assert buttons["Relay…"].isEnabled() and buttons["Advanced…"].isEnabled()
     assert buttons["Outbound Security…"].isEnabled()
     assert sheet.fields["outbound_password"].edit.echoMode() == sheet.fields["outbound_password"].edit.EchoMode.Password
