@@ -126,7 +126,7 @@ class AuthMixin:
         account = None
         if authzid in ("", login):  # acting for another identity is not supported
             account = await self.security.check_password(self.config, login, password)
-        del password
+        del password, credentials  # (strings cannot be wiped; at least hold no reference)
         if account is None:
             await self._auth_failed(peer, login)
             return

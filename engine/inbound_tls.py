@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT = 30  # seconds an implicit-TLS client gets for its handshake
+HANDSHAKE_TIMEOUT = 30  # seconds an implicit-TLS client gets for its handshake (less if the idle time-out is)
 
 
 class TlsMixin:
@@ -41,10 +41,12 @@ class TlsMixin:
         session: Any
         _tls_protocol: Any
         _original_transport: asyncio.BaseTransport | None
+        _timeout_duration: float
 
         async def push(self, status: str | bytes) -> None: ...
         def _note(self, command: str, state: str) -> None: ...
         def _close_live(self) -> None: ...
+        def _refusal(self) -> str | None: ...
 
     @property
     def _tls_active(self) -> bool:
@@ -77,19 +79,26 @@ class TlsMixin:
 
     def _start_implicit_tls(self, transport: asyncio.BaseTransport) -> None:
         """SMTPS: the handshake first; aiosmtpd's session starts when it is done (``connection_made`` again)."""
-        if self.tls_context is None:
-            log.info("implicit-TLS connection closed: no certificate is installed")
+        context = self.tls_context
+        refused = "no certificate is installed" if context is None else self._refusal()
+        if context is None or refused is not None:  # no handshake (the costly part) for a refused client
+            log.info("implicit-TLS connection closed before the handshake: %s", refused)
+            if context is not None:
+                self.services.counters.inbound_connections_refused += 1
             self._close_live()
             transport.close()
             return
         waiter: asyncio.Future[None] = self.loop.create_future()
-        protocol = sslproto.SSLProtocol(self.loop, cast(asyncio.Protocol, self), self.tls_context, waiter,
-                                        server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        protocol = sslproto.SSLProtocol(self.loop, cast(asyncio.Protocol, self), context, waiter,
+                                        server_side=True, ssl_handshake_timeout=self._handshake_timeout())
         self._original_transport = transport
         self._tls_protocol = protocol
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         waiter.add_done_callback(self._implicit_handshake_done)
+
+    def _handshake_timeout(self) -> int:
+        return max(1, min(HANDSHAKE_TIMEOUT, int(self._timeout_duration)))
 
     def _implicit_handshake_done(self, waiter: asyncio.Future[None]) -> None:
         if waiter.cancelled() or waiter.exception() is not None:

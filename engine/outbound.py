@@ -166,7 +166,13 @@ async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, tr
     if not settings.use_helo and client.supports_extension("starttls"):
         transcript.sent("STARTTLS")
         try:
-            response = await client.starttls(validate_certs=settings.verify_tls)
+            # A verified certificate must name the host we meant (the MX or smart host name), not its address.
+            response = await client.starttls(validate_certs=settings.verify_tls,
+                                             server_hostname=target.host if settings.verify_tls else None)
+        except ssl.SSLCertVerificationError as error:
+            transcript.note(f"*** certificate of {target.host} not accepted: {error.verify_message}")
+            raise SessionFailed(f"451 4.7.5 The certificate of {target.host} could not be verified: "
+                                f"{error.verify_message}", "4.7.5") from error
         except aiosmtplib.SMTPResponseException as error:
             transcript.got((error.code, error.message))
             if settings.tls_required:

@@ -206,14 +206,17 @@ class VirtualServer:
         services = InboundServices(self.config, self._intake, self.sessions, self.counters, self.bus,
                                    lambda: self._paused, self._etrn)
         factory = make_protocol_factory(services, loop)
-        wanted = self._config.server.listen
+        tls_factory = make_protocol_factory(services, loop, implicit_tls=True)
+        wanted = [*self._config.server.listen, *(f"tls:{a}" for a in self._config.server.tls_listen)]  # SMTPS
         added: dict[str, asyncio.Server] = {}
-        for address in wanted:
-            if address in self._servers:
+        for key in wanted:
+            if key in self._servers:
                 continue
+            address = key.removeprefix("tls:")
             host, port = split_hostport(address)
             try:
-                added[address] = await loop.create_server(factory, host, port, reuse_address=True, backlog=512)
+                added[key] = await loop.create_server(factory if key == address else tls_factory, host, port,
+                                                      reuse_address=True, backlog=512)
             except OSError as error:
                 for started in added.values():
                     started.close()
@@ -294,7 +297,8 @@ class VirtualServer:
         if not changed:
             return
         self._config = config
-        if old.server.listen != config.server.listen and self._servers:
+        if (old.server.listen, old.server.tls_listen) != (config.server.listen, config.server.tls_listen) \
+                and self._servers:
             try:
                 await self._listen()
             except BindError:

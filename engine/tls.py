@@ -20,13 +20,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from engine.errors import EngineError
 from engine.mailroot import fsync_dir
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 DEFAULT_DAYS = 825  # the longest validity clients accept for a server certificate
 
 
-class TlsError(Exception):
+class TlsError(EngineError):
     """A certificate or key that cannot be used; ``str`` says why, for an event or the command line."""
 
 

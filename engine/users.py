@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import EngineError
 from engine.tls import write_private
 
 SCRYPT_N = 2**14  # 16 MiB of memory per check with r = 8
@@ -29,7 +30,7 @@ MAX_NAME = 256
 MAXMEM = 64 * 1024 * 1024
 
 
-class UserError(ValueError):
+class UserError(EngineError, ValueError):
     """A bad name, password or users file; ``str`` is one sentence for the user."""
 
 

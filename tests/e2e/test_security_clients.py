@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from serve_support import REPO, ServeProcess
+from serve_support import REPO, ServeProcess, free_port
 
 OPENSSL = shutil.which("openssl")
 SWAKS = shutil.which("swaks")
@@ -108,4 +108,21 @@ def test_starttls_injection_with_uvloop(serve: ServeProcess) -> None:
             assert tls.recv(100) == b"250 2.0.0 OK\r\n"  # not "250 2.0.0 Resetting": nothing injected
             tls.sendall(b"MAIL FROM:<a@example.test>\r\n")
             assert tls.recv(100).startswith(b"503 5.5.1 Send HELO/EHLO first")
+    assert serve.stop() == 0
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is installed by tests/run")
+def test_openssl_s_client_implicit_tls(serve: ServeProcess) -> None:
+    cert = prepare(serve)
+    smtps = free_port()
+    done = cli("config", "set", "tls_listen", f"127.0.0.1:{smtps}", "--config", str(serve.config))
+    assert done.returncode == 0, done.stderr
+    serve.start()
+    assert OPENSSL is not None
+    talk = subprocess.run([OPENSSL, "s_client", "-connect", f"127.0.0.1:{smtps}", "-CAfile", str(cert),
+                           "-verify_return_error", "-verify_hostname", FQDN, "-crlf", "-quiet"],
+                          input="EHLO openssl.test\nQUIT\n", capture_output=True, text=True, timeout=30)
+    assert "220 mx.example.test" in talk.stdout, talk.stdout + talk.stderr
+    assert "250-AUTH PLAIN LOGIN" in talk.stdout and "STARTTLS" not in talk.stdout
+    assert "221 2.0.0" in talk.stdout
     assert serve.stop() == 0

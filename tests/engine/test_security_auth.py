@@ -343,3 +343,22 @@ def test_users_file_is_private_and_case_insensitive(tmp_path: Path) -> None:
     assert store.names() == []
     (tmp_path / "conf" / "users").write_text("garbage line\n")
     assert "line 1" in store.error and not store.check("alice", "two")
+
+
+def test_limiter_counts_per_address_and_forgets() -> None:
+    from engine.authlimit import AuthLimiter, failure_delay, peer_key
+
+    assert peer_key("2001:db8::1") == peer_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert peer_key("::ffff:192.0.2.1") == "192.0.2.1" and peer_key("192.0.2.1") == "192.0.2.1"
+    assert [failure_delay(n, 1.0) for n in range(7)] == [0, 1, 2, 4, 8, 16, 16]
+    now = [1000.0]
+    limiter = AuthLimiter(clock=lambda: now[0])
+    verdicts = [limiter.failed("2001:db8::1", threshold=3, period=60, base_delay=0) for _ in range(3)]
+    assert [v.locked for v in verdicts] == [False, False, True]
+    assert limiter.locked_for("2001:db8::2") == 60  # the same /64
+    assert limiter.locked_for("2001:db8:0:1::1") == 0  # another /64
+    now[0] += 61
+    assert limiter.locked_for("2001:db8::1") == 0
+    assert limiter.failed("2001:db8::1", threshold=3, period=60, base_delay=0).failures == 1  # old ones forgotten
+    assert limiter.failed("192.0.2.1", threshold=0, period=60, base_delay=0.5).delay == 0.5  # 0 = never locked
+    assert limiter.locked_for("192.0.2.1") == 0

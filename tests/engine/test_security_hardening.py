@@ -119,6 +119,32 @@ def test_fuzzed_data_endings_never_end_data_early(fuzz_server: ThreadedServer, p
     assert not fuzz_server.events_of(ErrorEvent)
 
 
+@pytest.fixture(scope="module")
+def normalizing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    config = make_config(tmp_path_factory.mktemp("normalize"), bare_newline="normalize")
+    with threaded_server(config) as server:
+        yield server
+
+
+@FUZZ
+@given(pieces=st.lists(st.sampled_from(PIECES), max_size=14))
+def test_fuzzed_data_endings_normalized(normalizing_server: ThreadedServer, pieces: list[bytes]) -> None:
+    """bare_newline = normalize: bare CR/LF become CRLF in the stored message, and still never end DATA."""
+    body = b"Subject: fuzz\r\n\r\n" + b"".join(pieces)
+    stream = b"\r\n" + body + b"\r\n.\r\n"
+    assume(stream.find(b"\r\n.\r\n") == len(stream) - 5)
+    sock = connect_from(normalizing_server.port)
+    try:
+        sock.sendall(b"HELO client.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n"
+                     + body + b"\r\n.\r\nQUIT\r\n")
+        texts = assert_well_formed(read_until_closed(sock))
+    finally:
+        sock.close()
+    assert [t[:3] for t in texts] == ["220", "250", "250", "250", "354", "250", "221"], texts
+    assert texts[5].startswith("250 2.6.0")
+    assert not normalizing_server.events_of(ErrorEvent)
+
+
 def test_automatic_limits() -> None:
     assert connection_limits(ServerConfig(), files=1024) == (automatic_ceiling(1024), automatic_ceiling(1024) // 2)
     assert automatic_ceiling(1024) == 704

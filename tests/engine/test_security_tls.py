@@ -266,3 +266,96 @@ def test_self_signed_certificate(tmp_path: Path) -> None:
     with pytest.raises(TlsError, match="cannot load"):
         server_context(str(key))  # a key is no certificate
     assert not list(tmp_path.glob("conf/.*"))  # no temporary files left
+
+
+# --- Implicit TLS (SMTPS) ---------------------------------------------------------------------------------
+
+
+async def test_implicit_tls_listener(config_factory, tls: TlsFiles) -> None:
+    running = await start_server(config_factory(tls_certificate=str(tls.certificate), tls_key=str(tls.key),
+                                                tls_listen=("127.0.0.1:0",), auth_basic=True))
+    try:
+        plain_port, smtps_port = running.server.bound_addresses[0][1], running.server.bound_addresses[1][1]
+        assert plain_port != smtps_port
+
+        def send() -> list[str]:
+            with smtplib.SMTP_SSL("127.0.0.1", smtps_port, timeout=10, context=tls.client_context()) as client:
+                _code, text = client.ehlo("client.test")
+                client.sendmail("a@example.test", ["b@example.test"], b"Subject: smtps\r\n\r\nimplicit\r\n")
+                return text.decode().splitlines()
+
+        lines = await asyncio.to_thread(send)
+        assert "STARTTLS" not in lines and "AUTH PLAIN LOGIN" in lines  # TLS already: AUTH offered
+        [path] = running.drop_files()
+        assert b"with ESMTPS id" in path.read_bytes()
+        [session_event] = [e for e in running.events if type(e).__name__ == "SessionOpened"][:1]
+        assert session_event.peer == "127.0.0.1"
+        await running.wait_for(lambda: len(running.server.sessions) == 0)
+    finally:
+        await running.server.stop()
+
+
+async def test_implicit_tls_bad_clients_are_dropped(config_factory, tls: TlsFiles) -> None:
+    running = await start_server(config_factory(tls_certificate=str(tls.certificate), tls_key=str(tls.key),
+                                                tls_listen=("127.0.0.1:0",), connection_timeout=1))
+    try:
+        smtps_port = running.server.bound_addresses[1][1]
+
+        def clients() -> tuple[bytes, bytes]:
+            import socket
+
+            with socket.create_connection(("127.0.0.1", smtps_port), timeout=10) as plain:
+                plain.sendall(b"EHLO plain.test\r\n")  # clear text on a TLS port
+                first = plain.recv(100)
+            with socket.create_connection(("127.0.0.1", smtps_port), timeout=10) as silent:
+                second = silent.recv(100)  # says nothing: dropped when the handshake time runs out
+            return first, second
+
+        assert await asyncio.to_thread(clients) == (b"", b"")
+        await running.wait_for(lambda: len(running.server.sessions) == 0)
+        snapshot = await running.server.counters_snapshot()
+        assert snapshot["Inbound Connections Current"] == 0
+        assert not [e for e in running.events if isinstance(e, ErrorEvent)]
+    finally:
+        await running.server.stop()
+
+
+async def test_implicit_tls_without_certificate_closes(config_factory) -> None:
+    running = await start_server(config_factory(tls_listen=("127.0.0.1:0",)))
+    try:
+        def connect() -> bytes:
+            import socket
+
+            with socket.create_connection(("127.0.0.1", running.server.bound_addresses[1][1]), timeout=10) as sock:
+                return sock.recv(100)
+
+        assert await asyncio.to_thread(connect) == b""
+        await running.wait_for(lambda: len(running.server.sessions) == 0)
+        assert (await running.server.counters_snapshot())["Inbound Connections Current"] == 0
+    finally:
+        await running.server.stop()
+
+
+async def test_implicit_tls_limits_apply_before_the_handshake(config_factory, tls: TlsFiles) -> None:
+    running = await start_server(config_factory(tls_certificate=str(tls.certificate), tls_key=str(tls.key),
+                                                tls_listen=("127.0.0.1:0",), max_connections=2))
+    try:
+        smtps_port = running.server.bound_addresses[1][1]
+
+        def flood() -> list[bytes]:
+            import socket
+
+            socks = [socket.create_connection(("127.0.0.1", smtps_port), timeout=10) for _ in range(4)]
+            try:
+                socks[2].settimeout(5)
+                socks[3].settimeout(5)
+                return [socks[2].recv(10), socks[3].recv(10)]  # closed at once, no handshake started
+            finally:
+                for sock in socks:
+                    sock.close()
+
+        assert await asyncio.to_thread(flood) == [b"", b""]
+        assert (await running.server.counters_snapshot())["Inbound Connections Refused"] == 2
+        await running.wait_for(lambda: len(running.server.sessions) == 0)
+    finally:
+        await running.server.stop()
