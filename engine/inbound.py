@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import MethodType
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, TLSSetupException, _AuthMechAttr, login_always_fail
@@ -135,7 +136,7 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         }
         self._handle_hooks = {}
         self._ehlo_hook_ver = None
-        self._smtp_methods = {command: getattr(self, name) for command, name in tables.commands}
+        self._smtp_methods = {command: MethodType(function, self) for command, function in tables.commands}
         self._enforce_call_limit = False
 
     # -- connection lifecycle -------------------------------------------------------------------
@@ -671,7 +672,7 @@ _NO_HANDLER = _NoHandler()
 
 @dataclass(frozen=True)
 class _MethodTables:
-    commands: tuple[tuple[str, str], ...]  # ("EHLO", "smtp_EHLO")
+    commands: tuple[tuple[str, Callable[..., Any]], ...]  # ("EHLO", InboundSMTP.smtp_EHLO): bound per session
     auth: tuple[tuple[str, str], ...]  # ("PLAIN", "auth_PLAIN")
 
 
@@ -688,7 +689,7 @@ def _method_tables(cls: type) -> _MethodTables:
 
 def _compute_tables(cls: type) -> _MethodTables:
     names = dir(cls)
-    commands = tuple((name[5:], name) for name in names if name.startswith("smtp_"))
+    commands = tuple((name[5:], getattr(cls, name)) for name in names if name.startswith("smtp_"))
     auth = tuple(
         (getattr(getattr(cls, name), "__auth_mechanism_name__", name[5:].replace("__", "-")), name)
         for name in names if name.startswith("auth_")
