@@ -9,6 +9,7 @@ version, never a half-configured context.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import secrets
 import ssl
@@ -202,6 +203,12 @@ def outbound_verification(tls_required: bool, policy: str, ca_file: str = "") ->
     required TLS is verified against ``ca_file`` or the system's store unless ``policy`` is "never"."""
     if not tls_required or policy == "never":
         return False, None
+    return True, _verifying_context(ca_file)
+
+
+@functools.lru_cache(maxsize=8)
+def _verifying_context(ca_file: str) -> ssl.SSLContext:
+    """Loading a CA store takes milliseconds: one context per CA file, shared by every connection."""
     context = ssl.create_default_context(cafile=ca_file or None)
     context.minimum_version = MINIMUM_VERSION
-    return True, context
+    return context
