@@ -102,7 +102,9 @@ class Batch(QObject, Generic[T]):
     def _dialog(self, total: int) -> None:
         dialog = QProgressDialog(self.label, "Cancel", 0, total, self.parent_widget)
         dialog.setWindowTitle(self.title)
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        # Not modal: a modal QProgressDialog runs processEvents() in setValue(), which would re-enter the
+        # asyncio loop from inside this coroutine. The actions it could collide with are disabled meanwhile.
+        dialog.setWindowModality(Qt.WindowModality.NonModal)
         dialog.setMinimumDuration(SHOW_AFTER_MS)
         dialog.setAutoClose(False)
         dialog.setAutoReset(False)

@@ -66,6 +66,8 @@ class FolderOperations:
             self._timer.start()
 
     def _read_new(self) -> None:
+        if not self.w.isVisible():
+            return
         if self._reading:
             self._timer.start()
             return
@@ -93,6 +95,10 @@ class FolderOperations:
                     self.badmail.arrived(await self.engine.badmail_items(bad))
         finally:
             self._reading = False
+
+    def close(self) -> None:
+        self._timer.stop()
+        self.stopped()
 
     def stopped(self) -> None:
         self._new_badmail.clear()

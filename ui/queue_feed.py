@@ -40,6 +40,7 @@ class QueueFeed(QObject):
         self._subjects: dict[str, None] = {}
         self._busy_refetch = False
         self._busy_subjects = False
+        self.closed = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFETCH_DELAY_MS)
@@ -49,6 +50,8 @@ class QueueFeed(QObject):
 
     def load(self) -> None:
         """(Re)load the whole queue: a first page for the first paint, then the rest in one snapshot."""
+        if self.closed:
+            return
         if self.loading:
             self._reload_again = True
             return
@@ -112,6 +115,8 @@ class QueueFeed(QObject):
             self._timer.start()
 
     def _flush(self) -> None:
+        if self.closed:
+            return
         if self._refetch and not self._busy_refetch:
             if len(self._refetch) > RELOAD_OVER:
                 self._refetch.clear()
@@ -160,6 +165,13 @@ class QueueFeed(QObject):
             self._busy_subjects = False
             if self._subjects and not self._timer.isActive():
                 self._timer.start()
+
+    def close(self) -> None:
+        """The window closes: nothing more is asked of the engine."""
+        self.closed = True
+        self._timer.stop()
+        self._refetch.clear()
+        self._subjects.clear()
 
     def stopped(self) -> None:
         """The engine stopped: its queue is closed; nothing to show until it starts again."""

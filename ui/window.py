@@ -555,6 +555,10 @@ class ManagerWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._timer.stop()
+        self._soon.stop()
+        self.queue_feed.close()
+        self.folder_ops.close()
+        self.queue_pane.hide()  # stops its chart timer
         self.save_layout()
         event.accept()
         self.closed.emit()

@@ -1,0 +1,338 @@
+"""The Queue, Drop, Badmail and Pickup nodes with the REAL embedded engine (offscreen).
+
+The remote domain far.example has its MX in dnsmasq, pointing at Postfix's smtp-sink, which answers 451 to
+every RCPT: its mail stays queued and deferred, with a real transcript. Local mail goes to Drop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import smtplib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import qasync
+from dns_support import Dnsmasq, DnsRecords, free_port, running_dnsmasq
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
+from sink_support import running_sink
+from test_manager import Run, dispose
+
+from app.manager import Manager, application
+from engine.badmail import write_badmail
+from engine.config import Config, DomainConfig, ServerConfig
+from engine.config_file import save_config
+from engine.mailroot import Mailroot
+from ui.mail_ops import MessageRef
+from ui.models.queue import COLUMN
+from ui.pickup_drop import PreviewDialog
+from ui.scope import Node
+
+SINK_HOST = "127.0.0.9"
+GREYLISTED = "451 4.7.1 Greylisted, please try again later"
+RECORDS = DnsRecords(mx=[("far.example", "mx.far.example", 10)], hosts=[("mx.far.example", SINK_HOST)])
+MESSAGE = b"From: Anna <anna@example.test>\r\nTo: bob@far.example\r\nSubject: to a far domain\r\n\r\nbody\r\n"
+
+
+@pytest.fixture(scope="module")
+def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
+    with running_dnsmasq(tmp_path_factory.mktemp("dns"), RECORDS) as server:
+        yield server
+
+
+@pytest.fixture
+def sink_port(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    with running_sink(tmp_path / "sink", SINK_HOST, port, "-r", "RCPT", "-b", GREYLISTED):
+        yield port
+
+
+def write_config(tmp_path: Path, dns: Dnsmasq, port: int) -> Path:
+    config = Config(
+        server=ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test", dns_servers=(dns.server,),
+                            outbound_port=port, outbound_timeout=10, relay_allowed=("127.0.0.0/8",)),
+        domains=(DomainConfig("example.test", "default"),), mailroot=str(tmp_path / "Mailroot"))
+    path = tmp_path / "smtpsvc.toml"
+    save_config(path, config)
+    return path
+
+
+@pytest.fixture
+def running(qapp: QApplication, tmp_path: Path, dnsmasq: Dnsmasq, sink_port: int) -> Iterator[Run]:
+    application()
+    args = argparse.Namespace(config=write_config(tmp_path, dnsmasq, sink_port), mailroot=None, listen=None,
+                              domain=None)
+    manager = Manager(args, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    manager.messages.show_box = lambda title, text, unexpected: pytest.fail(f"message box: {title}: {text}")
+    manager.window.ops.confirm = lambda title, question: True  # type: ignore[method-assign]
+    assert manager.start_engine() is None
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    run = Run(manager, loop)
+    manager.window.show()
+    try:
+        yield run
+    finally:
+        run.run(manager.window.ops.runner.drain())
+        manager.window.close()
+        manager.shutdown()
+        dispose(manager.window)
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def send(port: int, sender: str, recipients: list[str], body: bytes = MESSAGE) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail(sender, recipients, body)
+
+
+def queued_ids(running: Run) -> list[str]:
+    return [item.queue_id for item in running.window.queue_model.items()]
+
+
+def cell(running: Run, queue_id: str, column: str) -> str:
+    model = running.window.queue_model
+    return str(model.data(model.index(model.row_of(queue_id), COLUMN[column])))
+
+
+def mailroot(tmp_path: Path) -> Path:
+    return tmp_path / "Mailroot"
+
+
+def test_deferred_message_detail_retry_freeze_thaw_bounce(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    window.select_node(Node.QUEUE)
+    send(running.port, "anna@example.test", ["bob@far.example"])
+    model = window.queue_model
+    running.until(lambda: any(i.attempts >= 1 and "451 4.7.1" in i.last_error for i in model.items()), 20)
+    [queue_id] = queued_ids(running)
+    assert cell(running, queue_id, "State") == "Deferred"
+    assert cell(running, queue_id, "Next Retry").startswith("in ")
+    assert cell(running, queue_id, "Last Error").startswith(GREYLISTED)
+    assert cell(running, queue_id, "Target Domains") == "far.example"
+    running.until(lambda: model.subject_of(queue_id) == "to a far domain")
+    assert window.queue_pane.count_label.text() == "1 message"
+
+    window.queue_pane.select_key(queue_id)
+    window.actions_.properties.trigger()  # Alt+Enter: the detail dialog
+    dialog = window.queue_ops.details[queue_id]
+    running.until(lambda: dialog.detail is not None)
+    assert "<<< 451 4.7.1 Greylisted" in dialog.transcript.toPlainText()
+    assert dialog.labels["Last error"].text().startswith(GREYLISTED)
+    steps = [dialog.schedule.data(dialog.schedule.index(row, 2)) for row in range(dialog.schedule.rowCount())]
+    assert steps[0] == "Attempt 2" and steps[-1].startswith("Non-delivery report")
+    assert any(step.startswith("Delay notification") for step in steps)
+    recipient = dialog.recipients.rows()[0]
+    assert (recipient.address, recipient.status, recipient.remote) == ("bob@far.example", "pending", "mx.far.example")
+
+    window.actions_.retry_now.trigger()
+    running.until(lambda: (item := model.get(queue_id)) is not None and item.attempts >= 2, 20)
+    running.until(lambda: dialog.labels["Attempts"].text().startswith("2"))  # the dialog follows the message
+    assert dialog.transcript.toPlainText().count("=== attempt") == 2
+
+    window.actions_.freeze.trigger()
+    running.until(lambda: cell(running, queue_id, "State") == "Frozen")
+    assert cell(running, queue_id, "Next Retry") == "Held (frozen)"
+    assert not window.actions_.freeze.isEnabled() and window.actions_.thaw.isEnabled()
+    window.actions_.thaw.trigger()
+    running.until(lambda: cell(running, queue_id, "State") == "Deferred")
+
+    window.actions_.bounce_now.trigger()
+    running.until(lambda: model.get(queue_id) is None, 20)
+    running.until(lambda: "no longer in the queue" in dialog.gone.text())
+    window.select_node(Node.DROP)  # the NDR went to the sender, a local address
+    running.until(lambda: any(row.recipients == ("anna@example.test",) for row in window.drop_model.rows()), 20)
+    ndr = next(row for row in window.drop_model.rows() if row.recipients == ("anna@example.test",))
+    assert ndr.sender == "" and "deliver" in ndr.subject.lower()
+    assert not list((mailroot(tmp_path) / "Queue").glob(f"{queue_id}.*"))
+
+
+def test_delete_many_with_progress_and_view_and_drag_out(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    window.select_node(Node.QUEUE)
+    for number in range(12):
+        body = MESSAGE.replace(b"to a far domain", f"number {number}".encode())
+        send(running.port, "anna@example.test", [f"user{number}@far.example"], body)
+    model = window.queue_model
+    running.until(lambda: model.total == 12, 20)
+    [first] = [i.queue_id for i in model.items() if i.recipients == ("user0@far.example",)]
+
+    async def dragged() -> bytes:
+        mime = await window.mail_ops.drag_data([MessageRef("queue", first)])
+        [url] = mime.urls()
+        return Path(url.toLocalFile()).read_bytes()
+
+    data = running.run(dragged())
+    assert data == running.run(window.engine.read_queued(first))
+    assert b"Subject: number 0" in data
+    window.queue_pane.select_key(first)
+    window.actions_.view_message.trigger()
+    running.until(lambda: bool(window.mail_ops.viewers))
+    viewer = window.mail_ops.viewers[0]
+    assert viewer.parts.subject == "number 0" and viewer.parts.text == "body\r\n"
+    viewer.close()
+
+    window.queue_pane.detail.selectAll()
+    assert len(window.queue_pane.selected_keys()) == 12
+    window.actions_.delete.trigger()  # confirmed by the fixture
+    running.until(lambda: model.total == 0, 20)
+    assert not list((mailroot(tmp_path) / "Queue").glob("*.eml"))
+
+
+def drop_event(target: QWidget, mime: QMimeData) -> None:
+    """What a drag from another application does: enter (Qt delivers a drop only after it), then drop."""
+    with warnings.catch_warnings():  # Qt 6 has only the QPoint constructor, which PySide marks deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        enter = QDragEnterEvent(QPoint(40, 40), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, enter)
+    assert enter.isAccepted()
+    event = QDropEvent(QPointF(40, 40), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, event)
+    assert event.isAccepted()
+
+
+def file_mime(paths: list[Path]) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    return mime
+
+
+def message_file(folder: Path, number: int) -> Path:
+    path = folder / f"message{number:04d}.eml"
+    path.write_bytes(f"From: sender@example.test\r\nTo: drop{number}@example.test\r\nSubject: dropped {number}\r\n"
+                     f"\r\nhello {number}\r\n".encode())
+    return path
+
+
+def drop_subjects(tmp_path: Path) -> list[str]:
+    subjects = []
+    for path in (mailroot(tmp_path) / "Drop").glob("*.eml"):
+        for line in path.read_bytes().split(b"\r\n"):
+            if line.startswith(b"Subject: "):
+                subjects.append(line[9:].decode())
+    return subjects
+
+
+def test_files_dropped_on_the_window_are_previewed_then_delivered(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    files = tmp_path / "files"
+    files.mkdir()
+    good = [message_file(files, number) for number in range(3)]
+    bad = files / "notes.txt"
+    bad.write_bytes(b"just some text, not a message\n")
+    previews: list[PreviewDialog] = []
+    window.pickup.preview_shown.connect(previews.append)
+    drop_event(window, file_mime([*good, bad]))
+    running.until(lambda: bool(previews))
+    preview = previews[0]
+    statuses = {row.name: row.status for row in preview.model.rows()}
+    assert statuses == {"message0000.eml": "ready", "message0001.eml": "ready", "message0002.eml": "ready",
+                        "notes.txt": "problem"}
+    [row] = [row for row in preview.model.rows() if row.name == "message0001.eml"]
+    assert (row.sender, row.recipients) == ("sender@example.test", ("drop1@example.test",))
+    assert preview.ok.text() == "Put 3 into Pickup"
+    preview.dont_ask.setChecked(True)
+    preview.accept()
+    results = window.pickup.results
+    running.until(lambda: sum(r.status == "delivered" for r in results.rows()) == 3, 20)
+    assert sorted(drop_subjects(tmp_path)) == ["dropped 0", "dropped 1", "dropped 2"]
+    assert all(r.queue_id for r in results.rows() if r.status == "delivered")
+    assert next(r for r in results.rows() if r.name == "notes.txt").status == "problem"
+    assert not window.pickup.ask_first and not window.actions_.pickup_preview.isChecked()  # don't ask again
+
+    text = QMimeData()  # text dragged from another application
+    text.setText("From: sender@example.test\nTo: text@example.test\nSubject: dragged text\n\nbody\n")
+    drop_event(window.tree.viewport(), text)  # on the tree (the Queue/Pickup nodes): no preview any more
+    running.until(lambda: "dragged text" in drop_subjects(tmp_path), 20)
+    assert not list((mailroot(tmp_path) / "Pickup").iterdir())
+
+
+def test_own_drag_out_is_not_taken_back(running: Run) -> None:
+    window = running.window
+    mime = file_mime([Path("/etc/hostname")])
+    assert window.pickup.accepts(mime, None)
+    assert not window.pickup.accepts(mime, window.queue_pane.detail)  # our drag coming back: no duplicate
+
+
+def test_cancelling_a_large_drop_half_way_loses_and_duplicates_nothing(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    window.pickup.ask_first = False
+    files = tmp_path / "many"
+    files.mkdir()
+    paths = [message_file(files, number) for number in range(300)]
+    results = window.pickup.results
+    submitted = ("in pickup", "queued", "delivered")
+
+    async def cancel_half_way() -> None:
+        while sum(r.status in submitted for r in results.rows()) < 150:
+            await asyncio.sleep(0.005)
+        window.pickup.cancel()
+
+    finished: list[int] = []
+    window.pickup.finished.connect(finished.append)
+    drop_event(window, file_mime(paths))
+    running.run(cancel_half_way())
+    running.until(lambda: bool(finished), 30)
+    rows = results.rows()
+    taken = {row.name for row in rows if row.status in submitted}
+    left = {row.name for row in rows if row.status == "not submitted"}
+    assert len(rows) == 300 and taken | left == {path.name for path in paths} and not taken & left
+    assert 150 <= len(taken) < 300
+    expected = sorted(f"dropped {int(name[7:11])}" for name in taken)
+    running.until(lambda: len(drop_subjects(tmp_path)) >= len(taken), 30)
+    running.run(asyncio.sleep(0.5))  # nothing more arrives
+    assert sorted(drop_subjects(tmp_path)) == expected  # every submitted file once, no other
+    assert not list((mailroot(tmp_path) / "Pickup").iterdir())
+    running.until(lambda: all(row.status in ("delivered", "not submitted") for row in results.rows()), 20)
+
+
+def test_badmail_resend_view_delete_and_live_rows(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    root = Mailroot(mailroot(tmp_path))
+    good = b"From: a@example.test\r\nTo: back@example.test\r\nSubject: resent\r\n\r\nagain\r\n"
+    name = write_badmail(root, good, "The remote server was not reachable", sender="a@example.test",
+                         recipients=["back@example.test"], source="delivery")
+    window.select_node(Node.BADMAIL)
+    running.until(lambda: window.badmail_model.get(name) is not None)
+    row = window.badmail_model.get(name)
+    assert row is not None and row.reason == "The remote server was not reachable"
+    (root.pickup / "bad.eml").write_bytes(b"To: x@example.test\r\nSubject: no sender\r\n\r\nbody\r\n")
+    running.until(lambda: any("no From" in r.reason for r in window.badmail_model.rows()), 20)  # live
+    window.panes[Node.BADMAIL].select_key(name)
+    window.actions_.view_message.trigger()
+    running.until(lambda: any(v.parts.subject == "resent" for v in window.mail_ops.viewers))
+    for viewer in list(window.mail_ops.viewers):
+        viewer.close()
+    window.actions_.resend.trigger()
+    running.until(lambda: window.badmail_model.get(name) is None)
+    running.until(lambda: "resent" in drop_subjects(tmp_path), 20)
+    assert not (root.badmail / f"{name}.BAD").exists()
+    [other] = [r.name for r in window.badmail_model.rows()]
+    window.panes[Node.BADMAIL].select_key(other)
+    window.actions_.delete.trigger()
+    running.until(lambda: window.badmail_model.rowCount() == 0)
+    assert not list(root.badmail.iterdir())
+    opened: list[str] = []
+    window.folder_ops.open_url = lambda url: opened.append(url.toLocalFile()) or True  # type: ignore[method-assign]
+    window.actions_.open_folder.trigger()
+    assert opened == [str(root.badmail)]
+
+
+def test_stopped_server_shows_why_the_queue_is_empty_and_reloads_on_start(running: Run) -> None:
+    window = running.window
+    send(running.port, "anna@example.test", ["bob@far.example"])
+    window.select_node(Node.QUEUE)
+    running.until(lambda: window.queue_model.total == 1, 20)
+    running.click("stop")
+    running.until(lambda: window.state == "stopped")
+    assert window.queue_model.total == 0 and "stopped" in window.queue_pane.placeholder.text()
+    assert not window.actions_.retry_now.isEnabled()
+    running.click("start")
+    running.until(lambda: window.queue_model.total == 1, 20)
+    assert window.queue_pane.placeholder.isHidden()
