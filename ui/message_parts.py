@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 RAW_LIMIT = 4 << 20  # the Source tab shows at most this much of a huge message
-REMOTE_REFS = re.compile(r"""(?ix) \b(?:src|background|poster|lowsrc|dynsrc)\s*=\s*["']?\s*(?:https?:|ftp:|//)
-    | url\(\s*["']?\s*(?:https?:|ftp:|//) | @import""")
+# a resource the HTML would load: src=/background=... attributes, CSS url(...) and @import
+RESOURCE_REFS = re.compile(r"""(?ix)
+    (?: \b(?:src|background|poster|lowsrc|dynsrc)\s*=\s*["']?\s* | url\(\s*["']?\s* | @import\s+["']? )
+    ([^"'\s)>]+)""")
 
 
 @dataclass(frozen=True)
@@ -191,9 +193,10 @@ def _body_bytes(part: Message) -> bytes:
     return raw
 
 
-def remote_references(html: str) -> int:
-    """How many remote resources (images, style sheets, frames) the HTML would load."""
-    return len(REMOTE_REFS.findall(html))
+def remote_references(html: str) -> set[str]:
+    """The resources (images, backgrounds, style sheets) the HTML would load from outside the message: anything
+    but its own parts (cid:) and data: URLs — remote servers, and local files too."""
+    return {ref for ref in RESOURCE_REFS.findall(html) if not ref.lower().startswith(("cid:", "data:"))}
 
 
 def size_text(size: int) -> str:

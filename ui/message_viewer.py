@@ -163,10 +163,10 @@ class MessageViewer(QDialog):
                                                     else ""))
             self.html_view.setHtml(parts.html)
             self.html_view.document().size()  # lays the document out: its resources are asked for now
-            blocked = max(len(self.html_view.blocked), remote_references(parts.html))
+            blocked = len(self.html_view.blocked | remote_references(parts.html))
             if blocked:
-                self.remote_notice.setText(f"Remote content was blocked: {blocked} image{'s' * (blocked != 1)} "
-                                           "or other resource(s) from the Internet were not loaded, so the sender "
+                self.remote_notice.setText(f"Remote content was blocked: {blocked} image{'s' * (blocked != 1)} or "
+                                           "other resource(s) outside the message were not loaded, so the sender "
                                            "cannot tell that the message was opened.")
                 self.remote_notice.show()
             self.body_stack.addWidget(self.html_view)

@@ -51,7 +51,7 @@ class PickupRow:
     name: str
     size: int
     status: str  # checking | ready | problem | submitting | in pickup | queued | delivered | returned |
-    #              refused | not submitted | failed
+    #              deleted | refused | not submitted | failed
     detail: str = ""
     sender: str = ""
     recipients: tuple[str, ...] = ()
@@ -63,7 +63,10 @@ STATUS_TEXT = {
     "checking": "Checking…", "ready": "Ready", "problem": "Not a message", "submitting": "Submitting…",
     "in pickup": "In Pickup", "queued": "Queued", "delivered": "Delivered", "returned": "Returned to sender",
     "refused": "Refused (Badmail)", "not submitted": "Not submitted", "failed": "Failed",
+    "deleted": "Deleted from the queue",
 }
+REMOVED_DETAIL = {"returned": "returned to the sender with a non-delivery report",
+                  "deleted": "deleted by the administrator", "delivered": ""}
 STATUS_COLORS = {"problem": "#a4262c", "refused": "#a4262c", "failed": "#a4262c", "not submitted": "#8a6d1c",
                  "queued": "#1f5fae", "delivered": "#2e7d32", "returned": "#8a6d1c"}
 BAD = ("problem", "refused", "failed")
@@ -71,15 +74,17 @@ BAD = ("problem", "refused", "failed")
 
 class PickupResultsModel(KeyedTableModel[PickupRow]):
     columns = (
-        Column("File", lambda r: r.name, width=190),
-        Column("Status", lambda r: STATUS_TEXT.get(r.status, r.status), width=120),
-        Column("Queue ID", lambda r: r.queue_id, width=180),
-        Column("Sender", lambda r: r.sender, width=160),
+        Column("#", lambda r: r.key, sort=lambda r: int(r.key), right=True, width=40),
+        Column("File", lambda r: r.name, width=160),
+        Column("Status", lambda r: STATUS_TEXT.get(r.status, r.status), width=110),
+        Column("Queue ID", lambda r: r.queue_id, width=150),
+        Column("Sender", lambda r: r.sender, width=150),
         Column("Recipients", lambda r: r.recipients[0] + (f" (+{len(r.recipients) - 1})" if len(r.recipients) > 1
-                                                           else "") if r.recipients else "", width=180),
-        Column("Size", lambda r: size_text(r.size), sort=lambda r: r.size, right=True, width=75),
+                                                           else "") if r.recipients else "", width=170),
+        Column("Size", lambda r: size_text(r.size), sort=lambda r: r.size, right=True, width=70),
         Column("Detail", lambda r: r.detail, width=300),
     )
+    STATUS_COLUMN = 2
 
     def key(self, row: PickupRow) -> str:
         return row.key
@@ -88,10 +93,13 @@ class PickupResultsModel(KeyedTableModel[PickupRow]):
         return icon("badmail") if row.status in BAD else icon("message")
 
     def tooltip(self, row: PickupRow) -> str | None:
-        return row.detail or None
+        lines = [row.detail] if row.detail else []
+        if len(row.recipients) > 1:
+            lines += row.recipients
+        return "\n".join(lines) or None
 
     def foreground(self, row: PickupRow, column: int) -> QColor | None:
-        color = STATUS_COLORS.get(row.status) if column == 1 else None
+        color = STATUS_COLORS.get(row.status) if column == self.STATUS_COLUMN else None
         return QColor(color) if color else None
 
     def change(self, key: str, **fields: object) -> None:
@@ -142,7 +150,7 @@ class PreviewDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("pickupPreview")
         self.setWindowTitle("Put into Pickup")
-        self.resize(860, 420)
+        self.resize(900, 420)
         good = sum(row.status == "ready" for row in rows)
         bad = len(rows) - good
         self.model = PickupResultsModel()
@@ -151,7 +159,7 @@ class PreviewDialog(QDialog):
         view.setModel(self.model)
         for column, spec in enumerate(self.model.columns):
             view.setColumnWidth(column, spec.width)
-        view.setColumnHidden(2, True)  # no queue ids yet
+        view.setColumnHidden(3, True)  # no queue ids yet
         self.view = view
         text = f"{good:,} message{'s' * (good != 1)} will be put into the Pickup directory and delivered with " \
                "the envelope shown (from x-sender/x-receiver lines, else from the headers)."
@@ -329,14 +337,22 @@ class PickupDrop(QObject):
                     self._by_queue_id[event.queue_id] = key
                     self.results.change(key, status="queued", queue_id=event.queue_id, detail="")
             elif isinstance(event, MessageDropped) and event.queue_id in self._by_queue_id:
-                self.results.change(self._by_queue_id[event.queue_id], status="delivered",
-                                    detail="delivered to the Drop directory")
+                key = self._by_queue_id[event.queue_id]
+                row = self.results.get(key)
+                if row is None:
+                    continue
+                if len(event.recipients) >= len(row.recipients):
+                    self.results.change(key, status="delivered", detail="delivered to the Drop directory")
+                    self._by_queue_id.pop(event.queue_id, None)
+                else:
+                    self.results.change(key, detail=f"{len(event.recipients)} of {len(row.recipients)} recipients "
+                                        "delivered to Drop; the others are in the queue")
             elif isinstance(event, MessageRemoved) and event.queue_id in self._by_queue_id:
                 key = self._by_queue_id.pop(event.queue_id)
                 row = self.results.get(key)
                 if row is not None and row.status == "queued":
-                    self.results.change(key, status="returned" if event.reason == "returned" else "delivered",
-                                        detail="" if event.reason != "returned" else "NDR sent to the sender")
+                    status = event.reason if event.reason in ("delivered", "returned", "deleted") else "delivered"
+                    self.results.change(key, status=status, detail=REMOVED_DETAIL.get(status, ""))
             elif isinstance(event, MessageBadmailed) and event.source == "pickup" and self._waiting:
                 bad.append(event.name)
         if bad:

@@ -368,6 +368,10 @@ class ManagerWindow(QMainWindow):
 
     def _update_message_actions(self, node: Node, keys: list[str], on_queue: bool, messages: bool) -> None:
         a = self.actions_
+        for action in (a.retry_now, a.freeze, a.thaw, a.bounce_now):
+            action.setVisible(node == Node.QUEUE)
+        a.resend.setVisible(node == Node.BADMAIL)
+        a.open_folder.setVisible(node != Node.QUEUE)
         states: set[str] = set()
         if on_queue and keys:
             if len(keys) > STATES_CHECKED_UP_TO:

@@ -78,8 +78,8 @@ class FolderModel(KeyedTableModel[R]):
 
 class BadmailModel(FolderModel[BadmailItem]):
     columns = (
-        Column("Date", lambda b: date(b.at), sort=lambda b: b.at, width=140),
-        Column("Sender", lambda b: b.sender or "<>", width=170),
+        Column("Date", lambda b: date(b.at), sort=lambda b: b.at, width=160),
+        Column("Sender", lambda b: b.sender or ("" if b.source == "pickup" else "<>"), width=170),
         Column("Recipients", lambda b: addresses(b.recipients), width=180),
         Column("Reason", lambda b: " ".join(b.reason.split()), width=380),
         Column("Source", lambda b: b.source, width=70),
@@ -98,7 +98,7 @@ class BadmailModel(FolderModel[BadmailItem]):
 
 class DropModel(FolderModel[DropItem]):
     columns = (
-        Column("Date", lambda d: date(d.at), sort=lambda d: d.at, width=140),
+        Column("Date", lambda d: date(d.at), sort=lambda d: d.at, width=160),
         Column("Sender", lambda d: d.sender or "<>", width=180),
         Column("Recipients", lambda d: addresses(d.recipients), width=190),
         Column("Subject", lambda d: d.subject, width=260),

@@ -1,0 +1,154 @@
+"""The Queue pane (filter bar, selection kept across resets, chart clicks), the queue shape, the detail dialog's
+models, and the Badmail / Drop / Pickup models — without an engine (the real one is in tests/app)."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt
+from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
+from test_queue_model import NOW, item, loaded
+
+from engine.badmail import BadmailItem
+from engine.config import Config, DomainConfig, ServerConfig
+from engine.events import MessageRemoved
+from engine.mailroot_items import DropItem
+from engine.queue import QueueDetail, RecipientDetail
+from ui.models.folders import BadmailModel, DropModel
+from ui.models.queue import COLUMN
+from ui.models.queue_shape import AGE_BUCKETS, OTHER, bucket_of, bucket_range, queue_shape
+from ui.pickup_drop import PickupResultsModel, PickupRow, PreviewDialog
+from ui.queue_detail import QueueDetailDialog, recipient_status
+from ui.queue_pane import QueuePane
+
+
+def pane_with(qtbot: QtBot, count: int) -> QueuePane:
+    pane = QueuePane(loaded([item(n, attempts=n % 3, state="frozen" if n % 10 == 0 else "queued",
+                                  domain="busy.example" if n % 2 else None) for n in range(count)]))
+    qtbot.addWidget(pane)
+    pane.resize(1000, 600)
+    pane.show()
+    return pane
+
+
+def test_filter_bar_search_state_domain_and_show_all(qtbot: QtBot) -> None:
+    pane = pane_with(qtbot, 200)
+    assert pane.count_label.text() == "200 messages" and not pane.clear_button.isEnabled()
+    pane.search.setText("user42@")
+    qtbot.waitUntil(lambda: pane.model.rowCount() == 1)  # after the typing pause
+    assert pane.count_label.text() == "1 of 200 messages"
+    pane.search.clear()
+    pane.state_box.setCurrentIndex(pane.state_box.findData("frozen"))
+    assert pane.model.rowCount() == 20
+    pane.domain_box.setEditText("busy.example")
+    pane.apply_filter()
+    assert pane.model.rowCount() == 0  # frozen ones are the even numbers, busy.example the odd ones
+    pane.clear_filter()
+    assert pane.model.rowCount() == 200 and pane.state_box.currentIndex() == 0
+    pane._fill_domains()
+    assert pane.domain_box.itemText(0) == "busy.example (100)"
+
+
+def test_selection_survives_a_filter_and_a_bulk_reset(qtbot: QtBot) -> None:
+    pane = pane_with(qtbot, 3000)
+    keep = ["Q00000011", "Q00000013", "Q00000015"]
+    pane.select_keys(keep)
+    assert sorted(pane.selected_keys()) == keep
+    pane.domain_box.setEditText("busy.example")
+    pane.apply_filter()  # a reset
+    assert sorted(pane.selected_keys()) == keep
+    pane.model.apply_events([MessageRemoved(f"Q{n:08d}", "deleted") for n in range(0, 3000, 2)])  # bulk: a reset
+    assert sorted(pane.selected_keys()) == keep
+
+
+def test_sorting_by_a_header_click_and_the_default_order(qtbot: QtBot) -> None:
+    pane = pane_with(qtbot, 50)
+    header = pane.detail.header()
+    assert (header.sortIndicatorSection(), header.sortIndicatorOrder()) == (COLUMN["Age"],
+                                                                            Qt.SortOrder.DescendingOrder)
+    assert pane.model.id_at(0) == "Q00000049"  # the oldest first
+    pane.detail.sortByColumn(COLUMN["Size"], Qt.SortOrder.AscendingOrder)
+    sizes = [pane.model.get(pane.model.id_at(r)).size for r in range(50)]  # type: ignore[union-attr, arg-type]
+    assert sizes == sorted(sizes)
+
+
+def test_chart_shows_the_shape_and_a_click_filters(qtbot: QtBot) -> None:
+    pane = pane_with(qtbot, 120)
+    pane.refresh_chart(force=True)
+    shape = pane.chart.shape
+    assert shape is not None and shape.total == 120 and shape.domains[0] == "busy.example"
+    assert pane.chart.series.count() == len(AGE_BUCKETS)
+    bucket = bucket_of(time.time() - pane.model.get("Q00000001").arrived)  # type: ignore[union-attr]
+    top = len(pane.chart._categories) - 1  # the busiest domain is drawn on top
+    pane.chart.series.barSets()[bucket].clicked.emit(top)
+    assert pane.domain_box.currentText() == "busy.example"
+    assert pane.age_button.isVisible() and AGE_BUCKETS[bucket][1] in pane.age_button.text()
+    assert 0 < pane.model.rowCount() <= 60
+    pane.age_button.click()
+    assert pane.model.rowCount() == 60 and not pane.age_button.isVisible()
+
+
+def test_queue_shape() -> None:
+    now = 100_000.0
+    messages = [(("a.example",), now - 60), (("a.example", "b.example"), now - 7200), (("c.example",), now - 1)]
+    shape = queue_shape(messages, now, top=2)
+    assert shape.domains == ("a.example", "b.example", OTHER) and shape.total == 3
+    assert shape.counts[bucket_of(60)][0] == 1 and shape.counts[bucket_of(7200)][0] == 1
+    assert shape.counts[bucket_of(1)][2] == 1  # c.example folded into the rest
+    assert shape.domain_total(0) == 2
+    assert bucket_range(0) == (0.0, 300.0) and bucket_range(len(AGE_BUCKETS) - 1)[1] == float("inf")
+
+
+def test_detail_dialog_models(qtbot: QtBot, qtmodeltester: ModelTester) -> None:
+    config = Config(server=ServerConfig(), domains=(DomainConfig("example.test", "default"),))
+    deferred = item(3, attempts=2, error="451 4.7.1 Greylisted")
+    detail = QueueDetail(deferred, (
+        RecipientDetail("user3@dom3.example", "pending", "451 4.7.1 Greylisted", "4.7.1", "mx.dom3.example", 2),
+        RecipientDetail("done@dom3.example", "delivered", "", "2.0.0", "mx.dom3.example", 1),
+        RecipientDetail("gone@dom3.example", "failed", "550 5.1.1 No such user", "5.1.1", "mx.dom3.example", 1),
+    ), "=== attempt 1\n10:00:00 <<< 451 4.7.1 Greylisted\n", NOW - 600, False)
+    dialog = QueueDetailDialog(deferred.queue_id, lambda: config)
+    qtbot.addWidget(dialog)
+    dialog.show_detail(detail, now=NOW)
+    qtmodeltester.check(dialog.recipients)
+    qtmodeltester.check(dialog.schedule)
+    assert [recipient_status(r) for r in detail.recipients] == ["Deferred", "Delivered", "Failed"]
+    events = [dialog.schedule.data(dialog.schedule.index(r, 2)) for r in range(dialog.schedule.rowCount())]
+    assert events[0] == "Attempt 3" and events[-1].startswith("Non-delivery report")
+    assert dialog.labels["State"].text() == "Deferred"
+    assert dialog.action_buttons["freeze"].isEnabled() and not dialog.action_buttons["thaw"].isEnabled()
+    dialog.show_gone("delivered")
+    assert not dialog.action_buttons["retry"].isEnabled()
+
+
+def test_folder_models(qtmodeltester: ModelTester) -> None:
+    badmail = BadmailModel()
+    generation = badmail.snapshot_started()
+    badmail.gone(["B1"])  # deleted while the listing was on its way
+    badmail.arrived([BadmailItem("B3", "new", "", (), "pickup", 3.0)])  # arrived meanwhile
+    badmail.apply_snapshot(generation, [BadmailItem("B1", "r", "a@x", ("b@y",), "delivery", 1.0),
+                                        BadmailItem("B2", "r2", "", ("c@y", "d@y"), "pickup", 2.0)])
+    qtmodeltester.check(badmail)
+    assert sorted(row.name for row in badmail.rows()) == ["B2", "B3"]
+    assert badmail.data(badmail.index(badmail.row_of("B2"), 2)) == "c@y (+1)"
+    drop = DropModel()
+    drop.apply_snapshot(drop.snapshot_started(), [DropItem("D1.eml", "a@x", ("b@y",), "Hi", 1234, 5.0)])
+    qtmodeltester.check(drop)
+    assert drop.data(drop.index(0, 4)) == "1,234" and drop.loaded
+
+
+def test_pickup_results_and_preview(qtbot: QtBot, qtmodeltester: ModelTester) -> None:
+    rows = [PickupRow("1", "a.eml", 120, "ready", sender="s@x", recipients=("r@y",)),
+            PickupRow("2", "b.txt", 9, "problem", detail="no From: header")]
+    results = PickupResultsModel()
+    results.sync(rows)
+    qtmodeltester.check(results)
+    results.change("1", status="queued", queue_id="Q1")
+    assert results.data(results.index(0, 2)) == "Queued" and results.data(results.index(0, 3)) == "Q1"
+    dialog = PreviewDialog(rows)
+    qtbot.addWidget(dialog)
+    assert dialog.ok.text() == "Put 1 into Pickup" and dialog.ok.isEnabled()
+    all_bad = PreviewDialog(rows[1:])
+    qtbot.addWidget(all_bad)
+    assert not all_bad.ok.isEnabled()
