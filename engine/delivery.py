@@ -203,16 +203,19 @@ class RemoteDelivery:
         transcript = Transcript()
         jobs: list[Job] = []
         try:
-            for attempt, addresses in batch:
-                content = await asyncio.get_running_loop().run_in_executor(
-                    None, self.store.read_message, attempt.entry)
-                record = attempt.entry.record
-                params = {r.address: (r.notify, r.orcpt) for r in record.recipients
-                          if r.address in addresses and (r.notify or r.orcpt)}
-                jobs.append(Job(attempt.entry.queue_id, self._mail_from(record.sender, config),
-                                list(addresses), content, ret=record.ret, envid=record.envid, rcpt_params=params))
             assert self._global is not None
             async with self._global, self._domain_semaphore(domain):
+                # Read the messages only once a connection slot is ours: a large queue made due at once
+                # must not sit in memory while it waits.
+                for attempt, addresses in batch:
+                    content = await asyncio.get_running_loop().run_in_executor(
+                        None, self.store.read_message, attempt.entry)
+                    record = attempt.entry.record
+                    params = {r.address: (r.notify, r.orcpt) for r in record.recipients
+                              if r.address in addresses and (r.notify or r.orcpt)}
+                    jobs.append(Job(attempt.entry.queue_id, self._mail_from(record.sender, config),
+                                    list(addresses), content, ret=record.ret, envid=record.envid,
+                                    rcpt_params=params))
                 try:
                     targets = await self._targets(domain, config, transcript)
                 except RouteError as error:
@@ -301,10 +304,12 @@ class RemoteDelivery:
         record.attempts += 1
         record.last_attempt = now
         newly_failed = [r for r in record.recipients if r.status == "failed" and not r.reported]
-        await self.store.append_transcript(entry, f"=== attempt {record.attempts} at "
-                                           f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}\n"
-                                           + "".join(attempt.transcripts))
         pending = self._remote_pending(entry)
+        if pending or newly_failed or entry.path.with_suffix(".rtr").exists():
+            # Transcripts are for messages that did not simply go (IIS 4 kept them for failed attempts).
+            await self.store.append_transcript(entry, f"=== attempt {record.attempts} at "
+                                               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}\n"
+                                               + "".join(attempt.transcripts))
         decision = self._decide(entry, now)
         if pending and decision.expired:
             for rcpt in pending:

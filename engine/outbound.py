@@ -98,6 +98,10 @@ def enhanced_of(code: int, message: str) -> str:
     return {2: "2.0.0", 4: "4.0.0", 5: "5.0.0"}.get(code // 100, "4.0.0")
 
 
+def _has_8bit(content: bytes) -> bool:
+    return not content.isascii()
+
+
 def _reply(code: int, message: str) -> str:
     return f"{code} {' '.join(str(message).split())}"
 
@@ -211,6 +215,8 @@ async def _send_job(client: aiosmtplib.SMTP, target: Target, job: Job, settings:
         options.append("SMTPUTF8")
     if client.supports_extension("size"):
         options.append(f"SIZE={len(job.content)}")
+    if client.supports_extension("8bitmime") and _has_8bit(job.content):
+        options.append("BODY=8BITMIME")
     job.dsn_passed = client.supports_extension("dsn")
     if job.dsn_passed:
         options += [f"RET={job.ret}"] if job.ret else []

@@ -264,10 +264,13 @@ class QueueStore:
         await self.committer.run(self.mailroot.write_atomic, path, entry.record.to_bytes())
 
     async def remove(self, entry: QueueEntry, reason: str) -> None:
-        """Forget an entry whose recipients are all final; its files go last."""
+        """Forget an entry whose recipients are all final; its files go last.
+
+        The removal is not fsynced (as Postfix): after a crash a finished message may reappear and be sent
+        once more — at least once, never lost — while every delivery saves a directory fsync.
+        """
         self.entries.pop(entry.queue_id, None)
         await self.committer.run(_unlink_entry, entry.path)
-        await self.committer.sync_directory(entry.path.parent)
         self.bus.publish(MessageRemoved(entry.queue_id, reason))
 
     # -- operations -----------------------------------------------------------------------------
@@ -291,19 +294,21 @@ class QueueStore:
         """Remove a message without notifying anyone (the administrator's Delete)."""
         await self.remove(self.require(queue_id), "deleted")
 
-    async def schedule_now(self, queue_ids: list[str]) -> int:
-        """Make these messages due at once (Retry Now); returns how many were not frozen."""
-        count = 0
-        for queue_id in queue_ids:
-            entry = self.entries.get(queue_id)
-            if entry is not None and not entry.record.frozen:
-                entry.record.next_attempt = 0.0
-                if not entry.active:
-                    await self.save_state(entry)  # also holds when no engine runs (command line, offline)
-                self.on_added(queue_id)
-                count += 1
-                self.bus.publish(QueueChanged(queue_id, "retry scheduled"))
-        return count
+    async def schedule_now(self, queue_ids: list[str], *, persist: bool) -> int:
+        """Make these messages due at once (Retry Now); returns how many were not frozen.
+
+        A running engine acts on it at once, in memory (a crash before then only means the old schedule);
+        ``persist`` saves it for an engine that is not running (the command line, offline).
+        """
+        due = [self.entries[q] for q in queue_ids if q in self.entries and not self.entries[q].record.frozen]
+        for entry in due:
+            entry.record.next_attempt = 0.0
+        if persist:
+            await asyncio.gather(*(self.save_state(e) for e in due if not e.active))
+        for entry in due:
+            self.on_added(entry.queue_id)
+            self.bus.publish(QueueChanged(entry.queue_id, "retry scheduled"))
+        return len(due)
 
     def detail(self, queue_id: str) -> QueueDetail:
         entry = self.require(queue_id)

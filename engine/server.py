@@ -375,7 +375,7 @@ class VirtualServer:
                                                   for r in e.pending())]
         if domain is not None and self._delivery is not None:
             self._delivery.etrn_released[domain.lower()] = self.clock()
-        return await store.schedule_now(queue_ids)
+        return await store.schedule_now(queue_ids, persist=self._state == "stopped")
 
     async def _etrn(self, domain: str) -> int | None:
         """ETRN from a client: only for remote domains marked "queue for remote triggered delivery"."""
