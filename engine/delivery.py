@@ -32,6 +32,7 @@ from engine.mailroot import Mailroot
 from engine.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Transcript, deliver
 from engine.queue import QueueEntry, QueueStore
 from engine.resolver import Resolver, RouteError, Target, resolve_route, route_for
+from engine.tls import outbound_verification
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +260,14 @@ class RemoteDelivery:
 
     def _settings(self, config: Config, domain: DomainConfig | None) -> Settings:
         server = config.server
+        tls_required = server.outbound_tls or bool(domain and domain.tls_required)
+        verify, context = outbound_verification(tls_required, server.outbound_tls_verify, server.outbound_tls_ca_file)
         return Settings(
             fqdn=config.fqdn,
             use_helo=bool(domain and domain.use_helo),
-            tls_required=server.outbound_tls or bool(domain and domain.tls_required),
-            verify_tls=False,
+            tls_required=tls_required,
+            verify_tls=verify,
+            tls_context=context,
             username=server.outbound_user,
             password=server.outbound_password,
             timeout=float(server.outbound_timeout),

@@ -43,7 +43,9 @@ from engine.mailroot import Mailroot
 from engine.queue import QueueDetail, QueueItem, QueueStore
 from engine.replies import reply
 from engine.resolver import Resolver
+from engine.security import Security
 from engine.sessions import SessionInfo, SessionRegistry
+from engine.users import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class VirtualServer:
         self._pickup: object | None = None
         self._paused = False
         self._control: ControlServer | None = None
+        self.security = Security()  # TLS contexts, the users file, the AUTH limiter: shared by all sessions
         self.bus.subscribe(self._count_event)
 
     # -- state ----------------------------------------------------------------------------------
@@ -204,7 +207,7 @@ class VirtualServer:
         assert self._intake is not None
         loop = asyncio.get_running_loop()
         services = InboundServices(self.config, self._intake, self.sessions, self.counters, self.bus,
-                                   lambda: self._paused, self._etrn)
+                                   lambda: self._paused, self._etrn, security=self.security)
         factory = make_protocol_factory(services, loop)
         tls_factory = make_protocol_factory(services, loop, implicit_tls=True)
         wanted = [*self._config.server.listen, *(f"tls:{a}" for a in self._config.server.tls_listen)]  # SMTPS
@@ -270,6 +273,7 @@ class VirtualServer:
         if self._committer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._committer.close)
             self._committer = None
+        self.security.close()
         self._lock.release()
 
     async def pause(self) -> None:
@@ -313,6 +317,34 @@ class VirtualServer:
 
     def domains(self) -> tuple[DomainConfig, ...]:
         return self._config.effective_domains
+
+    # -- security -------------------------------------------------------------------------------
+
+    def _users(self) -> UserStore:
+        store = self.security.users(self._config)
+        if store is None:
+            raise StateError("no users file is configured (users_file); `smtpsvc user add` creates one")
+        return store
+
+    async def list_users(self) -> list[str]:
+        return await asyncio.to_thread(self._users().names)
+
+    async def add_user(self, name: str, password: str) -> None:
+        await asyncio.to_thread(self._users().add, name, password)
+
+    async def set_user_password(self, name: str, password: str) -> None:
+        await asyncio.to_thread(self._users().set_password, name, password)
+
+    async def delete_user(self, name: str) -> None:
+        await asyncio.to_thread(self._users().delete, name)
+
+    async def unlock_peer(self, address: str) -> None:
+        """Lift an authentication lock-out of a client address now."""
+        self.security.limiter.unlock(address)
+
+    async def reload_certificate(self) -> None:
+        """Read the certificate and key again at the next connection (they are also reloaded when changed)."""
+        self.security.tls.forget()
 
     async def add_domain(self, domain: DomainConfig) -> None:
         await self.apply_config(domain_ops.add_domain(self._config, domain))

@@ -362,3 +362,29 @@ def test_limiter_counts_per_address_and_forgets() -> None:
     assert limiter.failed("2001:db8::1", threshold=3, period=60, base_delay=0).failures == 1  # old ones forgotten
     assert limiter.failed("192.0.2.1", threshold=0, period=60, base_delay=0.5).delay == 0.5  # 0 = never locked
     assert limiter.locked_for("192.0.2.1") == 0
+
+
+async def test_facade_manages_users_and_lockouts(tmp_path, config_factory) -> None:
+    from engine.errors import StateError
+    from engine_support import start_server
+
+    run = await start_server(config_factory())
+    try:
+        with pytest.raises(StateError, match="no users file"):
+            await run.server.list_users()
+    finally:
+        await run.server.stop()
+    users = tmp_path / "users"
+    config = config_factory(users_file=str(users))
+    run = await start_server(config)
+    try:
+        await run.server.add_user("alice", "correct horse")
+        await run.server.add_user("bob", "battery staple")
+        await run.server.set_user_password("bob", "new one")
+        await run.server.delete_user("alice")
+        assert await run.server.list_users() == ["bob"]
+        assert run.server.security.users(config).check("bob", "new one")  # type: ignore[union-attr]
+        await run.server.unlock_peer("192.0.2.1")  # nothing locked: no error
+        await run.server.reload_certificate()
+    finally:
+        await run.server.stop()
