@@ -187,7 +187,7 @@ async def test_files_present_at_start(
     (mailroot.pickup / "old.eml").write_bytes(mail("old"))
     os.utime(mailroot.pickup / "old.eml", (1e9, 1e9))
     (mailroot.pickup / "fresh.eml").write_bytes(mail("fresh"))
-    service = await start(use_inotify=mode == "inotify")
+    service = await start(use_inotify=mode == "inotify", concurrency=1)  # one at a time: the order shows
     await eventually(lambda: sorted(submitter.subjects()) == ["fresh", "old"])
     assert submitter.subjects()[0] == "old"  # oldest first
     assert service.files_retrieved == 2

@@ -365,8 +365,9 @@ def test_limiter_counts_per_address_and_forgets() -> None:
 
 
 async def test_facade_manages_users_and_lockouts(tmp_path, config_factory) -> None:
-    from engine.errors import StateError
     from engine_support import start_server
+
+    from engine.errors import StateError
 
     run = await start_server(config_factory())
     try:
