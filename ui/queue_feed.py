@@ -7,6 +7,7 @@ bookkeeping of snapshots on their way must not leak).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -14,7 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from engine.errors import StateError
 from engine.events import Event, MessageQueued
 from ui.facade import EngineFacade
-from ui.models.queue import QueueModel
+from ui.models.queue import QueueModel, Row, prepare_rows
 from ui.tasks import TaskRunner
 
 FIRST_PAGE = 300  # rows of the first paint
@@ -23,6 +24,7 @@ REFETCH_BATCH = 500  # messages per queue_items call
 RELOAD_OVER = 5000  # more messages to refetch than this: reload the whole queue instead
 SUBJECT_BATCH = 2000  # subjects per call
 REFETCH_DELAY_MS = 150  # events are coalesced this long before asking the engine
+PREPARE_CHUNK = 5000  # rows made per event-loop turn while loading
 
 
 class QueueFeed(QObject):
@@ -93,7 +95,11 @@ class QueueFeed(QObject):
             except BaseException:
                 model.snapshot_failed(generation)
                 raise
-            newer |= model.apply_snapshot(generation, page.items, complete=True)
+            rows: dict[str, Row] = {}
+            for start in range(0, len(page.items), PREPARE_CHUNK):  # the window stays responsive meanwhile
+                rows.update(prepare_rows(page.items[start:start + PREPARE_CHUNK]))
+                await asyncio.sleep(0)
+            newer |= model.apply_snapshot(generation, page.items, complete=True, rows=rows)
             self.want_subjects(item.queue_id for item in page.items)
         self.refetch(newer)
 
@@ -149,22 +155,24 @@ class QueueFeed(QObject):
     async def _run_subjects(self) -> None:
         try:
             while self._subjects and self.model.live:
-                batch: list[str] = []
-                while self._subjects and len(batch) < SUBJECT_BATCH:
-                    queue_id = next(iter(self._subjects))
-                    del self._subjects[queue_id]
-                    if self.model.subject_of(queue_id) == "":
-                        batch.append(queue_id)
-                if batch:
+                wanted = [queue_id for queue_id in self._subjects if self.model.subject_of(queue_id) == ""]
+                self._subjects.clear()  # (taking them one by one from the front of a dict is quadratic)
+                for start in range(0, len(wanted), SUBJECT_BATCH):
                     try:
-                        subjects = await self.engine.queue_subjects(batch)
+                        subjects = await self.engine.queue_subjects(wanted[start:start + SUBJECT_BATCH])
                     except StateError:
+                        return
+                    if self._gone():
                         return
                     self.model.set_subjects(subjects)
         finally:
             self._busy_subjects = False
-            if self._subjects and not self._timer.isActive():
+            if self._subjects and not self._timer.isActive() and not self.closed:
                 self._timer.start()
+
+    def _gone(self) -> bool:
+        """The model was cleared (the engine stopped) or the window closed while we waited."""
+        return self.closed or not self.model.live
 
     def close(self) -> None:
         """The window closes: nothing more is asked of the engine."""

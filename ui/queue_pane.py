@@ -24,12 +24,14 @@ from PySide6.QtWidgets import (
 
 from ui.icons import icon
 from ui.models.queue import STATE_LABELS, STATES, QueueFilter, QueueModel
-from ui.models.queue_shape import AGE_BUCKETS, bucket_range, queue_shape
+from ui.models.queue_shape import AGE_BUCKETS, ShapeCounter, bucket_range
 from ui.queue_chart import QueueChart
-from ui.views import ItemView
+from ui.views import ItemTable
 
 SEARCH_DELAY_MS = 250  # typing pauses this long before the list is filtered
-CHART_REFRESH_MS = 3000
+CHART_REFRESH_MS = 3000  # a changed queue redraws the chart at most this often
+CHART_MAX_AGE_S = 60.0  # ... and an unchanged one this often (ages move on)
+CHART_CHUNK = 12_000  # messages counted per event-loop turn
 KEEP_SELECTION_UP_TO = 20_000  # a larger selection is not restored after a reset (it would cost more than it helps)
 
 
@@ -47,7 +49,7 @@ class QueuePane(QWidget):
         self._saved: list[str] = []
         self._saved_current: str | None = None
         self.filter_bar = self._filter_bar()
-        self.detail = ItemView()
+        self.detail = ItemTable()
         self.detail.setObjectName("queueList")
         self.detail.setModel(model)
         column, order = model.sort_column, (Qt.SortOrder.DescendingOrder if model.descending
@@ -93,10 +95,16 @@ class QueuePane(QWidget):
         self._chart_timer.setInterval(CHART_REFRESH_MS)
         self._chart_timer.timeout.connect(self.refresh_chart)
         self._chart_dirty = True
+        self._chart_at = 0.0
+        self._counting: tuple[ShapeCounter, list[object], int] | None = None
+        self._count_step = QTimer(self)
+        self._count_step.setInterval(0)
+        self._count_step.timeout.connect(self._count_some)
+        self.domain_counts: list[tuple[str, int]] | None = None
+        # what moves the shape: messages coming and going (not ticks or subjects: dataChanged is ignored)
         model.rowsInserted.connect(self._chart_changed)
         model.rowsRemoved.connect(self._chart_changed)
         model.modelReset.connect(self._chart_changed)
-        model.dataChanged.connect(self._chart_changed)
         find = QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self)
         find.activated.connect(self.focus_search)
         self.update_counts()
@@ -269,13 +277,15 @@ class QueuePane(QWidget):
 
     def _fill_domains(self) -> None:
         """The domain list: the queue's target domains, busiest first, with their message counts."""
-        shape = queue_shape(((row.domains, row.item.arrived) for row in self.model.rows()), time.time(), top=200)
+        if self.domain_counts is None:
+            counter = ShapeCounter(time.time())
+            counter.add((row.domains, row.arrived) for row in self.model.rows())
+            self.domain_counts = counter.domains()
         text = self.domain_box.currentText()
         self.domain_box.blockSignals(True)
         self.domain_box.clear()
-        for number, domain in enumerate(shape.domains):
-            if not domain.startswith("("):
-                self.domain_box.addItem(f"{domain} ({shape.domain_total(number):,})", domain)
+        for domain, count in self.domain_counts[:500]:
+            self.domain_box.addItem(f"{domain} ({count:,})", domain)
         self.domain_box.setEditText(text)
         self.domain_box.blockSignals(False)
 
@@ -308,11 +318,39 @@ class QueuePane(QWidget):
         self._chart_dirty = True
 
     def refresh_chart(self, force: bool = False) -> None:
-        if not (self.chart.isVisible() or force) or not (self._chart_dirty or force):
+        """Recount the queue shape (a chunk per event-loop turn) if it changed or aged; ``force``: at once."""
+        if force:
+            counter = ShapeCounter(time.time())
+            counter.add((row.domains, row.arrived) for row in self.model.rows())
+            self._counting = None
+            self._count_step.stop()
+            self._show_counted(counter)
+            return
+        stale = time.monotonic() - self._chart_at > CHART_MAX_AGE_S
+        if not self.chart.isVisible() or self._counting is not None or not (self._chart_dirty or stale):
             return
         self._chart_dirty = False
-        rows = self.model.rows()
-        self.chart.show_shape(queue_shape(((row.domains, row.item.arrived) for row in rows), time.time()))
+        self._counting = (ShapeCounter(time.time()), list(self.model.rows()), 0)
+        self._count_step.start()
+
+    def _count_some(self) -> None:
+        if self._counting is None:
+            self._count_step.stop()
+            return
+        counter, rows, start = self._counting
+        chunk = rows[start:start + CHART_CHUNK]
+        counter.add((row.domains, row.arrived) for row in chunk)  # type: ignore[attr-defined]
+        if start + CHART_CHUNK < len(rows):
+            self._counting = (counter, rows, start + CHART_CHUNK)
+            return
+        self._counting = None
+        self._count_step.stop()
+        self._show_counted(counter)
+
+    def _show_counted(self, counter: ShapeCounter) -> None:
+        self._chart_at = time.monotonic()
+        self.domain_counts = counter.domains()
+        self.chart.show_shape(counter.shape())
 
     def showEvent(self, event: object) -> None:
         self._chart_timer.start()

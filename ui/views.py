@@ -1,11 +1,13 @@
-"""The detail list view of the result panes: a QTreeView whose drags carry the selected items out as .eml files."""
+"""The detail list views of the result panes, whose drags carry the selected items out as .eml files: a
+QTreeView (MMC's list look), and a QTableView that looks the same for lists of 100,000 rows (a QTreeView lays
+out every row of a flat model after each reset, asking the model about each; a table does not)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractItemView, QTreeView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QTreeView, QWidget
 
 DragStarter = Callable[[], None]
 
@@ -22,6 +24,47 @@ class ItemView(QTreeView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+
+    def enable_drag_out(self, starter: DragStarter) -> None:
+        self.start_drag = starter
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+
+    def startDrag(self, supportedActions: Qt.DropAction) -> None:
+        if self.start_drag is not None:
+            self.start_drag()
+        else:
+            super().startDrag(supportedActions)
+
+
+class ItemTable(QTableView):
+    """A QTableView dressed as the QTreeView list above (no grid, no row numbers, whole rows selected)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.start_drag: DragStarter | None = None
+        self.setShowGrid(False)
+        self.setWordWrap(False)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setTabKeyNavigation(False)
+        self.setCornerButtonEnabled(False)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        rows = self.verticalHeader()
+        rows.hide()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 4)
+        header = self.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header.setStretchLastSection(True)
+        header.setSectionsMovable(True)
+
+    def header(self) -> QHeaderView:
+        """As QTreeView's: the column header."""
+        return self.horizontalHeader()
 
     def enable_drag_out(self, starter: DragStarter) -> None:
         self.start_drag = starter

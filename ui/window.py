@@ -30,7 +30,7 @@ from ui.queue_ops import QueueOperations
 from ui.queue_pane import QueuePane
 from ui.result_pane import FramedPane, ResultPane
 from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SERVER_CHILDREN, Node, ScopeTree
-from ui.views import ItemView
+from ui.views import ItemTable, ItemView
 
 ExportRows = Callable[[str, list[str], list[list[str]]], None]
 Pane = ResultPane | QueuePane | FramedPane
@@ -191,7 +191,7 @@ class ManagerWindow(QMainWindow):
     def node(self) -> Node:
         return self.tree.node()
 
-    def _drag_out(self, view: ItemView) -> None:
+    def _drag_out(self, view: ItemView | ItemTable) -> None:
         view.enable_drag_out(lambda: self.mail_ops.start_drag(view, self.message_refs()))
 
     @property

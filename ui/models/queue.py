@@ -16,8 +16,9 @@ Invariants:
 from __future__ import annotations
 
 import bisect
+import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,7 +41,7 @@ STATE_ORDER = {state: number for number, state in enumerate(STATES)}
 STATE_COLORS = {"deferred": QColor("#a4262c"), "frozen": QColor("#1f5fae"), "active": QColor("#2e7d32")}
 
 
-def display_state(item: QueueItem) -> str:
+def display_state(item: QueueItem | Row) -> str:
     """The engine's queued / active / frozen, with "deferred" for a queued message that has failed before."""
     if item.state in ("frozen", "active"):
         return item.state
@@ -59,7 +60,7 @@ def span(seconds: float) -> str:
     return f"{seconds // 86400} d {seconds // 3600 % 24} h"
 
 
-def countdown(item: QueueItem, now: float) -> str:
+def countdown(item: QueueItem | Row, now: float) -> str:
     """The Next Retry column: a live countdown, or why there is none."""
     state = display_state(item)
     if state == "frozen":
@@ -78,7 +79,7 @@ def countdown(item: QueueItem, now: float) -> str:
     return f"in {span(left)}"
 
 
-def recipients_text(item: QueueItem) -> str:
+def recipients_text(item: QueueItem | Row) -> str:
     shown = item.pending or item.recipients
     if not shown:
         return ""
@@ -86,40 +87,61 @@ def recipients_text(item: QueueItem) -> str:
     return shown[0] + (f" (+{more})" if more else "")
 
 
-def target_domains(item: QueueItem) -> tuple[str, ...]:
+def target_domains(item: QueueItem | Row) -> tuple[str, ...]:
+    """The domains of the recipients still pending (all of them once none is), each string shared (interned):
+    100,000 messages go to a few hundred domains."""
     addresses = item.pending or item.recipients
     if len(addresses) == 1:
-        return (domain_of(addresses[0]),)
-    return tuple(dict.fromkeys(domain_of(address) for address in addresses))
+        return (sys.intern(domain_of(addresses[0])),)
+    return tuple(dict.fromkeys(sys.intern(domain_of(address)) for address in addresses))
 
 
 class Row:
-    """One message, and what the model derives from it (its target domains and search text only when asked)."""
+    """One message as the model keeps it: the item's fields in slots (a third of a QueueItem's memory; 100,000
+    of them are held), its display state, and — only when asked — its target domains and search text."""
 
-    __slots__ = ("_domains", "_haystack", "item", "state", "subject")
+    __slots__ = ("_domains", "arrived", "attempts", "engine_state", "last_error", "next_attempt",
+                 "pending", "queue_id", "recipients", "sender", "size", "source", "state", "subject")
 
     def __init__(self, item: QueueItem, subject: str = "") -> None:
-        self.item = item
+        self.queue_id = item.queue_id
+        self.sender = item.sender
+        self.recipients = item.recipients
+        self.pending = item.recipients if item.pending == item.recipients else item.pending  # one tuple, shared
+        self.size = item.size
+        self.arrived = item.arrived
+        self.attempts = item.attempts
+        self.next_attempt = item.next_attempt
+        self.engine_state = item.state
+        self.last_error = item.last_error
+        self.source = item.source
         self.subject = subject
-        state = item.state
-        self.state = state if state in ("frozen", "active") else "deferred" if item.attempts > 0 else "queued"
+        self.state = display_state(item)
         self._domains: tuple[str, ...] | None = None
-        self._haystack: str | None = None
+
+    @property
+    def item(self) -> QueueItem:
+        return QueueItem(self.queue_id, self.sender, self.recipients, self.pending, self.size, self.arrived,
+                         self.attempts, self.next_attempt, self.engine_state, self.last_error, self.source)
+
+    def same(self, item: QueueItem) -> bool:
+        return (self.attempts == item.attempts and self.next_attempt == item.next_attempt
+                and self.engine_state == item.state and self.last_error == item.last_error
+                and self.pending == item.pending and self.recipients == item.recipients
+                and self.sender == item.sender and self.size == item.size and self.arrived == item.arrived
+                and self.source == item.source)
 
     @property
     def domains(self) -> tuple[str, ...]:
         if self._domains is None:
-            self._domains = target_domains(self.item)
+            self._domains = target_domains(self)
         return self._domains
 
     @property
     def haystack(self) -> str:
-        """What the search looks in: id, sender, recipients, last error and subject, case-folded."""
-        if self._haystack is None:
-            item = self.item
-            self._haystack = "\n".join((item.queue_id, item.sender, *item.recipients, item.last_error,
-                                        self.subject)).casefold()
-        return self._haystack
+        """What the search looks in: id, sender, recipients, last error and subject, case-folded (made for each
+        search, not kept: 100,000 of them would cost 15 MB)."""
+        return "\n".join((self.queue_id, self.sender, *self.recipients, self.last_error, self.subject)).casefold()
 
 
 @dataclass(frozen=True)
@@ -134,30 +156,35 @@ class QueueColumn:
 
 
 COLUMNS: tuple[QueueColumn, ...] = (
-    QueueColumn("Sender", lambda r, now: r.item.sender or "<>", lambda r: r.item.sender.casefold(),
+    QueueColumn("Sender", lambda r, now: r.sender or "<>", lambda r: r.sender.casefold(),
                 engine_sort="sender", width=165),
-    QueueColumn("Recipients", lambda r, now: recipients_text(r.item),
-                lambda r: (recipients_text(r.item).casefold(), len(r.item.recipients)), width=200),
+    QueueColumn("Recipients", lambda r, now: recipients_text(r),
+                lambda r: (recipients_text(r).casefold(), len(r.recipients)), width=200),
     QueueColumn("Subject", lambda r, now: r.subject, lambda r: r.subject.casefold(), width=165),
-    QueueColumn("Size", lambda r, now: f"{r.item.size:,}", lambda r: r.item.size, engine_sort="size",
+    QueueColumn("Size", lambda r, now: f"{r.size:,}", lambda r: r.size, engine_sort="size",
                 right=True, width=60),
-    QueueColumn("Age", lambda r, now: span(now - r.item.arrived), lambda r: -r.item.arrived,
+    QueueColumn("Age", lambda r, now: span(now - r.arrived), lambda r: -r.arrived,
                 engine_sort="age", engine_descending=True, right=True, width=80),
-    QueueColumn("Attempts", lambda r, now: str(r.item.attempts), lambda r: r.item.attempts,
+    QueueColumn("Attempts", lambda r, now: str(r.attempts), lambda r: r.attempts,
                 engine_sort="attempts", right=True, width=62),
-    QueueColumn("Next Retry", lambda r, now: countdown(r.item, now),
-                lambda r: (r.state == "frozen", 0.0 if r.state == "active" else r.item.next_attempt),
+    QueueColumn("Next Retry", lambda r, now: countdown(r, now),
+                lambda r: (r.state == "frozen", 0.0 if r.state == "active" else r.next_attempt),
                 right=True, width=95),
     QueueColumn("State", lambda r, now: STATE_LABELS[r.state], lambda r: STATE_ORDER[r.state], width=70),
-    QueueColumn("Last Error", lambda r, now: " ".join(r.item.last_error.split()),
-                lambda r: r.item.last_error.casefold(), width=280),
+    QueueColumn("Last Error", lambda r, now: " ".join(r.last_error.split()),
+                lambda r: r.last_error.casefold(), width=280),
     QueueColumn("Target Domains", lambda r, now: ", ".join(r.domains), lambda r: r.domains, engine_sort="domain",
                 width=150),
-    QueueColumn("Queue ID", lambda r, now: r.item.queue_id, lambda r: r.item.queue_id, width=200),
+    QueueColumn("Queue ID", lambda r, now: r.queue_id, lambda r: r.queue_id, width=200),
 )
 COLUMN = {column.title: number for number, column in enumerate(COLUMNS)}
 TICKING = (COLUMN["Age"], COLUMN["Next Retry"])
 SUBJECT_COLUMN = COLUMN["Subject"]
+
+
+def prepare_rows(items: Iterable[QueueItem]) -> dict[str, Row]:
+    """Rows for ``apply_snapshot(rows=...)``: made beforehand (in chunks, between event-loop turns)."""
+    return {item.queue_id: Row(item) for item in items}
 
 
 @dataclass(frozen=True)
@@ -185,7 +212,7 @@ class QueueFilter:
                 return False
             if domain and domain not in row.domains:
                 return False
-            return not (age and not age[0] <= now - row.item.arrived < age[1])
+            return not (age and not age[0] <= now - row.arrived < age[1])
 
         return matches
 
@@ -209,6 +236,7 @@ class QueueModel(QAbstractTableModel):
         self._removed: dict[str, None] = {}  # tombstones while a snapshot is on its way
         self._event_generation: dict[str, int] = {}  # id → generation when an event last wrote its row
         self._now = clock()
+        self._prepared: Mapping[str, Row] = {}
 
     # -- Qt model --------------------------------------------------------------------------------
 
@@ -239,7 +267,7 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return column.text(row, self._now)
         if role == KEY_ROLE:
-            return row.item.queue_id
+            return row.queue_id
         if role == Qt.ItemDataRole.DecorationRole and index.column() == 0:
             return self.icon(row)
         if role == Qt.ItemDataRole.TextAlignmentRole and column.right:
@@ -257,7 +285,7 @@ class QueueModel(QAbstractTableModel):
         return message_icon(row.state)
 
     def tooltip(self, row: Row, column: int) -> str | None:
-        item = row.item
+        item = row
         if column == COLUMN["Recipients"]:
             pending = set(item.pending)
             return "\n".join(f"{address}{'' if address in pending else '  (done)'}" for address in item.recipients)
@@ -364,10 +392,13 @@ class QueueModel(QAbstractTableModel):
     def snapshot_failed(self, generation: int) -> None:
         self._snapshot_done()
 
-    def apply_snapshot(self, generation: int, items: Sequence[QueueItem], *, complete: bool) -> set[str]:
-        """Merge a snapshot asked for at ``generation``; ``complete``: it lists the whole queue.
+    def apply_snapshot(self, generation: int, items: Sequence[QueueItem], *, complete: bool,
+                       rows: Mapping[str, Row] | None = None) -> set[str]:
+        """Merge a snapshot asked for at ``generation``; ``complete``: it lists the whole queue; ``rows``: Row
+        objects already made from (some of) these items (``prepare_rows``), so that this call stays short.
 
         Returns the ids an event changed while the snapshot was on its way: ask for them again."""
+        self._prepared = rows or {}
         newer: set[str] = set()
         final: dict[str, QueueItem | None] = {}
         for item in items:
@@ -378,14 +409,17 @@ class QueueModel(QAbstractTableModel):
                 newer.add(queue_id)
                 continue
             row = self._rows.get(queue_id)
-            if row is None or row.item != item:
+            if row is None or not row.same(item):
                 final[queue_id] = item
         if complete:
             seen = {item.queue_id for item in items}
             for queue_id in self._rows:
                 if queue_id not in seen and self._event_generation.get(queue_id, 0) < generation:
                     final[queue_id] = None
-        self._apply(final)
+        try:
+            self._apply(final)
+        finally:
+            self._prepared = {}
         self._snapshot_done()
         return newer
 
@@ -461,14 +495,22 @@ class QueueModel(QAbstractTableModel):
             del self._removed[next(iter(self._removed))]
 
     def set_subjects(self, subjects: dict[str, str]) -> None:
-        """Subjects read for these messages (the search looks in them too); one dataChanged for the column."""
+        """Subjects read for these messages (the search looks in them too): one dataChanged for the column, or,
+        when the subject decides order or membership (sorted by it, a text filter), the view is rebuilt."""
         changed = False
         for queue_id, subject in subjects.items():
             row = self._rows.get(queue_id)
             if row is not None and row.subject != subject:
-                self._rows[queue_id] = Row(row.item, subject)
+                if not changed and (self._filter.text or self._sort_column == SUBJECT_COLUMN):
+                    self.beginResetModel()
                 changed = True
-        if changed and self._view:
+                row.subject = subject
+        if not changed:
+            return
+        if self._filter.text or self._sort_column == SUBJECT_COLUMN:
+            self._rebuild_view()
+            self.endResetModel()
+        elif self._view:
             self.dataChanged.emit(self.index(0, SUBJECT_COLUMN), self.index(len(self._view) - 1, SUBJECT_COLUMN),
                                   [Qt.ItemDataRole.DisplayRole])
 
@@ -525,7 +567,7 @@ class QueueModel(QAbstractTableModel):
                  if not (item is None and queue_id not in self._rows)}
         if not final:
             return
-        if len(final) > BULK:
+        if len(final) > BULK or not self._rows:  # (a first load: one reset, not a signal per row)
             self.beginResetModel()
             for queue_id, item in final.items():
                 self._store(queue_id, item)
@@ -583,7 +625,12 @@ class QueueModel(QAbstractTableModel):
             self._rows.pop(queue_id, None)
             return
         old = self._rows.get(queue_id)
-        self._rows[queue_id] = row or Row(item, old.subject if old is not None else "")
+        subject = old.subject if old is not None else ""
+        if row is None:
+            row = self._prepared.get(queue_id)
+            if row is not None and row.subject != subject:
+                row.subject = subject
+        self._rows[queue_id] = row or Row(item, subject)
 
     def _remove_position(self, position: int) -> None:
         view_row = self._row_of(position, len(self._view))

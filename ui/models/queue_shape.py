@@ -37,25 +37,43 @@ class Shape:
         return sum(row[index] for row in self.counts)
 
 
-def queue_shape(messages: Iterable[tuple[tuple[str, ...], float]], now: float, top: int = 10) -> Shape:
-    """``messages``: (target domains, arrived) per message; a message counts once for each of its domains.
+class ShapeCounter:
+    """Counts messages by domain and age bucket a chunk at a time (100,000 messages need not stall a window)."""
 
-    The ``top`` domains with the most messages get a bar each (ties by name); the rest share one bar."""
-    cells: Counter[tuple[str, int]] = Counter()
-    per_domain: Counter[str] = Counter()
-    total = 0
-    for domains, arrived in messages:
-        total += 1
-        bucket = bucket_of(now - arrived)
-        for domain in domains:
-            cells[domain, bucket] += 1
-            per_domain[domain] += 1
-    ranked = sorted(per_domain, key=lambda d: (-per_domain[d], d))
-    shown = ranked[:top]
-    folded = ranked[top:]
-    columns = [*shown, OTHER] if folded else shown
-    index = {domain: number for number, domain in enumerate(shown)}
-    counts = [[0] * len(columns) for _ in AGE_BUCKETS]
-    for (domain, bucket), count in cells.items():
-        counts[bucket][index.get(domain, len(shown))] += count
-    return Shape(tuple(columns), tuple(tuple(row) for row in counts), total)
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.cells: Counter[tuple[str, int]] = Counter()
+        self.per_domain: Counter[str] = Counter()
+        self.total = 0
+
+    def add(self, messages: Iterable[tuple[tuple[str, ...], float]]) -> None:
+        cells, per_domain, now, bounds = self.cells, self.per_domain, self.now, _BOUNDS
+        for domains, arrived in messages:
+            self.total += 1
+            bucket = max(0, bisect.bisect_right(bounds, now - arrived) - 1)
+            for domain in domains:
+                cells[domain, bucket] += 1
+                per_domain[domain] += 1
+
+    def shape(self, top: int = 10) -> Shape:
+        """The ``top`` domains with the most messages get a bar each (ties by name); the rest share one bar."""
+        per_domain = self.per_domain
+        ranked = sorted(per_domain, key=lambda d: (-per_domain[d], d))
+        shown = ranked[:top]
+        columns = [*shown, OTHER] if len(ranked) > top else shown
+        index = {domain: number for number, domain in enumerate(shown)}
+        counts = [[0] * len(columns) for _ in AGE_BUCKETS]
+        for (domain, bucket), count in self.cells.items():
+            counts[bucket][index.get(domain, len(shown))] += count
+        return Shape(tuple(columns), tuple(tuple(row) for row in counts), self.total)
+
+    def domains(self) -> list[tuple[str, int]]:
+        """Every target domain with its message count, busiest first."""
+        return sorted(self.per_domain.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def queue_shape(messages: Iterable[tuple[tuple[str, ...], float]], now: float, top: int = 10) -> Shape:
+    """``messages``: (target domains, arrived) per message; a message counts once for each of its domains."""
+    counter = ShapeCounter(now)
+    counter.add(messages)
+    return counter.shape(top)
