@@ -50,6 +50,22 @@ LABELS: dict[str, str] = {
     "outbound_tls": "TLS encryption (require it on every outbound connection)",
     "outbound_user": "Basic authentication — user name:",
     "outbound_password": "Password:",
+    "outbound_tls_verify": "Verify the next hop's certificate when TLS is required:",
+    "outbound_tls_ca_file": "Trusted CA certificates (PEM file; empty = the system's store):",
+    "auth_anonymous": "Anonymous access",
+    "auth_basic": "Basic authentication (AUTH PLAIN and LOGIN)",
+    "auth_plaintext_allowed": "Allow basic authentication without TLS encryption (passwords in clear text)",
+    "auth_default_domain": "Default domain (for user names given without one):",
+    "users_file": "Users file:",
+    "auth_lockout_failures": "Lock out a computer after this many failed logons:",
+    "auth_lockout_seconds": "Lock-out duration (seconds):",
+    "auth_failure_delay_ms": "Delay after a failed logon (milliseconds):",
+    "tls_certificate": "Certificate (PEM file):",
+    "tls_key": "Private key (PEM file):",
+    "require_tls": "Require TLS encryption",
+    "tls_listen": "Secure identities — TLS from the first byte (SMTPS), HOST:PORT:",
+    "connection_grant": "Computers that may connect:",
+    "connection_list": "The list (IP address, network such as 192.0.2.0/24, or domain name):",
     "masquerade_domain": "Masquerade domain:",
     "smart_host": "Smart host:",
     "attempt_direct_before_smart_host": "Attempt direct delivery before sending to smart host",
@@ -64,7 +80,14 @@ LABELS: dict[str, str] = {
 }
 RETRY_LABELS = ("First retry interval:", "Second retry interval:", "Third retry interval:",
                 "Subsequent retry interval:")
-CHOICE_LABELS: dict[str, str] = {"reject": "Reject the message (550 5.6.0)", "normalize": "Convert to CRLF"}
+CHOICE_LABELS: dict[str, str] = {
+    "reject": "Reject the message (550 5.6.0)",
+    "normalize": "Convert to CRLF",
+    "all_except_listed": "All except the list below",
+    "only_listed": "Only the list below",
+    "required": "Yes, against the trusted certificates",
+    "never": "No",
+}
 # Where "0 = no limit" reads as IIS's "Limit ... to" check box, the number shown when it is first ticked.
 LIMIT_SUGGESTION: dict[str, int] = {"max_connections": 1000, "max_connections_per_peer": 20}
 
