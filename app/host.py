@@ -2,7 +2,8 @@
 
 Invariants: every facade call runs on the engine loop (``run_coroutine_threadsafe``) and is awaited on the
 caller's loop (``wrap_future``); the engine never runs on the window's qasync loop (design.md, "Process
-model"); engine events leave the engine thread in batches, at most every ``EVENT_BATCH_S`` seconds.
+model"); engine events leave the engine thread in batches, at most every ``EVENT_BATCH_S`` seconds (fewer, larger
+batches: each one wakes the window, which then competes with the engine for the GIL).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from engine.sessions import SessionInfo
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EVENT_BATCH_S = 0.05
+EVENT_BATCH_S = 0.2  # a window redrawn 5 times a second under load is live enough; 20 times costs it (GIL)
 EventSink = Callable[[list[Event]], None]
 
 

@@ -127,6 +127,8 @@ def window_child(workdir: Path, port: int) -> int:
     from app.manager import Manager, application
     from ui.scope import Node
 
+    if os.environ.get("EMBEDDED_SWITCH_INTERVAL"):  # experiments: the GIL switch interval of the window process
+        sys.setswitchinterval(float(os.environ["EMBEDDED_SWITCH_INTERVAL"]))
     app = application()
     args = argparse.Namespace(config=workdir / "smtpsvc.toml", mailroot=workdir / "mailroot",
                               listen=[f"127.0.0.1:{port}"], domain=BENCH_DOMAIN)

@@ -398,9 +398,13 @@ class ManagerWindow(QMainWindow):
         self.queue_ops.on_events(batch)
         self.folder_ops.on_events(batch)
         self.pickup.on_events(batch)
+        # A session that opened and closed within one batch (tens of milliseconds) never gets a row: under a load
+        # of short connections, inserting and removing each would keep the window busy for nothing.
+        short = {e.session_id for e in batch if isinstance(e, SessionClosed)}
         for event in batch:
             if isinstance(event, SessionOpened):
-                self.sessions_model.opened(event.session_id, event.peer, event.at)
+                if event.session_id not in short:
+                    self.sessions_model.opened(event.session_id, event.peer, event.at)
             elif isinstance(event, SessionClosed):
                 self.sessions_model.closed(event.session_id)
                 self.messages_received += event.messages
