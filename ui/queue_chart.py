@@ -11,7 +11,7 @@ from PySide6.QtCharts import (
     QValueAxis,
 )
 from PySide6.QtCore import QMargins, Qt, Signal
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QToolTip, QWidget
 
 from ui.models.queue_shape import AGE_BUCKETS, OTHER, Shape
@@ -30,8 +30,11 @@ class QueueChart(QChartView):
         self.setObjectName("queueChart")
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
         chart = QChart()
-        chart.setTitle("Queue shape: messages by target domain and age (click a bar to filter)")
-        chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+        small = QFont(self.font())
+        small.setPointSizeF(max(7.0, small.pointSizeF() - 1))
+        chart.setTitleFont(small)
+        chart.legend().setAlignment(Qt.AlignmentFlag.AlignRight)
+        chart.legend().setFont(small)
         chart.setMargins(QMargins(4, 4, 4, 4))
         chart.setBackgroundRoundness(0)
         chart.setAnimationOptions(QChart.AnimationOption.NoAnimation)
@@ -41,8 +44,10 @@ class QueueChart(QChartView):
         chart.addSeries(self.series)
         self.domain_axis = QBarCategoryAxis()
         self.domain_axis.setTruncateLabels(False)
+        self.domain_axis.setLabelsFont(small)
         self.count_axis = QValueAxis()
         self.count_axis.setLabelFormat("%d")
+        self.count_axis.setLabelsFont(small)
         chart.addAxis(self.domain_axis, Qt.AlignmentFlag.AlignLeft)
         chart.addAxis(self.count_axis, Qt.AlignmentFlag.AlignBottom)
         self.series.attachAxis(self.domain_axis)
@@ -72,7 +77,7 @@ class QueueChart(QChartView):
         self.count_axis.setRange(0, max(most, 1) * 1.05)
         self.count_axis.applyNiceNumbers()
         self.chart().setTitle(f"Queue shape: {shape.total:,} message{'s' * (shape.total != 1)} by target domain "
-                              "and age (click a bar to filter)" if shape.total else "Queue shape: the queue is empty")
+                              "and age — click a bar to list them" if shape.total else "Queue shape: the queue is empty")
 
     def _domain(self, index: int) -> str:
         domain = self._categories[index] if 0 <= index < len(self._categories) else ""

@@ -140,6 +140,11 @@ def test_deferred_message_detail_retry_freeze_thaw_bounce(running: Run, tmp_path
     assert not window.actions_.freeze.isEnabled() and window.actions_.thaw.isEnabled()
     window.actions_.thaw.trigger()
     running.until(lambda: cell(running, queue_id, "State") == "Deferred")
+    asked: list[list[str]] = []
+    window.queue_ops.ask_domain = lambda domains: asked.append(domains) or domains[0]  # type: ignore[method-assign]
+    window.actions_.retry_domain.trigger()  # Retry Domain Now: far.example
+    running.until(lambda: (item := model.get(queue_id)) is not None and item.attempts >= 3, 20)
+    assert asked == [["far.example"]]
 
     window.actions_.bounce_now.trigger()
     running.until(lambda: model.get(queue_id) is None, 20)
@@ -178,6 +183,12 @@ def test_delete_many_with_progress_and_view_and_drag_out(running: Run, tmp_path:
 
     window.queue_pane.detail.selectAll()
     assert len(window.queue_pane.selected_keys()) == 12
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    window.mail_ops.ask_directory = lambda title: str(saved)  # type: ignore[method-assign]
+    window.actions_.save_as.trigger()  # twelve messages: into a folder, one .eml each
+    running.until(lambda: len(list(saved.glob("*.eml"))) == 12)
+    assert (saved / f"{first}.eml").read_bytes() == data
     window.actions_.delete.trigger()  # confirmed by the fixture
     running.until(lambda: model.total == 0, 20)
     assert not list((mailroot(tmp_path) / "Queue").glob("*.eml"))

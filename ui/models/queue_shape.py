@@ -55,7 +55,7 @@ class ShapeCounter:
                 cells[domain, bucket] += 1
                 per_domain[domain] += 1
 
-    def shape(self, top: int = 10) -> Shape:
+    def shape(self, top: int = 8) -> Shape:
         """The ``top`` domains with the most messages get a bar each (ties by name); the rest share one bar."""
         per_domain = self.per_domain
         ranked = sorted(per_domain, key=lambda d: (-per_domain[d], d))
@@ -72,7 +72,7 @@ class ShapeCounter:
         return sorted(self.per_domain.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
-def queue_shape(messages: Iterable[tuple[tuple[str, ...], float]], now: float, top: int = 10) -> Shape:
+def queue_shape(messages: Iterable[tuple[tuple[str, ...], float]], now: float, top: int = 8) -> Shape:
     """``messages``: (target domains, arrived) per message; a message counts once for each of its domains."""
     counter = ShapeCounter(now)
     counter.add(messages)
