@@ -76,8 +76,9 @@ class QueueChart(QChartView):
         most = max((shape.domain_total(i) for i in range(len(shape.domains))), default=0)
         self.count_axis.setRange(0, max(most, 1) * 1.05)
         self.count_axis.applyNiceNumbers()
-        self.chart().setTitle(f"Queue shape: {shape.total:,} message{'s' * (shape.total != 1)} by target domain "
-                              "and age — click a bar to list them" if shape.total else "Queue shape: the queue is empty")
+        plural = "s" * (shape.total != 1)
+        self.chart().setTitle(f"Queue shape: {shape.total:,} message{plural} by target domain and age — click a bar "
+                              "to list them" if shape.total else "Queue shape: the queue is empty")
 
     def _domain(self, index: int) -> str:
         domain = self._categories[index] if 0 <= index < len(self._categories) else ""
