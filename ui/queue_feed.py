@@ -22,7 +22,8 @@ FIRST_PAGE = 300  # rows of the first paint
 WHOLE_QUEUE = 1 << 31  # list_queue's limit for "the rest"
 REFETCH_BATCH = 500  # messages per queue_items call
 RELOAD_OVER = 5000  # more messages to refetch than this: reload the whole queue instead
-SUBJECT_BATCH = 2000  # subjects per call
+SUBJECT_BATCH = 500  # subjects per call; each call reads that many message heads on the engine's side
+SUBJECT_PAUSE_S = 0.05  # between calls: reading 100,000 heads competes with the window for the GIL
 REFETCH_DELAY_MS = 150  # events are coalesced this long before asking the engine
 PREPARE_CHUNK = 5000  # rows made per event-loop turn while loading
 
@@ -165,6 +166,7 @@ class QueueFeed(QObject):
                     if self._gone():
                         return
                     self.model.set_subjects(subjects)
+                    await asyncio.sleep(SUBJECT_PAUSE_S)
         finally:
             self._busy_subjects = False
             if self._subjects and not self._timer.isActive() and not self.closed:

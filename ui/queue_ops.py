@@ -81,10 +81,15 @@ class QueueOperations:
 
     def retry_domain(self) -> None:
         domains: list[str] = []
-        for queue_id in self.selected():
+        for queue_id in self.selected()[:1000]:
             item = self.w.queue_model.get(queue_id)
             if item is not None:
                 domains += [d for d in target_domains(item) if d not in domains]
+        if not domains:  # nothing selected: the queue's domains, busiest first
+            pane = self.w.queue_pane
+            if pane.domain_counts is None:
+                pane.refresh_chart(force=True)
+            domains = [domain for domain, _ in (pane.domain_counts or [])[:200]]
         domain = self.ask_domain(domains or [""])
         if not domain:
             return
