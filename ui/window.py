@@ -38,6 +38,7 @@ SESSION_REFRESH_MS = 1000
 RUNNING = ("started", "paused", "pausing", "continuing")
 MESSAGE_NODES = (Node.QUEUE, Node.DROP, Node.BADMAIL)
 ITEM_NODES = (Node.DOMAINS, Node.SESSIONS, *MESSAGE_NODES, Node.PICKUP)
+SESSION_BURST = 50  # more session events than this waiting: they are shown with the next second's refresh
 STATES_CHECKED_UP_TO = 5000  # a larger selection enables every queue action (checking each costs too much)
 STOPPED_QUEUE = "The virtual server is stopped. Its queue is shown while it runs: start it (Action ▸ Start)."
 
@@ -107,6 +108,7 @@ class ManagerWindow(QMainWindow):
         self.mail_ops = MailOperations(self)
         self.folder_ops = FolderOperations(self)
         self._queue_wanted = False  # the Queue node was shown: keep its model live from then on
+        self._session_events: list[SessionOpened | SessionClosed] = []
         self.setAcceptDrops(True)
         self.tree.drop_accepts = self.pickup.accepts
         self.tree.drop_to = self.pickup.drop
@@ -121,9 +123,13 @@ class ManagerWindow(QMainWindow):
         self._soon = QTimer(self)  # coalesces action/count updates after row changes
         self._soon.setSingleShot(True)
         self._soon.timeout.connect(self._rows_changed)
-        for model in (self.domains_model, self.sessions_model):
+        for model in (self.domains_model, self.sessions_model, self.queue_model, self.drop_model,
+                      self.badmail_model):
             model.rowsInserted.connect(self._soon.start)
             model.rowsRemoved.connect(self._soon.start)
+            model.modelReset.connect(self._soon.start)
+        # a message's state can change by a snapshot too, not only by an event: the actions follow it
+        self.queue_model.dataChanged.connect(lambda *_: self._soon.start())
         self._timer = QTimer(self)
         self._timer.setInterval(SESSION_REFRESH_MS)
         self._timer.timeout.connect(self._tick)
@@ -398,15 +404,11 @@ class ManagerWindow(QMainWindow):
         self.queue_ops.on_events(batch)
         self.folder_ops.on_events(batch)
         self.pickup.on_events(batch)
-        # A session that opened and closed within one batch (tens of milliseconds) never gets a row: under a load
-        # of short connections, inserting and removing each would keep the window busy for nothing.
-        short = {e.session_id for e in batch if isinstance(e, SessionClosed)}
+        self._session_events += [e for e in batch if isinstance(e, SessionOpened | SessionClosed)]
+        if len(self._session_events) <= SESSION_BURST:
+            self._apply_session_events()
         for event in batch:
-            if isinstance(event, SessionOpened):
-                if event.session_id not in short:
-                    self.sessions_model.opened(event.session_id, event.peer, event.at)
-            elif isinstance(event, SessionClosed):
-                self.sessions_model.closed(event.session_id)
+            if isinstance(event, SessionClosed):
                 self.messages_received += event.messages
             elif isinstance(event, StateChanged):
                 self.set_state(event.state)
@@ -417,6 +419,17 @@ class ManagerWindow(QMainWindow):
             elif isinstance(event, ErrorEvent):
                 self.messages.inform(f"{event.source}: {event.message}")
         self._rows_changed()
+
+    def _apply_session_events(self) -> None:
+        """Session rows from events. Under a load of short connections they come in bursts and wait for the
+        once-a-second refresh; a session that opened and closed meanwhile never gets a row (each row change
+        is work for the window, which competes with the engine for the GIL)."""
+        events, self._session_events = self._session_events, []
+        closed = [e.session_id for e in events if isinstance(e, SessionClosed)]
+        short = set(closed)
+        opened = [(e.session_id, e.peer, e.at) for e in events
+                  if isinstance(e, SessionOpened) and e.session_id not in short]
+        self.sessions_model.apply_events(opened, closed)
 
     def set_state(self, state: str) -> None:
         self.state = state
@@ -491,6 +504,8 @@ class ManagerWindow(QMainWindow):
             self.queue_pane.set_placeholder("")
 
     def _tick(self) -> None:
+        if self._session_events:
+            self._apply_session_events()
         self.sessions_model.tick()
         if self.node == Node.QUEUE:
             self.queue_model.tick()

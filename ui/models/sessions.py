@@ -64,17 +64,26 @@ class SessionsModel(KeyedTableModel[SessionInfo]):
         return f"Session {row.session_id} from {row.peer}:{row.peer_port}" + (" (TLS)" if row.tls else "")
 
     def opened(self, session_id: str, peer: str, at: float) -> None:
-        if session_id in self._closed or session_id in self._born:
-            return
-        self._born[session_id] = self._generation
-        self.upsert(SessionInfo(session_id, peer, 0, "(anonymous)", at, 0, 0, "connected", "", 0, False))
+        self.apply_events([(session_id, peer, at)], [])
 
     def closed(self, session_id: str) -> None:
-        self._closed[session_id] = None
-        if len(self._closed) > CLOSED_MEMORY:
+        self.apply_events([], [session_id])
+
+    def apply_events(self, opened: list[tuple[str, str, float]], closed: list[str]) -> None:
+        """Sessions opened (id, peer, since) and closed: one removal per run of rows, one block of inserts."""
+        for session_id in closed:
+            self._closed[session_id] = None
+            self._born.pop(session_id, None)
+        while len(self._closed) > CLOSED_MEMORY:
             del self._closed[next(iter(self._closed))]
-        self._born.pop(session_id, None)
-        self.remove(session_id)
+        self.remove_many(closed)
+        fresh = []
+        for session_id, peer, at in opened:
+            if session_id in self._closed or session_id in self._born:
+                continue
+            self._born[session_id] = self._generation
+            fresh.append(SessionInfo(session_id, peer, 0, "(anonymous)", at, 0, 0, "connected", "", 0, False))
+        self.append_many(fresh)
 
     def snapshot_started(self) -> int:
         """Call before asking the engine for a list; pass the result to ``apply_snapshot``."""
@@ -90,8 +99,7 @@ class SessionsModel(KeyedTableModel[SessionInfo]):
             del self._born[key]
 
     def clear(self) -> None:
-        for key in [self.key(row) for row in self.rows()]:
-            self.remove(key)
+        self.remove_many([self.key(row) for row in self.rows()])
         self._born.clear()
 
     def tick(self) -> None:

@@ -127,13 +127,48 @@ class KeyedTableModel(QAbstractTableModel, Generic[R]):
         return True
 
     def sync(self, rows: Iterable[R], *, keep: Callable[[str], bool] = lambda key: False) -> None:
-        """Make the model hold ``rows``: removes, then updates, then inserts; rows ``keep`` names stay."""
+        """Make the model hold ``rows``: removes, then updates, then inserts; rows ``keep`` names stay.
+
+        Contiguous removals are one signal, the updates one dataChanged, the inserts one block at the end."""
         wanted = {self.key(row): row for row in rows}
-        for key in [key for key in self._keys if key not in wanted and not keep(key)]:
-            self.remove(key)
-        for key, row in wanted.items():
-            if key not in self._rows or self._rows[key] != row:
-                self.upsert(row)
+        self.remove_many([key for key in self._keys if key not in wanted and not keep(key)])
+        changed = [key for key, row in wanted.items() if key in self._rows and self._rows[key] != row]
+        if changed:
+            for key in changed:
+                self._rows[key] = wanted[key]
+            positions = [self._keys.index(key) for key in changed]
+            self.dataChanged.emit(self.index(min(positions), 0), self.index(max(positions), len(self.columns) - 1))
+        self.append_many([row for key, row in wanted.items() if key not in self._rows])
+
+    def remove_many(self, keys: Iterable[str]) -> None:
+        """Remove these rows: one beginRemoveRows per run of adjacent rows, from the bottom up."""
+        gone = {key for key in keys if key in self._rows}
+        if not gone:
+            return
+        positions = [position for position, key in enumerate(self._keys) if key in gone]
+        runs: list[tuple[int, int]] = []
+        for position in positions:
+            if runs and runs[-1][1] == position - 1:
+                runs[-1] = (runs[-1][0], position)
+            else:
+                runs.append((position, position))
+        for first, last in reversed(runs):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            for key in self._keys[first:last + 1]:
+                del self._rows[key]
+            del self._keys[first:last + 1]
+            self.endRemoveRows()
+
+    def append_many(self, rows: Iterable[R]) -> None:
+        """New rows (keys not in the model yet) at the end, in one beginInsertRows."""
+        fresh = {self.key(row): row for row in rows if self.key(row) not in self._rows}
+        if not fresh:
+            return
+        first = len(self._keys)
+        self.beginInsertRows(QModelIndex(), first, first + len(fresh) - 1)
+        self._keys.extend(fresh)
+        self._rows.update(fresh)
+        self.endInsertRows()
 
     def column_changed(self, column: int) -> None:
         """Every row's ``column`` changed (a ticking clock): one dataChanged, no reset."""
