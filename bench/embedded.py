@@ -168,6 +168,7 @@ def window_child(workdir: Path, port: int) -> int:
         window.close()
         manager.shutdown()
         (workdir / "lag.json").write_text(json.dumps(ticks))
+        loop.close()  # (its executor's threads are QThreads: stop them before the interpreter goes)
     return 0
 
 

@@ -277,6 +277,7 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
         heart.stop()
         window.close()
         manager.shutdown()
+        loop.close()  # (its executor's threads are QThreads: stop them before the interpreter goes)
         shutil.rmtree(settings_dir, ignore_errors=True)
     return result
 
