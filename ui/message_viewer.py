@@ -65,9 +65,9 @@ class SafeBrowser(QTextBrowser):
 
 class AttachmentsModel(KeyedTableModel[Attachment]):
     columns = (
-        Column("Name", lambda a: a.name, width=260),
-        Column("Type", lambda a: a.content_type, width=170),
+        Column("Name", lambda a: a.name, width=300),
         Column("Size", lambda a: size_text(a.size), sort=lambda a: a.size, right=True, width=80),
+        Column("Type", lambda a: a.content_type, width=170),
     )
 
     def key(self, row: Attachment) -> str:
