@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -65,6 +66,9 @@ async def _serve(config: Config) -> int:
     except EngineError as error:
         log.error("%s", error)
         return 1
+    # The recovered queue is long-lived: keep the cyclic GC from walking it again and again (0.5 s stalls
+    # with 100,000 queued messages).
+    gc.freeze()
     addresses = ", ".join(join_hostport(h, p) for h, p in server.bound_addresses)
     log.info("smtpsvc: %s started; listening on %s; Mailroot %s", config.name, addresses, server.mailroot.root)
     await stop.wait()
