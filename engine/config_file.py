@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import os
 import re
-import secrets
 import textwrap
 import tomllib
 from collections.abc import Callable, Mapping
@@ -35,7 +33,7 @@ from engine.config import (
     smart_host_problem,
 )
 from engine.errors import ConfigError
-from engine.mailroot import fsync_dir
+from engine.mailroot import write_private
 from engine.options import OPTIONS, OPTIONS_BY_NAME, Option
 
 Problems = list[tuple[str, str]]
@@ -360,20 +358,7 @@ def save_config(path: Path, config: Config) -> None:
     ``path`` is kept: its target is replaced.
     """
     data = dumps_config(config).encode("utf-8")
-    path = path.expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    write_private(path.expanduser().resolve(), data)
 
 
 # --- Option values as command-line text -------------------------------------------------------------

@@ -29,6 +29,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file outside the Mailroot (configuration, certificate, key, users) atomically: a temp file
+    beside it, 0600 from creation on, fsync, rename, directory fsync. A crash leaves the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
 @dataclass(frozen=True)
 class Mailroot:
     root: Path

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from engine.errors import EngineError
-from engine.mailroot import fsync_dir
+from engine.mailroot import write_private
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 DEFAULT_DAYS = 825  # the longest validity clients accept for a server certificate
@@ -149,23 +149,6 @@ def create_self_signed(fqdn: str, certificate: Path, key: Path, *, days: int = D
     write_private(key, key_pem)
     write_private(certificate, cert.public_bytes(serialization.Encoding.PEM))
     return _info(cert)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, readable by the owner only (0600 from creation on)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def certificate_info(path: Path) -> CertificateInfo:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import EngineError
-from engine.tls import write_private
+from engine.mailroot import write_private
 
 SCRYPT_N = 2**14  # 16 MiB of memory per check with r = 8
 SCRYPT_R = 8
