@@ -93,6 +93,21 @@ def smtp_source(port: int, *, messages: int, size: int, sessions: int, per_conne
     return SourceRun(messages, size, sessions, per_connection, seconds)
 
 
+def spawn_serve(python: str, mailroot: Path, port: int, domain: str, config: Path,
+                log: Path) -> subprocess.Popen[bytes]:
+    """Start ``smtpsvc serve`` from this checkout on 127.0.0.1:``port``; its output is appended to ``log``."""
+    repo = Path(__file__).resolve().parent.parent
+    argv = [python, "-m", "app.cli", "serve", "--mailroot", str(mailroot),
+            "--listen", f"127.0.0.1:{port}", "--domain", domain, "--config", str(config)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
+    with open(log, "ab") as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n{config.read_text()}".encode())
+        out.flush()
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=repo, env=env)
+
+
 def proc_status_kb(pid: int, field: str) -> int:
     """A ``kB`` field (VmRSS, VmHWM, ...) of /proc/PID/status."""
     with open(f"/proc/{pid}/status", encoding="ascii") as status:

@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402
     median,
     proc_status_kb,
     smtp_source,
+    spawn_serve,
     tool_version,
     wait_for_banner,
     wait_until,
@@ -149,15 +150,7 @@ class Smtpsvc:
     def start(self, timeout: float = 60.0) -> Smtpsvc:
         self.mailroot.mkdir(parents=True, exist_ok=True)
         self.config.write_text(SERVE_CONFIG.format(domain=BENCH_DOMAIN))
-        argv = [self.python, "-m", "app.cli", "serve", "--mailroot", str(self.mailroot),
-                "--listen", f"127.0.0.1:{self.port}", "--domain", BENCH_DOMAIN, "--config", str(self.config)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        with open(self.log, "ab") as log:
-            log.write(f"\n--- {dt.datetime.now().isoformat()} {' '.join(argv)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=REPO, env=env)
+        self.proc = spawn_serve(self.python, self.mailroot, self.port, BENCH_DOMAIN, self.config, self.log)
         try:
             self.banner = wait_for_banner("127.0.0.1", self.port, timeout, alive=self.alive)
         except BaseException:

@@ -61,6 +61,7 @@ from bench.common import (  # noqa: E402
     cpu_seconds_tree,
     free_port,
     median,
+    spawn_serve,
     tool_version,
     wait_for_banner,
     wait_until,
@@ -258,15 +259,7 @@ class Smtpsvc:
         self.port = free_port()
         extra = "".join(f"{key} = {value}\n" for key, value in options.items())
         self.config.write_text(SERVE_CONFIG.format(domain=BENCH_DOMAIN, dns=dns, port=sink_port, extra=extra))
-        argv = [self.python, "-m", "app.cli", "serve", "--mailroot", str(self.mailroot),
-                "--listen", f"127.0.0.1:{self.port}", "--domain", BENCH_DOMAIN, "--config", str(self.config)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        with open(self.log, "ab") as log:
-            log.write(f"\n--- {dt.datetime.now().isoformat()} {' '.join(argv)}\n{self.config.read_text()}".encode())
-            log.flush()
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=REPO, env=env)
+        self.proc = spawn_serve(self.python, self.mailroot, self.port, BENCH_DOMAIN, self.config, self.log)
         try:
             wait_for_banner("127.0.0.1", self.port, timeout, alive=self.alive)
         except BaseException:
