@@ -6,10 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.config import Config, default_config_path
-from engine.config_file import load_config, save_config, with_option
+from engine.conf.config import Config, default_config_path
+from engine.conf.config_file import load_config, save_config, with_option
 from engine.errors import ConfigError
-from engine.tls import DEFAULT_DAYS, CertificateInfo, TlsError, certificate_info, create_self_signed, server_context
+from engine.smtpd.tls import (
+    DEFAULT_DAYS,
+    CertificateInfo,
+    TlsError,
+    certificate_info,
+    create_self_signed,
+    server_context,
+)
 
 PROG = "smtpsvc cert"
 CERT_NAME = "smtpsvc-cert.pem"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.config import (
+from engine.conf.config import (
     Config,
     DomainConfig,
     add_domain,
@@ -15,7 +15,7 @@ from engine.config import (
     delete_domain,
     set_default_domain,
 )
-from engine.config_file import (
+from engine.conf.config_file import (
     domain_to_dict,
     format_value,
     load_config,
@@ -24,8 +24,8 @@ from engine.config_file import (
     save_config,
     with_option,
 )
+from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME
 from engine.errors import ConfigError, DomainError
-from engine.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME
 
 PROG = "smtpsvc config"
 EXIT_USAGE = 2  # a bad key, value or domain operation: the file is left as it was

@@ -16,16 +16,16 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
-from engine import mailroot_items
-from engine.badmail import BadmailItem
-from engine.config import Config
-from engine.config_file import save_config
+from engine.admin import mailroot_items
+from engine.admin.mailroot_items import DropItem, PickupPreview
+from engine.bounce.badmail import BadmailItem
+from engine.conf.config import Config
+from engine.conf.config_file import save_config
 from engine.errors import EngineError, NotFoundError
 from engine.events import Event
-from engine.mailroot_items import DropItem, PickupPreview
-from engine.queue import QueueDetail, QueueItem
-from engine.server import QueuePage, VirtualServer
-from engine.sessions import SessionInfo
+from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
+from engine.server import VirtualServer
+from engine.smtpd.sessions import SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class EngineHost:
         """The Subject of these queued messages (those no longer queued are left out).
 
         Composed until the engine offers it: a Queue file is envelope lines then the message, as a Drop file,
-        so engine.mailroot_items reads its head (64 KB at most) off the engine loop."""
+        so engine.admin.mailroot_items reads its head (64 KB at most) off the engine loop."""
         ids = list(queue_ids)
 
         def read(folder: Path) -> dict[str, str]:
@@ -272,7 +272,7 @@ class EngineHost:
         return await self.call(lambda server: server.list_badmail())
 
     async def badmail_items(self, names: Sequence[str]) -> list[BadmailItem]:
-        """These Badmail items (those gone are left out), in one call; composed from engine.mailroot_items
+        """These Badmail items (those gone are left out), in one call; composed from engine.admin.mailroot_items
         until the engine offers it."""
         wanted = list(names)
 
@@ -300,7 +300,7 @@ class EngineHost:
         return await self.call(lambda server: server.list_drop())
 
     async def drop_items(self, names: Sequence[str]) -> list[DropItem]:
-        """These Drop files (those gone are left out), in one call; composed from engine.mailroot_items until
+        """These Drop files (those gone are left out), in one call; composed from engine.admin.mailroot_items until
         the engine offers it."""
         wanted = [name for name in names if name and "/" not in name and "\\" not in name
                   and name not in (".", "..")]

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from app.serve import effective_config
-from engine.config import Config, default_config_path
-from engine.control import ControlUnavailableError, request, socket_path
-from engine.control_ops import RequestError, call
+from engine.admin.control import ControlUnavailableError, request, socket_path
+from engine.admin.control_ops import RequestError, call
+from engine.conf.config import Config, default_config_path
 from engine.errors import ConfigError, EngineError, MailrootLockedError, NotFoundError
 from engine.server import QUEUE_SORT_KEYS, VirtualServer, mailroot_for
 

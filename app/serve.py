@@ -11,10 +11,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from engine.config import Config, DomainConfig, default_config_path
-from engine.config_file import load_config, validate_config
+from engine.conf.config import Config, DomainConfig, default_config_path
+from engine.conf.config_file import load_config, validate_config
+from engine.conf.hostport import join_hostport
 from engine.errors import EngineError
-from engine.hostport import join_hostport
 from engine.server import VirtualServer
 
 log = logging.getLogger("smtpsvc")

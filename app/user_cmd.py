@@ -7,10 +7,10 @@ import getpass
 import sys
 from pathlib import Path
 
-from engine.config import Config, default_config_path
-from engine.config_file import load_config, save_config, with_option
+from engine.conf.config import Config, default_config_path
+from engine.conf.config_file import load_config, save_config, with_option
 from engine.errors import ConfigError
-from engine.users import UserError, UserStore
+from engine.smtpd.users import UserError, UserStore
 
 PROG = "smtpsvc user"
 USERS_NAME = "smtpsvc-users"

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
-from engine.envelope import RecipientState, StateRecord, envelope_lines  # noqa: E402
+from engine.store.envelope import RecipientState, StateRecord, envelope_lines  # noqa: E402
 
 OUT_DIR = REPO / "bench" / "out"
 TARGETS = {"recovery_s": 5.0, "first_paint_s": 1.0, "rss_mb": 300.0}
@@ -110,8 +110,8 @@ def fill_queue(mailroot: Path, count: int, *, now: float | None = None, seed: in
 # --- the run -------------------------------------------------------------------------------------------
 
 def write_config(workdir: Path, mailroot: Path) -> Path:
-    from engine.config import Config, DomainConfig, ServerConfig
-    from engine.config_file import save_config
+    from engine.conf.config import Config, DomainConfig, ServerConfig
+    from engine.conf.config_file import save_config
 
     config = Config(server=ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test", smart_host=UNREACHABLE),
                     domains=(DomainConfig("example.test", "default"),), mailroot=str(mailroot))
@@ -140,7 +140,7 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 def recover_child(config_path: Path) -> dict[str, object]:
-    from engine.config_file import load_config
+    from engine.conf.config_file import load_config
     from engine.server import VirtualServer
 
     async def run() -> dict[str, object]:

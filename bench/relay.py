@@ -281,7 +281,7 @@ class Smtpsvc:
         self.proc = None
 
     def control(self, op: str, **args: Any) -> Any:
-        from engine.control import request, socket_path
+        from engine.admin.control import request, socket_path
 
         return asyncio.run(request(socket_path(self.mailroot), op, timeout=600.0, **args))
 

@@ -9,22 +9,23 @@ and raise only ``engine.errors`` exceptions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from engine import config as domain_ops
-from engine import mailroot_items as items
-from engine.addresses import classify
-from engine.badmail import BadmailItem, list_badmail
-from engine.commit import Committer
-from engine.config import Config, DomainConfig
-from engine.config_file import validate_config
-from engine.control import ControlServer, socket_path
+from engine.admin import mailroot_items as items
+from engine.admin.control import ControlServer, socket_path
+from engine.admin.control_ops import answer
+from engine.bounce.badmail import BadmailItem, list_badmail
+from engine.cleanup.intake import Intake
+from engine.conf import config as domain_ops
+from engine.conf.addresses import classify
+from engine.conf.config import Config, DomainConfig
+from engine.conf.config_file import validate_config
+from engine.conf.hostport import join_hostport, split_hostport
 from engine.counters import Counters
-from engine.delivery import RemoteDelivery
 from engine.errors import BindError, ConfigNotSavedError, EngineError, MailrootError, NotFoundError, StateError
 from engine.events import (
     ConfigChanged,
@@ -35,17 +36,18 @@ from engine.events import (
     MessageQueued,
     StateChanged,
 )
-from engine.hostport import join_hostport, split_hostport
-from engine.inbound import InboundServices, make_protocol_factory
-from engine.intake import Intake
-from engine.lock import MailrootLock
-from engine.mailroot import Mailroot
-from engine.queue import QueueDetail, QueueItem, QueueStore
-from engine.replies import reply
-from engine.resolver import Resolver
-from engine.security import Security
-from engine.sessions import SessionInfo, SessionRegistry
-from engine.users import UserStore
+from engine.qmgr.delivery import RemoteDelivery
+from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage, QueueStore
+from engine.smtp.resolver import Resolver
+from engine.smtpd.inbound import make_protocol_factory
+from engine.smtpd.replies import reply
+from engine.smtpd.security import Security
+from engine.smtpd.services import InboundServices
+from engine.smtpd.sessions import SessionInfo, SessionRegistry
+from engine.smtpd.users import UserStore
+from engine.store.commit import Committer
+from engine.store.lock import MailrootLock
+from engine.store.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +60,6 @@ QUEUE_SORT_KEYS: dict[str, Callable[[QueueItem], object]] = {
     "next_retry": lambda item: item.next_attempt,
     "domain": lambda item: (item.pending or item.recipients or ("",))[0].rpartition("@")[2].lower(),
 }
-
-
-@dataclass(frozen=True)
-class QueuePage:
-    items: tuple[QueueItem, ...]
-    total: int
 
 
 def mailroot_for(config: Config) -> Mailroot:
@@ -151,7 +147,7 @@ class VirtualServer:
         self._set_state("starting")
         try:
             await self._open_parts()
-            self._control = ControlServer(self, socket_path(self.mailroot.root))
+            self._control = ControlServer(functools.partial(answer, self), socket_path(self.mailroot.root))
             await self._control.start()
             await self._run_parts()
         except BaseException:
@@ -191,7 +187,7 @@ class VirtualServer:
 
     async def _start_pickup(self) -> None:
         try:
-            from engine.pickup_watch import PickupService, recover
+            from engine.pickup.pickup_watch import PickupService, recover
         except ImportError:  # pragma: no cover - the Pickup service is part of every build
             return
         assert self._intake is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from engine_support import Running, make_config
 
-from engine.config import Config
+from engine.conf.config import Config
 from engine.server import VirtualServer
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -7,12 +7,14 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from engine_support import Running, start_server
 
-from engine.config import Config
-from engine.control import ControlServer, socket_path
+from engine.admin.control import ControlServer, socket_path
+from engine.admin.control_ops import answer
+from engine.conf.config import Config
 from engine.server import VirtualServer
 
 SENDER = "s@example.test"
@@ -39,7 +41,7 @@ async def serve_control(server: VirtualServer) -> ControlServer | None:
     path = socket_path(server.mailroot_path)
     if path.exists():
         return None
-    control = ControlServer(server, path)
+    control = ControlServer(partial(answer, server), path)
     await control.start()
     return control
 

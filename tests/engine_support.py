@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from engine.config import Config, DomainConfig, ServerConfig
+from engine.conf.config import Config, DomainConfig, ServerConfig
 from engine.events import Event
 from engine.server import VirtualServer
 

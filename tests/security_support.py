@@ -14,10 +14,10 @@ from typing import Any
 
 import trustme
 
-from engine.config import Config
+from engine.conf.config import Config
 from engine.events import Event
 from engine.server import VirtualServer
-from engine.users import UserStore
+from engine.smtpd.users import UserStore
 
 FQDN = "mx.example.test"
 

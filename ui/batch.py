@@ -14,8 +14,11 @@ from typing import Generic, TypeVar
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
+from ui.errors import MessageBridge, describe
+
 T = TypeVar("T")
 SHOW_AFTER_MS = 400  # quicker actions never show the dialog
+FAILURES_SHOWN = 8  # failures named in the report; the rest are counted
 
 
 @dataclass
@@ -36,6 +39,16 @@ class BatchResult(Generic[T]):
         if self.failed:
             text += f"; {len(self.failed):,} failed"
         return text + "."
+
+    def report(self, messages: MessageBridge, title: str, summary: str) -> None:
+        """The summary in the status bar; failures (the first few, each with its reason) in one dialog."""
+        messages.inform(summary)
+        if self.failed:
+            lines = [f"{item if isinstance(item, str) else f'{len(item)} messages'}: {describe(error)}"  # type: ignore[arg-type]
+                     for item, error in self.failed[:FAILURES_SHOWN]]
+            more = len(self.failed) - FAILURES_SHOWN
+            messages.refuse(title, summary + "\n\n" + "\n".join(lines) + (f"\n… and {more} more" if more > 0
+                                                                         else ""))
 
 
 class Batch(QObject, Generic[T]):

@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.config import Config, DomainConfig, mailroot_dir, smart_host_problem, update_domain
+from engine.conf.config import Config, DomainConfig, mailroot_dir, smart_host_problem, update_domain
+from engine.conf.options import DOMAIN_TYPE_LABELS
 from engine.errors import DomainError
-from engine.options import DOMAIN_TYPE_LABELS
 from ui.errors import MessageBridge
 from ui.icons import domain_icon
 from ui.sheet import ApplyFn, Problems, PropertySheet

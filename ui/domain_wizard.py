@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from engine.config import Config, DomainConfig, add_domain
+from engine.conf.config import Config, DomainConfig, add_domain
 from engine.errors import DomainError
 from ui.icons import icon
 

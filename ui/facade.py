@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from engine.badmail import BadmailItem
-from engine.config import Config
-from engine.mailroot_items import DropItem, PickupPreview
-from engine.queue import QueueDetail, QueueItem
-from engine.server import QueuePage
-from engine.sessions import SessionInfo
+from engine.admin.mailroot_items import DropItem, PickupPreview
+from engine.bounce.badmail import BadmailItem
+from engine.conf.config import Config
+from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
+from engine.smtpd.sessions import SessionInfo
 
 
 class EngineFacade(Protocol):

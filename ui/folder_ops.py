@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
@@ -18,28 +17,26 @@ from engine.errors import NotFoundError
 from engine.events import Event, MessageBadmailed, MessageDropped
 from engine.server import mailroot_for
 from ui.batch import Batch
+from ui.context import WindowPort
 from ui.models.folders import BadmailModel, DropModel, FolderModel
 from ui.queue_ops import CONCURRENCY
-
-if TYPE_CHECKING:
-    from ui.window import ManagerWindow
 
 ITEM_BATCH = 500
 RELIST_OVER = 3000  # more new items waiting than this: list the folder again instead
 
 
 class FolderOperations:
-    def __init__(self, window: ManagerWindow) -> None:
+    def __init__(self, window: WindowPort) -> None:
         self.w = window
         self.engine = window.engine
         self.messages = window.messages
-        self.runner = window.ops.runner
+        self.runner = window.runner
         self.badmail: BadmailModel = window.badmail_model
         self.drop: DropModel = window.drop_model
         self._new_badmail: dict[str, None] = {}
         self._new_drop: dict[str, None] = {}
         self._reading = False
-        self._timer = QTimer(window)
+        self._timer = QTimer(window.window())
         self._timer.setSingleShot(True)
         self._timer.setInterval(150)
         self._timer.timeout.connect(self._read_new)
@@ -111,7 +108,7 @@ class FolderOperations:
             return
         where = "Badmail" if kind == "badmail" else "Drop"
         what = f"the {where} item {names[0]}" if len(names) == 1 else f"these {len(names):,} {where} items"
-        if not self.w.ops.confirm("Delete", f"Delete {what}?\n\nThe files are removed from the {where} folder."):
+        if not self.w.confirm("Delete", f"Delete {what}?\n\nThe files are removed from the {where} folder."):
             return
         model: FolderModel = self.badmail if kind == "badmail" else self.drop  # type: ignore[type-arg]
         call = self.engine.delete_badmail if kind == "badmail" else self.engine.delete_drop
@@ -122,9 +119,9 @@ class FolderOperations:
             model.gone([name])
 
         async def run() -> None:
-            batch: Batch[str] = Batch("Delete", f"Deleting {len(names):,} {where} items…", self.w, CONCURRENCY)
+            batch: Batch[str] = Batch("Delete", f"Deleting {len(names):,} {where} items…", self.w.window(), CONCURRENCY)
             result = await batch.run(names, step)
-            self.w.queue_ops._report("Delete", result, result.summary("Deleted", f"{where} item"))
+            result.report(self.messages, "Delete", result.summary("Deleted", f"{where} item"))
 
         self.runner.spawn(run(), "Delete")
 
@@ -138,10 +135,10 @@ class FolderOperations:
             self.badmail.gone([name])
 
         async def run() -> None:
-            batch: Batch[str] = Batch("Resend", f"Putting {len(names):,} Badmail items back into Pickup…", self.w,
-                                      CONCURRENCY)
+            batch: Batch[str] = Batch("Resend", f"Putting {len(names):,} Badmail items back into Pickup…",
+                                      self.w.window(), CONCURRENCY)
             result = await batch.run(names, step)
-            self.w.queue_ops._report("Resend", result, result.summary("Resent", "Badmail item"))
+            result.report(self.messages, "Resend", result.summary("Resent", "Badmail item"))
 
         self.runner.spawn(run(), "Resend")
 

@@ -9,20 +9,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEventLoop, QMimeData, Qt, QTemporaryDir, QTimer, QUrl
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ui.batch import Batch
+from ui.context import WindowPort
 from ui.facade import EngineFacade
 from ui.icons import icon
 from ui.message_parts import parse_message
 from ui.message_viewer import MessageViewer, safe_name
-
-if TYPE_CHECKING:
-    from ui.window import ManagerWindow
 
 VIEW_AT_ONCE = 10  # View on more messages opens the first ten
 DRAG_WAIT_MS = 10_000  # a drag waits this long for its files at most
@@ -58,22 +55,22 @@ def write_file(path: str | Path, data: bytes) -> None:
 
 
 class MailOperations:
-    def __init__(self, window: ManagerWindow) -> None:
+    def __init__(self, window: WindowPort) -> None:
         self.w = window
         self.engine = window.engine
         self.messages = window.messages
-        self.runner = window.ops.runner
+        self.runner = window.runner
         self.viewers: list[MessageViewer] = []
         self._drag_dir: QTemporaryDir | None = None
 
     # -- asked of the user (tests replace these) -------------------------------------------------
 
     def ask_save_path(self, title: str, name: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self.w, title, name, "E-mail message (*.eml);;All files (*)")
+        path, _ = QFileDialog.getSaveFileName(self.w.window(), title, name, "E-mail message (*.eml);;All files (*)")
         return path
 
     def ask_directory(self, title: str) -> str:
-        return QFileDialog.getExistingDirectory(self.w, title)
+        return QFileDialog.getExistingDirectory(self.w.window(), title)
 
     def save_file(self, path: str, data: bytes) -> None:
         try:
@@ -96,7 +93,7 @@ class MailOperations:
             self.open_viewer(ref, data, parts)
 
     def open_viewer(self, ref: MessageRef, data: bytes, parts: object) -> MessageViewer:
-        viewer = MessageViewer(ref.title, data, parts, ref.file_name, self.save_file, self.w)  # type: ignore[arg-type]
+        viewer = MessageViewer(ref.title, data, parts, ref.file_name, self.save_file, self.w.window())  # type: ignore[arg-type]
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         viewer.destroyed.connect(lambda *_: self.viewers.remove(viewer) if viewer in self.viewers else None)
         self.viewers.append(viewer)
@@ -125,7 +122,7 @@ class MailOperations:
             data = await read_message(self.engine, ref)
             await asyncio.to_thread(write_file, folder / ref.file_name, data)
 
-        batch: Batch[MessageRef] = Batch("Save As", f"Saving {len(refs):,} messages in {folder}…", self.w)
+        batch: Batch[MessageRef] = Batch("Save As", f"Saving {len(refs):,} messages in {folder}…", self.w.window())
         result = await batch.run(refs, step)
         self.messages.inform(result.summary("Saved") + f" In {folder}.")
 

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import shiboken6
 from PySide6.QtWidgets import QInputDialog, QLineEdit, QMessageBox
 
-from engine.config import Config, delete_domain, rename_domain, set_default_domain
-from engine.config_file import validate_config
+from engine.conf.config import Config, delete_domain, rename_domain, set_default_domain
+from engine.conf.config_file import validate_config
 from engine.errors import DomainError, NotFoundError
+from ui.context import WindowPort
 from ui.domain_sheet import DomainSheet
 from ui.domain_wizard import DomainWizard
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
-from ui.tasks import TaskRunner
-
-if TYPE_CHECKING:
-    from ui.window import ManagerWindow
 
 
 class Operations:
-    def __init__(self, window: ManagerWindow) -> None:
+    def __init__(self, window: WindowPort) -> None:
         self.w = window
         self.engine = window.engine
         self.messages = window.messages
-        self.runner = TaskRunner(window.messages)
+        self.runner = window.runner
         self._sessions_pending = False
         self.sheet: ServerSheet | DomainSheet | None = None
         self.wizard: DomainWizard | None = None
@@ -66,7 +62,7 @@ class Operations:
                 if (domain := self.w.domains_model.get(key)) is not None]
 
     def new_domain(self) -> None:
-        wizard = DomainWizard(self.engine.config, self.w)
+        wizard = DomainWizard(self.engine.config, self.w.window())
         wizard.finished_config.connect(lambda config: self._domain_added(wizard, config))
         self.wizard = wizard
         wizard.finished.connect(wizard.deleteLater)
@@ -92,12 +88,6 @@ class Operations:
         if self.w.node == Node.SESSIONS:
             self.terminate()
             return
-        if self.w.node == Node.QUEUE:
-            self.w.queue_ops.delete()
-            return
-        if self.w.node in (Node.DROP, Node.BADMAIL):
-            self.w.folder_ops.delete(self.w.node.value, self.w.pane.selected_keys())
-            return
         names = self._domains()
         if not names:
             return
@@ -115,12 +105,12 @@ class Operations:
 
     def confirm(self, title: str, question: str) -> bool:
         """Asked before destructive actions; tests replace it."""
-        answer = QMessageBox.question(self.w, title, question)
+        answer = QMessageBox.question(self.w.window(), title, question)
         return answer == QMessageBox.StandardButton.Yes
 
     def ask_text(self, title: str, label: str, text: str) -> str | None:
         """Asked for a new name; tests replace it."""
-        value, ok = QInputDialog.getText(self.w, title, label, QLineEdit.EchoMode.Normal, text)
+        value, ok = QInputDialog.getText(self.w.window(), title, label, QLineEdit.EchoMode.Normal, text)
         return value.strip() if ok and value.strip() and value.strip() != text else None
 
     def rename(self) -> None:
@@ -148,9 +138,6 @@ class Operations:
         await self.apply(config)
 
     def properties(self) -> None:
-        if self.w.node == Node.QUEUE:
-            self.w.queue_ops.show_detail()
-            return
         if self.sheet is not None and shiboken6.isValid(self.sheet) and self.sheet.isVisible():
             self.sheet.raise_()
             return
@@ -159,9 +146,11 @@ class Operations:
             domain = self.w.domains_model.get(names[0].casefold()) if len(names) == 1 else None
             if domain is None:
                 return
-            self.sheet = DomainSheet(self.engine.config, domain, self.apply, self.runner, self.messages, self.w)
+            self.sheet = DomainSheet(self.engine.config, domain, self.apply, self.runner, self.messages,
+                                     self.w.window())
         elif self.w.node == Node.SERVER:
-            self.sheet = ServerSheet(self.engine.config, self.w.state, self.apply, self.runner, self.messages, self.w)
+            self.sheet = ServerSheet(self.engine.config, self.w.state, self.apply, self.runner, self.messages,
+                                     self.w.window())
         else:
             return
         self.sheet.finished.connect(self.sheet.deleteLater)

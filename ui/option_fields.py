@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.options import OPTIONS_BY_NAME, Option
+from engine.conf.options import OPTIONS_BY_NAME, Option
 
 # The words of the IIS property sheets; the option table's description is the tooltip.
 LABELS: dict[str, str] = {

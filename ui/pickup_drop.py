@@ -16,7 +16,6 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QMimeData, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
@@ -24,13 +23,11 @@ from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QVBo
 
 from engine.events import Event, MessageBadmailed, MessageDropped, MessageQueued, MessageRemoved
 from ui.batch import Batch
+from ui.context import WindowPort
 from ui.icons import icon
 from ui.message_parts import size_text
 from ui.models.table import Column, KeyedTableModel
 from ui.views import ItemView
-
-if TYPE_CHECKING:
-    from ui.window import ManagerWindow
 
 MAX_FILES = 10_000  # one drop takes at most this many files
 MAX_FILE_BYTES = 256 << 20  # a bigger file is refused before it is read
@@ -189,12 +186,12 @@ class PickupDrop(QObject):
     finished = Signal(int)  # the batch number of a drop whose submission ended
     preview_shown = Signal(object)  # the PreviewDialog (tests accept it)
 
-    def __init__(self, window: ManagerWindow) -> None:
+    def __init__(self, window: WindowPort) -> None:
         super().__init__()
         self.w = window
         self.engine = window.engine
         self.messages = window.messages
-        self.runner = window.ops.runner
+        self.runner = window.runner
         self.results = PickupResultsModel()
         self._numbers = itertools.count(1)
         self._batches = itertools.count(1)
@@ -240,7 +237,7 @@ class PickupDrop(QObject):
             self._announce(batch)
             return
         if self.ask_first:
-            dialog = PreviewDialog(checked, self.w)
+            dialog = PreviewDialog(checked, self.w.window())
             self.preview = dialog
             answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             dialog.finished.connect(lambda code: None if answer.done() else answer.set_result(code))
@@ -270,7 +267,7 @@ class PickupDrop(QObject):
             self.results.change(row.key, size=preview.size, sender=preview.sender, recipients=preview.recipients,
                                 status="problem" if preview.problem else "ready", detail=preview.problem)
 
-        checking: Batch[PickupRow] = Batch("Put into Pickup", f"Checking {len(rows):,} files…", self.w, 4)
+        checking: Batch[PickupRow] = Batch("Put into Pickup", f"Checking {len(rows):,} files…", self.w.window(), 4)
         self.active = checking
         await checking.run(rows, step)
         self.active = None
@@ -302,7 +299,7 @@ class PickupDrop(QObject):
                 self.results.change(row.key, status="in pickup", detail=f"Pickup file {name}")
 
         submitting: Batch[PickupRow] = Batch("Put into Pickup", f"Putting {len(rows):,} messages into Pickup…",
-                                             self.w, concurrency=2)
+                                             self.w.window(), concurrency=2)
         self.active = submitting
         try:
             result = await submitting.run(rows, step)

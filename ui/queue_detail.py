@@ -21,10 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import schedule
-from engine.addresses import classify, domain_of
-from engine.config import Config
-from engine.queue import QueueDetail, RecipientDetail
+from engine.conf.addresses import classify, domain_of
+from engine.conf.config import Config
+from engine.qmgr import schedule
+from engine.qmgr.queue import QueueDetail, RecipientDetail
 from ui.icons import icon
 from ui.models.queue import STATE_LABELS, countdown, display_state, span
 from ui.models.table import Column, KeyedTableModel

@@ -8,42 +8,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtWidgets import QInputDialog
 
 from engine.errors import NotFoundError
 from engine.events import Event, MessageRemoved, QueueChanged
-from ui.batch import Batch, BatchResult
-from ui.errors import describe
+from ui.batch import Batch
+from ui.context import WindowPort
+from ui.mail_ops import MessageRef
 from ui.models.queue import display_state, target_domains
 from ui.queue_detail import QueueDetailDialog
 
-if TYPE_CHECKING:
-    from ui.window import ManagerWindow
-
 RETRY_CHUNK = 500  # ids per retry_now call
 CONCURRENCY = 8  # engine calls in flight for one batch (state records are fsynced: they overlap well)
-FAILURES_SHOWN = 8
 
 
 class QueueOperations:
-    def __init__(self, window: ManagerWindow) -> None:
+    def __init__(self, window: WindowPort, view: Callable[[list[MessageRef]], None]) -> None:
         self.w = window
+        self.view = view  # opens messages in the viewer (MailOperations.view)
         self.engine = window.engine
         self.messages = window.messages
-        self.runner = window.ops.runner
+        self.runner = window.runner
         self.details: dict[str, QueueDetailDialog] = {}
         self.busy = False
 
     # -- asked of the user (tests replace these) -------------------------------------------------
 
     def confirm(self, title: str, question: str) -> bool:
-        return self.w.ops.confirm(title, question)
+        return self.w.confirm(title, question)
 
     def ask_domain(self, domains: list[str]) -> str | None:
-        domain, ok = QInputDialog.getItem(self.w, "Retry Domain Now",
+        domain, ok = QInputDialog.getItem(self.w.window(), "Retry Domain Now",
                                           "Retry every message queued for the domain:", domains, 0, True)
         return domain.strip().lower() if ok and domain.strip() else None
 
@@ -71,9 +68,9 @@ class QueueOperations:
 
         async def run() -> None:
             batch: Batch[list[str]] = Batch("Retry Now", f"Scheduling {len(ids):,} messages for delivery now…",
-                                            self.w, concurrency=1)
+                                            self.w.window(), concurrency=1)
             result = await batch.run(chunks, step)
-            self._report("Retry Now", result, f"Retry Now: {scheduled[0]:,} message"
+            result.report(self.messages, "Retry Now", f"Retry Now: {scheduled[0]:,} message"
                          f"{'s' * (scheduled[0] != 1)} due for delivery now" + (" (cancelled)" if result.cancelled
                                                                                 else ""))
 
@@ -142,10 +139,10 @@ class QueueOperations:
                     raise
 
         async def run() -> None:
-            batch: Batch[str] = Batch(title, f"{doing} {len(ids):,} message{'s' * (len(ids) != 1)}…", self.w,
+            batch: Batch[str] = Batch(title, f"{doing} {len(ids):,} message{'s' * (len(ids) != 1)}…", self.w.window(),
                                       concurrency=CONCURRENCY)
             result = await batch.run(ids, step)
-            self._report(title, result, result.summary(done))
+            result.report(self.messages, title, result.summary(done))
 
         self._spawn(run(), title)
 
@@ -159,15 +156,6 @@ class QueueOperations:
                 self.w.update_actions()
 
         self.runner.spawn(guarded(), title)
-
-    def _report(self, title: str, result: BatchResult[Any], summary: str) -> None:
-        self.messages.inform(summary)
-        if result.failed:
-            lines = [f"{item if isinstance(item, str) else f'{len(item)} messages'}: {describe(error)}"
-                     for item, error in result.failed[:FAILURES_SHOWN]]
-            more = len(result.failed) - FAILURES_SHOWN
-            self.messages.refuse(title, summary + "\n\n" + "\n".join(lines) + (f"\n… and {more} more" if more > 0
-                                                                            else ""))
 
     # -- detail dialog --------------------------------------------------------------------------
 
@@ -185,7 +173,7 @@ class QueueOperations:
             dialog.raise_()
             dialog.activateWindow()
             return
-        dialog = QueueDetailDialog(queue_id, self.engine.config, self.w)
+        dialog = QueueDetailDialog(queue_id, self.engine.config, self.w.window())
         dialog.finished.connect(lambda _: self._detail_closed(queue_id))
         dialog.act.connect(lambda action: self._detail_action(queue_id, action))
         self.details[queue_id] = dialog
@@ -226,12 +214,11 @@ class QueueOperations:
                 self._detail_gone(event.queue_id, event.reason)
 
     def _detail_action(self, queue_id: str, action: str) -> None:
-        from ui.mail_ops import MessageRef
 
         single: dict[str, Callable[[str], Awaitable[object]]] = {
             "freeze": self.engine.freeze, "thaw": self.engine.thaw, "bounce": self.engine.bounce_now}
         if action == "view":
-            self.w.mail_ops.view([MessageRef("queue", queue_id)])
+            self.view([MessageRef("queue", queue_id)])
         elif action == "retry":
             self.runner.spawn(self.engine.retry_now([queue_id]), "Retry Now")
         elif action == "bounce" and not self.confirm("Bounce Now", f"Return the message {queue_id} to its sender "

@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.config import Config, mailroot_dir
-from engine.config_file import validate_config
+from engine.conf.config import Config, mailroot_dir
+from engine.conf.config_file import validate_config
+from engine.conf.options import OPTIONS
 from engine.errors import ConfigError
-from engine.options import OPTIONS
 from ui.errors import MessageBridge
 from ui.icons import state_icon
 from ui.option_fields import OptionField, StrListField, TextField, make_field

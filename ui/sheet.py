@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.config import Config
+from engine.conf.config import Config
 from engine.errors import ConfigError, EngineError
 from ui.errors import MessageBridge
 from ui.icons import icon

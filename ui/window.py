@@ -8,10 +8,11 @@ from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTime
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget, QWidget
 
-from engine.config import Config
+from engine.conf.config import Config
+from engine.conf.hostport import join_hostport, split_hostport
 from engine.events import ConfigChanged, ErrorEvent, Event, ListenerFailed, SessionClosed, SessionOpened, StateChanged
-from engine.hostport import join_hostport, split_hostport
 from ui.actions import Actions
+from ui.context import Pane
 from ui.errors import MessageBridge
 from ui.facade import EngineFacade
 from ui.folder_ops import FolderOperations
@@ -30,10 +31,10 @@ from ui.queue_ops import QueueOperations
 from ui.queue_pane import QueuePane
 from ui.result_pane import FramedPane, ResultPane
 from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SERVER_CHILDREN, Node, ScopeTree
+from ui.tasks import TaskRunner
 from ui.views import ItemTable, ItemView
 
 ExportRows = Callable[[str, list[str], list[list[str]]], None]
-Pane = ResultPane | QueuePane | FramedPane
 SESSION_REFRESH_MS = 1000
 RUNNING = ("started", "paused", "pausing", "continuing")
 MESSAGE_NODES = (Node.QUEUE, Node.DROP, Node.BADMAIL)
@@ -65,6 +66,7 @@ class ManagerWindow(QMainWindow):
         self.action_menu = self.actions_.build_menus(self)
         self.toolbar = self.actions_.build_toolbar(self)
         self.message_toolbar = self.actions_.build_message_toolbar(self)
+        self.runner = TaskRunner(self.messages)  # keeps the tasks of every operation object alive
         self.ops = Operations(self)
         self.new_menu = QMenu("&New", self)
         self.new_menu.addAction(self.actions_.new_domain)
@@ -103,9 +105,9 @@ class ManagerWindow(QMainWindow):
         self.splitter.setSizes([240, 760])
         self.setCentralWidget(self.splitter)
         self._status_widgets()
-        self.queue_feed = QueueFeed(engine, self.queue_model, self.ops.runner)
-        self.queue_ops = QueueOperations(self)
+        self.queue_feed = QueueFeed(engine, self.queue_model, self.runner)
         self.mail_ops = MailOperations(self)
+        self.queue_ops = QueueOperations(self, view=self.mail_ops.view)
         self.folder_ops = FolderOperations(self)
         self._queue_wanted = False  # the Queue node was shown: keep its model live from then on
         self._session_events: list[SessionOpened | SessionClosed] = []
@@ -167,12 +169,12 @@ class ManagerWindow(QMainWindow):
         a.pause.triggered.connect(ops.pause_or_continue)
         a.new_domain.triggered.connect(ops.new_domain)
         a.set_default.triggered.connect(ops.set_default)
-        a.delete.triggered.connect(ops.delete)
+        a.delete.triggered.connect(self.delete)
         a.rename.triggered.connect(ops.rename)
         a.terminate.triggered.connect(ops.terminate)
         a.terminate_all.triggered.connect(ops.terminate_all)
         a.refresh.triggered.connect(self.refresh)
-        a.properties.triggered.connect(ops.properties)
+        a.properties.triggered.connect(self.properties)
         a.about.triggered.connect(self._about)
         q, m = self.queue_ops, self.mail_ops
         a.retry_now.triggered.connect(q.retry_now)
@@ -212,6 +214,26 @@ class ManagerWindow(QMainWindow):
 
     def select_node(self, node: Node) -> None:
         self.tree.select(node)
+
+    def confirm(self, title: str, question: str) -> bool:
+        """Asked before destructive actions (Operations.confirm, which tests replace)."""
+        return self.ops.confirm(title, question)
+
+    def delete(self) -> None:
+        """Action ▸ Delete for whatever the selected node lists."""
+        if self.node == Node.QUEUE:
+            self.queue_ops.delete()
+        elif self.node in (Node.DROP, Node.BADMAIL):
+            self.folder_ops.delete(self.node.value, self.pane.selected_keys())
+        else:
+            self.ops.delete()
+
+    def properties(self) -> None:
+        """Action ▸ Properties: a queued message's detail, or the selected node's property sheet."""
+        if self.node == Node.QUEUE:
+            self.queue_ops.show_detail()
+        else:
+            self.ops.properties()
 
     def _node_changed(self) -> None:
         node = self.node

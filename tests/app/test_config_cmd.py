@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from app import config_cmd
-from engine.config import Config, DomainConfig, ServerConfig
-from engine.config_file import load_config, save_config
-from engine.options import OPTIONS
+from engine.conf.config import Config, DomainConfig, ServerConfig
+from engine.conf.config_file import load_config, save_config
+from engine.conf.options import OPTIONS
 
 
 def smtpsvc(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.host import EngineHost
-from engine.config import Config, DomainConfig, ServerConfig
-from engine.config_file import load_config
+from engine.conf.config import Config, DomainConfig, ServerConfig
+from engine.conf.config_file import load_config
 from engine.errors import EngineError, MailrootLockedError
 from engine.events import Event, SessionClosed, SessionOpened, StateChanged
 

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication, QToolButton
 
 from app import manager as manager_module
 from app.manager import Manager, application, run_manager
-from engine.config_file import load_config
+from engine.conf.config_file import load_config
 from ui.option_fields import LimitField
 from ui.scope import Node
 from ui.server_sheet import ServerSheet

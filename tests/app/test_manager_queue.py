@@ -23,10 +23,10 @@ from sink_support import running_sink
 from test_manager import Run, dispose
 
 from app.manager import Manager, application
-from engine.badmail import write_badmail
-from engine.config import Config, DomainConfig, ServerConfig
-from engine.config_file import save_config
-from engine.mailroot import Mailroot
+from engine.bounce.badmail import write_badmail
+from engine.conf.config import Config, DomainConfig, ServerConfig
+from engine.conf.config_file import save_config
+from engine.store.mailroot import Mailroot
 from ui.mail_ops import MessageRef
 from ui.models.queue import COLUMN
 from ui.pickup_drop import PreviewDialog

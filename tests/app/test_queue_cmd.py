@@ -13,11 +13,11 @@ from control_support import SENDER, Engine, engine_with_queue, queue_deferred, s
 from engine_support import make_config, start_server
 
 from app import queue_cmd, serve
-from engine.config import Config
-from engine.config_file import save_config
-from engine.control import socket_path
-from engine.lock import MailrootLock
+from engine.admin.control import socket_path
+from engine.conf.config import Config
+from engine.conf.config_file import save_config
 from engine.server import VirtualServer
+from engine.store.lock import MailrootLock
 
 Result = tuple[int, str, str]
 

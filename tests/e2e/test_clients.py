@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from serve_support import ServeProcess
 
-from engine.envelope import split_envelope
+from engine.store.envelope import split_envelope
 
 SWAKS = shutil.which("swaks")
 SMTP_SOURCE = shutil.which("smtp-source", path="/usr/sbin:/usr/bin:/sbin:/bin")

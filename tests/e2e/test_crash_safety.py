@@ -10,7 +10,7 @@ from pathlib import Path
 
 from serve_support import ServeProcess
 
-from engine.envelope import split_envelope
+from engine.store.envelope import split_envelope
 
 SESSIONS = 12
 TOKEN = re.compile(rb"X-Token: (t\d+-\d+-\d+)")

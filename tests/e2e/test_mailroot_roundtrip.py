@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from serve_support import ServeProcess
 
-from engine.envelope import split_envelope
-from engine.pickup import parse_pickup
+from engine.pickup.pickup import parse_pickup
+from engine.store.envelope import split_envelope
 
 
 def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from dns_support import DnsRecords, running_dnsmasq
 from postfix_support import PostfixMailbox, parse, split_message, unavailable
 from serve_support import ServeProcess, free_port
 
-from engine.envelope import split_envelope
+from engine.store.envelope import split_envelope
 
 LOCAL = "example.test"
 REMOTE = "dest.test"

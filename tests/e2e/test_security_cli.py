@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from engine.config_file import load_config
-from engine.tls import server_context
-from engine.users import UserStore
+from engine.conf.config_file import load_config
+from engine.smtpd.tls import server_context
+from engine.smtpd.users import UserStore
 
 
 def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str,

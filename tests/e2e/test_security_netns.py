@@ -19,7 +19,7 @@ import pytest
 from netns_support import Namespace, netns_unavailable, network_namespace
 from serve_support import REPO, free_port
 
-from engine.envelope import split_envelope
+from engine.store.envelope import split_envelope
 
 pytestmark = pytest.mark.skipif(bool(reason := netns_unavailable()), reason=reason or "")
 

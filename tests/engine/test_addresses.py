@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.addresses import AddressError, classify, domain_matches, parse_path
-from engine.config import DomainConfig
+from engine.conf.addresses import AddressError, classify, domain_matches, parse_path
+from engine.conf.config import DomainConfig
 
 DOMAINS = (DomainConfig("example.test", "default"), DomainConfig("alias.test", "alias"),
            DomainConfig("*.partner.test", "remote", relay_allowed=True))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from engine.config import (
+from engine.conf.config import (
     Config,
     DomainConfig,
     ServerConfig,
@@ -27,7 +27,7 @@ from engine.config import (
     set_default_domain,
     update_domain,
 )
-from engine.config_file import (
+from engine.conf.config_file import (
     config_from_dict,
     config_to_dict,
     dumps_config,
@@ -39,8 +39,8 @@ from engine.config_file import (
     validate_config,
     with_option,
 )
+from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
 from engine.errors import ConfigError, DomainError
-from engine.options import OPTIONS, OPTIONS_BY_NAME
 
 # A valid value different from the default for every option: the round trip covers every field.
 NON_DEFAULT: dict[str, object] = {

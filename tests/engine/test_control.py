@@ -10,6 +10,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from control_support import SENDER, Engine, engine_with_queue, queue_deferred, serve_control, stale_socket
 from engine_support import make_config, start_server
 
-from engine.control import (
+from engine.admin.control import (
     MAX_REQUEST_BYTES,
     ControlServer,
     ControlUnavailableError,
@@ -25,7 +26,7 @@ from engine.control import (
     request_sync,
     socket_path,
 )
-from engine.control_ops import OPS, RequestError
+from engine.admin.control_ops import OPS, RequestError, answer
 from engine.errors import BindError, EngineError, NotFoundError, StateError
 
 
@@ -65,12 +66,12 @@ async def test_start_and_stop_own_only_their_socket(tmp_path: Path) -> None:
     path = tmp_path / "c.sock"
     try:
         stale_socket(path)
-        control = ControlServer(run.server, path)
+        control = ControlServer(partial(answer, run.server), path)
         await control.start()  # a stale socket (a killed engine's) is replaced
         assert (await request(path, "state"))["state"] == "started"
 
         with pytest.raises(BindError, match="another process answers"):
-            await ControlServer(run.server, path).start()
+            await ControlServer(partial(answer, run.server), path).start()
         assert (await request(path, "state"))["state"] == "started"  # the refused one took nothing away
 
         path.unlink()  # someone else's socket now has the name: stop must leave it alone
@@ -85,7 +86,7 @@ async def test_start_and_stop_own_only_their_socket(tmp_path: Path) -> None:
 
         path.write_text("not a socket")
         with pytest.raises(BindError, match="not a socket"):
-            await ControlServer(run.server, path).start()
+            await ControlServer(partial(answer, run.server), path).start()
         assert path.read_text() == "not a socket"
     finally:
         await run.server.stop()
@@ -117,7 +118,7 @@ async def test_another_user_is_refused_even_if_the_mode_was_widened(tmp_path: Pa
     run = await start_server(make_config(tmp_path))
     shared = Path(tempfile.mkdtemp(prefix="smtpsvc-control-"))  # tmp_path is not reachable for other users
     shared.chmod(0o711)
-    control = ControlServer(run.server, shared / "c.sock")
+    control = ControlServer(partial(answer, run.server), shared / "c.sock")
     # The refusal comes before any request: the client only connects and reads.
     client = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
               "print(s.makefile().readline(), end='')")
@@ -139,7 +140,7 @@ async def test_another_user_is_refused_even_if_the_mode_was_widened(tmp_path: Pa
 
 async def test_stop_closes_idle_connections(tmp_path: Path) -> None:
     run = await start_server(make_config(tmp_path))
-    control = ControlServer(run.server, tmp_path / "c.sock")
+    control = ControlServer(partial(answer, run.server), tmp_path / "c.sock")
     await control.start()
     reader, writer = await asyncio.open_unix_connection(str(control.path))
     try:
@@ -249,7 +250,7 @@ async def test_errors_come_back_as_their_own_types(tmp_path: Path, engine: Engin
 
     # A control socket on a server that has stopped: the facade's StateError, through the socket.
     other = await start_server(make_config(tmp_path / "other"))
-    control = ControlServer(other.server, tmp_path / "other.sock")
+    control = ControlServer(partial(answer, other.server), tmp_path / "other.sock")
     await control.start()
     try:
         await other.server.stop()

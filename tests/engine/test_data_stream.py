@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.data_stream import DataStream, HeaderScanner
+from engine.cleanup.headers import HeaderScanner
+from engine.smtpd.data_stream import DataStream
 
 # Bytes rich in the characters that matter: CR, LF, dots.
 stream_bytes = st.lists(st.sampled_from([b"\r", b"\n", b".", b"\r\n", b"\r\n.", b"a", b"..", b" "]),

@@ -17,8 +17,8 @@ from dns_support import Dnsmasq, DnsRecords, free_port, running_dnsmasq
 from engine_support import Running, make_config, start_server
 from mta_support import Behaviour, remote_mta
 
-from engine.config import Config, DomainConfig
-from engine.envelope import split_envelope
+from engine.conf.config import Config, DomainConfig
+from engine.store.envelope import split_envelope
 
 RECORDS = DnsRecords(
     mx=[("relay.test", "mx1.relay.test", 10), ("relay.test", "mx2.relay.test", 20),

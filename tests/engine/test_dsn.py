@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.dsn import (
+from engine.bounce.dsn import (
     RecipientStatus,
     Status,
     address_field,

@@ -10,8 +10,8 @@ import pytest
 from engine_support import Running, start_server
 from smtp_helpers import ENHANCED, RawSMTP
 
-from engine.envelope import split_envelope
 from engine.events import SessionClosed, SessionOpened
+from engine.store.envelope import split_envelope
 
 
 def send(port: int, sender: str, rcpts: list[str], body: bytes, **kw: object) -> dict[str, tuple[int, bytes]]:
@@ -394,7 +394,7 @@ async def test_second_engine_on_same_mailroot_is_refused(running: Running, confi
 
 
 async def test_facade_domain_operations_take_effect_at_once(running: Running) -> None:
-    from engine.config import DomainConfig
+    from engine.conf.config import DomainConfig
     from engine.errors import DomainError
 
     await running.server.add_domain(DomainConfig("new.test", "alias"))

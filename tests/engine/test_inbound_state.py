@@ -6,8 +6,9 @@ import asyncio
 
 from aiosmtpd.smtp import SMTP
 
-from engine.inbound import InboundServices, InboundSMTP
-from engine.intake import Intake
+from engine.cleanup.intake import Intake
+from engine.smtpd.inbound import InboundSMTP
+from engine.smtpd.services import InboundServices
 
 
 async def test_light_constructor_matches_aiosmtpd_state(tmp_path, config_factory) -> None:
@@ -15,7 +16,7 @@ async def test_light_constructor_matches_aiosmtpd_state(tmp_path, config_factory
     reference = SMTP(object(), loop=loop, enable_SMTPUTF8=True)
     from engine.counters import Counters
     from engine.events import EventBus
-    from engine.sessions import SessionRegistry
+    from engine.smtpd.sessions import SessionRegistry
 
     config = config_factory()
     async def no_etrn(domain: str) -> int | None:

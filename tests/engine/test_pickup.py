@@ -1,4 +1,4 @@
-"""Tests of the Pickup file rules (engine.pickup): envelope, headers, line endings, dot lines, junk."""
+"""Tests of the Pickup file rules (engine.pickup.pickup): envelope, headers, line endings, dot lines, junk."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import EngineError
-from engine.pickup import (
+from engine.pickup.pickup import (
     MAX_HEADER_BYTES,
     PickupError,
     PickupMessage,
-    envelope_lines,
     parse_pickup,
-    pickup_file,
 )
+from engine.store.envelope import envelope_lines, pickup_file
 
 DOMAIN = "example.com"
 

@@ -1,4 +1,4 @@
-"""Tests of the Pickup service (engine.pickup_watch) and its inotify adapter: real files, real inotify."""
+"""Tests of the Pickup service (engine.pickup.pickup_watch) and its inotify adapter: real files, real inotify."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from engine import inotify
-from engine.badmail import read_badmail
+from engine.bounce.badmail import read_badmail
 from engine.errors import MessageRejected, QueueWriteError
 from engine.events import ErrorEvent, Event, EventBus, MessageBadmailed
-from engine.mailroot import Mailroot
-from engine.pickup_watch import CLAIM_PREFIX, PickupService, recover
+from engine.pickup import inotify
+from engine.pickup.pickup_watch import CLAIM_PREFIX, PickupService, recover
+from engine.store.mailroot import Mailroot
 
 DOMAIN = "example.com"
 

@@ -12,8 +12,8 @@ from engine_support import start_server
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.envelope import EnvelopeError, RecipientState, StateRecord, envelope_lines, split_envelope
 from engine.events import ErrorEvent
+from engine.store.envelope import EnvelopeError, RecipientState, StateRecord, envelope_lines, split_envelope
 
 
 def _send(port: int, rcpts: list[str]) -> None:
@@ -144,7 +144,7 @@ def test_state_record_refuses_unknown_version() -> None:
 async def test_drop_directory_moved_to_another_place(tmp_path: Path, config_factory) -> None:
     from dataclasses import replace
 
-    from engine.config import DomainConfig
+    from engine.conf.config import DomainConfig
 
     base = config_factory()
     elsewhere = tmp_path / "elsewhere" / "Drop"
@@ -192,9 +192,9 @@ async def test_unwritable_drop_queues_then_notifies_on_the_local_schedule(tmp_pa
 
     from engine_support import Running
 
-    from engine.config import DomainConfig
-    from engine.envelope import split_envelope
+    from engine.conf.config import DomainConfig
     from engine.server import VirtualServer
+    from engine.store.envelope import split_envelope
 
     blocked = tmp_path / "Drop elsewhere"
     blocked.mkdir()

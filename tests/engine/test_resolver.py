@@ -1,4 +1,4 @@
-"""Tests of outbound routing (engine.resolver): route_for as a table, lookups against a real dnsmasq."""
+"""Tests of outbound routing (engine.smtp.resolver): route_for as a table, lookups against a real dnsmasq."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import dns.resolver
 import pytest
 from dns_support import Dnsmasq, DnsRecords, free_port, running_dnsmasq
 
-from engine.config import Config, DomainConfig, ServerConfig
-from engine.resolver import (
+from engine.conf.config import Config, DomainConfig, ServerConfig
+from engine.smtp.resolver import (
     Hop,
     MxResult,
     PermanentRouteError,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.config import ServerConfig
-from engine.schedule import DELAY_NOTICE, NDR, Decision, decide, next_attempt, plan, timing
+from engine.conf.config import ServerConfig
+from engine.qmgr.schedule import DELAY_NOTICE, NDR, Decision, decide, next_attempt, plan, timing
 
 IIS: dict[str, Any] = {"intervals_min": (15, 30, 60, 240), "delay_notification_min": 720, "expiration_min": 2880}
 T0 = 1_800_000_000.0  # an arrival time; the tests never read the real clock

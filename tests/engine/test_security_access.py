@@ -13,9 +13,9 @@ from dns_support import DnsRecords, running_dnsmasq
 from engine_support import start_server
 from security_support import Talk, connect_from
 
-from engine.access import NameResult, access_list, decide, entry_problem
-from engine.envelope import split_envelope
+from engine.conf.access import NameResult, access_list, decide, entry_problem
 from engine.events import ConnectionRefused
+from engine.store.envelope import split_envelope
 
 
 def greeting(port: int, source: str) -> str:

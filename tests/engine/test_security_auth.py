@@ -15,9 +15,9 @@ import pytest
 from engine_support import Running, start_server
 from security_support import Talk, TlsFiles, tls_files, users_file
 
-from engine.envelope import split_envelope
-from engine.security import AuthFailed, AuthRefusedLocked, AuthSucceeded, SecurityWarning
-from engine.users import UserStore, hash_password, verify_password
+from engine.smtpd.security import AuthFailed, AuthRefusedLocked, AuthSucceeded, SecurityWarning
+from engine.smtpd.users import UserStore, hash_password, verify_password
+from engine.store.envelope import split_envelope
 
 PASSWORD = "correct horse battery staple"
 
@@ -325,7 +325,7 @@ def test_password_hashes() -> None:
 
 
 def test_users_file_is_private_and_case_insensitive(tmp_path: Path) -> None:
-    from engine.users import UserError
+    from engine.smtpd.users import UserError
 
     store = UserStore(tmp_path / "conf" / "users")
     store.add("Alice", "one")
@@ -346,7 +346,7 @@ def test_users_file_is_private_and_case_insensitive(tmp_path: Path) -> None:
 
 
 def test_limiter_counts_per_address_and_forgets() -> None:
-    from engine.authlimit import AuthLimiter, failure_delay, peer_key
+    from engine.smtpd.authlimit import AuthLimiter, failure_delay, peer_key
 
     assert peer_key("2001:db8::1") == peer_key("2001:db8::ffff:1") == "2001:db8::/64"
     assert peer_key("::ffff:192.0.2.1") == "192.0.2.1" and peer_key("192.0.2.1") == "192.0.2.1"

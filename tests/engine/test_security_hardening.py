@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from security_support import Talk, ThreadedServer, connect_from, threaded_server
 
-from engine.config import ServerConfig
+from engine.conf.config import ServerConfig
 from engine.events import ErrorEvent
-from engine.limits import automatic_ceiling, connection_limits
+from engine.smtpd.limits import automatic_ceiling, connection_limits
 
 REPLY_LINE = re.compile(r"^[2-5]\d\d[ -]")
 ENHANCED = re.compile(r"^[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}( |$)")

@@ -11,9 +11,9 @@ import trustme
 from engine_support import start_server
 from security_support import tls_files
 
-from engine.outbound import DEFERRED, DELIVERED, Job, Settings, Transcript, deliver
-from engine.resolver import Target
-from engine.tls import outbound_verification
+from engine.smtp.outbound import DEFERRED, DELIVERED, Job, Settings, Transcript, deliver
+from engine.smtp.resolver import Target
+from engine.smtp.tls_policy import outbound_verification
 
 REMOTE = "mx.remote.test"
 

@@ -9,9 +9,9 @@ import pytest
 from engine_support import start_server
 from security_support import Talk
 
-from engine.addresses import parse_path
-from engine.config import Config
-from engine.policy import recipient_refusal, relay_trick
+from engine.conf.addresses import parse_path
+from engine.conf.config import Config
+from engine.smtpd.policy import recipient_refusal, relay_trick
 
 # (RCPT argument, the trick it plays); example.test is local, relay.test a remote domain open for relay.
 TRICKS = [

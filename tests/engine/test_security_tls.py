@@ -15,10 +15,10 @@ import pytest
 from engine_support import Running, start_server
 from security_support import FQDN, Talk, TlsFiles, tls_files
 
-from engine.envelope import split_envelope
 from engine.events import ErrorEvent
-from engine.security import SecurityWarning
-from engine.tls import TlsError, certificate_info, create_self_signed, server_context
+from engine.smtpd.security import SecurityWarning
+from engine.smtpd.tls import TlsError, certificate_info, create_self_signed, server_context
+from engine.store.envelope import split_envelope
 
 
 def ehlo_lines(port: int) -> list[str]:

@@ -12,10 +12,10 @@ import qasync
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from engine.config import Config, DomainConfig, ServerConfig
-from engine.config_file import validate_config
+from engine.conf.config import Config, DomainConfig, ServerConfig
+from engine.conf.config_file import validate_config
 from engine.events import ConfigChanged, Event, StateChanged
-from engine.sessions import SessionInfo
+from engine.smtpd.sessions import SessionInfo
 from ui.errors import MessageBridge
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from conftest import FakeEngine, QLoop, Recorder
 from PySide6.QtWidgets import QWizard
 from pytestqt.qtbot import QtBot
 
-from engine.config import Config
+from engine.conf.config import Config
 from ui.domain_sheet import DomainSheet
 from ui.domain_wizard import DomainWizard
 from ui.tasks import TaskRunner

@@ -6,8 +6,8 @@ from PySide6.QtCore import QModelIndex
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
-from engine.config import DomainConfig
-from engine.sessions import SessionInfo
+from engine.conf.config import DomainConfig
+from engine.smtpd.sessions import SessionInfo
 from ui.models.domains import DomainsModel
 from ui.models.nodes import ChildrenModel, NodeRow, ServerRow, ServersModel
 from ui.models.sessions import SessionsModel, duration

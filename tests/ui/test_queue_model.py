@@ -11,7 +11,7 @@ from pytestqt.modeltest import ModelTester
 from test_models import Signals
 
 from engine.events import MessageDropped, MessageQueued, MessageRemoved, QueueChanged
-from engine.queue import QueueItem
+from engine.qmgr.queue import QueueItem
 from ui.models.queue import COLUMN, QueueFilter, QueueModel, countdown, span
 from ui.models.table import KEY_ROLE
 

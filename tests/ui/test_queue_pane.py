@@ -10,11 +10,11 @@ from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 from test_queue_model import NOW, item, loaded
 
-from engine.badmail import BadmailItem
-from engine.config import Config, DomainConfig, ServerConfig
+from engine.admin.mailroot_items import DropItem
+from engine.bounce.badmail import BadmailItem
+from engine.conf.config import Config, DomainConfig, ServerConfig
 from engine.events import MessageRemoved
-from engine.mailroot_items import DropItem
-from engine.queue import QueueDetail, RecipientDetail
+from engine.qmgr.queue import QueueDetail, RecipientDetail
 from ui.models.folders import BadmailModel, DropModel
 from ui.models.queue import COLUMN
 from ui.models.queue_shape import AGE_BUCKETS, OTHER, bucket_of, bucket_range, queue_shape

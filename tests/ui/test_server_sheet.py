@@ -7,8 +7,8 @@ from pathlib import Path
 from conftest import FakeEngine, QLoop, Recorder
 from pytestqt.qtbot import QtBot
 
+from engine.conf.options import OPTIONS
 from engine.errors import BindError
-from engine.options import OPTIONS
 from ui.option_fields import IntListField, LimitField, StrListField, TextField
 from ui.server_sheet import ServerSheet
 from ui.sheet_parts import SubDialog

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from PySide6.QtGui import QIcon
 
-from engine.config import DomainConfig
-from engine.options import DOMAIN_TYPE_LABELS
+from engine.conf.config import DomainConfig
+from engine.conf.options import DOMAIN_TYPE_LABELS
 from ui.icons import domain_icon
 from ui.models.table import Column, KeyedTableModel
 

@@ -12,8 +12,8 @@ from typing import TypeVar
 
 from PySide6.QtGui import QIcon
 
-from engine.badmail import BadmailItem
-from engine.mailroot_items import DropItem
+from engine.admin.mailroot_items import DropItem
+from engine.bounce.badmail import BadmailItem
 from ui.icons import icon
 from ui.models.table import Column, KeyedTableModel
 

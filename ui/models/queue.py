@@ -25,9 +25,9 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon
 
-from engine.addresses import domain_of
+from engine.conf.addresses import domain_of
 from engine.events import Event, MessageDropped, MessageQueued, MessageRemoved, QueueChanged
-from engine.queue import QueueItem
+from engine.qmgr.queue import QueueItem
 from ui.icons import message_icon
 from ui.models.table import KEY_ROLE, SORT_ROLE
 

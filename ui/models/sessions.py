@@ -12,7 +12,7 @@ from datetime import datetime
 
 from PySide6.QtGui import QIcon
 
-from engine.sessions import SessionInfo
+from engine.smtpd.sessions import SessionInfo
 from ui.icons import icon
 from ui.models.table import Column, KeyedTableModel
 

@@ -1,0 +1,1 @@
+"""Postqueue, postsuper and showq: the control socket, its op table and Mailroot listings."""

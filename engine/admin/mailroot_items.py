@@ -1,0 +1,142 @@
+"""Drop, Badmail and Pickup as the manager sees them: listing, reading, resending and submitting files.
+
+ui/ has no file formats: everything that reads or writes a Mailroot file for the window happens here.
+Files put into Pickup are written in SortTemp and renamed in, so Pickup never sees half a file.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.bounce.badmail import BadmailItem, read_badmail
+from engine.errors import NotFoundError
+from engine.pickup.pickup import PickupError, parse_pickup
+from engine.store.envelope import EnvelopeError, split_envelope
+from engine.store.mailroot import Mailroot, fsync_dir, new_id
+
+HEADER_LIMIT = 64 * 1024  # enough of a file to read its envelope and headers for a listing
+
+
+@dataclass(frozen=True)
+class DropItem:
+    name: str  # file name in the Drop directory
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str
+    size: int
+    at: float
+
+
+@dataclass(frozen=True)
+class PickupPreview:
+    """What a file would become in Pickup: its envelope, or why it would go to Badmail."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    problem: str  # empty when the file is a message Pickup will queue
+    size: int
+
+
+def _subject(data: bytes, offset: int) -> str:
+    end = data.find(b"\r\n\r\n", offset)
+    head = data[offset : end if end >= 0 else len(data)]
+    message = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+    try:
+        return str(message.get("Subject", "") or "")
+    except Exception:  # a broken encoded word: show it raw rather than nothing
+        raw = message.get_all("Subject", failobj=[""])
+        return str(raw[0]) if raw else ""
+
+
+def read_drop_item(path: Path) -> DropItem:
+    stat = path.stat()
+    with path.open("rb") as handle:
+        head = handle.read(HEADER_LIMIT)
+    try:
+        sender, recipients, offset = split_envelope(head)
+    except EnvelopeError:
+        sender, recipients, offset = "", (), 0
+    return DropItem(path.name, sender, recipients, _subject(head, offset), stat.st_size, stat.st_mtime)
+
+
+def list_drop(folder: Path) -> list[DropItem]:
+    items = []
+    for path in sorted(folder.glob("*.eml")):
+        try:
+            items.append(read_drop_item(path))
+        except OSError:
+            continue  # removed while we listed it
+    return items
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """A file named by the window, refused unless it is directly inside ``folder`` (no path tricks)."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise NotFoundError(f"no such file: {name!r}")
+    path = folder / name
+    if not path.is_file():
+        raise NotFoundError(f"no such file: {name}")
+    return path
+
+
+def read_drop(folder: Path, name: str) -> bytes:
+    """The message of a Drop file without its envelope lines."""
+    data = _inside(folder, name).read_bytes()
+    try:
+        return data[split_envelope(data)[2] :]
+    except EnvelopeError:
+        return data
+
+
+def delete_drop(folder: Path, name: str) -> None:
+    _inside(folder, name).unlink()
+
+
+def badmail_item(folder: Path, name: str) -> BadmailItem:
+    _inside(folder, f"{name}.BAD")
+    return read_badmail(folder, name)
+
+
+def read_badmail_message(folder: Path, name: str) -> bytes:
+    return _inside(folder, f"{name}.BAD").read_bytes()
+
+
+def delete_badmail(folder: Path, name: str) -> None:
+    _inside(folder, f"{name}.BAD")
+    for suffix in (".BAD", ".BDR", ".BDP"):
+        (folder / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def preview_pickup(data: bytes, default_domain: str) -> PickupPreview:
+    try:
+        message = parse_pickup(data, default_domain)
+    except PickupError as error:
+        return PickupPreview("", (), str(error), len(data))
+    return PickupPreview(message.sender, message.recipients, "", len(data))
+
+
+def put_in_pickup(mailroot: Mailroot, data: bytes, name_hint: str = "") -> str:
+    """Write ``data`` into Pickup atomically (SortTemp, fsync, rename); returns the file name used there."""
+    stem = "".join(c for c in Path(name_hint).stem if c.isalnum() or c in "-_")[:40] or "message"
+    name = f"{stem}-{new_id()}.eml"
+    temp = mailroot.sorttemp / f"topickup-{name}"
+    with temp.open("xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(temp, mailroot.pickup / name)
+    fsync_dir(mailroot.pickup)
+    return name
+
+
+def resend_badmail(mailroot: Mailroot, name: str) -> str:
+    """Resend: the .BAD goes back into Pickup (as IIS's "copy it to Pickup"), then the item is removed."""
+    folder = mailroot.badmail
+    data = read_badmail_message(folder, name)
+    placed = put_in_pickup(mailroot, data, name)
+    delete_badmail(folder, name)
+    return placed

@@ -1,0 +1,1 @@
+"""Bounce and defer: delivery status notifications and Badmail."""

@@ -1,0 +1,84 @@
+"""Badmail: what could be neither delivered nor returned, as IIS's .BAD / .BDR / .BDP triple.
+
+.BAD holds the message bytes exactly as received (copy it into Pickup to re-send), .BDR the reason
+in plain text, .BDP the envelope and properties as ``key: value`` lines. The .BDR is written last:
+a .BAD without .BDR after a crash is still listed, with an unknown reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.store.mailroot import Mailroot, new_id
+
+
+@dataclass(frozen=True)
+class BadmailItem:
+    name: str
+    reason: str
+    sender: str
+    recipients: tuple[str, ...]
+    source: str
+    at: float
+
+
+def _bdp_text(sender: str, recipients: Sequence[str], source: str, extra: dict[str, str]) -> str:
+    lines = [f"x-sender: {sender}"]
+    lines += [f"x-receiver: {rcpt}" for rcpt in recipients]
+    lines.append(f"x-source: {source}")
+    lines.append(f"x-badmailed-at: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+    lines += [f"x-{key}: {value}" for key, value in extra.items()]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def write_badmail(
+    mailroot: Mailroot,
+    content: bytes,
+    reason: str,
+    *,
+    sender: str = "",
+    recipients: Sequence[str] = (),
+    source: str = "",
+    extra: dict[str, str] | None = None,
+) -> str:
+    """Store one Badmail item durably; returns its base name (no extension)."""
+    name = new_id()
+    folder = mailroot.badmail
+    folder.mkdir(parents=True, exist_ok=True)
+    mailroot.write_atomic(folder / f"{name}.BAD", content)
+    mailroot.write_atomic(
+        folder / f"{name}.BDP", _bdp_text(sender, recipients, source, extra or {}).encode("utf-8")
+    )
+    mailroot.write_atomic(folder / f"{name}.BDR", (reason.rstrip("\n") + "\n").encode("utf-8"))
+    return name
+
+
+def read_badmail(folder: Path, name: str) -> BadmailItem:
+    """Read one item's reason and envelope back (missing parts read as empty)."""
+    bdr = folder / f"{name}.BDR"
+    bdp = folder / f"{name}.BDP"
+    reason = bdr.read_text("utf-8", errors="replace").strip() if bdr.exists() else "(reason unknown)"
+    sender, recipients, source = "", [], ""
+    if bdp.exists():
+        for line in bdp.read_text("utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip().lower(), value.strip()
+            if key == "x-sender":
+                sender = value
+            elif key == "x-receiver":
+                recipients.append(value)
+            elif key == "x-source":
+                source = value
+    bad = folder / f"{name}.BAD"
+    at = bad.stat().st_mtime if bad.exists() else 0.0
+    return BadmailItem(name, reason, sender, tuple(recipients), source, at)
+
+
+def list_badmail(folder: Path) -> list[BadmailItem]:
+    if not folder.is_dir():
+        return []
+    names = sorted(p.stem for p in folder.glob("*.BAD"))
+    return [read_badmail(folder, name) for name in names]

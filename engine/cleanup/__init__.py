@@ -1,0 +1,1 @@
+"""Cleanup: a received message checked, stamped and committed into Drop or Queue."""

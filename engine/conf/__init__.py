@@ -1,0 +1,1 @@
+"""Postconf and main.cf: the option table, configuration, addresses and access rules."""

@@ -1,0 +1,358 @@
+"""Configuration as frozen dataclasses: server settings from the option table plus the domain list."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+from engine.conf.hostport import split_hostport
+from engine.conf.options import DOMAIN_TYPES
+from engine.errors import DomainError
+
+
+@functools.lru_cache(maxsize=1)
+def computer_fqdn() -> str:
+    """This computer's name, looked up once: socket.getfqdn() asks the resolver every time."""
+    return socket.getfqdn()
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """One SMTP domain: the default (exactly one), local aliases, or remote domains."""
+
+    name: str
+    type: str  # "default" | "alias" | "remote"
+    drop_dir: str = ""  # default domain only; empty = Mailroot/Drop
+    relay_allowed: bool = False  # remote: allow incoming mail to be relayed to this domain
+    route: str = "dns"  # remote: "dns" | "smarthost"
+    smart_host: str = ""  # remote with route = "smarthost"
+    tls_required: bool = False  # remote: outbound TLS required
+    use_helo: bool = False  # remote: send HELO instead of EHLO
+    etrn_queue: bool = False  # remote: queue for remote triggered delivery (ETRN)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one virtual server; one field per row of ``options.OPTIONS``."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:2525",)
+    fqdn: str = ""
+    max_connections: int = 0
+    connection_timeout: int = 600
+    max_connections_per_peer: int = 0
+    max_message_size_kb: int = 2048
+    max_session_size_kb: int = 10240
+    max_messages_per_connection: int = 20
+    max_recipients: int = 100
+    ndr_copy_to: str = ""
+    badmail_dir: str = ""
+    retry_intervals_min: tuple[int, ...] = (15, 30, 60, 240)
+    delay_notification_min: int = 720
+    expiration_min: int = 2880
+    local_delay_notification_min: int = 720
+    local_expiration_min: int = 2880
+    max_outbound_connections: int = 1000
+    max_outbound_per_domain: int = 100
+    outbound_timeout: int = 600
+    outbound_port: int = 25
+    outbound_tls: bool = False
+    outbound_user: str = ""
+    outbound_password: str = ""
+    outbound_tls_verify: str = "required"
+    outbound_tls_ca_file: str = ""
+    max_hop_count: int = 15
+    masquerade_domain: str = ""
+    smart_host: str = ""
+    attempt_direct_before_smart_host: bool = False
+    reverse_dns_lookup: bool = False
+    dns_servers: tuple[str, ...] = ()
+    relay_allowed: tuple[str, ...] = ()
+    authenticated_may_relay: bool = True
+    auth_anonymous: bool = True
+    auth_basic: bool = False
+    auth_plaintext_allowed: bool = False
+    auth_default_domain: str = ""
+    users_file: str = ""
+    auth_lockout_failures: int = 5
+    auth_lockout_seconds: int = 900
+    auth_failure_delay_ms: int = 1000
+    tls_certificate: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
+    tls_listen: tuple[str, ...] = ()
+    connection_grant: str = "all_except_listed"
+    connection_list: tuple[str, ...] = ()
+    max_bad_commands: int = 10
+    max_command_line: int = 2048
+    bare_newline: str = "reject"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole virtual server's configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    domains: tuple[DomainConfig, ...] = ()
+    mailroot: str = ""  # empty = the user's data directory (platformdirs)
+    name: str = "Default SMTP Virtual Server"
+
+    @property
+    def fqdn(self) -> str:
+        return self.server.fqdn or computer_fqdn()
+
+    @property
+    def default_domain(self) -> DomainConfig:
+        for domain in self.domains:
+            if domain.type == "default":
+                return domain
+        return DomainConfig(name=self.fqdn.lower(), type="default")
+
+    @property
+    def effective_domains(self) -> tuple[DomainConfig, ...]:
+        """The domain list with the implicit default domain added when none is configured."""
+        if any(d.type == "default" for d in self.domains):
+            return self.domains
+        return (self.default_domain, *self.domains)
+
+
+# --- Paths --------------------------------------------------------------------------------------------
+
+APP_NAME = "smtpsvc"
+ENGINE_DIRS = ("Pickup", "Queue", "SortTemp")  # Mailroot directories Drop and Badmail must not be
+
+
+def default_config_path() -> Path:
+    return platformdirs.user_config_path(APP_NAME) / "smtpsvc.toml"
+
+
+def default_mailroot() -> Path:
+    return platformdirs.user_data_path(APP_NAME) / "Mailroot"
+
+
+def mailroot_path(config: Config) -> Path:
+    """The Mailroot directory: ``config.mailroot`` with ``~`` expanded, or the user's data directory."""
+    return Path(config.mailroot).expanduser() if config.mailroot else default_mailroot()
+
+
+def mailroot_dir(config: Config, setting: str, default: str) -> Path:
+    """A directory setting (drop_dir, badmail_dir): empty = Mailroot/``default``, relative = inside it."""
+    root = mailroot_path(config)
+    return root / Path(setting).expanduser() if setting else root / default
+
+
+def same_dir(a: Path, b: Path) -> bool:
+    """Whether two paths name one directory, following symbolic links (they need not exist yet)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return os.path.normcase(a.resolve()) == os.path.normcase(b.resolve())
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def engine_dir_conflict(config: Config, path: Path) -> str | None:
+    """The name of the Mailroot directory ``path`` would clash with (Drop must not be Pickup), if any."""
+    root = mailroot_path(config)
+    return next((name for name in ENGINE_DIRS if same_dir(path, root / name)), None)
+
+
+# --- Names and addresses ------------------------------------------------------------------------------
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_domain_name(text: str, *, wildcard: bool = False) -> bool:
+    """RFC 1035 letters-digits-hyphen name (one label allowed); ``*.`` prefix only if ``wildcard``."""
+    if wildcard and text.startswith("*."):
+        text = text[2:]
+    if not text or len(text) > 253:
+        return False
+    labels = text.split(".")
+    # An all-digit last label would make "1.2.3.4" a domain name; IP literals are written [1.2.3.4].
+    return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def host_port_problem(text: str, *, default_port: int | None, ip_only: bool = False,
+                      min_port: int = 1) -> str | None:
+    """Why ``text`` is not ``HOST[:PORT]`` as ``engine.conf.hostport`` reads it, with a real host, or None.
+
+    ``default_port`` None: the port is required. A host in brackets must be an IP address.
+    """
+    try:
+        host, port = split_hostport(text, default_port)
+    except ValueError as exc:
+        return str(exc)
+    if text != text.strip():
+        return f"{text!r}: spaces around the address"
+    if text.startswith("[") or ip_only:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return f"{text!r}: {host!r} is not an IP address"
+    elif not (is_domain_name(host) or _is_ipv4(host)):
+        return f"{text!r}: {host!r} is not a host name or IP address"
+    return None if port >= min_port else f"{text!r}: port must be {min_port}-65535"
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
+def smart_host_problem(text: str) -> str | None:
+    """Why ``text`` is not a smart host (``name``, ``name:port``, ``[1.2.3.4]``), or None."""
+    why = host_port_problem(text, default_port=25)
+    return f"not a valid smart host: {why}" if why else None
+
+
+# --- Domains ------------------------------------------------------------------------------------------
+
+DOMAIN_ROUTES = ("dns", "smarthost")
+REMOTE_FIELDS = ("relay_allowed", "route", "smart_host", "tls_required", "use_helo", "etrn_queue")
+
+
+def domain_key(domain: DomainConfig) -> str:
+    return f"domain[{domain.name}]"
+
+
+def domain_problems(config: Config) -> list[tuple[str, str]]:
+    """Every problem of the domain list, as (key, sentence); types of the fields are assumed right."""
+    problems: list[tuple[str, str]] = []
+    defaults = [d for d in config.domains if d.type == "default"]
+    if len(defaults) > 1:
+        names = ", ".join(d.name for d in defaults)
+        problems.append(("domain", f"there must be one default domain, not {len(defaults)} ({names})"))
+    seen: dict[str, DomainConfig] = {}
+    for domain in config.effective_domains:
+        key = domain_key(domain)
+        if domain in config.domains:  # the implicit default is this computer's name, not a setting
+            problems += [(f"{key}.{field}", why) for field, why in _one_domain_problems(config, domain)]
+        folded = domain.name.lower()
+        if folded in seen:
+            implicit = " (the default domain, from the FQDN)" if seen[folded] not in config.domains else ""
+            problems.append((f"{key}.name", f"a domain named {seen[folded].name!r}{implicit} "
+                             "already exists"))
+        seen.setdefault(folded, domain)
+    return problems
+
+
+def _one_domain_problems(config: Config, domain: DomainConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    remote = domain.type == "remote"
+    if domain.type not in DOMAIN_TYPES:
+        problems.append(("type", f"{domain.type!r} is not a domain type ({', '.join(DOMAIN_TYPES)})"))
+    if not is_domain_name(domain.name, wildcard=remote):
+        misplaced_wildcard = "*" in domain.name and not remote
+        wildcard = " (wildcards like *.example.com only for remote domains)" if misplaced_wildcard else ""
+        problems.append(("name", f"{domain.name!r} is not a valid domain name{wildcard}"))
+    if domain.drop_dir and domain.type != "default":
+        problems.append(("drop_dir", "only the default domain has a Drop directory"))
+    elif domain.drop_dir:
+        clash = engine_dir_conflict(config, mailroot_dir(config, domain.drop_dir, "Drop"))
+        if clash:
+            problems.append(("drop_dir", f"the Drop directory must not be the Mailroot's {clash} directory"))
+    if not remote:
+        plain = DomainConfig(domain.name, domain.type, domain.drop_dir)
+        problems += [(name, f"only remote domains use {name}") for name in REMOTE_FIELDS
+                     if getattr(domain, name) != getattr(plain, name)]
+        return problems
+    if domain.route not in DOMAIN_ROUTES:
+        problems.append(("route", f"{domain.route!r} is not a route ({', '.join(DOMAIN_ROUTES)})"))
+    if domain.route == "smarthost" and not domain.smart_host:
+        problems.append(("smart_host", "a smart host is required when the route is 'smarthost'"))
+    if domain.smart_host and domain.route != "smarthost":
+        problems.append(("smart_host", "a smart host is only used when the route is 'smarthost'"))
+    if domain.smart_host and (why := smart_host_problem(domain.smart_host)):
+        problems.append(("smart_host", why))
+    return problems
+
+
+def _checked(config: Config) -> Config:
+    problems = domain_problems(config)
+    if problems:
+        raise DomainError("; ".join(why[:1].upper() + why[1:] for _key, why in problems))
+    return config
+
+
+def _materialized(config: Config) -> Config:
+    """``config`` with the implicit default domain (from the FQDN) written into the domain list."""
+    if config.effective_domains == config.domains:
+        return config
+    if not is_domain_name(config.default_domain.name):
+        raise DomainError(f"This computer's name {config.default_domain.name!r} is not a valid domain name; "
+                          "set the fully-qualified domain name (fqdn) first")
+    return replace(config, domains=config.effective_domains)
+
+
+def _find(config: Config, name: str) -> DomainConfig:
+    for domain in config.domains:
+        if domain.name.lower() == name.lower():
+            return domain
+    raise DomainError(f"There is no domain named {name!r}")
+
+
+def add_domain(config: Config, domain: DomainConfig) -> Config:
+    """Add a local alias or remote domain (the default domain is changed with ``set_default_domain``)."""
+    config = _materialized(config)
+    if domain.type == "default":
+        raise DomainError("A new domain must be a local alias or a remote domain; use Set as Default "
+                          "to change the default domain")
+    if any(d.name.lower() == domain.name.lower() for d in config.domains):
+        raise DomainError(f"A domain named {domain.name!r} already exists")
+    return _checked(replace(config, domains=(*config.domains, domain)))
+
+
+def delete_domain(config: Config, name: str) -> Config:
+    config = _materialized(config)
+    target = _find(config, name)
+    if target.type == "default":
+        raise DomainError("The default domain cannot be deleted")
+    return replace(config, domains=tuple(d for d in config.domains if d is not target))
+
+
+def set_default_domain(config: Config, name: str) -> Config:
+    """Make local alias ``name`` the default; the old default becomes an alias and hands over its Drop."""
+    config = _materialized(config)
+    target = _find(config, name)
+    if target.type == "default":
+        return config
+    if target.type != "alias":
+        raise DomainError("Only a local alias domain can become the default domain")
+    old = config.default_domain
+
+    def swapped(domain: DomainConfig) -> DomainConfig:
+        if domain is target:
+            return replace(domain, type="default", drop_dir=old.drop_dir)
+        if domain is old:
+            return replace(domain, type="alias", drop_dir="")
+        return domain
+
+    return _checked(replace(config, domains=tuple(swapped(d) for d in config.domains)))
+
+
+def rename_domain(config: Config, old_name: str, new_name: str) -> Config:
+    config = _materialized(config)
+    target = _find(config, old_name)
+    if any(d.name.lower() == new_name.lower() and d is not target for d in config.domains):
+        raise DomainError(f"A domain named {new_name!r} already exists")
+    renamed = replace(target, name=new_name)
+    return _checked(replace(config, domains=tuple(renamed if d is target else d for d in config.domains)))
+
+
+def update_domain(config: Config, domain: DomainConfig) -> Config:
+    """Replace the domain of the same name (case-insensitive) with ``domain``; its type cannot change."""
+    config = _materialized(config)
+    target = _find(config, domain.name)
+    if domain.type != target.type:
+        raise DomainError("The type of a domain cannot be changed; delete the domain and add it again "
+                          "(Set as Default makes an alias the default domain)")
+    return _checked(replace(config, domains=tuple(domain if d is target else d for d in config.domains)))

@@ -1,0 +1,1 @@
+"""Pickup: files dropped into the Pickup directory, read and handed to cleanup."""

@@ -1,0 +1,1 @@
+"""Qmgr and local: the queue, its schedule and delivery."""

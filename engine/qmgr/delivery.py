@@ -1,0 +1,466 @@
+"""Remote delivery: picks due queue entries, groups recipients by destination, sends, records, retries, notifies.
+
+Invariants: an entry is in at most one delivery at a time (``QueueEntry.active``); every recipient
+ends delivered, failed (with an NDR to the sender, or Badmail when there is nobody to tell) or
+still pending with a next attempt; the state record is saved before the entry leaves memory.
+Destinations are delivered concurrently within the global and per-domain connection limits;
+one connection carries up to ``max_messages_per_connection`` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.bounce import dsn
+from engine.bounce.badmail import write_badmail
+from engine.conf.addresses import classify, domain_of
+from engine.conf.config import Config, DomainConfig
+from engine.counters import Counters
+from engine.errors import EngineError
+from engine.events import ErrorEvent, EventBus, MessageBadmailed, QueueChanged
+from engine.qmgr import schedule
+from engine.qmgr.queue import QueueEntry, QueueStore
+from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Transcript, deliver
+from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
+from engine.smtp.tls_policy import outbound_verification
+from engine.store.envelope import RecipientState
+from engine.store.mailroot import Mailroot
+
+log = logging.getLogger(__name__)
+
+SubmitFn = Callable[[str, tuple[str, ...], bytes, str], Awaitable[str]]
+_NOT_TRIED = Outcome(DEFERRED, "451 4.4.0 Not attempted", "4.4.0")
+IDLE_WAKE = 30.0  # look at the queue at least this often even when nothing is due
+FULL_RETURN_LIMIT = 50 * 1024  # RET=FULL returns the whole message only up to this size (Postfix's default)
+
+
+@dataclass
+class _Round:
+    """One delivery attempt of one entry, possibly spread over several destinations."""
+
+    entry: QueueEntry
+    outstanding: int
+    started: float
+    transcripts: list[str] = field(default_factory=list)
+    relayed: list[str] = field(default_factory=list)  # delivered to a next hop that took no DSN request
+
+
+def headers_of(message: bytes) -> bytes:
+    end = message.find(b"\r\n\r\n")
+    return message if end < 0 else message[: end + 2]
+
+
+class RemoteDelivery:
+    def __init__(self, store: QueueStore, resolver: Resolver, config: Callable[[], Config], bus: EventBus,
+                 counters: Counters, submit: SubmitFn, mailroot: Mailroot,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.resolver = resolver
+        self._config = config
+        self.bus = bus
+        self.counters = counters
+        self.submit = submit
+        self.mailroot = mailroot
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._heap: list[tuple[float, int, str]] = []
+        self._sequence = itertools.count()
+        self._global: asyncio.Semaphore | None = None
+        self._per_domain: dict[str, asyncio.Semaphore] = {}
+        self.etrn_released: dict[str, float] = {}  # domain -> when ETRN released the mail queued until then
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._global = asyncio.Semaphore(self._config().server.max_outbound_connections)
+        for entry in self.store.entries.values():
+            self.wake_at(entry.queue_id, entry.record.next_attempt)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        self._tasks.clear()
+        for entry in self.store.entries.values():
+            entry.active = False
+
+    def wake_at(self, queue_id: str, when: float) -> None:
+        """Look at this message again at ``when`` (new message: now; after an attempt: the schedule's time)."""
+        heapq.heappush(self._heap, (when, next(self._sequence), queue_id))
+        if when <= self.clock():
+            self._wake.set()
+
+    def kick(self, queue_id: str | None = None) -> None:
+        """Look at the queue now (new message, Retry Now, ETRN)."""
+        if queue_id is not None:
+            self.wake_at(queue_id, 0.0)
+        self._wake.set()
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock()
+            due: list[tuple[QueueEntry, list[RecipientState]]] = []
+            seen: set[str] = set()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, queue_id = heapq.heappop(self._heap)
+                entry = self.store.entries.get(queue_id)
+                if entry is None or queue_id in seen or entry.active or entry.record.frozen:
+                    continue  # gone, duplicate wake-up, busy (it gets a new wake-up when done), or frozen
+                seen.add(queue_id)
+                remote = self._remote_pending(entry)
+                if not remote:
+                    continue
+                if entry.record.next_attempt <= now:
+                    due.append((entry, remote))
+                else:
+                    self._spawn(self._delay_notice_if_due(entry))
+            if due:
+                self._dispatch(due)
+            delay = min(self._heap[0][0] - self.clock(), IDLE_WAKE) if self._heap else IDLE_WAKE
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.0))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _decide(self, entry: QueueEntry, now: float) -> schedule.Decision:
+        record = entry.record
+        return schedule.timing(self._config().server, local=False).decide(
+            record.arrived, record.attempts, record.last_attempt, now, delay_notice_sent=record.delay_notice_sent)
+
+    async def _delay_notice_if_due(self, entry: QueueEntry) -> None:
+        """The delay notice has its own time: it is not held back until the next attempt."""
+        decision = self._decide(entry, self.clock())
+        if decision.send_delay_notice and not entry.active:
+            entry.active = True
+            try:
+                await self._notify(entry, "delay", self._remote_pending(entry), self._config(),
+                                   retry_until=decision.expires_at)
+                entry.record.delay_notice_sent = True
+                await self.store.save_state(entry)
+            finally:
+                entry.active = False
+        self.wake_at(entry.queue_id, entry.record.next_attempt)
+
+    def _remote_pending(self, entry: QueueEntry) -> list[RecipientState]:
+        config = self._config()
+        domains = config.effective_domains
+        result = []
+        for rcpt in entry.pending():
+            route = classify(domain_of(rcpt.address), domains)
+            if route.kind != "remote":
+                continue
+            if route.domain is not None and route.domain.etrn_queue and \
+                    entry.record.arrived > self.etrn_released.get(domain_of(rcpt.address), -1.0):
+                continue  # held until the remote side asks with ETRN
+            result.append(rcpt)
+        return result
+
+    def _dispatch(self, due: list[tuple[QueueEntry, list[RecipientState]]]) -> None:
+        config = self._config()
+        by_destination: dict[str, list[tuple[_Round, list[str]]]] = defaultdict(list)
+        for entry, recipients in due:
+            entry.active = True
+            groups: dict[str, list[str]] = defaultdict(list)
+            for rcpt in recipients:
+                groups[domain_of(rcpt.address)].append(rcpt.address)
+            attempt = _Round(entry, len(groups), self.clock())
+            for domain, addresses in groups.items():
+                by_destination[domain].append((attempt, addresses))
+        per_connection = config.server.max_messages_per_connection
+        for domain, items in by_destination.items():
+            for start in range(0, len(items), per_connection):
+                self._spawn(self._deliver_batch(domain, items[start : start + per_connection]))
+
+    def _domain_semaphore(self, domain: str) -> asyncio.Semaphore:
+        semaphore = self._per_domain.get(domain)
+        if semaphore is None:
+            semaphore = self._per_domain[domain] = asyncio.Semaphore(self._config().server.max_outbound_per_domain)
+        return semaphore
+
+    # -- one connection's worth of messages -----------------------------------------------------
+
+    async def _deliver_batch(self, domain: str, batch: list[tuple[_Round, list[str]]]) -> None:
+        config = self._config()
+        remote_domain = classify(domain, config.effective_domains).domain
+        transcript = Transcript()
+        jobs: list[Job] = []
+        try:
+            assert self._global is not None
+            async with self._global, self._domain_semaphore(domain):
+                # Read the messages only once a connection slot is ours: a large queue made due at once
+                # must not sit in memory while it waits.
+                for attempt, addresses in batch:
+                    content = await asyncio.get_running_loop().run_in_executor(
+                        None, self.store.read_message, attempt.entry)
+                    record = attempt.entry.record
+                    params = {r.address: (r.notify, r.orcpt) for r in record.recipients
+                              if r.address in addresses and (r.notify or r.orcpt)}
+                    jobs.append(Job(attempt.entry.queue_id, self._mail_from(record.sender, config),
+                                    list(addresses), content, ret=record.ret, envid=record.envid,
+                                    rcpt_params=params))
+                try:
+                    targets = await self._targets(domain, config, transcript)
+                except RouteError as error:
+                    transcript.note(f"*** {error.reply}")
+                    status = FAILED if error.permanent else DEFERRED
+                    for job in jobs:
+                        for rcpt in job.recipients:
+                            job.outcomes[rcpt] = Outcome(status, error.reply, error.enhanced)
+                else:
+                    self.counters.outbound_connections_current += 1
+                    self.counters.outbound_connections_total += 1
+                    try:
+                        await deliver(targets, jobs, self._settings(config, remote_domain), transcript)
+                    finally:
+                        self.counters.outbound_connections_current -= 1
+        except Exception as error:  # a bug must not lose the messages: defer them and say so
+            log.exception("delivery to %s failed unexpectedly", domain)
+            transcript.note(f"*** internal error: {error!r}")
+            for job in jobs:
+                for rcpt in job.undecided():
+                    job.outcomes[rcpt] = Outcome(DEFERRED, f"451 4.3.0 Internal error: {error}", "4.3.0")
+        by_id = {job.queue_id: job for job in jobs}
+        text = "\n".join(transcript.lines) + "\n"
+        for attempt, addresses in batch:
+            done = by_id.get(attempt.entry.queue_id)
+            self._record(attempt.entry, addresses, done.outcomes if done else {})
+            if done is not None and not done.dsn_passed:
+                attempt.relayed += [r for r in addresses
+                                    if done.outcomes.get(r, _NOT_TRIED).status == DELIVERED]
+            attempt.transcripts.append(text)
+            attempt.outstanding -= 1
+            if attempt.outstanding == 0:
+                await self._finish(attempt)
+
+    async def _targets(self, domain: str, config: Config, transcript: Transcript) -> list[Target]:
+        route = route_for(domain, config)
+        targets = await resolve_route(route, self.resolver)
+        self.counters.dns_queries_total = self.resolver.queries
+        transcript.note("route: " + ", ".join(f"{t.host} [{t.address}]:{t.port}" for t in targets))
+        return targets
+
+    def _settings(self, config: Config, domain: DomainConfig | None) -> Settings:
+        server = config.server
+        tls_required = server.outbound_tls or bool(domain and domain.tls_required)
+        verify, context = outbound_verification(tls_required, server.outbound_tls_verify, server.outbound_tls_ca_file)
+        return Settings(
+            fqdn=config.fqdn,
+            use_helo=bool(domain and domain.use_helo),
+            tls_required=tls_required,
+            verify_tls=verify,
+            tls_context=context,
+            username=server.outbound_user,
+            password=server.outbound_password,
+            timeout=float(server.outbound_timeout),
+            max_recipients=server.max_recipients,
+        )
+
+    def _mail_from(self, sender: str, config: Config) -> str:
+        """Masquerade: the local domain in MAIL FROM becomes the masquerade domain (first hop only)."""
+        masquerade = config.server.masquerade_domain
+        if not masquerade or not sender:
+            return sender
+        if classify(domain_of(sender), config.effective_domains).kind != "local":
+            return sender
+        return f"{sender.rpartition('@')[0]}@{masquerade}"
+
+    def _record(self, entry: QueueEntry, addresses: list[str], outcomes: dict[str, Outcome]) -> None:
+        by_address = {r.address: r for r in entry.record.recipients}
+        for address in addresses:
+            rcpt = by_address[address]
+            outcome = outcomes.get(address, _NOT_TRIED)
+            rcpt.attempts += 1
+            rcpt.last_error = "" if outcome.status == DELIVERED else outcome.reply
+            rcpt.enhanced = outcome.enhanced
+            rcpt.remote = outcome.remote
+            if outcome.status == DELIVERED:
+                rcpt.status = "delivered"
+                self.counters.messages_sent_total += 1
+            elif outcome.status == FAILED:
+                rcpt.status = "failed"
+
+    # -- after an attempt -----------------------------------------------------------------------
+
+    async def _finish(self, attempt: _Round) -> None:
+        entry = attempt.entry
+        record = entry.record
+        config = self._config()
+        now = self.clock()
+        record.attempts += 1
+        record.last_attempt = now
+        newly_failed = [r for r in record.recipients if r.status == "failed" and not r.reported]
+        pending = self._remote_pending(entry)
+        if pending or newly_failed or entry.path.with_suffix(".rtr").exists():
+            # Transcripts are for messages that did not simply go (IIS 4 kept them for failed attempts).
+            await self.store.append_transcript(entry, f"=== attempt {record.attempts} at "
+                                               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}\n"
+                                               + "".join(attempt.transcripts))
+        decision = self._decide(entry, now)
+        if pending and decision.expired:
+            for rcpt in pending:
+                rcpt.status = "failed"
+                rcpt.enhanced = dsn.expired_status(rcpt.enhanced or "4.0.0")
+                rcpt.last_error = (f"Delivery time expired after {config.server.expiration_min} minutes; "
+                                   f"last error: {rcpt.last_error or 'none'}")
+                newly_failed.append(rcpt)
+            pending = []
+        record.last_error = next((r.last_error for r in record.recipients if r.last_error), "")
+        if newly_failed:
+            await self._notify(entry, "failure", newly_failed, config)
+            for rcpt in newly_failed:
+                rcpt.reported = True
+        relayed = [r for r in record.recipients if r.address in attempt.relayed]
+        if relayed:
+            await self._notify(entry, "relay", relayed, config)
+        if pending and decision.send_delay_notice:
+            await self._notify(entry, "delay", pending, config, retry_until=decision.expires_at)
+            record.delay_notice_sent = True
+            decision = self._decide(entry, now)
+        if pending:
+            record.next_attempt = decision.retry_at if decision.retry_at is not None else now
+            self.counters.message_send_retries += 1
+        entry.active = False
+        if entry.pending():
+            await self.store.save_state(entry)
+            self.bus.publish(QueueChanged(entry.queue_id, "attempted"))
+            if pending:
+                wake = decision.wake_at
+                self.wake_at(entry.queue_id, wake if wake is not None else record.next_attempt)
+        else:
+            await self.store.remove(entry, "delivered" if not newly_failed else "returned")
+
+    async def notify_local_delivery(self, entry: QueueEntry, recipients: list[RecipientState]) -> None:
+        """Success notices (NOTIFY=SUCCESS) for recipients just written to Drop."""
+        for rcpt in recipients:
+            rcpt.enhanced = "2.0.0"
+            rcpt.last_error = "delivered to the Drop directory"
+        await self._notify(entry, "success", recipients, self._config())
+
+    async def local_failure(self, entry: QueueEntry, recipients: list[RecipientState]) -> None:
+        """Drop could not be written: the local delay-notification and expiration times apply (IIS's Local)."""
+        if not recipients or entry.active:
+            return
+        record = entry.record
+        config = self._config()
+        now = self.clock()
+        timing = schedule.timing(config.server, local=True)
+        expires = record.arrived + 60 * config.server.local_expiration_min
+        entry.active = True
+        try:
+            if now >= expires:
+                for rcpt in recipients:
+                    rcpt.status = "failed"
+                    rcpt.enhanced = dsn.expired_status("4.3.0")
+                    rcpt.reported = True
+                await self._notify(entry, "failure", recipients, config)
+            elif not record.delay_notice_sent and now >= record.arrived + 60 * timing.delay_notification_min:
+                await self._notify(entry, "delay", recipients, config, retry_until=expires)
+                record.delay_notice_sent = True
+        finally:
+            entry.active = False
+        if entry.pending():
+            await self.store.save_state(entry)
+        else:
+            await self.store.remove(entry, "returned")
+
+    async def bounce(self, entry: QueueEntry, reason: str) -> None:
+        """Bounce Now: every pending recipient fails at once with ``reason``; the sender gets one NDR."""
+        entry.active = True
+        try:
+            pending = entry.pending()
+            for rcpt in pending:
+                rcpt.status = "failed"
+                rcpt.enhanced = reason.split(" ", 1)[0]
+                rcpt.last_error = reason
+                rcpt.reported = True
+                rcpt.notify = ""  # the administrator's bounce always tells the sender
+            await self._notify(entry, "failure", pending, self._config())
+            await self.store.remove(entry, "returned")
+        finally:
+            entry.active = False
+
+    async def _notify(self, entry: QueueEntry, kind: dsn.Kind, recipients: list[RecipientState], config: Config,
+                      retry_until: float | None = None) -> None:
+        record = entry.record
+        action: dsn.Action = _ACTIONS[kind]
+        wanted = [r for r in recipients if dsn.wants_notice(r.notify, action)]
+        if not wanted:
+            return
+        message = await asyncio.get_running_loop().run_in_executor(None, self.store.read_message, entry)
+        headers = dsn.header_section(message)
+        statuses = [
+            dsn.RecipientStatus(
+                final_recipient=r.address, original_recipient=r.orcpt or None, action=action,
+                status=_status_for(kind, r.enhanced),
+                diagnostic=r.last_error, remote_mta=r.remote or None,
+                last_attempt=record.last_attempt or None,
+                will_retry_until=retry_until if kind == "delay" else None,
+            )
+            for r in wanted
+        ]
+        if dsn.should_badmail(record.sender) or dsn.is_dsn(headers):
+            if kind == "failure":  # nobody to tell: never an NDR of an NDR
+                self._badmail(entry, message, dsn.badmail_cause(headers), statuses)
+            return
+        full = record.ret.upper() == "FULL" and len(message) <= FULL_RETURN_LIMIT
+        sender, rcpts, content = dsn.build_dsn(
+            kind=kind, reporting_mta=config.fqdn, original_sender=record.sender, original_headers=headers,
+            original_message=message if full else None, recipients=statuses, arrival=record.arrived,
+            envid=record.envid or None, postmaster=f"postmaster@{config.default_domain.name}",
+            ndr_copy_to=config.server.ndr_copy_to, now=self.clock(),
+        )
+        try:
+            await self.submit(sender, rcpts, content, "dsn")
+        except EngineError as error:
+            self.counters.total_dsn_failures += 1
+            log.error("could not queue a %s notice for %s: %s", kind, entry.queue_id, error)
+            self.bus.publish(ErrorEvent("dsn", f"{entry.queue_id}: could not queue the {kind} notice: {error}"))
+            if kind == "failure":
+                self._badmail(entry, message, f"The non-delivery report could not be queued: {error}", statuses)
+            return
+        if kind == "failure":
+            self.counters.ndrs_generated += 1
+
+    def _badmail(self, entry: QueueEntry, message: bytes, cause: str,
+                 statuses: list[dsn.RecipientStatus]) -> None:
+        reason = dsn.badmail_reason(cause, statuses)
+        name = write_badmail(self.mailroot, message, reason, sender=entry.record.sender,
+                             recipients=[s.final_recipient for s in statuses], source="delivery",
+                             extra={"queue-id": entry.queue_id})
+        if cause == "ndr_of_dsn":
+            self.counters.badmailed_messages_ndr_of_dsn += 1
+        else:
+            self.counters.badmailed_messages_general_failure += 1
+        self.bus.publish(MessageBadmailed(name, reason, "delivery"))
+
+
+_ACTIONS: dict[str, dsn.Action] = {"failure": "failed", "delay": "delayed", "success": "delivered",
+                                    "relay": "relayed"}
+
+
+def _status_for(kind: str, enhanced: str) -> str:
+    """A status whose class fits the DSN action: failed → 4/5 as recorded, delayed → 4.x.x, success → 2.x.x."""
+    if kind in ("success", "relay"):
+        return enhanced if enhanced.startswith("2.") else "2.0.0"
+    status = enhanced if enhanced[:1] in ("4", "5") and enhanced.count(".") == 2 else "4.0.0"
+    return dsn.temporary(status) if kind == "delay" else status

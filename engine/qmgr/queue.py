@@ -1,0 +1,457 @@
+"""The durable queue: committed messages in Mailroot/Queue, their state, recovery at start, local delivery.
+
+Invariants: a file ``Queue/<id>.eml`` exists only complete and fsynced (it is renamed in by the
+Committer); it starts with envelope lines, so it is readable without its ``.env`` state record.
+A queue entry is removed only after every recipient is final and the Drop file is durable.
+Drop file names are the queue id, so a delivery repeated after a crash replaces, never duplicates.
+Unreadable files are moved to Queue/corrupt with an event, never deleted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.bounce.dsn_params import wants_success
+from engine.conf.addresses import classify, domain_of
+from engine.conf.config import Config
+from engine.errors import NotFoundError
+from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved, QueueChanged
+from engine.store.commit import Committer
+from engine.store.envelope import (
+    MAX_ENVELOPE_BYTES,
+    EnvelopeError,
+    RecipientState,
+    StateRecord,
+    envelope_lines,
+    pickup_file,
+    split_envelope,
+)
+from engine.store.mailroot import Mailroot
+
+log = logging.getLogger(__name__)
+
+LOCAL_RETRY = 60.0  # seconds between tries to write to an unwritable Drop directory
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A snapshot of one queued message for the facade and the UI."""
+
+    queue_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    pending: tuple[str, ...]
+    size: int
+    arrived: float
+    attempts: int
+    next_attempt: float
+    state: str  # queued | active | frozen
+    last_error: str
+    source: str
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    items: tuple[QueueItem, ...]
+    total: int
+
+
+@dataclass(frozen=True)
+class RecipientDetail:
+    address: str
+    status: str  # pending | delivered | failed
+    last_error: str
+    enhanced: str
+    remote: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class QueueDetail:
+    """Everything the queue view shows about one message."""
+
+    item: QueueItem
+    recipients: tuple[RecipientDetail, ...]
+    transcript: str  # every attempt's SMTP dialogue, oldest first
+    last_attempt: float
+    delay_notice_sent: bool
+
+
+class QueueEntry:
+    """In-memory state of one queued message (the record plus where its file is)."""
+
+    def __init__(self, record: StateRecord, path: Path, size: int, offset: int) -> None:
+        self.record = record
+        self.path = path
+        self.size = size
+        self.offset = offset  # where the message starts after the envelope lines
+        self.active = False
+
+    @property
+    def queue_id(self) -> str:
+        return self.record.queue_id
+
+    def pending(self) -> list[RecipientState]:
+        return [r for r in self.record.recipients if r.status == "pending"]
+
+    def snapshot(self) -> QueueItem:
+        record = self.record
+        state = "frozen" if record.frozen else "active" if self.active else "queued"
+        return QueueItem(
+            record.queue_id,
+            record.sender,
+            tuple(r.address for r in record.recipients),
+            tuple(r.address for r in self.pending()),
+            self.size,
+            record.arrived,
+            record.attempts,
+            record.next_attempt,
+            state,
+            record.last_error,
+            record.source,
+        )
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(MAX_ENVELOPE_BYTES)
+
+
+def ends_with_lone_dot(path: Path) -> bool:
+    """A message whose last line is a lone "." must be stored stuffed in Drop (see intake.SpoolFile.restuff)."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(size - 5, 0))
+        return handle.read().endswith(b"\r\n.\r\n")
+
+
+def _copy_for_drop(source: Path, offset: int, sender: str, recipients: list[str], temp: Path) -> None:
+    """Write a Drop file for ``recipients`` from the queued ``source`` to ``temp``, fsynced."""
+    with source.open("rb") as src, temp.open("xb") as dst:
+        src.seek(offset)
+        if ends_with_lone_dot(source):
+
+            dst.write(pickup_file(sender, recipients, src.read()))
+        else:
+            dst.write(envelope_lines(sender, recipients))
+            shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+
+
+class QueueStore:
+    """Owns Mailroot/Queue: recovery, the index of entries, state records and local delivery."""
+
+    def __init__(
+        self, mailroot: Mailroot, committer: Committer, bus: EventBus, config: Callable[[], Config],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock
+        self.mailroot = mailroot
+        self.committer = committer
+        self.bus = bus
+        self._config = config
+        self.entries: dict[str, QueueEntry] = {}
+        self._local: asyncio.Queue[str] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.on_dropped: Callable[[int], None] = lambda count: None
+        self.on_added: Callable[[str], None] = lambda queue_id: None
+        self.on_local_delivery: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
+        self.local_retry = LOCAL_RETRY
+        self.on_local_failure: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
+
+    # -- start / stop ---------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Rebuild the index from disk; returns the ids of recovered entries. Runs before listening."""
+        for leftover in self.mailroot.sorttemp.iterdir():
+            if leftover.name.startswith("pickup-"):
+                continue  # claimed Pickup files: the Pickup service puts them back
+            try:
+                if leftover.is_dir():
+                    continue
+                leftover.unlink()  # a spool or temp file that was never committed: no 250 was given
+            except OSError as error:
+                log.warning("cannot remove %s: %s", leftover, error)
+        recovered: list[str] = []
+        queue_dir = self.mailroot.queue
+        for path in sorted(queue_dir.glob("*.eml")):
+            queue_id = path.stem
+            try:
+                entry = self._load(queue_id, path)
+            except (OSError, EnvelopeError) as error:
+                self._quarantine(path, f"unreadable queue file: {error}")
+                continue
+            self.entries[queue_id] = entry
+            recovered.append(queue_id)
+        for record_path in queue_dir.glob("*.env"):
+            if not (queue_dir / f"{record_path.stem}.eml").exists():
+                # The message was delivered and removed but its record was not: nothing to lose.
+                record_path.unlink(missing_ok=True)
+        return recovered
+
+    def _load(self, queue_id: str, path: Path) -> QueueEntry:
+        head = _read_head(path)
+        sender, recipients, offset = split_envelope(head)
+        size = path.stat().st_size - offset
+        record_path = path.with_suffix(".env")
+        if record_path.exists():
+            try:
+                record = StateRecord.from_bytes(record_path.read_bytes())
+            except EnvelopeError as error:
+                self._quarantine(record_path, f"unreadable state record: {error}")
+                record = None
+            if record is not None and record.queue_id == queue_id:
+                return QueueEntry(record, path, size, offset)
+        arrived = path.stat().st_mtime
+        record = StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], arrived)
+        return QueueEntry(record, path, size, offset)
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        target = self.mailroot.corrupt / path.name
+        try:
+            os.replace(path, target)
+        except OSError as error:
+            reason += f" (could not move it to {self.mailroot.corrupt}: {error})"
+        log.error("%s: %s", path, reason)
+        self.bus.publish(ErrorEvent("queue", f"{path.name}: {reason}"))
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._local_worker())
+        for queue_id in self.entries:
+            self._local.put_nowait(queue_id)
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    # -- index ----------------------------------------------------------------------------------
+
+    def new_record(self, queue_id: str, sender: str, recipients: tuple[str, ...], source: str) -> StateRecord:
+        return StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], self.clock(), source)
+
+    def add(self, record: StateRecord, path: Path, size: int, offset: int) -> None:
+        """Register a message the Committer just made durable, and hand it to delivery."""
+        queue_id = record.queue_id
+        self.entries[queue_id] = QueueEntry(record, path, size, offset)
+        self._local.put_nowait(queue_id)
+        self.on_added(queue_id)
+
+    def snapshot(self) -> list[QueueItem]:
+        return [entry.snapshot() for entry in self.entries.values()]
+
+    def get(self, queue_id: str) -> QueueEntry | None:
+        return self.entries.get(queue_id)
+
+    def counts(self) -> tuple[int, int]:
+        """(local, remote) pending recipients' messages, for the queue-length counters."""
+        config = self._config()
+        local = remote = 0
+        for entry in self.entries.values():
+            kinds = {classify(domain_of(r.address), config.effective_domains).kind for r in entry.pending()}
+            local += "local" in kinds
+            remote += "remote" in kinds
+        return local, remote
+
+    async def save_state(self, entry: QueueEntry) -> None:
+        path = entry.path.with_suffix(".env")
+        await self.committer.run(self.mailroot.write_atomic, path, entry.record.to_bytes())
+
+    async def remove(self, entry: QueueEntry, reason: str) -> None:
+        """Forget an entry whose recipients are all final; its files go last.
+
+        The removal is not fsynced (as Postfix): after a crash a finished message may reappear and be sent
+        once more — at least once, never lost — while every delivery saves a directory fsync.
+        """
+        self.entries.pop(entry.queue_id, None)
+        await self.committer.run(_unlink_entry, entry.path)
+        self.bus.publish(MessageRemoved(entry.queue_id, reason))
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def require(self, queue_id: str) -> QueueEntry:
+        entry = self.entries.get(queue_id)
+        if entry is None:
+            raise NotFoundError(f"no message {queue_id} in the queue")
+        return entry
+
+    async def set_frozen(self, queue_id: str, frozen: bool) -> None:
+        entry = self.require(queue_id)
+        if entry.record.frozen != frozen:
+            entry.record.frozen = frozen
+            await self.save_state(entry)
+            self.bus.publish(QueueChanged(queue_id, "frozen" if frozen else "thawed"))
+            if not frozen:
+                self._local.put_nowait(queue_id)
+
+    async def delete(self, queue_id: str) -> None:
+        """Remove a message without notifying anyone (the administrator's Delete)."""
+        await self.remove(self.require(queue_id), "deleted")
+
+    async def schedule_now(self, queue_ids: list[str], *, persist: bool) -> int:
+        """Make these messages due at once (Retry Now); returns how many were not frozen.
+
+        A running engine acts on it at once, in memory (a crash before then only means the old schedule);
+        ``persist`` saves it for an engine that is not running (the command line, offline).
+        """
+        due = [self.entries[q] for q in queue_ids if q in self.entries and not self.entries[q].record.frozen]
+        for entry in due:
+            entry.record.next_attempt = 0.0
+        if persist:
+            await asyncio.gather(*(self.save_state(e) for e in due if not e.active))
+        for entry in due:
+            self.on_added(entry.queue_id)
+            self.bus.publish(QueueChanged(entry.queue_id, "retry scheduled"))
+        return len(due)
+
+    def detail(self, queue_id: str) -> QueueDetail:
+        entry = self.require(queue_id)
+        record = entry.record
+        recipients = tuple(
+            RecipientDetail(r.address, r.status, r.last_error, r.enhanced, r.remote, r.attempts)
+            for r in record.recipients
+        )
+        return QueueDetail(entry.snapshot(), recipients, self.transcript(queue_id), record.last_attempt,
+                           record.delay_notice_sent)
+
+    def transcript(self, queue_id: str) -> str:
+        path = self.require(queue_id).path.with_suffix(".rtr")
+        try:
+            return path.read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    async def append_transcript(self, entry: QueueEntry, text: str) -> None:
+        """Keep the dialogue of an attempt beside the message (IIS 4's .RTR); diagnostics, so not fsynced."""
+        await self.committer.run(_append, entry.path.with_suffix(".rtr"), text)
+
+    def read_message(self, entry: QueueEntry) -> bytes:
+        with entry.path.open("rb") as handle:
+            handle.seek(entry.offset)
+            return handle.read()
+
+    # -- local delivery -------------------------------------------------------------------------
+
+    async def _local_worker(self) -> None:
+        while True:
+            queue_id = await self._local.get()
+            entry = self.entries.get(queue_id)
+            if entry is None or entry.record.frozen:
+                continue
+            try:
+                await self.deliver_local(entry)
+            except OSError as error:
+                log.error("local delivery of %s failed: %s", queue_id, error)
+                self.bus.publish(ErrorEvent("drop", f"{queue_id}: {error}"))
+                local = [r for r in entry.pending() if self.drop_dir_for(r.address) is not None]
+                for rcpt in local:
+                    rcpt.attempts += 1
+                    rcpt.enhanced = "4.3.0"
+                    rcpt.last_error = f"451 4.3.0 Cannot write to the Drop directory: {error.strerror or error}"
+                entry.record.last_error = local[0].last_error if local else ""
+                if self.on_local_failure is not None:
+                    await self.on_local_failure(entry, local)  # delay notice / NDR on the local schedule
+                if queue_id in self.entries and any(r.status == "pending" for r in local):
+                    asyncio.get_running_loop().call_later(self.local_retry, self._local.put_nowait, queue_id)
+
+    def drop_dir_for(self, address: str) -> Path | None:
+        """The Drop directory of a local recipient, or None when the address is not local."""
+        config = self._config()
+        route = classify(domain_of(address), config.effective_domains)
+        if route.kind != "local":
+            return None
+        drop = config.default_domain.drop_dir
+        return Path(drop) if drop else self.mailroot.drop
+
+    async def deliver_local(self, entry: QueueEntry) -> None:
+        pending = entry.pending()
+        by_dir: dict[Path, list[RecipientState]] = {}
+        for rcpt in pending:
+            folder = self.drop_dir_for(rcpt.address)
+            if folder is not None:
+                by_dir.setdefault(folder, []).append(rcpt)
+        if not by_dir:
+            return
+        entry.active = True
+        try:
+            all_local = sum(len(group) for group in by_dir.values()) == len(entry.record.recipients)
+            # A success notice reads the queued message after delivery: then copy, don't move.
+            notices = [r for group in by_dir.values() for r in group if wants_success(r.notify)]
+            movable = not notices and not await self.committer.run(ends_with_lone_dot, entry.path)
+            if all_local and len(by_dir) == 1 and movable:
+                folder = next(iter(by_dir))
+                await self._move_to_drop(entry, folder)
+                for rcpt in pending:
+                    rcpt.status = "delivered"
+                self.entries.pop(entry.queue_id, None)
+                self.bus.publish(MessageDropped(entry.queue_id, str(folder / entry.path.name),
+                                                tuple(r.address for r in pending)))
+                self.bus.publish(MessageRemoved(entry.queue_id, "delivered"))
+                self.on_dropped(1)
+                return
+            for folder, group in by_dir.items():
+                target = folder / entry.path.name
+                temp = self.mailroot.temp_path("drop", ".eml")
+                await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
+                                         [r.address for r in group], temp)
+                await self.committer.run(_replace, temp, target)
+                await self.committer.sync_directory(folder)
+                for rcpt in group:
+                    rcpt.status = "delivered"
+                self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group)))
+                self.on_dropped(1)
+            if notices and self.on_local_delivery is not None:
+                await self.on_local_delivery(entry, notices)
+            if entry.pending():
+                await self.save_state(entry)
+            else:
+                await self.remove(entry, "delivered")
+        finally:
+            entry.active = False
+
+    async def _move_to_drop(self, entry: QueueEntry, folder: Path) -> None:
+        target = folder / entry.path.name
+        try:
+            await self.committer.run(_move_same_fs, entry.path, target)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            temp = folder / f".{entry.path.name}.tmp"
+            await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
+                                     [r.address for r in entry.record.recipients], temp)
+            await self.committer.run(_replace, temp, target)
+        await self.committer.sync_directory(folder)
+        await self.committer.run(_unlink_entry, entry.path)
+        await self.committer.sync_directory(entry.path.parent)
+
+
+def _replace(source: Path, target: Path) -> None:
+    os.replace(source, target)
+
+
+def _move_same_fs(source: Path, target: Path) -> None:
+    os.rename(source, target)
+
+
+def _unlink_entry(path: Path) -> None:
+    """Remove a queue file, its state record and transcripts (missing is fine: removal is idempotent)."""
+    path.unlink(missing_ok=True)
+    path.with_suffix(".env").unlink(missing_ok=True)
+    path.with_suffix(".rtr").unlink(missing_ok=True)
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)

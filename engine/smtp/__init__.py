@@ -1,0 +1,1 @@
+"""The smtp client: outbound connections and next-hop resolution."""

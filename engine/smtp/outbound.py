@@ -1,0 +1,283 @@
+"""One outbound SMTP connection attempt (aiosmtplib): several messages to one destination, per-recipient outcomes.
+
+The caller gives the ordered list of target addresses (MX hosts or a smart host) and the messages
+for one destination. A failure of the session itself (no connection, 4xx/5xx greeting or EHLO,
+TLS required but not offered, lost connection) moves the undelivered messages on to the next
+target in the same attempt; a reply to MAIL, RCPT or DATA is the outcome of those recipients.
+Every command and reply goes into a transcript (authentication secrets masked).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+from engine.smtp.resolver import Target
+
+DELIVERED, FAILED, DEFERRED = "delivered", "failed", "deferred"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # delivered | failed | deferred
+    reply: str  # e.g. "550 5.1.1 User unknown"
+    enhanced: str  # e.g. "5.1.1"
+    remote: str = ""  # the host that answered
+
+
+@dataclass
+class Job:
+    """One message for some of its recipients at this destination."""
+
+    queue_id: str
+    sender: str
+    recipients: list[str]
+    content: bytes
+    mail_options: tuple[str, ...] = ()
+    ret: str = ""  # RFC 3461 parameters, passed on when the next hop supports DSN
+    envid: str = ""
+    rcpt_params: dict[str, tuple[str, str]] = field(default_factory=dict)  # address -> (NOTIFY, ORCPT)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    dsn_passed: bool = False  # the next hop took over success notices (it supports DSN)
+
+    def undecided(self) -> list[str]:
+        return [r for r in self.recipients if r not in self.outcomes]
+
+
+@dataclass(frozen=True)
+class Settings:
+    fqdn: str
+    use_helo: bool = False
+    tls_required: bool = False
+    verify_tls: bool = False  # opportunistic TLS does not verify (RFC 7435); "required" may
+    username: str = ""
+    password: str = ""
+    timeout: float = 600.0
+    max_recipients: int = 100
+    tls_context: ssl.SSLContext | None = None
+
+
+class Transcript:
+    """The dialogue of an attempt, one line per command or reply, with timestamps."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+    def sent(self, text: str) -> None:
+        self.note(f">>> {text}")
+
+    def got(self, response: SMTPResponse | tuple[int, str]) -> None:
+        code, message = (response.code, response.message) if isinstance(response, SMTPResponse) else response
+        for line in str(message).splitlines() or [""]:
+            self.note(f"<<< {code} {line}")
+
+
+class SessionFailed(Exception):
+    """The session with this target cannot go on; the jobs move to the next target."""
+
+    def __init__(self, reply: str, enhanced: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.enhanced = enhanced
+
+
+def enhanced_of(code: int, message: str) -> str:
+    """The enhanced status in a reply, or the RFC 3463 default for its class."""
+    first = message.split(" ", 1)[0]
+    parts = first.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
+        return first
+    return {2: "2.0.0", 4: "4.0.0", 5: "5.0.0"}.get(code // 100, "4.0.0")
+
+
+def _has_8bit(content: bytes) -> bool:
+    return not content.isascii()
+
+
+def _reply(code: int, message: str) -> str:
+    return f"{code} {' '.join(str(message).split())}"
+
+
+def _outcome_for(code: int, message: str, remote: str) -> Outcome:
+    status = DELIVERED if code < 400 else DEFERRED if code < 500 else FAILED
+    return Outcome(status, _reply(code, message), enhanced_of(code, message), remote)
+
+
+async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings, transcript: Transcript) -> None:
+    """Try ``targets`` in order until every recipient of ``jobs`` has an outcome; whatever is left is deferred."""
+    last_failure = ("451 4.4.0 No target to deliver to", "4.4.0")
+    for target in targets:
+        pending = [job for job in jobs if job.undecided()]
+        if not pending:
+            return
+        try:
+            await _session(target, pending, settings, transcript)
+        except SessionFailed as failure:
+            transcript.note(f"*** {target.host} [{target.address}]: {failure.reply}")
+            last_failure = (failure.reply, failure.enhanced)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
+            text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            transcript.note(f"*** {target.host} [{target.address}]: {text}")
+            last_failure = (f"451 4.4.2 Connection to {target.host} failed: {text}", "4.4.2")
+    reply, enhanced = last_failure
+    if enhanced.startswith("5"):  # a permanent session failure at every target (e.g. 554 greeting)
+        reply, enhanced = reply, "4" + enhanced[1:]  # a session-level refusal is retried, as Postfix does
+    for job in jobs:
+        for rcpt in job.undecided():
+            job.outcomes[rcpt] = Outcome(DEFERRED, reply, enhanced)
+
+
+async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript) -> None:
+    transcript.note(f"connecting to {target.host} [{target.address}]:{target.port}")
+    client = aiosmtplib.SMTP(
+        hostname=target.address, port=target.port, local_hostname=settings.fqdn, timeout=settings.timeout,
+        start_tls=False, validate_certs=settings.verify_tls, tls_context=settings.tls_context,
+    )
+    try:
+        greeting = await client.connect()
+    except aiosmtplib.SMTPConnectResponseError as error:
+        transcript.got((error.code, error.message))
+        raise SessionFailed(_reply(error.code, error.message), enhanced_of(error.code, error.message)) from error
+    transcript.got(greeting)
+    try:
+        await _greet(client, target, settings, transcript)
+        for job in jobs:
+            await _send_job(client, target, job, settings, transcript)
+        try:
+            transcript.sent("QUIT")
+            transcript.got(await client.quit())
+        except (aiosmtplib.SMTPException, OSError):
+            pass  # everything is decided; a rude goodbye changes nothing
+    finally:
+        client.close()
+
+
+async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, transcript: Transcript) -> None:
+    command = "HELO" if settings.use_helo else "EHLO"
+    transcript.sent(f"{command} {settings.fqdn}")
+    response = await (client.helo() if settings.use_helo else client.ehlo())
+    transcript.got(response)
+    if response.code != 250:
+        raise SessionFailed(_reply(response.code, response.message), enhanced_of(response.code, response.message))
+    if not settings.use_helo and client.supports_extension("starttls"):
+        transcript.sent("STARTTLS")
+        try:
+            # A verified certificate must name the host we meant (the MX or smart host name), not its address.
+            response = await client.starttls(validate_certs=settings.verify_tls,
+                                             server_hostname=target.host if settings.verify_tls else None)
+        except ssl.SSLCertVerificationError as error:
+            transcript.note(f"*** certificate of {target.host} not accepted: {error.verify_message}")
+            raise SessionFailed(f"451 4.7.5 The certificate of {target.host} could not be verified: "
+                                f"{error.verify_message}", "4.7.5") from error
+        except aiosmtplib.SMTPResponseException as error:
+            transcript.got((error.code, error.message))
+            if settings.tls_required:
+                raise SessionFailed(f"451 4.7.5 STARTTLS refused by {target.host}", "4.7.5") from error
+            return
+        transcript.got(response)
+        transcript.note(f"TLS: {client.get_transport_info('ssl_object').version()}")
+        transcript.sent(f"EHLO {settings.fqdn}")
+        transcript.got(await client.ehlo())
+    elif settings.tls_required:
+        raise SessionFailed(f"451 4.7.5 TLS is required but {target.host} does not offer STARTTLS", "4.7.5")
+    if settings.username and target.smart_host:  # credentials go to our smart host only, never to any MX
+        transcript.sent("AUTH ******** (credentials masked)")
+        try:
+            response = await client.login(settings.username, settings.password)
+        except aiosmtplib.SMTPException as error:
+            code = getattr(error, "code", 454)
+            message = getattr(error, "message", str(error))
+            transcript.got((code, message))
+            raise SessionFailed(f"454 4.7.0 Authentication to {target.host} failed: {code} {message}",
+                                "4.7.0") from error
+        transcript.got(response)
+
+
+async def _send_job(client: aiosmtplib.SMTP, target: Target, job: Job, settings: Settings,
+                    transcript: Transcript) -> None:
+    undecided = job.undecided()
+    encoding = "ascii" if job.sender.isascii() and all(r.isascii() for r in undecided) else "utf-8"
+    options = list(job.mail_options)
+    if encoding == "utf-8":
+        if not client.supports_extension("smtputf8"):
+            for rcpt in undecided:
+                job.outcomes[rcpt] = Outcome(FAILED, f"553 5.6.7 {target.host} does not support SMTPUTF8",
+                                             "5.6.7", target.host)
+            return
+        options.append("SMTPUTF8")
+    if client.supports_extension("size"):
+        options.append(f"SIZE={len(job.content)}")
+    if client.supports_extension("8bitmime") and _has_8bit(job.content):
+        options.append("BODY=8BITMIME")
+    job.dsn_passed = client.supports_extension("dsn")
+    if job.dsn_passed:
+        options += [f"RET={job.ret}"] if job.ret else []
+        options += [f"ENVID={job.envid}"] if job.envid else []
+    for start in range(0, len(undecided), settings.max_recipients):
+        chunk = undecided[start : start + settings.max_recipients]
+        await _transaction(client, target, job, chunk, options, encoding, transcript)
+
+
+async def _transaction(client: aiosmtplib.SMTP, target: Target, job: Job, chunk: list[str], options: list[str],
+                       encoding: str, transcript: Transcript) -> None:
+    remote = target.host
+    transcript.sent(f"MAIL FROM:<{job.sender}> {' '.join(options)}".rstrip())
+    try:
+        response = await client.mail(job.sender, options=options, encoding=encoding)
+        transcript.got(response)
+    except aiosmtplib.SMTPResponseException as error:
+        transcript.got((error.code, error.message))
+        if error.code == 421:
+            raise SessionFailed(_reply(error.code, error.message), enhanced_of(error.code, error.message)) from error
+        for rcpt in chunk:
+            job.outcomes[rcpt] = _outcome_for(error.code, error.message, remote)
+        await _rset(client, transcript)
+        return
+    accepted: list[str] = []
+    for rcpt in chunk:
+        notify, orcpt = job.rcpt_params.get(rcpt, ("", ""))
+        rcpt_options = [f"NOTIFY={notify}"] * bool(notify and job.dsn_passed)
+        rcpt_options += [f"ORCPT={orcpt}"] * bool(orcpt and job.dsn_passed)
+        transcript.sent(f"RCPT TO:<{rcpt}> {' '.join(rcpt_options)}".rstrip())
+        try:
+            response = await client.rcpt(rcpt, options=rcpt_options, encoding=encoding)
+            transcript.got(response)
+            accepted.append(rcpt)
+        except aiosmtplib.SMTPResponseException as error:
+            transcript.got((error.code, error.message))
+            if error.code == 421:
+                raise SessionFailed(_reply(error.code, error.message),
+                                    enhanced_of(error.code, error.message)) from error
+            job.outcomes[rcpt] = _outcome_for(error.code, error.message, remote)
+    if not accepted:
+        await _rset(client, transcript)
+        return
+    content = job.content if job.content.endswith(b"\r\n") else job.content + b"\r\n"
+    transcript.sent(f"DATA ({len(content)} bytes)")
+    try:
+        response = await client.data(content)
+        transcript.got(response)
+        outcome = _outcome_for(response.code, response.message, remote)
+    except aiosmtplib.SMTPResponseException as error:
+        transcript.got((error.code, error.message))
+        if error.code == 421:
+            raise SessionFailed(_reply(error.code, error.message), enhanced_of(error.code, error.message)) from error
+        outcome = _outcome_for(error.code, error.message, remote)
+    for rcpt in accepted:
+        job.outcomes[rcpt] = outcome
+
+
+async def _rset(client: aiosmtplib.SMTP, transcript: Transcript) -> None:
+    transcript.sent("RSET")
+    try:
+        transcript.got(await client.rset())
+    except aiosmtplib.SMTPResponseException as error:
+        transcript.got((error.code, error.message))

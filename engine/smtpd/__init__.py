@@ -1,0 +1,1 @@
+"""Smtpd, anvil and tlsmgr: the inbound SMTP session, its limits, TLS and authentication."""

@@ -1,0 +1,136 @@
+"""Security state one virtual server's inbound sessions share: TLS context, users, failed logins, peer names.
+
+Everything here outlives a session and follows the configuration as it changes: a new certificate file
+or path is loaded at the next connection, the users file is read again when it changes, a new DNS server
+list gets a new resolver. Password checks (scrypt, CPU-bound) run in worker threads, at most
+``PARALLEL_CHECKS`` at a time on threads of their own, so a flood of AUTH commands can take neither the
+event loop, nor every core, nor the loop's default executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.conf.config import Config
+from engine.events import ErrorEvent, Event, EventBus
+from engine.smtpd.authlimit import AuthLimiter
+from engine.smtpd.rdns import PeerNames
+from engine.smtpd.tls import TlsStore
+from engine.smtpd.users import UserStore
+
+PARALLEL_CHECKS = 2
+
+
+@dataclass(frozen=True)
+class AuthFailed(Event):
+    """A failed AUTH: the peer, the name it tried (never the password), failures remembered, lock-out begun."""
+
+    peer: str
+    user: str
+    failures: int
+    locked: bool
+
+
+@dataclass(frozen=True)
+class AuthRefusedLocked(Event):
+    """An AUTH from an address that is locked out; it was not checked."""
+
+    peer: str
+    seconds_left: float
+
+
+@dataclass(frozen=True)
+class AuthSucceeded(Event):
+    peer: str
+    user: str
+
+
+@dataclass(frozen=True)
+class SecurityWarning(Event):
+    """A configuration that weakens security (passwords accepted in clear text...)."""
+
+    message: str
+
+
+class Security:
+    """Shared by the sessions of one virtual server; see the module docstring."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tls = TlsStore()
+        self.limiter = AuthLimiter(clock)
+        self._users: UserStore | None = None
+        self._names: PeerNames | None = None
+        self._checks: ThreadPoolExecutor | None = None
+        self._warned: set[str] = set()
+
+    def tls_context(self, config: Config, bus: EventBus) -> ssl.SSLContext | None:
+        server = config.server
+        context = self.tls.context(server.tls_certificate, server.tls_key)
+        error = self.tls.fresh_error()
+        if error:
+            bus.publish(ErrorEvent("tls", f"{error}; STARTTLS is not offered"))
+        if context is None and server.require_tls:
+            self.warn_once(bus, f"require_tls:{server.tls_certificate}",
+                           "TLS is required but no usable certificate is installed: no mail is accepted")
+        if server.auth_basic and server.auth_plaintext_allowed:
+            self.warn_once(bus, "plaintext_auth",
+                           "Basic authentication is offered without TLS: passwords may cross the network in "
+                           "clear text")
+        return context
+
+    def warn_once(self, bus: EventBus, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            bus.publish(SecurityWarning(message))
+
+    def users(self, config: Config) -> UserStore | None:
+        path = config.server.users_file
+        if not path:
+            return None
+        if self._users is None or str(self._users.path) != path:
+            self._users = UserStore(Path(path))
+        return self._users
+
+    def names(self, config: Config) -> PeerNames:
+        servers = config.server.dns_servers
+        if self._names is None or self._names.servers != servers:
+            self._names = PeerNames(servers)
+        return self._names
+
+    async def check_password(self, config: Config, login: str, password: str) -> str | None:
+        """The account ``login`` names (with the default logon domain tried too) if the password fits, else None."""
+        store = self.users(config)
+        if store is None:
+            return None
+        candidates = [login]
+        domain = config.server.auth_default_domain
+        if domain and "@" not in login:
+            candidates.append(f"{login}@{domain}")
+        account = next((name for name in candidates if store.record(name) is not None), login)
+        if self._checks is None:  # its own threads: the loop's default executor may be busy (or full)
+            self._checks = ThreadPoolExecutor(PARALLEL_CHECKS, thread_name_prefix="smtpsvc-auth")
+        ok = await asyncio.get_running_loop().run_in_executor(self._checks, store.check, account, password)
+        return account if ok else None
+
+    def close(self) -> None:
+        if self._checks is not None:
+            self._checks.shutdown(wait=False, cancel_futures=True)
+            self._checks = None
+
+
+_SHARED: weakref.WeakKeyDictionary[object, Security] = weakref.WeakKeyDictionary()
+
+
+def shared_security(owner: object) -> Security:
+    """The Security of the virtual server that owns ``owner`` (its session registry), made on first use."""
+    security = _SHARED.get(owner)
+    if security is None:
+        security = _SHARED[owner] = Security()
+    return security
