@@ -43,6 +43,23 @@ IIS_NAMES: dict[str, str] = {
 }
 
 
+# The counter a Badmail item counts in, by its cause (``MessageBadmailed.cause``); exactly one each.
+BADMAIL_COUNTERS: dict[str, str] = {
+    "bad_pickup_file": "badmailed_messages_bad_pickup_file",
+    "hop_count_exceeded": "badmailed_messages_hop_count_exceeded",
+    "no_recipients": "badmailed_messages_no_recipients",
+    "ndr_of_dsn": "badmailed_messages_ndr_of_dsn",
+    "general_failure": "badmailed_messages_general_failure",
+}
+
+
+def badmail_cause(cause: str, source: str) -> str:
+    """The BADMAIL_COUNTERS key of an item: its own cause, else by where it came from."""
+    if cause in BADMAIL_COUNTERS:
+        return cause
+    return "bad_pickup_file" if source == "pickup" else "general_failure"
+
+
 @dataclass
 class Counters:
     bytes_received_total: int = 0
@@ -79,6 +96,10 @@ class Counters:
     messages_currently_undeliverable: int = 0
     local_retry_queue_length: int = 0
     remote_retry_queue_length: int = 0
+
+    def count_badmail(self, cause: str, source: str) -> None:
+        name = BADMAIL_COUNTERS[badmail_cause(cause, source)]
+        setattr(self, name, getattr(self, name) + 1)
 
     def snapshot(self) -> dict[str, float]:
         """Counter values by IIS name, plus the derived average recipients per message."""

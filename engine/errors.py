@@ -43,6 +43,14 @@ class QueueWriteError(EngineError):
 class MessageRejected(EngineError):
     """A message the engine will not take (hop count exceeded, no valid recipient, ...); ``str`` says why."""
 
+    cause = ""  # the Badmail counter it counts in when it is badmailed ("" = by where it came from)
+
+
+class HopCountExceeded(MessageRejected):
+    """More Received headers than ``max_hop_count``: probably a mail loop."""
+
+    cause = "hop_count_exceeded"
+
 
 class ConfigNotSavedError(EngineError):
     """The configuration was applied to the running server but could not be written to its file."""

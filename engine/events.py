@@ -94,6 +94,7 @@ class MessageBadmailed(Event):
     name: str  # base name of the .BAD/.BDR/.BDP triple
     reason: str
     source: str
+    cause: str = ""  # the counter it counts in: a key of counters.BADMAIL_COUNTERS ("" = by source)
 
 
 @dataclass(frozen=True)

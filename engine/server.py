@@ -468,7 +468,11 @@ class VirtualServer:
 
     async def counters_snapshot(self) -> dict[str, float]:
         if self._queue is not None:
-            self.counters.local_queue_length, self.counters.remote_queue_length = self._queue.counts()
+            lengths = self._queue.counts()
+            self.counters.local_queue_length, self.counters.remote_queue_length = lengths.local, lengths.remote
+            self.counters.local_retry_queue_length = lengths.local_retry
+            self.counters.remote_retry_queue_length = lengths.remote_retry
+            self.counters.messages_currently_undeliverable = lengths.undeliverable
         return self.counters.snapshot()
 
     async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
@@ -484,10 +488,7 @@ class VirtualServer:
         if isinstance(event, MessageQueued) and event.source == "pickup":
             self.counters.pickup_directory_messages_retrieved_total += 1
         elif isinstance(event, MessageBadmailed):
-            if event.source == "pickup":
-                self.counters.badmailed_messages_bad_pickup_file += 1
-            else:
-                self.counters.badmailed_messages_general_failure += 1
+            self.counters.count_badmail(event.cause, event.source)
 
 
 def _changed_keys(old: Config, new: Config) -> list[str]:

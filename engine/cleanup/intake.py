@@ -21,7 +21,7 @@ from engine.cleanup.headers import HeaderScanner
 from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config
 from engine.counters import Counters
-from engine.errors import MessageRejected, QueueWriteError
+from engine.errors import HopCountExceeded, QueueWriteError
 from engine.events import EventBus, MessageDropped, MessageQueued
 from engine.qmgr.queue import QueueStore
 from engine.store.commit import Committer, TargetUnavailable
@@ -278,13 +278,13 @@ class Intake:
     async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
         """Commit a whole message held in memory (Pickup, DSNs); returns its queue id.
 
-        Raises MessageRejected (hop count) or QueueWriteError (could not store it durably).
+        Raises HopCountExceeded (a MessageRejected) or QueueWriteError (could not store it durably).
         """
         scanner = HeaderScanner()
         scanner.feed(content)
         hops = self._config().server.max_hop_count
         if scanner.received_count() > hops:
-            raise MessageRejected(f"hop count exceeded: more than {hops} Received headers (mail loop?)")
+            raise HopCountExceeded(f"hop count exceeded: more than {hops} Received headers (mail loop?)")
         try:
             spool = self.open_spool(sender, recipients)
             spool.write(content)

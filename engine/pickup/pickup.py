@@ -7,14 +7,16 @@ A Pickup file is RFC 5322 text. The rules, including where they differ from IIS 
   brackets optional, ``<>`` is the null sender. They are removed from the delivered content.
 - Without x-receiver lines the recipients are every address of To, Cc and Bcc (in that order, deduplicated
   case-insensitively). Without an x-sender line the sender is the first address of Sender:, else of From:.
-- A From: header is required (IIS rule). A Bcc header is never delivered, with or without x-receiver lines.
+- A From: header is required when the sender comes from the headers (IIS rule); with an x-sender line the
+  envelope is complete and a message without From: is delivered, as SMTP would. A Bcc header is never
+  delivered, with or without x-receiver lines.
 - Addresses without a domain get the default domain (``spamtest`` → ``spamtest@<default domain>``).
 - Line endings: CRLF or bare LF; the delivered content always has CRLF line endings.
 - Dot lines: if the file's last line is a lone ``.``, the file is dot-stuffed SMTP DATA: that line is removed
   and every line starting with ``..`` loses its first dot. Otherwise the content is taken literally: a lone
   ``.`` anywhere else is ordinary text and nothing after it is lost (IIS truncated the message there).
 - Not a message: an empty file, NUL bytes in the header section, no ``Name: value`` header line before the
-  first blank line, a header section over 1 MB.
+  first blank line (an mbox ``From `` line is named as such), a header section over 1 MB.
 
 Limitation: a message whose own first header is ``X-Receiver:`` (or ``X-Sender:`` with no envelope lines
 before it) is read as envelope — the file format cannot tell them apart, as in IIS.
@@ -46,6 +48,14 @@ _REGISTRY = HeaderRegistry()
 class PickupError(EngineError):
     """A Pickup file that is not a deliverable message; ``str`` is the reason written to Badmail."""
 
+    cause = "bad_pickup_file"  # the Badmail counter it counts in
+
+
+class NoRecipients(PickupError):
+    """Neither x-receiver lines nor an address in To:, Cc: or Bcc:."""
+
+    cause = "no_recipients"
+
 
 @dataclass(frozen=True)
 class PickupMessage:
@@ -75,10 +85,13 @@ def parse_pickup(data: bytes, default_domain: str) -> PickupMessage:
     header_lines = lines[count:]
     if not header_lines or not _FIELD.match(header_lines[0]):
         where = "after the x-sender/x-receiver lines" if count else "before the first blank line"
+        if header_lines and header_lines[0].startswith(b"From "):
+            raise PickupError(f"not a message: an mbox 'From ' separator line {where}, not a header "
+                              "(a mailbox file? put each message in its own file, without that line)")
         raise PickupError(f"not a message: no 'Name: value' header line {where}")
     fields, bcc_lines = _fields(header_lines)
-    if "from" not in {name for name, _ in fields}:
-        raise PickupError("no From: header")
+    if x_sender is None and "from" not in {name for name, _ in fields}:
+        raise PickupError("no From: header")  # the sender would come from it (no x-sender line)
 
     if x_sender is not None:
         sender = x_sender
@@ -92,7 +105,7 @@ def parse_pickup(data: bytes, default_domain: str) -> PickupMessage:
         sender = found[0]
     recipients = _dedupe(x_receivers or _addresses(fields, ("to", "cc", "bcc"), default_domain))
     if not recipients:
-        raise PickupError("no recipients: no x-receiver lines and no address in To:, Cc: or Bcc:")
+        raise NoRecipients("no recipients: no x-receiver lines and no address in To:, Cc: or Bcc:")
 
     body, body_changed = _body(data, body_start, end, stuffed)
     tail = b"\r\n" if len(body) and body[-1:] != b"\n" else b""

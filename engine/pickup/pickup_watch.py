@@ -407,13 +407,15 @@ class PickupService:
 
     async def _handle(self, name: str, claim: Path) -> None:
         result = await asyncio.to_thread(self._load, claim, self._default_domain())
-        if isinstance(result, str):
-            await self._badmail(name, claim, result, None)
+        if isinstance(result, (str, PickupError)):
+            cause = result.cause if isinstance(result, PickupError) else PickupError.cause
+            await self._badmail(name, claim, str(result), None, cause)
             return
         try:
             await self._submit(result.sender, result.recipients, result.content, SOURCE)
         except MessageRejected as exc:
-            await self._badmail(name, claim, str(exc) or "rejected by the queue", result)
+            await self._badmail(name, claim, str(exc) or "rejected by the queue", result,
+                                exc.cause or PickupError.cause)
             return
         except QueueWriteError as exc:
             self._put_back(name, claim)
@@ -428,8 +430,8 @@ class PickupService:
                 f"{name!r} was queued, but {claim} could not be removed ({why}): sent again at next start"
             )
 
-    def _load(self, claim: Path, default_domain: str) -> PickupMessage | str:
-        """Read and parse the claimed file (in a worker thread); a str is the reason it goes to Badmail."""
+    def _load(self, claim: Path, default_domain: str) -> PickupMessage | PickupError | str:
+        """Read and parse the claimed file (in a worker thread); an error or a str is why it goes to Badmail."""
         try:
             fd = os.open(claim, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
@@ -458,12 +460,13 @@ class PickupService:
         try:
             return parse_pickup(data, default_domain)
         except PickupError as exc:
-            return str(exc)
+            return exc
 
     def _too_large(self, size: int) -> str:
         return f"file larger than {self._max_file_bytes} bytes (max_file_bytes); it has at least {size} bytes"
 
-    async def _badmail(self, name: str, claim: Path, reason: str, message: PickupMessage | None) -> None:
+    async def _badmail(self, name: str, claim: Path, reason: str, message: PickupMessage | None,
+                       cause: str = PickupError.cause) -> None:
         try:
             bad = await asyncio.to_thread(self._write_badmail, name, claim, reason, message)
         except OSError as exc:
@@ -472,7 +475,7 @@ class PickupService:
             return
         self._retrieved += 1
         log.info("Pickup: %r went to Badmail as %s: %s", name, bad, reason)
-        self._bus.publish(MessageBadmailed(bad, reason, SOURCE))
+        self._bus.publish(MessageBadmailed(bad, reason, SOURCE, cause))
 
     def _write_badmail(self, name: str, claim: Path, reason: str, message: PickupMessage | None) -> str:
         """Write the triple; the claimed file itself becomes the .BAD, byte for byte (in a worker thread)."""

@@ -29,7 +29,7 @@ from engine.errors import EngineError
 from engine.events import ErrorEvent, EventBus, MessageBadmailed, QueueChanged
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueEntry, QueueStore
-from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Transcript, deliver
+from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
 from engine.smtp.tls_policy import outbound_verification
 from engine.store.envelope import RecipientState
@@ -229,10 +229,14 @@ class RemoteDelivery:
                 else:
                     self.counters.outbound_connections_current += 1
                     self.counters.outbound_connections_total += 1
+                    tally = Tally()
                     try:
-                        await deliver(targets, jobs, self._settings(config, remote_domain), transcript)
+                        await deliver(targets, jobs, self._settings(config, remote_domain), transcript, tally)
                     finally:
                         self.counters.outbound_connections_current -= 1
+                        self.counters.outbound_connections_refused += tally.refused
+                        self.counters.total_connection_errors += tally.errors
+                        self.counters.message_bytes_sent_total += sum(job.bytes_sent for job in jobs)
         except Exception as error:  # a bug must not lose the messages: defer them and say so
             log.exception("delivery to %s failed unexpectedly", domain)
             transcript.note(f"*** internal error: {error!r}")
@@ -379,6 +383,7 @@ class RemoteDelivery:
         finally:
             entry.active = False
         if entry.pending():
+            self.counters.message_delivery_retries += 1  # local delivery is tried again (IIS: Delivery Retries)
             await self.store.save_state(entry)
         else:
             await self.store.remove(entry, "returned")
@@ -447,11 +452,9 @@ class RemoteDelivery:
         name = write_badmail(self.mailroot, message, reason, sender=entry.record.sender,
                              recipients=[s.final_recipient for s in statuses], source="delivery",
                              extra={"queue-id": entry.queue_id})
-        if cause == "ndr_of_dsn":
-            self.counters.badmailed_messages_ndr_of_dsn += 1
-        else:
-            self.counters.badmailed_messages_general_failure += 1
-        self.bus.publish(MessageBadmailed(name, reason, "delivery"))
+        # Counted from the event, in one place (VirtualServer), like every other Badmail item.
+        self.bus.publish(MessageBadmailed(name, reason, "delivery",
+                                          "ndr_of_dsn" if cause == "ndr_of_dsn" else "general_failure"))
 
 
 _ACTIONS: dict[str, dsn.Action] = {"failure": "failed", "delay": "delayed", "success": "delivered",

@@ -60,6 +60,17 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
+class QueueLengths:
+    """Messages with pending recipients, for the IIS queue counters (one message can be in several)."""
+
+    local: int
+    remote: int
+    local_retry: int  # local recipients whose delivery to Drop failed and waits for a retry
+    remote_retry: int  # remote recipients tried at least once, waiting for the next attempt
+    undeliverable: int  # the last attempt found no route or no reachable host (status X.4.X)
+
+
+@dataclass(frozen=True)
 class QueuePage:
     items: tuple[QueueItem, ...]
     total: int
@@ -95,6 +106,7 @@ class QueueEntry:
         self.size = size
         self.offset = offset  # where the message starts after the envelope lines
         self.active = False
+        self.held_locally = False  # local delivery took it from idle (remote delivery may have skipped it)
 
     @property
     def queue_id(self) -> str:
@@ -255,15 +267,27 @@ class QueueStore:
     def get(self, queue_id: str) -> QueueEntry | None:
         return self.entries.get(queue_id)
 
-    def counts(self) -> tuple[int, int]:
-        """(local, remote) pending recipients' messages, for the queue-length counters."""
+    def counts(self) -> QueueLengths:
+        """Messages with pending recipients by kind, for the queue-length counters."""
         config = self._config()
-        local = remote = 0
+        local = remote = local_retry = remote_retry = undeliverable = 0
         for entry in self.entries.values():
-            kinds = {classify(domain_of(r.address), config.effective_domains).kind for r in entry.pending()}
+            kinds: set[str] = set()
+            retried: set[str] = set()
+            unreachable = False
+            for rcpt in entry.pending():
+                kind = classify(domain_of(rcpt.address), config.effective_domains).kind
+                kinds.add(kind)
+                if rcpt.attempts:
+                    retried.add(kind)
+                    # X.4.X is RFC 3463's "network and routing": no route, no answer, connection lost
+                    unreachable = unreachable or rcpt.enhanced[1:4] == ".4."
             local += "local" in kinds
             remote += "remote" in kinds
-        return local, remote
+            local_retry += "local" in retried
+            remote_retry += "remote" in retried
+            undeliverable += unreachable
+        return QueueLengths(local, remote, local_retry, remote_retry, undeliverable)
 
     async def save_state(self, entry: QueueEntry) -> None:
         path = entry.path.with_suffix(".env")
@@ -365,6 +389,10 @@ class QueueStore:
                     await self.on_local_failure(entry, local)  # delay notice / NDR on the local schedule
                 if queue_id in self.entries and any(r.status == "pending" for r in local):
                     asyncio.get_running_loop().call_later(self.local_retry, self._local.put_nowait, queue_id)
+            if entry.held_locally and queue_id in self.entries:
+                # Remote delivery skips an entry while local delivery holds it: its wake-up is not lost.
+                entry.held_locally = False
+                self.on_added(queue_id)
 
     def drop_dir_for(self, address: str) -> Path | None:
         """The Drop directory of a local recipient, or None when the address is not local."""
@@ -384,6 +412,7 @@ class QueueStore:
                 by_dir.setdefault(folder, []).append(rcpt)
         if not by_dir:
             return
+        entry.held_locally = not entry.active  # remote delivery skipped it meanwhile: wake it when done
         entry.active = True
         try:
             all_local = sum(len(group) for group in by_dir.values()) == len(entry.record.recipients)

@@ -44,6 +44,7 @@ class Job:
     rcpt_params: dict[str, tuple[str, str]] = field(default_factory=dict)  # address -> (NOTIFY, ORCPT)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     dsn_passed: bool = False  # the next hop took over success notices (it supports DSN)
+    bytes_sent: int = 0  # message data the next hop accepted (counted once per accepted DATA)
 
     def undecided(self) -> list[str]:
         return [r for r in self.recipients if r not in self.outcomes]
@@ -60,6 +61,14 @@ class Settings:
     timeout: float = 600.0
     max_recipients: int = 100
     tls_context: ssl.SSLContext | None = None
+
+
+@dataclass
+class Tally:
+    """What an attempt met on the wire, for the performance counters."""
+
+    refused: int = 0  # connections refused: TCP refused, or a greeting other than 220
+    errors: int = 0  # connections that failed on the network: refused, unreachable, timed out, reset, TLS
 
 
 class Transcript:
@@ -111,19 +120,23 @@ def _outcome_for(code: int, message: str, remote: str) -> Outcome:
     return Outcome(status, _reply(code, message), enhanced_of(code, message), remote)
 
 
-async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings, transcript: Transcript) -> None:
+async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings, transcript: Transcript,
+                  tally: Tally | None = None) -> None:
     """Try ``targets`` in order until every recipient of ``jobs`` has an outcome; whatever is left is deferred."""
+    tally = tally if tally is not None else Tally()
     last_failure = ("451 4.4.0 No target to deliver to", "4.4.0")
     for target in targets:
         pending = [job for job in jobs if job.undecided()]
         if not pending:
             return
         try:
-            await _session(target, pending, settings, transcript)
+            await _session(target, pending, settings, transcript, tally)
         except SessionFailed as failure:
             transcript.note(f"*** {target.host} [{target.address}]: {failure.reply}")
             last_failure = (failure.reply, failure.enhanced)
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
+            if not isinstance(error, aiosmtplib.SMTPResponseException):  # a reply is no connection error
+                tally.errors += 1
             text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             transcript.note(f"*** {target.host} [{target.address}]: {text}")
             last_failure = (f"451 4.4.2 Connection to {target.host} failed: {text}", "4.4.2")
@@ -135,7 +148,8 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
             job.outcomes[rcpt] = Outcome(DEFERRED, reply, enhanced)
 
 
-async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript) -> None:
+async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript,
+                   tally: Tally) -> None:
     transcript.note(f"connecting to {target.host} [{target.address}]:{target.port}")
     client = aiosmtplib.SMTP(
         hostname=target.address, port=target.port, local_hostname=settings.fqdn, timeout=settings.timeout,
@@ -144,8 +158,13 @@ async def _session(target: Target, jobs: list[Job], settings: Settings, transcri
     try:
         greeting = await client.connect()
     except aiosmtplib.SMTPConnectResponseError as error:
+        tally.refused += 1
         transcript.got((error.code, error.message))
         raise SessionFailed(_reply(error.code, error.message), enhanced_of(error.code, error.message)) from error
+    except aiosmtplib.SMTPConnectError as error:
+        if isinstance(error.__cause__, ConnectionRefusedError):
+            tally.refused += 1
+        raise
     transcript.got(greeting)
     try:
         await _greet(client, target, settings, transcript)
@@ -266,6 +285,8 @@ async def _transaction(client: aiosmtplib.SMTP, target: Target, job: Job, chunk:
         response = await client.data(content)
         transcript.got(response)
         outcome = _outcome_for(response.code, response.message, remote)
+        if outcome.status == DELIVERED:
+            job.bytes_sent += len(content)
     except aiosmtplib.SMTPResponseException as error:
         transcript.got((error.code, error.message))
         if error.code == 421:

@@ -134,11 +134,27 @@ def test_group_syntax_and_comments() -> None:
     assert message.sender == "f@a.org"
 
 
-def test_no_from_header_is_an_error() -> None:
+def test_no_from_header_is_an_error_when_the_sender_would_come_from_it() -> None:
     with pytest.raises(PickupError, match=r"^no From: header$"):
         parse("To: t@b.org\nSubject: x\n\nbody\n")
-    with pytest.raises(PickupError, match="no From: header"):
-        parse("x-sender: s@a.org\nx-receiver: r@b.org\nTo: t@b.org\n\nbody\n")
+    with pytest.raises(PickupError, match=r"^no From: header$"):
+        parse("x-receiver: r@b.org\nSender: s@a.org\nTo: t@b.org\n\nbody\n")
+
+
+def test_x_sender_makes_the_envelope_complete_without_a_from_header() -> None:
+    message = parse("x-sender: s@a.org\nx-receiver: r@b.org\nTo: t@b.org\n\nbody\n")
+    assert (message.sender, message.recipients) == ("s@a.org", ("r@b.org",))
+    assert message.content == crlf("To: t@b.org\n\nbody\n")
+    message = parse("x-sender: <>\nSubject: no From, recipients from To\nTo: t@b.org\n\n")
+    assert (message.sender, message.recipients) == ("", ("t@b.org",))
+
+
+@pytest.mark.parametrize("prefix", ["", "x-sender: s@a.org\nx-receiver: r@b.org\n"])
+def test_an_mbox_from_line_is_named_in_the_reason(prefix: str) -> None:
+    with pytest.raises(PickupError, match="mbox 'From ' separator line"):
+        parse(prefix + "From s@a.org Mon Jan  1 00:00:00 2024\nFrom: s@a.org\nTo: t@b.org\n\nx\n")
+    with pytest.raises(PickupError, match="no 'Name: value' header line"):
+        parse(prefix + "just some text\nwith no header\n")
 
 
 def test_no_recipients_is_an_error() -> None:
