@@ -3,6 +3,9 @@
 Invariants: an entry is in at most one delivery at a time (``QueueEntry.active``); every recipient
 ends delivered, failed (with an NDR to the sender, or Badmail when there is nobody to tell) or
 still pending with a next attempt; the state record is saved before the entry leaves memory.
+Finishing an attempt can fail (disk full, Queue or Badmail gone): the entry is then left inactive
+and due again at its next retry, each attempt of a batch is finished on its own, and the error is
+logged and published; whatever the attempt still owed (state, notices, removal) is done next time.
 Destinations are delivered concurrently within the global and per-domain connection limits;
 one connection carries up to ``max_messages_per_connection`` messages.
 """
@@ -79,6 +82,7 @@ class RemoteDelivery:
         self._global: asyncio.Semaphore | None = None
         self._per_domain: dict[str, asyncio.Semaphore] = {}
         self.etrn_released: dict[str, float] = {}  # domain -> when ETRN released the mail queued until then
+        self._unfinished: dict[str, _Round] = {}  # attempts whose finishing failed: finished again when due
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -126,6 +130,10 @@ class RemoteDelivery:
                 seen.add(queue_id)
                 remote = self._remote_pending(entry)
                 if not remote:
+                    unfinished = self._unfinished.pop(queue_id, None)
+                    if unfinished is not None:  # nothing to send, but notices, state or removal still owed
+                        entry.active = True
+                        self._spawn(self._conclude_safely(unfinished, self.clock()))
                     continue
                 if entry.record.next_attempt <= now:
                     due.append((entry, remote))
@@ -157,6 +165,8 @@ class RemoteDelivery:
                                    retry_until=decision.expires_at)
                 entry.record.delay_notice_sent = True
                 await self.store.save_state(entry)
+            except Exception as error:  # tried again at the next attempt, and said
+                self._report(entry, "the delay notice could not be completed", error)
             finally:
                 entry.active = False
         self.wake_at(entry.queue_id, entry.record.next_attempt)
@@ -254,7 +264,7 @@ class RemoteDelivery:
             attempt.transcripts.append(text)
             attempt.outstanding -= 1
             if attempt.outstanding == 0:
-                await self._finish(attempt)
+                await self._finish(attempt)  # never raises: the batch's other attempts are finished too
 
     async def _targets(self, domain: str, config: Config, transcript: Transcript) -> list[Target]:
         route = route_for(domain, config)
@@ -308,17 +318,48 @@ class RemoteDelivery:
     async def _finish(self, attempt: _Round) -> None:
         entry = attempt.entry
         record = entry.record
-        config = self._config()
         now = self.clock()
         record.attempts += 1
         record.last_attempt = now
+        await self._conclude_safely(attempt, now)
+
+    async def _conclude_safely(self, attempt: _Round, now: float) -> None:
+        """Conclude; on any failure leave the entry retryable at its next retry and say why."""
+        entry = attempt.entry
+        try:
+            await self._conclude(attempt, now)
+        except Exception as error:  # a stuck "active" entry would never be tried again
+            self._report(entry, "finishing a delivery attempt failed; it is tried again at the next retry", error)
+            self._unfinished[entry.queue_id] = attempt
+            decision = self._decide(entry, now)
+            retry_at = decision.retry_at if decision.retry_at is not None else \
+                schedule.next_attempt(max(entry.record.attempts, 1), now, self._config().server.retry_intervals_min)
+            entry.record.next_attempt = retry_at
+            entry.active = False
+            if entry.queue_id in self.store.entries:
+                self.wake_at(entry.queue_id, retry_at)
+
+    def _report(self, entry: QueueEntry, what: str, error: Exception) -> None:
+        log.error("%s: %s: %s", entry.queue_id, what, error)
+        self.bus.publish(ErrorEvent("queue", f"{entry.queue_id}: {what}: {error}"))
+
+    async def _conclude(self, attempt: _Round, now: float) -> None:
+        """Transcript, notices, next attempt, then save or remove: each step done once, even when repeated."""
+        entry = attempt.entry
+        record = entry.record
+        config = self._config()
         newly_failed = [r for r in record.recipients if r.status == "failed" and not r.reported]
         pending = self._remote_pending(entry)
-        if pending or newly_failed or entry.path.with_suffix(".rtr").exists():
+        if attempt.transcripts and (pending or newly_failed or entry.path.with_suffix(".rtr").exists()):
             # Transcripts are for messages that did not simply go (IIS 4 kept them for failed attempts).
-            await self.store.append_transcript(entry, f"=== attempt {record.attempts} at "
-                                               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}\n"
-                                               + "".join(attempt.transcripts))
+            # They are diagnostics: one that cannot be written must not hold the message back.
+            try:
+                await self.store.append_transcript(entry, f"=== attempt {record.attempts} at "
+                                                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}\n"
+                                                   + "".join(attempt.transcripts))
+            except OSError as error:
+                self._report(entry, "the transcript could not be written", error)
+            attempt.transcripts = []
         decision = self._decide(entry, now)
         if pending and decision.expired:
             for rcpt in pending:
@@ -336,6 +377,7 @@ class RemoteDelivery:
         relayed = [r for r in record.recipients if r.address in attempt.relayed]
         if relayed:
             await self._notify(entry, "relay", relayed, config)
+            attempt.relayed = []
         if pending and decision.send_delay_notice:
             await self._notify(entry, "delay", pending, config, retry_until=decision.expires_at)
             record.delay_notice_sent = True
@@ -343,15 +385,17 @@ class RemoteDelivery:
         if pending:
             record.next_attempt = decision.retry_at if decision.retry_at is not None else now
             self.counters.message_send_retries += 1
-        entry.active = False
         if entry.pending():
             await self.store.save_state(entry)
+            entry.active = False
             self.bus.publish(QueueChanged(entry.queue_id, "attempted"))
             if pending:
                 wake = decision.wake_at
                 self.wake_at(entry.queue_id, wake if wake is not None else record.next_attempt)
         else:
+            entry.active = False
             await self.store.remove(entry, "delivered" if not newly_failed else "returned")
+        self._unfinished.pop(entry.queue_id, None)
 
     async def notify_local_delivery(self, entry: QueueEntry, recipients: list[RecipientState]) -> None:
         """Success notices (NOTIFY=SUCCESS) for recipients just written to Drop."""

@@ -1,0 +1,78 @@
+"""The hostile pass's queue reproductions (shared/reviews/adversarial.md): faults while finishing deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import smtplib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dns_support import free_port
+from engine_support import make_config, start_server
+from sink_support import running_sink
+
+from engine.events import ErrorEvent
+
+MESSAGE = b"From: a@example.test\r\nTo: u@remote.example\r\nSubject: fill\r\n\r\nbody\r\n"
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str = "5m") -> Iterator[Path]:
+    """A tiny filesystem of its own that a test can fill up (tests run as root)."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write until the filesystem is full; returns the filler to delete."""
+    filler = directory / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    return filler
+
+
+@pytest.mark.expect_errors  # the full disk is reported, as it must be
+async def test_finishing_on_a_full_disk_defers_and_every_message_goes_once_space_is_back(tmp_path: Path) -> None:
+    """Finding 2: save_state failing with ENOSPC used to leave the messages "active" forever."""
+    port = free_port()
+    with small_tmpfs(tmp_path / "small") as small:
+        run = await start_server(make_config(small, smart_host=f"[127.0.0.1]:{port}", relay_allowed=("127.0.0.0/8",)))
+        store = run.server._store()
+        try:
+            def send(count: int) -> None:
+                for i in range(count):
+                    with smtplib.SMTP("127.0.0.1", run.port, timeout=10) as client:
+                        client.sendmail("a@example.test", [f"u{i}@remote.example"], MESSAGE)
+
+            await asyncio.to_thread(send, 3)
+            # Nobody listens at the smart host yet: each message is tried once and deferred.
+            await run.wait_for(lambda: len(store.entries) == 3 and all(
+                e.record.attempts >= 1 and not e.active for e in store.entries.values()))
+            filler = await asyncio.to_thread(fill, small)
+            assert await run.server.retry_now() == 3
+            await run.wait_for(lambda: sum(isinstance(e, ErrorEvent) and "finishing" in e.message
+                                           for e in run.events) >= 3)
+            await run.wait_for(lambda: all(e.record.attempts >= 2 and not e.active for e in store.entries.values()))
+            assert [item.state for item in store.snapshot()] == ["queued"] * 3
+
+            filler.unlink()
+            with running_sink(tmp_path / "sink", "127.0.0.1", port) as sink:
+                assert await run.server.retry_now() == 3
+                await run.wait_for(lambda: not store.entries, timeout=20)
+                assert sorted(d.rcpt_args[0] for d in sink.dumps()) == [f"<u{i}@remote.example>" for i in range(3)]
+            assert not list(run.server.mailroot.queue.glob("*.eml"))
+        finally:
+            await run.server.stop()
