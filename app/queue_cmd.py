@@ -204,23 +204,30 @@ async def _list(invoke: Call, sort: str, reverse: bool, limit: int | None) -> No
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     total = 0
+    recovering = False
     while limit is None or len(items) < limit:
         size = PAGE if limit is None else min(PAGE, limit - len(items))
         page = await invoke("queue.list", {"offset": len(items), "limit": size, "sort": sort, "descending": reverse})
         total = page["total"]
+        recovering = recovering or bool(page.get("recovering", False))
         fresh = [i for i in page["items"] if i["queue_id"] not in seen]  # the queue moves between pages
         seen.update(i["queue_id"] for i in fresh)
         items += fresh
         if len(page["items"]) < size or not fresh:
             break
-    _print_list(items, total)
+    _print_list(items, total, recovering)
 
 
-def _print_list(items: list[dict[str, Any]], total: int) -> None:
+PARTIAL = "-- Partial list: the engine is still reading the queue back after its start."
+
+
+def _print_list(items: list[dict[str, Any]], total: int, recovering: bool = False) -> None:
     """Like Postfix's mailq: id (* being delivered, ! frozen), size, arrival, sender; then the last error
-    and the recipients still to deliver; a total line."""
+    and the recipients still to deliver; a total line (and a first and last line saying so when partial)."""
+    if recovering:
+        print(PARTIAL)
     if not items:
-        print("Mail queue is empty")
+        print("Mail queue is empty" + (" so far" if recovering else ""))
         return
     width = max(len("-Queue ID-"), *(len(i["queue_id"]) + 1 for i in items))
     indent = " " * (width + 31)
@@ -236,7 +243,7 @@ def _print_list(items: list[dict[str, Any]], total: int) -> None:
         print()
     kbytes = (sum(i["size"] for i in items) + 1023) // 1024
     shown = f"{len(items)} of {total} Requests" if len(items) < total else f"{total} Request{_s(total)}"
-    print(f"-- {kbytes} Kbytes in {shown}.")
+    print(f"-- {kbytes} Kbytes in {shown}{' so far' if recovering else ''}.")
 
 
 def _print_detail(detail: dict[str, Any]) -> None:

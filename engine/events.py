@@ -90,6 +90,15 @@ class QueueChanged(Event):
 
 
 @dataclass(frozen=True)
+class QueueRecovery(Event):
+    """The queue is being read back at start (``finished`` False: listings are partial), a few times a second."""
+
+    recovered: int  # messages read back so far
+    total: int  # messages found in Queue at start (0 until the directory is listed)
+    finished: bool
+
+
+@dataclass(frozen=True)
 class MessageBadmailed(Event):
     name: str  # base name of the .BAD/.BDR/.BDP triple
     reason: str

@@ -37,7 +37,7 @@ from engine.events import (
     StateChanged,
 )
 from engine.qmgr.delivery import RemoteDelivery
-from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage, QueueStore
+from engine.qmgr.queue import QueueDetail, QueueEntry, QueuePage, QueueStore
 from engine.smtp.resolver import Resolver
 from engine.smtpd.inbound import make_protocol_factory
 from engine.smtpd.replies import reply
@@ -52,14 +52,19 @@ from engine.store.mailroot import Mailroot
 log = logging.getLogger(__name__)
 
 STATES = ("starting", "started", "stopping", "stopped", "pausing", "paused", "continuing")
-QUEUE_SORT_KEYS: dict[str, Callable[[QueueItem], object]] = {
-    "age": lambda item: item.arrived,
-    "sender": lambda item: item.sender.lower(),
-    "size": lambda item: item.size,
-    "attempts": lambda item: item.attempts,
-    "next_retry": lambda item: item.next_attempt,
-    "domain": lambda item: (item.pending or item.recipients or ("",))[0].rpartition("@")[2].lower(),
+QUEUE_SORT_KEYS: dict[str, Callable[[QueueEntry], object]] = {  # on entries: only the page shown is copied
+    "age": lambda entry: entry.record.arrived,
+    "sender": lambda entry: entry.record.sender.lower(),
+    "size": lambda entry: entry.size,
+    "attempts": lambda entry: entry.record.attempts,
+    "next_retry": lambda entry: entry.record.next_attempt,
+    "domain": lambda entry: _first_domain(entry),
 }
+
+
+def _first_domain(entry: QueueEntry) -> str:
+    recipients = entry.pending() or entry.record.recipients
+    return recipients[0].address.rpartition("@")[2].lower() if recipients else ""
 
 
 def mailroot_for(config: Config) -> Mailroot:
@@ -140,6 +145,7 @@ class VirtualServer:
         if offline:
             try:
                 await self._open_parts()
+                await self._store().begin_recovery()  # the command line needs the whole queue before it answers
             except BaseException:
                 await self._stop_parts()
                 raise
@@ -150,6 +156,7 @@ class VirtualServer:
             self._control = ControlServer(functools.partial(answer, self), socket_path(self.mailroot.root))
             await self._control.start()
             await self._run_parts()
+            self._store().begin_recovery()  # serving already: new mail is taken while the queue is read back
         except BaseException:
             await self._stop_parts()
             self._set_state("stopped")
@@ -174,9 +181,10 @@ class VirtualServer:
         self._queue.on_added = self._delivery.kick
         self._queue.on_local_delivery = self._delivery.notify_local_delivery
         self._queue.on_local_failure = self._delivery.local_failure
-        recovered = self._queue.recover()
-        if recovered:
-            log.info("recovered %d queued message(s)", len(recovered))
+        delivery = self._delivery
+        self._queue.on_recovered = lambda entry: delivery.wake_at(entry.queue_id, entry.record.next_attempt)
+        # Before listening: what is left in SortTemp was never acknowledged; new sessions spool there.
+        await asyncio.to_thread(self._queue.clear_sorttemp)
 
     async def _run_parts(self) -> None:
         assert self._queue is not None and self._delivery is not None
@@ -375,6 +383,20 @@ class VirtualServer:
 
     # -- queue, badmail, counters ---------------------------------------------------------------
 
+    @property
+    def recovering(self) -> bool:
+        """True while the queue is still being read back after the start: listings and counts are partial."""
+        return self._queue is not None and self._queue.recovering
+
+    def recovery_progress(self) -> tuple[int, int]:
+        """(messages read back, messages found at start) of the queue's recovery."""
+        return self._queue.recovery_progress() if self._queue is not None else (0, 0)
+
+    async def wait_recovered(self) -> None:
+        """Return once the queue found at start is wholly read back (at once when it is)."""
+        if self._queue is not None:
+            await self._queue.wait_recovered()
+
     async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
                          descending: bool = False) -> QueuePage:
         if self._queue is None:
@@ -382,8 +404,9 @@ class VirtualServer:
         key = QUEUE_SORT_KEYS.get(sort)
         if key is None:
             raise NotFoundError(f"unknown sort key {sort!r}; use one of {', '.join(QUEUE_SORT_KEYS)}")
-        items = sorted(self._queue.snapshot(), key=key, reverse=descending)  # type: ignore[arg-type]
-        return QueuePage(tuple(items[offset: offset + limit]), len(items))
+        entries = sorted(self._queue.entries.values(), key=key, reverse=descending)  # type: ignore[arg-type]
+        return QueuePage(tuple(e.snapshot() for e in entries[offset: offset + limit]), len(entries),
+                         self._queue.recovering)
 
     def _store(self) -> QueueStore:
         if self._queue is None:

@@ -64,9 +64,12 @@ class Running:
 
 
 
-async def start_server(config: Config) -> Running:
+async def start_server(config: Config, *, recovered: bool = True) -> Running:
+    """A started server; ``recovered``: once the queue found at start is read back (it serves before)."""
     server = VirtualServer(config)
     await server.start()
+    if recovered:
+        await server.wait_recovered()
     return Running(server)
 
 

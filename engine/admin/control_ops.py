@@ -46,6 +46,9 @@ class ControlTarget(Protocol):
     def mailroot_path(self) -> Path: ...
     @property
     def bound_addresses(self) -> list[tuple[str, int]]: ...
+    @property
+    def recovering(self) -> bool: ...
+    def recovery_progress(self) -> tuple[int, int]: ...
     def config(self) -> Config: ...
     def clock(self) -> float: ...
     async def counters_snapshot(self) -> dict[str, float]: ...
@@ -78,8 +81,10 @@ class Op:
 
 
 async def _state(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    recovered, total = server.recovery_progress()
     return {"state": server.state, "name": server.config().name, "mailroot": str(server.mailroot_path),
-            "pid": os.getpid(), "listening": [join_hostport(h, p) for h, p in server.bound_addresses]}
+            "pid": os.getpid(), "listening": [join_hostport(h, p) for h, p in server.bound_addresses],
+            "recovering": server.recovering, "recovery": {"recovered": recovered, "total": total}}
 
 
 async def _counters(server: ControlTarget, args: dict[str, Any]) -> dict[str, float]:
@@ -137,11 +142,11 @@ async def _badmail_list(server: ControlTarget, args: dict[str, Any]) -> Any:
 _ID = {"id": Arg(str, required=True)}
 
 OPS: dict[str, Op] = {
-    "state": Op(_state, {}, "state, name, Mailroot, pid and listening addresses"),
+    "state": Op(_state, {}, "state, name, Mailroot, pid, listening addresses, recovering (queue still being read)"),
     "counters": Op(_counters, {}, "the performance counters"),
     "queue.list": Op(_queue_list, {"offset": Arg(int, default=0), "limit": Arg(int, default=100),
                                    "sort": Arg(str, default="age"), "descending": Arg(bool, default=False)},
-                     "one page of the queue: {items, total}"),
+                     "one page of the queue: {items, total, recovering (true: partial)}"),
     "queue.show": Op(_queue_show, _ID, "one message: item, recipients, transcript, ..., schedule"),
     "queue.flush": Op(_queue_flush, {"ids": Arg(list), "domain": Arg(str)},
                       "Retry Now: these ids, one domain, or (neither) everything: {count}"),

@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,22 +25,23 @@ from engine.bounce.dsn_params import wants_success
 from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config
 from engine.errors import NotFoundError
-from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved, QueueChanged
+from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved, QueueChanged, QueueRecovery
+from engine.qmgr import recovery
 from engine.store.commit import Committer
 from engine.store.envelope import (
-    MAX_ENVELOPE_BYTES,
-    EnvelopeError,
     RecipientState,
     StateRecord,
     envelope_lines,
     pickup_file,
-    split_envelope,
 )
 from engine.store.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
 
 LOCAL_RETRY = 60.0  # seconds between tries to write to an unwritable Drop directory
+RECOVERY_CHUNK = 1000  # messages read back per thread task; the loop takes each chunk in one turn
+RECOVERY_THREADS = 2
+RECOVERY_EVENT_INTERVAL = 0.25  # seconds between QueueRecovery progress events
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class QueueLengths:
 class QueuePage:
     items: tuple[QueueItem, ...]
     total: int
+    recovering: bool = False  # the queue is still being read back at start: this page and total are partial
 
 
 @dataclass(frozen=True)
@@ -98,15 +101,25 @@ class QueueDetail:
 
 
 class QueueEntry:
-    """In-memory state of one queued message (the record plus where its file is)."""
+    """In-memory state of one queued message (the record plus where its file is).
 
-    def __init__(self, record: StateRecord, path: Path, size: int, offset: int) -> None:
+    Slotted and without a Path of its own (the Queue directory is shared): 100,000 of these stay small.
+    """
+
+    __slots__ = ("active", "folder", "offset", "record", "size")
+
+    def __init__(self, record: StateRecord, folder: Path, size: int, offset: int) -> None:
         self.record = record
-        self.path = path
+        self.folder = folder  # the Queue directory (one object shared by every entry)
         self.size = size
         self.offset = offset  # where the message starts after the envelope lines
         self.active = False
         self.held_locally = False  # local delivery took it from idle (remote delivery may have skipped it)
+
+    @property
+    def path(self) -> Path:
+        """The message file, ``Queue/<id>.eml`` (made when asked for, not kept)."""
+        return self.folder / f"{self.record.queue_id}.eml"
 
     @property
     def queue_id(self) -> str:
@@ -131,11 +144,6 @@ class QueueEntry:
             record.last_error,
             record.source,
         )
-
-
-def _read_head(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(MAX_ENVELOPE_BYTES)
 
 
 def ends_with_lone_dot(path: Path) -> bool:
@@ -180,11 +188,16 @@ class QueueStore:
         self.on_local_delivery: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
         self.local_retry = LOCAL_RETRY
         self.on_local_failure: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
+        self.on_recovered: Callable[[QueueEntry], None] = lambda entry: None
+        self._recovery: asyncio.Task[int] | None = None
+        self._live: set[str] = set()  # ids queued or finished by the running engine while recovery runs
+        self._recovered = 0
+        self._expected = 0
 
     # -- start / stop ---------------------------------------------------------------------------
 
-    def recover(self) -> list[str]:
-        """Rebuild the index from disk; returns the ids of recovered entries. Runs before listening."""
+    def clear_sorttemp(self) -> None:
+        """Remove what was being received when the engine stopped (no 250 was given for it); before listening."""
         for leftover in self.mailroot.sorttemp.iterdir():
             if leftover.name.startswith("pickup-"):
                 continue  # claimed Pickup files: the Pickup service puts them back
@@ -194,39 +207,94 @@ class QueueStore:
                 leftover.unlink()  # a spool or temp file that was never committed: no 250 was given
             except OSError as error:
                 log.warning("cannot remove %s: %s", leftover, error)
-        recovered: list[str] = []
-        queue_dir = self.mailroot.queue
-        for path in sorted(queue_dir.glob("*.eml")):
-            queue_id = path.stem
-            try:
-                entry = self._load(queue_id, path)
-            except (OSError, EnvelopeError) as error:
-                self._quarantine(path, f"unreadable queue file: {error}")
-                continue
-            self.entries[queue_id] = entry
-            recovered.append(queue_id)
-        for record_path in queue_dir.glob("*.env"):
-            if not (queue_dir / f"{record_path.stem}.eml").exists():
-                # The message was delivered and removed but its record was not: nothing to lose.
-                record_path.unlink(missing_ok=True)
-        return recovered
 
-    def _load(self, queue_id: str, path: Path) -> QueueEntry:
-        head = _read_head(path)
-        sender, recipients, offset = split_envelope(head)
-        size = path.stat().st_size - offset
-        record_path = path.with_suffix(".env")
-        if record_path.exists():
-            try:
-                record = StateRecord.from_bytes(record_path.read_bytes())
-            except EnvelopeError as error:
-                self._quarantine(record_path, f"unreadable state record: {error}")
-                record = None
-            if record is not None and record.queue_id == queue_id:
-                return QueueEntry(record, path, size, offset)
-        arrived = path.stat().st_mtime
-        record = StateRecord(queue_id, sender, [RecipientState(r) for r in recipients], arrived)
-        return QueueEntry(record, path, size, offset)
+    @property
+    def recovering(self) -> bool:
+        """True until every message on disk at start is known (a listing meanwhile is partial)."""
+        return self._recovery is not None and not self._recovery.done()
+
+    def recovery_progress(self) -> tuple[int, int]:
+        """(messages read back so far, messages found at start); (0, 0) before the listing."""
+        return self._recovered, self._expected
+
+    def begin_recovery(self) -> asyncio.Task[int]:
+        """Read the queue back in the background, in chunks on threads; new mail is taken meanwhile.
+
+        Each recovered message is handed to delivery as it is read (``on_recovered``). A message that the
+        running engine already knows (it was queued after the start) or has already finished is not touched.
+        """
+        self._live = set(self.entries)
+        self._recovery = asyncio.get_running_loop().create_task(self._recover())
+        return self._recovery
+
+    async def wait_recovered(self) -> None:
+        if self._recovery is not None:
+            await asyncio.shield(self._recovery)
+
+    async def _recover(self) -> int:
+        loop = asyncio.get_running_loop()
+        queue_dir = self.mailroot.queue
+        self._publish_recovery(False)
+        listing = await asyncio.to_thread(recovery.scan, queue_dir)
+        self._expected = len(listing.messages)
+        self._publish_recovery(False)
+        ids = listing.messages
+        chunks = [ids[start:start + RECOVERY_CHUNK] for start in range(0, len(ids), RECOVERY_CHUNK)]
+        with ThreadPoolExecutor(RECOVERY_THREADS, thread_name_prefix="recovery") as pool:
+            pending = [loop.run_in_executor(pool, recovery.read_chunk, queue_dir, chunk, listing.records)
+                       for chunk in chunks[:RECOVERY_THREADS * 2]]
+            following = RECOVERY_THREADS * 2
+            last_event = loop.time()
+            while pending:
+                results = await pending.pop(0)
+                if following < len(chunks):
+                    pending.append(loop.run_in_executor(pool, recovery.read_chunk, queue_dir, chunks[following],
+                                                        listing.records))
+                    following += 1
+                self._take(results, queue_dir)
+                if loop.time() - last_event >= RECOVERY_EVENT_INTERVAL:
+                    last_event = loop.time()
+                    self._publish_recovery(False)
+        for queue_id in listing.orphans():
+            if queue_id not in self._live and not (queue_dir / f"{queue_id}.eml").exists():
+                # The message was delivered and removed but its record was not: nothing to lose.
+                (queue_dir / f"{queue_id}.env").unlink(missing_ok=True)
+        self._live.clear()
+        self._publish_recovery(True)
+        log.info("recovered %d queued message(s)", self._recovered)
+        return self._recovered
+
+    def _take(self, results: list[recovery.Loaded | recovery.Unreadable], queue_dir: Path) -> None:
+        """Put one chunk of read-back messages into the index (on the loop, between other work)."""
+        live = self._live
+        domains = self._config().effective_domains
+        local_domains: dict[str, bool] = {}  # per chunk: the classification of each domain seen
+        for result in results:
+            queue_id = result.queue_id
+            if queue_id in live or queue_id in self.entries:
+                continue  # queued (and perhaps finished) by the running engine since the start
+            if isinstance(result, recovery.Unreadable):
+                self._quarantine(queue_dir / f"{queue_id}.eml", f"unreadable queue file: {result.reason}")
+                continue
+            if result.bad_record:
+                self._quarantine(queue_dir / f"{queue_id}.env", f"unreadable state record: {result.bad_record}")
+            entry = QueueEntry(result.record, queue_dir, result.size, result.offset)
+            self.entries[queue_id] = entry
+            self._recovered += 1
+            for rcpt in entry.record.recipients:
+                if rcpt.status != "pending":
+                    continue
+                domain = domain_of(rcpt.address)
+                local = local_domains.get(domain)
+                if local is None:
+                    local = local_domains[domain] = classify(domain, domains).kind == "local"
+                if local:
+                    self._local.put_nowait(queue_id)
+                    break
+            self.on_recovered(entry)
+
+    def _publish_recovery(self, finished: bool) -> None:
+        self.bus.publish(QueueRecovery(self._recovered, self._expected, finished))
 
     def _quarantine(self, path: Path, reason: str) -> None:
         target = self.mailroot.corrupt / path.name
@@ -239,10 +307,12 @@ class QueueStore:
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._local_worker())
-        for queue_id in self.entries:
-            self._local.put_nowait(queue_id)
 
     async def stop(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -257,9 +327,17 @@ class QueueStore:
     def add(self, record: StateRecord, path: Path, size: int, offset: int) -> None:
         """Register a message the Committer just made durable, and hand it to delivery."""
         queue_id = record.queue_id
-        self.entries[queue_id] = QueueEntry(record, path, size, offset)
+        folder = self.mailroot.queue
+        self.entries[queue_id] = QueueEntry(record, folder if path.parent == folder else path.parent, size, offset)
+        if self.recovering:
+            self._live.add(queue_id)
         self._local.put_nowait(queue_id)
         self.on_added(queue_id)
+
+    def _forget(self, queue_id: str) -> None:
+        self.entries.pop(queue_id, None)
+        if self.recovering:
+            self._live.add(queue_id)  # recovery may still find its files in its listing: not again
 
     def snapshot(self) -> list[QueueItem]:
         return [entry.snapshot() for entry in self.entries.values()]
@@ -299,7 +377,7 @@ class QueueStore:
         The removal is not fsynced (as Postfix): after a crash a finished message may reappear and be sent
         once more — at least once, never lost — while every delivery saves a directory fsync.
         """
-        self.entries.pop(entry.queue_id, None)
+        self._forget(entry.queue_id)
         await self.committer.run(_unlink_entry, entry.path)
         self.bus.publish(MessageRemoved(entry.queue_id, reason))
 
@@ -424,7 +502,7 @@ class QueueStore:
                 await self._move_to_drop(entry, folder)
                 for rcpt in pending:
                     rcpt.status = "delivered"
-                self.entries.pop(entry.queue_id, None)
+                self._forget(entry.queue_id)
                 self.bus.publish(MessageDropped(entry.queue_id, str(folder / entry.path.name),
                                                 tuple(r.address for r in pending)))
                 self.bus.publish(MessageRemoved(entry.queue_id, "delivered"))

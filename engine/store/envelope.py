@@ -87,7 +87,7 @@ def split_envelope(data: bytes) -> tuple[str, tuple[str, ...], int]:
     return sender, tuple(recipients), offset
 
 
-@dataclass
+@dataclass(slots=True)  # slotted: a queue of 100,000 messages holds one or more of each per message
 class RecipientState:
     address: str
     status: str = "pending"  # pending | delivered | failed
@@ -100,7 +100,7 @@ class RecipientState:
     reported: bool = False  # its final outcome was reported to the sender (NDR / success DSN) or badmailed
 
 
-@dataclass
+@dataclass(slots=True)
 class StateRecord:
     """Delivery state of one queued message, rewritten atomically on every change."""
 

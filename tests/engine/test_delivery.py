@@ -240,6 +240,7 @@ async def test_retries_on_the_schedule_across_a_restart_then_delay_notice_then_n
 
         server = VirtualServer(config, clock=clock)
         await server.start()
+        await server.wait_recovered()
         return Running(server)
 
     run = await start()

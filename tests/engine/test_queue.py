@@ -81,6 +81,7 @@ async def test_corrupt_queue_files_are_quarantined_with_an_event(config_factory)
     events: list[object] = []
     server.subscribe(events.append)
     await server.start()
+    await server.wait_recovered()
     try:
         corrupt = queue / "corrupt"
         assert (corrupt / "BROKEN1.eml").exists() and (corrupt / "GOOD1.env").exists()

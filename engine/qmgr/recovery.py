@@ -1,0 +1,133 @@
+"""Reading the Queue back at start: one directory listing, then each message's head and state record, in chunks.
+
+Pure reading (no file is changed here): the caller decides what to do with unreadable files and orphan
+records. Chunks run on worker threads while the engine already serves; a file that vanished meanwhile
+(delivered or deleted by the running engine) is simply skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.store.envelope import MAX_ENVELOPE_BYTES, EnvelopeError, RecipientState, StateRecord, split_envelope
+
+HEAD_READ = 64 << 10  # the first read of a message file; more only when its envelope lines go on beyond it
+RECORD_READ = 1 << 20
+
+
+@dataclass(slots=True)
+class Listing:
+    """What one pass over Queue/ found: message ids (oldest first: ids sort by arrival) and state records."""
+
+    messages: list[str] = field(default_factory=list)
+    records: set[str] = field(default_factory=set)
+
+    def orphans(self) -> list[str]:
+        """State records whose message is gone (delivered, its record not yet removed when it crashed)."""
+        return sorted(self.records.difference(self.messages))
+
+
+@dataclass(slots=True)
+class Loaded:
+    queue_id: str
+    record: StateRecord
+    size: int
+    offset: int
+    bad_record: str = ""  # why the .env was unreadable ("" = fine or absent); the record then comes from the head
+
+
+@dataclass(slots=True)
+class Unreadable:
+    queue_id: str
+    reason: str
+
+
+def scan(queue_dir: Path) -> Listing:
+    listing = Listing()
+    with os.scandir(queue_dir) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.endswith(".eml"):
+                listing.messages.append(name[:-4])
+            elif name.endswith(".env"):
+                listing.records.add(name[:-4])
+    listing.messages.sort()
+    return listing
+
+
+def read_chunk(queue_dir: Path, ids: Iterable[str], records: set[str]) -> list[Loaded | Unreadable]:
+    """Read these messages (heads and, where ``records`` has them, state records); vanished ones are left out."""
+    results: list[Loaded | Unreadable] = []
+    dir_fd = os.open(queue_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for queue_id in ids:
+            try:
+                results.append(_read_one(dir_fd, queue_id, queue_id in records))
+            except FileNotFoundError:
+                continue
+            except (OSError, EnvelopeError) as error:
+                results.append(Unreadable(queue_id, str(error)))
+    finally:
+        os.close(dir_fd)
+    return results
+
+
+def _read_one(dir_fd: int, queue_id: str, has_record: bool) -> Loaded:
+    fd = os.open(queue_id + ".eml", os.O_RDONLY, dir_fd=dir_fd)
+    try:
+        status = os.fstat(fd)
+        head = os.read(fd, HEAD_READ)
+        sender, recipients, offset = split_envelope(head)
+        if len(head) == HEAD_READ and head.find(b"\n", offset) < 0:
+            # The envelope lines may go on past the first read: parse again with all of them.
+            head += os.read(fd, MAX_ENVELOPE_BYTES - len(head))
+            sender, recipients, offset = split_envelope(head)
+    finally:
+        os.close(fd)
+    size = status.st_size - offset
+    bad = ""
+    if has_record:
+        try:
+            record = _parse_record(_read_all(dir_fd, queue_id + ".env"))
+            if record.queue_id == queue_id:
+                return Loaded(queue_id, record, size, offset)
+        except FileNotFoundError:
+            pass
+        except EnvelopeError as error:
+            bad = str(error)
+    record = StateRecord(queue_id, sys.intern(sender), [RecipientState(r) for r in recipients], status.st_mtime)
+    return Loaded(queue_id, record, size, offset, bad)
+
+
+def _read_all(dir_fd: int, name: str) -> bytes:
+    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    try:
+        data = os.read(fd, RECORD_READ)
+        while len(data) % RECORD_READ == 0 and data:
+            more = os.read(fd, RECORD_READ)
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def _parse_record(data: bytes) -> StateRecord:
+    """The state record, with its repeated strings (sender, states, errors, hosts) shared between messages."""
+    record = StateRecord.from_bytes(data)
+    intern = sys.intern
+    record.sender = intern(record.sender)
+    record.source = intern(record.source)
+    record.last_error = intern(record.last_error)
+    for rcpt in record.recipients:
+        rcpt.status = intern(rcpt.status)
+        rcpt.last_error = intern(rcpt.last_error)
+        rcpt.enhanced = intern(rcpt.enhanced)
+        rcpt.remote = intern(rcpt.remote)
+        rcpt.notify = intern(rcpt.notify)
+    return record
