@@ -106,7 +106,7 @@ class QueueEntry:
     Slotted and without a Path of its own (the Queue directory is shared): 100,000 of these stay small.
     """
 
-    __slots__ = ("active", "folder", "offset", "record", "size")
+    __slots__ = ("active", "folder", "held_locally", "offset", "record", "size")
 
     def __init__(self, record: StateRecord, folder: Path, size: int, offset: int) -> None:
         self.record = record
