@@ -124,8 +124,19 @@ class AuthMixin:
             return  # aborted or malformed: already answered
         authzid, login, password = credentials
         account = None
-        if authzid in ("", login):  # acting for another identity is not supported
-            account = await self.security.check_password(self.config, login, password)
+        # The slot is taken before the check: parallel connections cannot all get a verdict.
+        locked = self.security.limiter.begin(peer, threshold=server.auth_lockout_failures,
+                                             period=float(server.auth_lockout_seconds))
+        if locked:
+            del password, credentials
+            self.services.bus.publish(AuthRefusedLocked(peer, locked))
+            await self.push(reply("auth_locked"))
+            return
+        try:
+            if authzid in ("", login):  # acting for another identity is not supported
+                account = await self.security.check_password(self.config, login, password)
+        finally:
+            self.security.limiter.end(peer)  # a failure is recorded right after, with no await between
         del password, credentials  # (strings cannot be wiped; at least hold no reference)
         if account is None:
             await self._auth_failed(peer, login)
