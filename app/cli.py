@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import cert_cmd, config_cmd, queue_cmd, serve, user_cmd
+from app import cert_cmd, config_cmd, log_cmd, queue_cmd, serve, user_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_cmd.add_parser(subparsers)
     cert_cmd.add_parser(subparsers)
     user_cmd.add_parser(subparsers)
+    log_cmd.add_parser(subparsers)
     return parser
 
 

@@ -76,7 +76,7 @@ class EngineHost:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
-            self._server = VirtualServer(self._initial)
+            self._server = VirtualServer(self._initial, config_path=self._config_path)
             self._server.subscribe(self._collect)
         except BaseException as error:
             ready.set_exception(error)

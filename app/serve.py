@@ -55,8 +55,8 @@ def effective_config(args: argparse.Namespace) -> tuple[Config, Path]:
     return config, path
 
 
-async def _serve(config: Config) -> int:
-    server = VirtualServer(config)
+async def _serve(config: Config, path: Path) -> int:
+    server = VirtualServer(config, config_path=path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -84,12 +84,12 @@ def run(args: argparse.Namespace) -> int:
     # aiosmtpd logs every command at INFO: too costly and too noisy for a server log.
     logging.getLogger("mail.log").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        config, _ = effective_config(args)
+        config, path = effective_config(args)
     except EngineError as error:
         print(f"smtpsvc: {error}", file=sys.stderr)
         return 2
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(config))
-    return uvloop.run(_serve(config))
+        return asyncio.run(_serve(config, path))
+    return uvloop.run(_serve(config, path))

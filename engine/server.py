@@ -36,10 +36,12 @@ from engine.events import (
     MessageQueued,
     StateChanged,
 )
+from engine.log.protocol_log import ProtocolLog
+from engine.log.settings import log_settings
 from engine.qmgr.delivery import RemoteDelivery
 from engine.qmgr.queue import QueueDetail, QueueEntry, QueuePage, QueueStore
 from engine.smtp.resolver import Resolver
-from engine.smtpd.inbound import make_protocol_factory
+from engine.smtpd.inbound import VERSION, make_protocol_factory
 from engine.smtpd.replies import reply
 from engine.smtpd.security import Security
 from engine.smtpd.services import InboundServices
@@ -85,8 +87,9 @@ class VirtualServer:
 
     def __init__(self, config: Config, *, sync: bool = True,
                  save_config: Callable[[Config], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, config_path: Path | None = None) -> None:
         self._config = config
+        self.config_path = config_path  # where the configuration file is: the protocol log goes beside it
         self.clock = clock  # wall clock of the queue and the retry schedule; tests move it forward
         self._sync = sync
         self._save_config = save_config
@@ -106,6 +109,7 @@ class VirtualServer:
         self._pickup: object | None = None
         self._paused = False
         self._control: ControlServer | None = None
+        self.protocol_log: ProtocolLog | None = None
         self.security = Security()  # TLS contexts, the users file, the AUTH limiter: shared by all sessions
         self.bus.subscribe(self._count_event)
 
@@ -155,6 +159,7 @@ class VirtualServer:
             await self._open_parts()
             self._control = ControlServer(functools.partial(answer, self), socket_path(self.mailroot.root))
             await self._control.start()
+            self._start_protocol_log()
             await self._run_parts()
             self._store().begin_recovery()  # serving already: new mail is taken while the queue is read back
         except BaseException:
@@ -205,13 +210,21 @@ class VirtualServer:
         await service.start()
         self._pickup = service
 
+    def _start_protocol_log(self) -> None:
+        self.protocol_log = ProtocolLog(lambda: log_settings(self._config, self.config_path), self.bus, self.clock,
+                                        f"smtpsvc {VERSION}")
+        self.protocol_log.start()
+        if self._delivery is not None:
+            self._delivery.protocol_log = self.protocol_log.record
+
     async def _listen(self) -> None:
         """Make the listeners match the configured addresses: bind the new ones first, then close the
         ones no longer wanted, so a failed bind leaves every working listener as it was."""
         assert self._intake is not None
         loop = asyncio.get_running_loop()
         services = InboundServices(self.config, self._intake, self.sessions, self.counters, self.bus,
-                                   lambda: self._paused, self._etrn, security=self.security)
+                                   lambda: self._paused, self._etrn, security=self.security,
+                                   protocol_log=self.protocol_log.record if self.protocol_log else None)
         factory = make_protocol_factory(services, loop)
         tls_factory = make_protocol_factory(services, loop, implicit_tls=True)
         wanted = [*self._config.server.listen, *(f"tls:{a}" for a in self._config.server.tls_listen)]  # SMTPS
@@ -277,6 +290,9 @@ class VirtualServer:
         if self._committer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._committer.close)
             self._committer = None
+        if self.protocol_log is not None:
+            await self.protocol_log.stop()
+            self.protocol_log = None
         self.security.close()
         self._lock.release()
 
@@ -312,6 +328,8 @@ class VirtualServer:
             except BindError:
                 self._config = old
                 raise
+        if self.protocol_log is not None:
+            self.protocol_log.refresh()
         self.bus.publish(ConfigChanged(tuple(changed)))
         if self._save_config is not None:
             try:

@@ -77,6 +77,13 @@ LABELS: dict[str, str] = {
     "max_bad_commands": "Limit bad commands per session to:",
     "max_command_line": "Longest command line (bytes):",
     "bare_newline": "Bare CR or LF in message data:",
+    "log_enabled": "Enable logging",
+    "log_format": "Active log format:",
+    "log_period": "New log schedule:",
+    "log_max_size_mb": "When file size reaches (MB):",
+    "log_local_time": "Use local time for file naming and rollover",
+    "log_dir": "Log file directory (empty: Logs beside the configuration file):",
+    "log_fields": "Extended logging properties (W3C fields, in order):",
 }
 RETRY_LABELS = ("First retry interval:", "Second retry interval:", "Third retry interval:",
                 "Subsequent retry interval:")
@@ -87,6 +94,15 @@ CHOICE_LABELS: dict[str, str] = {
     "only_listed": "Only the list below",
     "required": "Yes, against the trusted certificates",
     "never": "No",
+    "w3c": "W3C Extended Log File Format",
+    "ncsa": "NCSA Common Log File Format",
+    "iis": "Microsoft IIS Log File Format",
+    "hourly": "Hourly",
+    "daily": "Daily",
+    "weekly": "Weekly",
+    "monthly": "Monthly",
+    "size": "When file size reaches the limit below",
+    "unlimited": "Unlimited file size",
 }
 # Where "0 = no limit" reads as IIS's "Limit ... to" check box, the number shown when it is first ticked.
 LIMIT_SUGGESTION: dict[str, int] = {"max_connections": 1000, "max_connections_per_peer": 20}

@@ -8,9 +8,6 @@ from dataclasses import replace
 from typing import Any
 
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -113,15 +110,12 @@ class ServerSheet(PropertySheet):
         layout.addLayout(row)
         layout.addWidget(group("Connections", form(self._take(
             ["max_connections", "max_connections_per_peer", "connection_timeout"], "General"))))
-        logging_box = QCheckBox("Enable logging")
-        log_format = QComboBox()
-        log_format.addItems(["W3C Extended Log File Format", "NCSA Common Log File Format",
-                             "Microsoft IIS Log File Format"])
-        log_row = QFormLayout()
-        log_row.addRow(not_built(logging_box, "logging"))
-        log_row.addRow(not_built(QLabel("Active log format:"), "logging"), not_built(log_format, "logging"))
-        log_row.addRow(button_row(not_built(QPushButton("Properties…"), "logging")))
-        layout.addWidget(group("Logging", log_row))
+        log_properties = self._sub("Logging Properties", ["log_period", "log_max_size_mb", "log_local_time",
+                                                          "log_dir", "log_fields"],
+                                   "One line per SMTP command, inbound and outbound, in the Logs\\SMTPSVC1 folder "
+                                   "(`smtpsvc log path` prints today's file).")
+        layout.addWidget(group("Logging", form(self._take(["log_enabled", "log_format"], "General")),
+                               button_row(opener("Properties…", log_properties))))
         layout.addStretch(1)
         return page
 

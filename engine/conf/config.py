@@ -13,7 +13,7 @@ from pathlib import Path
 import platformdirs
 
 from engine.conf.hostport import split_hostport
-from engine.conf.options import DOMAIN_TYPES
+from engine.conf.options import DOMAIN_TYPES, W3C_LOG_FIELDS_DEFAULT
 from engine.errors import DomainError
 
 
@@ -92,6 +92,13 @@ class ServerConfig:
     max_bad_commands: int = 10
     max_command_line: int = 2048
     bare_newline: str = "reject"
+    log_enabled: bool = True
+    log_format: str = "w3c"
+    log_dir: str = ""
+    log_period: str = "daily"
+    log_max_size_mb: int = 20
+    log_fields: tuple[str, ...] = W3C_LOG_FIELDS_DEFAULT
+    log_local_time: bool = False
 
 
 @dataclass(frozen=True)

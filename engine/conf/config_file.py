@@ -93,6 +93,7 @@ _TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {
     "fqdn": _domain_problem,
     "ndr_copy_to": _address_problem,
     "badmail_dir": _path_problem,
+    "log_dir": _path_problem,
     "masquerade_domain": _domain_problem,
     "smart_host": lambda text: smart_host_problem(text) if text else None,
     "dns_servers": _dns_server_problem,
@@ -119,7 +120,7 @@ def _scalar_problem(option: Option, value: object) -> str | None:
         return None if isinstance(value, bool) else f"{value!r} is not true or false"
     if not isinstance(value, str):
         return f"{value!r} is not a string"
-    if option.type == "choice" and value not in option.choices:
+    if option.type in ("choice", "str_list") and option.choices and value not in option.choices:
         return f"{value!r} is not one of: {', '.join(option.choices)}"
     check = _TEXT_CHECKS.get(option.name)
     return check(value) if check else None

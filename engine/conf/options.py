@@ -29,6 +29,14 @@ class Option:
     secret: bool = False  # shown masked, never printed by `smtpsvc config show`
 
 
+# The W3C Extended fields IIS offers, in its order; the default leaves out the HTTP-only ones.
+W3C_LOG_FIELDS: tuple[str, ...] = (
+    "date", "time", "c-ip", "cs-username", "s-sitename", "s-computername", "s-ip", "s-port", "cs-method",
+    "cs-uri-stem", "cs-uri-query", "sc-status", "sc-win32-status", "sc-bytes", "cs-bytes", "time-taken",
+    "cs-version", "cs-host", "cs(User-Agent)", "cs(Cookie)", "cs(Referer)",
+)
+W3C_LOG_FIELDS_DEFAULT: tuple[str, ...] = W3C_LOG_FIELDS[:18]
+
 OPTIONS: tuple[Option, ...] = (
     # General
     Option("listen", "str_list", ("127.0.0.1:2525",), "ServerBindings",
@@ -175,6 +183,29 @@ OPTIONS: tuple[Option, ...] = (
            "Bare LF or CR inside DATA: 'reject' the message (550 5.6.0) or 'normalize' it to CRLF. "
            "Either way only CRLF.CRLF ends DATA (SMTP smuggling).", "Protocol",
            choices=("reject", "normalize")),
+    # General: Logging (IIS "Enable logging" and its Properties… dialog)
+    Option("log_enabled", "bool", True, "LogType",
+           "Enable logging: one protocol-log line per SMTP command, inbound and outbound. IIS shipped it off; "
+           "on here because message tracking and troubleshooting need it.", "General"),
+    Option("log_format", "choice", "w3c", "LogPluginClsid",
+           "Active log format: 'w3c' = W3C Extended (exYYMMDD.log), 'ncsa' = NCSA Common (ncYYMMDD.log), "
+           "'iis' = Microsoft IIS (inYYMMDD.log).", "General", choices=("w3c", "ncsa", "iis")),
+    Option("log_dir", "str", "", "LogFileDirectory",
+           "Log file directory; empty = a Logs folder beside the configuration file. The files go in its "
+           "SMTPSVC1 folder. A relative path is relative to the configuration file's folder.", "General"),
+    Option("log_period", "choice", "daily", "LogFilePeriod",
+           "New log schedule: hourly, daily, weekly, monthly, 'size' (a new file when it reaches the size "
+           "below: extend1.log, extend2.log…) or 'unlimited' (one file).", "General",
+           choices=("hourly", "daily", "weekly", "monthly", "size", "unlimited")),
+    Option("log_max_size_mb", "int", 20, "LogFileTruncateSize",
+           "With the 'size' schedule: start a new file when the current one reaches this size.", "General",
+           minimum=1, maximum=4096, unit="MB"),
+    Option("log_fields", "str_list", W3C_LOG_FIELDS_DEFAULT, "LogExtFileFlags",
+           "W3C Extended fields written, in this order (unconfirmed IIS 6 SMTP default: every field with a "
+           "meaning for SMTP).", "General", choices=W3C_LOG_FIELDS, min_items=1),
+    Option("log_local_time", "bool", False, "LogFileLocalTimeRollover",
+           "Use local time for file naming and rollover (UTC otherwise). W3C lines are always in UTC.",
+           "General"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

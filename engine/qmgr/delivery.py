@@ -30,6 +30,7 @@ from engine.conf.config import Config, DomainConfig
 from engine.counters import Counters
 from engine.errors import EngineError
 from engine.events import ErrorEvent, EventBus, MessageBadmailed, QueueChanged
+from engine.log.record import ProtocolRecord
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueEntry, QueueStore
 from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
@@ -83,6 +84,7 @@ class RemoteDelivery:
         self._per_domain: dict[str, asyncio.Semaphore] = {}
         self.etrn_released: dict[str, float] = {}  # domain -> when ETRN released the mail queued until then
         self._unfinished: dict[str, _Round] = {}  # attempts whose finishing failed: finished again when due
+        self.protocol_log: Callable[[ProtocolRecord], None] | None = None  # outbound lines of the protocol log
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class RemoteDelivery:
     async def _deliver_batch(self, domain: str, batch: list[tuple[_Round, list[str]]]) -> None:
         config = self._config()
         remote_domain = classify(domain, config.effective_domains).domain
-        transcript = Transcript()
+        transcript = Transcript(self.protocol_log)
         jobs: list[Job] = []
         try:
             assert self._global is not None

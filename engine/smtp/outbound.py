@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
+from engine.log.formats import OUTBOUND_USER
+from engine.log.record import ProtocolRecord
 from engine.smtp.resolver import Target
 
 DELIVERED, FAILED, DEFERRED = "delivered", "failed", "deferred"
@@ -72,21 +74,36 @@ class Tally:
 
 
 class Transcript:
-    """The dialogue of an attempt, one line per command or reply, with timestamps."""
+    """The dialogue of an attempt, one line per command or reply, with timestamps.
 
-    def __init__(self) -> None:
+    With a ``protocol_log``, each command and its reply also become one outbound protocol-log record.
+    """
+
+    def __init__(self, protocol_log: Callable[[ProtocolRecord], None] | None = None) -> None:
         self.lines: list[str] = []
+        self.remote = ""  # the address of the server talked to now
+        self._protocol_log = protocol_log
+        self._command: tuple[str, float] | None = None
 
     def note(self, text: str) -> None:
         self.lines.append(f"{time.strftime('%H:%M:%S')} {text}")
 
     def sent(self, text: str) -> None:
         self.note(f">>> {text}")
+        self._command = (text, time.monotonic())
 
     def got(self, response: SMTPResponse | tuple[int, str]) -> None:
         code, message = (response.code, response.message) if isinstance(response, SMTPResponse) else response
         for line in str(message).splitlines() or [""]:
             self.note(f"<<< {code} {line}")
+        command, self._command = self._command, None
+        if self._protocol_log is not None and command is not None:
+            text, started = command
+            verb, _, argument = text.partition(" ")
+            reply = f"{code} {str(message).splitlines()[-1] if str(message) else ''}"
+            self._protocol_log(ProtocolRecord(
+                "out", self.remote, OUTBOUND_USER, "", 0, verb, argument, reply, len(text) + 2,
+                len(reply) + 2, int((time.monotonic() - started) * 1000)))
 
 
 class SessionFailed(Exception):
@@ -151,6 +168,7 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
 async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript,
                    tally: Tally) -> None:
     transcript.note(f"connecting to {target.host} [{target.address}]:{target.port}")
+    transcript.remote = target.address
     client = aiosmtplib.SMTP(
         hostname=target.address, port=target.port, local_hostname=settings.fqdn, timeout=settings.timeout,
         start_tls=False, validate_certs=settings.verify_tls, tls_context=settings.tls_context,

@@ -31,6 +31,7 @@ from engine.cleanup.intake import DsnRequest, SpoolFile, is_storage_error
 from engine.conf.access import NameResult, access_list, decide, ip_listed
 from engine.conf.addresses import AddressError, parse_path
 from engine.events import ConnectionRefused, ErrorEvent, SessionChanged, SessionClosed, SessionOpened
+from engine.log.record import ProtocolRecord
 from engine.smtpd.data_stream import DataStream
 from engine.smtpd.inbound_auth import AuthMixin
 from engine.smtpd.inbound_tls import TlsMixin
@@ -69,6 +70,7 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         self.security = services.security or shared_security(services.sessions)
         self.implicit_tls = implicit_tls
         self.peer_names: NameResult | None = None
+        self._last_reply = ""  # for the protocol log
         self._init_security()
         self._reset_transaction()
 
@@ -123,7 +125,31 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         self._handle_hooks = {}
         self._ehlo_hook_ver = None
         self._smtp_methods = {command: MethodType(function, self) for command, function in tables.commands}
+        if self.services.protocol_log is not None:
+            self._smtp_methods = {command: self._logged(command, method)
+                                  for command, method in self._smtp_methods.items()}
         self._enforce_call_limit = False
+
+    def _logged(self, verb: str, method: Callable[[str | None], Any]) -> Callable[[str | None], Any]:
+        """The protocol log's one call site: a command handler that reports the command once it is answered."""
+        log_record = self.services.protocol_log
+        assert log_record is not None
+
+        async def run(arg: str | None) -> None:
+            started = time.monotonic()
+            live = self.live
+            sent_before = live.bytes_out if live is not None else 0
+            data_before = self._session_bytes
+            await method(arg)
+            local = self.transport.get_extra_info("sockname") if self.transport is not None else None
+            log_record(ProtocolRecord(
+                "in", self._peer_ip(), (self.session.host_name or "") if self.session is not None else "",
+                str(local[0]) if local else "", int(local[1]) if local else 0, verb, arg or "", self._last_reply,
+                (live.bytes_out if live is not None else 0) - sent_before,
+                len(verb) + len(arg or "") + 3 + self._session_bytes - data_before,
+                int((time.monotonic() - started) * 1000)))
+
+        return run
 
     # -- connection lifecycle -------------------------------------------------------------------
 
@@ -256,6 +282,7 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
             self.transport.close()
 
     async def _send(self, text: str) -> None:
+        self._last_reply = text
         data = text.encode("utf-8") + b"\r\n"
         self._count_out(len(data))
         self._writer.write(data)

@@ -9,6 +9,7 @@ from engine.cleanup.intake import Intake
 from engine.conf.config import Config
 from engine.counters import Counters
 from engine.events import EventBus
+from engine.log.record import ProtocolRecord
 from engine.smtpd.security import Security
 from engine.smtpd.sessions import SessionRegistry
 
@@ -25,3 +26,5 @@ class InboundServices:
     paused: Callable[[], bool]
     etrn: Callable[[str], Awaitable[int | None]]  # domain -> messages released, or None when not allowed
     security: Security | None = None  # None: the one shared by every session of this ``sessions`` registry
+    # Called once per command, after its final reply; must not block (the protocol log buffers).
+    protocol_log: Callable[[ProtocolRecord], None] | None = None

@@ -39,7 +39,7 @@ from engine.conf.config_file import (
     validate_config,
     with_option,
 )
-from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
+from engine.conf.options import OPTIONS, OPTIONS_BY_NAME, W3C_LOG_FIELDS
 from engine.errors import ConfigError, DomainError
 
 # A valid value different from the default for every option: the round trip covers every field.
@@ -94,6 +94,13 @@ NON_DEFAULT: dict[str, object] = {
     "max_bad_commands": 3,
     "max_command_line": 512,
     "bare_newline": "normalize",
+    "log_enabled": False,
+    "log_format": "ncsa",
+    "log_dir": "/var/log/smtpsvc",
+    "log_period": "hourly",
+    "log_max_size_mb": 5,
+    "log_fields": ("date", "time", "cs-method"),
+    "log_local_time": True,
 }
 
 DOMAINS = (
@@ -568,6 +575,8 @@ TEXT_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tls_listen": st.lists(listen_item, max_size=2, unique=True).map(tuple),
     "connection_list": st.lists(st.one_of(network, domain_name, domain_name.map(lambda d: "*." + d)),
                                 max_size=4, unique=True).map(tuple),
+    "log_dir": directory,
+    "log_fields": st.lists(st.sampled_from(W3C_LOG_FIELDS), min_size=1, max_size=6, unique=True).map(tuple),
 }
 
 

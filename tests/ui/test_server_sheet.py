@@ -151,7 +151,7 @@ def test_not_built_controls_are_disabled_with_reason(qtbot: QtBot, fake_engine: 
 
     sheet = make_sheet(qtbot, fake_engine, messages)
     buttons = {b.text(): b for b in sheet.findChildren(QPushButton)}
-    assert not buttons["Properties…"].isEnabled() and "not built" in buttons["Properties…"].toolTip()  # logging
+    assert buttons["Properties…"].isEnabled()  # logging, built with issue 13
     for text in ("Authentication…", "Certificate…", "Communication…", "Connection…"):  # built with issue 4
         assert buttons[text].isEnabled()
     assert buttons["Relay…"].isEnabled() and buttons["Advanced…"].isEnabled()
@@ -165,3 +165,21 @@ def test_badmail_dir_has_browse(qtbot: QtBot, fake_engine: FakeEngine, messages:
     assert isinstance(field, TextField) and field.widget is not field.edit  # edit + Browse… button
     field.set_value(str(tmp_path / "Mailroot" / "Queue"))
     assert field.problem == "must not be the Mailroot's Queue directory"
+
+
+def test_logging_group_and_its_properties(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    assert sheet.where["log_enabled"] == sheet.where["log_format"] == "General"
+    assert {sheet.where[n] for n in ("log_period", "log_max_size_mb", "log_local_time", "log_dir", "log_fields")} \
+        == {"Logging Properties"}
+    sheet.grab().save("/tmp/monitor-sheet-general.png")
+    dialog = next(d for d in sheet.findChildren(SubDialog) if d.windowTitle() == "Logging Properties")
+    dialog.show()
+    dialog.grab().save("/tmp/monitor-logging-properties.png")
+    sheet.fields["log_fields"].set_value(("date", "time", "cs-nonsense"))
+    sheet.revalidate()
+    assert sheet.problems and "cs-nonsense" in str(sheet.problems)
+    sheet.fields["log_fields"].set_value(("date", "time", "cs-method"))
+    sheet.fields["log_format"].set_value("ncsa")
+    sheet.revalidate()
+    assert sheet.problems == [] and sheet.dirty()
