@@ -1,11 +1,11 @@
-"""The ``smtpsvc`` command line: the manager window by default, ``serve`` headless, ``config``/``cert``/``user``."""
+"""The ``smtpsvc`` command line: the manager window by default, ``serve`` headless, and the other commands."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from app import cert_cmd, config_cmd, log_cmd, queue_cmd, serve, user_cmd
+from app import cert_cmd, config_cmd, log_cmd, queue_cmd, remote, serve, user_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="An SMTP server and relay with the IIS Mailroot, and its manager window.",
     )
     serve.add_location_options(parser)
+    remote.add_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.add_parser(subparsers)
     config_cmd.add_parser(subparsers)
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert_cmd.add_parser(subparsers)
     user_cmd.add_parser(subparsers)
     log_cmd.add_parser(subparsers)
+    user_cmd.add_parser(subparsers, user_cmd.OPERATORS)
     return parser
 
 

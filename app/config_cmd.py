@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
+from app.remote import connecting, remote_call
+from engine.admin.control_ops import RequestError
 from engine.conf.config import (
     Config,
     DomainConfig,
@@ -16,6 +19,7 @@ from engine.conf.config import (
     set_default_domain,
 )
 from engine.conf.config_file import (
+    config_from_dict,
     domain_to_dict,
     format_value,
     load_config,
@@ -25,7 +29,7 @@ from engine.conf.config_file import (
     with_option,
 )
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME
-from engine.errors import ConfigError, DomainError
+from engine.errors import ConfigError, DomainError, EngineError, NotFoundError
 
 PROG = "smtpsvc config"
 EXIT_USAGE = 2  # a bad key, value or domain operation: the file is left as it was
@@ -84,6 +88,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    if connecting(args):
+        return _run_remote(args)
     path: Path = getattr(args, "config", None) or default_config_path()
     try:
         if args.config_action == "show":
@@ -103,6 +109,44 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _run_remote(args: argparse.Namespace) -> int:
+    """The same actions on the engine of another computer (--connect), which validates and saves them."""
+    try:
+        asyncio.run(_remote(args))
+    except (ConfigError, DomainError) as exc:
+        print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, RequestError | NotFoundError) else EXIT_FAILED
+    except (KeyboardInterrupt, EOFError) as exc:
+        print(f"{PROG}: {exc or 'cancelled'}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+async def _remote(args: argparse.Namespace) -> None:
+    async with remote_call(args) as invoke:
+        action = args.config_action
+        if action == "set":
+            await invoke("config.set", {"key": args.key, "value": args.value})
+        elif action == "domain" and args.domain_action == "add":
+            await invoke("domain.add", {"name": args.name, "type": args.type, "relay": args.relay,
+                                        "smart_host": args.smart_host, "tls_required": args.tls_required,
+                                        "use_helo": args.use_helo, "etrn": args.etrn})
+        elif action == "domain" and args.domain_action in ("delete", "set-default"):
+            op = "domain.delete" if args.domain_action == "delete" else "domain.set_default"
+            await invoke(op, {"name": args.name})
+        else:
+            config = config_from_dict(await invoke("config.get", {}))
+            if action == "show":
+                _show(config, non_default=args.non_default, verbose=args.verbose)
+            elif action == "get":
+                print(_get(config, args.key))
+            else:
+                _list_domains(config)
 
 
 def _describe(exc: ConfigError | DomainError) -> str:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from app.remote import connecting, remote_call
 from app.serve import effective_config
 from engine.admin.control import ControlUnavailableError, request, socket_path
 from engine.admin.control_ops import RequestError, call
@@ -82,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
     if args.queue_action == "flush" and args.ids and args.domain:
         return _fail(RequestError("give message ids or --domain, not both"))
     try:
-        config = _config(args)
+        config = None if connecting(args) else _config(args)
     except ConfigError as error:
         return _fail(error)
     try:
         return asyncio.run(_run(args, config))
     except (EngineError, OSError) as error:
         return _fail(error)
+    except (KeyboardInterrupt, EOFError) as error:
+        return _fail(EngineError(str(error) or "cancelled"))
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -110,8 +113,8 @@ def _fail(error: Exception) -> int:
     return EXIT_USAGE if isinstance(error, NotFoundError | RequestError | ConfigError) else EXIT_FAILED
 
 
-async def _run(args: argparse.Namespace, config: Config) -> int:
-    async with _engine(config) as (invoke, live):
+async def _run(args: argparse.Namespace, config: Config | None) -> int:
+    async with _connection(args, config) as (invoke, live):
         action = args.queue_action
         if action == "list":
             await _list(invoke, args.sort, args.reverse, args.limit)
@@ -124,6 +127,17 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
         else:
             return await _each(invoke, action, args.ids)
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _connection(args: argparse.Namespace, config: Config | None) -> AsyncIterator[tuple[Call, bool]]:
+    """--connect: the admin server of another computer; else this computer's engine or Mailroot."""
+    if config is None:
+        async with remote_call(args) as invoke:
+            yield invoke, True
+        return
+    async with _engine(config) as found:
+        yield found
 
 
 @contextlib.asynccontextmanager

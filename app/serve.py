@@ -8,11 +8,14 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from engine.admin.http_server import AdminServer, Setup
+from engine.admin.operators import OPERATORS_NAME
 from engine.conf.config import Config, DomainConfig, default_config_path
-from engine.conf.config_file import load_config, validate_config
+from engine.conf.config_file import load_config, save_config, validate_config
 from engine.conf.hostport import join_hostport
 from engine.errors import EngineError
 from engine.server import VirtualServer
@@ -55,16 +58,44 @@ def effective_config(args: argparse.Namespace) -> tuple[Config, Path]:
     return config, path
 
 
-async def _serve(config: Config, path: Path) -> int:
-    server = VirtualServer(config, config_path=path)
+def config_saver(path: Path, args: argparse.Namespace) -> Callable[[Config], None]:
+    """Saves a configuration changed while serving (remotely) to ``path``, keeping the file's own mailroot,
+    listen addresses and default domain where the command line overrode them."""
+
+    def save(config: Config) -> None:
+        stored = load_config(path)
+        if args.mailroot is not None and config.mailroot == str(args.mailroot):
+            config = replace(config, mailroot=stored.mailroot)
+        if args.listen and config.server.listen == tuple(args.listen):
+            config = replace(config, server=replace(config.server, listen=stored.server.listen))
+        if args.domain and config.default_domain.name == args.domain.lower():
+            others = tuple(d for d in config.domains if d.type != "default")
+            defaults = tuple(d for d in stored.domains if d.type == "default")
+            config = replace(config, domains=(*defaults, *others))
+        save_config(path, config)
+
+    return save
+
+
+def admin_setups() -> tuple[Setup, ...]:
+    """What the admin server serves beside its API."""
+    return ()
+
+
+async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
+    server = VirtualServer(config, config_path=path, save_config=config_saver(path, args))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    admin = AdminServer(server, operators_default=path.expanduser().resolve().parent / OPERATORS_NAME,
+                        setups=admin_setups())
     try:
         await server.start()
+        await admin.start()
     except EngineError as error:
         log.error("%s", error)
+        await server.stop()
         return 1
     # The recovered queue is long-lived: keep the cyclic GC from walking it again and again (0.5 s stalls
     # with 100,000 queued messages).
@@ -73,6 +104,7 @@ async def _serve(config: Config, path: Path) -> int:
     log.info("smtpsvc: %s started; listening on %s; Mailroot %s", config.name, addresses, server.mailroot.root)
     await stop.wait()
     log.info("smtpsvc: stopping")
+    await admin.stop()
     await server.stop()
     log.info("smtpsvc: stopped")
     return 0
@@ -91,5 +123,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(config, path))
-    return uvloop.run(_serve(config, path))
+        return asyncio.run(_serve(config, path, args))
+    return uvloop.run(_serve(config, path, args))

@@ -1,58 +1,101 @@
-"""`smtpsvc user`: the accounts of Basic authentication (AUTH PLAIN/LOGIN) in the users file."""
+"""`smtpsvc user` (the accounts of AUTH) and, with the same flags and code, `smtpsvc operator` (the Operators)."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from engine.admin.operators import OPERATORS_NAME, ROLES, operator_store
 from engine.conf.config import Config, default_config_path
 from engine.conf.config_file import load_config, save_config, with_option
 from engine.errors import ConfigError
 from engine.smtpd.users import UserError, UserStore
 
-PROG = "smtpsvc user"
 USERS_NAME = "smtpsvc-users"
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``user list|add|del|passwd`` on the main parser's sub-commands."""
+@dataclass(frozen=True)
+class Accounts:
+    """One kind of account file and its command."""
+
+    command: str  # the sub-command: "user" or "operator"
+    option: str  # the server option naming the file
+    file_name: str  # the file the first `add` makes beside the configuration file
+    help: str
+    description: str
+    store: Callable[[Path], UserStore]
+    roles: tuple[str, ...] = ()
+    note: Callable[[Config], str] = lambda config: ""  # said after `add`
+
+    @property
+    def prog(self) -> str:
+        return f"smtpsvc {self.command}"
+
+
+USERS = Accounts(
+    "user", "users_file", USERS_NAME, "manage the accounts of AUTH",
+    "Accounts for AUTH PLAIN/LOGIN, kept as scrypt hashes in the users file (server option users_file).",
+    UserStore,
+    note=lambda config: "" if config.server.auth_basic else
+    "note: Basic authentication is off; turn it on with `smtpsvc config set auth_basic yes`")
+
+OPERATORS = Accounts(
+    "operator", "operators_file", OPERATORS_NAME, "manage the Operators (remote administrators)",
+    "Operators may administer this server over HTTPS (smtpsvc --connect, the HTML manager): role admin "
+    "(everything) or viewer (read-only). Kept as scrypt hashes in the operators file (server option "
+    "operators_file), separate from the accounts of AUTH.",
+    operator_store, ROLES,
+    note=lambda config: "" if config.server.admin_listen else
+    "note: the admin server is off; turn it on with `smtpsvc config set admin_listen 0.0.0.0:8443`")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], kind: Accounts = USERS) -> None:
+    """Register ``<command> list|add|del|passwd`` on the main parser's sub-commands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", type=Path, default=argparse.SUPPRESS,
                         help=f"configuration file (default: {str(default_config_path()).replace('%', '%%')})")
     secret = argparse.ArgumentParser(add_help=False)
     secret.add_argument("--password-stdin", action="store_true",
                         help="read the password from the first line of standard input (no prompt)")
-    parser = subparsers.add_parser("user", parents=[common], help="manage the accounts of AUTH",
-                                   description="Accounts for AUTH PLAIN/LOGIN, kept as scrypt hashes in the "
-                                   "users file (server option users_file).")
-    parser.set_defaults(func=run)
+    parser = subparsers.add_parser(kind.command, parents=[common], help=kind.help, description=kind.description)
+    parser.set_defaults(func=run, accounts=kind)
     actions = parser.add_subparsers(dest="user_action", metavar="ACTION", required=True)
     actions.add_parser("list", parents=[common], help="list the account names")
     for name, text in (("add", "add an account"), ("passwd", "change an account's password")):
         action = actions.add_parser(name, parents=[common, secret], help=text)
         action.add_argument("name", metavar="NAME")
+        if name == "add" and kind.roles:
+            action.add_argument("--role", choices=kind.roles, default=kind.roles[0],
+                                help="what the account may do (default: %(default)s)")
     delete = actions.add_parser("del", parents=[common], help="delete an account")
     delete.add_argument("name", metavar="NAME")
 
 
 def run(args: argparse.Namespace) -> int:
+    kind: Accounts = args.accounts
+    prog = kind.prog
     path: Path = getattr(args, "config", None) or default_config_path()
     try:
         config = load_config(path)
-        store = _store(config, path, creating=args.user_action == "add")
+        store = _store(kind, config, path, creating=args.user_action == "add")
         if args.user_action == "list":
             names = store.names()
+            if kind.roles:
+                names = [f"{name}  ({store.role(name)})" for name in names]
             print("\n".join(names) if names else "(no accounts)")
             if store.error:
-                print(f"{PROG}: {store.error}", file=sys.stderr)
+                print(f"{prog}: {store.error}", file=sys.stderr)
                 return 1
         elif args.user_action == "add":
-            store.add(args.name, _password(args.password_stdin))
-            print(f"added {args.name} to {store.path}")
-            if not config.server.auth_basic:
-                print("note: Basic authentication is off; turn it on with `smtpsvc config set auth_basic yes`")
+            store.add(args.name, _password(args.password_stdin), getattr(args, "role", ""))
+            role = f" as {args.role}" if kind.roles else ""
+            print(f"added {args.name}{role} to {store.path}")
+            if note := kind.note(config):
+                print(note)
         elif args.user_action == "passwd":
             store.set_password(args.name, _password(args.password_stdin))
             print(f"changed the password of {args.name}")
@@ -60,30 +103,32 @@ def run(args: argparse.Namespace) -> int:
             store.delete(args.name)
             print(f"deleted {args.name}")
     except ConfigError as error:
-        print(f"{PROG}: " + "\n  ".join(f"{key}: {why}" for key, why in error.problems), file=sys.stderr)
+        print(f"{prog}: " + "\n  ".join(f"{key}: {why}" for key, why in error.problems), file=sys.stderr)
         return 2
     except UserError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, EOFError):
-        print(f"\n{PROG}: cancelled", file=sys.stderr)
+        print(f"\n{prog}: cancelled", file=sys.stderr)
         return 1
     return 0
 
 
-def _store(config: Config, path: Path, *, creating: bool) -> UserStore:
-    """The configured users file; the first ``add`` puts one beside the configuration file and names it there."""
-    if config.server.users_file:
-        return UserStore(Path(config.server.users_file))
+def _store(kind: Accounts, config: Config, path: Path, *, creating: bool) -> UserStore:
+    """The configured file; the first ``add`` puts one beside the configuration file and names it there."""
+    configured = getattr(config.server, kind.option)
+    if configured:
+        return kind.store(Path(configured))
     if not creating:
-        raise UserError("no users file is configured (server option users_file); `smtpsvc user add` makes one")
-    users = path.expanduser().resolve().parent / USERS_NAME
-    save_config(path, with_option(config, "users_file", str(users)))
-    print(f"users file: {users} (now named in {path})")
-    return UserStore(users)
+        raise UserError(f"no {kind.command}s file is configured (server option {kind.option}); "
+                        f"`{kind.prog} add` makes one")
+    accounts = path.expanduser().resolve().parent / kind.file_name
+    save_config(path, with_option(config, kind.option, str(accounts)))
+    print(f"{kind.command}s file: {accounts} (now named in {path})")
+    return kind.store(accounts)
 
 
 def _password(from_stdin: bool) -> str:

@@ -118,6 +118,16 @@ class ConfigChanged(Event):
 
 
 @dataclass(frozen=True)
+class AdminAction(Event):
+    """An operator changed something through the admin server (who, from where, which op)."""
+
+    operator: str
+    peer: str
+    op: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class ErrorEvent(Event):
     """Something went wrong that an operator should see (corrupt queue file, unreadable Pickup file...)."""
 

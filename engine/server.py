@@ -141,6 +141,10 @@ class VirtualServer:
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         return self.bus.subscribe(callback)
 
+    def publish(self, event: Event) -> None:
+        """Publish an event from outside the engine's parts (the admin server's AdminAction)."""
+        self.bus.publish(event)
+
     async def start(self, *, offline: bool = False) -> None:
         """Start serving. ``offline``: own the Mailroot and its queue for administration (the command line
         when no engine runs) — no listener, no Pickup, no delivery; the state stays "stopped"."""

@@ -198,6 +198,9 @@ class ServerSheet(PropertySheet):
         layout.addWidget(not_built(operators, "a list of operators (whoever runs smtpsvc administers it)"))
         layout.addLayout(button_row(not_built(QPushButton("Add…"), "operators"),
                                     not_built(QPushButton("Remove"), "operators")))
+        layout.addWidget(group("Remote administration (HTTPS)", form(self._take(
+            ["admin_listen", "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback",
+             "operators_file"], "Security"))))
         layout.addStretch(1)
         return page
 

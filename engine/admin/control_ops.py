@@ -8,22 +8,28 @@ Unix socket; the command line calls ``call`` directly when no engine runs, so bo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from engine.admin.mailroot_items import DropItem
 from engine.bounce.badmail import BadmailItem
+from engine.conf import config as domain_ops
 from engine.conf.addresses import classify, domain_of
-from engine.conf.config import Config
+from engine.conf.config import Config, DomainConfig
+from engine.conf.config_file import config_from_dict, config_to_dict, parse_value, resolve_key, with_option
 from engine.conf.hostport import join_hostport
+from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
 from engine.errors import ConfigError, EngineError
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueDetail, QueuePage
+from engine.smtpd.sessions import SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +67,29 @@ class ControlTarget(Protocol):
     async def delete_message(self, queue_id: str) -> None: ...
     async def bounce_now(self, queue_id: str) -> None: ...
     async def list_badmail(self) -> list[BadmailItem]: ...
+    async def delete_badmail(self, name: str) -> None: ...
+    async def resend_badmail(self, name: str) -> str: ...
+    async def list_drop(self) -> list[DropItem]: ...
+    async def delete_drop(self, name: str) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def pause(self) -> None: ...
+    async def resume(self) -> None: ...
+    async def apply_config(self, config: Config) -> None: ...
+    async def list_sessions(self) -> list[SessionInfo]: ...
+    async def terminate_session(self, session_id: str) -> None: ...
+    async def terminate_all_sessions(self) -> int: ...
 
 
 @dataclass(frozen=True)
 class Arg:
-    kind: type  # str, int (whole number >= 0), bool, or list (of str)
+    kind: type  # str, int (whole number >= 0), bool, list (of str) or dict (a JSON object)
     required: bool = False
     default: Any = None
 
 
 Handler = Callable[[ControlTarget, dict[str, Any]], Awaitable[Any]]
+Access = Literal["read", "change"]  # a viewer operator may run "read" ops only
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,7 @@ class Op:
     handler: Handler
     args: dict[str, Arg]
     doc: str
+    access: Access = "change"
 
 
 async def _state(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
@@ -139,22 +159,198 @@ async def _badmail_list(server: ControlTarget, args: dict[str, Any]) -> Any:
     return await server.list_badmail()
 
 
+async def _badmail_delete(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.delete_badmail(args["name"])
+
+
+async def _badmail_resend(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
+    return {"pickup": await server.resend_badmail(args["name"])}
+
+
+async def _drop_list(server: ControlTarget, args: dict[str, Any]) -> Any:
+    return await server.list_drop()
+
+
+async def _drop_delete(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.delete_drop(args["name"])
+
+
+async def _server_start(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
+    await server.start()
+    return {"state": server.state}
+
+
+async def _server_stop(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
+    # Stopping closes the control socket that may carry this very request: stop once the reply is out.
+    asyncio.get_running_loop().call_soon(lambda: _background(server.stop()))
+    return {"state": "stopping"}
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _background(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _BACKGROUND.add(task)  # keep a reference until it is done (the loop holds tasks only weakly)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def _server_pause(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
+    await server.pause()
+    return {"state": server.state}
+
+
+async def _server_continue(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
+    await server.resume()
+    return {"state": server.state}
+
+
+def masked_config(config: Config) -> dict[str, Any]:
+    """The configuration as plain data (the TOML layout) with secrets masked: what config.get answers."""
+    data = config_to_dict(config)
+    server = data["server"]
+    assert isinstance(server, dict)
+    for option in OPTIONS:
+        if option.secret and server.get(option.name):
+            server[option.name] = SECRET_MASK
+    return data
+
+
+SECRET_MASK = "********"
+
+
+async def _config_get(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    return masked_config(server.config())
+
+
+async def _config_set(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    """One setting as text (`smtpsvc config set KEY VALUE`), parsed and validated as the command line does."""
+    key = resolve_key(args["key"])
+    value = args["value"] if key in ("name", "mailroot") else parse_value(OPTIONS_BY_NAME[key], args["value"])
+    await server.apply_config(with_option(server.config(), key, value))
+    return {"key": key}
+
+
+def replicable(data: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``data`` (config.get's layout) that replication copies: every option not marked
+    ``local`` and not secret, and the domains without their local Drop directory."""
+    server = data.get("server", {})
+    settings = {o.name: server[o.name] for o in OPTIONS if not o.local and not o.secret and o.name in server}
+    domains = [{k: v for k, v in d.items() if k != "drop_dir"} for d in data.get("domain", [])]
+    return {"server": settings, "domain": domains}
+
+
+async def _config_replicate(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    """Take another server's replicable settings; local paths, certificates, keys and secrets stay as they are."""
+    incoming = args["settings"]
+    if set(incoming) - {"server", "domain"} or not isinstance(incoming.get("server", {}), dict) \
+            or not isinstance(incoming.get("domain", []), list):
+        raise ConfigError([("settings", 'must be {"server": {...}, "domain": [...]}')])
+    local = sorted(k for k in incoming.get("server", {}) if k in OPTIONS_BY_NAME
+                   and (OPTIONS_BY_NAME[k].local or OPTIONS_BY_NAME[k].secret))
+    if local:
+        raise ConfigError([(f"server.{k}", "is specific to each computer and is never replicated") for k in local])
+    current = server.config()
+    data = config_to_dict(current)
+    server_data = data["server"]
+    assert isinstance(server_data, dict)
+    server_data.update(incoming.get("server", {}))
+    drops = {d.name.lower(): d.drop_dir for d in current.domains}
+    domains = []
+    for domain in incoming.get("domain", []):
+        if isinstance(domain, dict):
+            domain = {k: v for k, v in domain.items() if k != "drop_dir"}
+            if domain.get("type") == "default" and drops.get(str(domain.get("name", "")).lower()):
+                domain["drop_dir"] = drops[str(domain["name"]).lower()]
+        domains.append(domain)
+    data["domain"] = domains
+    new = config_from_dict(data)
+    changed = _changed(current, new)
+    await server.apply_config(new)
+    return {"changed": changed}
+
+
+def _changed(old: Config, new: Config) -> list[str]:
+    keys = [o.name for o in OPTIONS if getattr(old.server, o.name) != getattr(new.server, o.name)]
+    return keys + (["domains"] if old.domains != new.domains else [])
+
+
+async def _domain_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, Any]]:
+    config = server.config()
+    return [{**dataclasses.asdict(d), "implicit": d not in config.domains} for d in config.effective_domains]
+
+
+async def _domain_add(server: ControlTarget, args: dict[str, Any]) -> None:
+    if args["type"] not in ("alias", "remote"):
+        raise ConfigError([("type", f"{args['type']!r} is not alias or remote")])
+    domain = DomainConfig(name=args["name"], type=args["type"], relay_allowed=args["relay"],
+                          route="smarthost" if args["smart_host"] else "dns", smart_host=args["smart_host"],
+                          tls_required=args["tls_required"], use_helo=args["use_helo"], etrn_queue=args["etrn"])
+    await server.apply_config(domain_ops.add_domain(server.config(), domain))
+
+
+async def _domain_delete(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.apply_config(domain_ops.delete_domain(server.config(), args["name"]))
+
+
+async def _domain_set_default(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.apply_config(domain_ops.set_default_domain(server.config(), args["name"]))
+
+
+async def _sessions_list(server: ControlTarget, args: dict[str, Any]) -> Any:
+    return await server.list_sessions()
+
+
+async def _sessions_terminate(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.terminate_session(args["id"])
+
+
+async def _sessions_terminate_all(server: ControlTarget, args: dict[str, Any]) -> dict[str, int]:
+    return {"count": await server.terminate_all_sessions()}
+
+
 _ID = {"id": Arg(str, required=True)}
+_NAME = {"name": Arg(str, required=True)}
 
 OPS: dict[str, Op] = {
-    "state": Op(_state, {}, "state, name, Mailroot, pid, listening addresses, recovering (queue still being read)"),
-    "counters": Op(_counters, {}, "the performance counters"),
+    "state": Op(_state, {}, "state, name, Mailroot, pid, listening addresses, recovering (queue still being read)",
+                "read"),
+    "counters": Op(_counters, {}, "the performance counters", "read"),
     "queue.list": Op(_queue_list, {"offset": Arg(int, default=0), "limit": Arg(int, default=100),
                                    "sort": Arg(str, default="age"), "descending": Arg(bool, default=False)},
-                     "one page of the queue: {items, total, recovering (true: partial)}"),
-    "queue.show": Op(_queue_show, _ID, "one message: item, recipients, transcript, ..., schedule"),
+                     "one page of the queue: {items, total, recovering (true: partial)}", "read"),
+    "queue.show": Op(_queue_show, _ID, "one message: item, recipients, transcript, ..., schedule", "read"),
     "queue.flush": Op(_queue_flush, {"ids": Arg(list), "domain": Arg(str)},
                       "Retry Now: these ids, one domain, or (neither) everything: {count}"),
     "queue.freeze": Op(_queue_freeze, _ID, "hold a message"),
     "queue.thaw": Op(_queue_thaw, _ID, "release a held message"),
     "queue.delete": Op(_queue_delete, _ID, "delete a message without notice"),
     "queue.bounce": Op(_queue_bounce, _ID, "return a message to its sender now (NDR)"),
-    "badmail.list": Op(_badmail_list, {}, "the Badmail items"),
+    "badmail.list": Op(_badmail_list, {}, "the Badmail items", "read"),
+    "badmail.delete": Op(_badmail_delete, _NAME, "delete a Badmail item (its .BAD, .BDR and .BDP)"),
+    "badmail.resend": Op(_badmail_resend, _NAME, "put a Badmail item back into Pickup: {pickup}"),
+    "drop.list": Op(_drop_list, {}, "the Drop files", "read"),
+    "drop.delete": Op(_drop_delete, _NAME, "delete a Drop file"),
+    "server.start": Op(_server_start, {}, "start the virtual server: {state}"),
+    "server.stop": Op(_server_stop, {}, "stop the virtual server (committed mail stays): {state}"),
+    "server.pause": Op(_server_pause, {}, "pause: refuse new connections, keep delivering: {state}"),
+    "server.continue": Op(_server_continue, {}, "continue after a pause: {state}"),
+    "config.get": Op(_config_get, {}, "the configuration in the file's layout, secrets masked", "read"),
+    "config.set": Op(_config_set, {"key": Arg(str, required=True), "value": Arg(str, required=True)},
+                     "set one setting from text, as `smtpsvc config set` does: {key}"),
+    "config.replicate": Op(_config_replicate, {"settings": Arg(dict, required=True)},
+                           "take another server's replicable settings {server, domain}: {changed}"),
+    "domain.list": Op(_domain_list, {}, "the domains, the implicit default included", "read"),
+    "domain.add": Op(_domain_add, {"name": Arg(str, required=True), "type": Arg(str, required=True),
+                                   "relay": Arg(bool, default=False), "smart_host": Arg(str, default=""),
+                                   "tls_required": Arg(bool, default=False), "use_helo": Arg(bool, default=False),
+                                   "etrn": Arg(bool, default=False)},
+                     "add a local alias or a remote domain"),
+    "domain.delete": Op(_domain_delete, _NAME, "delete a domain (not the default)"),
+    "domain.set_default": Op(_domain_set_default, _NAME, "make a local alias the default domain"),
+    "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),
+    "sessions.terminate": Op(_sessions_terminate, _ID, "end one session"),
+    "sessions.terminate_all": Op(_sessions_terminate_all, {}, "end every session: {count}"),
 }
 
 
@@ -168,7 +364,8 @@ def _valid(spec: Arg, value: Any) -> bool:
     return isinstance(value, spec.kind)
 
 
-_KIND_NAMES = {str: "a string", int: "a whole number >= 0", bool: "true or false", list: "a list of strings"}
+_KIND_NAMES = {str: "a string", int: "a whole number >= 0", bool: "true or false", list: "a list of strings",
+               dict: "an object"}
 
 
 def check_args(op: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,11 @@ class ServerConfig:
     tls_listen: tuple[str, ...] = ()
     connection_grant: str = "all_except_listed"
     connection_list: tuple[str, ...] = ()
+    admin_listen: str = ""
+    admin_tls_certificate: str = ""
+    admin_tls_key: str = ""
+    admin_allow_plain_loopback: bool = False
+    operators_file: str = ""
     max_bad_commands: int = 10
     max_command_line: int = 2048
     bare_newline: str = "reject"

@@ -105,6 +105,10 @@ _TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {
     "tls_key": _absolute_path_problem,
     "tls_listen": _listen_problem,
     "connection_list": entry_problem,
+    "admin_listen": lambda text: _listen_problem(text) if text else None,
+    "admin_tls_certificate": _absolute_path_problem,
+    "admin_tls_key": _absolute_path_problem,
+    "operators_file": _absolute_path_problem,
 }
 
 

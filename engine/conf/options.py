@@ -27,6 +27,7 @@ class Option:
     min_items: int = 0  # lists only: fewest entries allowed
     max_items: int | None = None  # lists only: most entries allowed; None = no limit
     secret: bool = False  # shown masked, never printed by `smtpsvc config show`
+    local: bool = False  # specific to this computer (addresses, paths, certificates): never replicated
 
 
 # The W3C Extended fields IIS offers, in its order; the default leaves out the HTTP-only ones.
@@ -42,9 +43,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("listen", "str_list", ("127.0.0.1:2525",), "ServerBindings",
            "Addresses to listen on as HOST:PORT ([v6]:PORT for IPv6). IIS listens on all unassigned "
            "addresses, port 25; the desktop default is loopback only, unprivileged.", "General",
-           min_items=1),
+           min_items=1, local=True),
     Option("fqdn", "str", "", "FullyQualifiedDomainName",
-           "Name used in the banner, EHLO and Received headers; empty = this computer's FQDN.", "General"),
+           "Name used in the banner, EHLO and Received headers; empty = this computer's FQDN.", "General", local=True),
     Option("max_connections", "int", 0, "MaxConnections",
            "Limit number of inbound connections; 0 = off (IIS 5/6 default), which still stops at three quarters "
            "of the process's open-file limit so that accepting never fails for everyone.", "General",
@@ -70,7 +71,7 @@ OPTIONS: tuple[Option, ...] = (
            "Messages", minimum=1, maximum=100_000),
     Option("ndr_copy_to", "str", "", "SendNdrTo", "Send a copy of every NDR to this address.", "Messages"),
     Option("badmail_dir", "str", "", "BadMailDirectory",
-           "Badmail directory; empty = Mailroot/Badmail.", "Messages"),
+           "Badmail directory; empty = Mailroot/Badmail.", "Messages", local=True),
     # Delivery
     Option("retry_intervals_min", "int_list", (15, 30, 60, 240), "SmtpRemoteProgressiveRetry",
            "Outbound retry intervals in minutes: first, second, third, subsequent.", "Delivery",
@@ -110,7 +111,7 @@ OPTIONS: tuple[Option, ...] = (
            "Opportunistic STARTTLS is never checked (RFC 7435).", "Delivery", choices=("required", "never")),
     Option("outbound_tls_ca_file", "str", "", "",
            "Outbound Security: PEM file of the certificate authorities trusted when certificates are checked; "
-           "empty = the system's store.", "Delivery"),
+           "empty = the system's store.", "Delivery", local=True),
     Option("max_hop_count", "int", 15, "HopCount",
            "Messages with more Received headers than this are refused (loop detection).", "Delivery",
            minimum=1, maximum=256),
@@ -142,7 +143,7 @@ OPTIONS: tuple[Option, ...] = (
            "Default domain: a login without '@' is also looked up as login@domain.", "Access"),
     Option("users_file", "str", "", "",
            "The users file of Basic authentication (scrypt hashes, mode 0600), managed with `smtpsvc user`; "
-           "empty = no accounts. An absolute path.", "Access"),
+           "empty = no accounts. An absolute path.", "Access", local=True),
     Option("auth_lockout_failures", "int", 5, "",
            "Failed logins from one address (IPv6: one /64) before it is locked out; 0 = never.", "Access",
            minimum=0, maximum=1_000),
@@ -155,16 +156,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls_certificate", "str", "", "SSLCertHash",
            "Certificate: PEM file of the server certificate (and its chain) for STARTTLS; empty = no TLS. "
            "`smtpsvc cert new` makes a self-signed one. Replacing the file takes effect at the next "
-           "connection. An absolute path.", "Access"),
+           "connection. An absolute path.", "Access", local=True),
     Option("tls_key", "str", "", "",
            "Certificate: PEM file of the private key; empty = the key is in the certificate file. An absolute "
-           "path.", "Access"),
+           "path.", "Access", local=True),
     Option("require_tls", "bool", False, "AccessSSL",
            "Require TLS encryption: every command but EHLO, NOOP, STARTTLS and QUIT is refused before "
            "STARTTLS (530 5.7.0). Without a usable certificate no mail is accepted.", "Access"),
     Option("tls_listen", "str_list", (), "",
            "Addresses (HOST:PORT) of implicit-TLS listeners (SMTPS, port 465 style): TLS from the first byte. "
-           "Needs a certificate.", "Access"),
+           "Needs a certificate.", "Access", local=True),
     Option("connection_grant", "choice", "all_except_listed", "IPSecurity",
            "Connection control: 'all_except_listed' = every computer except the list below may connect; "
            "'only_listed' = only the list below.", "Access", choices=("all_except_listed", "only_listed")),
@@ -172,6 +173,24 @@ OPTIONS: tuple[Option, ...] = (
            "Connection control list: IP addresses, networks (10.0.0.0/8, 10.0.0.0/255.0.0.0, 2001:db8::/32) "
            "and domain names (host.example, *.example: the client's reverse DNS name, forward-confirmed). "
            "Refused clients get 554 5.7.1 at connect.", "Access"),
+    # Security: remote administration (the admin server, its operators)
+    Option("admin_listen", "str", "", "",
+           "Remote administration: address (HOST:PORT, e.g. 0.0.0.0:8443) of the admin server — the HTML manager, "
+           "the JSON API of `smtpsvc --connect` and the Posting Acceptor, over HTTPS; empty = off.", "Security",
+           local=True),
+    Option("admin_tls_certificate", "str", "", "",
+           "Remote administration: PEM certificate of the admin server; empty = the SMTP certificate "
+           "(tls_certificate, made by `smtpsvc cert new`). An absolute path.", "Security", local=True),
+    Option("admin_tls_key", "str", "", "",
+           "Remote administration: PEM private key of that certificate; empty = tls_key, or in the certificate "
+           "file. An absolute path.", "Security", local=True),
+    Option("admin_allow_plain_loopback", "bool", False, "",
+           "Remote administration: allow plain HTTP when the admin server listens on a loopback address and no "
+           "certificate is configured (never on any other address).", "Security", local=True),
+    Option("operators_file", "str", "", "",
+           "The Operators: accounts allowed to administer this server remotely (admin or viewer), as scrypt "
+           "hashes in their own file (mode 0600), managed with `smtpsvc operator`. An absolute path.", "Security",
+           local=True),
     # Protocol (not on an IIS sheet; hardening knobs)
     Option("max_bad_commands", "int", 10, "",
            "Bad or unknown commands in a session before 421 and disconnect (unconfirmed IIS value).",

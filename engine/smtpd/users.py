@@ -1,7 +1,8 @@
 """The users file of Basic authentication: account names with salted, memory-hard password hashes (scrypt).
 
 Format: one account per line, ``name:scrypt$N$r$p$salt$hash`` (salt and hash in unpadded base64), ``#``
-comments allowed; written atomically with mode 0600. Names are compared case-insensitively.
+comments allowed; written atomically with mode 0600. Names are compared case-insensitively. A store made with
+``roles`` (the operators file) keeps each account's role between the two: ``name:role:scrypt$...``.
 
 Invariants: no password is ever stored, logged or returned; a check of an unknown name costs what the
 check of a known one costs (a dummy hash is verified), so timing does not tell which names exist.
@@ -84,32 +85,45 @@ def password_problem(password: str) -> None:
         raise UserError("the password contains NUL, CR or LF")
 
 
-def parse_users(text: str) -> dict[str, tuple[str, str]]:
-    """casefolded name -> (name as written, encoded hash); raises UserError naming the bad line."""
-    users: dict[str, tuple[str, str]] = {}
+Record = tuple[str, str, str]  # (name as written, encoded hash, role or "")
+
+
+def parse_users(text: str, roles: tuple[str, ...] = ()) -> dict[str, Record]:
+    """casefolded name -> (name as written, encoded hash, role); raises UserError naming the bad line."""
+    users: dict[str, Record] = {}
+    form = "name:role:scrypt$N$r$p$salt$hash" if roles else "name:scrypt$N$r$p$salt$hash"
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         name, colon, encoded = line.partition(":")
-        if not colon or not encoded.startswith("scrypt$") or encoded.count("$") != 5:
-            raise UserError(f"line {number} is not 'name:scrypt$N$r$p$salt$hash'")
-        users[name.casefold()] = (name, encoded)
+        role = ""
+        if roles:
+            role, _, encoded = encoded.partition(":")
+        if not colon or not encoded.startswith("scrypt$") or encoded.count("$") != 5 or (roles and role not in roles):
+            raise UserError(f"line {number} is not '{form}'")
+        users[name.casefold()] = (name, encoded, role)
     return users
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     stamp: tuple[int, int, int] | None
-    users: dict[str, tuple[str, str]]
+    users: dict[str, Record]
     error: str
 
 
 class UserStore:
-    """One users file; reads it again when it changes (the command line edits it while the engine runs)."""
+    """One users file; reads it again when it changes (the command line edits it while the engine runs).
 
-    def __init__(self, path: Path) -> None:
+    ``roles``: the roles an account may have (the first is the default); empty = accounts without roles."""
+
+    def __init__(self, path: Path, *, roles: tuple[str, ...] = (), kind: str = "user",
+                 command: str = "smtpsvc user") -> None:
         self.path = path
+        self.roles = roles
+        self.kind = kind  # "user" or "operator": the word in messages
+        self._command = command
         self._snapshot: _Snapshot | None = None
 
     def _stamp(self) -> tuple[int, int, int] | None:
@@ -124,10 +138,10 @@ class UserStore:
         snapshot = self._snapshot
         if snapshot is None or snapshot.stamp != stamp:
             try:
-                users = parse_users(self.path.read_text("utf-8")) if stamp is not None else {}
+                users = parse_users(self.path.read_text("utf-8"), self.roles) if stamp is not None else {}
                 snapshot = _Snapshot(stamp, users, "")
             except (OSError, UnicodeDecodeError, UserError) as error:
-                snapshot = _Snapshot(stamp, {}, f"the users file {self.path} cannot be read: {error}")
+                snapshot = _Snapshot(stamp, {}, f"the {self.kind}s file {self.path} cannot be read: {error}")
             self._snapshot = snapshot
         return snapshot
 
@@ -136,11 +150,21 @@ class UserStore:
         return self._current().error
 
     def names(self) -> list[str]:
-        return sorted((name for name, _ in self._current().users.values()), key=str.casefold)
+        return sorted((entry[0] for entry in self._current().users.values()), key=str.casefold)
 
     def record(self, name: str) -> str | None:
         entry = self._current().users.get(name.casefold())
         return entry[1] if entry else None
+
+    def role(self, name: str) -> str | None:
+        """The account's role ("" in a store without roles); None when there is no such account."""
+        entry = self._current().users.get(name.casefold())
+        return entry[2] if entry else None
+
+    def canonical(self, name: str) -> str | None:
+        """The account's name as written in the file."""
+        entry = self._current().users.get(name.casefold())
+        return entry[0] if entry else None
 
     def check(self, name: str, password: str) -> bool:
         """Blocking (tens of milliseconds of CPU): run it off the event loop."""
@@ -150,37 +174,50 @@ class UserStore:
 
     # -- changes (the command line and the facade) -----------------------------------------------------------
 
-    def _load_for_change(self) -> dict[str, tuple[str, str]]:
+    def _load_for_change(self) -> dict[str, Record]:
         try:
-            return parse_users(self.path.read_text("utf-8"))
+            return parse_users(self.path.read_text("utf-8"), self.roles)
         except FileNotFoundError:
             return {}
         except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"the users file {self.path} cannot be read: {error}") from error
+            raise UserError(f"the {self.kind}s file {self.path} cannot be read: {error}") from error
 
-    def _save(self, users: dict[str, tuple[str, str]]) -> None:
-        lines = ["# smtpsvc users: name:scrypt$N$r$p$salt$hash (manage with `smtpsvc user`)"]
-        lines += [f"{name}:{encoded}" for name, encoded in sorted(users.values(), key=lambda u: u[0].casefold())]
+    def _save(self, users: dict[str, Record]) -> None:
+        form = "name:role:scrypt$N$r$p$salt$hash" if self.roles else "name:scrypt$N$r$p$salt$hash"
+        lines = [f"# smtpsvc {self.kind}s: {form} (manage with `{self._command}`)"]
+        lines += [f"{name}:{role}:{encoded}" if self.roles else f"{name}:{encoded}"
+                  for name, encoded, role in sorted(users.values(), key=lambda u: u[0].casefold())]
         write_private(self.path, ("\n".join(lines) + "\n").encode("utf-8"))
         self._snapshot = None
 
-    def add(self, name: str, password: str) -> None:
+    def add(self, name: str, password: str, role: str = "") -> None:
         name_problem(name)
+        role = self._checked_role(role)
         users = self._load_for_change()
         if name.casefold() in users:
-            raise UserError(f"the user {name!r} exists already (use passwd to change the password)")
-        users[name.casefold()] = (name, hash_password(password))
+            raise UserError(f"the {self.kind} {name!r} exists already (use passwd to change the password)")
+        users[name.casefold()] = (name, hash_password(password), role)
         self._save(users)
+
+    def _checked_role(self, role: str) -> str:
+        if not self.roles:
+            return ""
+        if not role:
+            return self.roles[0]
+        if role not in self.roles:
+            raise UserError(f"{role!r} is not a role; use one of {', '.join(self.roles)}")
+        return role
 
     def set_password(self, name: str, password: str) -> None:
         users = self._load_for_change()
         if name.casefold() not in users:
-            raise UserError(f"there is no user {name!r}")
-        users[name.casefold()] = (users[name.casefold()][0], hash_password(password))
+            raise UserError(f"there is no {self.kind} {name!r}")
+        old = users[name.casefold()]
+        users[name.casefold()] = (old[0], hash_password(password), old[2])
         self._save(users)
 
     def delete(self, name: str) -> None:
         users = self._load_for_change()
         if users.pop(name.casefold(), None) is None:
-            raise UserError(f"there is no user {name!r}")
+            raise UserError(f"there is no {self.kind} {name!r}")
         self._save(users)

@@ -91,6 +91,11 @@ NON_DEFAULT: dict[str, object] = {
     "tls_listen": ("0.0.0.0:465", "[::]:465"),
     "connection_grant": "only_listed",
     "connection_list": ("192.0.2.7", "10.0.0.0/255.0.0.0", "2001:db8::/32", "lab.example", "*.partner.example"),
+    "admin_listen": "0.0.0.0:8443",
+    "admin_tls_certificate": "/etc/smtpsvc/admin-cert.pem",
+    "admin_tls_key": "/etc/smtpsvc/admin-key.pem",
+    "admin_allow_plain_loopback": True,
+    "operators_file": "/etc/smtpsvc/operators",
     "max_bad_commands": 3,
     "max_command_line": 512,
     "bare_newline": "normalize",
@@ -577,6 +582,10 @@ TEXT_VALUES: dict[str, st.SearchStrategy[Any]] = {
                                 max_size=4, unique=True).map(tuple),
     "log_dir": directory,
     "log_fields": st.lists(st.sampled_from(W3C_LOG_FIELDS), min_size=1, max_size=6, unique=True).map(tuple),
+    "admin_listen": st.just("") | listen_item,
+    "admin_tls_certificate": st.sampled_from(["", "/etc/smtpsvc/cert.pem"]),
+    "admin_tls_key": st.sampled_from(["", "/etc/smtpsvc/key.pem"]),
+    "operators_file": st.sampled_from(["", "/etc/smtpsvc/operators"]),
 }
 
 

@@ -27,6 +27,7 @@ from engine.admin.control import (
     socket_path,
 )
 from engine.admin.control_ops import OPS, RequestError, answer
+from engine.admin.operators import may_run
 from engine.errors import BindError, EngineError, NotFoundError, StateError
 
 
@@ -329,5 +330,15 @@ async def test_concurrent_clients(engine: Engine) -> None:
 
 
 def test_the_op_table_is_the_protocol() -> None:
-    assert list(OPS) == ["state", "counters", "queue.list", "queue.show", "queue.flush", "queue.freeze",
-                         "queue.thaw", "queue.delete", "queue.bounce", "badmail.list"]
+    assert list(OPS)[:10] == ["state", "counters", "queue.list", "queue.show", "queue.flush", "queue.freeze",
+                              "queue.thaw", "queue.delete", "queue.bounce", "badmail.list"]
+    assert {"server.stop", "config.set", "config.replicate", "domain.add", "sessions.terminate"} <= set(OPS)
+
+
+def test_each_op_says_whether_a_viewer_may_run_it() -> None:
+    read = {name for name, op in OPS.items() if op.access == "read"}
+    assert {"state", "counters", "queue.list", "queue.show", "config.get", "sessions.list"} <= read
+    assert not read & {"queue.delete", "config.set", "server.stop", "domain.delete", "sessions.terminate"}
+    assert may_run("viewer", "queue.list") and not may_run("viewer", "queue.delete")
+    assert may_run("admin", "queue.delete") and not may_run("admin", "no.such.op")
+    assert not may_run("", "state")  # an unknown role may do nothing

@@ -1,0 +1,338 @@
+"""The admin server: the control op table over HTTPS (aiohttp on the engine's loop), plus an event stream.
+
+    POST /api/v1/<op>     body: the op's arguments as a JSON object   → {"ok": true, "result": ...}
+    GET  /api/v1/events   server-sent events of engine events (text/event-stream)
+    GET  /api/v1/ops      the op table: name, doc, access ("read"/"change"), arguments
+
+Invariants: there is no second API — every op is ``control_ops.call`` with the arguments the op table
+checks, and an op's ``access`` decides whether a viewer may run it. TLS always (``admin_tls_certificate``,
+else the SMTP certificate); plain HTTP only on a loopback address with ``admin_allow_plain_loopback``.
+Every request is authenticated (HTTP Basic or the HTML manager's session cookie); every change is published
+as an ``AdminAction`` event naming the operator. Request bodies are bounded; a cross-site request (an
+``Origin`` that is not this server) is refused; pages carry a strict CSP and are never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from engine.admin.control_ops import OPS, ControlTarget, RequestError, call, error_reply
+from engine.admin.http_auth import AuthError, ForbiddenError, Identity, OperatorAuth, parse_basic
+from engine.admin.operators import may_run
+from engine.conf.config import Config
+from engine.conf.hostport import join_hostport, split_hostport
+from engine.conf.options import OPTIONS_BY_NAME
+from engine.errors import BindError, ConfigError, DomainError, EngineError, NotFoundError, StateError
+from engine.events import AdminAction, Event
+from engine.smtpd.tls import TlsError, server_context
+
+log = logging.getLogger(__name__)
+
+API_MAX_BODY = 256 * 1024  # op arguments are small; a whole configuration for replication fits easily
+EVENT_BACKLOG = 2000  # events waiting for one slow stream reader before they are counted as lost
+MAX_STREAMS = 32
+KEEPALIVE_S = 15.0
+COOKIE = "smtpsvc_session"
+IDENTITY_KEY: web.AppKey[Any] = web.AppKey("smtpsvc_server", object)
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+class AdminTarget(ControlTarget, Protocol):
+    """What the admin server needs of the facade beyond the op table: the event bus."""
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]: ...
+    def publish(self, event: Event) -> None: ...
+
+
+Setup = Callable[["AdminServer", web.Application], None]  # adds routes (the HTML manager, the Posting Acceptor)
+
+
+def _status(error: Exception) -> int:
+    if isinstance(error, AuthError):
+        return 403 if error.locked else 401
+    if isinstance(error, ForbiddenError):
+        return 403
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, StateError):
+        return 409
+    if isinstance(error, RequestError | ConfigError | DomainError):
+        return 400
+    return 500 if not isinstance(error, EngineError) else 422
+
+
+def json_error(error: EngineError, status: int | None = None) -> web.Response:
+    response = web.json_response(error_reply(error), status=status or _status(error))
+    if isinstance(error, AuthError) and not error.locked:
+        response.headers["WWW-Authenticate"] = 'Basic realm="smtpsvc", charset="UTF-8"'
+    return response
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def admin_tls(config: Config) -> ssl.SSLContext | None:
+    """The admin server's TLS context; None (plain HTTP) only where allowed; BindError says what is missing."""
+    server = config.server
+    certificate = server.admin_tls_certificate or server.tls_certificate
+    key = server.admin_tls_key if server.admin_tls_certificate else server.tls_key
+    if certificate:
+        try:
+            return server_context(certificate, key)
+        except TlsError as error:
+            raise BindError(f"the admin server cannot use its certificate: {error}") from error
+    host, _ = split_hostport(server.admin_listen)
+    if server.admin_allow_plain_loopback and _is_loopback(host):
+        return None
+    raise BindError(f"the admin server on {server.admin_listen} needs a certificate (TLS always): make one with "
+                    "`smtpsvc cert new` or set admin_tls_certificate; plain HTTP is allowed only on a loopback "
+                    "address with admin_allow_plain_loopback")
+
+
+def _audit_detail(op: str, args: dict[str, Any]) -> str:
+    """What an AdminAction says about the arguments: never a secret value, never a whole configuration."""
+    if op == "config.set":
+        option = OPTIONS_BY_NAME.get(str(args.get("key", "")).removeprefix("server."))
+        value = "********" if option is not None and option.secret else args.get("value")
+        return f"{args.get('key')} = {value}"
+    if op == "config.replicate":
+        settings = args.get("settings")
+        server = settings.get("server", {}) if isinstance(settings, dict) else {}
+        return f"{len(server) if isinstance(server, dict) else 0} settings and the domains"
+    return json.dumps(args, separators=(",", ":"), default=str)[:300]
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {"type": type(event).__name__, **dataclasses.asdict(event)}
+
+
+class AdminServer:
+    """Serves the admin API (and whatever ``setups`` add) on ``admin_listen``; start and stop it on the engine's
+    loop. It outlives the virtual server's start and stop, so a stopped server can be started remotely."""
+
+    def __init__(self, target: AdminTarget, *, operators_default: Path | None = None,
+                 setups: tuple[Setup, ...] = ()) -> None:
+        self.target = target
+        self.auth = OperatorAuth(target.config, operators_default)
+        self._setups = setups
+        self._runner: web.AppRunner | None = None
+        self._streams: set[asyncio.Queue[Event | None]] = set()
+        self.bound: list[tuple[str, int]] = []
+        self.tls = False
+
+    # -- lifetime ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on ``admin_listen`` (nothing when it is empty); BindError when it cannot."""
+        config = self.target.config()
+        address = config.server.admin_listen
+        if not address:
+            return
+        context = admin_tls(config)
+        self.tls = context is not None
+        app = self.application()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = split_hostport(address)
+        site = web.TCPSite(runner, host, port, ssl_context=context, shutdown_timeout=5.0, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as error:
+            await runner.cleanup()
+            raise BindError(f"cannot listen on {address} for the admin server: {error.strerror or error}") from error
+        self._runner = runner
+        self.bound = [(str(a[0]), int(a[1])) for a in runner.addresses]
+        log.info("admin server on %s://%s", "https" if self.tls else "http",
+                 ", ".join(join_hostport(h, p) for h, p in self.bound))
+
+    async def stop(self) -> None:
+        for queue in list(self._streams):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)  # ends the event streams, so the runner need not wait for them
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.bound = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.bound[0]
+        return f"{'https' if self.tls else 'http'}://{join_hostport(host, port)}"
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers, self._authenticate], client_max_size=API_MAX_BODY)
+        app[IDENTITY_KEY] = self
+        app.router.add_get("/api/v1/ops", self._ops)
+        app.router.add_get("/api/v1/events", self._events)
+        app.router.add_post("/api/v1/{op}", self._call)
+        for setup in self._setups:
+            setup(self, app)
+        return app
+
+    # -- middleware ---------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _headers(self, request: web.Request,
+                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            response = error
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Cache-Control", "no-store")
+        if self.tls:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if isinstance(response, web.HTTPException) and response.status >= 400:
+            raise response
+        return response
+
+    PUBLIC = ("/login", "/static/")
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("Origin")
+            if origin is not None and origin != f"{request.scheme}://{request.host}":
+                return json_error(ForbiddenError(f"cross-site request from {origin} refused"))
+        if request.path == "/login" or request.path.startswith("/static/"):
+            return await handler(request)
+        try:
+            request["identity"] = await self.identify(request)
+        except AuthError as error:
+            if request.path.startswith(("/api/", "/post")) or request.headers.get("Authorization"):
+                return json_error(error)
+            raise web.HTTPSeeOther("/login") from None
+        return await handler(request)
+
+    async def identify(self, request: web.Request) -> Identity:
+        header = request.headers.get("Authorization")
+        if header is not None:
+            credentials = parse_basic(header)
+            if credentials is None:
+                raise AuthError("only HTTP Basic authentication is supported")
+            return await self.auth.login(*credentials, request.remote or "")
+        token = request.cookies.get(COOKIE, "")
+        identity = self.auth.session(token) if token else None
+        if identity is None:
+            raise AuthError("log in first: HTTP Basic (smtpsvc --connect), or the login page of the HTML manager")
+        return identity
+
+    # -- the API ------------------------------------------------------------------------------------------
+
+    async def run_op(self, identity: Identity, peer: str, op: str, args: dict[str, Any]) -> Any:
+        """One op for one operator: the role check, the op table's call, the audit event for a change."""
+        spec = OPS.get(op)
+        if spec is None:
+            raise NotFoundError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+        if not may_run(identity.role, op):
+            raise ForbiddenError(f"{op} changes the server, and the operator {identity.name} is a "
+                                 f"{identity.role or 'nobody'} (read-only)")
+        result = await call(self.target, op, args)
+        if spec.access == "change":
+            detail = _audit_detail(op, args)
+            log.info("operator %s from %s: %s %s", identity.name, peer, op, detail)
+            self.target.publish(AdminAction(identity.name, peer, op, detail))
+        return result
+
+    async def _call(self, request: web.Request) -> web.Response:
+        identity: Identity = request["identity"]
+        if identity.session and request.headers.get("X-CSRF-Token") != identity.csrf:
+            return json_error(ForbiddenError("missing or wrong X-CSRF-Token for a session's request"))
+        if request.content_type != "application/json":
+            return json_error(RequestError("the body must be JSON (Content-Type: application/json)"), 415)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return json_error(RequestError(f"request body larger than {API_MAX_BODY} bytes"), 413)
+        try:
+            args = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            return json_error(RequestError(f"not a JSON request body: {error}"))
+        if not isinstance(args, dict):
+            return json_error(RequestError("the body must be a JSON object of the op's arguments"))
+        try:
+            result = await self.run_op(identity, request.remote or "", request.match_info["op"], args)
+        except EngineError as error:
+            return json_error(error)
+        except Exception as error:  # a bug or an OS error below the facade: say so, keep serving
+            log.exception("admin op %s failed", request.match_info["op"])
+            return web.json_response({"ok": False, "error": {"type": "InternalError",
+                                                             "message": f"{type(error).__name__}: {error}"}},
+                                     status=500)
+        return web.json_response({"ok": True, "result": result}, dumps=_dumps)
+
+    async def _ops(self, request: web.Request) -> web.Response:
+        table = [{"op": name, "doc": op.doc, "access": op.access,
+                  "args": {a: {"kind": spec.kind.__name__, "required": spec.required} for a, spec in op.args.items()}}
+                 for name, op in OPS.items()]
+        return web.json_response({"ok": True, "result": table})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if len(self._streams) >= MAX_STREAMS:
+            return json_error(StateError(f"too many event streams (at most {MAX_STREAMS})"), 503)
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_BACKLOG)
+        lost = 0
+
+        def collect(event: Event) -> None:
+            nonlocal lost
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                lost += 1
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        self._streams.add(queue)
+        unsubscribe = self.target.subscribe(collect)
+        try:
+            await response.write(b": smtpsvc engine events\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if event is None:
+                    break
+                if lost:
+                    await response.write(sse("lost", {"count": lost}))
+                    lost = 0
+                data = event_json(event)
+                await response.write(sse(data["type"], data))
+        except ConnectionError:
+            pass
+        finally:
+            unsubscribe()
+            self._streams.discard(queue)
+        return response
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def sse(name: str, data: Any) -> bytes:
+    """One server-sent event (JSON data on one line: json.dumps never emits a raw newline)."""
+    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()

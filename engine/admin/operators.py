@@ -1,0 +1,34 @@
+"""The Operators: accounts allowed to administer remotely, their roles, and what each role may do.
+
+The operators file has the users file's format and code (engine.smtpd.users) with a role per account:
+``name:role:scrypt$...``, mode 0600. ``admin`` may run every op; ``viewer`` only the ops the op table marks
+"read" (lists, counters, logs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from engine.admin.control_ops import OPS, Access
+from engine.smtpd.users import UserStore
+
+Role = Literal["admin", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "viewer")  # the first is the default of `smtpsvc operator add`
+OPERATORS_NAME = "smtpsvc-operators"
+
+_ALLOWED: dict[str, frozenset[Access]] = {"admin": frozenset({"read", "change"}), "viewer": frozenset({"read"})}
+
+
+def operator_store(path: Path) -> UserStore:
+    return UserStore(path, roles=ROLES, kind="operator", command="smtpsvc operator")
+
+
+def may(role: str, access: Access) -> bool:
+    """Whether an operator of ``role`` may run an op of ``access``; an unknown role may do nothing."""
+    return access in _ALLOWED.get(role, frozenset())
+
+
+def may_run(role: str, op: str) -> bool:
+    spec = OPS.get(op)
+    return spec is not None and may(role, spec.access)

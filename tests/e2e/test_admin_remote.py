@@ -1,0 +1,151 @@
+"""`smtpsvc --connect`: real `smtpsvc serve` engines administered over HTTPS, and everything they refuse."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from admin_support import OPERATORS, AdminServe, cli
+
+from engine.conf.config_file import load_config
+
+
+@pytest.fixture
+def known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The known_servers file of this test's user (platformdirs follows XDG_CONFIG_HOME)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "smtpsvc" / "known_servers"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[AdminServe]:
+    process = AdminServe(tmp_path / "a")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def as_operator(monkeypatch: pytest.MonkeyPatch, name: str, password: str | None = None) -> None:
+    monkeypatch.setenv("SMTPSVC_PASSWORD", password if password is not None else OPERATORS[name][0])
+
+
+def ehlo_size(port: int) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("admin.test")
+        return int(client.esmtp_features["size"])
+
+
+def test_admin_administers_queue_and_configuration(engine: AdminServe, known: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    as_operator(monkeypatch, "boss")
+    remote = ("--connect", engine.url, "--user", "boss")
+    assert cli(*remote, "queue", "list", stdin="no\n") == 1
+    assert "not trusted" in capsys.readouterr().err and not known.exists()
+    assert cli(*remote, "queue", "list", stdin="yes\n") == 0  # first use: fingerprint confirmed, then pinned
+    out, err = capsys.readouterr()
+    assert "Mail queue is empty" in out and "SHA-256 fingerprint" in err
+    assert f"127.0.0.1:{engine.admin_port} " in known.read_text()
+    assert cli(*remote, "queue", "list") == 0  # pinned: no question asked
+    capsys.readouterr()
+
+    assert ehlo_size(engine.port) == 2048 * 1024
+    assert cli(*remote, "config", "set", "max_message_size_kb", "1000") == 0
+    assert ehlo_size(engine.port) == 1000 * 1024
+    assert cli(*remote, "config", "get", "max_message_size_kb") == 0
+    assert capsys.readouterr().out.strip() == "1000"
+    stored = load_config(engine.config).server  # saved, without the command line's --listen override
+    assert stored.max_message_size_kb == 1000 and stored.listen == ("127.0.0.1:2525",)
+
+    assert cli(*remote, "config", "set", "max_message_size_kb", "-5") == 2
+    assert "max_message_size_kb" in capsys.readouterr().err
+    assert cli(*remote, "config", "domain", "add", "partner.test", "--type", "remote", "--relay") == 0
+    assert cli(*remote, "config", "domain", "list") == 0
+    assert "partner.test" in capsys.readouterr().out
+
+
+def test_refusals_are_clear(engine: AdminServe, known: Path, capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    as_operator(monkeypatch, "boss", "not-the-password")
+    assert cli("--connect", engine.url, "--user", "boss", "queue", "list", stdin="yes\n") == 1
+    assert "wrong operator name or password" in capsys.readouterr().err
+
+    as_operator(monkeypatch, "watcher")
+    viewer = ("--connect", engine.url, "--user", "watcher")
+    assert cli(*viewer, "queue", "list") == 0
+    assert cli(*viewer, "config", "set", "max_message_size_kb", "10") == 1
+    assert "watcher is a viewer (read-only)" in capsys.readouterr().err
+    assert load_config(engine.config).server.max_message_size_kb == 2048
+
+    assert cli("--connect", f"http://127.0.0.1:{engine.admin_port}", "--user", "boss", "queue", "list") == 1
+    assert "127.0.0.1" in capsys.readouterr().err  # a TLS port answers no plain HTTP
+
+
+def test_changed_certificate_is_refused(engine: AdminServe, known: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    as_operator(monkeypatch, "boss")
+    remote = ("--connect", engine.url, "--user", "boss")
+    assert cli(*remote, "queue", "list", stdin="yes\n") == 0
+    engine.stop()
+    assert cli("cert", "new", "--force", "--config", str(engine.config), "--fqdn", "localhost") == 0
+    engine.start()
+    capsys.readouterr()
+    assert cli(*remote, "queue", "list", stdin="yes\n") == 1
+    err = capsys.readouterr().err
+    assert "has CHANGED" in err and str(known) in err
+
+
+def test_plain_http_needs_loopback_and_the_option(tmp_path: Path) -> None:
+    refused = AdminServe(tmp_path / "plain", certificate=False)
+    with pytest.raises(RuntimeError):
+        refused.start(timeout=10)
+    refused.stop()
+    assert "needs a certificate (TLS always)" in refused.log.read_text()
+
+
+async def test_api_refuses_bad_requests(engine: AdminServe) -> None:
+    auth = {"Authorization": aiohttp.encode_basic_auth("boss", OPERATORS["boss"][0])}
+    async with aiohttp.ClientSession(engine.url, headers=auth) as session:
+        async def post(op: str, body: bytes, **headers: str) -> tuple[int, dict[str, object]]:
+            headers.setdefault("Content-Type", "application/json")
+            async with session.post(f"/api/v1/{op}", data=body, headers=headers, ssl=False) as response:
+                return response.status, await response.json()
+
+        status, reply = await post("state", b"{}")
+        assert status == 200 and reply["ok"] is True
+        status, reply = await post("state", b"{not json")
+        assert status == 400 and "not a JSON request body" in json.dumps(reply)
+        status, reply = await post("config.set", b'{"key": "x"}')
+        assert status == 400 and "'value' is required" in json.dumps(reply)
+        status, reply = await post("no.such.op", b"{}")
+        assert status == 404 and "unknown op" in json.dumps(reply)
+        status, reply = await post("state", b'{"pad": "' + b"x" * 300_000 + b'"}')
+        assert status == 413 and "larger than" in json.dumps(reply)
+        status, reply = await post("state", b"{}", **{"Content-Type": "text/plain"})
+        assert status == 415
+        status, reply = await post("server.pause", b"{}", Origin="https://evil.example")
+        assert status == 403 and "cross-site request" in json.dumps(reply)
+        async with session.get("/api/v1/events", ssl=False) as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            status, reply = await post("config.set", b'{"key": "max_recipients", "value": "50"}')
+            assert status == 200
+            seen = []
+            async for line in response.content:
+                if line.startswith(b"data:"):
+                    seen.append(json.loads(line[5:]))
+                    if seen[-1]["type"] == "AdminAction":
+                        break
+            assert seen[-1]["operator"] == "boss" and seen[-1]["op"] == "config.set"
+            assert "max_recipients = 50" in seen[-1]["detail"]
+        async with session.get("/static/", ssl=False) as response:
+            assert response.status in (403, 404)  # no directory listing
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    async with aiohttp.ClientSession(engine.url) as anonymous, \
+            anonymous.post("/api/v1/state", json={}, ssl=False) as response:
+        assert response.status == 401 and "Basic" in response.headers["WWW-Authenticate"]
