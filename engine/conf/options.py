@@ -211,7 +211,8 @@ OPTIONS: tuple[Option, ...] = (
            "'iis' = Microsoft IIS (inYYMMDD.log).", "General", choices=("w3c", "ncsa", "iis")),
     Option("log_dir", "str", "", "LogFileDirectory",
            "Log file directory; empty = a Logs folder beside the configuration file. The files go in its "
-           "SMTPSVC1 folder. A relative path is relative to the configuration file's folder.", "General"),
+           "SMTPSVC1 folder. A relative path is relative to the configuration file's folder.", "General",
+           local=True),
     Option("log_period", "choice", "daily", "LogFilePeriod",
            "New log schedule: hourly, daily, weekly, monthly, 'size' (a new file when it reaches the size "
            "below: extend1.log, extend2.log…) or 'unlimited' (one file).", "General",
