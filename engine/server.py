@@ -166,6 +166,7 @@ class VirtualServer:
             self._start_protocol_log()
             await self._run_parts()
             self._store().begin_recovery()  # serving already: new mail is taken while the queue is read back
+            self.security.check(self._config, self.bus)  # a bad certificate or users file is said now
         except BaseException:
             await self._stop_parts()
             self._set_state("stopped")
@@ -335,6 +336,8 @@ class VirtualServer:
         if self.protocol_log is not None:
             self.protocol_log.refresh()
         self.bus.publish(ConfigChanged(tuple(changed)))
+        if self._state != "stopped":
+            self.security.check(config, self.bus)
         if self._save_config is not None:
             try:
                 self._save_config(config)
@@ -369,8 +372,10 @@ class VirtualServer:
         self.security.limiter.unlock(address)
 
     async def reload_certificate(self) -> None:
-        """Read the certificate and key again at the next connection (they are also reloaded when changed)."""
+        """Read the certificate and key again now, and say what is wrong with them (they are also reloaded when
+        they change)."""
         self.security.tls.forget()
+        self.security.check(self._config, self.bus)
 
     async def add_domain(self, domain: DomainConfig) -> None:
         await self.apply_config(domain_ops.add_domain(self._config, domain))

@@ -22,9 +22,9 @@ def config_factory(tmp_path: Path) -> Callable[..., Config]:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    server = VirtualServer(make_config(tmp_path))
-    await server.start()
+    running = Running(VirtualServer(make_config(tmp_path)))
+    await running.server.start()
     try:
-        yield Running(server)
+        yield running
     finally:
-        await server.stop()
+        await running.server.stop()

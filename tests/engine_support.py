@@ -66,11 +66,11 @@ class Running:
 
 async def start_server(config: Config, *, recovered: bool = True) -> Running:
     """A started server; ``recovered``: once the queue found at start is read back (it serves before)."""
-    server = VirtualServer(config)
-    await server.start()
+    running = Running(VirtualServer(config))  # subscribed before the start: what the start says is seen too
+    await running.server.start()
     if recovered:
-        await server.wait_recovered()
-    return Running(server)
+        await running.server.wait_recovered()
+    return running
 
 
 def free_port() -> int:

@@ -134,7 +134,7 @@ class AuthMixin:
             return
         try:
             if authzid in ("", login):  # acting for another identity is not supported
-                account = await self.security.check_password(self.config, login, password)
+                account = await self.security.check_password(self.config, self.services.bus, login, password)
         finally:
             self.security.limiter.end(peer)  # a failure is recorded right after, with no await between
         del password, credentials  # (strings cannot be wiped; at least hold no reference)

@@ -2,7 +2,9 @@
 
 Everything here outlives a session and follows the configuration as it changes: a new certificate file
 or path is loaded at the next connection, the users file is read again when it changes, a new DNS server
-list gets a new resolver. Password checks (scrypt, CPU-bound) run in worker threads, at most
+list gets a new resolver. A certificate, key or users file that cannot be used is said at ERROR level,
+in the log and as an ErrorEvent, once per file version: at start-up and reload (``check``), and when a
+connection first meets it. Password checks (scrypt, CPU-bound) run in worker threads, at most
 ``PARALLEL_CHECKS`` at a time on threads of their own, so a flood of AUTH commands can take neither the
 event loop, nor every core, nor the loop's default executor.
 """
@@ -10,6 +12,7 @@ event loop, nor every core, nor the loop's default executor.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 import weakref
@@ -24,6 +27,8 @@ from engine.smtpd.authlimit import AuthLimiter
 from engine.smtpd.rdns import PeerNames
 from engine.smtpd.tls import TlsStore
 from engine.smtpd.users import UserStore
+
+log = logging.getLogger(__name__)
 
 PARALLEL_CHECKS = 2
 
@@ -69,16 +74,25 @@ class Security:
         self._names: PeerNames | None = None
         self._checks: ThreadPoolExecutor | None = None
         self._warned: set[str] = set()
+        self._users_error = ""  # the users file problem last said, so that each is said once
+
+    def check(self, config: Config, bus: EventBus) -> None:
+        """Load the certificate and the users file now and say what is wrong with them (start-up, reload)."""
+        self.tls_context(config, bus)
+        if config.server.auth_basic:
+            self._users_problem(config, bus)
 
     def tls_context(self, config: Config, bus: EventBus) -> ssl.SSLContext | None:
         server = config.server
         context = self.tls.context(server.tls_certificate, server.tls_key)
         error = self.tls.fresh_error()
         if error:
-            bus.publish(ErrorEvent("tls", f"{error}; STARTTLS is not offered"))
+            _error(bus, "tls", f"{error}; STARTTLS is not offered")
         if context is None and server.require_tls:
-            self.warn_once(bus, f"require_tls:{server.tls_certificate}",
-                           "TLS is required but no usable certificate is installed: no mail is accepted")
+            key = f"require_tls:{server.tls_certificate}:{self.tls.reloads}"
+            if key not in self._warned:
+                self._warned.add(key)
+                _error(bus, "tls", "TLS is required but no usable certificate is installed: no mail is accepted")
         if server.auth_basic and server.auth_plaintext_allowed:
             self.warn_once(bus, "plaintext_auth",
                            "Basic authentication is offered without TLS: passwords may cross the network in "
@@ -88,7 +102,15 @@ class Security:
     def warn_once(self, bus: EventBus, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
+            log.warning("%s", message)
             bus.publish(SecurityWarning(message))
+
+    def _users_problem(self, config: Config, bus: EventBus) -> None:
+        store = self.users(config)
+        error = store.error if store is not None else ""
+        if error and error != self._users_error:
+            _error(bus, "auth", f"{error}; nobody can authenticate")
+        self._users_error = error
 
     def users(self, config: Config) -> UserStore | None:
         path = config.server.users_file
@@ -104,9 +126,10 @@ class Security:
             self._names = PeerNames(servers)
         return self._names
 
-    async def check_password(self, config: Config, login: str, password: str) -> str | None:
+    async def check_password(self, config: Config, bus: EventBus, login: str, password: str) -> str | None:
         """The account ``login`` names (with the default logon domain tried too) if the password fits, else None."""
         store = self.users(config)
+        self._users_problem(config, bus)
         if store is None:
             return None
         candidates = [login]
@@ -123,6 +146,11 @@ class Security:
         if self._checks is not None:
             self._checks.shutdown(wait=False, cancel_futures=True)
             self._checks = None
+
+
+def _error(bus: EventBus, source: str, message: str) -> None:
+    log.error("%s", message)
+    bus.publish(ErrorEvent(source, message))
 
 
 _SHARED: weakref.WeakKeyDictionary[object, Security] = weakref.WeakKeyDictionary()

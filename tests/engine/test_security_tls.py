@@ -16,7 +16,6 @@ from engine_support import Running, start_server
 from security_support import FQDN, Talk, TlsFiles, tls_files
 
 from engine.events import ErrorEvent
-from engine.smtpd.security import SecurityWarning
 from engine.smtpd.tls import TlsError, certificate_info, create_self_signed, server_context
 from engine.store.envelope import split_envelope
 
@@ -127,7 +126,7 @@ async def test_require_tls_without_a_certificate_accepts_no_mail(config_factory)
         replies = await asyncio.to_thread(talk)
         assert replies[1] == "454 4.7.0 TLS not available"
         assert replies[2].startswith("530 5.7.0")
-        assert any("TLS is required" in e.message for e in running.events if isinstance(e, SecurityWarning))
+        assert any("TLS is required" in e.message for e in running.events if isinstance(e, ErrorEvent))
     finally:
         await running.server.stop()
 
