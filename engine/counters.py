@@ -40,6 +40,7 @@ IIS_NAMES: dict[str, str] = {
     "messages_currently_undeliverable": "Messages Currently Undeliverable",
     "local_retry_queue_length": "Local Retry Queue Length",
     "remote_retry_queue_length": "Remote Retry Queue Length",
+    "badmail_items_removed": "Badmail Items Removed",  # not in IIS: the badmail limits' removals
 }
 
 
@@ -96,6 +97,7 @@ class Counters:
     messages_currently_undeliverable: int = 0
     local_retry_queue_length: int = 0
     remote_retry_queue_length: int = 0
+    badmail_items_removed: int = 0
 
     def count_badmail(self, cause: str, source: str) -> None:
         name = BADMAIL_COUNTERS[badmail_cause(cause, source)]

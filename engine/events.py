@@ -107,6 +107,14 @@ class MessageBadmailed(Event):
 
 
 @dataclass(frozen=True)
+class BadmailPruned(Event):
+    """Badmail items removed, oldest first, to keep within badmail_max_size_mb / badmail_max_age_days."""
+
+    names: tuple[str, ...]
+    freed: int  # bytes
+
+
+@dataclass(frozen=True)
 class ConnectionRefused(Event):
     peer: str
     reason: str

@@ -19,6 +19,7 @@ from engine.admin import mailroot_items as items
 from engine.admin.control import ControlServer, socket_path
 from engine.admin.control_ops import answer
 from engine.bounce.badmail import BadmailItem, list_badmail
+from engine.bounce.badmail_prune import BadmailPruner
 from engine.cleanup.intake import Intake
 from engine.conf import config as domain_ops
 from engine.conf.addresses import classify
@@ -111,6 +112,7 @@ class VirtualServer:
         self._control: ControlServer | None = None
         self.protocol_log: ProtocolLog | None = None
         self.security = Security()  # TLS contexts, the users file, the AUTH limiter: shared by all sessions
+        self._pruner: BadmailPruner | None = None
         self.bus.subscribe(self._count_event)
 
     # -- state ----------------------------------------------------------------------------------
@@ -200,6 +202,9 @@ class VirtualServer:
         assert self._queue is not None and self._delivery is not None
         self._queue.start()
         self._delivery.start()
+        self._pruner = BadmailPruner(lambda: self.mailroot.badmail, self.config, self.bus, self.counters,
+                                     clock=self.clock)
+        self._pruner.start()
         await self._start_pickup()
         await self._listen()
 
@@ -283,6 +288,9 @@ class VirtualServer:
         if self._pickup is not None:
             await self._pickup.stop()  # type: ignore[attr-defined]
             self._pickup = None
+        if self._pruner is not None:
+            await self._pruner.stop()
+            self._pruner = None
         if self._intake is not None:
             await self._intake.spools.close()
         if self._delivery is not None:
@@ -539,6 +547,10 @@ class VirtualServer:
             self.counters.pickup_directory_messages_retrieved_total += 1
         elif isinstance(event, MessageBadmailed):
             self.counters.count_badmail(event.cause, event.source)
+            if self._pruner is not None:
+                self._pruner.poke()
+        elif isinstance(event, ConfigChanged) and self._pruner is not None:
+            self._pruner.poke()
 
 
 def _changed_keys(old: Config, new: Config) -> list[str]:

@@ -71,7 +71,11 @@ LABELS: dict[str, str] = {
     "attempt_direct_before_smart_host": "Attempt direct delivery before sending to smart host",
     "reverse_dns_lookup": "Perform reverse DNS lookup on incoming messages",
     "dns_servers": "External DNS servers (HOST[:PORT]):",
-    "relay_allowed": "Only the computers in the list below may relay (IP address or network):",
+    "relay_mode": "Computers that may relay:",
+    "relay_allowed": "The list (IP address, network such as 192.0.2.0/24, or domain name):",
+    "allow_verify": "Answer VRFY (the address is not confirmed: 252)",
+    "badmail_max_size_mb": "Limit the Badmail directory to (MB):",
+    "badmail_max_age_days": "Remove Badmail items older than (days):",
     "authenticated_may_relay": "Allow all computers which successfully authenticate to relay, "
                                "regardless of the list above",
     "max_bad_commands": "Limit bad commands per session to:",
@@ -105,7 +109,8 @@ CHOICE_LABELS: dict[str, str] = {
     "unlimited": "Unlimited file size",
 }
 # Where "0 = no limit" reads as IIS's "Limit ... to" check box, the number shown when it is first ticked.
-LIMIT_SUGGESTION: dict[str, int] = {"max_connections": 1000, "max_connections_per_peer": 20}
+LIMIT_SUGGESTION: dict[str, int] = {"max_connections": 1000, "max_connections_per_peer": 20,
+                                    "badmail_max_size_mb": 1024, "badmail_max_age_days": 30}
 
 
 def label_of(option: Option) -> str:

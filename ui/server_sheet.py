@@ -145,7 +145,7 @@ class ServerSheet(PropertySheet):
             "Connection control",
             note("Grant or deny access to this resource using IP addresses or Internet domain names."),
             button_row(opener("Connection…", connection))))
-        relay = self._sub("Relay Restrictions", ["relay_allowed", "authenticated_may_relay"],
+        relay = self._sub("Relay Restrictions", ["relay_mode", "relay_allowed", "authenticated_may_relay"],
                           "Select which computers may relay through this virtual server. Mail for the local "
                           "domains and for remote domains that allow relay is always accepted.")
         layout.addWidget(group(
@@ -161,10 +161,11 @@ class ServerSheet(PropertySheet):
         layout.addWidget(note("Specify the following messaging information."))
         body = QWidget()
         form(self._take(["max_message_size_kb", "max_session_size_kb", "max_messages_per_connection",
-                         "max_recipients", "ndr_copy_to", "badmail_dir"], "Messages"), body)
+                         "max_recipients", "ndr_copy_to", "badmail_dir", "badmail_max_size_mb",
+                         "badmail_max_age_days"], "Messages"), body)
         layout.addWidget(body)
         layout.addWidget(group("Protocol", form(self._take(
-            ["max_bad_commands", "max_command_line", "bare_newline"], "Messages")))
+            ["max_bad_commands", "max_command_line", "bare_newline", "allow_verify"], "Messages")))
         )
         layout.addStretch(1)
         return page

@@ -53,6 +53,8 @@ class ServerConfig:
     max_recipients: int = 100
     ndr_copy_to: str = ""
     badmail_dir: str = ""
+    badmail_max_size_mb: int = 0
+    badmail_max_age_days: int = 0
     retry_intervals_min: tuple[int, ...] = (15, 30, 60, 240)
     delay_notification_min: int = 720
     expiration_min: int = 2880
@@ -73,6 +75,7 @@ class ServerConfig:
     attempt_direct_before_smart_host: bool = False
     reverse_dns_lookup: bool = False
     dns_servers: tuple[str, ...] = ()
+    relay_mode: str = "only_listed"
     relay_allowed: tuple[str, ...] = ()
     authenticated_may_relay: bool = True
     auth_anonymous: bool = True
@@ -104,6 +107,7 @@ class ServerConfig:
     log_max_size_mb: int = 20
     log_fields: tuple[str, ...] = W3C_LOG_FIELDS_DEFAULT
     log_local_time: bool = False
+    allow_verify: bool = True
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ _TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {
     "masquerade_domain": _domain_problem,
     "smart_host": lambda text: smart_host_problem(text) if text else None,
     "dns_servers": _dns_server_problem,
-    "relay_allowed": _network_problem,
+    "relay_allowed": entry_problem,
     "outbound_tls_ca_file": _absolute_path_problem,
     "auth_default_domain": _domain_problem,
     "users_file": _absolute_path_problem,

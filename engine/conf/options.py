@@ -72,6 +72,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("ndr_copy_to", "str", "", "SendNdrTo", "Send a copy of every NDR to this address.", "Messages"),
     Option("badmail_dir", "str", "", "BadMailDirectory",
            "Badmail directory; empty = Mailroot/Badmail.", "Messages", local=True),
+    Option("badmail_max_size_mb", "int", 0, "",
+           "Limit of the Badmail directory in MB: beyond it the oldest items are removed (counted, and an "
+           "event says so); 0 = no limit (IIS: Badmail grows until an administrator empties it).", "Messages",
+           minimum=0, maximum=1_048_576, unit="MB"),
+    Option("badmail_max_age_days", "int", 0, "",
+           "Badmail items older than this many days are removed, oldest first (counted, and an event says so); "
+           "0 = kept until removed by hand, as in IIS.", "Messages", minimum=0, maximum=36_500, unit="days"),
     # Delivery
     Option("retry_intervals_min", "int_list", (15, 30, 60, 240), "SmtpRemoteProgressiveRetry",
            "Outbound retry intervals in minutes: first, second, third, subsequent.", "Delivery",
@@ -126,9 +133,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("dns_servers", "str_list", (), "DnsServers",
            "External DNS servers as HOST[:PORT]; empty = the system resolver.", "Delivery"),
     # Access
+    Option("relay_mode", "choice", "only_listed", "RelayIpList",
+           "Relay restrictions: 'only_listed' = only the computers in the list below may relay (IIS default; "
+           "with an empty list nobody); 'all_except_listed' = every computer except the list below.", "Access",
+           choices=("only_listed", "all_except_listed")),
     Option("relay_allowed", "str_list", (), "RelayIpList",
-           "Clients allowed to relay to any domain: IP addresses or networks (CIDR). Empty by default.",
-           "Access"),
+           "Relay restrictions list: IP addresses, networks (10.0.0.0/8, 2001:db8::/32) and domain names "
+           "(host.example, *.example: the client's reverse DNS name, forward-confirmed; when that lookup "
+           "fails for now the recipient gets 451 4.7.1). Empty by default. Mail for the local domains and "
+           "remote domains that allow relay is accepted from everyone.", "Access"),
     Option("authenticated_may_relay", "bool", True, "RelayForAuth",
            "Allow all computers which successfully authenticate to relay.", "Access"),
     Option("auth_anonymous", "bool", True, "AuthAnonymous",
@@ -226,6 +239,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_local_time", "bool", False, "LogFileLocalTimeRollover",
            "Use local time for file naming and rollover (UTC otherwise). W3C lines are always in UTC.",
            "General"),
+    Option("allow_verify", "bool", True, "AllowVerify",
+           "Answer VRFY (252 2.1.5: the address is not confirmed, the message would be accepted). Off: "
+           "502 5.5.1, VRFY is disabled (it is not offered in HELP either).", "Protocol"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

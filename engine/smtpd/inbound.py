@@ -36,7 +36,7 @@ from engine.smtpd.data_stream import DataStream
 from engine.smtpd.inbound_auth import AuthMixin
 from engine.smtpd.inbound_tls import TlsMixin
 from engine.smtpd.limits import connection_limits
-from engine.smtpd.policy import recipient_refusal
+from engine.smtpd.policy import RELAY_NAME_NEEDED, recipient_refusal
 from engine.smtpd.received import protocol_name, received_header
 from engine.smtpd.replies import enhance, is_syntax_or_sequence_error, reply
 from engine.smtpd.security import shared_security
@@ -402,7 +402,7 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         if not arg:
             await self.push("501 5.5.4 Syntax: VRFY <address>")
             return
-        await self.push(reply("vrfy"))
+        await self.push(reply("vrfy" if self.services.config().server.allow_verify else "vrfy_disabled"))
 
     async def smtp_ETRN(self, arg: str | None) -> None:
         """RFC 1985: start delivery of the mail queued for a domain marked "queue for remote triggered delivery"."""
@@ -426,7 +426,7 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         await self.push(reply("not_implemented"))
 
     async def smtp_HELP(self, arg: str | None) -> None:
-        await self.push(reply("help"))
+        await self.push(reply("help" if self.services.config().server.allow_verify else "help_no_vrfy"))
 
     async def smtp_QUIT(self, arg: str | None) -> None:
         if arg:
@@ -546,7 +546,13 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         if len(self.recipients) >= self.config.server.max_recipients:
             await self.push(reply("too_many_rcpts"))
             return
-        refusal = recipient_refusal(path, self._peer_ip(), self._authenticated, self.config)
+        refusal = recipient_refusal(path, self._peer_ip(), self._authenticated, self.config, self.peer_names)
+        if refusal == RELAY_NAME_NEEDED and self.peer_names is None:  # relay list has names: look it up once
+            self.peer_names = await self.security.names(self.config).lookup(self._peer_ip())
+            refusal = recipient_refusal(path, self._peer_ip(), self._authenticated, self.config, self.peer_names)
+        if refusal == RELAY_NAME_NEEDED:
+            await self.push(reply("relay_deferred", addr=path.address))
+            return
         if refusal is not None:
             self.services.counters.messages_refused_for_relay += 1
             log.info("session %s: relay refused for %r (%s)", self.live.session_id if self.live else "?",

@@ -9,43 +9,24 @@ for everyone else they are refused like any relay (550 5.7.1), whatever the doma
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Iterable
-from functools import lru_cache
+from collections.abc import Callable
+from typing import Final
 
+from engine.conf.access import Decision, NameResult, access_list, decide
 from engine.conf.addresses import Path, classify, domain_of
-from engine.conf.config import Config
+from engine.conf.config import Config, ServerConfig
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@lru_cache(maxsize=64)
-def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    networks: list[Network] = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError:
-            continue  # validation reports bad entries; a bad one never widens access
-    return tuple(networks)
+# recipient_refusal's answer when relaying depends on the client's name and that name is not known (yet):
+# look it up and ask again; still unknown (the lookup failed for now) = a temporary refusal, never a relay.
+RELAY_NAME_NEEDED: Final = "relay (client name needed)"
 
 
-def peer_in(peer: str, entries: Iterable[str]) -> bool:
-    """True when the client address is inside one of the listed addresses or networks."""
-    try:
-        address = ipaddress.ip_address(peer.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in _networks(tuple(entries)))
-
-
-def relay_permitted(peer: str, authenticated: bool, config: Config) -> bool:
-    server = config.server
+def relay_decision(peer: str, authenticated: bool, server: ServerConfig, names: NameResult | None) -> Decision:
+    """May this client relay? IIS's Relay Restrictions: 'only the list below' (the default) or 'all except the
+    list below'; the list holds addresses, networks and domain names (forward-confirmed reverse DNS)."""
     if authenticated and server.authenticated_may_relay:
-        return True
-    return peer_in(peer, server.relay_allowed)
+        return "allow"
+    return decide(server.relay_mode, access_list(server.relay_allowed), peer, names)
 
 
 RELAY_TRICKS: tuple[tuple[str, Callable[[Path], bool]], ...] = (
@@ -63,14 +44,9 @@ def relay_trick(path: Path) -> str | None:
     return next((name for name, found in RELAY_TRICKS if found(path)), None)
 
 
-def recipient_refusal(path: Path, peer: str, authenticated: bool, config: Config) -> str | None:
-    """Why the recipient is refused as a relay attempt (a short reason), or None when it is accepted.
-
-    Clients that may relay send anywhere; everyone else reaches the local domains and remote domains that
-    allow relay, in plain ``user@domain`` form only.
-    """
-    if relay_permitted(peer, authenticated, config):
-        return None
+def relay_needed(path: Path, config: Config) -> str | None:
+    """Why delivering to ``path`` would be relaying (a short reason), or None when anyone may send to it:
+    the local domains and the remote domains that allow relay, in plain ``user@domain`` form only."""
     trick = relay_trick(path)
     if trick is not None:
         return trick
@@ -82,5 +58,19 @@ def recipient_refusal(path: Path, peer: str, authenticated: bool, config: Config
     return "relay"
 
 
-def recipient_allowed(path: Path, peer: str, authenticated: bool, config: Config) -> bool:
-    return recipient_refusal(path, peer, authenticated, config) is None
+def recipient_refusal(path: Path, peer: str, authenticated: bool, config: Config,
+                      names: NameResult | None = None) -> str | None:
+    """Why the recipient is refused as a relay attempt (a short reason), None when it is accepted, or
+    RELAY_NAME_NEEDED. Clients that may relay send anywhere; everyone else only where no relay is needed."""
+    why = relay_needed(path, config)
+    if why is None:
+        return None
+    decision = relay_decision(peer, authenticated, config.server, names)
+    if decision == "defer":
+        return RELAY_NAME_NEEDED
+    return None if decision == "allow" else why
+
+
+def recipient_allowed(path: Path, peer: str, authenticated: bool, config: Config,
+                      names: NameResult | None = None) -> bool:
+    return recipient_refusal(path, peer, authenticated, config, names) is None

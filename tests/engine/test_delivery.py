@@ -211,6 +211,20 @@ async def test_smart_host_with_auth_and_masked_transcript(tmp_path: Path, dnsmas
         await run.server.stop()
 
 
+async def test_masquerade_domain_replaces_a_local_sender_domain_in_mail_from_only(
+        tmp_path: Path, dnsmasq: Dnsmasq, port: int) -> None:
+    run = await start_server(delivery_config(tmp_path, dnsmasq, port, masquerade_domain="masq.test"))
+    try:
+        async with remote_mta("127.0.0.4", port) as mx:
+            for sender in ("s@example.test", "t@alias.test", "x@elsewhere.test", ""):
+                await asyncio.to_thread(send, run.port, sender, ["r@single.test"])
+            await wait_until(lambda: len(mx.messages) == 4 and not run.queue_files())
+    finally:
+        await run.server.stop()
+    assert sorted(m.sender for m in mx.messages) == sorted(["s@masq.test", "t@masq.test", "x@elsewhere.test", "<>"])
+    assert all(m.content.endswith(MESSAGE) for m in mx.messages)  # the From: header is left alone
+
+
 async def test_nxdomain_and_null_mx_are_returned_at_once(engine: Running) -> None:
     await asyncio.to_thread(send, engine.port, "s@example.test", ["a@nx.test", "b@nullmx.test"])
     await wait_until(lambda: len(engine.drop_files()) >= 1 and not engine.queue_files())
