@@ -12,12 +12,15 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 from engine.admin import mailroot_items as items
 from engine.admin.control import ControlServer, socket_path
 from engine.admin.control_ops import answer
+from engine.admin.event_ids import EventEntry, Level
+from engine.admin.event_log import EventLog, event_log_dir, read_entries
 from engine.bounce.badmail import BadmailItem, list_badmail
 from engine.bounce.badmail_prune import BadmailPruner
 from engine.cleanup.intake import Intake
@@ -111,6 +114,7 @@ class VirtualServer:
         self._paused = False
         self._control: ControlServer | None = None
         self.protocol_log: ProtocolLog | None = None
+        self._event_log: EventLog | None = None
         self.security = Security()  # TLS contexts, the users file, the AUTH limiter: shared by all sessions
         self._pruner: BadmailPruner | None = None
         self.bus.subscribe(self._count_event)
@@ -161,6 +165,8 @@ class VirtualServer:
                 raise
             return
         self._set_state("starting")
+        self._event_log = EventLog(event_log_dir(self.mailroot.root), self.bus)
+        self._event_log.start()
         try:
             await self._open_parts()
             self._control = ControlServer(functools.partial(answer, self), socket_path(self.mailroot.root))
@@ -172,6 +178,7 @@ class VirtualServer:
         except BaseException:
             await self._stop_parts()
             self._set_state("stopped")
+            await self._close_event_log()
             raise
         self._paused = False
         self._set_state("started")
@@ -272,6 +279,12 @@ class VirtualServer:
         self._set_state("stopping")
         await self._stop_parts()
         self._set_state("stopped")
+        await self._close_event_log()
+
+    async def _close_event_log(self) -> None:
+        event_log, self._event_log = self._event_log, None
+        if event_log is not None:
+            await event_log.stop()
 
     async def _stop_parts(self) -> None:
         if self._control is not None:
@@ -523,6 +536,16 @@ class VirtualServer:
     async def submit_to_pickup(self, data: bytes, name_hint: str = "") -> str:
         """Drop a message into Pickup (drag and drop): written elsewhere, then renamed in."""
         return await asyncio.to_thread(items.put_in_pickup, self.mailroot, data, name_hint)
+
+    async def list_events(self, since: float | None = None, level: Level = "Information",
+                          limit: int = 1000) -> list[EventEntry]:
+        """The newest ``limit`` event-log entries from ``since`` on, at ``level`` or more severe, oldest first."""
+        def read() -> list[EventEntry]:
+            return list(deque(read_entries(event_log_dir(self.mailroot.root), since, level), maxlen=limit))
+
+        if self._event_log is not None:
+            await self._event_log.flush()
+        return await asyncio.to_thread(read)
 
     async def counters_snapshot(self) -> dict[str, float]:
         if self._queue is not None:

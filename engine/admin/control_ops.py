@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from engine.admin.mailroot_items import DropItem
+from engine.admin.event_ids import LEVELS, EventEntry, Level
 from engine.bounce.badmail import BadmailItem
 from engine.conf import config as domain_ops
 from engine.conf.addresses import classify, domain_of
@@ -79,6 +80,8 @@ class ControlTarget(Protocol):
     async def list_sessions(self) -> list[SessionInfo]: ...
     async def terminate_session(self, session_id: str) -> None: ...
     async def terminate_all_sessions(self) -> int: ...
+    async def list_events(self, since: float | None = None, level: Level = "Information",
+                          limit: int = 1000) -> list[EventEntry]: ...
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,13 @@ async def _sessions_terminate(server: ControlTarget, args: dict[str, Any]) -> No
 
 async def _sessions_terminate_all(server: ControlTarget, args: dict[str, Any]) -> dict[str, int]:
     return {"count": await server.terminate_all_sessions()}
+async def _events_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, Any]]:
+    level = args["level"]
+    if level not in LEVELS:
+        raise RequestError(f"events.list: level must be one of {', '.join(LEVELS)}")
+    since = args["since"]
+    entries = await server.list_events(float(since) if since is not None else None, level, args["limit"])
+    return [entry.to_json() for entry in entries]
 
 
 _ID = {"id": Arg(str, required=True)}
@@ -351,6 +361,10 @@ OPS: dict[str, Op] = {
     "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),
     "sessions.terminate": Op(_sessions_terminate, _ID, "end one session"),
     "sessions.terminate_all": Op(_sessions_terminate_all, {}, "end every session: {count}"),
+    "events.list": Op(_events_list, {"since": Arg(int), "level": Arg(str, default="Information"),
+                                     "limit": Arg(int, default=1000)},
+                      "event-log entries from `since` (seconds since the epoch) at `level` or worse, oldest first",
+                      "read"),
 }
 
 

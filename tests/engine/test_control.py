@@ -342,3 +342,4 @@ def test_each_op_says_whether_a_viewer_may_run_it() -> None:
     assert may_run("viewer", "queue.list") and not may_run("viewer", "queue.delete")
     assert may_run("admin", "queue.delete") and not may_run("admin", "no.such.op")
     assert not may_run("", "state")  # an unknown role may do nothing
+    assert may_run("viewer", "events.list")

@@ -1,0 +1,42 @@
+"""`smtpsvc events` and the journal: `smtpsvc serve` under systemd (JOURNAL_STREAM) prints each event-log
+entry with a syslog priority and its event ID; `smtpsvc events` reads the log back with filters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from serve_support import REPO, ServeProcess
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_events_from_serve_to_the_journal_and_the_command_line(serve: ServeProcess, monkeypatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")  # what systemd sets for a service whose stderr is the journal
+    started = time.time()
+    serve.start()
+    assert serve.stop() == 0
+    journal = serve.log.read_text().splitlines()
+    assert "<6>smtpsvc.events: [1000] Service: The virtual server is started." in journal
+    assert "<6>smtpsvc.events: [1001] Service: The virtual server is stopped." in journal
+    assert all(line.startswith("<") for line in journal)  # every line has its priority, no time stamp
+    args = ("--config", str(serve.config), "--mailroot", str(serve.mailroot))
+    shown = cli("events", *args)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 2 and "Information  1000  Service" in lines[0] and "1001" in lines[1]
+    as_json = cli("events", "--json", "--since", "10m", *args)
+    assert [json.loads(line)["id"] for line in as_json.stdout.splitlines()] == [1000, 1001]
+    assert all(json.loads(line)["at"] >= started - 1 for line in as_json.stdout.splitlines())
+    assert cli("events", "--level", "Warning", *args).stdout == ""
+    bad = cli("events", "--since", "yesterday-ish", *args)
+    assert bad.returncode == 2 and "not a date" in bad.stderr
+    assert Path(serve.mailroot / "EventLog" / "events.jsonl").exists()
