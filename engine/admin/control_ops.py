@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from engine.admin.mailroot_items import DropItem
 from engine.admin.event_ids import LEVELS, EventEntry, Level
+from engine.admin.mailroot_items import DropItem
 from engine.bounce.badmail import BadmailItem
 from engine.conf import config as domain_ops
 from engine.conf.addresses import classify, domain_of
