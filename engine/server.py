@@ -57,6 +57,7 @@ from engine.store.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
 
+COMMIT_GRACE = 10.0  # seconds a stopping server waits for commits under way to be answered
 STATES = ("starting", "started", "stopping", "stopped", "pausing", "paused", "continuing")
 QUEUE_SORT_KEYS: dict[str, Callable[[QueueEntry], object]] = {  # on entries: only the page shown is copied
     "age": lambda entry: entry.record.arrived,
@@ -297,6 +298,10 @@ class VirtualServer:
         for _ in range(50):  # let closed sessions run their connection_lost
             if not len(self.sessions):
                 break
+            await asyncio.sleep(0.01)
+        # A message whose DATA is complete is committed and answered 250 before its session closes.
+        grace = asyncio.get_running_loop().time() + COMMIT_GRACE
+        while self.sessions.committing() and asyncio.get_running_loop().time() < grace:
             await asyncio.sleep(0.01)
         if self._pickup is not None:
             await self._pickup.stop()  # type: ignore[attr-defined]

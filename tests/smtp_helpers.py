@@ -12,7 +12,11 @@ class RawSMTP:
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buffer = b""
-        self.banner = self.read_reply()
+        try:
+            self.banner = self.read_reply()
+        except BaseException:
+            self.sock.close()
+            raise
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

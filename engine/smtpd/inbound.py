@@ -71,6 +71,8 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         self.implicit_tls = implicit_tls
         self.peer_names: NameResult | None = None
         self._last_reply = ""  # for the protocol log
+        self._terminated = False  # terminate() was called: no message may be stored any more
+        self._close_after_commit: str | None = None  # terminate() during a commit: the 421 after the 250
         self._init_security()
         self._reset_transaction()
 
@@ -251,7 +253,15 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def terminate(self, text: str) -> None:
-        """Close the session from outside (administrator, shutdown) with a 421 reply."""
+        """Close the session from outside (administrator, shutdown) with a 421 reply.
+
+        A message whose DATA is complete and whose commit is under way gets its 250 first (the close
+        follows it); any other message not yet committed is never stored: the client got a 421.
+        """
+        self._terminated = True
+        if self.live is not None and self.live.committing:
+            self._close_after_commit = text
+            return
         self._write_raw(text)
         if self.transport is not None:
             self.transport.close()
@@ -605,6 +615,17 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
             self._set_rset_state()
             await self.push(outcome)
             return
+        if self._terminated:  # a 421 went out while the end of DATA waited to be read
+            spool.discard()
+            return
+        try:
+            await self._commit_and_answer(spool)
+        finally:
+            self._end_commit()
+
+    async def _commit_and_answer(self, spool: SpoolFile) -> None:
+        if self.live is not None:
+            self.live.committing = True  # a shutdown now waits for the 250 (terminate)
         try:
             await self.services.intake.commit(spool, "smtp")
         except OSError as error:
@@ -617,6 +638,14 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         self._set_rset_state()
         self._note("DATA", "idle")
         await self.push(reply("queued", addr=f"{spool.queue_id}@{self.fqdn}"))
+
+    def _end_commit(self) -> None:
+        if self.live is not None:
+            self.live.committing = False
+        text = self._close_after_commit
+        if text is not None:
+            self._close_after_commit = None
+            self.terminate(text)
 
     def _report_storage(self, error: OSError) -> None:
         log.error("cannot store a message: %s", error)

@@ -43,6 +43,7 @@ class LiveSession:
         self.tls = False
         self.announced = 0.0  # monotonic time of the last SessionChanged event
         self.close = close  # sends a 421 and closes the connection
+        self.committing = False  # a complete message is being committed: a shutdown waits for its reply
 
     def snapshot(self) -> SessionInfo:
         return SessionInfo(self.session_id, self.peer, self.peer_port, self.user or "(anonymous)",
@@ -79,6 +80,10 @@ class SessionRegistry:
 
     def list(self) -> list[SessionInfo]:
         return [session.snapshot() for session in self._sessions.values()]
+
+    def committing(self) -> int:
+        """Sessions whose complete message is being committed (their 250 is still to be sent)."""
+        return sum(1 for session in self._sessions.values() if session.committing)
 
     def terminate_all(self, reply: str) -> int:
         sessions = list(self._sessions.values())

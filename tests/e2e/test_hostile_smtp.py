@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 import socket
+import threading
 import time
 
 from engine_support import start_server
+from serve_support import ServeProcess
 from smtp_helpers import RawSMTP
 
 
@@ -38,3 +42,59 @@ async def test_smuggling_in_normalize_mode_split_after_the_dot_line(config_facto
         assert b"x-receiver: victim" not in data.lower()
     finally:
         await run.server.stop()
+
+
+QUEUED = re.compile(r"^250 2\.6\.0 <([0-9A-F]+)@")
+
+
+def _sender_loop(port: int, index: int, acked: list[str], stop: threading.Event, started: threading.Event) -> None:
+    """Messages on one connection after another until the server goes away (bounded: 400 messages)."""
+    for batch in range(80):
+        try:
+            raw = RawSMTP(port)
+        except OSError:
+            return
+        try:
+            if raw.cmd("EHLO load.test")[:3] != "250":
+                return
+            for n in range(5):
+                raw.send(b"MAIL FROM:<load@example.test>\r\nRCPT TO:<sink@example.test>\r\nDATA\r\n")
+                replies = [raw.read_reply()[-1] for _ in range(3)]
+                if not replies[2].startswith("354"):
+                    return
+                raw.send(b"Subject: load %d-%d-%d\r\n\r\n%s\r\n.\r\n" % (index, batch, n, b"x" * 2000))
+                match = QUEUED.match(raw.read_reply()[-1])
+                if match is None:
+                    return  # 421 (shutting down) or anything else: not acknowledged
+                acked.append(match.group(1))
+                started.set()
+        except (OSError, ConnectionError):
+            return
+        finally:
+            raw.close()
+        if stop.is_set():
+            return
+
+
+def test_sigterm_under_load_stores_exactly_the_acknowledged_messages(serve: ServeProcess) -> None:
+    """Finding 8: a 421 after a complete DATA used to come with the message stored anyway (a duplicate)."""
+    serve.start()
+    acked: list[str] = []
+    stop, started = threading.Event(), threading.Event()
+    threads = [threading.Thread(target=_sender_loop, args=(serve.port, i, acked, stop, started)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert started.wait(30)
+        while len(acked) < 300 and any(t.is_alive() for t in threads):
+            time.sleep(0.01)  # let the load build up (bounded by the senders' own limit)
+        assert serve.proc is not None
+        serve.proc.send_signal(signal.SIGTERM)
+        assert serve.proc.wait(60) == 0
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    stored = {path.stem for path in (serve.mailroot / "Drop").glob("*.eml")}
+    assert len(acked) == len(set(acked)) >= 300
+    assert stored == set(acked), (len(stored - set(acked)), len(set(acked) - stored))
