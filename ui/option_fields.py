@@ -10,18 +10,20 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
-    QListWidgetItem,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from engine.conf.config_file import item_problem
 from engine.conf.options import OPTIONS_BY_NAME, Option
 
 # The words of the IIS property sheets; the option table's description is the tooltip.
@@ -345,22 +347,92 @@ class IntListField(OptionField):
         return list(self.spins)
 
 
-class StrListField(OptionField):
-    """A list of text entries edited in place, with Add and Remove (identities, relay list, DNS servers)."""
+# Examples of one entry: shown greyed in the empty Add box, never put into the list themselves.
+EXAMPLES: dict[str, str] = {
+    "listen": "e.g. 127.0.0.1:25, [::1]:25 or 0.0.0.0:25",
+    "tls_listen": "e.g. 127.0.0.1:465",
+    "dns_servers": "e.g. 192.0.2.53 or 192.0.2.53:5353",
+    "relay_allowed": "e.g. 192.0.2.7 or 192.0.2.0/24",
+    "connection_list": "e.g. 192.0.2.7, 192.0.2.0/24, 10.0.0.0/255.0.0.0 or *.example.com",
+}
+ENTRY_TITLES: dict[str, str] = {
+    "listen": "Identity", "tls_listen": "Secure Identity", "dns_servers": "DNS Server",
+    "relay_allowed": "Computer", "connection_list": "Computer",
+}
 
-    def __init__(self, option: Option, placeholder: str = "") -> None:
+
+class EntryDialog(QDialog):
+    """Add… / Edit… of one list entry: OK only for an entry the option table accepts (and not listed yet)."""
+
+    def __init__(self, option: Option, text: str, others: tuple[str, ...], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.option = option
+        self.others = {other.casefold() for other in others}
+        noun = ENTRY_TITLES.get(option.name, "Entry")
+        self.setWindowTitle(f"Edit {noun}" if text else f"Add {noun}")
+        self.edit = QLineEdit(text)
+        self.edit.setPlaceholderText(EXAMPLES.get(option.name, ""))
+        self.edit.setMinimumWidth(360)
+        self.edit.setToolTip(tooltip_of(option))
+        self.problem = QLabel()
+        self.problem.setObjectName("problem")
+        self.problem.setWordWrap(True)
+        self.problem.setMinimumHeight(3 * self.problem.fontMetrics().lineSpacing())  # room before it is needed
+        self.problem.setAlignment(Qt.AlignmentFlag.AlignTop)
+        label = QLabel(label_of(option).replace("&", "&&"))
+        label.setWordWrap(True)
+        label.setBuddy(self.edit)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(label)
+        layout.addWidget(self.edit)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.buttons)
+        self.edit.textChanged.connect(self._check)
+        self._check()
+
+    def entry(self) -> str:
+        return self.edit.text().strip()
+
+    def why_not(self) -> str | None:
+        text = self.entry()
+        if not text:
+            return ""  # nothing to say yet, but nothing to add either
+        if text.casefold() in self.others:
+            return f"{text} is already in the list"
+        return item_problem(self.option, text)
+
+    def _check(self) -> None:
+        why = self.why_not()
+        self.problem.setText(why[:1].upper() + why[1:] if why else "")
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(why is None)
+
+    def accept(self) -> None:
+        if self.why_not() is None:
+            super().accept()
+
+
+class StrListField(OptionField):
+    """A list of text entries (identities, relay list, DNS servers): Add…, Edit… and Remove.
+
+    Entries are changed only through EntryDialog, which checks them as the option table does; a cancelled
+    or empty dialog changes nothing (examples are placeholder text, never values)."""
+
+    def __init__(self, option: Option) -> None:
         super().__init__(option)
         self.list = QListWidget()
         self.list.setToolTip(tooltip_of(option))
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setMinimumHeight(90)
-        self.placeholder = placeholder or "new entry"
-        self.add_button = QPushButton("Add…")
-        self.remove_button = QPushButton("Remove")
-        self.add_button.clicked.connect(self._add)
+        self.add_button = QPushButton("A&dd…")
+        self.edit_button = QPushButton("&Edit…")
+        self.remove_button = QPushButton("Re&move")
+        self.add_button.clicked.connect(self.add_entry)
+        self.edit_button.clicked.connect(self.edit_entry)
         self.remove_button.clicked.connect(self._remove)
-        self.list.itemChanged.connect(self.changed)
-        self.list.model().rowsRemoved.connect(self.changed)
+        self.list.itemActivated.connect(lambda _item: self.edit_entry())
         self.list.itemSelectionChanged.connect(self._selection)
         self.widget = QWidget()
         row = QHBoxLayout(self.widget)
@@ -368,32 +440,47 @@ class StrListField(OptionField):
         row.addWidget(self.list, 1)
         buttons = QVBoxLayout()
         buttons.addWidget(self.add_button)
+        buttons.addWidget(self.edit_button)
         buttons.addWidget(self.remove_button)
         buttons.addStretch(1)
         row.addLayout(buttons)
+        self.label.setBuddy(self.list)
         self._selection()
 
     def rows(self) -> list[tuple[QWidget | None, QWidget]]:
         return [(None, self.label), (None, self.widget)]
 
-    def _item(self, text: str) -> QListWidgetItem:
-        item = QListWidgetItem(text)
-        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
-        return item
+    def dialog(self, text: str = "") -> EntryDialog:
+        """The Add/Edit dialog (tests drive it; ``add_entry``/``edit_entry`` run it modally)."""
+        current = self.value()
+        others = tuple(entry for entry in current if entry != text)
+        return EntryDialog(self.option, text, others, self.widget)
 
-    def _add(self) -> None:
-        item = self._item(self.placeholder)
-        self.list.addItem(item)
-        self.list.setCurrentItem(item)
-        self.list.editItem(item)
-        self.changed.emit()
+    def add_entry(self) -> None:
+        box = self.dialog()
+        if box.exec() == QDialog.DialogCode.Accepted and box.entry():
+            self.list.addItem(box.entry())
+            self.list.setCurrentRow(self.list.count() - 1)
+            self.changed.emit()
+
+    def edit_entry(self) -> None:
+        if self.list.currentRow() < 0:
+            return
+        item = self.list.currentItem()
+        box = self.dialog(item.text())
+        if box.exec() == QDialog.DialogCode.Accepted and box.entry() and box.entry() != item.text():
+            item.setText(box.entry())
+            self.changed.emit()
 
     def _remove(self) -> None:
-        for item in self.list.selectedItems():
-            self.list.takeItem(self.list.row(item))
+        taken = [self.list.takeItem(self.list.row(item)) for item in self.list.selectedItems()]
+        if taken:
+            self.changed.emit()
 
     def _selection(self) -> None:
-        self.remove_button.setEnabled(bool(self.list.selectedItems()))
+        selected = len(self.list.selectedItems())
+        self.remove_button.setEnabled(selected > 0)
+        self.edit_button.setEnabled(selected == 1)
 
     def value(self) -> tuple[str, ...]:
         return tuple(self.list.item(i).text().strip() for i in range(self.list.count()))
@@ -401,7 +488,7 @@ class StrListField(OptionField):
     def set_value(self, value: Any) -> None:
         self.list.clear()
         for text in value:
-            self.list.addItem(self._item(str(text)))
+            self.list.addItem(str(text))
 
     def marked_widgets(self) -> list[QWidget]:
         return [self.list]

@@ -23,13 +23,11 @@ from engine.conf.options import OPTIONS
 from engine.errors import ConfigError
 from ui.errors import MessageBridge
 from ui.icons import state_icon
-from ui.option_fields import OptionField, StrListField, TextField, make_field
+from ui.option_fields import OptionField, TextField, make_field
 from ui.sheet import ApplyFn, Problems, PropertySheet
 from ui.sheet_parts import SubDialog, button_row, form, group, not_built, note, opener
 from ui.tasks import TaskRunner
 
-PLACEHOLDERS = {"listen": "0.0.0.0:25", "relay_allowed": "192.168.0.0/24", "dns_servers": "192.0.2.53",
-                "connection_list": "192.168.0.0/24", "tls_listen": "0.0.0.0:465"}
 NAME_KEY = "name"
 
 
@@ -47,11 +45,7 @@ class ServerSheet(PropertySheet):
         self._current = current
         self.fields: dict[str, OptionField] = {}
         for option in OPTIONS:
-            if option.type == "str_list":
-                field: OptionField = StrListField(option, PLACEHOLDERS.get(option.name, ""))
-            else:
-                field = make_field(option)
-            self.fields[option.name] = field
+            self.fields[option.name] = make_field(option)
         self.where: dict[str, str] = {}
         self.name_edit = QLineEdit()
         self._state = state

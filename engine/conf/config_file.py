@@ -130,6 +130,13 @@ def _scalar_problem(option: Option, value: object) -> str | None:
     return check(value) if check else None
 
 
+def item_problem(option: Option, item: object) -> str | None:
+    """Why one entry of a list option (an identity, a relay network, a DNS server …) is not valid, or None."""
+    if option.type not in ("str_list", "int_list"):
+        raise ValueError(f"{option.name} is not a list option")
+    return _scalar_problem(option, item)
+
+
 def option_problems(option: Option, value: object) -> list[str]:
     """Every reason ``value`` (as read from TOML: lists, not tuples, are fine) cannot be ``option``."""
     if option.type not in ("str_list", "int_list"):

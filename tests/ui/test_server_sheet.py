@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import FakeEngine, QLoop, Recorder
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QDialog, QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
-from engine.conf.options import OPTIONS
+from engine.conf.options import OPTIONS, Option
 from engine.errors import BindError
-from ui.option_fields import IntListField, LimitField, StrListField, TextField
+from ui.option_fields import EntryDialog, IntListField, LimitField, StrListField, TextField
 from ui.server_sheet import ServerSheet
 from ui.sheet_parts import SubDialog
 from ui.tasks import TaskRunner
@@ -101,12 +104,13 @@ def test_name_and_lists(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorde
     sheet.name_edit.setText("Lab relay")
     listen = sheet.fields["listen"]
     assert isinstance(listen, StrListField)
-    listen.add_button.click()
-    listen.list.closePersistentEditor(listen.list.currentItem())
-    listen.list.currentItem().setText("localhost:99999")
+    listen.list.addItem("localhost:99999")  # (as a hand-edited file could hold it)
+    listen.changed.emit()
     assert listen.problem is not None and "port" in listen.problem
     assert "Advanced › Identities" in sheet.problem_label.text()
+    listen.list.setCurrentRow(1)
     listen.list.currentItem().setText("127.0.0.2:2526")
+    listen.changed.emit()
     assert sheet.problems == []
     assert sheet.candidate().server.listen == ("127.0.0.1:2525", "127.0.0.2:2526")
     assert sheet.candidate().name == "Lab relay"
@@ -183,3 +187,63 @@ def test_logging_group_and_its_properties(qtbot: QtBot, fake_engine: FakeEngine,
     sheet.fields["log_format"].set_value("ncsa")
     sheet.revalidate()
     assert sheet.problems == [] and sheet.dirty()
+
+
+def _press_on_dialog(qtbot: QtBot, keys: str, then: Qt.Key) -> list[str]:
+    """When the modal Add/Edit dialog shows: type ``keys``, note its problem line, press ``then``."""
+    seen: list[str] = []
+
+    def act() -> None:
+        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, EntryDialog) and w.isVisible()),
+                   None)
+        if box is None:  # exec() has not shown it yet
+            QTimer.singleShot(10, act)
+            return
+        box.edit.clear()
+        qtbot.keyClicks(box.edit, keys)
+        seen.append(box.problem.text())
+        qtbot.keyClick(box.edit, then)
+
+    QTimer.singleShot(0, act)
+    return seen
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.type == "str_list"], ids=lambda o: o.name)
+def test_add_then_escape_changes_nothing(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder,
+                                         option: Option) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    field = sheet.fields[option.name]
+    assert isinstance(field, StrListField)
+    before = field.value()
+    seen = _press_on_dialog(qtbot, "", Qt.Key.Key_Escape)
+    field.add_button.click()  # modal: returns when the dialog is closed
+    assert seen == [""]
+    assert field.value() == before and not field.dirty and not sheet.dirty()
+    assert not sheet.apply_button.isEnabled()
+    box = field.dialog()
+    assert box.edit.text() == "" and box.edit.placeholderText().startswith("e.g. ")
+    assert not box.buttons.button(QDialogButtonBox.StandardButton.Ok).isEnabled()  # empty: nothing to add
+    box.edit.setText("not an entry!")
+    assert box.problem.text() and not box.buttons.button(QDialogButtonBox.StandardButton.Ok).isEnabled()
+    box.accept()  # (Enter) an invalid entry cannot be accepted
+    assert box.result() != QDialog.DialogCode.Accepted and box.entry() == "not an entry!"
+
+
+def test_add_and_edit_a_valid_entry(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    relay = sheet.fields["relay_allowed"]
+    assert isinstance(relay, StrListField)
+    _press_on_dialog(qtbot, "192.0.2.0/24", Qt.Key.Key_Return)
+    relay.add_button.click()
+    assert relay.value() == ("192.0.2.0/24",) and sheet.apply_button.isEnabled()
+    assert sheet.candidate().server.relay_allowed == ("192.0.2.0/24",)
+    seen = _press_on_dialog(qtbot, "192.0.2.0/24", Qt.Key.Key_Escape)
+    relay.add_button.click()
+    assert seen == ["192.0.2.0/24 is already in the list"] and relay.value() == ("192.0.2.0/24",)
+    relay.list.setCurrentRow(0)
+    _press_on_dialog(qtbot, "198.51.100.7", Qt.Key.Key_Return)
+    relay.edit_button.click()
+    assert relay.value() == ("198.51.100.7",)
+    _press_on_dialog(qtbot, "", Qt.Key.Key_Escape)
+    relay.edit_button.click()
+    assert relay.value() == ("198.51.100.7",)
