@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -357,7 +358,7 @@ EXAMPLES: dict[str, str] = {
 }
 ENTRY_TITLES: dict[str, str] = {
     "listen": "Identity", "tls_listen": "Secure Identity", "dns_servers": "DNS Server",
-    "relay_allowed": "Computer", "connection_list": "Computer",
+    "relay_allowed": "Computer", "connection_list": "Computer", "log_fields": "Field",
 }
 
 
@@ -371,7 +372,13 @@ class EntryDialog(QDialog):
         noun = ENTRY_TITLES.get(option.name, "Entry")
         self.setWindowTitle(f"Edit {noun}" if text else f"Add {noun}")
         self.edit = QLineEdit(text)
-        self.edit.setPlaceholderText(EXAMPLES.get(option.name, ""))
+        self.edit.setPlaceholderText(EXAMPLES.get(option.name) or
+                                     (f"e.g. {option.choices[0]}" if option.choices else ""))
+        if option.choices:  # (the W3C log fields): offer the names not listed yet
+            completer = QCompleter([c for c in option.choices if c.casefold() not in self.others], self)
+            completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+            self.edit.setCompleter(completer)
         self.edit.setMinimumWidth(360)
         self.edit.setToolTip(tooltip_of(option))
         self.problem = QLabel()
