@@ -105,6 +105,8 @@ def parse_params(text: str) -> dict[str, str | None]:
 
 def parse_path(arg: str, keyword: str, default_domain: str, *, allow_null: bool) -> Path:
     """Parse the argument of ``MAIL``/``RCPT``: ``FROM:<addr> params`` with ``keyword`` 'FROM:'/'TO:'."""
+    if not arg.isascii() and not is_utf8(arg):
+        raise AddressError("not valid UTF-8")
     if arg[: len(keyword)].upper() != keyword:
         raise AddressError(f"expected {keyword}")
     rest = arg[len(keyword) :].lstrip()
@@ -133,6 +135,15 @@ def parse_path(arg: str, keyword: str, default_domain: str, *, allow_null: bool)
 
 def is_ascii(text: str) -> bool:
     return text.isascii()
+
+
+def is_utf8(text: str) -> bool:
+    """False for text decoded with surrogateescape from bytes that were not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def domain_matches(pattern: str, domain: str) -> bool:

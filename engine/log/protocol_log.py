@@ -49,7 +49,9 @@ class LogFiles:
         try:
             for at, record in batch:
                 stamp = Stamp(at, settings.computer, settings.local_time)
-                data = (format_line(settings.fmt, record, stamp, settings.fields) + "\n").encode("utf-8")
+                # A command with invalid UTF-8 (kept as surrogates) is logged escaped, never a crash.
+                data = (format_line(settings.fmt, record, stamp, settings.fields) + "\n").encode(
+                    "utf-8", "backslashreplace")
                 file = self._file_for(settings, at, len(data))
                 file.write(data)
                 self._size += len(data)

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 READ_CHUNK = 256 * 1024
 WRITE_HIGH_WATER = 256 * 1024  # replies buffered for a pipelining client before we wait for it
+# A reply that echoes a command argument with invalid UTF-8 (kept as surrogates) shows it escaped.
+_ECHO_ERRORS = "backslashreplace"
 SESSION_EVENT_INTERVAL = 1.0  # at most one SessionChanged per session per second
 
 
@@ -271,7 +273,7 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
     def _write_raw(self, text: str) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        data = text.encode("utf-8") + b"\r\n"
+        data = text.encode("utf-8", _ECHO_ERRORS) + b"\r\n"
         self._count_out(len(data))
         self.transport.write(data)  # type: ignore[attr-defined]
 
@@ -293,7 +295,7 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
 
     async def _send(self, text: str) -> None:
         self._last_reply = text
-        data = text.encode("utf-8") + b"\r\n"
+        data = text.encode("utf-8", _ECHO_ERRORS) + b"\r\n"
         self._count_out(len(data))
         self._writer.write(data)
         # Pipelining: more commands already buffered means the client is not waiting for this

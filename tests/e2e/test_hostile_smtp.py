@@ -13,6 +13,8 @@ from engine_support import start_server
 from serve_support import ServeProcess
 from smtp_helpers import RawSMTP
 
+from engine.events import ErrorEvent
+
 
 async def test_smuggling_in_normalize_mode_split_after_the_dot_line(config_factory) -> None:
     """Finding 1: ``hello\\n.\\r\\nM`` with a read boundary after the ``M`` must not end DATA."""
@@ -98,3 +100,33 @@ def test_sigterm_under_load_stores_exactly_the_acknowledged_messages(serve: Serv
     stored = {path.stem for path in (serve.mailroot / "Drop").glob("*.eml")}
     assert len(acked) == len(set(acked)) >= 300
     assert stored == set(acked), (len(stored - set(acked)), len(set(acked) - stored))
+
+
+async def test_invalid_utf8_arguments_are_refused_without_tracebacks(running, caplog) -> None:
+    """Finding 9: ``ETRN \\xff`` gave one traceback each; MAIL/RCPT with invalid UTF-8 left the state half set."""
+    def talk() -> list[str]:
+        raw = RawSMTP(running.port)
+        raw.cmd("EHLO x")
+        raw.send(b"ETRN \xff\r\n" * 5)
+        replies = [raw.read_reply()[-1] for _ in range(5)]
+        replies.append(raw.cmd(b"MAIL FROM:<\xff\xfe@b.example> SMTPUTF8"))
+        replies.append(raw.cmd(b"MAIL FROM:<ok@b.example>"))
+        replies.append(raw.cmd(b"RCPT TO:<\xff@example.test>"))
+        replies.append(raw.cmd(b"RCPT TO:<good@example.test>"))
+        replies.append(raw.cmd(b"DATA"))
+        raw.send(b"Subject: fine\r\n\r\nbody\r\n.\r\n")
+        replies.append(raw.read_reply()[-1])
+        raw.cmd("QUIT")
+        raw.close()
+        return replies
+
+    replies = await asyncio.to_thread(talk)
+    assert all(r[:1] in "45" and "\\udcff" in r for r in replies[:5]), replies[:5]
+    assert replies[5].startswith("501 ") and "UTF-8" in replies[5], replies[5]
+    assert replies[6].startswith("250"), replies[6]  # no "nested MAIL": the refused one set nothing
+    assert replies[7][:3] in ("501", "553") and replies[8].startswith("250"), replies[7:9]
+    assert replies[9].startswith("354") and replies[10].startswith("250 2.6.0"), replies[9:]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert not [e for e in running.events if isinstance(e, ErrorEvent)]
+    [drop] = running.drop_files()
+    assert b"x-receiver: good@example.test" in drop.read_bytes().lower()
