@@ -10,6 +10,7 @@ from pathlib import Path
 from app.remote import connecting, remote_call
 from engine.admin.control_ops import RequestError
 from engine.conf.config import (
+    DOMAIN_SECRETS,
     Config,
     DomainConfig,
     add_domain,
@@ -207,7 +208,8 @@ def _show(config: Config, *, non_default: bool, verbose: bool) -> None:
 
 
 def _domain_summary(domain: DomainConfig, implicit: bool = False) -> str:
-    details = [f"{key}={value}" for key, value in domain_to_dict(domain).items()
+    details = [f"{key}={'********' if key in DOMAIN_SECRETS else value}"
+               for key, value in domain_to_dict(domain).items()
                if key not in ("name", "type") and value != getattr(DomainConfig("", ""), key)]
     if implicit:
         details.append("implicit: the server's FQDN")

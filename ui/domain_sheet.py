@@ -24,8 +24,9 @@ from engine.conf.options import DOMAIN_TYPE_LABELS
 from engine.errors import DomainError
 from ui.errors import MessageBridge
 from ui.icons import domain_icon
+from ui.outbound_security import OutboundSecurityDialog
 from ui.sheet import ApplyFn, Problems, PropertySheet
-from ui.sheet_parts import button_row, group, not_built, note
+from ui.sheet_parts import button_row, group, note
 from ui.tasks import TaskRunner
 
 
@@ -50,13 +51,14 @@ class DomainSheet(PropertySheet):
         self.smarthost_radio = QRadioButton("Forward all mail to smart host:")
         self.smart_host_edit = QLineEdit(domain.smart_host)
         self.etrn_check = QCheckBox("Queue messages for remote triggered delivery (ETRN)")
+        self.security_dialog = OutboundSecurityDialog(domain, self)
         self.tabs.addTab(self._general(domain), "General")
         if domain.type == "remote":
             self.tabs.addTab(self._advanced(), "Advanced")
         self._load(domain)
         for signal in (self.drop_edit.textChanged, self.relay_check.toggled, self.helo_check.toggled,
                        self.tls_check.toggled, self.dns_radio.toggled, self.smart_host_edit.textChanged,
-                       self.etrn_check.toggled):
+                       self.etrn_check.toggled, self.security_dialog.changed):
             signal.connect(self.revalidate)
         self.resize(440, 380)
         self.revalidate()
@@ -105,9 +107,9 @@ class DomainSheet(PropertySheet):
             self.smart_host_edit.setPlaceholderText("mail.example.com or [192.0.2.25]")
             layout.addWidget(self.relay_check)
             layout.addWidget(self.helo_check)
-            layout.addWidget(group("Outbound security", self.tls_check, button_row(
-                not_built(QPushButton("Outbound Security…"), "outbound authentication"))))
-            not_built(self.tls_check, "outbound TLS")
+            security = QPushButton("Outbound Security…")
+            security.clicked.connect(self.security_dialog.open)
+            layout.addWidget(group("Outbound security", self.tls_check, button_row(security)))
             layout.addWidget(group("Route domain", route_form))
         layout.addStretch(1)
         return page
@@ -141,7 +143,9 @@ class DomainSheet(PropertySheet):
         if domain.type != "remote":
             return domain
         smarthost = self.smarthost_radio.isChecked()
+        auth, user, password = self.security_dialog.values()
         return replace(domain, relay_allowed=self.relay_check.isChecked(), use_helo=self.helo_check.isChecked(),
+                       outbound_auth=auth, outbound_user=user, outbound_password=password,
                        tls_required=self.tls_check.isChecked(), etrn_queue=self.etrn_check.isChecked(),
                        route="smarthost" if smarthost else "dns",
                        smart_host=self.smart_host_edit.text().strip() if smarthost else "")

@@ -23,7 +23,7 @@ from engine.admin.mailroot_items import DropItem
 from engine.bounce.badmail import BadmailItem
 from engine.conf import config as domain_ops
 from engine.conf.addresses import classify, domain_of
-from engine.conf.config import Config, DomainConfig
+from engine.conf.config import DOMAIN_SECRETS, Config, DomainConfig
 from engine.conf.config_file import config_from_dict, config_to_dict, parse_value, resolve_key, with_option
 from engine.conf.hostport import join_hostport
 from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
@@ -216,6 +216,12 @@ def masked_config(config: Config) -> dict[str, Any]:
     for option in OPTIONS:
         if option.secret and server.get(option.name):
             server[option.name] = SECRET_MASK
+    domains = data["domain"]
+    assert isinstance(domains, list)
+    for domain in domains:
+        for key in DOMAIN_SECRETS:
+            if domain.get(key):
+                domain[key] = SECRET_MASK
     return data
 
 
@@ -239,7 +245,8 @@ def replicable(data: dict[str, Any]) -> dict[str, Any]:
     ``local`` and not secret, and the domains without their local Drop directory."""
     server = data.get("server", {})
     settings = {o.name: server[o.name] for o in OPTIONS if not o.local and not o.secret and o.name in server}
-    domains = [{k: v for k, v in d.items() if k != "drop_dir"} for d in data.get("domain", [])]
+    domains = [{k: v for k, v in d.items() if k != "drop_dir" and k not in DOMAIN_SECRETS}
+               for d in data.get("domain", [])]
     return {"server": settings, "domain": domains}
 
 
@@ -259,12 +266,15 @@ async def _config_replicate(server: ControlTarget, args: dict[str, Any]) -> dict
     assert isinstance(server_data, dict)
     server_data.update(incoming.get("server", {}))
     drops = {d.name.lower(): d.drop_dir for d in current.domains}
+    passwords = {d.name.lower(): d.outbound_password for d in current.domains}
     domains = []
     for domain in incoming.get("domain", []):
         if isinstance(domain, dict):
-            domain = {k: v for k, v in domain.items() if k != "drop_dir"}
+            domain = {k: v for k, v in domain.items() if k != "drop_dir" and k not in DOMAIN_SECRETS}
             if domain.get("type") == "default" and drops.get(str(domain.get("name", "")).lower()):
                 domain["drop_dir"] = drops[str(domain["name"]).lower()]
+            if domain.get("outbound_auth") == "basic" and passwords.get(str(domain.get("name", "")).lower()):
+                domain["outbound_password"] = passwords[str(domain["name"]).lower()]  # secrets stay local
         domains.append(domain)
     data["domain"] = domains
     new = config_from_dict(data)

@@ -36,6 +36,9 @@ class DomainConfig:
     tls_required: bool = False  # remote: outbound TLS required
     use_helo: bool = False  # remote: send HELO instead of EHLO
     etrn_queue: bool = False  # remote: queue for remote triggered delivery (ETRN)
+    outbound_auth: str = "server"  # remote: Outbound Security — "server" (as the server's), "anonymous", "basic"
+    outbound_user: str = ""  # remote, basic: the account used with AUTH at this domain's hosts
+    outbound_password: str = ""  # remote, basic: its password (a secret: masked wherever shown)
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,10 @@ def smart_host_problem(text: str) -> str | None:
 # --- Domains ------------------------------------------------------------------------------------------
 
 DOMAIN_ROUTES = ("dns", "smarthost")
-REMOTE_FIELDS = ("relay_allowed", "route", "smart_host", "tls_required", "use_helo", "etrn_queue")
+REMOTE_FIELDS = ("relay_allowed", "route", "smart_host", "tls_required", "use_helo", "etrn_queue",
+                 "outbound_auth", "outbound_user", "outbound_password")
+DOMAIN_SECRETS = ("outbound_password",)  # masked when shown, never replicated
+OUTBOUND_AUTH = ("server", "anonymous", "basic")
 
 
 def domain_key(domain: DomainConfig) -> str:
@@ -289,6 +295,12 @@ def _one_domain_problems(config: Config, domain: DomainConfig) -> list[tuple[str
         problems.append(("smart_host", "a smart host is only used when the route is 'smarthost'"))
     if domain.smart_host and (why := smart_host_problem(domain.smart_host)):
         problems.append(("smart_host", why))
+    if domain.outbound_auth not in OUTBOUND_AUTH:
+        problems.append(("outbound_auth", f"{domain.outbound_auth!r} is not one of: {', '.join(OUTBOUND_AUTH)}"))
+    elif domain.outbound_auth == "basic" and not domain.outbound_user:
+        problems.append(("outbound_user", "basic authentication needs a user name"))
+    elif domain.outbound_auth != "basic" and (domain.outbound_user or domain.outbound_password):
+        problems.append(("outbound_user", "a user name and password are only used with basic authentication"))
     return problems
 
 

@@ -279,14 +279,20 @@ class RemoteDelivery:
         server = config.server
         tls_required = server.outbound_tls or bool(domain and domain.tls_required)
         verify, context = outbound_verification(tls_required, server.outbound_tls_verify, server.outbound_tls_ca_file)
+        auth = domain.outbound_auth if domain is not None else "server"  # the domain's Outbound Security
+        own_account = auth == "basic"
+        username, password = (
+            (domain.outbound_user, domain.outbound_password) if own_account and domain is not None
+            else ("", "") if auth == "anonymous" else (server.outbound_user, server.outbound_password))
         return Settings(
             fqdn=config.fqdn,
             use_helo=bool(domain and domain.use_helo),
             tls_required=tls_required,
             verify_tls=verify,
             tls_context=context,
-            username=server.outbound_user,
-            password=server.outbound_password,
+            username=username,
+            password=password,
+            auth_any_host=own_account,
             timeout=float(server.outbound_timeout),
             max_recipients=server.max_recipients,
         )

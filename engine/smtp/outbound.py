@@ -63,6 +63,7 @@ class Settings:
     timeout: float = 600.0
     max_recipients: int = 100
     tls_context: ssl.SSLContext | None = None
+    auth_any_host: bool = False  # a remote domain's own credentials: for its hosts, not only a smart host
 
 
 @dataclass
@@ -225,7 +226,8 @@ async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, tr
         transcript.got(await client.ehlo())
     elif settings.tls_required:
         raise SessionFailed(f"451 4.7.5 TLS is required but {target.host} does not offer STARTTLS", "4.7.5")
-    if settings.username and target.smart_host:  # credentials go to our smart host only, never to any MX
+    # The server's credentials go to our smart host only, never to any MX; a remote domain's own to its hosts.
+    if settings.username and (target.smart_host or settings.auth_any_host):
         transcript.sent("AUTH ******** (credentials masked)")
         try:
             response = await client.login(settings.username, settings.password)

@@ -189,3 +189,24 @@ def test_missing_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert caught.value.code == 2
     with pytest.raises(SystemExit):
         smtpsvc(capsys, "domain", "add", "x.example")  # --type is required
+
+
+def test_a_remote_domains_password_is_never_shown(capsys: pytest.CaptureFixture[str], path: Path) -> None:
+    partner = DomainConfig("partner.example", "remote", outbound_auth="basic", outbound_user="partner",
+                           outbound_password="s3cret")
+    save_config(path, Config(server=ServerConfig(fqdn="host.example"), domains=(partner,)))
+    for argv in (["show"], ["domain", "list"]):
+        code, out, _ = smtpsvc(capsys, *argv, "--config", str(path))
+        assert code == 0 and "outbound_user=partner" in out and "outbound_password=********" in out, argv
+        assert "s3cret" not in out
+    assert load_config(path).domains == (partner,)
+
+
+def test_masked_config_and_replication_keep_a_remote_domains_password_local() -> None:
+    from engine.admin.control_ops import masked_config, replicable
+
+    partner = DomainConfig("partner.example", "remote", outbound_auth="basic", outbound_user="partner",
+                           outbound_password="s3cret")
+    data = masked_config(Config(server=ServerConfig(fqdn="host.example"), domains=(partner,)))
+    assert data["domain"][0]["outbound_password"] == "********"
+    assert "outbound_password" not in replicable(data)["domain"][0]

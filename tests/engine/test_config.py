@@ -116,7 +116,8 @@ DOMAINS = (
     DomainConfig("example.org", "default", drop_dir="/srv/drop"),
     DomainConfig("alias.example.org", "alias"),
     DomainConfig("*.partner.example", "remote", relay_allowed=True, route="smarthost",
-                 smart_host="relay.partner.example:2525", tls_required=True, use_helo=True, etrn_queue=True),
+                 smart_host="relay.partner.example:2525", tls_required=True, use_helo=True, etrn_queue=True,
+                 outbound_auth="basic", outbound_user="partner", outbound_password="s3cret"),
 )
 
 
@@ -264,6 +265,14 @@ def test_defaults_file_lists_every_option(tmp_path: Path) -> None:
      "domain[a.example].relay_allowed", "only remote domains use relay_allowed"),
     ({"domain": [{"name": "d.example", "type": "default", "drop_dir": "Pickup"}]},
      "domain[d.example].drop_dir", "Pickup directory"),
+    ({"domain": [{"name": "r.example", "type": "remote", "outbound_auth": "ntlm"}]},
+     "domain[r.example].outbound_auth", "not one of: server, anonymous, basic"),
+    ({"domain": [{"name": "r.example", "type": "remote", "outbound_auth": "basic"}]},
+     "domain[r.example].outbound_user", "needs a user name"),
+    ({"domain": [{"name": "r.example", "type": "remote", "outbound_user": "u", "outbound_password": "p"}]},
+     "domain[r.example].outbound_user", "only used with basic authentication"),
+    ({"domain": [{"name": "a.example", "type": "alias", "outbound_auth": "basic"}]},
+     "domain[a.example].outbound_auth", "only remote domains use outbound_auth"),
 ])
 def test_each_kind_of_problem_is_named(data: dict[str, Any], key: str, fragment: str) -> None:
     full = valid_dict()
@@ -611,7 +620,10 @@ def option_value(name: str) -> st.SearchStrategy[Any]:
 @st.composite
 def remote_domain(draw: st.DrawFn, name: str) -> DomainConfig:
     route = draw(st.sampled_from(["dns", "smarthost"]))
-    return DomainConfig(name, "remote", relay_allowed=draw(st.booleans()), route=route,
+    auth = draw(st.sampled_from(["server", "anonymous", "basic"]))
+    account = {"outbound_user": draw(label), "outbound_password": draw(st.just("") | label)} if auth == "basic" else {}
+    return DomainConfig(name, "remote", relay_allowed=draw(st.booleans()), route=route, outbound_auth=auth,
+                        **account,
                         smart_host=draw(smart_host) if route == "smarthost" else "",
                         tls_required=draw(st.booleans()), use_helo=draw(st.booleans()),
                         etrn_queue=draw(st.booleans()))

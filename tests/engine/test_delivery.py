@@ -225,6 +225,30 @@ async def test_masquerade_domain_replaces_a_local_sender_domain_in_mail_from_onl
     assert all(m.content.endswith(MESSAGE) for m in mx.messages)  # the From: header is left alone
 
 
+async def test_remote_domain_outbound_security_basic_anonymous_or_as_the_server(
+        tmp_path: Path, dnsmasq: Dnsmasq, port: int) -> None:
+    base = delivery_config(tmp_path, dnsmasq, port, outbound_user="relayuser", outbound_password="pa55word")
+    smart = f"[127.0.0.6]:{port}"
+    domains = (DomainConfig("single.test", "remote", outbound_auth="basic", outbound_user="partner",
+                            outbound_password="s3cret"),  # via DNS to its MX, with its own account
+               DomainConfig("anon.test", "remote", route="smarthost", smart_host=smart, outbound_auth="anonymous"),
+               DomainConfig("srv.test", "remote", route="smarthost", smart_host=smart))
+    run = await start_server(replace(base, domains=(*base.domains, *domains)))
+    try:
+        async with remote_mta("127.0.0.4", port, Behaviour(account=("partner", "s3cret"))) as mx, \
+                remote_mta("127.0.0.6", port, Behaviour(account=("relayuser", "pa55word"))) as smart:
+            for rcpt in ("a@single.test", "b@anon.test", "c@srv.test"):
+                await asyncio.to_thread(send, run.port, "s@example.test", [rcpt])
+            await wait_until(lambda: len(mx.messages) == 1 and len(smart.messages) == 2)
+        assert [m.authenticated_as for m in mx.messages] == ["partner"]
+        by_rcpt = {m.recipients[0]: m.authenticated_as for m in smart.messages}
+        assert by_rcpt == {"b@anon.test": None, "c@srv.test": "relayuser"}  # anonymous; the server's account
+        transcripts = "".join(p.read_text() for p in (run.mailroot / "Queue").glob("*.rtr"))
+        assert "s3cret" not in transcripts and "pa55word" not in transcripts
+    finally:
+        await run.server.stop()
+
+
 async def test_nxdomain_and_null_mx_are_returned_at_once(engine: Running) -> None:
     await asyncio.to_thread(send, engine.port, "s@example.test", ["a@nx.test", "b@nullmx.test"])
     await wait_until(lambda: len(engine.drop_files()) >= 1 and not engine.queue_files())

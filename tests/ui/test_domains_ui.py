@@ -28,7 +28,7 @@ def test_remote_sheet_routes_by_smart_host(qtbot: QtBot, qloop: QLoop, fake_engi
     sheet = sheet_for(qtbot, fake_engine, messages, "relay.test")
     assert sheet.relay_check.isChecked() and sheet.dns_radio.isChecked()
     assert not sheet.smart_host_edit.isEnabled() and not sheet.apply_button.isEnabled()
-    assert not sheet.tls_check.isEnabled() and "not built" in sheet.tls_check.toolTip()
+    assert sheet.tls_check.isEnabled() and not sheet.tls_check.isChecked()
     sheet.smarthost_radio.setChecked(True)
     assert sheet.smart_host_edit.isEnabled()
     assert not sheet.ok_button.isEnabled()  # a smart host is required
@@ -40,6 +40,31 @@ def test_remote_sheet_routes_by_smart_host(qtbot: QtBot, qloop: QLoop, fake_engi
     qloop.run(qloop.until(lambda: bool(fake_engine.applied) and not sheet.isVisible()))
     changed = domain(fake_engine, "relay.test")
     assert (changed.route, changed.smart_host, changed.use_helo) == ("smarthost", "[192.0.2.7]", True)
+
+
+def test_remote_sheet_requires_tls_and_sets_its_outbound_security(
+        qtbot: QtBot, qloop: QLoop, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = sheet_for(qtbot, fake_engine, messages, "relay.test")
+    dialog = sheet.security_dialog
+    assert dialog.radios["server"].isChecked() and not dialog.user_edit.isEnabled()
+    sheet.tls_check.setChecked(True)
+    dialog.open()
+    dialog.radios["basic"].setChecked(True)
+    assert dialog.user_edit.isEnabled() and not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
+    qtbot.keyClicks(dialog.user_edit, "partner")
+    qtbot.keyClicks(dialog.password_edit, "s3cret")
+    assert dialog.password_edit.echoMode() == dialog.password_edit.EchoMode.Password
+    dialog.accept()
+    dialog.open()
+    dialog.radios["anonymous"].setChecked(True)
+    dialog.reject()  # Cancel puts back basic with the account
+    assert dialog.values() == ("basic", "partner", "s3cret")
+    assert sheet.apply_button.isEnabled()
+    sheet.ok_button.click()
+    qloop.run(qloop.until(lambda: bool(fake_engine.applied) and not sheet.isVisible()))
+    changed = domain(fake_engine, "relay.test")
+    assert changed.tls_required
+    assert (changed.outbound_auth, changed.outbound_user, changed.outbound_password) == ("basic", "partner", "s3cret")
 
 
 def test_default_sheet_drop_directory(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
