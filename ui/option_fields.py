@@ -91,6 +91,7 @@ LABELS: dict[str, str] = {
     "log_local_time": "Use local time for file naming and rollover",
     "log_dir": "Log file directory (empty: Logs beside the configuration file):",
     "log_fields": "Extended logging properties (W3C fields, in order):",
+    "metrics_listen": "Prometheus /metrics address (HOST:PORT; empty = off):",
 }
 RETRY_LABELS = ("First retry interval:", "Second retry interval:", "Third retry interval:",
                 "Subsequent retry interval:")

@@ -105,7 +105,7 @@ class ServerSheet(PropertySheet):
         layout.addWidget(group("Connections", form(self._take(
             ["max_connections", "max_connections_per_peer", "connection_timeout"], "General"))))
         log_properties = self._sub("Logging Properties", ["log_period", "log_max_size_mb", "log_local_time",
-                                                          "log_dir", "log_fields"],
+                                                          "log_dir", "log_fields", "metrics_listen"],
                                    "One line per SMTP command, inbound and outbound, in the Logs\\SMTPSVC1 folder "
                                    "(`smtpsvc log path` prints today's file).")
         layout.addWidget(group("Logging", form(self._take(["log_enabled", "log_format"], "General")),

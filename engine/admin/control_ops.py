@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 from engine.admin.event_ids import LEVELS, EventEntry, Level
 from engine.admin.mailroot_items import DropItem
+from engine.admin.perf import History
 from engine.bounce.badmail import BadmailItem
 from engine.conf import config as domain_ops
 from engine.conf.addresses import classify, domain_of
@@ -59,6 +60,7 @@ class ControlTarget(Protocol):
     def config(self) -> Config: ...
     def clock(self) -> float: ...
     async def counters_snapshot(self) -> dict[str, float]: ...
+    def counter_history(self, seconds: float | None = None) -> History: ...
     async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
                          descending: bool = False) -> QueuePage: ...
     async def queue_detail(self, queue_id: str) -> QueueDetail: ...
@@ -320,6 +322,11 @@ async def _sessions_terminate(server: ControlTarget, args: dict[str, Any]) -> No
 
 async def _sessions_terminate_all(server: ControlTarget, args: dict[str, Any]) -> dict[str, int]:
     return {"count": await server.terminate_all_sessions()}
+async def _counters_history(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    history = server.counter_history(args["seconds"])
+    return {"names": list(history.names), "samples": [[at, *values] for at, values in history.samples]}
+
+
 async def _events_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, Any]]:
     level = args["level"]
     if level not in LEVELS:
@@ -371,6 +378,9 @@ OPS: dict[str, Op] = {
     "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),
     "sessions.terminate": Op(_sessions_terminate, _ID, "end one session"),
     "sessions.terminate_all": Op(_sessions_terminate_all, {}, "end every session: {count}"),
+    "counters.history": Op(_counters_history, {"seconds": Arg(int)},
+                           "the samples of the last `seconds` (default: all ten minutes): {names, samples: "
+                           "[[time, value...]...]}", "read"),
     "events.list": Op(_events_list, {"since": Arg(int), "level": Arg(str, default="Information"),
                                      "limit": Arg(int, default=1000)},
                       "event-log entries from `since` (seconds since the epoch) at `level` or worse, oldest first",

@@ -111,6 +111,7 @@ class ServerConfig:
     log_fields: tuple[str, ...] = W3C_LOG_FIELDS_DEFAULT
     log_local_time: bool = False
     allow_verify: bool = True
+    metrics_listen: str = ""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ _TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {
     "ndr_copy_to": _address_problem,
     "badmail_dir": _path_problem,
     "log_dir": _path_problem,
+    "metrics_listen": lambda text: _listen_problem(text) if text else None,
     "masquerade_domain": _domain_problem,
     "smart_host": lambda text: smart_host_problem(text) if text else None,
     "dns_servers": _dns_server_problem,

@@ -242,6 +242,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("allow_verify", "bool", True, "AllowVerify",
            "Answer VRFY (252 2.1.5: the address is not confirmed, the message would be accepted). Off: "
            "502 5.5.1, VRFY is disabled (it is not offered in HELP either).", "Protocol"),
+    Option("metrics_listen", "str", "", "",
+           "Address (HOST:PORT, e.g. 127.0.0.1:9125) where /metrics serves every performance counter in the "
+           "Prometheus text format; empty = off. Not in IIS.", "General", local=True),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -40,3 +40,21 @@ def test_events_from_serve_to_the_journal_and_the_command_line(serve: ServeProce
     bad = cli("events", "--since", "yesterday-ish", *args)
     assert bad.returncode == 2 and "not a date" in bad.stderr
     assert Path(serve.mailroot / "EventLog" / "events.jsonl").exists()
+
+
+def test_counters_from_the_running_engine(serve: ServeProcess) -> None:
+    import smtplib
+
+    args = ("--config", str(serve.config), "--mailroot", str(serve.mailroot))
+    stopped = cli("counters", *args)
+    assert stopped.returncode == 1 and "no engine runs" in stopped.stderr
+    serve.start()
+    with smtplib.SMTP("127.0.0.1", serve.port, timeout=10) as client:
+        client.sendmail("a@example.test", ["b@example.test"], b"Subject: count me\r\n\r\nhi\r\n")
+    as_json = cli("counters", "--json", *args)
+    assert as_json.returncode == 0, as_json.stderr
+    values = json.loads(as_json.stdout)
+    assert values["Messages Received Total"] == 1 and "Messages Received/sec" in values
+    table = cli("counters", *args)
+    assert any(line.startswith("Messages Received Total") and line.endswith(" 1") for line in table.stdout.splitlines())
+    assert serve.stop() == 0

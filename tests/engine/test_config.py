@@ -109,6 +109,7 @@ NON_DEFAULT: dict[str, object] = {
     "log_max_size_mb": 5,
     "log_fields": ("date", "time", "cs-method"),
     "log_local_time": True,
+    "metrics_listen": "127.0.0.1:9125",
     "allow_verify": False,
 }
 
@@ -595,6 +596,7 @@ TEXT_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "connection_list": st.lists(st.one_of(network, domain_name, domain_name.map(lambda d: "*." + d)),
                                 max_size=4, unique=True).map(tuple),
     "log_dir": directory,
+    "metrics_listen": st.just("") | listen_item,
     "log_fields": st.lists(st.sampled_from(W3C_LOG_FIELDS), min_size=1, max_size=6, unique=True).map(tuple),
     "admin_listen": st.just("") | listen_item,
     "admin_tls_certificate": st.sampled_from(["", "/etc/smtpsvc/cert.pem"]),

@@ -174,8 +174,8 @@ def test_badmail_dir_has_browse(qtbot: QtBot, fake_engine: FakeEngine, messages:
 def test_logging_group_and_its_properties(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
     sheet = make_sheet(qtbot, fake_engine, messages)
     assert sheet.where["log_enabled"] == sheet.where["log_format"] == "General"
-    assert {sheet.where[n] for n in ("log_period", "log_max_size_mb", "log_local_time", "log_dir", "log_fields")} \
-        == {"Logging Properties"}
+    assert {sheet.where[n] for n in ("log_period", "log_max_size_mb", "log_local_time", "log_dir", "log_fields",
+                                     "metrics_listen")} == {"Logging Properties"}
     sheet.grab().save("/tmp/monitor-sheet-general.png")
     dialog = next(d for d in sheet.findChildren(SubDialog) if d.windowTitle() == "Logging Properties")
     dialog.show()
