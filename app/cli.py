@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import cert_cmd, config_cmd, counters_cmd, events_cmd, log_cmd, queue_cmd, remote, serve, user_cmd
+from app import (
+    cert_cmd,
+    config_cmd,
+    counters_cmd,
+    desktop,
+    events_cmd,
+    log_cmd,
+    queue_cmd,
+    remote,
+    serve,
+    user_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_cmd.add_parser(subparsers, user_cmd.OPERATORS)
     events_cmd.add_parser(subparsers)
     counters_cmd.add_parser(subparsers)
+    desktop.add_parser(subparsers)
     return parser
 
 

@@ -18,6 +18,7 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.bridge import EngineBridge
+from app.desktop import display_problem
 from app.export import write_csv
 from app.host import EngineHost
 from app.serve import effective_config
@@ -124,6 +125,10 @@ async def _run(manager: Manager, start_error: EngineError | None) -> int:
 
 
 def run_manager(args: argparse.Namespace) -> int:
+    problem = display_problem()
+    if problem is not None:  # said before Qt aborts the process with "could not load the Qt platform plugin"
+        print(problem, file=sys.stderr)
+        return 1
     app = application()
     try:
         manager = Manager(args)
