@@ -195,8 +195,12 @@ class VirtualServer:
         self._set_state("started")
 
     async def _open_parts(self) -> None:
-        self.mailroot.root.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self._lock.acquire)  # waits a moment for a `smtpsvc queue` command
+        try:
+            self.mailroot.root.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self._lock.acquire)  # waits a moment for a `smtpsvc queue` command
+        except OSError as error:  # a file, a read-only or missing parent, no permission: one line, no traceback
+            raise MailrootError(f"cannot use the Mailroot {self.mailroot.root}: "
+                                f"{error.strerror or error}") from error
         try:
             self.mailroot.create()
         except OSError as error:

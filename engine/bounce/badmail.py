@@ -47,12 +47,13 @@ def write_badmail(
     """Store one Badmail item durably; returns its base name (no extension)."""
     name = new_id()
     folder = mailroot.badmail
+    # Everything encoded before anything is written: a text that cannot be encoded leaves no orphan .BAD.
+    bdp = _bdp_text(sender, recipients, source, extra or {}).encode("utf-8", "backslashreplace")
+    bdr = (reason.rstrip("\n") + "\n").encode("utf-8", "backslashreplace")
     folder.mkdir(parents=True, exist_ok=True)
     mailroot.write_atomic(folder / f"{name}.BAD", content)
-    mailroot.write_atomic(
-        folder / f"{name}.BDP", _bdp_text(sender, recipients, source, extra or {}).encode("utf-8")
-    )
-    mailroot.write_atomic(folder / f"{name}.BDR", (reason.rstrip("\n") + "\n").encode("utf-8"))
+    mailroot.write_atomic(folder / f"{name}.BDP", bdp)
+    mailroot.write_atomic(folder / f"{name}.BDR", bdr)
     return name
 
 

@@ -64,6 +64,11 @@ def recover(mailroot: Mailroot) -> int:
     return len(claims)
 
 
+def printable_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept as surrogates) shown as ``\\xff`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _fit(prefix: str, name: str) -> str:
     """``prefix + name``, cutting the front of ``name`` to stay within NAME_MAX (the extension survives)."""
     room = _NAME_MAX - len(os.fsencode(prefix))
@@ -487,7 +492,7 @@ class PickupService:
             sender=message.sender if message else "",
             recipients=message.recipients if message else (),
             source=SOURCE,
-            extra={"pickup-file": name},
+            extra={"pickup-file": printable_name(name)},
         )
         target = badmail / f"{bad}.BAD"
         try:

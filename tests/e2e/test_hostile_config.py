@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +12,7 @@ from pathlib import Path
 import pytest
 from engine_support import start_server
 from security_support import tls_files
-from serve_support import ServeProcess
+from serve_support import REPO, ServeProcess
 
 from engine.events import ErrorEvent
 
@@ -59,3 +62,31 @@ async def test_start_and_reload_publish_error_events_for_unusable_files(tmp_path
         assert len([e for e in run.events if isinstance(e, ErrorEvent)]) == 2
     finally:
         await run.server.stop()
+
+
+@pytest.mark.parametrize("case", ["a-file", "under-proc", "read-only-parent", "read-only-mailroot"])
+def test_a_bad_mailroot_is_one_clear_line(tmp_path: Path, case: str) -> None:
+    """Finding 11: each of these printed a raw traceback (read-only: a read-only mount, as tests run as root)."""
+    readonly = tmp_path / "ro"
+    mailroot = {"a-file": tmp_path / "afile", "under-proc": Path("/proc/MR")}.get(case, readonly / "MR")
+    if case == "a-file":
+        mailroot.write_text("x")
+    if case.startswith("read-only"):
+        readonly.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(readonly)], check=True)
+        if case == "read-only-mailroot":
+            mailroot.mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True)
+    config = tmp_path / "c.toml"
+    config.write_text('name = "t"\n')
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--mailroot", str(mailroot),
+             "--listen", "127.0.0.1:0", "--domain", "t.test"],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
+    finally:
+        if case.startswith("read-only"):
+            subprocess.run(["umount", "-l", str(readonly)], check=False)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"cannot use the Mailroot {mailroot}: " in result.stderr, result.stderr
