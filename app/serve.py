@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from engine.admin import http_pages, http_post
 from engine.admin.http_server import AdminServer, Setup
 from engine.admin.operators import OPERATORS_NAME
 from engine.conf.config import Config, DomainConfig, default_config_path
@@ -79,8 +80,8 @@ def config_saver(path: Path, args: argparse.Namespace) -> Callable[[Config], Non
 
 
 def admin_setups() -> tuple[Setup, ...]:
-    """What the admin server serves beside its API."""
-    return ()
+    """What the admin server serves beside its API: the HTML manager and the Posting Acceptor."""
+    return (http_pages.setup, http_post.setup)
 
 
 async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:

@@ -73,6 +73,8 @@ class ControlTarget(Protocol):
     async def delete_badmail(self, name: str) -> None: ...
     async def resend_badmail(self, name: str) -> str: ...
     async def list_drop(self) -> list[DropItem]: ...
+    async def read_drop(self, name: str) -> bytes: ...
+    async def read_badmail(self, name: str) -> bytes: ...
     async def delete_drop(self, name: str) -> None: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -242,6 +244,49 @@ async def _config_set(server: ControlTarget, args: dict[str, Any]) -> dict[str, 
     return {"key": key}
 
 
+async def _config_set_many(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    """Several settings as text at once (a property page): every bad value named, nothing applied unless all fit."""
+    config = server.config()
+    problems: list[tuple[str, str]] = []
+    values = {}
+    for key, text in args["values"].items():
+        if not isinstance(text, str):
+            problems.append((key, "must be given as text"))
+            continue
+        try:
+            name = resolve_key(key)
+            values[name] = text if name in ("name", "mailroot") else parse_value(OPTIONS_BY_NAME[name], text)
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+    data = config_to_dict(config)
+    server_data = data["server"]
+    assert isinstance(server_data, dict)
+    for name, value in values.items():
+        if name in ("name", "mailroot"):
+            data[name] = value
+        else:
+            server_data[name] = list(value) if isinstance(value, tuple) else value
+    new = config_from_dict(data)
+    changed = _changed(config, new)
+    await server.apply_config(new)
+    return {"changed": changed}
+
+
+MAX_SHOWN = 1024 * 1024  # a message shown in a browser: the first MiB is plenty
+
+
+async def _drop_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    data = await server.read_drop(args["name"])
+    return {"text": data[:MAX_SHOWN].decode("utf-8", "replace"), "size": len(data)}
+
+
+async def _badmail_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    data = await server.read_badmail(args["name"])
+    return {"text": data[:MAX_SHOWN].decode("utf-8", "replace"), "size": len(data)}
+
+
 def replicable(data: dict[str, Any]) -> dict[str, Any]:
     """The settings of ``data`` (config.get's layout) that replication copies: every option not marked
     ``local`` and not secret, and the domains without their local Drop directory."""
@@ -357,6 +402,8 @@ OPS: dict[str, Op] = {
     "badmail.delete": Op(_badmail_delete, _NAME, "delete a Badmail item (its .BAD, .BDR and .BDP)"),
     "badmail.resend": Op(_badmail_resend, _NAME, "put a Badmail item back into Pickup: {pickup}"),
     "drop.list": Op(_drop_list, {}, "the Drop files", "read"),
+    "drop.read": Op(_drop_read, _NAME, "a Drop file as text (its first MiB): {text, size}", "read"),
+    "badmail.read": Op(_badmail_read, _NAME, "a Badmail message as text (its first MiB): {text, size}", "read"),
     "drop.delete": Op(_drop_delete, _NAME, "delete a Drop file"),
     "server.start": Op(_server_start, {}, "start the virtual server: {state}"),
     "server.stop": Op(_server_stop, {}, "stop the virtual server (committed mail stays): {state}"),
@@ -365,6 +412,8 @@ OPS: dict[str, Op] = {
     "config.get": Op(_config_get, {}, "the configuration in the file's layout, secrets masked", "read"),
     "config.set": Op(_config_set, {"key": Arg(str, required=True), "value": Arg(str, required=True)},
                      "set one setting from text, as `smtpsvc config set` does: {key}"),
+    "config.set_many": Op(_config_set_many, {"values": Arg(dict, required=True)},
+                          "set several settings from text at once (all or none): {changed}"),
     "config.replicate": Op(_config_replicate, {"settings": Arg(dict, required=True)},
                            "take another server's replicable settings {server, domain}: {changed}"),
     "domain.list": Op(_domain_list, {}, "the domains, the implicit default included", "read"),

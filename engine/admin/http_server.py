@@ -36,6 +36,7 @@ from engine.conf.options import OPTIONS_BY_NAME
 from engine.errors import BindError, ConfigError, DomainError, EngineError, NotFoundError, StateError
 from engine.events import AdminAction, Event
 from engine.smtpd.tls import TlsError, server_context
+from engine.store.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,14 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 class AdminTarget(ControlTarget, Protocol):
-    """What the admin server needs of the facade beyond the op table: the event bus."""
+    """What the admin server needs of the facade beyond the op table: the event bus, the Mailroot and the
+    intake (the Posting Acceptor)."""
 
+    @property
+    def mailroot(self) -> Mailroot: ...
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]: ...
     def publish(self, event: Event) -> None: ...
+    async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str: ...
 
 
 Setup = Callable[["AdminServer", web.Application], None]  # adds routes (the HTML manager, the Posting Acceptor)
@@ -136,6 +141,7 @@ class AdminServer:
         self._streams: set[asyncio.Queue[Event | None]] = set()
         self.bound: list[tuple[str, int]] = []
         self.tls = False
+        self.page_error: Callable[[web.Request, EngineError, int], web.StreamResponse] | None = None
 
     # -- lifetime ---------------------------------------------------------------------------------------
 
@@ -199,15 +205,13 @@ class AdminServer:
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Referrer-Policy", "same-origin")  # no-referrer would make form posts say Origin: null
         headers.setdefault("Cache-Control", "no-store")
         if self.tls:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if isinstance(response, web.HTTPException) and response.status >= 400:
             raise response
         return response
-
-    PUBLIC = ("/login", "/static/")
 
     @web.middleware
     async def _authenticate(self, request: web.Request,
@@ -218,13 +222,19 @@ class AdminServer:
                 return json_error(ForbiddenError(f"cross-site request from {origin} refused"))
         if request.path == "/login" or request.path.startswith("/static/"):
             return await handler(request)
+        api = request.path.startswith(("/api/", "/post")) and "text/html" not in request.headers.get("Accept", "")
         try:
             request["identity"] = await self.identify(request)
         except AuthError as error:
-            if request.path.startswith(("/api/", "/post")) or request.headers.get("Authorization"):
+            if api or request.headers.get("Authorization"):
                 return json_error(error)
             raise web.HTTPSeeOther("/login") from None
-        return await handler(request)
+        try:
+            return await handler(request)
+        except EngineError as error:  # a page's op failed, or a form was refused: say so on a page
+            if api or self.page_error is None:
+                return json_error(error)
+            return self.page_error(request, error, _status(error))
 
     async def identify(self, request: web.Request) -> Identity:
         header = request.headers.get("Authorization")

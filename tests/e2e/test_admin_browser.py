@@ -1,0 +1,165 @@
+"""The SMTP Service Manager (HTML) in a real browser: headless Chromium, driven by Selenium, against a real
+`smtpsvc serve`. Every page is screenshotted (SMTPSVC_SCREENSHOTS=DIR keeps them)."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from admin_support import OPERATORS, AdminServe
+from browser_support import chromium, need_chromium
+from serve_support import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[AdminServe]:
+    need_chromium()
+    process = AdminServe(tmp_path / "a")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path / "shots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def curl(engine: AdminServe, *args: str) -> str:
+    user = f"boss:{OPERATORS['boss'][0]}"
+    return subprocess.run(["curl", "-sSk", "-u", user, *args], check=True, capture_output=True, text=True,
+                          timeout=60).stdout
+
+
+def ehlo_size(port: int) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("browser.test")
+        return int(client.esmtp_features["size"])
+
+
+def message(path: Path, to: str, subject: str) -> Path:
+    path.write_bytes(f"From: a@example.test\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nbody\r\n".encode())
+    return path
+
+
+def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) -> None:
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    # A queued message for a remote domain whose smart host refuses connections, and one in Drop.
+    dead = free_port()
+    settings = f'{{"values": {{"smart_host": "[127.0.0.1]", "outbound_port": "{dead}"}}}}'
+    curl(engine, "-H", "Content-Type: application/json", "-d", settings, f"{engine.url}/api/v1/config.set_many")
+    curl(engine, "-F", f"file=@{message(tmp_path / 'far.eml', 'x@partner.test', 'Far away')}", f"{engine.url}/post")
+    curl(engine, "-F", f"file=@{message(tmp_path / 'near.eml', 'bob@example.test', 'Close by')}",
+         f"{engine.url}/post")
+
+    with chromium(tmp_path / "profile") as driver:
+        d: Any = driver
+
+        def shot(name: str) -> None:
+            d.save_screenshot(str(shots / f"{name}.png"))
+
+        def main_text() -> str:
+            return str(d.find_element(By.TAG_NAME, "main").text)
+
+        def see(text: str) -> None:
+            """Wait until the page (a click may still be loading it) shows ``text``."""
+            def shows(_: object) -> bool:
+                try:
+                    return text in main_text()
+                except (StaleElementReferenceException, NoSuchElementException):
+                    return False
+            try:
+                WebDriverWait(d, 30).until(shows)
+            except TimeoutException:
+                raise AssertionError(f"the page never showed {text!r}; it shows:\n{main_text()}") from None
+
+        d.get(f"{engine.url}/queue")  # not logged in: the login page
+        assert d.current_url.endswith("/login")
+        shot("01-login")
+        d.find_element(By.ID, "name").send_keys("boss")
+        d.find_element(By.ID, "password").send_keys("wrong")
+        d.find_element(By.CSS_SELECTOR, "form.login button").click()
+        see("wrong operator name or password")
+        d.find_element(By.ID, "name").clear()
+        d.find_element(By.ID, "name").send_keys("boss")
+        d.find_element(By.ID, "password").send_keys(OPERATORS["boss"][0])
+        d.find_element(By.CSS_SELECTOR, "form.login button").click()
+        see("started")
+        shot("02-server")
+
+        d.get(f"{engine.url}/properties/Messages")
+        size = d.find_element(By.ID, "f-max_message_size_kb")
+        size.clear()
+        size.send_keys("lots")
+        d.find_element(By.CSS_SELECTOR, "form.properties button[type=submit]").click()
+        see("'lots' is not a whole number")  # the option table's own message
+        shot("03-properties-invalid")
+        size = d.find_element(By.ID, "f-max_message_size_kb")
+        size.clear()
+        size.send_keys("1000")
+        d.find_element(By.CSS_SELECTOR, "form.properties button[type=submit]").click()
+        see("Applied: Max message size")
+        shot("04-properties-applied")
+        assert ehlo_size(engine.port) == 1000 * 1024
+
+        for page in ("domains", "sessions", "badmail", "counters", "events"):
+            d.get(f"{engine.url}/{page}")
+            shot(f"05-{page}")
+
+        d.get(f"{engine.url}/drop")
+        see("Close by")
+        shot("06-drop")
+        d.find_element(By.CSS_SELECTOR, "main table a").click()
+        see("Subject: Close by")
+        shot("07-drop-item")
+
+        d.get(f"{engine.url}/queue")
+        see("x@partner.test")
+        shot("08-queue")
+        d.find_element(By.CSS_SELECTOR, "table.queue a").click()
+        see("SMTP transcript")
+        shot("09-message")
+        d.find_element(By.CSS_SELECTOR, "button[value=freeze]").click()
+        see("1 message(s) frozen")
+        assert "frozen" in d.find_element(By.CSS_SELECTOR, "table.queue td.state").text
+        d.get(f"{engine.url}/queue?q=partner&state=frozen")
+        see("1 matching")
+
+        d.get(f"{engine.url}/upload")
+        d.find_element(By.ID, "files").send_keys(str(message(tmp_path / "up.eml", "carol@example.test", "Uploaded")))
+        d.find_element(By.CSS_SELECTOR, "form.properties button[type=submit]").click()
+        see("accepted as")
+        shot("10-upload")
+
+        # A form whose CSRF token was taken out is refused, and nothing happens.
+        d.get(f"{engine.url}/")
+        d.execute_script("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
+        d.find_element(By.CSS_SELECTOR, "button[value=pause]").click()
+        see("CSRF token")
+        shot("11-csrf-refused")
+        d.get(f"{engine.url}/")
+        see("started")
+
+        d.set_window_size(390, 844)  # a phone
+        d.get(f"{engine.url}/queue")
+        shot("12-phone-queue")
+        d.get(f"{engine.url}/properties/Access")
+        shot("13-phone-properties")
