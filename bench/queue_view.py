@@ -118,7 +118,9 @@ def write_config(workdir: Path, mailroot: Path) -> Path:
     from engine.conf.config import Config, DomainConfig, ServerConfig
     from engine.conf.config_file import save_config
 
-    config = Config(server=ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test", smart_host=UNREACHABLE),
+    # No delay notice or NDR falls due during a run (some messages are two days old): the queue stays put.
+    config = Config(server=ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test", smart_host=UNREACHABLE,
+                                        delay_notification_min=7 * 1440, expiration_min=14 * 1440),
                     domains=(DomainConfig("example.test", "default"),), mailroot=str(mailroot))
     path = workdir / "smtpsvc.toml"
     save_config(path, config)
@@ -171,7 +173,7 @@ def headless(workdir: Path, mailroot: Path, timeout: float = 300.0) -> dict[str,
     import signal
     import socket
 
-    from bench.common import free_port, proc_status_kb, read_banner, spawn_serve
+    from bench.common import cpu_seconds_tree, free_port, proc_status_kb, read_banner, spawn_serve
     from engine.admin.control import request_sync, socket_path
     from engine.errors import EngineError
 
@@ -183,7 +185,7 @@ def headless(workdir: Path, mailroot: Path, timeout: float = 300.0) -> dict[str,
     result: dict[str, object] = {}
     try:
         deadline = started + timeout
-        while time.perf_counter() < deadline and "recovered_s" not in result:
+        while time.perf_counter() < deadline and not {"recovered_s", "smtp_s"} <= result.keys():
             if proc.poll() is not None:
                 raise RuntimeError(f"smtpsvc serve exited {proc.returncode}; see {workdir / 'serve.log'}")
             now = time.perf_counter() - started
@@ -197,11 +199,12 @@ def headless(workdir: Path, mailroot: Path, timeout: float = 300.0) -> dict[str,
                 state = None
             if state is not None:
                 result.setdefault("control_s", now)
-                if not state.get("recovering", False):
+                if not state.get("recovering", False) and "recovered_s" not in result:
                     result["recovered_s"] = time.perf_counter() - started
-                    break
-                result.setdefault("partial_listing", bool(
-                    request_sync(control, "queue.list", limit=1).get("recovering", False)))
+                    result["cpu_s"] = cpu_seconds_tree(proc.pid)  # the machine is shared: CPU is steadier
+                else:
+                    result.setdefault("partial_listing", bool(
+                        request_sync(control, "queue.list", limit=1).get("recovering", False)))
             time.sleep(0.01)
         page = request_sync(control, "queue.list", limit=1, timeout=60.0)
         result["queued"] = page["total"]
@@ -393,6 +396,8 @@ def headless_report(count: int, served: dict[str, object]) -> str:
         row("SMTP greeting after the process started", "smtp_s", HEADLESS_TARGETS["smtp_s"]),
         row("control socket answers", "control_s", HEADLESS_TARGETS["smtp_s"]),
         row("whole queue recovered", "recovered_s", HEADLESS_TARGETS["recovered_s"]),
+        f"| … CPU time of the process until then (user + system) | {float(served.get('cpu_s', 0.0)):.2f} s"  # type: ignore[arg-type]
+        " | | |",
         f"| a queue list during recovery says partial | {served.get('partial_listing', '—')} | | |",
         row("engine RSS, queue recovered", "engine_rss_mb", HEADLESS_TARGETS["rss_mb"], "MB"),
         f"| messages listed | {served.get('queued')} | {count} | |",
@@ -428,13 +433,18 @@ def main(argv: list[str] | None = None) -> int:
             fill_s = time.perf_counter() - started
         count = sum(1 for _ in (mailroot / "Queue").glob("*.eml"))
         if args.headless:
-            print("smtpsvc serve ...", flush=True)
-            served = headless(workdir, mailroot)
-            print(headless_report(count, served))
+            runs = {}
+            for name in ("first start (no index: from the files)", "second start (with the index)"):
+                print(f"smtpsvc serve, {name} ...", flush=True)
+                runs[name] = headless(workdir, mailroot)
+                print(f"  {runs[name]}", flush=True)
+            for name, served in runs.items():
+                print(f"\n{name}:\n")
+                print(headless_report(count, served))
             OUT_DIR.mkdir(parents=True, exist_ok=True)
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             (OUT_DIR / f"queue_serve-{stamp}.json").write_text(json.dumps(
-                {"count": count, "serve": served, "load": os.getloadavg()}, indent=2))
+                {"count": count, "serve": runs, "load": os.getloadavg()}, indent=2))
             return 0
         config = write_config(workdir, mailroot)
         print("recovery ...", flush=True)

@@ -20,13 +20,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.bounce.dsn_params import wants_success
 from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config
 from engine.errors import NotFoundError
 from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved, QueueChanged, QueueRecovery
-from engine.qmgr import recovery
+from engine.qmgr import queue_index, recovery
 from engine.store.commit import Committer
 from engine.store.envelope import (
     RecipientState,
@@ -42,6 +43,8 @@ LOCAL_RETRY = 60.0  # seconds between tries to write to an unwritable Drop direc
 RECOVERY_CHUNK = 1000  # messages read back per thread task; the loop takes each chunk in one turn
 RECOVERY_THREADS = 2
 RECOVERY_EVENT_INTERVAL = 0.25  # seconds between QueueRecovery progress events
+RECOVERY_BATCH = 5000  # messages from the index taken per loop turn
+COMPACT_SLACK = 10_000  # index lines beyond twice the messages queued before it is compacted
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,9 @@ class QueueStore:
         self._live: set[str] = set()  # ids queued or finished by the running engine while recovery runs
         self._recovered = 0
         self._expected = 0
+        self._recovered_all = False  # until then, listings are partial
+        self.index = queue_index.QueueIndex(mailroot.queue)
+        self._compaction: asyncio.Task[None] | None = None
 
     # -- start / stop ---------------------------------------------------------------------------
 
@@ -211,7 +217,7 @@ class QueueStore:
     @property
     def recovering(self) -> bool:
         """True until every message on disk at start is known (a listing meanwhile is partial)."""
-        return self._recovery is not None and not self._recovery.done()
+        return not self._recovered_all
 
     def recovery_progress(self) -> tuple[int, int]:
         """(messages read back so far, messages found at start); (0, 0) before the listing."""
@@ -223,7 +229,7 @@ class QueueStore:
         Each recovered message is handed to delivery as it is read (``on_recovered``). A message that the
         running engine already knows (it was queued after the start) or has already finished is not touched.
         """
-        self._live = set(self.entries)
+        self._live.update(self.entries)
         self._recovery = asyncio.get_running_loop().create_task(self._recover())
         return self._recovery
 
@@ -235,21 +241,42 @@ class QueueStore:
         loop = asyncio.get_running_loop()
         queue_dir = self.mailroot.queue
         self._publish_recovery(False)
+        usable = await asyncio.to_thread(self.index.open)
         listing = await asyncio.to_thread(recovery.scan, queue_dir)
         self._expected = len(listing.messages)
         self._publish_recovery(False)
-        ids = listing.messages
-        chunks = [ids[start:start + RECOVERY_CHUNK] for start in range(0, len(ids), RECOVERY_CHUNK)]
+        indexed: dict[str, queue_index.Indexed] = {}
+        if usable:
+            try:
+                indexed = await asyncio.to_thread(self.index.load, listing.messages, listing.records)
+            except OSError as error:
+                log.warning("queue index not read (the messages are read from their files): %s", error)
+        missing: list[str] = []
+        batch: list[recovery.Loaded | recovery.Unreadable] = []
+        for queue_id in listing.order:  # oldest first, so that the oldest are scheduled first
+            known = indexed.get(queue_id)
+            if known is None:
+                missing.append(queue_id)
+                continue
+            batch.append(recovery.Loaded(queue_id, known[0], known[1], known[2], 0, 0))
+            if len(batch) >= RECOVERY_BATCH:
+                self._take(batch, queue_dir)
+                batch = []
+                await asyncio.sleep(0)  # let sessions and delivery run between batches
+        self._take(batch, queue_dir)
+        del indexed, batch
+        chunks = [missing[start:start + RECOVERY_CHUNK] for start in range(0, len(missing), RECOVERY_CHUNK)]
         with ThreadPoolExecutor(RECOVERY_THREADS, thread_name_prefix="recovery") as pool:
-            pending = [loop.run_in_executor(pool, recovery.read_chunk, queue_dir, chunk, listing.records)
-                       for chunk in chunks[:RECOVERY_THREADS * 2]]
+            def read(chunk: list[str]) -> asyncio.Future[list[recovery.Loaded | recovery.Unreadable]]:
+                return loop.run_in_executor(pool, self._read_and_index, queue_dir, chunk, listing.records)
+
+            pending = [read(chunk) for chunk in chunks[:RECOVERY_THREADS * 2]]
             following = RECOVERY_THREADS * 2
             last_event = loop.time()
             while pending:
                 results = await pending.pop(0)
                 if following < len(chunks):
-                    pending.append(loop.run_in_executor(pool, recovery.read_chunk, queue_dir, chunks[following],
-                                                        listing.records))
+                    pending.append(read(chunks[following]))
                     following += 1
                 self._take(results, queue_dir)
                 if loop.time() - last_event >= RECOVERY_EVENT_INTERVAL:
@@ -260,15 +287,42 @@ class QueueStore:
                 # The message was delivered and removed but its record was not: nothing to lose.
                 (queue_dir / f"{queue_id}.env").unlink(missing_ok=True)
         self._live.clear()
+        self._recovered_all = True
         self._publish_recovery(True)
-        log.info("recovered %d queued message(s)", self._recovered)
+        log.info("recovered %d queued message(s), %d from the index", self._recovered,
+                 self._recovered - len(missing))
+        self._compact_if_due()
         return self._recovered
 
+    def _read_and_index(self, queue_dir: Path, ids: list[str],
+                        records: dict[str, int]) -> list[recovery.Loaded | recovery.Unreadable]:
+        """Read messages from their files (worker thread) and put them into the index for the next start."""
+        results = recovery.read_chunk(queue_dir, ids, records)
+        self.index.append(queue_index.line(r.queue_id, r.eml_ino, r.env_ino, r.size, r.offset,
+                                           queue_index.fields_of(r.record))
+                          for r in results if isinstance(r, recovery.Loaded))
+        return results
+
+    def _compact_if_due(self) -> None:
+        """Rewrite the index in the background when most of its lines are old versions."""
+        if self._compaction is not None or self.recovering or self._recovery is None:
+            return
+        if self.index.lines <= 2 * len(self.entries) + COMPACT_SLACK:
+            return
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.index.compact, set(self.entries)))
+        self._compaction = task
+        task.add_done_callback(self._compacted)
+
+    def _compacted(self, task: asyncio.Task[None]) -> None:
+        self._compaction = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not compact the queue index: %s", task.exception())
+
     def _take(self, results: list[recovery.Loaded | recovery.Unreadable], queue_dir: Path) -> None:
-        """Put one chunk of read-back messages into the index (on the loop, between other work)."""
+        """Put one batch of read-back messages into memory and hand them to delivery (on the loop)."""
         live = self._live
         domains = self._config().effective_domains
-        local_domains: dict[str, bool] = {}  # per chunk: the classification of each domain seen
+        local_domains: dict[str, bool] = {}  # per batch: the classification of each domain seen
         for result in results:
             queue_id = result.queue_id
             if queue_id in live or queue_id in self.entries:
@@ -278,10 +332,11 @@ class QueueStore:
                 continue
             if result.bad_record:
                 self._quarantine(queue_dir / f"{queue_id}.env", f"unreadable state record: {result.bad_record}")
-            entry = QueueEntry(result.record, queue_dir, result.size, result.offset)
-            self.entries[queue_id] = entry
+            record = result.record
+            entry = QueueEntry(record, queue_dir, result.size, result.offset)
+            self.entries[record.queue_id] = entry  # the record's own id string: not one more copy per entry
             self._recovered += 1
-            for rcpt in entry.record.recipients:
+            for rcpt in record.recipients:
                 if rcpt.status != "pending":
                     continue
                 domain = domain_of(rcpt.address)
@@ -309,15 +364,17 @@ class QueueStore:
         self._worker = asyncio.get_running_loop().create_task(self._local_worker())
 
     async def stop(self) -> None:
-        if self._recovery is not None:
-            self._recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery
+        for task in (self._recovery, self._compaction):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        self.index.close()
 
     # -- index ----------------------------------------------------------------------------------
 
@@ -331,6 +388,8 @@ class QueueStore:
         self.entries[queue_id] = QueueEntry(record, folder if path.parent == folder else path.parent, size, offset)
         if self.recovering:
             self._live.add(queue_id)
+        self.index.append((queue_index.line(queue_id, *_inodes(path), size, offset, queue_index.fields_of(record)),))
+        self._compact_if_due()
         self._local.put_nowait(queue_id)
         self.on_added(queue_id)
 
@@ -368,8 +427,21 @@ class QueueStore:
         return QueueLengths(local, remote, local_retry, remote_retry, undeliverable)
 
     async def save_state(self, entry: QueueEntry) -> None:
-        path = entry.path.with_suffix(".env")
-        await self.committer.run(self.mailroot.write_atomic, path, entry.record.to_bytes())
+        record = entry.record
+        data, fields = record.to_bytes(), queue_index.fields_of(record)  # the same moment's state, both
+        await self.committer.run(self._write_state, entry.folder, record.queue_id, entry.size, entry.offset,
+                                 data, fields)
+        self._compact_if_due()
+
+    def _write_state(self, folder: Path, queue_id: str, size: int, offset: int, data: bytes,
+                     fields: list[Any]) -> None:
+        """Worker thread: the state record file (durable), then its line in the index with the inode written."""
+        env_ino = self.mailroot.write_atomic(folder / f"{queue_id}.env", data)
+        try:
+            eml_ino = os.stat(folder / f"{queue_id}.eml").st_ino
+        except FileNotFoundError:
+            return  # finished meanwhile: no line needed
+        self.index.append((queue_index.line(queue_id, eml_ino, env_ino, size, offset, fields),))
 
     async def remove(self, entry: QueueEntry, reason: str) -> None:
         """Forget an entry whose recipients are all final; its files go last.
@@ -542,6 +614,18 @@ class QueueStore:
         await self.committer.sync_directory(folder)
         await self.committer.run(_unlink_entry, entry.path)
         await self.committer.sync_directory(entry.path.parent)
+
+
+def _inodes(path: Path) -> tuple[int, int]:
+    """Inodes of a message file and of its state record (0: none; -1: no message file, a line never valid)."""
+    try:
+        eml = os.stat(path).st_ino
+    except FileNotFoundError:
+        return -1, -1
+    try:
+        return eml, os.stat(path.with_suffix(".env")).st_ino
+    except FileNotFoundError:
+        return eml, 0
 
 
 def _replace(source: Path, target: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +21,15 @@ RECORD_READ = 1 << 20
 
 @dataclass(slots=True)
 class Listing:
-    """What one pass over Queue/ found: message ids (oldest first: ids sort by arrival) and state records."""
+    """What one pass over Queue/ found: messages and state records (id → inode), ids oldest first."""
 
-    messages: list[str] = field(default_factory=list)
-    records: set[str] = field(default_factory=set)
+    messages: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # message ids, sorted (ids sort by arrival)
 
     def orphans(self) -> list[str]:
         """State records whose message is gone (delivered, its record not yet removed when it crashed)."""
-        return sorted(self.records.difference(self.messages))
+        return sorted(self.records.keys() - self.messages.keys())
 
 
 @dataclass(slots=True)
@@ -37,6 +38,8 @@ class Loaded:
     record: StateRecord
     size: int
     offset: int
+    eml_ino: int
+    env_ino: int  # 0: no state record file (or an unreadable one)
     bad_record: str = ""  # why the .env was unreadable ("" = fine or absent); the record then comes from the head
 
 
@@ -52,14 +55,14 @@ def scan(queue_dir: Path) -> Listing:
         for entry in entries:
             name = entry.name
             if name.endswith(".eml"):
-                listing.messages.append(name[:-4])
+                listing.messages[name[:-4]] = entry.inode()
             elif name.endswith(".env"):
-                listing.records.add(name[:-4])
-    listing.messages.sort()
+                listing.records[name[:-4]] = entry.inode()
+    listing.order = sorted(listing.messages)
     return listing
 
 
-def read_chunk(queue_dir: Path, ids: Iterable[str], records: set[str]) -> list[Loaded | Unreadable]:
+def read_chunk(queue_dir: Path, ids: Iterable[str], records: Container[str]) -> list[Loaded | Unreadable]:
     """Read these messages (heads and, where ``records`` has them, state records); vanished ones are left out."""
     results: list[Loaded | Unreadable] = []
     dir_fd = os.open(queue_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -92,27 +95,30 @@ def _read_one(dir_fd: int, queue_id: str, has_record: bool) -> Loaded:
     bad = ""
     if has_record:
         try:
-            record = _parse_record(_read_all(dir_fd, queue_id + ".env"))
+            data, env_ino = _read_all(dir_fd, queue_id + ".env")
+            record = _parse_record(data)
             if record.queue_id == queue_id:
-                return Loaded(queue_id, record, size, offset)
+                return Loaded(queue_id, record, size, offset, status.st_ino, env_ino)
         except FileNotFoundError:
             pass
         except EnvelopeError as error:
             bad = str(error)
     record = StateRecord(queue_id, sys.intern(sender), [RecipientState(r) for r in recipients], status.st_mtime)
-    return Loaded(queue_id, record, size, offset, bad)
+    return Loaded(queue_id, record, size, offset, status.st_ino, 0, bad)
 
 
-def _read_all(dir_fd: int, name: str) -> bytes:
+def _read_all(dir_fd: int, name: str) -> tuple[bytes, int]:
+    """The file's bytes and its inode."""
     fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
     try:
+        ino = os.fstat(fd).st_ino
         data = os.read(fd, RECORD_READ)
         while len(data) % RECORD_READ == 0 and data:
             more = os.read(fd, RECORD_READ)
             if not more:
                 break
             data += more
-        return data
+        return data, ino
     finally:
         os.close(fd)
 

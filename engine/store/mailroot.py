@@ -89,8 +89,8 @@ class Mailroot:
     def temp_path(self, prefix: str = "tmp", suffix: str = "") -> Path:
         return self.sorttemp / f"{prefix}-{new_id()}{suffix}"
 
-    def write_atomic(self, final: Path, data: bytes, *, sync: bool = True) -> None:
-        """Write ``data`` to ``final`` via SortTemp + fsync + rename + directory fsync."""
+    def write_atomic(self, final: Path, data: bytes, *, sync: bool = True) -> int:
+        """Write ``data`` to ``final`` via SortTemp + fsync + rename + directory fsync; returns its inode."""
         temp = self.temp_path("w")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -100,6 +100,7 @@ class Mailroot:
                 view = view[written:]
             if sync:
                 os.fsync(fd)
+            inode = os.fstat(fd).st_ino
         except BaseException:
             os.close(fd)
             temp.unlink(missing_ok=True)
@@ -112,3 +113,4 @@ class Mailroot:
             raise
         if sync:
             fsync_dir(final.parent)
+        return inode

@@ -1,0 +1,142 @@
+"""The Queue's index: a restart reads one file, and the message files stay the truth (edited by hand, damaged
+index, another boot, messages gone); compaction keeps each message's last line only."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import pytest
+from queue_support import queue_id, write_queued
+
+from engine.conf.config import Config
+from engine.qmgr import queue_index
+from engine.qmgr.queue import QueueItem
+from engine.server import VirtualServer
+from engine.store.envelope import StateRecord
+
+NOW = time.time()
+
+
+async def _recover(config: Config, caplog: pytest.LogCaptureFixture) -> tuple[dict[str, QueueItem], int]:
+    """Every queued message after an offline start (the whole queue read back), and how many came from the index."""
+    caplog.clear()
+    server = VirtualServer(config)
+    with caplog.at_level(logging.INFO, logger="engine.qmgr.queue"):
+        await server.start(offline=True)
+        try:
+            page = await server.list_queue(0, 1 << 30)
+        finally:
+            await server.stop()
+    assert not page.recovering
+    found = [re.search(r"(\d+) from the index", r.getMessage()) for r in caplog.records]
+    [indexed] = [int(m.group(1)) for m in found if m]
+    return {item.queue_id: item for item in page.items}, indexed
+
+
+def _queue(config: Config) -> Path:
+    return Path(config.mailroot) / "Queue"
+
+
+async def test_a_restart_reads_the_index_and_finds_the_same_queue(config_factory, caplog) -> None:
+    config = config_factory()
+    write_queued(_queue(config), 200, now=NOW, frozen_every=7)
+    first, indexed = await _recover(config, caplog)
+    assert indexed == 0 and len(first) == 200  # no index yet: read from the files, and indexed
+    assert (_queue(config) / queue_index.NAME).exists()
+    second, indexed = await _recover(config, caplog)
+    assert indexed == 200
+    assert second == first
+    assert sum(item.state == "frozen" for item in second.values()) == len(range(0, 200, 7))
+
+
+async def test_a_change_made_by_the_engine_is_in_the_index(config_factory, caplog) -> None:
+    config = config_factory()
+    write_queued(_queue(config), 50, now=NOW)
+    await _recover(config, caplog)
+    server = VirtualServer(config)
+    await server.start(offline=True)
+    try:
+        await server.freeze(queue_id(3))  # rewrites its state record: a new line in the index
+    finally:
+        await server.stop()
+    items, indexed = await _recover(config, caplog)
+    assert indexed == 50 and items[queue_id(3)].state == "frozen"
+
+
+async def test_a_state_record_replaced_by_hand_wins_over_the_index(config_factory, caplog) -> None:
+    config = config_factory()
+    queue = _queue(config)
+    write_queued(queue, 50, now=NOW)
+    await _recover(config, caplog)
+    path = queue / f"{queue_id(7)}.env"
+    record = StateRecord.from_bytes(path.read_bytes())
+    record.frozen, record.attempts = True, 5
+    temp = path.with_name("edited.tmp")
+    temp.write_bytes(record.to_bytes())
+    temp.replace(path)  # as any atomic writer does: a new file
+    items, indexed = await _recover(config, caplog)
+    assert indexed == 49
+    assert items[queue_id(7)].state == "frozen" and items[queue_id(7)].attempts == 5
+
+
+async def test_a_damaged_index_loses_nothing(config_factory, caplog) -> None:
+    config = config_factory()
+    queue = _queue(config)
+    write_queued(queue, 100, now=NOW, frozen_every=3)
+    expected, _ = await _recover(config, caplog)
+    index = queue / queue_index.NAME
+    data = bytearray(index.read_bytes())
+    for at in range(len(data) // 3, len(data), len(data) // 7):
+        data[at] ^= 0x55  # flipped bits in a few lines
+    index.write_bytes(bytes(data[: len(data) - 40]))  # and a torn last line
+    items, indexed = await _recover(config, caplog)
+    assert 80 <= indexed < 100
+    assert items == expected
+    _, indexed = await _recover(config, caplog)
+    assert indexed == 100  # the damaged ones were indexed again
+
+
+async def test_an_index_from_another_boot_is_rebuilt_from_the_files(config_factory, caplog) -> None:
+    config = config_factory()
+    queue = _queue(config)
+    write_queued(queue, 30, now=NOW)
+    expected, _ = await _recover(config, caplog)
+    index = queue / queue_index.NAME
+    head, rest = index.read_bytes().split(b"\n", 1)
+    magic, _boot, layout = head.rsplit(b" ", 2)
+    index.write_bytes(b"%s %s %s\n%s" % (magic, b"another-boot", layout, rest))
+    items, indexed = await _recover(config, caplog)
+    assert indexed == 0 and items == expected
+    assert index.read_bytes().split(b"\n", 1)[0] == queue_index.header().rstrip(b"\n")
+
+
+async def test_a_message_gone_from_the_queue_is_not_brought_back_by_the_index(config_factory, caplog) -> None:
+    config = config_factory()
+    queue = _queue(config)
+    write_queued(queue, 20, now=NOW)
+    await _recover(config, caplog)
+    (queue / f"{queue_id(4)}.eml").unlink()
+    items, indexed = await _recover(config, caplog)
+    assert queue_id(4) not in items and indexed == 19 and len(items) == 19
+    assert not (queue / f"{queue_id(4)}.env").exists()  # its orphan record went too
+
+
+def test_compaction_keeps_the_last_line_of_each_live_message(tmp_path: Path) -> None:
+    index = queue_index.QueueIndex(tmp_path)
+    assert not index.open()  # nothing to load: started afresh
+
+    def line(name: str, attempts: int) -> bytes:
+        record = StateRecord(name, "s@example.test", [], NOW, attempts=attempts)
+        return queue_index.line(name, 11, 0, 100, 10, queue_index.fields_of(record))
+
+    index.append([line("A", 1), line("B", 1), line("A", 2), line("C", 1), line("A", 3)])
+    assert index.lines == 5
+    index.compact({"A", "C"})
+    assert index.lines == 2
+    index.append([line("C", 2)])
+    found = index.load({"A": 11, "B": 11, "C": 11}, {})
+    assert {name: record.attempts for name, (record, _, _) in found.items()} == {"A": 3, "C": 2}
+    index.close()
