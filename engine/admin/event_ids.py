@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from engine.events import (
+    AdminAction,
     ConfigChanged,
     ErrorEvent,
     Event,
@@ -43,6 +44,7 @@ EVENT_TYPES: dict[int, EventType] = {t.event_id: t for t in (
     EventType(1003, "Information", "Service", "The virtual server continued after a pause"),
     EventType(1004, "Information", "Queue", "The queue was read back after a start"),
     EventType(1100, "Information", "Configuration", "The configuration changed"),
+    EventType(1101, "Information", "Administration", "An operator changed something over the admin server"),
     EventType(2000, "Warning", "Security", "A client address was locked out after failed logins"),
     EventType(2001, "Warning", "Security", "A login was refused during a lock-out"),
     EventType(2002, "Warning", "Security", "A setting weakens security"),
@@ -109,6 +111,7 @@ _RULES: dict[type[Event], Callable[[Any], tuple[int, str] | None]] = {
     StateChanged: _state,
     QueueRecovery: _recovery,
     ConfigChanged: lambda e: (1100, "Changed: " + ", ".join(e.keys) + "."),
+    AdminAction: lambda e: (1101, f"Operator {e.operator} from {e.peer}: {e.op} {e.detail}".rstrip() + "."),
     AuthFailed: _auth_failed,
     AuthRefusedLocked: lambda e: (2001, f"A login from {e.peer} was refused: locked out for "
                                         f"{int(e.seconds_left)} more seconds."),

@@ -24,7 +24,9 @@ from pathlib import Path
 from engine.admin.operators import operator_store
 from engine.conf.config import Config
 from engine.errors import EngineError
+from engine.events import Event
 from engine.smtpd.authlimit import AuthLimiter
+from engine.smtpd.security import AuthFailed, AuthRefusedLocked
 from engine.smtpd.users import UserStore
 
 SESSION_IDLE_S = 30 * 60  # a browser session left alone this long must log in again
@@ -77,8 +79,10 @@ class OperatorAuth:
     """The operators file of the current configuration, the failure limiter and the browser sessions."""
 
     def __init__(self, config: Callable[[], Config], default_path: Path | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 publish: Callable[[Event], None] = lambda event: None) -> None:
         self._config = config
+        self._publish = publish
         self._default_path = default_path
         self._clock = clock
         self.limiter = AuthLimiter(clock)
@@ -102,6 +106,7 @@ class OperatorAuth:
         server = self._config().server
         locked = self.limiter.locked_for(peer)
         if locked > 0:
+            self._publish(AuthRefusedLocked(peer, locked))
             raise AuthError(f"too many failed logins from {peer}: locked out for {int(locked) + 1} more seconds",
                             locked=True)
         store = self.store()
@@ -113,6 +118,7 @@ class OperatorAuth:
         verdict = self.limiter.failed(peer, threshold=server.auth_lockout_failures,
                                       period=server.auth_lockout_seconds,
                                       base_delay=server.auth_failure_delay_ms / 1000)
+        self._publish(AuthFailed(peer, f"operator {name}", verdict.failures, verdict.locked))
         await asyncio.sleep(verdict.delay)
         if verdict.locked:
             raise AuthError(f"wrong operator name or password; {peer} is now locked out for "

@@ -31,6 +31,7 @@ NAV = (("/", "Server"), ("/properties/General", "Properties"), ("/domains", "Dom
        ("/counters", "Counters"), ("/events", "Events"), ("/upload", "Post messages"))
 TABS = tuple(dict.fromkeys(option.tab for option in OPTIONS))
 PAGE_SIZE = 50
+EVENTS_SHOWN = 200  # the newest entries of the last week
 SCAN_LIMIT = 100_000  # a filtered queue view reads at most this many messages
 LOGIN_COOKIE = "smtpsvc_login"
 QUEUE_STATES = ("queued", "active", "deferred", "frozen")
@@ -424,7 +425,10 @@ class Pages:
                            counters=sorted(counters.items()), now=when(time.time()))
 
     async def events_page(self, request: web.Request) -> web.Response:
-        return self.render(request, "events.html", "Events", "Events", log=None)
+        entries = await self.op(request, request["identity"], "events.list", {"since": int(time.time()) - 7 * 86400})
+        log = [{"when": when(e["at"]), "level": e["level"], "id": e["id"], "source": e["source"], "text": e["text"]}
+               for e in reversed(entries[-EVENTS_SHOWN:])]
+        return self.render(request, "events.html", "Event Log", "Events", log=log)
 
     async def upload_page(self, request: web.Request, results: list[dict[str, Any]] | None = None) -> web.Response:
         base = f"{request.scheme}://{request.host}"

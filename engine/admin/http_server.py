@@ -113,10 +113,14 @@ def admin_tls(config: Config) -> ssl.SSLContext | None:
 
 def _audit_detail(op: str, args: dict[str, Any]) -> str:
     """What an AdminAction says about the arguments: never a secret value, never a whole configuration."""
+    def shown(key: object, value: object) -> str:
+        option = OPTIONS_BY_NAME.get(str(key).removeprefix("server."))
+        return f"{key} = {'********' if option is not None and option.secret else value}"
+
     if op == "config.set":
-        option = OPTIONS_BY_NAME.get(str(args.get("key", "")).removeprefix("server."))
-        value = "********" if option is not None and option.secret else args.get("value")
-        return f"{args.get('key')} = {value}"
+        return shown(args.get("key"), args.get("value"))
+    if op == "config.set_many" and isinstance(args.get("values"), dict):
+        return "; ".join(shown(key, value) for key, value in args["values"].items())[:300]
     if op == "config.replicate":
         settings = args.get("settings")
         server = settings.get("server", {}) if isinstance(settings, dict) else {}
@@ -135,7 +139,7 @@ class AdminServer:
     def __init__(self, target: AdminTarget, *, operators_default: Path | None = None,
                  setups: tuple[Setup, ...] = ()) -> None:
         self.target = target
-        self.auth = OperatorAuth(target.config, operators_default)
+        self.auth = OperatorAuth(target.config, operators_default, publish=target.publish)
         self._setups = setups
         self._runner: web.AppRunner | None = None
         self._streams: set[asyncio.Queue[Event | None]] = set()

@@ -143,6 +143,9 @@ async def test_api_refuses_bad_requests(engine: AdminServe) -> None:
                         break
             assert seen[-1]["operator"] == "boss" and seen[-1]["op"] == "config.set"
             assert "max_recipients = 50" in seen[-1]["detail"]
+        status, reply = await post("events.list", b"{}")
+        texts = [entry["text"] for entry in reply["result"]]  # type: ignore[union-attr]
+        assert "Operator boss from 127.0.0.1: config.set max_recipients = 50." in texts
         async with session.get("/static/", ssl=False) as response:
             assert response.status in (403, 404)  # no directory listing
             assert response.headers["X-Frame-Options"] == "DENY"

@@ -16,12 +16,21 @@ from engine.admin.control import request
 from engine.admin.event_ids import EVENT_TYPES, EventEntry, entry_for
 from engine.conf.config import Config
 from engine.errors import BindError
-from engine.events import ConfigChanged, ErrorEvent, ListenerFailed, MessageBadmailed, MessageQueued, SessionOpened
+from engine.events import (
+    AdminAction,
+    ConfigChanged,
+    ErrorEvent,
+    ListenerFailed,
+    MessageBadmailed,
+    MessageQueued,
+    SessionOpened,
+)
 from engine.events import StateChanged as State
 from engine.smtpd.security import AuthFailed
 
 # Published IDs never change meaning: this table is the contract with scripts and monitoring.
 STABLE = {1000: "Service", 1001: "Service", 1002: "Service", 1003: "Service", 1004: "Queue", 1100: "Configuration",
+          1101: "Administration",
           2000: "Security", 2001: "Security", 2002: "Security", 2003: "TLS", 3000: "Badmail", 3001: "NDR",
           3002: "NDR", 4000: "Listener", 5000: "Queue", 5001: "Drop", 5002: "Pickup", 5003: "Protocol log",
           5004: "SMTP", 5099: "Service"}
@@ -39,6 +48,7 @@ def test_the_id_table_is_stable() -> None:
     (State("starting", "stopped"), None),
     (ListenerFailed("127.0.0.1:25", "Permission denied"), (4000, "Error")),
     (ConfigChanged(("server.max_recipients",)), (1100, "Information")),
+    (AdminAction("boss", "127.0.0.1", "queue.delete", '{"id":"Q1"}'), (1101, "Information")),
     (AuthFailed("192.0.2.1", "alice", 5, True), (2000, "Warning")),
     (AuthFailed("192.0.2.1", "alice", 1, False), None),
     (MessageBadmailed("x", "no recipients", "pickup"), (3000, "Warning")),
