@@ -21,7 +21,7 @@ from app.bridge import EngineBridge
 from app.desktop import display_problem
 from app.export import write_csv
 from app.host import EngineHost
-from app.serve import effective_config
+from app.serve import config_failure, effective_config
 from engine.errors import EngineError, MailrootLockedError
 from ui.errors import MessageBridge, describe
 from ui.icons import state_icon
@@ -133,14 +133,19 @@ def run_manager(args: argparse.Namespace) -> int:
     try:
         manager = Manager(args)
     except EngineError as error:
-        QMessageBox.critical(None, "smtpsvc", f"The configuration cannot be used:\n\n{describe(error)}")
+        text = config_failure(args, error)
+        print(f"smtpsvc: {text}", file=sys.stderr)  # for whoever started it from a terminal
+        QMessageBox.critical(None, "smtpsvc", text[:1].upper() + text[1:])
         return 2
     try:
         start_error = manager.start_engine()
     except MailrootLockedError as error:
         manager.shutdown()
+        print(f"smtpsvc: {locked_message(error)}", file=sys.stderr)
         QMessageBox.critical(None, "smtpsvc", locked_message(error))
         return 1
+    if start_error is not None:
+        print(f"smtpsvc: the virtual server could not start: {start_error}", file=sys.stderr)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     install_error_hooks(manager.messages, loop)

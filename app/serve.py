@@ -19,7 +19,7 @@ from engine.admin.operators import OPERATORS_NAME
 from engine.conf.config import Config, DomainConfig, default_config_path
 from engine.conf.config_file import load_config, save_config, validate_config
 from engine.conf.hostport import join_hostport
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 from engine.server import VirtualServer
 
 log = logging.getLogger("smtpsvc")
@@ -58,6 +58,16 @@ def effective_config(args: argparse.Namespace) -> tuple[Config, Path]:
         config = replace(config, domains=(default, *others))
     validate_config(config)
     return config, path
+
+
+def config_failure(args: argparse.Namespace, error: EngineError) -> str:
+    """What `smtpsvc` and `smtpsvc serve` say when the configuration cannot be used: which file, each problem."""
+    path: Path = args.config or default_config_path()
+    if isinstance(error, ConfigError):
+        lines = [f"  {key}: {why}" for key, why in error.problems]
+        return "\n".join([f"the configuration cannot be used ({path}):", *lines,
+                          "Correct the file (or use `smtpsvc config set KEY VALUE`) and start again."])
+    return f"the configuration cannot be used ({path}): {error}"
 
 
 def config_saver(path: Path, args: argparse.Namespace) -> Callable[[Config], None]:
@@ -140,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config, path = effective_config(args)
     except EngineError as error:
-        print(f"smtpsvc: {error}", file=sys.stderr)
+        print(f"smtpsvc: {config_failure(args, error)}", file=sys.stderr)
         return 2
     try:
         import uvloop

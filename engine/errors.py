@@ -13,7 +13,8 @@ class ConfigError(EngineError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  {key}: {why}" for key, why in self.problems)
-        super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
+        count = len(self.problems)
+        super().__init__(f"invalid configuration ({count} problem{'' if count == 1 else 's'}):\n{lines}")
 
 
 class DomainError(EngineError):

@@ -44,6 +44,7 @@ from engine.events import (
 )
 from engine.log.protocol_log import ProtocolLog
 from engine.log.settings import log_settings
+from engine.oserrors import bind_failure, mailroot_failure
 from engine.qmgr.delivery import RemoteDelivery
 from engine.qmgr.queue import QueueDetail, QueueEntry, QueuePage, QueueStore
 from engine.smtp.resolver import Resolver
@@ -198,13 +199,12 @@ class VirtualServer:
         try:
             self.mailroot.root.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(self._lock.acquire)  # waits a moment for a `smtpsvc queue` command
-        except OSError as error:  # a file, a read-only or missing parent, no permission: one line, no traceback
-            raise MailrootError(f"cannot use the Mailroot {self.mailroot.root}: "
-                                f"{error.strerror or error}") from error
+        except OSError as error:
+            raise MailrootError(mailroot_failure(self.mailroot.root, error)) from error
         try:
             self.mailroot.create()
         except OSError as error:
-            raise MailrootError(f"cannot create the Mailroot directories: {error}") from error
+            raise MailrootError(mailroot_failure(Path(error.filename or self.mailroot.root), error)) from error
         self._committer = Committer(sync=self._sync)
         self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config, clock=self.clock)
         self._queue.on_dropped = self._on_dropped
@@ -296,9 +296,9 @@ class VirtualServer:
             except OSError as error:
                 for started in added.values():
                     started.close()
-                reason = error.strerror or str(error)
-                self.bus.publish(ListenerFailed(address, reason))
-                raise BindError(f"cannot listen on {address}: {reason}") from error
+                sentence = bind_failure(address, error)
+                self.bus.publish(ListenerFailed(address, sentence.removeprefix(f"cannot listen on {address}: ")))
+                raise BindError(sentence) from error
         for address in [a for a in self._servers if a not in wanted]:
             self._servers.pop(address).close()
         self._servers.update(added)
