@@ -78,7 +78,8 @@ def test_serves_during_recovery_and_kill_9_during_recovery_loses_nothing(serve: 
         _send(serve, f"remote-{round_}", "far@relay.test")
         local.append(f"local-{round_}")
         remote.append(f"remote-{round_}")
-        _until(lambda: (s := _state(serve))["recovery"]["recovered"] >= COUNT * share or not s["recovering"])
+        _until(lambda share=share: (s := _state(serve))["recovery"]["recovered"] >= COUNT * share  # type: ignore[misc]
+               or not s["recovering"])
         serve.kill()
 
     # 4. The whole queue, each message once, its state as it was; every new message once, where it belongs.
