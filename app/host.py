@@ -251,6 +251,9 @@ class EngineHost:
         ids = list(queue_ids) if queue_ids is not None else None
         return await self.call(lambda server: server.retry_now(ids, domain))
 
+    async def release_etrn(self, domain: str) -> int:
+        return await self.call(lambda server: server.release_etrn(domain))
+
     async def freeze(self, queue_id: str) -> None:
         await self.call(lambda server: server.freeze(queue_id))
 

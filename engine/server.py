@@ -13,7 +13,8 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from engine.admin import mailroot_items as items
@@ -27,7 +28,6 @@ from engine.bounce.badmail import BadmailItem, list_badmail
 from engine.bounce.badmail_prune import BadmailPruner
 from engine.cleanup.intake import Intake
 from engine.conf import config as domain_ops
-from engine.conf.addresses import classify
 from engine.conf.config import Config, DomainConfig
 from engine.conf.config_file import validate_config
 from engine.conf.hostport import join_hostport, split_hostport
@@ -46,7 +46,8 @@ from engine.log.protocol_log import ProtocolLog
 from engine.log.settings import log_settings
 from engine.oserrors import bind_failure, mailroot_failure
 from engine.qmgr.delivery import RemoteDelivery
-from engine.qmgr.queue import QueueDetail, QueueEntry, QueuePage, QueueStore
+from engine.qmgr.etrn import held_domains, holds
+from engine.qmgr.queue import QueueDetail, QueueEntry, QueueItem, QueuePage, QueueStore
 from engine.smtp.resolver import Resolver
 from engine.smtpd.inbound import VERSION, make_protocol_factory
 from engine.smtpd.replies import reply
@@ -503,8 +504,20 @@ class VirtualServer:
         if key is None:
             raise NotFoundError(f"unknown sort key {sort!r}; use one of {', '.join(QUEUE_SORT_KEYS)}")
         entries = sorted(self._queue.entries.values(), key=key, reverse=descending)  # type: ignore[arg-type]
-        return QueuePage(tuple(e.snapshot() for e in entries[offset: offset + limit]), len(entries),
-                         self._queue.recovering)
+        return QueuePage(self._snapshots(entries[offset: offset + limit]), len(entries), self._queue.recovering)
+
+    def _snapshots(self, entries: Iterable[QueueEntry]) -> tuple[QueueItem, ...]:
+        """Snapshots of ``entries``, each telling which of its recipient domains wait for ETRN."""
+        domains = self._config.effective_domains
+        if not any(domain.etrn_queue for domain in domains):
+            return tuple(entry.snapshot() for entry in entries)
+        released = self._delivery.etrn_released if self._delivery is not None else {}
+        items = []
+        for entry in entries:
+            item = entry.snapshot()
+            held = held_domains(item.pending, item.arrived, domains, released)
+            items.append(replace(item, etrn_held=held) if held else item)
+        return tuple(items)
 
     def _store(self) -> QueueStore:
         if self._queue is None:
@@ -513,7 +526,16 @@ class VirtualServer:
 
     async def queue_detail(self, queue_id: str) -> QueueDetail:
         """Envelope, per-recipient state, attempts with transcripts and the schedule ahead."""
-        return self._store().detail(queue_id)
+        store = self._store()
+        detail = store.detail(queue_id)
+        return replace(detail, item=self._snapshots([store.require(queue_id)])[0])
+
+    async def release_etrn(self, domain: str) -> int:
+        """Release the mail held for ETRN to ``domain`` now, as an ETRN from that domain would (the manager's
+        "Release"); the number of messages scheduled. Only for domains that queue for ETRN."""
+        if not holds(domain, self._config.effective_domains):
+            raise NotFoundError(f"{domain} does not queue mail for ETRN (remote domain, Advanced tab)")
+        return await self.retry_now(domain=domain)
 
     async def retry_now(self, queue_ids: list[str] | None = None, domain: str | None = None) -> int:
         """Retry Now: the given messages, every message for ``domain``, or (neither given) the whole queue."""
@@ -528,8 +550,7 @@ class VirtualServer:
 
     async def _etrn(self, domain: str) -> int | None:
         """ETRN from a client: only for remote domains marked "queue for remote triggered delivery"."""
-        route = classify(domain, self._config.effective_domains)
-        if route.kind != "remote" or route.domain is None or not route.domain.etrn_queue:
+        if not holds(domain, self._config.effective_domains):
             return None
         return await self.retry_now(domain=domain)
 

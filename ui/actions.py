@@ -54,6 +54,8 @@ class Actions:
         # messages: Queue, Drop, Badmail
         self.retry_now = _action(a, "&Retry Now", "retry", "Ctrl+R", tip="Try to deliver the selected messages now")
         self.retry_domain = _action(a, "Retry D&omain Now…", tip="Try every message for one domain now")
+        self.release_etrn = _action(a, "Re&lease for ETRN", "start", tip="Deliver the mail the selected messages' "
+                                    "domains hold for ETRN now, as an ETRN from them would")
         self.freeze = _action(a, "&Freeze", "freeze", "Ctrl+H", tip="Hold the selected messages: no delivery "
                               "attempt until they are thawed")
         self.thaw = _action(a, "T&haw", "thaw", "Ctrl+Shift+H", tip="Release the selected frozen messages")

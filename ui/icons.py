@@ -20,7 +20,8 @@ STATE_BADGES: dict[str, str] = {
     "continuing": "badge-pending",
 }
 DOMAIN_ICONS: dict[str, str] = {"default": "domain-local", "alias": "domain-alias", "remote": "domain-remote"}
-MESSAGE_BADGES: dict[str, str] = {"deferred": "badge-deferred", "frozen": "badge-frozen", "active": "badge-active"}
+MESSAGE_BADGES: dict[str, str] = {"deferred": "badge-deferred", "frozen": "badge-frozen", "active": "badge-active",
+                                  "etrn": "badge-paused"}
 
 
 def icon_path(name: str) -> str:

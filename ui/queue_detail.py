@@ -37,26 +37,31 @@ def when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-RECIPIENT_COLORS = {"Delivered": "#2e7d32", "Failed": "#a4262c", "Deferred": "#b35900"}
+RECIPIENT_COLORS = {"Delivered": "#2e7d32", "Failed": "#a4262c", "Deferred": "#b35900", "Held for ETRN": "#6a3d9a"}
 
 
-def recipient_status(rcpt: RecipientDetail) -> str:
+def recipient_status(rcpt: RecipientDetail, held: tuple[str, ...] = ()) -> str:
     if rcpt.status == "delivered":
         return "Delivered"
     if rcpt.status == "failed":
         return "Failed"
+    if domain_of(rcpt.address).lower() in held:
+        return "Held for ETRN"
     return "Deferred" if rcpt.attempts or rcpt.last_error else "Waiting"
 
 
 class RecipientsModel(KeyedTableModel[RecipientDetail]):
-    columns = (
-        Column("Recipient", lambda r: r.address, width=200),
-        Column("Status", recipient_status, width=75),
-        Column("Attempts", lambda r: str(r.attempts), sort=lambda r: r.attempts, right=True, width=60),
-        Column("Code", lambda r: r.enhanced, width=55),
-        Column("Remote Host", lambda r: r.remote, width=140),
-        Column("Reply or Reason", lambda r: " ".join(r.last_error.split()), width=320),
-    )
+    def __init__(self) -> None:
+        self.held: tuple[str, ...] = ()  # the message's recipient domains waiting for ETRN
+        self.columns: tuple[Column[RecipientDetail], ...] = (
+            Column("Recipient", lambda r: r.address, width=200),
+            Column("Status", lambda r: recipient_status(r, self.held), width=95),
+            Column("Attempts", lambda r: str(r.attempts), sort=lambda r: r.attempts, right=True, width=60),
+            Column("Code", lambda r: r.enhanced, width=55),
+            Column("Remote Host", lambda r: r.remote, width=140),
+            Column("Reply or Reason", lambda r: " ".join(r.last_error.split()), width=320),
+        )
+        super().__init__()
 
     def key(self, row: RecipientDetail) -> str:
         return row.address
@@ -65,7 +70,7 @@ class RecipientsModel(KeyedTableModel[RecipientDetail]):
         return row.last_error or None
 
     def foreground(self, row: RecipientDetail, column: int) -> QColor | None:
-        return QColor(RECIPIENT_COLORS[status]) if column == 1 and (status := recipient_status(row)) in \
+        return QColor(RECIPIENT_COLORS[status]) if column == 1 and (status := recipient_status(row, self.held)) in \
             RECIPIENT_COLORS else None
 
 
@@ -108,9 +113,11 @@ class ScheduleModel(KeyedTableModel[Step]):
 
 
 def schedule_ahead(detail: QueueDetail, config: Config, now: float) -> list[Step]:
-    """What will happen to the message's remote recipients (local delivery has no schedule); none while frozen."""
+    """What will happen to the message's remote recipients (local delivery has no schedule); none while frozen,
+    none for recipients held for ETRN (no attempt is made for them and they do not expire until released)."""
     item = detail.item
-    remote = [a for a in item.pending if classify(domain_of(a), config.effective_domains).kind == "remote"]
+    remote = [a for a in item.pending if classify(domain_of(a), config.effective_domains).kind == "remote"
+              and domain_of(a).lower() not in item.etrn_held]
     if not remote or item.state == "frozen":
         return []
     plan = schedule.timing(config.server, local=False).plan(
@@ -209,7 +216,8 @@ class QueueDetailDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.buttons.rejected.connect(self.reject)
         self.action_buttons: dict[str, QPushButton] = {}
-        for name, text, icon_name in (("retry", "&Retry Now", "retry"), ("freeze", "&Freeze", "freeze"),
+        for name, text, icon_name in (("retry", "&Retry Now", "retry"), ("release", "Re&lease for ETRN", "start"),
+                                      ("freeze", "&Freeze", "freeze"),
                                       ("thaw", "T&haw", "thaw"), ("bounce", "&Bounce Now", "bounce"),
                                       ("view", "&View Message", "view")):
             button = QPushButton(icon(icon_name), text)
@@ -232,7 +240,8 @@ class QueueDetailDialog(QDialog):
         state = display_state(item)
         labels = self.labels
         labels["Queue ID"].setText(item.queue_id)
-        labels["State"].setText(STATE_LABELS[state] + (" — being delivered now" if state == "active" else ""))
+        labels["State"].setText(STATE_LABELS[state] + (" — being delivered now" if state == "active" else
+                                                       f" ({', '.join(item.etrn_held)})" if state == "etrn" else ""))
         labels["Sender"].setText(item.sender or "<> (null sender: a notification)")
         labels["Arrived"].setText(f"{when(item.arrived)}  ({span(now - item.arrived)} ago)")
         labels["Size"].setText(f"{item.size:,} bytes")
@@ -249,10 +258,20 @@ class QueueDetailDialog(QDialog):
         labels["Delay notice"].setText("Sent" if detail.delay_notice_sent else
                                        f"Due {when(notice.at)}" if notice else "Not sent")
         labels["Last error"].setText(" ".join(item.last_error.split()) or "—")
+        self.recipients.held = item.etrn_held
         self.recipients.sync(detail.recipients)
         self.schedule.sync(steps)
+        held = ", ".join(item.etrn_held)
         if state == "frozen":
             self.schedule_note.setText("The message is frozen: nothing happens to it until it is thawed.")
+        elif state == "etrn":
+            self.schedule_note.setText(
+                f"Held for ETRN: the message waits until {held} asks for its mail with ETRN, or until you "
+                "release it (Release for ETRN). No delivery attempt is made meanwhile, and it does not expire: "
+                "no delay notification, no NDR.")
+        elif item.etrn_held:
+            self.schedule_note.setText(f"Recipients at {held} wait for ETRN (no schedule for them); for the "
+                                       "others, if every attempt fails, this is what happens next:")
         elif not steps:
             self.schedule_note.setText("No retry schedule: the recipients still pending are local (Drop).")
         else:
@@ -264,6 +283,9 @@ class QueueDetailDialog(QDialog):
         self.action_buttons["freeze"].setEnabled(state != "frozen")
         self.action_buttons["thaw"].setEnabled(state == "frozen")
         self.action_buttons["retry"].setEnabled(state in ("queued", "deferred"))
+        self.action_buttons["release"].setVisible(bool(item.etrn_held))
+        self.action_buttons["release"].setEnabled(bool(item.etrn_held) and state != "frozen")
+        self.action_buttons["release"].setToolTip(f"Deliver the mail held for {held} now, as an ETRN from it would")
         self.action_buttons["bounce"].setEnabled(state != "active")
 
     def show_gone(self, reason: str) -> None:

@@ -97,6 +97,31 @@ class QueueOperations:
 
         self.runner.spawn(run(), "Retry Domain Now")
 
+    def release_selected(self) -> None:
+        """Release for ETRN: the domains the selected messages wait for, as if each had sent ETRN."""
+        domains: list[str] = []
+        for queue_id in self.selected()[:1000]:
+            item = self.w.queue_model.get(queue_id)
+            if item is not None:
+                domains += [d for d in item.etrn_held if d not in domains]
+        if not domains:
+            self.messages.inform("Release for ETRN: none of the selected messages waits for ETRN")
+            return
+        self.release_etrn(domains)
+
+    def release_etrn(self, domains: list[str]) -> None:
+        if not domains:
+            return
+
+        async def run() -> None:
+            count = 0
+            for domain in domains:
+                count += await self.engine.release_etrn(domain)
+            self.messages.inform(f"Released for ETRN: {count:,} message{'s' * (count != 1)} for "
+                                 f"{', '.join(domains)} due now")
+
+        self._spawn(run(), "Release for ETRN")
+
     def freeze(self) -> None:
         ids = [queue_id for queue_id, state in self._states(self.selected()).items() if state != "frozen"]
         self._each("Freeze", "Freezing", "Froze", ids, self.engine.freeze)
@@ -221,6 +246,12 @@ class QueueOperations:
             self.view([MessageRef("queue", queue_id)])
         elif action == "retry":
             self.runner.spawn(self.engine.retry_now([queue_id]), "Retry Now")
+        elif action == "release":
+            item = self.w.queue_model.get(queue_id)
+            dialog = self.details.get(queue_id)
+            held = dialog.detail.item.etrn_held if dialog is not None and dialog.detail is not None else \
+                item.etrn_held if item is not None else ()
+            self.release_etrn(list(held))
         elif action == "bounce" and not self.confirm("Bounce Now", f"Return the message {queue_id} to its sender "
                                                      "now?\n\nThe sender gets a non-delivery report."):
             return

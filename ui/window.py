@@ -179,6 +179,7 @@ class ManagerWindow(QMainWindow):
         q, m = self.queue_ops, self.mail_ops
         a.retry_now.triggered.connect(q.retry_now)
         a.retry_domain.triggered.connect(q.retry_domain)
+        a.release_etrn.triggered.connect(q.release_selected)
         a.freeze.triggered.connect(q.freeze)
         a.thaw.triggered.connect(q.thaw)
         a.bounce_now.triggered.connect(q.bounce_now)
@@ -325,7 +326,8 @@ class ManagerWindow(QMainWindow):
         items: dict[Node, list[object]] = {
             Node.DOMAINS: [a.set_default, None, a.delete, a.rename, None, a.properties],
             Node.SESSIONS: [a.terminate, a.terminate_all, None, a.refresh],
-            Node.QUEUE: [a.details, a.view_message, a.save_as, None, a.retry_now, a.retry_domain, a.freeze, a.thaw,
+            Node.QUEUE: [a.details, a.view_message, a.save_as, None, a.retry_now, a.release_etrn, a.retry_domain,
+                         a.freeze, a.thaw,
                          a.bounce_now, None, a.delete],
             Node.DROP: [a.view_message, a.save_as, None, a.delete, None, a.open_folder],
             Node.BADMAIL: [a.view_message, a.save_as, a.resend, None, a.delete, None, a.open_folder],
@@ -398,6 +400,9 @@ class ManagerWindow(QMainWindow):
         a = self.actions_
         for action in (a.retry_now, a.freeze, a.thaw, a.bounce_now):
             action.setVisible(node == Node.QUEUE)
+        held = on_queue and any(item.etrn_held for key in keys[:STATES_CHECKED_UP_TO]
+                                if (item := self.queue_model.get(key)) is not None)
+        a.release_etrn.setVisible(held)
         a.resend.setVisible(node == Node.BADMAIL)
         a.open_folder.setVisible(node != Node.QUEUE)
         states: set[str] = set()
@@ -407,7 +412,8 @@ class ManagerWindow(QMainWindow):
             else:
                 states = {display_state(item) for key in keys if (item := self.queue_model.get(key)) is not None}
         idle = not self.queue_ops.busy
-        a.retry_now.setEnabled(idle and bool(states - {"frozen", "active"}))
+        a.retry_now.setEnabled(idle and bool(states - {"frozen", "active", "etrn"}))
+        a.release_etrn.setEnabled(idle and held)
         a.freeze.setEnabled(idle and bool(states - {"frozen"}))
         a.thaw.setEnabled(idle and "frozen" in states)
         a.bounce_now.setEnabled(idle and bool(states - {"active"}))

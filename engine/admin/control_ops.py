@@ -134,7 +134,8 @@ def _schedule_ahead(server: ControlTarget, detail: QueueDetail) -> list[tuple[fl
     local delivery has no retry schedule); nothing while the message is frozen."""
     item = detail.item
     config = server.config()
-    remote = [a for a in item.pending if classify(domain_of(a), config.effective_domains).kind == "remote"]
+    remote = [a for a in item.pending if classify(domain_of(a), config.effective_domains).kind == "remote"
+              and domain_of(a).lower() not in item.etrn_held]  # held for ETRN: no attempt, no expiry until then
     if not remote or item.state == "frozen":
         return []
     return schedule.timing(config.server, local=False).plan(

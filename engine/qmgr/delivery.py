@@ -32,6 +32,7 @@ from engine.errors import EngineError
 from engine.events import ErrorEvent, EventBus, MessageBadmailed, QueueChanged
 from engine.log.record import ProtocolRecord
 from engine.qmgr import schedule
+from engine.qmgr.etrn import is_held
 from engine.qmgr.queue import QueueEntry, QueueStore
 from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
@@ -181,8 +182,7 @@ class RemoteDelivery:
             route = classify(domain_of(rcpt.address), domains)
             if route.kind != "remote":
                 continue
-            if route.domain is not None and route.domain.etrn_queue and \
-                    entry.record.arrived > self.etrn_released.get(domain_of(rcpt.address), -1.0):
+            if is_held(rcpt.address, entry.record.arrived, domains, self.etrn_released):
                 continue  # held until the remote side asks with ETRN
             result.append(rcpt)
         return result

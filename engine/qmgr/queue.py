@@ -62,6 +62,7 @@ class QueueItem:
     state: str  # queued | active | frozen
     last_error: str
     source: str
+    etrn_held: tuple[str, ...] = ()  # recipient domains whose mail waits for ETRN (filled in by the server)
 
 
 @dataclass(frozen=True)

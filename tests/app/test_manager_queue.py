@@ -11,6 +11,7 @@ import asyncio
 import smtplib
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,42 @@ def test_deferred_message_detail_retry_freeze_thaw_bounce(running: Run, tmp_path
     ndr = next(row for row in window.drop_model.rows() if row.recipients == ("anna@example.test",))
     assert ndr.sender == "" and "deliver" in ndr.subject.lower()
     assert not list((mailroot(tmp_path) / "Queue").glob(f"{queue_id}.*"))
+
+
+def test_held_for_etrn_says_so_without_a_schedule_and_is_released(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    host = running.manager.host
+    config = host.config()
+    held = DomainConfig("far.example", "remote", relay_allowed=True, etrn_queue=True)
+    running.run(host.apply_config(replace(config, domains=(*config.domains, held))))
+    window.select_node(Node.QUEUE)
+    send(running.port, "anna@example.test", ["bob@far.example"])
+    model = window.queue_model
+    running.until(lambda: any(item.etrn_held for item in model.items()), 20)
+    [queue_id] = queued_ids(running)
+    assert cell(running, queue_id, "State") == "Held for ETRN"
+    assert cell(running, queue_id, "Next Retry") == "Waiting for ETRN from far.example"
+    window.queue_pane.select_key(queue_id)
+    window.update_actions()
+    actions = window.actions_
+    assert actions.release_etrn.isVisible() and actions.release_etrn.isEnabled()
+    assert not actions.retry_now.isEnabled()  # Retry Now would not send it: only a release does
+    actions.properties.trigger()
+    dialog = window.queue_ops.details[queue_id]
+    running.until(lambda: dialog.detail is not None)
+    assert dialog.labels["State"].text() == "Held for ETRN (far.example)"
+    assert dialog.labels["Next attempt"].text() == "Waiting for ETRN from far.example"
+    assert dialog.schedule.rowCount() == 0 and "does not expire" in dialog.schedule_note.text()
+    assert dialog.labels["Delay notice"].text() == "Not sent"
+    assert dialog.recipients.data(dialog.recipients.index(0, 1)) == "Held for ETRN"
+    dialog.show()
+    dialog.action_buttons["release"].click()  # as if far.example had sent ETRN: the sink greylists it
+    running.until(lambda: (item := model.get(queue_id)) is not None and item.attempts >= 1, 20)
+    item = model.get(queue_id)
+    assert item is not None and item.etrn_held == ()
+    running.until(lambda: cell(running, queue_id, "State") == "Deferred")
+    running.until(lambda: dialog.labels["State"].text() == "Deferred")
+    assert not dialog.action_buttons["release"].isVisible()
 
 
 def test_delete_many_with_progress_and_view_and_drag_out(running: Run, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from engine_support import Running, make_config, start_server
 from mta_support import Behaviour, remote_mta
 
 from engine.conf.config import Config, DomainConfig
+from engine.errors import NotFoundError
 from engine.store.envelope import split_envelope
 
 RECORDS = DnsRecords(
@@ -443,5 +444,26 @@ async def test_etrn_releases_a_held_domain(tmp_path: Path, dnsmasq: Dnsmasq, por
             await asyncio.to_thread(send, run.port, "s@example.test", ["y@single.test"])
             await asyncio.sleep(0.5)
             assert len(mx.messages) == 1  # held again until the next ETRN
+    finally:
+        await run.server.stop()
+
+
+async def test_held_for_etrn_is_listed_and_released_by_the_administrator(tmp_path: Path, dnsmasq: Dnsmasq,
+                                                                          port: int) -> None:
+    base = delivery_config(tmp_path, dnsmasq, port)
+    held = DomainConfig("single.test", "remote", relay_allowed=True, etrn_queue=True)
+    run = await start_server(replace(base, domains=(*base.domains, held)))
+    try:
+        async with remote_mta("127.0.0.4", port) as mx:
+            await asyncio.to_thread(send, run.port, "s@example.test", ["x@single.test"])
+            [item] = (await run.server.list_queue()).items
+            assert item.etrn_held == ("single.test",) and item.attempts == 0
+            detail = await run.server.queue_detail(item.queue_id)
+            assert detail.item.etrn_held == ("single.test",)
+            with pytest.raises(NotFoundError):
+                await run.server.release_etrn("example.test")  # a local domain holds nothing
+            assert await run.server.release_etrn("single.test") == 1
+            await wait_until(lambda: len(mx.messages) == 1)
+            assert mx.connections == 1
     finally:
         await run.server.stop()

@@ -35,17 +35,26 @@ Index = QModelIndex | QPersistentModelIndex
 BULK = 1500  # a batch that changes more rows than this rebuilds the view with one reset
 REMOVED_MEMORY = 200_000  # removal tombstones kept while a snapshot is on its way
 
-STATES = ("queued", "active", "deferred", "frozen")
-STATE_LABELS = {"queued": "Queued", "active": "Active", "deferred": "Deferred", "frozen": "Frozen"}
+STATES = ("queued", "active", "deferred", "etrn", "frozen")
+STATE_LABELS = {"queued": "Queued", "active": "Active", "deferred": "Deferred", "etrn": "Held for ETRN",
+                "frozen": "Frozen"}
 STATE_ORDER = {state: number for number, state in enumerate(STATES)}
-STATE_COLORS = {"deferred": QColor("#a4262c"), "frozen": QColor("#1f5fae"), "active": QColor("#2e7d32")}
+STATE_COLORS = {"deferred": QColor("#a4262c"), "frozen": QColor("#1f5fae"), "active": QColor("#2e7d32"),
+                "etrn": QColor("#6a3d9a")}
 
 
 def display_state(item: QueueItem | Row) -> str:
-    """The engine's queued / active / frozen, with "deferred" for a queued message that has failed before."""
+    """The engine's queued / active / frozen, with "deferred" for a queued message that has failed before and
+    "etrn" for one whose every pending recipient waits for ETRN (no attempt is made until then)."""
     if item.state in ("frozen", "active"):
         return item.state
+    if item.etrn_held and all_held(item.pending, item.etrn_held):
+        return "etrn"
     return "deferred" if item.attempts > 0 else "queued"
+
+
+def all_held(pending: tuple[str, ...], held: tuple[str, ...]) -> bool:
+    return all(domain_of(address).lower() in held for address in pending)
 
 
 def span(seconds: float) -> str:
@@ -65,6 +74,8 @@ def countdown(item: QueueItem | Row, now: float) -> str:
     state = display_state(item)
     if state == "frozen":
         return "Held (frozen)"
+    if state == "etrn":
+        return f"Waiting for ETRN from {', '.join(item.etrn_held)}"
     if state == "active":
         return "Now"
     if not item.pending:
@@ -100,7 +111,7 @@ class Row:
     """One message as the model keeps it: the item's fields in slots (a third of a QueueItem's memory; 100,000
     of them are held), its display state, and — only when asked — its target domains and search text."""
 
-    __slots__ = ("_domains", "arrived", "attempts", "engine_state", "last_error", "next_attempt",
+    __slots__ = ("_domains", "arrived", "attempts", "engine_state", "etrn_held", "last_error", "next_attempt",
                  "pending", "queue_id", "recipients", "sender", "size", "source", "state", "subject")
 
     def __init__(self, item: QueueItem, subject: str = "") -> None:
@@ -115,6 +126,7 @@ class Row:
         self.engine_state = item.state
         self.last_error = item.last_error
         self.source = item.source
+        self.etrn_held = item.etrn_held
         self.subject = subject
         self.state = display_state(item)
         self._domains: tuple[str, ...] | None = None
@@ -122,14 +134,15 @@ class Row:
     @property
     def item(self) -> QueueItem:
         return QueueItem(self.queue_id, self.sender, self.recipients, self.pending, self.size, self.arrived,
-                         self.attempts, self.next_attempt, self.engine_state, self.last_error, self.source)
+                         self.attempts, self.next_attempt, self.engine_state, self.last_error, self.source,
+                         self.etrn_held)
 
     def same(self, item: QueueItem) -> bool:
         return (self.attempts == item.attempts and self.next_attempt == item.next_attempt
                 and self.engine_state == item.state and self.last_error == item.last_error
                 and self.pending == item.pending and self.recipients == item.recipients
                 and self.sender == item.sender and self.size == item.size and self.arrived == item.arrived
-                and self.source == item.source)
+                and self.source == item.source and self.etrn_held == item.etrn_held)
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -168,7 +181,7 @@ COLUMNS: tuple[QueueColumn, ...] = (
     QueueColumn("Attempts", lambda r, now: str(r.attempts), lambda r: r.attempts,
                 engine_sort="attempts", right=True, width=62),
     QueueColumn("Next Retry", lambda r, now: countdown(r, now),
-                lambda r: (r.state == "frozen", 0.0 if r.state == "active" else r.next_attempt),
+                lambda r: (r.state in ("frozen", "etrn"), 0.0 if r.state == "active" else r.next_attempt),
                 right=True, width=95),
     QueueColumn("State", lambda r, now: STATE_LABELS[r.state], lambda r: STATE_ORDER[r.state], width=70),
     QueueColumn("Last Error", lambda r, now: " ".join(r.last_error.split()),
