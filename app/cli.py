@@ -14,6 +14,7 @@ from app import (
     log_cmd,
     queue_cmd,
     remote,
+    replicate_cmd,
     serve,
     user_cmd,
 )
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_cmd.add_parser(subparsers)
     log_cmd.add_parser(subparsers)
     user_cmd.add_parser(subparsers, user_cmd.OPERATORS)
+    replicate_cmd.add_parser(subparsers)
     events_cmd.add_parser(subparsers)
     counters_cmd.add_parser(subparsers)
     desktop.add_parser(subparsers)

@@ -55,9 +55,15 @@ def _password(user: str, url: str) -> str:
 @contextlib.asynccontextmanager
 async def remote_call(args: argparse.Namespace) -> AsyncIterator[Call]:
     """How to run ops on the engine named by --connect."""
-    user = args.user or getpass.getuser()
-    client = AdminClient(args.connect, user, _password(user, args.connect), cafile=args.cafile,
-                         confirm=_confirm)
+    async with peer_call(args, args.connect) as invoke:
+        yield invoke
+
+
+@contextlib.asynccontextmanager
+async def peer_call(args: argparse.Namespace, url: str) -> AsyncIterator[Call]:
+    """How to run ops on the admin server at ``url``, as the operator of --user (with --cafile's trust)."""
+    user = getattr(args, "user", None) or getpass.getuser()
+    client = AdminClient(url, user, _password(user, url), cafile=getattr(args, "cafile", None), confirm=_confirm)
     async with client:
         async def invoke(op: str, op_args: dict[str, Any]) -> Any:
             return await client.call(op, op_args)

@@ -123,6 +123,8 @@ async def test_api_refuses_bad_requests(engine: AdminServe) -> None:
         assert status == 400 and "not a JSON request body" in json.dumps(reply)
         status, reply = await post("config.set", b'{"key": "x"}')
         assert status == 400 and "'value' is required" in json.dumps(reply)
+        status, reply = await post("config.replicate", b'{"settings": {"server": {"tls_certificate": "/x.pem"}}}')
+        assert status == 400 and "is specific to each computer and is never replicated" in json.dumps(reply)
         status, reply = await post("no.such.op", b"{}")
         assert status == 404 and "unknown op" in json.dumps(reply)
         status, reply = await post("state", b'{"pad": "' + b"x" * 300_000 + b'"}')
