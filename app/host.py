@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine.admin import mailroot_items
+from engine.admin.event_ids import EventEntry, Level
 from engine.admin.mailroot_items import DropItem, PickupPreview
+from engine.admin.perf import History
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.conf.config_file import save_config
@@ -330,3 +332,15 @@ class EngineHost:
 
     async def submit_to_pickup(self, data: bytes, name_hint: str = "") -> str:
         return await self.call(lambda server: server.submit_to_pickup(data, name_hint))
+
+    # -- monitoring -----------------------------------------------------------------------------
+
+    async def list_events(self, since: float | None = None, level: Level = "Information",
+                          limit: int = 1000) -> list[EventEntry]:
+        return await self.call(lambda server: server.list_events(since, level, limit))
+
+    async def counter_history(self, seconds: float | None = None) -> History:
+        async def read(server: VirtualServer) -> History:
+            return server.counter_history(seconds)
+
+        return await self.call(read)

@@ -3,6 +3,7 @@ memory smtpsvc needs for large messages.
 
     python bench/inbound.py            # the full run (about 10-20 minutes on 2 cores)
     python bench/inbound.py --quick    # a smoke run of a minute or two
+    python bench/inbound.py --logging-cost [--reps N]   # the protocol log on vs off, in the same run
 
 Both servers run on this machine on loopback and are driven by Postfix's smtp-source with 20 parallel
 sessions, 4 KB and 100 KB messages, one message per connection and many messages per connection. Runs
@@ -117,7 +118,8 @@ class Scenario:
 class Smtpsvc:
     """``smtpsvc serve`` as a child process with its own Mailroot; stopped with SIGTERM by PID."""
 
-    def __init__(self, workdir: Path, port: int, python: str, log: Path) -> None:
+    def __init__(self, workdir: Path, port: int, python: str, log: Path, extra_config: str = "") -> None:
+        self.extra_config = extra_config  # more [server] lines (the logging-cost comparison turns the log off)
         self.mailroot = workdir / "mailroot"
         self.config = workdir / "smtpsvc.toml"
         self.port = port
@@ -149,7 +151,7 @@ class Smtpsvc:
 
     def start(self, timeout: float = 60.0) -> Smtpsvc:
         self.mailroot.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(SERVE_CONFIG.format(domain=BENCH_DOMAIN))
+        self.config.write_text(SERVE_CONFIG.format(domain=BENCH_DOMAIN) + self.extra_config)
         self.proc = spawn_serve(self.python, self.mailroot, self.port, BENCH_DOMAIN, self.config, self.log)
         try:
             self.banner = wait_for_banner("127.0.0.1", self.port, timeout, alive=self.alive)
@@ -334,6 +336,65 @@ def memory(plan: Plan, workdir: Path, port: int, python: str, log: Path) -> Memo
                         plan.large_rounds, seconds)
 
 
+# --- the cost of the protocol log --------------------------------------------------------------------
+
+@dataclass
+class LogCost:
+    label: str
+    rates: dict[str, list[float]] = field(default_factory=lambda: {"on": [], "off": []})
+    cpu_ms: dict[str, list[float]] = field(default_factory=lambda: {"on": [], "off": []})
+
+    def cost_percent(self) -> float:
+        """How much slower with the log, from the median of the per-pair ratios (runs back to back)."""
+        return (1 - median([on / off for on, off in zip(self.rates["on"], self.rates["off"], strict=True)])) * 100
+
+    def cpu_percent(self) -> float:
+        return (median(self.cpu_ms["on"]) / median(self.cpu_ms["off"]) - 1) * 100
+
+
+def logging_cost(plan: Plan, workdir: Path, python: str, log: Path) -> list[LogCost]:
+    """Durable inbound with the protocol log on and off, two servers in the same run, alternating."""
+    results = [LogCost("4 KB, 1 msg/connection"), LogCost("4 KB, many msgs/connection")]
+    with Smtpsvc(workdir / "log-on", free_port(), python, log) as on, \
+            Smtpsvc(workdir / "log-off", free_port(), python, log, "log_enabled = false\n") as off:
+        servers = {"on": on, "off": off}
+        baselines = {name: svc.queued() for name, svc in servers.items()}
+
+        def one(name: str, per_connection: bool, messages: int) -> tuple[float, float]:
+            svc = servers[name]
+            cpu_before = cpu_seconds_tree(svc.pid)
+            run = run_one(f"log {name}", svc.port, 4096, per_connection, messages, plan)
+            settle_smtpsvc(svc, run.messages, baselines[name], plan.settle_timeout)
+            cpu_ms = (cpu_seconds_tree(svc.pid) - cpu_before) * 1000 / run.messages
+            os.sync()
+            time.sleep(0.5)
+            return run.rate, cpu_ms
+
+        for result, per_connection in zip(results, (True, False), strict=True):
+            print(f"\n  protocol log cost, {result.label}: warm-up", flush=True)
+            for name in ("on", "off"):
+                one(name, per_connection, plan.warmup_messages[4096])
+            for rep in range(plan.reps):
+                for name in (("on", "off") if rep % 2 == 0 else ("off", "on")):
+                    rate, cpu_ms = one(name, per_connection, plan.messages[4096])
+                    result.rates[name].append(rate)
+                    result.cpu_ms[name].append(cpu_ms)
+        lines = sum(1 for p in (on.config.parent / "Logs").rglob("*.log") for _ in p.open("rb"))
+        print(f"  the log-on server wrote {lines} protocol-log lines", flush=True)
+    return results
+
+
+def log_cost_report(results: list[LogCost]) -> list[str]:
+    lines = ["", "Protocol log on vs off (durable inbound, same run, alternating; target < 5 %):", "",
+             "| messages | log on msgs/s | log off msgs/s | throughput cost | CPU ms/msg on | CPU ms/msg off "
+             "| CPU cost |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.label} | {median(r.rates['on']):.0f} | {median(r.rates['off']):.0f} "
+                     f"| {r.cost_percent():+.1f} % | {median(r.cpu_ms['on']):.2f} | {median(r.cpu_ms['off']):.2f} "
+                     f"| {r.cpu_percent():+.1f} % |")
+    return lines
+
+
 # --- facts and report ---------------------------------------------------------------------------------
 
 def machine_facts(python: str, workdir: Path) -> dict[str, str]:
@@ -405,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-throughput", action="store_true", help="only the 20 MB memory test")
     parser.add_argument("--skip-memory", action="store_true", help="only the throughput comparison")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs smtpsvc serve")
+    parser.add_argument("--logging-cost", action="store_true",
+                        help="only the protocol log's cost: smtpsvc with the log on vs off in the same run")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -426,8 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     scenarios: list[Scenario] = []
     mem: MemoryResult | None = None
+    log_costs: list[LogCost] = []
     try:
         facts = machine_facts(args.python, workdir)
+        if args.logging_cost:
+            args.skip_throughput = args.skip_memory = True
+            log_costs = logging_cost(plan, workdir, args.python, log)
         if not args.skip_throughput:
             with PostfixInstance(base_dir=str(workdir)) as pf, \
                     Smtpsvc(workdir / "throughput", free_port(), args.python, log) as svc:
@@ -441,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
     text = report(facts, scenarios, mem, plan, args.quick)
+    if log_costs:
+        text += "\n".join(log_cost_report(log_costs))
     elapsed = time.monotonic() - started
     text += "\n\nload average at the end (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     print("\n" + text + f"\n\n(benchmark took {elapsed / 60:.1f} min; smtpsvc log: {log})")
@@ -449,7 +518,10 @@ def main(argv: list[str] | None = None) -> int:
                              "rates": sc.rates, "cpu_ms_per_msg": sc.cpu_ms, "ratio": sc.ratio(),
                              "pair_ratio": sc.pair_ratio()}
                             for sc in scenarios],
-              "memory": None if mem is None else {**asdict(mem), "growth_mb": mem.growth_mb}}
+              "memory": None if mem is None else {**asdict(mem), "growth_mb": mem.growth_mb},
+              "logging_cost": [{"label": r.label, "rates": r.rates, "cpu_ms_per_msg": r.cpu_ms,
+                                "cost_percent": r.cost_percent(), "cpu_percent": r.cpu_percent()}
+                               for r in log_costs]}
     (OUT_DIR / f"inbound-{stamp}.json").write_text(json.dumps(record, indent=2))
     return 0
 

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from engine.admin.event_ids import EventEntry, Level
 from engine.admin.mailroot_items import DropItem, PickupPreview
+from engine.admin.perf import History
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
@@ -91,3 +93,8 @@ class EngineFacade(Protocol):
     async def preview_pickup(self, data: bytes) -> PickupPreview: ...
 
     async def submit_to_pickup(self, data: bytes, name_hint: str = "") -> str: ...
+
+    async def list_events(self, since: float | None = None, level: Level = "Information",
+                          limit: int = 1000) -> list[EventEntry]: ...
+
+    async def counter_history(self, seconds: float | None = None) -> History: ...

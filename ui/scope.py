@@ -1,5 +1,6 @@
 """The scope tree (left pane): this computer → the virtual server → Domains, Current Sessions, Queue, Pickup,
-Drop, Badmail. Files dragged over the Queue or Pickup node are taken there (the window decides)."""
+Drop, Badmail, Event Viewer, Performance. Files dragged over the Queue or Pickup node are taken there (the
+window decides)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,20 @@ class Node(StrEnum):
     PICKUP = "pickup"
     DROP = "drop"
     BADMAIL = "badmail"
+    EVENTS = "events"
+    PERFORMANCE = "performance"
 
 
-SERVER_CHILDREN = (Node.DOMAINS, Node.SESSIONS, Node.QUEUE, Node.PICKUP, Node.DROP, Node.BADMAIL)
+SERVER_CHILDREN = (Node.DOMAINS, Node.SESSIONS, Node.QUEUE, Node.PICKUP, Node.DROP, Node.BADMAIL, Node.EVENTS,
+                   Node.PERFORMANCE)
 CHILD_NODES: dict[Node, tuple[Node, ...]] = {Node.COMPUTER: (Node.SERVER,), Node.SERVER: SERVER_CHILDREN}
 CHILD_NODES.update({node: () for node in SERVER_CHILDREN})
 PARENT_NODE: dict[Node, Node] = {child: parent for parent, children in CHILD_NODES.items() for child in children}
 NODE_TITLES = {Node.DOMAINS: "Domains", Node.SESSIONS: "Current Sessions", Node.QUEUE: "Queue",
-               Node.PICKUP: "Pickup", Node.DROP: "Drop", Node.BADMAIL: "Badmail"}
+               Node.PICKUP: "Pickup", Node.DROP: "Drop", Node.BADMAIL: "Badmail", Node.EVENTS: "Event Viewer",
+               Node.PERFORMANCE: "Performance"}
 NODE_ICONS = {Node.DOMAINS: "domains", Node.SESSIONS: "sessions", Node.QUEUE: "queue", Node.PICKUP: "pickup",
-              Node.DROP: "drop", Node.BADMAIL: "badmail"}
+              Node.DROP: "drop", Node.BADMAIL: "badmail", Node.EVENTS: "events", Node.PERFORMANCE: "performance"}
 NODE_DESCRIPTIONS = {
     Node.DOMAINS: "Local (default and alias) and remote domains of this virtual server",
     Node.SESSIONS: "Clients connected to this virtual server now",
@@ -41,6 +46,8 @@ NODE_DESCRIPTIONS = {
     Node.PICKUP: "Drop message files here to send them; what became of each",
     Node.DROP: "Messages delivered to the local domains",
     Node.BADMAIL: "Messages that could be neither delivered nor returned, with the reason",
+    Node.EVENTS: "The event log: starts and stops, failures, lock-outs, Badmail, NDRs, configuration changes",
+    Node.PERFORMANCE: "Live charts of the SMTP Server performance counters",
 }
 DROP_NODES = (Node.QUEUE, Node.PICKUP)  # dragged files over these nodes show where they go
 DropTarget = Callable[[QMimeData, object], bool]

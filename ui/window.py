@@ -14,6 +14,7 @@ from engine.events import ConfigChanged, ErrorEvent, Event, ListenerFailed, Sess
 from ui.actions import Actions
 from ui.context import Pane
 from ui.errors import MessageBridge
+from ui.event_viewer import MAX_SHOWN, EventViewer
 from ui.facade import EngineFacade
 from ui.folder_ops import FolderOperations
 from ui.icons import state_icon
@@ -25,6 +26,7 @@ from ui.models.queue import QueueModel, display_state
 from ui.models.sessions import SessionsModel
 from ui.models.table import KEY_ROLE
 from ui.operations import Operations
+from ui.performance import Performance
 from ui.pickup_drop import PickupDrop, drop_hint
 from ui.queue_feed import QueueFeed
 from ui.queue_ops import QueueOperations
@@ -81,6 +83,8 @@ class ManagerWindow(QMainWindow):
         self.pickup = PickupDrop(self)
         self.tree = ScopeTree(f"{computer} (local computer)", engine.config().name)
         self.queue_pane = QueuePane(self.queue_model)
+        self.event_viewer = EventViewer()
+        self.performance = Performance(engine, self.runner)
         self.panes: dict[Node, Pane] = {
             Node.COMPUTER: ResultPane(self.servers_model, "computer"),
             Node.SERVER: ResultPane(self.children_model, "server"),
@@ -90,6 +94,8 @@ class ManagerWindow(QMainWindow):
             Node.PICKUP: FramedPane(drop_hint(), ResultPane(self.pickup.results, "pickup")),
             Node.DROP: ResultPane(self.drop_model, "drop", descending=True),
             Node.BADMAIL: ResultPane(self.badmail_model, "badmail", descending=True),
+            Node.EVENTS: self.event_viewer.pane,
+            Node.PERFORMANCE: self.performance.pane,
         }
         self.stack = QStackedWidget()
         for pane in self.panes.values():
@@ -253,6 +259,9 @@ class ManagerWindow(QMainWindow):
             self.folder_ops.load_drop()
         elif node == Node.BADMAIL and not self.badmail_model.loaded:
             self.folder_ops.load_badmail()
+        elif node == Node.EVENTS and not self.event_viewer.loaded:
+            self.load_events()
+        self.performance.set_active(node == Node.PERFORMANCE)
         self.message_toolbar.setVisible(node in MESSAGE_NODES and self.actions_.show_toolbar.isChecked())
         self._rebuild_action_menu()
         self.update_actions()
@@ -296,6 +305,10 @@ class ManagerWindow(QMainWindow):
             key = self.pane.model.data(index, KEY_ROLE)
             if key:
                 self.mail_ops.view([MessageRef(self.node.value, str(key))])
+        elif self.node == Node.EVENTS:
+            key = self.pane.model.data(index, KEY_ROLE)
+            if key:
+                self.event_viewer.detail(str(key), self)
 
     def set_view_mode(self, mode: str) -> None:
         for pane in self.panes.values():
@@ -318,6 +331,8 @@ class ManagerWindow(QMainWindow):
             Node.PICKUP: [a.pickup_preview, a.open_folder, None, a.export],
             Node.DROP: [a.open_folder, None, a.refresh, a.export],
             Node.BADMAIL: [a.open_folder, None, a.refresh, a.export],
+            Node.EVENTS: [a.refresh, a.export],
+            Node.PERFORMANCE: [a.export],
         }
         return actions[node]
 
@@ -432,6 +447,7 @@ class ManagerWindow(QMainWindow):
         self.queue_ops.on_events(batch)
         self.folder_ops.on_events(batch)
         self.pickup.on_events(batch)
+        self.event_viewer.on_events(batch)
         self._session_events += [e for e in batch if isinstance(e, SessionOpened | SessionClosed)]
         if len(self._session_events) <= SESSION_BURST:
             self._apply_session_events()
@@ -522,6 +538,14 @@ class ManagerWindow(QMainWindow):
             self.folder_ops.load_drop()
         elif self.node == Node.BADMAIL:
             self.folder_ops.load_badmail()
+        elif self.node == Node.EVENTS:
+            self.load_events()
+
+    def load_events(self) -> None:
+        async def load() -> None:
+            self.event_viewer.set_entries(await self.engine.list_events(limit=MAX_SHOWN))
+
+        self.runner.spawn(load(), "Event Viewer")
 
     def _queue_loading(self, loading: bool) -> None:
         if self.state not in RUNNING:

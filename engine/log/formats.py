@@ -10,12 +10,12 @@ value. Times in W3C lines are always UTC, as the draft says; NCSA and IIS lines 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from engine.conf.options import W3C_LOG_FIELDS
 from engine.log.record import ProtocolRecord
 
 LogFormat = Literal["w3c", "ncsa", "iis"]
@@ -54,6 +54,8 @@ def escape(value: str) -> str:
     """One log token: ``-`` for empty, runs of white space and control characters as ``+`` (as IIS does)."""
     if not value:
         return "-"
+    if " " not in value and value.isprintable():  # the usual case, without the regular expression
+        return value
     return _UNSAFE.sub("+", value)
 
 
@@ -62,45 +64,56 @@ def status_of(reply: str) -> str:
     return code if code.isdigit() else "0"
 
 
-def _utc(stamp: Stamp) -> datetime:
-    return datetime.fromtimestamp(stamp.at, UTC)
-
-
 def _file_clock(stamp: Stamp) -> datetime:
-    return datetime.fromtimestamp(stamp.at).astimezone() if stamp.local_time else _utc(stamp)
+    return datetime.fromtimestamp(stamp.at).astimezone() if stamp.local_time else datetime.fromtimestamp(stamp.at, UTC)
 
 
-FieldValue = Callable[[ProtocolRecord, Stamp], str]
+_last_second: list[object] = [None, "", ""]  # (second, date, time): one strftime a second, not two a line
 
-# The IIS W3C Extended fields, in the order the IIS dialog offers them, with their SMTP values.
-W3C_FIELDS: dict[str, FieldValue] = {
-    "date": lambda r, s: _utc(s).strftime("%Y-%m-%d"),
-    "time": lambda r, s: _utc(s).strftime("%H:%M:%S"),
-    "c-ip": lambda r, s: r.client_ip,
-    "cs-username": lambda r, s: r.username,
-    "s-sitename": lambda r, s: SITE_NAME,
-    "s-computername": lambda r, s: s.computer,
-    "s-ip": lambda r, s: r.server_ip,
-    "s-port": lambda r, s: str(r.server_port),
-    "cs-method": lambda r, s: r.verb.upper(),
-    "cs-uri-stem": lambda r, s: "",
-    "cs-uri-query": lambda r, s: loggable_argument(r.verb, r.argument, r.reply),
-    "sc-status": lambda r, s: status_of(r.reply),
-    "sc-win32-status": lambda r, s: "0",
-    "sc-bytes": lambda r, s: str(r.sc_bytes),
-    "cs-bytes": lambda r, s: str(r.cs_bytes),
-    "time-taken": lambda r, s: str(r.time_taken_ms),
-    "cs-version": lambda r, s: "SMTP",
-    "cs-host": lambda r, s: "",
-    "cs(User-Agent)": lambda r, s: "",
-    "cs(Cookie)": lambda r, s: "",
-    "cs(Referer)": lambda r, s: "",
-}
-assert tuple(W3C_FIELDS) == W3C_LOG_FIELDS  # the option table offers exactly the fields written here
+
+def _utc_date_time(at: float) -> tuple[str, str]:
+    second = int(at)
+    if _last_second[0] != second:
+        t = time.gmtime(second)
+        _last_second[:] = [second, f"{t.tm_year:04}-{t.tm_mon:02}-{t.tm_mday:02}",
+                           f"{t.tm_hour:02}:{t.tm_min:02}:{t.tm_sec:02}"]
+    return str(_last_second[1]), str(_last_second[2])
+
+
+def w3c_values(record: ProtocolRecord, stamp: Stamp) -> dict[str, str]:
+    """Every IIS W3C Extended field of a record, already escaped, in the order the IIS dialog offers them.
+
+    Only what a client chose (its HELO name, a command's argument) needs escaping; the rest is ours.
+    """
+    date, clock = _utc_date_time(stamp.at)
+    return {
+        "date": date,
+        "time": clock,
+        "c-ip": record.client_ip or "-",
+        "cs-username": escape(record.username),
+        "s-sitename": SITE_NAME,
+        "s-computername": escape(stamp.computer),
+        "s-ip": record.server_ip or "-",
+        "s-port": str(record.server_port),
+        "cs-method": escape(record.verb.upper()),
+        "cs-uri-stem": "-",
+        "cs-uri-query": escape(loggable_argument(record.verb, record.argument, record.reply)),
+        "sc-status": status_of(record.reply),
+        "sc-win32-status": "0",
+        "sc-bytes": str(record.sc_bytes),
+        "cs-bytes": str(record.cs_bytes),
+        "time-taken": str(record.time_taken_ms),
+        "cs-version": "SMTP",
+        "cs-host": "-",
+        "cs(User-Agent)": "-",
+        "cs(Cookie)": "-",
+        "cs(Referer)": "-",
+    }
 
 
 def w3c_line(record: ProtocolRecord, stamp: Stamp, fields: Sequence[str]) -> str:
-    return " ".join(escape(W3C_FIELDS[name](record, stamp)) for name in fields)
+    values = w3c_values(record, stamp)
+    return " ".join([values[name] for name in fields])
 
 
 def w3c_header(software: str, at: float, fields: Sequence[str]) -> list[str]:
@@ -130,10 +143,10 @@ IIS_COLUMNS = ("c-ip", "cs-username", "date", "time", "s-sitename", "s-computern
 def iis_line(record: ProtocolRecord, stamp: Stamp) -> str:
     """Microsoft IIS format: fixed columns, each followed by ", " (the last by ","), date M/D/YYYY."""
     when = _file_clock(stamp)
-    values = {name: W3C_FIELDS[name](record, stamp) for name in IIS_COLUMNS}
+    values = w3c_values(record, stamp)
     values["date"] = f"{when.month}/{when.day}/{when.year}"
     values["time"] = f"{when.hour}:{when.minute:02}:{when.second:02}"
-    tokens = [escape(values[name]).replace(",", "%2C") for name in IIS_COLUMNS]
+    tokens = [values[name].replace(",", "%2C") for name in IIS_COLUMNS]
     return ", ".join(tokens) + ","
 
 

@@ -115,3 +115,7 @@ def test_rollover_rules() -> None:
     assert not naming.needs_new_number("unlimited", 90, 20, 100)
     assert naming.latest_number("w3c", ["extend1.log", "extend12.log", "extend3.log", "nc1.log"]) == 12
     assert naming.latest_number("iis", []) == 1
+
+
+def test_the_option_table_offers_exactly_the_fields_written() -> None:
+    assert tuple(formats.w3c_values(record(), STAMP)) == W3C_LOG_FIELDS
