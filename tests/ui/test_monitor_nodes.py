@@ -64,6 +64,7 @@ def running(qapp: QApplication, tmp_path: Path) -> Iterator[Run]:
         run.run(manager.window.ops.runner.drain())
         manager.window.close()
         manager.shutdown()
+        loop.close()  # its executor's QThreads (asyncio.to_thread on this loop) end with it
 
 
 def send(port: int, count: int) -> None:
