@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.remote import call_sync, connecting
 from engine.admin.control import ControlUnavailableError, request_sync, socket_path
 from engine.admin.perf import RATES
 from engine.conf.config import default_config_path
@@ -45,14 +46,22 @@ def render(values: dict[str, float]) -> str:
 def run(args: argparse.Namespace) -> int:
     path: Path = getattr(args, "config", None) or default_config_path()
     try:
-        mailroot = getattr(args, "mailroot", None) or mailroot_for(load_config(path)).root
+        local = not connecting(args)
+        mailroot = Path() if not local else getattr(args, "mailroot", None) or mailroot_for(load_config(path)).root
     except EngineError as error:
         print(f"smtpsvc counters: {error}", file=sys.stderr)
         return 2
+
+    def read() -> dict[str, float]:
+        if not local:  # another computer's engine, over its admin server
+            values: dict[str, float] = call_sync(args, "counters")
+            return values
+        return dict(request_sync(socket_path(mailroot), "counters", timeout=10))
+
     clear = args.watch and not args.json and sys.stdout.isatty()
     try:
         while True:
-            values = request_sync(socket_path(mailroot), "counters", timeout=10)
+            values = read()
             text = json.dumps(values) if args.json else render(values)
             print(_CLEAR + text if clear else text, flush=True)
             if not args.watch:
@@ -68,3 +77,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except EOFError as error:  # --connect without a password
+        print(f"smtpsvc counters: {error}", file=sys.stderr)
+        return 1

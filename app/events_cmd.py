@@ -7,10 +7,12 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import cast
 
+from app.remote import call_sync, connecting
 from engine.admin.event_ids import LEVELS, EventEntry, Level
 from engine.admin.event_log import event_log_dir, read_entries
 from engine.conf.config import default_config_path
@@ -57,21 +59,33 @@ def render(entry: EventEntry, as_json: bool) -> str:
     return f"{when}  {entry.level:<11}  {entry.event_id:>4}  {entry.source:<13}  {entry.text}"
 
 
-def run(args: argparse.Namespace) -> int:
+def _fetcher(args: argparse.Namespace) -> Callable[[float, Level], Iterable[EventEntry]]:
+    """Where the entries come from: this computer's event log files, or --connect's engine (events.list)."""
+    if connecting(args):
+        def remote(since: float, level: Level) -> list[EventEntry]:
+            start = None if since == float("-inf") else int(since)
+            found = call_sync(args, "events.list", {"since": start, "level": level})
+            return [entry for entry in map(EventEntry.from_json, found) if entry.at >= since]
+        return remote
     path: Path = getattr(args, "config", None) or default_config_path()
+    config = load_config(path)
+    mailroot = getattr(args, "mailroot", None)
+    directory = event_log_dir(mailroot if mailroot is not None else mailroot_for(config).root)
+    return lambda since, level: read_entries(directory, since, level)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(path)
+        fetch = _fetcher(args)
     except EngineError as error:
         print(f"smtpsvc events: {error}", file=sys.stderr)
         return 2
-    mailroot = getattr(args, "mailroot", None)
-    directory = event_log_dir(mailroot if mailroot is not None else mailroot_for(config).root)
     level = cast(Level, args.level)
     last: tuple[float, int] = (args.since if args.since is not None else float("-inf"), 0)
     try:
         while True:
             seen_at_last = 0
-            for entry in read_entries(directory, last[0], level):
+            for entry in fetch(last[0], level):
                 if entry.at == last[0]:
                     seen_at_last += 1
                     if seen_at_last <= last[1]:
@@ -86,3 +100,6 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(FOLLOW_POLL)
     except KeyboardInterrupt:
         return 0
+    except (EngineError, EOFError) as error:  # --connect: the engine refused, or there is no password
+        print(f"smtpsvc events: {error}", file=sys.stderr)
+        return 1

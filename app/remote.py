@@ -7,6 +7,7 @@ confirms its fingerprint (engine.admin.http_client has the trust rules).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import getpass
 import os
@@ -32,6 +33,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def connecting(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "connect", None))
+
+
+def call_sync(args: argparse.Namespace, op: str, op_args: dict[str, Any] | None = None) -> Any:
+    """One op on the engine named by --connect, for commands without an event loop of their own."""
+    async def run() -> Any:
+        async with remote_call(args) as invoke:
+            return await invoke(op, op_args or {})
+    return asyncio.run(run())
 
 
 def _confirm(host_port: str, fingerprint: str) -> bool:

@@ -69,6 +69,11 @@ def test_admin_administers_queue_and_configuration(engine: AdminServe, known: Pa
     assert cli(*remote, "config", "domain", "list") == 0
     assert "partner.test" in capsys.readouterr().out
 
+    assert cli(*remote, "counters", "--json") == 0
+    assert "Messages Received Total" in json.loads(capsys.readouterr().out)
+    assert cli(*remote, "events") == 0
+    assert "Operator boss from 127.0.0.1: config.set max_message_size_kb = 1000." in capsys.readouterr().out
+
 
 def test_refusals_are_clear(engine: AdminServe, known: Path, capsys: pytest.CaptureFixture[str],
                             monkeypatch: pytest.MonkeyPatch) -> None:
