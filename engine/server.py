@@ -47,7 +47,7 @@ from engine.log.settings import log_settings
 from engine.oserrors import bind_failure, mailroot_failure
 from engine.qmgr.delivery import RemoteDelivery
 from engine.qmgr.etrn import held_domains, holds
-from engine.qmgr.queue import QueueDetail, QueueEntry, QueueItem, QueuePage, QueueStore
+from engine.qmgr.queue import QueueDetail, QueueEntry, QueueItem, QueuePage, QueueStore, read_offline
 from engine.smtp.resolver import Resolver
 from engine.smtpd.inbound import VERSION, make_protocol_factory
 from engine.smtpd.replies import reply
@@ -498,11 +498,13 @@ class VirtualServer:
 
     async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
                          descending: bool = False) -> QueuePage:
-        if self._queue is None:
-            return QueuePage((), 0)
         key = QUEUE_SORT_KEYS.get(sort)
         if key is None:
             raise NotFoundError(f"unknown sort key {sort!r}; use one of {', '.join(QUEUE_SORT_KEYS)}")
+        if self._queue is None:  # stopped: what the Queue folder holds, read-only
+            found = await asyncio.to_thread(read_offline, self.mailroot.queue)
+            found.sort(key=key, reverse=descending)  # type: ignore[arg-type]
+            return QueuePage(self._snapshots(found[offset: offset + limit]), len(found), offline=True)
         entries = sorted(self._queue.entries.values(), key=key, reverse=descending)  # type: ignore[arg-type]
         return QueuePage(self._snapshots(entries[offset: offset + limit]), len(entries), self._queue.recovering)
 

@@ -8,6 +8,7 @@ bookkeeping of snapshots on their way must not leak).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -44,6 +45,8 @@ class QueueFeed(QObject):
         self._busy_refetch = False
         self._busy_subjects = False
         self.closed = False
+        self.offline = False  # the rows are a read-only scan of the Queue folder (the server is stopped)
+        self.read_at = 0.0  # when they were read (time.time())
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFETCH_DELAY_MS)
@@ -87,6 +90,7 @@ class QueueFeed(QObject):
             model.snapshot_failed(generation)
             raise
         complete = page.total <= len(page.items)
+        self.offline, self.read_at = page.offline, time.time()
         newer = model.apply_snapshot(generation, page.items, complete=complete)
         self.want_subjects(item.queue_id for item in page.items)
         if not complete:
@@ -184,7 +188,8 @@ class QueueFeed(QObject):
         self._subjects.clear()
 
     def stopped(self) -> None:
-        """The engine stopped: its queue is closed; nothing to show until it starts again."""
+        """The engine stopped (or started after an offline read): the rows shown are no longer its queue."""
         self._refetch.clear()
         self._subjects.clear()
         self.model.clear()
+        self.offline = False

@@ -7,16 +7,32 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QTreeView, QWidget
 
 DragStarter = Callable[[], None]
 
 
+def paint_empty_text(view: QAbstractItemView, text: str) -> None:
+    """An empty list says why it is empty, greyed in the middle of its viewport."""
+    model = view.model()
+    if not text or model is None or model.rowCount() > 0:
+        return
+    painter = QPainter(view.viewport())
+    painter.setPen(view.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+    area = view.viewport().rect().adjusted(24, 24, -24, -24)
+    painter.drawText(area, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap),
+                     text)
+    painter.end()
+
+
 class ItemView(QTreeView):
-    """A flat, sortable, multi-selection list; ``start_drag`` (when set) runs instead of Qt's own item drag."""
+    """A flat, sortable, multi-selection list; ``start_drag`` (when set) runs instead of Qt's own item drag;
+    ``empty_text`` is shown while it has no rows."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.empty_text = ""
         self.start_drag: DragStarter | None = None
         self.setRootIsDecorated(False)
         self.setUniformRowHeights(True)
@@ -35,6 +51,15 @@ class ItemView(QTreeView):
             self.start_drag()
         else:
             super().startDrag(supportedActions)
+
+    def set_empty_text(self, text: str) -> None:
+        if text != self.empty_text:
+            self.empty_text = text
+            self.viewport().update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        paint_empty_text(self, self.empty_text)
 
 
 class ItemTable(QTableView):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
@@ -43,7 +44,9 @@ MESSAGE_NODES = (Node.QUEUE, Node.DROP, Node.BADMAIL)
 ITEM_NODES = (Node.DOMAINS, Node.SESSIONS, *MESSAGE_NODES, Node.PICKUP)
 SESSION_BURST = 50  # more session events than this waiting: they are shown with the next second's refresh
 STATES_CHECKED_UP_TO = 5000  # a larger selection enables every queue action (checking each costs too much)
-STOPPED_QUEUE = "The virtual server is stopped. Its queue is shown while it runs: start it (Action ▸ Start)."
+STOPPED_QUEUE = "The virtual server is stopped: reading its Queue folder…"
+STOPPED_QUEUE_READ = ("The virtual server is stopped. This is what its Queue folder held at {read} (read-only; F5 "
+                      "reads it again). Start the server (Action ▸ Start) to deliver or change these messages.")
 
 
 class ManagerWindow(QMainWindow):
@@ -252,7 +255,7 @@ class ManagerWindow(QMainWindow):
             self.ops.refresh_sessions()
         elif node == Node.QUEUE:
             self._queue_wanted = True
-            if not self.queue_model.live and self.state in RUNNING:
+            if not self.queue_model.live and (self.state in RUNNING or self.state == "stopped"):
                 self.queue_feed.load()
             self._queue_loading(self.queue_feed.loading)
         elif node == Node.DROP and not self.drop_model.loaded:
@@ -481,11 +484,20 @@ class ManagerWindow(QMainWindow):
         self.tree.set_server(config.name, state)
         self.state_icon_label.setPixmap(state_icon("server", state).pixmap(16, 16))
         self.state_label.setText(state_label(state))
+        sessions_pane = self.panes[Node.SESSIONS]
+        if isinstance(sessions_pane, ResultPane):
+            sessions_pane.detail.set_empty_text("No client is connected." if state in RUNNING else
+                                         "The virtual server is stopped: no client can connect.")
         if state == "stopped":
             self.sessions_model.clear()
             self.queue_feed.stopped()
             self.folder_ops.stopped()
-        if state in RUNNING and self._queue_wanted and not self.queue_model.live:
+            if self._queue_wanted:
+                self.queue_feed.load()  # a read-only scan of the Queue folder
+            self.queue_pane.refresh_chart(force=True)  # never the running queue's shape over the stopped one
+        if state in RUNNING and self._queue_wanted and (self.queue_feed.offline or not self.queue_model.live):
+            if self.queue_feed.offline:
+                self.queue_feed.stopped()
             self.queue_feed.load()
         self._queue_loading(self.queue_feed.loading)
         self._update_server_row()
@@ -532,7 +544,7 @@ class ManagerWindow(QMainWindow):
         self.refresh_config()
         self.set_state(self.engine.state)
         self.ops.refresh_sessions()
-        if self.node == Node.QUEUE and self.state in RUNNING:
+        if self.node == Node.QUEUE and (self.state in RUNNING or self.state == "stopped"):
             self.queue_feed.load()
         elif self.node == Node.DROP:
             self.folder_ops.load_drop()
@@ -549,7 +561,12 @@ class ManagerWindow(QMainWindow):
 
     def _queue_loading(self, loading: bool) -> None:
         if self.state not in RUNNING:
-            self.queue_pane.set_placeholder(STOPPED_QUEUE)
+            if self.queue_feed.offline and not loading:
+                read = time.strftime("%H:%M:%S", time.localtime(self.queue_feed.read_at))
+                self.queue_pane.set_placeholder(STOPPED_QUEUE_READ.format(read=read))
+            else:
+                self.queue_pane.set_placeholder(STOPPED_QUEUE)
+            self.queue_pane.refresh_chart(force=True)
         elif loading and not self.queue_model.total:
             self.queue_pane.set_placeholder("Reading the queue…")
         else:

@@ -81,6 +81,7 @@ class QueuePage:
     items: tuple[QueueItem, ...]
     total: int
     recovering: bool = False  # the queue is still being read back at start: this page and total are partial
+    offline: bool = False  # the server is stopped: read from the Queue folder as it is, nothing can change it
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,18 @@ class QueueEntry:
             record.last_error,
             record.source,
         )
+
+
+def read_offline(queue_dir: Path) -> list[QueueEntry]:
+    """The Queue folder as it is, read without changing anything (the server is stopped; like Postfix's mailq):
+    unreadable files are left out, not moved; a missing folder is an empty queue."""
+    try:
+        listing = recovery.scan(queue_dir)
+    except FileNotFoundError:
+        return []
+    return [QueueEntry(found.record, queue_dir, found.size, found.offset)
+            for found in recovery.read_chunk(queue_dir, listing.order, listing.records)
+            if isinstance(found, recovery.Loaded)]
 
 
 def ends_with_lone_dot(path: Path) -> bool:

@@ -372,15 +372,31 @@ def test_badmail_resend_view_delete_and_live_rows(running: Run, tmp_path: Path) 
     assert opened == [str(root.badmail)]
 
 
-def test_stopped_server_shows_why_the_queue_is_empty_and_reloads_on_start(running: Run) -> None:
+def test_stopped_server_shows_a_read_only_queue_and_reloads_on_start(running: Run, tmp_path: Path) -> None:
     window = running.window
     send(running.port, "anna@example.test", ["bob@far.example"])
+    send(running.port, "anna@example.test", ["carl@far.example"])
     window.select_node(Node.QUEUE)
-    running.until(lambda: window.queue_model.total == 1, 20)
+    model = window.queue_model
+    running.until(lambda: model.total == 2 and all(i.attempts for i in model.items()), 20)
+    running.until(lambda: window.queue_pane.chart.shape is not None and window.queue_pane.chart.shape.total == 2)
     running.click("stop")
-    running.until(lambda: window.state == "stopped")
-    assert window.queue_model.total == 0 and "stopped" in window.queue_pane.placeholder.text()
-    assert not window.actions_.retry_now.isEnabled()
+    running.until(lambda: window.state == "stopped" and window.queue_feed.offline and not window.queue_feed.loading)
+    assert model.total == 2 and {cell(running, i, "State") for i in queued_ids(running)} == {"Deferred"}
+    placeholder = window.queue_pane.placeholder.text()
+    assert "stopped" in placeholder and "read-only" in placeholder and not window.queue_pane.placeholder.isHidden()
+    assert window.queue_pane.chart.shape is not None and window.queue_pane.chart.shape.total == 2  # the same 2
+    window.queue_pane.select_key(queued_ids(running)[0])
+    window.update_actions()
+    for action in ("retry_now", "freeze", "bounce_now", "delete", "details", "retry_domain"):
+        assert not getattr(window.actions_, action).isEnabled(), action
+    [first] = [p for p in (tmp_path / "Mailroot" / "Queue").glob("*.eml") if p.stem == queued_ids(running)[0]]
+    first.unlink()  # changed behind the stopped server: F5 reads the folder again
+    (tmp_path / "Mailroot" / "Queue" / f"{first.stem}.env").unlink(missing_ok=True)
+    window.actions_.refresh.trigger()
+    running.until(lambda: model.total == 1 and not window.queue_feed.loading)
+    running.until(lambda: window.queue_pane.chart.shape is not None and window.queue_pane.chart.shape.total == 1)
+    window.grab().save(str(tmp_path / "stopped-queue.png"))
     running.click("start")
-    running.until(lambda: window.queue_model.total == 1, 20)
+    running.until(lambda: window.state == "started" and not window.queue_feed.offline and model.total == 1, 20)
     assert window.queue_pane.placeholder.isHidden()
