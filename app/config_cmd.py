@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from app.remote import connecting, remote_call
@@ -15,9 +16,10 @@ from engine.conf.config import (
     DomainConfig,
     add_domain,
     default_config_path,
-    default_mailroot,
     delete_domain,
+    find_domain,
     set_default_domain,
+    update_domain,
 )
 from engine.conf.config_file import (
     config_from_dict,
@@ -31,6 +33,7 @@ from engine.conf.config_file import (
 )
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME
 from engine.errors import ConfigError, DomainError, EngineError, NotFoundError
+from engine.store.mailroot import default_mailroot
 
 PROG = "smtpsvc config"
 EXIT_USAGE = 2  # a bad key, value or domain operation: the file is left as it was
@@ -81,6 +84,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument("--tls-required", action="store_true", help="remote: outbound TLS required")
     add.add_argument("--use-helo", action="store_true", help="remote: send HELO instead of EHLO")
     add.add_argument("--etrn", action="store_true", help="remote: queue for remote triggered delivery")
+    add.add_argument("--drop-dir", metavar="DIR", default="",
+                     help="alias: its own Drop directory (relative = inside the Mailroot; "
+                          "default: the default domain's Drop)")
+    set_domain = domain_actions.add_parser("set", parents=[common], help="change a domain's settings")
+    set_domain.add_argument("name", metavar="NAME")
+    set_domain.add_argument("--drop-dir", metavar="DIR", default=None,
+                            help="local domains: the Drop directory (relative = inside the Mailroot; "
+                                 "'' = the default domain's Drop, or Mailroot/Drop for the default domain)")
     delete = domain_actions.add_parser("delete", parents=[common], help="delete a domain (not the default)")
     delete.add_argument("name", metavar="NAME")
     default = domain_actions.add_parser("set-default", parents=[common],
@@ -228,8 +239,14 @@ def _change_domains(config: Config, args: argparse.Namespace) -> Config:
     if args.domain_action == "add":
         domain = DomainConfig(name=args.name, type=args.type, relay_allowed=args.relay,
                               route="smarthost" if args.smart_host else "dns", smart_host=args.smart_host,
-                              tls_required=args.tls_required, use_helo=args.use_helo, etrn_queue=args.etrn)
+                              tls_required=args.tls_required, use_helo=args.use_helo, etrn_queue=args.etrn,
+                              drop_dir=args.drop_dir)
         return add_domain(config, domain)
+    if args.domain_action == "set":
+        current = find_domain(config, args.name)
+        if args.drop_dir is None:
+            raise _Failed("nothing to change: give --drop-dir DIR", EXIT_USAGE)
+        return update_domain(config, replace(current, drop_dir=args.drop_dir))
     if args.domain_action == "delete":
         return delete_domain(config, args.name)
     return set_default_domain(config, args.name)

@@ -14,7 +14,7 @@ from engine.admin.perf import RATES
 from engine.conf.config import default_config_path
 from engine.conf.config_file import load_config
 from engine.errors import EngineError
-from engine.server import mailroot_for
+from engine.store.mailroot import Mailroot
 
 WATCH_INTERVAL = 1.0
 _CLEAR = "\x1b[H\x1b[2J"
@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     path: Path = getattr(args, "config", None) or default_config_path()
     try:
         local = not connecting(args)
-        mailroot = Path() if not local else getattr(args, "mailroot", None) or mailroot_for(load_config(path)).root
+        mailroot = Path() if not local else \
+            getattr(args, "mailroot", None) or Mailroot.from_config(load_config(path)).root
     except EngineError as error:
         print(f"smtpsvc counters: {error}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from engine.admin.event_log import event_log_dir, read_entries
 from engine.conf.config import default_config_path
 from engine.conf.config_file import load_config
 from engine.errors import EngineError
-from engine.server import mailroot_for
+from engine.store.mailroot import Mailroot
 
 FOLLOW_POLL = 1.0  # seconds between looks for new entries
 _RELATIVE = re.compile(r"(\d+)([smhd])")
@@ -70,7 +70,7 @@ def _fetcher(args: argparse.Namespace) -> Callable[[float, Level], Iterable[Even
     path: Path = getattr(args, "config", None) or default_config_path()
     config = load_config(path)
     mailroot = getattr(args, "mailroot", None)
-    directory = event_log_dir(mailroot if mailroot is not None else mailroot_for(config).root)
+    directory = event_log_dir(mailroot if mailroot is not None else Mailroot.from_config(config).root)
     return lambda since, level: read_entries(directory, since, level)
 
 

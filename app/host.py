@@ -305,21 +305,9 @@ class EngineHost:
         return await self.call(lambda server: server.list_drop())
 
     async def drop_items(self, names: Sequence[str]) -> list[DropItem]:
-        """These Drop files (those gone are left out), in one call; composed from engine.admin.mailroot_items until
-        the engine offers it."""
-        wanted = [name for name in names if name and "/" not in name and "\\" not in name
-                  and name not in (".", "..")]
-
-        def read(folder: Path) -> list[DropItem]:
-            found = []
-            for name in wanted:
-                try:
-                    found.append(mailroot_items.read_drop_item(folder / name))
-                except OSError:
-                    continue
-            return found
-
-        return await self.call(lambda server: asyncio.to_thread(read, server.mailroot.drop))
+        """These Drop items (``DropItem.ref``; those gone are left out), in one call."""
+        refs = list(names)
+        return await self.call(lambda server: server.drop_items(refs))
 
     async def read_drop(self, name: str) -> bytes:
         return await self.call(lambda server: server.read_drop(name))

@@ -24,7 +24,8 @@ from engine.admin.control import ControlUnavailableError, request, socket_path
 from engine.admin.control_ops import RequestError, call
 from engine.conf.config import Config, default_config_path
 from engine.errors import ConfigError, EngineError, MailrootLockedError, NotFoundError
-from engine.server import QUEUE_SORT_KEYS, VirtualServer, mailroot_for
+from engine.server import QUEUE_SORT_KEYS, VirtualServer
+from engine.store.mailroot import Mailroot
 
 PROG = "smtpsvc queue"
 EXIT_USAGE = 2  # bad usage, a message that is not (any more) in the queue
@@ -143,7 +144,7 @@ async def _connection(args: argparse.Namespace, config: Config | None) -> AsyncI
 @contextlib.asynccontextmanager
 async def _engine(config: Config) -> AsyncIterator[tuple[Call, bool]]:
     """How to run ops, and whether a live engine runs them: its control socket, or an offline engine."""
-    mailroot = mailroot_for(config).root
+    mailroot = Mailroot.from_config(config).root
     path = socket_path(mailroot)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_SECONDS

@@ -71,6 +71,7 @@ class MessageDropped(Event):
     queue_id: str
     path: str
     recipients: tuple[str, ...]
+    ref: str = ""  # how list_drop names the file (``DropItem.ref``: ``domain/file``)
 
 
 @dataclass(frozen=True)

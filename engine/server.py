@@ -57,7 +57,7 @@ from engine.smtpd.sessions import SessionInfo, SessionRegistry
 from engine.smtpd.users import UserStore
 from engine.store.commit import Committer
 from engine.store.lock import MailrootLock
-from engine.store.mailroot import Mailroot
+from engine.store.mailroot import Mailroot, split_drop_ref
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +80,6 @@ def _first_domain(entry: QueueEntry) -> str:
     return recipients[0].address.rpartition("@")[2].lower() if recipients else ""
 
 
-def mailroot_for(config: Config) -> Mailroot:
-    root = Path(config.mailroot).expanduser() if config.mailroot else _default_mailroot()
-    badmail = Path(config.server.badmail_dir).expanduser() if config.server.badmail_dir else None
-    drop = config.default_domain.drop_dir
-    return Mailroot(root, drop_override=Path(drop).expanduser() if drop else None, badmail_override=badmail)
-
-
-def _default_mailroot() -> Path:
-    import platformdirs
-
-    return platformdirs.user_data_path("smtpsvc") / "Mailroot"
-
-
 class VirtualServer:
     """One SMTP virtual server; create it on the loop that will run it."""
 
@@ -107,7 +94,7 @@ class VirtualServer:
         self.bus = EventBus()
         self.counters = Counters()
         self.sessions = SessionRegistry()
-        self.mailroot = mailroot_for(config)
+        self.mailroot = Mailroot.from_config(config)  # Badmail and the Drops follow apply_config
         self._state = "stopped"
         self._lock = MailrootLock(self.mailroot.lock_file)
         self._servers: dict[str, asyncio.Server] = {}
@@ -202,10 +189,9 @@ class VirtualServer:
             await asyncio.to_thread(self._lock.acquire)  # waits a moment for a `smtpsvc queue` command
         except OSError as error:
             raise MailrootError(mailroot_failure(self.mailroot.root, error)) from error
-        try:
-            self.mailroot.create()
-        except OSError as error:
-            raise MailrootError(mailroot_failure(Path(error.filename or self.mailroot.root), error)) from error
+        await asyncio.to_thread(self._create_dirs, self.mailroot)
+        for leftover in await asyncio.to_thread(self.mailroot.sweep_temps):
+            log.info("removed %s, left by an interrupted write", leftover)
         self._committer = Committer(sync=self._sync)
         self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config, clock=self.clock)
         self._queue.on_dropped = self._on_dropped
@@ -220,6 +206,18 @@ class VirtualServer:
         self._queue.on_recovered = lambda entry: delivery.wake_at(entry.queue_id, entry.record.next_attempt)
         # Before listening: what is left in SortTemp was never acknowledged; new sessions spool there.
         await asyncio.to_thread(self._queue.clear_sorttemp)
+
+    @staticmethod
+    def _create_dirs(mailroot: Mailroot) -> None:
+        """Create every directory, then check the places again with the directories real (symbolic links,
+        bind mounts): a Badmail or Drop that is Pickup would loop for ever, so it never starts."""
+        try:
+            mailroot.create()
+        except OSError as error:
+            raise MailrootError(mailroot_failure(Path(error.filename or mailroot.root), error)) from error
+        problems = mailroot.conflicts()
+        if problems:
+            raise MailrootError("; ".join(f"{where}: {why}" for where, why in problems))
 
     async def _run_parts(self) -> None:
         assert self._queue is not None and self._delivery is not None
@@ -395,13 +393,20 @@ class VirtualServer:
         changed = _changed_keys(old, config)
         if not changed:
             return
+        if self._queue is not None:  # running (or offline): the new Badmail and Drops must exist before use
+            wanted = Mailroot(self.mailroot.root)
+            wanted.reconfigure(config)
+            if (wanted.badmail, wanted.drops) != (self.mailroot.badmail, self.mailroot.drops):
+                await asyncio.to_thread(self._create_dirs, wanted)
         self._config = config
+        self.mailroot.reconfigure(config)
         if (old.server.listen, old.server.tls_listen) != (config.server.listen, config.server.tls_listen) \
                 and self._servers:
             try:
                 await self._listen()
             except BindError:
                 self._config = old
+                self.mailroot.reconfigure(old)
                 raise
         if self.protocol_log is not None:
             self.protocol_log.refresh()
@@ -589,14 +594,43 @@ class VirtualServer:
         """Put a Badmail item back into Pickup (it is delivered again, or badmailed again with a new reason)."""
         return await asyncio.to_thread(items.resend_badmail, self.mailroot, name)
 
+    def _drop_folder(self, ref: str) -> tuple[Path, str, str]:
+        """(Drop directory, its label, file name) of a Drop reference ``domain/file`` or ``file``."""
+        domain, name = split_drop_ref(ref)
+        if not domain:
+            return self.mailroot.drop, "", name
+        if domain.lower() not in dict(self.mailroot.drops):
+            raise NotFoundError(f"no such file: {ref} ({domain} is not a local domain)")
+        folder = self.mailroot.drop_for(domain)
+        return folder, self.mailroot.drop_label(folder), name
+
     async def list_drop(self) -> list[items.DropItem]:
-        return await asyncio.to_thread(items.list_drop, self.mailroot.drop)
+        """Every Drop directory in use, each item named by the domain whose Drop it is (``DropItem.ref``)."""
+        def read() -> list[items.DropItem]:
+            return [item for folder, domains in self.mailroot.drop_folders()
+                    for item in items.list_drop(folder, domains[0])]
+        return await asyncio.to_thread(read)
 
-    async def read_drop(self, name: str) -> bytes:
-        return await asyncio.to_thread(items.read_drop, self.mailroot.drop, name)
+    async def drop_items(self, refs: list[str]) -> list[items.DropItem]:
+        """These Drop items (``DropItem.ref``; those gone are left out), read in one go."""
+        def read() -> list[items.DropItem]:
+            found: list[items.DropItem] = []
+            for ref in refs:
+                try:
+                    folder, label, name = self._drop_folder(ref)
+                except NotFoundError:
+                    continue
+                found += items.drop_items(folder, [name], label)
+            return found
+        return await asyncio.to_thread(read)
 
-    async def delete_drop(self, name: str) -> None:
-        await asyncio.to_thread(items.delete_drop, self.mailroot.drop, name)
+    async def read_drop(self, ref: str) -> bytes:
+        folder, _, name = self._drop_folder(ref)
+        return await asyncio.to_thread(items.read_drop, folder, name)
+
+    async def delete_drop(self, ref: str) -> None:
+        folder, _, name = self._drop_folder(ref)
+        await asyncio.to_thread(items.delete_drop, folder, name)
 
     async def read_queued(self, queue_id: str) -> bytes:
         """The message of a queued entry, without its envelope lines."""

@@ -1,10 +1,11 @@
-"""A domain's property sheet: Drop directory for the default, sharing for an alias, routing for a remote domain."""
+"""A domain's property sheet: the Drop directory of a local domain (default or alias), routing for a remote one."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -19,9 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.conf.config import Config, DomainConfig, mailroot_dir, smart_host_problem, update_domain
+from engine.conf.config import Config, DomainConfig, smart_host_problem, update_domain
 from engine.conf.options import DOMAIN_TYPE_LABELS
 from engine.errors import DomainError
+from engine.store.mailroot import Mailroot
 from ui.errors import MessageBridge
 from ui.icons import domain_icon
 from ui.outbound_security import OutboundSecurityDialog
@@ -76,24 +78,8 @@ class DomainSheet(PropertySheet):
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.addLayout(self._header(domain))
-        if domain.type == "default":
-            browse = QPushButton("Browse…")
-            browse.clicked.connect(self._browse)
-            row = QHBoxLayout()
-            row.addWidget(self.drop_edit, 1)
-            row.addWidget(browse)
-            self.drop_edit.setPlaceholderText(str(mailroot_dir(self._current(), "", "Drop")))
-            self.drop_edit.setClearButtonEnabled(True)
-            form = QFormLayout()
-            form.addRow("Drop directory:", row)
-            layout.addWidget(group("Local delivery", note(
-                "Messages for this domain and its aliases are written to the Drop directory as .eml files "
-                "with x-sender / x-receiver lines. Empty: the Mailroot's Drop directory."), form))
-        elif domain.type == "alias":
-            drop = mailroot_dir(self._current(), self._current().default_domain.drop_dir, "Drop")
-            layout.addWidget(group("Local delivery", note(
-                f"Mail for this alias domain is delivered like mail for the default domain "
-                f"({self._current().default_domain.name}), into its Drop directory:\n{drop}")))
+        if domain.type in ("default", "alias"):
+            layout.addWidget(self._local_delivery(domain))
         else:
             routes = QButtonGroup(page)
             routes.addButton(self.dns_radio)
@@ -113,6 +99,44 @@ class DomainSheet(PropertySheet):
             layout.addWidget(group("Route domain", route_form))
         layout.addStretch(1)
         return page
+
+    def _local_delivery(self, domain: DomainConfig) -> QWidget:
+        """The Drop directory: a folder picker for every local domain; empty falls back to the default's Drop."""
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.drop_edit, 1)
+        row.addWidget(browse)
+        current = self._current()
+        fallback = Mailroot.from_config(replace(current, domains=tuple(
+            replace(d, drop_dir="") if d.name.lower() == domain.name.lower() else d for d in current.domains)))
+        self.drop_edit.setPlaceholderText(str(fallback.drop_for(domain.name)))
+        self.drop_edit.setClearButtonEnabled(True)
+        self.drop_where = QLabel()
+        self.drop_where.setWordWrap(True)
+        self.drop_where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form = QFormLayout()
+        form.addRow("Drop directory:", row)
+        form.addRow("", self.drop_where)
+        if domain.type == "default":
+            text = ("Messages for this domain, and for every alias without a Drop directory of its own, are "
+                    "written to the Drop directory as .eml files with x-sender / x-receiver lines. Empty: the "
+                    "Mailroot's Drop directory. A relative path is taken inside the Mailroot.")
+        else:
+            text = (f"Messages for this alias domain are written to its own Drop directory, or, when empty, to "
+                    f"the default domain's ({current.default_domain.name}). A relative path is taken inside the "
+                    "Mailroot.")
+        return group("Local delivery", note(text), form)
+
+    def _show_drop(self) -> None:
+        """Where mail for this domain will go, by the Mailroot's own rule (relative paths, ~)."""
+        if self.initial.type == "remote":
+            return
+        try:
+            config = update_domain(self._current(), self.edited())
+        except DomainError:
+            config = self._current()
+        self.drop_where.setText(f"Delivered to: {Mailroot.from_config(config).drop_for(self.initial.name)}")
 
     def _advanced(self) -> QWidget:
         page = QWidget()
@@ -138,7 +162,7 @@ class DomainSheet(PropertySheet):
 
     def edited(self) -> DomainConfig:
         domain = self.initial
-        if domain.type == "default":
+        if domain.type in ("default", "alias"):
             return replace(domain, drop_dir=self.drop_edit.text().strip())
         if domain.type != "remote":
             return domain
@@ -167,8 +191,10 @@ class DomainSheet(PropertySheet):
         if domain.route == "smarthost":
             smart = smart_host_problem(domain.smart_host) if domain.smart_host else "a smart host is required"
         _mark(self.smart_host_edit, smart)
-        drop_problem = next((why for _key, why in problems if "Drop directory" in why), None)
+        drop_problem = next((why for key, why in problems if key.endswith(".drop_dir") or "Drop directory" in why),
+                            None)
         _mark(self.drop_edit, drop_problem)
+        self._show_drop()
         return problems
 
 

@@ -15,7 +15,7 @@ from PySide6.QtGui import QDesktopServices
 
 from engine.errors import NotFoundError
 from engine.events import Event, MessageBadmailed, MessageDropped
-from engine.server import mailroot_for
+from engine.store.mailroot import Mailroot
 from ui.batch import Batch
 from ui.context import WindowPort
 from ui.models.folders import BadmailModel, DropModel, FolderModel
@@ -58,7 +58,7 @@ class FolderOperations:
             if isinstance(event, MessageBadmailed) and self.badmail.loaded:
                 self._new_badmail[event.name] = None
             elif isinstance(event, MessageDropped) and self.drop.loaded:
-                self._new_drop[Path(event.path).name] = None
+                self._new_drop[event.ref or Path(event.path).name] = None
         if (self._new_badmail or self._new_drop) and not self._timer.isActive():
             self._timer.start()
 
@@ -143,7 +143,7 @@ class FolderOperations:
         self.runner.spawn(run(), "Resend")
 
     def folder(self, kind: str) -> Path:
-        mailroot = mailroot_for(self.engine.config())
+        mailroot = Mailroot.from_config(self.engine.config())
         paths = {"badmail": mailroot.badmail, "drop": mailroot.drop, "pickup": mailroot.pickup,
                  "queue": mailroot.queue}
         return paths[kind]

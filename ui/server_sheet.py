@@ -17,10 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.conf.config import Config, mailroot_dir
+from engine.conf.config import Config
 from engine.conf.config_file import validate_config
 from engine.conf.options import OPTIONS
 from engine.errors import ConfigError
+from engine.store.mailroot import Mailroot
 from ui.errors import MessageBridge
 from ui.icons import state_icon
 from ui.option_fields import OptionField, TextField, make_field
@@ -57,7 +58,8 @@ class ServerSheet(PropertySheet):
         self._load(config)
         badmail = self.fields["badmail_dir"]
         if isinstance(badmail, TextField):
-            badmail.edit.setPlaceholderText(str(mailroot_dir(config, "", "Badmail")))
+            badmail.edit.setPlaceholderText(str(Mailroot.from_config(replace(
+                config, server=replace(config.server, badmail_dir=""))).badmail))
         for field in self.fields.values():
             field.changed.connect(self.revalidate)
         self.name_edit.textChanged.connect(self.revalidate)

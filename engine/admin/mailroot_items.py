@@ -1,14 +1,14 @@
 """Drop, Badmail and Pickup as the manager sees them: listing, reading, resending and submitting files.
 
 ui/ has no file formats: everything that reads or writes a Mailroot file for the window happens here.
-Files put into Pickup are written in SortTemp and renamed in, so Pickup never sees half a file.
+Files put into Pickup are written under a hidden name and renamed, so Pickup never sees half a file.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from engine.bounce.badmail import BadmailItem, read_badmail
 from engine.errors import NotFoundError
 from engine.pickup.pickup import PickupError, parse_pickup
 from engine.store.envelope import EnvelopeError, split_envelope
-from engine.store.mailroot import Mailroot, fsync_dir, new_id
+from engine.store.mailroot import Mailroot, join_drop_ref, new_id, write_durable
 
 HEADER_LIMIT = 64 * 1024  # enough of a file to read its envelope and headers for a listing
 
@@ -29,6 +29,12 @@ class DropItem:
     subject: str
     size: int
     at: float
+    domain: str = ""  # the local domain whose Drop holds it (the first, when domains share one Drop)
+
+    @property
+    def ref(self) -> str:
+        """How the window and ``read_drop``/``delete_drop`` name it: ``domain/file`` (``file``: the default Drop)."""
+        return join_drop_ref(self.domain, self.name)
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def _subject(data: bytes, offset: int) -> str:
         return str(raw[0]) if raw else ""
 
 
-def read_drop_item(path: Path) -> DropItem:
+def read_drop_item(path: Path, domain: str = "") -> DropItem:
     stat = path.stat()
     with path.open("rb") as handle:
         head = handle.read(HEADER_LIMIT)
@@ -60,17 +66,28 @@ def read_drop_item(path: Path) -> DropItem:
         sender, recipients, offset = split_envelope(head)
     except EnvelopeError:
         sender, recipients, offset = "", (), 0
-    return DropItem(path.name, sender, recipients, _subject(head, offset), stat.st_size, stat.st_mtime)
+    return DropItem(path.name, sender, recipients, _subject(head, offset), stat.st_size, stat.st_mtime, domain)
 
 
-def list_drop(folder: Path) -> list[DropItem]:
+def list_drop(folder: Path, domain: str = "") -> list[DropItem]:
     items = []
     for path in sorted(folder.glob("*.eml")):
         try:
-            items.append(read_drop_item(path))
+            items.append(read_drop_item(path, domain))
         except OSError:
             continue  # removed while we listed it
     return items
+
+
+def drop_items(folder: Path, names: Sequence[str], domain: str = "") -> list[DropItem]:
+    """The items of ``names`` still in ``folder`` (those gone meanwhile are left out)."""
+    found = []
+    for name in names:
+        try:
+            found.append(read_drop_item(_inside(folder, name), domain))
+        except (OSError, NotFoundError):
+            continue
+    return found
 
 
 def _inside(folder: Path, name: str) -> Path:
@@ -120,16 +137,11 @@ def preview_pickup(data: bytes, default_domain: str) -> PickupPreview:
 
 
 def put_in_pickup(mailroot: Mailroot, data: bytes, name_hint: str = "") -> str:
-    """Write ``data`` into Pickup atomically (SortTemp, fsync, rename); returns the file name used there."""
+    """Write ``data`` into Pickup atomically (a hidden temporary name, which Pickup skips, then a rename);
+    returns the file name used there."""
     stem = "".join(c for c in Path(name_hint).stem if c.isalnum() or c in "-_")[:40] or "message"
     name = f"{stem}-{new_id()}.eml"
-    temp = mailroot.sorttemp / f"topickup-{name}"
-    with temp.open("xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(temp, mailroot.pickup / name)
-    fsync_dir(mailroot.pickup)
+    write_durable(mailroot.pickup / name, data)
     return name
 
 

@@ -25,8 +25,8 @@ from engine.errors import HopCountExceeded, QueueWriteError
 from engine.events import EventBus, MessageDropped, MessageQueued
 from engine.qmgr.queue import QueueStore
 from engine.store.commit import Committer, TargetUnavailable
-from engine.store.envelope import envelope_lines, pickup_file
-from engine.store.mailroot import Mailroot, new_id
+from engine.store.envelope import envelope_lines
+from engine.store.mailroot import Mailroot, drop_ref, new_id
 
 log = logging.getLogger(__name__)
 
@@ -89,24 +89,6 @@ class SpoolFile:
     @property
     def ends_with_lone_dot(self) -> bool:
         return self._tail.endswith(b"\r\n.\r\n")
-
-    def restuff(self) -> None:
-        """Rewrite the message dot-stuffed with a final "." line (``envelope.pickup_file``).
-
-        A Drop or Queue file whose message ends in a lone "." line would be read back by Pickup as
-        dot-stuffed and lose that line; in this (rare) case the file is stored stuffed instead.
-        """
-
-        self._flush()
-        if self.error is not None or self.fd is None:
-            return
-        try:
-            content = os.pread(self.fd, os.fstat(self.fd).st_size, 0)[self.offset :]
-            data = pickup_file(self.sender, self.recipients, content)
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, data, 0)
-        except OSError as error:
-            self.error = error
 
     def finish(self) -> tuple[int, bytearray]:
         """Hand over the open descriptor and the bytes not yet written (the Committer writes them, off the loop);
@@ -218,20 +200,25 @@ class Intake:
         return spool
 
     def _direct_drop(self, recipients: tuple[str, ...]) -> Path | None:
-        config = self._config()
-        domains = config.effective_domains
-        if not all(classify(domain_of(r), domains).kind == "local" for r in recipients):
-            return None
-        drop = config.default_domain.drop_dir
-        return Path(drop) if drop else self.mailroot.drop
+        """The one Drop directory of every recipient, or None (a remote one, or local domains with different
+        Drops: the queue's local delivery writes one copy per Drop)."""
+        domains = self._config().effective_domains
+        folders = set()
+        for rcpt in recipients:
+            route = classify(domain_of(rcpt), domains)
+            if route.kind != "local" or route.domain is None:
+                return None
+            folders.add(self.mailroot.drop_for(route.domain.name))
+        return folders.pop() if len(folders) == 1 else None
 
     async def commit(self, spool: SpoolFile, source: str) -> None:
         """Make the spool durable in Drop or Queue; raises OSError when it could not be."""
         name = f"{spool.queue_id}.eml"
-        # A success notice is sent by local delivery from the queue, so such a message takes that path.
-        drop = None if spool.dsn.wants_success() else self._direct_drop(spool.recipients)
-        if drop is not None and spool.ends_with_lone_dot:
-            spool.restuff()  # Drop files are Pickup-ready; Queue files keep the message as it is
+        # A success notice is sent by local delivery from the queue, so such a message takes that path; so does
+        # one ending in a lone "." line, which a Drop file (Pickup-ready) holds dot-stuffed: local delivery writes
+        # that copy, and the queued file, which may still go elsewhere, keeps the message as it is.
+        direct = not spool.dsn.wants_success() and not spool.ends_with_lone_dot
+        drop = self._direct_drop(spool.recipients) if direct else None
         try:
             fd, tail = spool.finish()
         except OSError:
@@ -264,7 +251,8 @@ class Intake:
         if drop is not None:
             self.counters.directory_drops_total += 1
             self.counters.messages_delivered_total += 1
-            self.bus.publish(MessageDropped(spool.queue_id, str(target), spool.recipients))
+            self.bus.publish(MessageDropped(spool.queue_id, str(target), spool.recipients,
+                                            drop_ref(self.mailroot, target)))
         else:
             record = self.queue.new_record(spool.queue_id, spool.sender, spool.recipients, source)
             if spool.dsn:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import re
 import socket
 from dataclasses import dataclass, field, replace
@@ -15,6 +14,7 @@ import platformdirs
 from engine.conf.hostport import split_hostport
 from engine.conf.options import DOMAIN_TYPES, W3C_LOG_FIELDS_DEFAULT
 from engine.errors import DomainError
+from engine.store.mailroot import Mailroot
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,7 +29,7 @@ class DomainConfig:
 
     name: str
     type: str  # "default" | "alias" | "remote"
-    drop_dir: str = ""  # default domain only; empty = Mailroot/Drop
+    drop_dir: str = ""  # local domains; empty = the default domain's Drop (Mailroot/Drop when that is empty too)
     relay_allowed: bool = False  # remote: allow incoming mail to be relayed to this domain
     route: str = "dns"  # remote: "dns" | "smarthost"
     smart_host: str = ""  # remote with route = "smarthost"
@@ -145,42 +145,17 @@ class Config:
 # --- Paths --------------------------------------------------------------------------------------------
 
 APP_NAME = "smtpsvc"
-ENGINE_DIRS = ("Pickup", "Queue", "SortTemp")  # Mailroot directories Drop and Badmail must not be
 
 
 def default_config_path() -> Path:
     return platformdirs.user_config_path(APP_NAME) / "smtpsvc.toml"
 
 
-def default_mailroot() -> Path:
-    return platformdirs.user_data_path(APP_NAME) / "Mailroot"
-
-
-def mailroot_path(config: Config) -> Path:
-    """The Mailroot directory: ``config.mailroot`` with ``~`` expanded, or the user's data directory."""
-    return Path(config.mailroot).expanduser() if config.mailroot else default_mailroot()
-
-
-def mailroot_dir(config: Config, setting: str, default: str) -> Path:
-    """A directory setting (drop_dir, badmail_dir): empty = Mailroot/``default``, relative = inside it."""
-    root = mailroot_path(config)
-    return root / Path(setting).expanduser() if setting else root / default
-
-
-def same_dir(a: Path, b: Path) -> bool:
-    """Whether two paths name one directory, following symbolic links (they need not exist yet)."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-        return os.path.normcase(a.resolve()) == os.path.normcase(b.resolve())
-    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
-
-
-def engine_dir_conflict(config: Config, path: Path) -> str | None:
-    """The name of the Mailroot directory ``path`` would clash with (Drop must not be Pickup), if any."""
-    root = mailroot_path(config)
-    return next((name for name in ENGINE_DIRS if same_dir(path, root / name)), None)
+def path_problems(config: Config) -> list[tuple[str, str]]:
+    """Badmail or a Drop in a place the engine cannot use, as (key, sentence); the rule is the Mailroot's."""
+    where = {d.name.lower(): domain_key(d) for d in config.effective_domains}
+    return [("server.badmail_dir" if setting == "badmail_dir" else f"{where.get(setting, 'domain')}.drop_dir", why)
+            for setting, why in Mailroot.from_config(config).conflicts()]
 
 
 # --- Names and addresses ------------------------------------------------------------------------------
@@ -265,6 +240,8 @@ def domain_problems(config: Config) -> list[tuple[str, str]]:
             problems.append((f"{key}.name", f"a domain named {seen[folded].name!r}{implicit} "
                              "already exists"))
         seen.setdefault(folded, domain)
+    if not problems:  # the places of the Drops, once every domain is well-formed
+        problems += [(key, why) for key, why in path_problems(config) if key != "server.badmail_dir"]
     return problems
 
 
@@ -277,12 +254,10 @@ def _one_domain_problems(config: Config, domain: DomainConfig) -> list[tuple[str
         misplaced_wildcard = "*" in domain.name and not remote
         wildcard = " (wildcards like *.example.com only for remote domains)" if misplaced_wildcard else ""
         problems.append(("name", f"{domain.name!r} is not a valid domain name{wildcard}"))
-    if domain.drop_dir and domain.type != "default":
-        problems.append(("drop_dir", "only the default domain has a Drop directory"))
-    elif domain.drop_dir:
-        clash = engine_dir_conflict(config, mailroot_dir(config, domain.drop_dir, "Drop"))
-        if clash:
-            problems.append(("drop_dir", f"the Drop directory must not be the Mailroot's {clash} directory"))
+    if domain.drop_dir and remote:
+        problems.append(("drop_dir", "only local domains (default and alias) have a Drop directory"))
+    elif "\0" in domain.drop_dir:
+        problems.append(("drop_dir", "must not contain NUL characters"))
     if not remote:
         plain = DomainConfig(domain.name, domain.type, domain.drop_dir)
         problems += [(name, f"only remote domains use {name}") for name in REMOTE_FIELDS
@@ -322,6 +297,11 @@ def _materialized(config: Config) -> Config:
     return replace(config, domains=config.effective_domains)
 
 
+def find_domain(config: Config, name: str) -> DomainConfig:
+    """The configured domain named ``name`` (any case), the implicit default included; DomainError if none."""
+    return _find(_materialized(config), name)
+
+
 def _find(config: Config, name: str) -> DomainConfig:
     for domain in config.domains:
         if domain.name.lower() == name.lower():
@@ -349,7 +329,7 @@ def delete_domain(config: Config, name: str) -> Config:
 
 
 def set_default_domain(config: Config, name: str) -> Config:
-    """Make local alias ``name`` the default; the old default becomes an alias and hands over its Drop."""
+    """Make local alias ``name`` the default; the old default becomes an alias (every Drop stays in place)."""
     config = _materialized(config)
     target = _find(config, name)
     if target.type == "default":
@@ -358,11 +338,13 @@ def set_default_domain(config: Config, name: str) -> Config:
         raise DomainError("Only a local alias domain can become the default domain")
     old = config.default_domain
 
+    # Each of the two keeps its Drop where it was: an alias with its own Drop keeps it as the default, and the
+    # old default then keeps Mailroot/Drop (or its own); an alias without one takes over the default's Drop.
     def swapped(domain: DomainConfig) -> DomainConfig:
         if domain is target:
-            return replace(domain, type="default", drop_dir=old.drop_dir)
+            return replace(domain, type="default", drop_dir=target.drop_dir or old.drop_dir)
         if domain is old:
-            return replace(domain, type="alias", drop_dir="")
+            return replace(domain, type="alias", drop_dir=(old.drop_dir or "Drop") if target.drop_dir else "")
         return domain
 
     return _checked(replace(config, domains=tuple(swapped(d) for d in config.domains)))

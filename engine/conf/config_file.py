@@ -26,10 +26,9 @@ from engine.conf.config import (
     DomainConfig,
     ServerConfig,
     domain_problems,
-    engine_dir_conflict,
     host_port_problem,
     is_domain_name,
-    mailroot_dir,
+    path_problems,
     smart_host_problem,
 )
 from engine.conf.options import OPTIONS, OPTIONS_BY_NAME, Option
@@ -239,9 +238,7 @@ def _cross_problems(config: Config, bad_options: set[str]) -> Problems:
                          f"{server.max_session_size_kb} KB is less than the message size limit "
                          f"({server.max_message_size_kb} KB)"))
     if server.badmail_dir and "badmail_dir" not in bad_options:
-        clash = engine_dir_conflict(config, mailroot_dir(config, server.badmail_dir, "Badmail"))
-        if clash:
-            problems.append(("server.badmail_dir", f"must not be the Mailroot's {clash} directory"))
+        problems += [(key, why) for key, why in path_problems(config) if key == "server.badmail_dir"]
     return problems
 
 
@@ -280,9 +277,9 @@ def _plain(value: object) -> object:
 def domain_to_dict(domain: DomainConfig) -> dict[str, object]:
     """The fields that mean something for the domain's type (the rest must be at their defaults)."""
     keys = ["name", "type"]
-    if domain.type == "default":
+    if domain.type != "remote":
         keys.append("drop_dir")
-    elif domain.type == "remote":
+    else:
         keys += REMOTE_FIELDS
     return {key: getattr(domain, key) for key in keys}
 
@@ -334,8 +331,9 @@ def dumps_config(config: Config) -> str:
     for option in OPTIONS:
         parts += [_option_comment(option), _toml_line(option.name, server[option.name])]
     if config.domains:
-        parts += ["\n", _comment("Domains: one default (holds drop_dir), local aliases, remote domains. "
-                                 "Without a default, the FQDN is the default domain.")]
+        parts += ["\n", _comment("Domains: one default, local aliases, remote domains. Without a default, the "
+                                 "FQDN is the default domain. drop_dir (local domains): their Drop directory, "
+                                 "relative = inside the Mailroot; empty = the default domain's Drop.")]
         # Written table by table: tomli_w would put short tables inline, as one long "domain = [...]".
         parts += [f"\n[[domain]]\n{tomli_w.dumps(domain_to_dict(domain))}" for domain in config.domains]
     return "".join(parts)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from engine.conf.config import Config, mailroot_path
+from engine.conf.config import Config
 from engine.log.formats import LogFormat
 from engine.log.naming import SITE_DIR, LogPeriod, file_name, is_numbered, latest_number
+from engine.store.mailroot import mailroot_root
 
 LOGS_DIR = "Logs"
 
@@ -29,7 +30,7 @@ def log_root(config: Config, config_path: Path | None) -> Path:
     """``log_dir``; empty = a ``Logs`` folder beside the configuration file (beside the Mailroot when the
     server was started without one, as tests and benchmarks are). A relative ``log_dir`` is relative to
     the configuration file's folder."""
-    base = config_path.parent if config_path is not None else mailroot_path(config).parent
+    base = config_path.parent if config_path is not None else mailroot_root(config.mailroot).parent
     setting = config.server.log_dir
     return base / Path(setting).expanduser() if setting else base / LOGS_DIR
 

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ from engine.errors import MessageRejected, QueueWriteError
 from engine.events import ErrorEvent, EventBus, MessageBadmailed
 from engine.pickup import inotify
 from engine.pickup.pickup import PickupError, PickupMessage, parse_pickup
-from engine.store.mailroot import Mailroot, fsync_dir, new_id
+from engine.store.mailroot import Mailroot, copy_durable, fsync_dir, new_id
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +498,7 @@ class PickupService:
             os.replace(claim, target)
         except OSError:
             try:
-                shutil.copyfile(claim, target)  # Badmail on another filesystem
+                copy_durable(claim, target)  # Badmail on another filesystem
                 os.unlink(claim)
             except OSError as exc:
                 kept = _move_no_replace(claim, self._mailroot.sorttemp, _fit(f"unsaved-{bad}-", name))

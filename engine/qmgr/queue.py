@@ -35,7 +35,7 @@ from engine.store.envelope import (
     envelope_lines,
     pickup_file,
 )
-from engine.store.mailroot import Mailroot
+from engine.store.mailroot import Mailroot, drop_ref, durable_file
 
 log = logging.getLogger(__name__)
 
@@ -171,18 +171,16 @@ def ends_with_lone_dot(path: Path) -> bool:
         return handle.read().endswith(b"\r\n.\r\n")
 
 
-def _copy_for_drop(source: Path, offset: int, sender: str, recipients: list[str], temp: Path) -> None:
-    """Write a Drop file for ``recipients`` from the queued ``source`` to ``temp``, fsynced."""
-    with source.open("rb") as src, temp.open("xb") as dst:
+def _copy_for_drop(source: Path, offset: int, sender: str, recipients: list[str], target: Path, sync: bool) -> None:
+    """Write the Drop file ``target`` for ``recipients`` from the queued ``source``: written in ``target``'s own
+    directory (Drop may be on another filesystem), fsynced and renamed; the directory fsync is the caller's."""
+    with source.open("rb") as src, durable_file(target, sync=sync, sync_dir=False) as dst:
         src.seek(offset)
         if ends_with_lone_dot(source):
-
             dst.write(pickup_file(sender, recipients, src.read()))
         else:
             dst.write(envelope_lines(sender, recipients))
             shutil.copyfileobj(src, dst, 1 << 20)
-        dst.flush()
-        os.fsync(dst.fileno())
 
 
 class QueueStore:
@@ -560,12 +558,10 @@ class QueueStore:
 
     def drop_dir_for(self, address: str) -> Path | None:
         """The Drop directory of a local recipient, or None when the address is not local."""
-        config = self._config()
-        route = classify(domain_of(address), config.effective_domains)
-        if route.kind != "local":
+        route = classify(domain_of(address), self._config().effective_domains)
+        if route.kind != "local" or route.domain is None:
             return None
-        drop = config.default_domain.drop_dir
-        return Path(drop) if drop else self.mailroot.drop
+        return self.mailroot.drop_for(route.domain.name)
 
     async def deliver_local(self, entry: QueueEntry) -> None:
         pending = entry.pending()
@@ -589,21 +585,22 @@ class QueueStore:
                 for rcpt in pending:
                     rcpt.status = "delivered"
                 self._forget(entry.queue_id)
-                self.bus.publish(MessageDropped(entry.queue_id, str(folder / entry.path.name),
-                                                tuple(r.address for r in pending)))
+                target = folder / entry.path.name
+                self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in pending),
+                                                drop_ref(self.mailroot, target)))
                 self.bus.publish(MessageRemoved(entry.queue_id, "delivered"))
                 self.on_dropped(1)
                 return
             for folder, group in by_dir.items():
                 target = folder / entry.path.name
-                temp = self.mailroot.temp_path("drop", ".eml")
                 await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
-                                         [r.address for r in group], temp)
-                await self.committer.run(_replace, temp, target)
-                await self.committer.sync_directory(folder)
+                                         [r.address for r in group], target, self.committer.sync)
+                if self.committer.sync:
+                    await self.committer.sync_directory(folder)
                 for rcpt in group:
                     rcpt.status = "delivered"
-                self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group)))
+                self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group),
+                                                drop_ref(self.mailroot, target)))
                 self.on_dropped(1)
             if notices and self.on_local_delivery is not None:
                 await self.on_local_delivery(entry, notices)
@@ -621,10 +618,8 @@ class QueueStore:
         except OSError as error:
             if error.errno != errno.EXDEV:
                 raise
-            temp = folder / f".{entry.path.name}.tmp"
             await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
-                                     [r.address for r in entry.record.recipients], temp)
-            await self.committer.run(_replace, temp, target)
+                                     [r.address for r in entry.record.recipients], target, self.committer.sync)
         await self.committer.sync_directory(folder)
         await self.committer.run(_unlink_entry, entry.path)
         await self.committer.sync_directory(entry.path.parent)
@@ -640,10 +635,6 @@ def _inodes(path: Path) -> tuple[int, int]:
         return eml, os.stat(path.with_suffix(".env")).st_ino
     except FileNotFoundError:
         return eml, 0
-
-
-def _replace(source: Path, target: Path) -> None:
-    os.replace(source, target)
 
 
 def _move_same_fs(source: Path, target: Path) -> None:

@@ -1,23 +1,99 @@
-"""The Mailroot directory layout and the one set of rules for durable file I/O.
+"""The Mailroot: its directories, the one rule that places them, and the one durable file writer.
 
-Invariants: a file appears under its final name only complete and fsynced (written in SortTemp,
-fsynced, renamed, directory fsynced); SortTemp is on the same filesystem as the other directories.
+Path rule (the only copy; validation, the engine, the window and the command line all use ``Mailroot.from_config``):
+``mailroot`` is absolute with ``~`` expanded (empty = the user's data directory); ``badmail_dir`` and each local
+domain's ``drop_dir`` have ``~`` expanded and, when relative, are taken inside the Mailroot (empty = Mailroot/Badmail,
+and for Drop the default domain's Drop).
+
+Invariant: a file appears under its final name only complete and fsynced. It is written under a hidden temporary
+name in its *destination* directory (so Drop and Badmail may live on another filesystem), fsynced, renamed, and the
+directory fsynced. SortTemp holds only spools, which the Committer renames into place or, across filesystems,
+hands back to the caller (``commit.TargetUnavailable``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
+import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 SUBDIRS = ("Badmail", "Drop", "Pickup", "Queue", "SortTemp")
+ENGINE_DIRS = ("Pickup", "Queue", "SortTemp")  # the directories Drop and Badmail must never be
+_TEMP = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
+class DomainPaths(Protocol):
+    """What the path rule reads of a domain (``engine.conf.config.DomainConfig``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def drop_dir(self) -> str: ...
+
+
+class ServerPaths(Protocol):
+    @property
+    def badmail_dir(self) -> str: ...
+
+
+class PathSettings(Protocol):
+    """What the path rule reads of a configuration (``engine.conf.config.Config``; store must not import conf)."""
+
+    @property
+    def mailroot(self) -> str: ...
+    @property
+    def server(self) -> ServerPaths: ...
+    @property
+    def effective_domains(self) -> Sequence[DomainPaths]: ...
 
 
 def new_id() -> str:
     """A unique, time-ordered id for queue entries and files (sorts by creation time)."""
     return f"{time.time_ns():x}{secrets.token_hex(4)}".upper()
+
+
+def default_mailroot() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("smtpsvc") / "Mailroot"
+
+
+def mailroot_root(setting: str) -> Path:
+    """The Mailroot directory of a ``mailroot`` setting: ``~`` expanded; empty = the user's data directory."""
+    return Path(setting).expanduser() if setting else default_mailroot()
+
+
+def inside_mailroot(root: Path, setting: str, default: str) -> Path:
+    """A directory setting: empty = ``root/default``; ``~`` expanded; relative = inside ``root``."""
+    return root / Path(setting).expanduser() if setting else root / default
+
+
+def same_dir(a: Path, b: Path) -> bool:
+    """Whether two paths name one directory, following symbolic links (they need not exist yet)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return os.path.normcase(a.resolve()) == os.path.normcase(b.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop (RuntimeError before Python 3.13), a NUL
+        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies strictly below ``folder`` (symbolic links followed)."""
+    try:
+        inner, outer = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError, ValueError):
+        inner, outer = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    return inner != outer and inner.is_relative_to(outer)
 
 
 def fsync_dir(path: Path) -> None:
@@ -29,37 +105,131 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file outside the Mailroot (configuration, certificate, key, users) atomically: a temp file
-    beside it, 0600 from creation on, fsync, rename, directory fsync. A crash leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def temp_name(final: Path) -> Path:
+    """A hidden temporary name beside ``final``: Pickup, Drop, Badmail and Queue listings all skip it."""
+    return final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+
+
+@contextlib.contextmanager
+def durable_file(final: Path, *, sync: bool = True, sync_dir: bool = True, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Write ``final`` durably: yields a file under a temporary name in ``final``'s own directory; on a normal
+    exit it is fsynced, renamed to ``final`` and (``sync_dir``) the directory fsynced. ``sync_dir=False`` leaves
+    that last fsync to the caller, who may share it between writers (``Committer.sync_directory``).
+    On an error the temporary file is removed and ``final`` is untouched."""
+    temp = temp_name(final)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            if sync:
+                os.fsync(handle.fileno())
+        os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync and sync_dir:
+        fsync_dir(final.parent)
 
 
-@dataclass(frozen=True)
+def write_durable(final: Path, data: bytes, *, sync: bool = True, sync_dir: bool = True) -> int:
+    """``data`` becomes ``final`` whole or not at all (see ``durable_file``); returns the file's inode."""
+    with durable_file(final, sync=sync, sync_dir=sync_dir) as handle:
+        handle.write(data)
+        inode = os.fstat(handle.fileno()).st_ino
+    return inode
+
+
+def copy_durable(source: Path, final: Path, *, sync: bool = True) -> None:
+    """Copy ``source`` to ``final`` (another filesystem is fine) with the same guarantee as ``write_durable``."""
+    with source.open("rb") as src, durable_file(final, sync=sync) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file outside the Mailroot (configuration, certificate, key, users) atomically: 0600 from creation
+    on, in a directory created 0700. A crash leaves the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_durable(path, data)
+
+
+@dataclass
 class Mailroot:
+    """Where every directory of one virtual server is. ``root`` is fixed for the server's life; Badmail and the
+    Drops follow the configuration (``reconfigure``), and every part holding this object sees the change."""
+
     root: Path
-    drop_override: Path | None = None
-    badmail_override: Path | None = None
+    badmail_dir: Path | None = None  # None = root/Badmail
+    drops: tuple[tuple[str, Path], ...] = field(default=())  # (local domain, lower case; its Drop), default first
+    _folders: tuple[tuple[Path, tuple[str, ...]], ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def from_config(cls, config: PathSettings) -> Mailroot:
+        mailroot = cls(mailroot_root(config.mailroot))
+        mailroot.reconfigure(config)
+        return mailroot
+
+    def reconfigure(self, config: PathSettings) -> None:
+        """Take Badmail and the Drops of ``config`` (its ``mailroot`` is not read: that needs a restart)."""
+        root = self.root
+        domains = sorted((d for d in config.effective_domains if d.type in ("default", "alias")),
+                         key=lambda d: d.type != "default")
+        default = next((d for d in domains if d.type == "default"), None)
+        default_drop = inside_mailroot(root, default.drop_dir if default else "", "Drop")
+        drops = tuple((d.name.lower(), inside_mailroot(root, d.drop_dir, "Drop") if d.drop_dir else default_drop)
+                      for d in domains)
+        folders: dict[Path, list[str]] = {}
+        for domain, path in drops:
+            key = next((known for known in folders if same_dir(known, path)), path)
+            folders.setdefault(key, []).append(domain)
+        badmail = config.server.badmail_dir
+        self.badmail_dir = inside_mailroot(root, badmail, "Badmail") if badmail else None
+        self.drops = tuple((domain, next(k for k, names in folders.items() if domain in names)) for domain, _ in drops)
+        self._folders = tuple((path, tuple(names)) for path, names in folders.items())
 
     @property
     def badmail(self) -> Path:
-        return self.badmail_override or self.root / "Badmail"
+        return self.badmail_dir or self.root / "Badmail"
 
     @property
     def drop(self) -> Path:
-        return self.drop_override or self.root / "Drop"
+        """The default domain's Drop (also every local domain's without a ``drop_dir`` of its own)."""
+        return self.drops[0][1] if self.drops else self.root / "Drop"
+
+    def drop_for(self, domain: str) -> Path:
+        """The Drop of local domain ``domain`` (a name as configured, any case)."""
+        return dict(self.drops).get(domain.lower(), self.drop)
+
+    def drop_folders(self) -> tuple[tuple[Path, tuple[str, ...]], ...]:
+        """Every Drop directory in use, once, with the local domains delivering into it (the default's first).
+        The first domain names the directory in listings (``drop_label``)."""
+        return self._folders or ((self.drop, ("",)),)
+
+    def drop_label(self, folder: Path) -> str:
+        """The domain that names Drop directory ``folder`` (a path ``drop_for`` gave); "" when unknown."""
+        return next((names[0] for path, names in self._folders if path == folder), "")
+
+    def conflicts(self) -> list[tuple[str, str]]:
+        """Why Badmail or a Drop is misplaced, as (``badmail_dir`` or the domain's name, sentence).
+
+        A Badmail or Drop that is Pickup would loop forever (each file picked up and written there again);
+        Queue and SortTemp would be read as queue entries or swept. A Drop inside another domain's Drop would
+        mix two domains' listings."""
+        engine = [(name, self.root / name) for name in ENGINE_DIRS]
+        problems: list[tuple[str, str]] = []
+        clash = next((name for name, path in engine if same_dir(self.badmail, path)), None)
+        if clash:
+            problems.append(("badmail_dir", f"must not be the Mailroot's {clash} directory"))
+        for domain, path in self.drops:
+            clash = next((name for name, path_ in [*engine, ("Badmail", self.badmail)] if same_dir(path, path_)),
+                         None)
+            if clash:
+                problems.append((domain, f"the Drop directory must not be the Mailroot's {clash} directory"
+                                 if clash != "Badmail" else "the Drop directory must not be the Badmail directory"))
+            outer = next((other for other, path_ in self.drops if other != domain and is_inside(path, path_)), None)
+            if outer:
+                problems.append((domain, f"the Drop directory must not be inside the Drop directory of {outer}"))
+        return problems
 
     @property
     def pickup(self) -> Path:
@@ -83,34 +253,43 @@ class Mailroot:
         return self.root / "smtpsvc.lock"
 
     def create(self) -> None:
-        for path in (self.badmail, self.drop, self.pickup, self.queue, self.sorttemp, self.corrupt):
+        folders = (self.badmail, *(path for _, path in self.drops), self.drop, self.pickup, self.queue,
+                   self.sorttemp, self.corrupt)
+        for path in folders:
             path.mkdir(parents=True, exist_ok=True)
 
+    def sweep_temps(self) -> list[Path]:
+        """Remove the temporary files a crash left in Badmail, the Drops and Queue (none is ever referenced)."""
+        removed: list[Path] = []
+        for folder in {self.badmail, self.queue, *(path for path, _ in self.drop_folders())}:
+            with contextlib.suppress(OSError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if _TEMP.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
+                            removed.append(Path(entry.path))
+        return removed
+
     def temp_path(self, prefix: str = "tmp", suffix: str = "") -> Path:
+        """A fresh name in SortTemp (spools only: SortTemp may be on another filesystem than Drop or Badmail)."""
         return self.sorttemp / f"{prefix}-{new_id()}{suffix}"
 
     def write_atomic(self, final: Path, data: bytes, *, sync: bool = True) -> int:
-        """Write ``data`` to ``final`` via SortTemp + fsync + rename + directory fsync; returns its inode."""
-        temp = self.temp_path("w")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if sync:
-                os.fsync(fd)
-            inode = os.fstat(fd).st_ino
-        except BaseException:
-            os.close(fd)
-            temp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        try:
-            os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        if sync:
-            fsync_dir(final.parent)
-        return inode
+        """Write ``data`` to ``final`` durably, wherever ``final`` is (``write_durable``); returns its inode."""
+        return write_durable(final, data, sync=sync)
+
+
+def join_drop_ref(domain: str, name: str) -> str:
+    """How the window and the facade name a Drop file: ``domain/file``; a bare ``file`` is in the default Drop."""
+    return f"{domain}/{name}" if domain else name
+
+
+def split_drop_ref(ref: str) -> tuple[str, str]:
+    """(domain, file name) of a Drop reference; the domain is "" for a bare file name (the default Drop)."""
+    domain, _, name = ref.rpartition("/")
+    return domain, name
+
+
+def drop_ref(mailroot: Mailroot, path: Path) -> str:
+    """The reference of Drop file ``path`` (in a directory ``drop_for`` gave)."""
+    return join_drop_ref(mailroot.drop_label(path.parent), path.name)

@@ -21,7 +21,6 @@ from engine.conf.config import (
     add_domain,
     computer_fqdn,
     default_config_path,
-    default_mailroot,
     delete_domain,
     rename_domain,
     set_default_domain,
@@ -41,6 +40,7 @@ from engine.conf.config_file import (
 )
 from engine.conf.options import OPTIONS, OPTIONS_BY_NAME, W3C_LOG_FIELDS
 from engine.errors import ConfigError, DomainError
+from engine.store.mailroot import Mailroot, default_mailroot
 
 # A valid value different from the default for every option: the round trip covers every field.
 NON_DEFAULT: dict[str, object] = {
@@ -260,8 +260,14 @@ def test_defaults_file_lists_every_option(tmp_path: Path) -> None:
      "domain[r.example].smart_host", "only used when the route is 'smarthost'"),
     ({"domain": [{"name": "r.example", "type": "remote", "route": "smarthost", "smart_host": "a b"}]},
      "domain[r.example].smart_host", "not a valid smart host"),
-    ({"domain": [{"name": "a.example", "type": "alias", "drop_dir": "/srv/drop"}]},
-     "domain[a.example].drop_dir", "only the default domain"),
+    ({"domain": [{"name": "r.example", "type": "remote", "drop_dir": "/srv/drop"}]},
+     "domain[r.example].drop_dir", "only local domains"),
+    ({"domain": [{"name": "a.example", "type": "alias", "drop_dir": "SortTemp"}]},
+     "domain[a.example].drop_dir", "SortTemp directory"),
+    ({"domain": [{"name": "a.example", "type": "alias", "drop_dir": "Drop/a"}]},
+     "domain[a.example].drop_dir", "inside the Drop directory of"),
+    ({"server": {"badmail_dir": "/srv/bm"}, "domain": [{"name": "a.example", "type": "alias", "drop_dir": "/srv/bm"}]},
+     "domain[a.example].drop_dir", "must not be the Badmail directory"),
     ({"domain": [{"name": "a.example", "type": "alias", "relay_allowed": True}]},
      "domain[a.example].relay_allowed", "only remote domains use relay_allowed"),
     ({"domain": [{"name": "d.example", "type": "default", "drop_dir": "Pickup"}]},
@@ -525,6 +531,17 @@ def test_set_default_domain_swaps_types_and_moves_the_drop_directory() -> None:
         set_default_domain(config, "nowhere.example")
 
 
+def test_set_default_domain_keeps_every_drop_in_place() -> None:
+    config = update_domain(explicit(), DomainConfig("alias.example", "alias", drop_dir="AliasDrop"))
+    config = set_default_domain(config, "alias.example")
+    assert names_types(config)[:2] == [("main.example", "alias", "/srv/drop"),
+                                       ("alias.example", "default", "AliasDrop")]
+    plain = update_domain(explicit(), DomainConfig("main.example", "default"))
+    plain = update_domain(plain, DomainConfig("alias.example", "alias", drop_dir="AliasDrop"))
+    assert names_types(set_default_domain(plain, "alias.example"))[:2] == [
+        ("main.example", "alias", "Drop"), ("alias.example", "default", "AliasDrop")]
+
+
 def test_set_default_from_the_implicit_default() -> None:
     config = Config(server=ServerConfig(fqdn="host.example"), domains=(DomainConfig("a.example", "alias"),))
     config = set_default_domain(config, "a.example")
@@ -642,14 +659,16 @@ def configs(draw: st.DrawFn) -> Config:
         if index == 0 and with_default:
             domains.append(DomainConfig(name, "default", drop_dir=draw(directory)))
         elif draw(st.booleans()):
-            domains.append(DomainConfig(name, "alias"))
+            domains.append(DomainConfig(name, "alias", drop_dir=draw(directory)))
         else:
             wild = draw(st.booleans())
             domains.append(draw(remote_domain(f"*.{name}" if wild else name)))
     assume(len({d.name.lower() for d in domains}) == len(domains))
     name = draw(st.text(min_size=1, max_size=30).filter(lambda s: bool(s.strip()) and s.isprintable()))
     mailroot = draw(st.sampled_from(["", "/srv/Mailroot", "~/Mailroot"]))
-    return Config(server=server, domains=tuple(draw(st.permutations(domains))), mailroot=mailroot, name=name)
+    config = Config(server=server, domains=tuple(draw(st.permutations(domains))), mailroot=mailroot, name=name)
+    assume(not Mailroot.from_config(config).conflicts())  # a Drop that is Badmail or inside another Drop
+    return config
 
 
 @settings(max_examples=150, deadline=None)

@@ -104,10 +104,11 @@ class DropModel(FolderModel[DropItem]):
         Column("Subject", lambda d: d.subject, width=260),
         Column("Size", lambda d: f"{d.size:,}", sort=lambda d: d.size, right=True, width=70),
         Column("File", lambda d: d.name, width=200),
+        Column("Domain", lambda d: d.domain, width=150),
     )
 
     def key(self, row: DropItem) -> str:
-        return row.name
+        return row.ref
 
     def icon(self, row: DropItem) -> QIcon:
         return icon("message")
