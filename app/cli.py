@@ -16,6 +16,7 @@ from app import (
     remote,
     replicate_cmd,
     serve,
+    track_cmd,
     user_cmd,
 )
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     replicate_cmd.add_parser(subparsers)
     events_cmd.add_parser(subparsers)
     counters_cmd.add_parser(subparsers)
+    track_cmd.add_parser(subparsers)
     desktop.add_parser(subparsers)
     return parser
 

@@ -24,6 +24,7 @@ from engine.admin.event_ids import EventEntry, Level
 from engine.admin.event_log import EventLog, event_log_dir, read_entries
 from engine.admin.metrics import MetricsServer
 from engine.admin.perf import RATES, History, Sampler, with_derived
+from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
 from engine.bounce.badmail import BadmailItem, list_badmail
 from engine.bounce.badmail_prune import BadmailPruner
 from engine.cleanup.intake import Intake
@@ -109,6 +110,7 @@ class VirtualServer:
         self._control: ControlServer | None = None
         self.protocol_log: ProtocolLog | None = None
         self._event_log: EventLog | None = None
+        self._tracking: TrackingIndex | None = None
         self.sampler: Sampler | None = None  # the performance counters, sampled each second while running
         self._metrics: MetricsServer | None = None
         self._queue_lengths_due = 0.0  # monotonic time the queue lengths are counted again
@@ -169,6 +171,8 @@ class VirtualServer:
             self._control = ControlServer(functools.partial(answer, self), socket_path(self.mailroot.root))
             await self._control.start()
             self._start_protocol_log()
+            self._tracking = TrackingIndex(tracking_path(self.mailroot.root), self.mailroot.queue, self.bus)
+            await self._tracking.start()
             self.sampler = Sampler(self._sample_values, clock=self.clock)
             self.sampler.start()
             await self._start_metrics()
@@ -366,6 +370,9 @@ class VirtualServer:
         if self.protocol_log is not None:
             await self.protocol_log.stop()
             self.protocol_log = None
+        if self._tracking is not None:
+            await self._tracking.stop()
+            self._tracking = None
         self.security.close()
         self._lock.release()
 
@@ -653,6 +660,13 @@ class VirtualServer:
         if self._event_log is not None:
             await self._event_log.flush()
         return await asyncio.to_thread(read)
+
+    async def track_messages(self, query: Query) -> list[Track]:
+        """Message tracking: the messages that match, newest first, each with its timeline."""
+        path = tracking_path(self.mailroot.root)
+        if self._tracking is not None:
+            await self._tracking.flush()
+        return await asyncio.to_thread(lambda: list(iter_tracks(path, query)))
 
     async def counters_snapshot(self) -> dict[str, float]:
         """Every counter now, with the derived sums and the "/sec" rates of the last second."""

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from engine.admin.event_ids import LEVELS, EventEntry, Level
 from engine.admin.mailroot_items import DropItem
 from engine.admin.perf import History
+from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf import config as domain_ops
 from engine.conf.addresses import classify, domain_of
@@ -61,6 +62,7 @@ class ControlTarget(Protocol):
     def clock(self) -> float: ...
     async def counters_snapshot(self) -> dict[str, float]: ...
     def counter_history(self, seconds: float | None = None) -> History: ...
+    async def track_messages(self, query: Query) -> list[Track]: ...
     async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
                          descending: bool = False) -> QueuePage: ...
     async def queue_detail(self, queue_id: str) -> QueueDetail: ...
@@ -373,6 +375,13 @@ async def _counters_history(server: ControlTarget, args: dict[str, Any]) -> dict
     return {"names": list(history.names), "samples": [[at, *values] for at, values in history.samples]}
 
 
+async def _track(server: ControlTarget, args: dict[str, Any]) -> list[Track]:
+    since = args["since"]
+    return await server.track_messages(Query(args["sender"] or "", args["recipient"] or "", args["message_id"] or "",
+                                             args["queue_id"] or "", float(since) if since is not None else None,
+                                             limit=min(args["limit"], 10_000)))
+
+
 async def _events_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, Any]]:
     level = args["level"]
     if level not in LEVELS:
@@ -431,6 +440,9 @@ OPS: dict[str, Op] = {
     "counters.history": Op(_counters_history, {"seconds": Arg(int)},
                            "the samples of the last `seconds` (default: all ten minutes): {names, samples: "
                            "[[time, value...]...]}", "read"),
+    "track": Op(_track, {"sender": Arg(str), "recipient": Arg(str), "message_id": Arg(str), "queue_id": Arg(str),
+                         "since": Arg(int), "limit": Arg(int, default=100)},
+                "message tracking: the matching messages, newest first, with their timelines", "read"),
     "events.list": Op(_events_list, {"since": Arg(int), "level": Arg(str, default="Information"),
                                      "limit": Arg(int, default=1000)},
                       "event-log entries from `since` (seconds since the epoch) at `level` or worse, oldest first",

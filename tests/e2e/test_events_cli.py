@@ -58,3 +58,29 @@ def test_counters_from_the_running_engine(serve: ServeProcess) -> None:
     table = cli("counters", *args)
     assert any(line.startswith("Messages Received Total") and line.endswith(" 1") for line in table.stdout.splitlines())
     assert serve.stop() == 0
+
+
+def test_track_finds_a_message_sent_with_swaks(serve: ServeProcess) -> None:
+    import shutil
+
+    swaks = shutil.which("swaks")
+    if swaks is None:
+        import pytest
+
+        pytest.skip("swaks is installed by tests/run")
+    serve.start()
+    done = subprocess.run([swaks, "--server", "127.0.0.1", "--port", str(serve.port), "--from", "ann@example.test",
+                           "--to", "zed@example.test", "--header", "Message-Id: <track-me@swaks.test>",
+                           "--header", "Subject: find me"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert serve.stop() == 0
+    args = ("--config", str(serve.config), "--mailroot", str(serve.mailroot))
+    found = cli("track", "--message-id", "track-me@swaks.test", *args)
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert "from ann@example.test to zed@example.test" in lines[0] and '"find me"' in lines[0]
+    assert "received" in lines[1] and "delivered to Drop" in lines[2]
+    as_json = cli("track", "--recipient", "@example.test", "--since", "1h", "--json", *args)
+    assert json.loads(as_json.stdout)["subject"] == "find me"
+    missing = cli("track", "--sender", "nobody@example.test", *args)
+    assert missing.returncode == 1 and "no message matches" in missing.stderr

@@ -1,0 +1,264 @@
+"""Message tracking ("where did my mail go?"): an SQLite index of every message the engine took, and its fate.
+
+The engine side subscribes to the bus and writes in batches from a worker thread (one transaction per
+batch, the loop never waits). A search is a lookup in indexed columns — sender, recipient (or @domain),
+Message-ID, queue ID, arrival time — never a scan of logs. Message-ID and Subject are read from the stored
+message's header, in the worker thread, when the message is indexed. Old entries go after ``KEEP_DAYS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from pathlib import Path
+
+from engine.events import Event, EventBus, MessageDropped, MessageQueued, MessageRemoved, QueueChanged
+from engine.store.envelope import split_envelope
+
+log = logging.getLogger(__name__)
+
+DIR_NAME = "Tracking"
+FILE_NAME = "tracking.sqlite"
+KEEP_DAYS = 30
+HEADER_BYTES = 16 * 1024  # enough of a message to find Message-ID and Subject
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id TEXT PRIMARY KEY, received REAL NOT NULL, sender TEXT NOT NULL, sender_domain TEXT NOT NULL,
+    message_id TEXT NOT NULL DEFAULT '', subject TEXT NOT NULL DEFAULT '', size INTEGER NOT NULL,
+    source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recipients (queue_id TEXT NOT NULL, address TEXT NOT NULL, domain TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (queue_id TEXT NOT NULL, at REAL NOT NULL, what TEXT NOT NULL,
+                                  detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS messages_received ON messages (received);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender);
+CREATE INDEX IF NOT EXISTS messages_sender_domain ON messages (sender_domain);
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);
+CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address);
+CREATE INDEX IF NOT EXISTS recipients_domain ON recipients (domain);
+CREATE INDEX IF NOT EXISTS recipients_queue_id ON recipients (queue_id);
+CREATE INDEX IF NOT EXISTS steps_queue_id ON steps (queue_id);
+"""
+
+
+def tracking_path(mailroot: Path) -> Path:
+    return mailroot / DIR_NAME / FILE_NAME
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower() if "@" in address else ""
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float
+    what: str  # received | delivered to Drop | delivery attempt | frozen | thawed | retry scheduled | removed
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Track:
+    """One message's timeline."""
+
+    queue_id: str
+    received: float
+    sender: str
+    recipients: tuple[str, ...]
+    message_id: str
+    subject: str
+    size: int
+    source: str
+    steps: tuple[Step, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Query:
+    sender: str = ""  # an address, or @domain
+    recipient: str = ""  # an address, or @domain
+    message_id: str = ""  # with or without <>
+    queue_id: str = ""
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+    def where(self) -> tuple[str, list[object]]:
+        """The SQL condition (indexed columns only) and its parameters."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if self.sender:
+            column = "sender_domain" if self.sender.startswith("@") else "sender"
+            clauses.append(f"m.{column} = ?")
+            params.append(self.sender[1:].lower() if self.sender.startswith("@") else self.sender.lower())
+        if self.recipient:
+            column = "domain" if self.recipient.startswith("@") else "address"
+            value = self.recipient[1:].lower() if self.recipient.startswith("@") else self.recipient.lower()
+            clauses.append(f"m.queue_id IN (SELECT queue_id FROM recipients WHERE {column} = ?)")
+            params.append(value)
+        if self.message_id:
+            clauses.append("m.message_id = ?")
+            params.append(normal_message_id(self.message_id))
+        if self.queue_id:
+            clauses.append("m.queue_id = ?")
+            params.append(self.queue_id.upper())
+        if self.since is not None:
+            clauses.append("m.received >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("m.received < ?")
+            params.append(self.until)
+        return (" AND ".join(clauses) or "1"), params
+
+
+def normal_message_id(value: str) -> str:
+    return value.strip().strip("<>").strip().lower()
+
+
+def header_fields(data: bytes) -> tuple[str, str]:
+    """Message-ID (normalised) and Subject of a stored message (envelope lines first, as in Queue and Drop)."""
+    try:
+        _sender, _recipients, offset = split_envelope(data)
+    except ValueError:
+        offset = 0
+    header = BytesHeaderParser(policy=compat32).parsebytes(data[offset:])
+    message_id = normal_message_id(str(header.get("Message-ID", "")))
+    subject = " ".join(str(header.get("Subject", "")).split())[:300]
+    return message_id, subject
+
+
+def open_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")  # readers (`smtpsvc track`) never wait for the writer
+        connection.execute("PRAGMA synchronous=NORMAL")  # an index: losing the last batch in a crash is fine
+        connection.executescript(SCHEMA)
+    return connection
+
+
+def search(connection: sqlite3.Connection, query: Query) -> list[Track]:
+    where, params = query.where()
+    rows = connection.execute(
+        f"SELECT queue_id, received, sender, message_id, subject, size, source FROM messages m WHERE {where} "
+        "ORDER BY received DESC LIMIT ?", [*params, query.limit]).fetchall()
+    tracks = []
+    for queue_id, received, sender, message_id, subject, size, source in rows:
+        recipients = tuple(r for (r,) in connection.execute(
+            "SELECT address FROM recipients WHERE queue_id = ?", (queue_id,)))
+        steps = tuple(Step(at, what, detail) for at, what, detail in connection.execute(
+            "SELECT at, what, detail FROM steps WHERE queue_id = ? ORDER BY at, rowid", (queue_id,)))
+        tracks.append(Track(queue_id, received, sender, recipients, message_id, subject, size, source, steps))
+    return tracks
+
+
+class TrackingIndex:
+    """The writer: ``publish`` is a bus subscriber; a task writes batches in a worker thread."""
+
+    def __init__(self, path: Path, queue_dir: Path, bus: EventBus) -> None:
+        self.path = path
+        self.queue_dir = queue_dir
+        self._pending: list[Event] = []
+        self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._connection: sqlite3.Connection | None = None
+        self._unsubscribe = bus.subscribe(self.publish)
+
+    def publish(self, event: Event) -> None:
+        if isinstance(event, MessageQueued | MessageDropped | MessageRemoved | QueueChanged):
+            self._pending.append(event)
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._connection = await asyncio.to_thread(self._open)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="tracking-index")
+
+    def _open(self) -> sqlite3.Connection:
+        connection = open_index(self.path)
+        with connection:
+            cutoff = time.time() - KEEP_DAYS * 86400
+            old = "SELECT queue_id FROM messages WHERE received < ?"
+            for table in ("recipients", "steps"):
+                connection.execute(f"DELETE FROM {table} WHERE queue_id IN ({old})", (cutoff,))
+            connection.execute("DELETE FROM messages WHERE received < ?", (cutoff,))
+        return connection
+
+    async def stop(self) -> None:
+        self._closing = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        await self.flush()
+        self._unsubscribe()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await asyncio.to_thread(connection.close)
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._writing:
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch or self._connection is None:
+                return
+            try:
+                await asyncio.to_thread(self._write, self._connection, batch)
+            except (sqlite3.Error, OSError) as error:  # tracking is lost for this batch; mail is not
+                log.error("message tracking: cannot write the index %s: %s", self.path, error)
+
+    def _write(self, connection: sqlite3.Connection, batch: Sequence[Event]) -> None:
+        dropped = {e.queue_id: e.path for e in batch if isinstance(e, MessageDropped)}
+        messages, recipients, steps = [], [], []
+        for event in batch:
+            if isinstance(event, MessageQueued):
+                message_id, subject = self._headers(dropped.get(event.queue_id) or
+                                                    str(self.queue_dir / f"{event.queue_id}.eml"))
+                messages.append((event.queue_id, event.at, event.sender.lower(), _domain(event.sender),
+                                 message_id, subject, event.size, event.source))
+                recipients += [(event.queue_id, r.lower(), _domain(r)) for r in event.recipients]
+                steps.append((event.queue_id, event.at, "received",
+                              f"from {event.sender or '<>'} by {event.source}, {event.size} bytes"))
+            elif isinstance(event, MessageDropped):
+                steps.append((event.queue_id, event.at, "delivered to Drop", ", ".join(event.recipients)))
+            elif isinstance(event, MessageRemoved):
+                steps.append((event.queue_id, event.at, "left the queue", event.reason))
+            elif isinstance(event, QueueChanged):
+                steps.append((event.queue_id, event.at, "delivery attempt" if event.what == "attempted"
+                              else event.what, ""))
+        with connection:
+            connection.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", messages)
+            connection.executemany("INSERT INTO recipients VALUES (?, ?, ?)", recipients)
+            connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", steps)
+
+    @staticmethod
+    def _headers(path: str) -> tuple[str, str]:
+        with contextlib.suppress(OSError), open(path, "rb") as file:
+            return header_fields(file.read(HEADER_BYTES))
+        return "", ""  # delivered and gone already: the message is tracked without them
+
+    def search(self, query: Query) -> list[Track]:
+        """For the engine's own readers (the control op); runs in a worker thread."""
+        with contextlib.closing(open_index(self.path, readonly=True)) as connection:
+            return search(connection, query)
+
+
+def iter_tracks(path: Path, query: Query) -> Iterator[Track]:
+    """`smtpsvc track` without the engine: the index read-only."""
+    if not path.exists():
+        return iter(())
+    with contextlib.closing(open_index(path, readonly=True)) as connection:
+        return iter(search(connection, query))

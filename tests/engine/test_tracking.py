@@ -1,0 +1,86 @@
+"""Message tracking: the index's query rules, header reading, and timelines from the real engine on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from engine_support import start_server
+
+from engine.admin import tracking
+from engine.admin.control import request
+from engine.admin.tracking import Query
+from engine.conf.config import Config
+
+
+@pytest.mark.parametrize(("query", "sql", "params"), [
+    (Query(), "1", []),
+    (Query(sender="A@Example.test"), "m.sender = ?", ["a@example.test"]),
+    (Query(sender="@Example.test"), "m.sender_domain = ?", ["example.test"]),
+    (Query(recipient="@b.test"), "m.queue_id IN (SELECT queue_id FROM recipients WHERE domain = ?)", ["b.test"]),
+    (Query(message_id=" <ID@Host> "), "m.message_id = ?", ["id@host"]),
+    (Query(queue_id="abc", since=5.0), "m.queue_id = ? AND m.received >= ?", ["ABC", 5.0]),
+])
+def test_queries_use_indexed_columns(query: Query, sql: str, params: list[object]) -> None:
+    assert query.where() == (sql, params)
+
+
+def test_every_query_is_an_index_lookup(tmp_path: Path) -> None:
+    connection = tracking.open_index(tmp_path / "t.sqlite")
+    for query in (Query(sender="a@b"), Query(sender="@b"), Query(recipient="a@b"), Query(recipient="@b"),
+                  Query(message_id="x"), Query(queue_id="Q"), Query(since=1.0)):
+        where, params = query.where()
+        plan = " ".join(str(row[-1]) for row in connection.execute(
+            f"EXPLAIN QUERY PLAN SELECT queue_id FROM messages m WHERE {where}", params))
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan or "PRIMARY KEY" in plan, (query, plan)
+        assert "SCAN m" not in plan, (query, plan)
+    connection.close()
+
+
+def test_header_fields_after_envelope_lines() -> None:
+    data = (b"x-sender: a@example.test\r\nx-receiver: b@example.test\r\n"
+            b"Received: from x\r\nMessage-ID: <ABC.123@Host.Test>\r\nSubject: Quarterly\r\n  report\r\n\r\nbody\r\n")
+    assert tracking.header_fields(data) == ("abc.123@host.test", "Quarterly report")
+    assert tracking.header_fields(b"no header at all") == ("", "")
+
+
+async def test_timelines_from_the_engine(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
+    running = await start_server(config_factory())
+    server = running.server
+    started = time.time()
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+            for n in range(3):
+                client.sendmail("Alice@Example.test", ["b@example.test", f"c{n}@alias.test"],
+                                f"Message-ID: <m{n}@client.test>\r\nSubject: number {n}\r\n\r\nhi\r\n".encode())
+            client.sendmail("bob@example.test", ["far@relay.test"],
+                            b"Message-ID: <far@client.test>\r\nSubject: away\r\n\r\nhi\r\n")
+
+    try:
+        await asyncio.to_thread(send)
+        await running.wait_for(lambda: len(running.drop_files()) == 3)
+        by_sender = await server.track_messages(Query(sender="alice@example.test"))
+        assert [t.message_id for t in by_sender] == ["m2@client.test", "m1@client.test", "m0@client.test"]
+        local = by_sender[0]
+        assert local.recipients == ("b@example.test", "c2@alias.test") and local.subject == "number 2"
+        assert [s.what for s in local.steps] == ["received", "delivered to Drop"]
+        assert [t.subject for t in await server.track_messages(Query(recipient="c1@ALIAS.test"))] == ["number 1"]
+        assert len(await server.track_messages(Query(recipient="@alias.test", since=started - 1))) == 3
+        [far] = await server.track_messages(Query(message_id="<FAR@client.test>"))
+        assert far.sender == "bob@example.test" and far.steps[0].what == "received"
+        await running.wait_for(lambda: any(e.__class__.__name__ == "QueueChanged" for e in running.events))
+        reply = await request(server.mailroot.root / "control.sock", "track", queue_id=far.queue_id)
+        assert [r["queue_id"] for r in reply] == [far.queue_id]
+        assert "delivery attempt" in [s["what"] for s in reply[0]["steps"]]
+        assert await server.track_messages(Query(sender="nobody@example.test")) == []
+    finally:
+        await server.stop()
+    path = tracking.tracking_path(server.mailroot.root)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM messages").fetchone() == (4,)
