@@ -14,7 +14,7 @@ from engine.admin.tracking import Query, Track, iter_tracks, tracking_path
 from engine.conf.config import default_config_path
 from engine.conf.config_file import load_config
 from engine.errors import EngineError
-from engine.server import mailroot_for
+from engine.store.mailroot import Mailroot
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +53,7 @@ def render(track: Track) -> str:
 def run(args: argparse.Namespace) -> int:
     path: Path = getattr(args, "config", None) or default_config_path()
     try:
-        mailroot = getattr(args, "mailroot", None) or mailroot_for(load_config(path)).root
+        mailroot = getattr(args, "mailroot", None) or Mailroot.from_config(load_config(path)).root
     except EngineError as error:
         print(f"smtpsvc track: {error}", file=sys.stderr)
         return 2
