@@ -249,6 +249,7 @@ class RemoteDelivery:
                         self.counters.outbound_connections_refused += tally.refused
                         self.counters.total_connection_errors += tally.errors
                         self.counters.message_bytes_sent_total += sum(job.bytes_sent for job in jobs)
+                        self.counters.messages_sent_total += sum(job.sent for job in jobs)
         except Exception as error:  # a bug must not lose the messages: defer them and say so
             log.exception("delivery to %s failed unexpectedly", domain)
             transcript.note(f"*** internal error: {error!r}")
@@ -317,7 +318,6 @@ class RemoteDelivery:
             rcpt.remote = outcome.remote
             if outcome.status == DELIVERED:
                 rcpt.status = "delivered"
-                self.counters.messages_sent_total += 1
             elif outcome.status == FAILED:
                 rcpt.status = "failed"
 

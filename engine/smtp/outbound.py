@@ -47,6 +47,7 @@ class Job:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     dsn_passed: bool = False  # the next hop took over success notices (it supports DSN)
     bytes_sent: int = 0  # message data the next hop accepted (counted once per accepted DATA)
+    sent: int = 0  # transactions the next hop accepted: one message sent each, whatever its recipients
 
     def undecided(self) -> list[str]:
         return [r for r in self.recipients if r not in self.outcomes]
@@ -307,6 +308,7 @@ async def _transaction(client: aiosmtplib.SMTP, target: Target, job: Job, chunk:
         outcome = _outcome_for(response.code, response.message, remote)
         if outcome.status == DELIVERED:
             job.bytes_sent += len(content)
+            job.sent += 1
     except aiosmtplib.SMTPResponseException as error:
         transcript.got((error.code, error.message))
         if error.code == 421:

@@ -85,6 +85,7 @@ async def test_message_bytes_sent_counts_the_data_each_accepted_transaction_carr
         second = len(mx.messages[1].content)
     values = await counters(engine)
     assert first > len(MESSAGE) and values["Message Bytes Sent Total"] == first + second
+    assert values["Messages Sent Total"] == 2  # two messages, three recipients
     assert values["Outbound Connections Refused"] == 0 and values["Total Connection Errors"] == 0
 
 
