@@ -14,7 +14,7 @@ from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
 
 from engine.errors import NotFoundError
-from engine.events import Event, MessageBadmailed, MessageDropped
+from engine.events import ConfigChanged, Event, MessageBadmailed, MessageDropped
 from engine.store.mailroot import Mailroot
 from ui.batch import Batch
 from ui.context import WindowPort
@@ -59,8 +59,19 @@ class FolderOperations:
                 self._new_badmail[event.name] = None
             elif isinstance(event, MessageDropped) and self.drop.loaded:
                 self._new_drop[event.ref or Path(event.path).name] = None
+            elif isinstance(event, ConfigChanged):
+                self._moved(event.keys)
         if (self._new_badmail or self._new_drop) and not self._timer.isActive():
             self._timer.start()
+
+    def _moved(self, keys: tuple[str, ...]) -> None:
+        """Badmail or a Drop moved (applied live): list the folders in use now, not the old ones."""
+        if "server.badmail_dir" in keys and self.badmail.loaded:
+            self._new_badmail.clear()
+            self.load_badmail()
+        if ("domains" in keys or "mailroot" in keys) and self.drop.loaded:
+            self._new_drop.clear()
+            self.load_drop()
 
     def _read_new(self) -> None:
         if not self.w.isVisible():

@@ -321,7 +321,7 @@ async def _config_replicate(server: ControlTarget, args: dict[str, Any]) -> dict
     for domain in incoming.get("domain", []):
         if isinstance(domain, dict):
             domain = {k: v for k, v in domain.items() if k != "drop_dir" and k not in DOMAIN_SECRETS}
-            if domain.get("type") == "default" and drops.get(str(domain.get("name", "")).lower()):
+            if domain.get("type") in ("default", "alias") and drops.get(str(domain.get("name", "")).lower()):
                 domain["drop_dir"] = drops[str(domain["name"]).lower()]
             if domain.get("outbound_auth") == "basic" and passwords.get(str(domain.get("name", "")).lower()):
                 domain["outbound_password"] = passwords[str(domain["name"]).lower()]  # secrets stay local

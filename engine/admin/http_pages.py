@@ -25,6 +25,7 @@ from engine.admin.http_server import COOKIE, AdminServer
 from engine.conf.config_file import config_from_dict, format_value
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME, Option
 from engine.errors import ConfigError, EngineError
+from engine.store.mailroot import join_drop_ref
 
 NAV = (("/", "Server"), ("/properties/General", "Properties"), ("/domains", "Domains"),
        ("/sessions", "Sessions"), ("/queue", "Queue"), ("/badmail", "Badmail"), ("/drop", "Drop"),
@@ -398,14 +399,17 @@ class Pages:
 
     async def drop_page(self, request: web.Request) -> web.Response:
         items = await self.op(request, request["identity"], "drop.list", {})
-        rows = [{"href": f"/drop/{i['name']}", "cells": [i["name"], when(i["at"]), i["sender"] or "<>",
-                                                           ", ".join(i["recipients"]), i["subject"]]}
+        rows = [{"href": f"/drop/{i['name']}" + (f"?{urlencode({'domain': i['domain']})}" if i.get("domain") else ""),
+                 "cells": [i["name"], i.get("domain", ""), when(i["at"]), i["sender"] or "<>",
+                           ", ".join(i["recipients"]), i["subject"]]}
                 for i in sorted(items, key=lambda i: i["at"], reverse=True)]
         return self.render(request, "folder.html", "Drop", "Drop", items=rows,
-                           headings=("File", "Date", "Sender", "Recipients", "Subject"), empty="Drop is empty.")
+                           headings=("File", "Domain", "Date", "Sender", "Recipients", "Subject"),
+                           empty="Drop is empty.")
 
     async def drop_item(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+        # Each local domain may have its own Drop: the op names a file "domain/file" (DropItem.ref).
+        name = join_drop_ref(request.query.get("domain", ""), request.match_info["name"])
         body = await self.op(request, request["identity"], "drop.read", {"name": name})
         return self.render(request, "message.html", f"Drop {name}", "Drop",
                            rows=[("File", name), ("Size", f"{body['size']} bytes")], recipients=[], schedule=[],

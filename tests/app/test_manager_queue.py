@@ -400,3 +400,40 @@ def test_stopped_server_shows_a_read_only_queue_and_reloads_on_start(running: Ru
     running.click("start")
     running.until(lambda: window.state == "started" and not window.queue_feed.offline and model.total == 1, 20)
     assert window.queue_pane.placeholder.isHidden()
+
+
+def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    host = running.manager.host
+    config = host.config()
+    alias_drop = tmp_path / "AliasDrop"
+    running.run(host.apply_config(replace(config, domains=(
+        *config.domains, DomainConfig("alias.test", "alias", drop_dir=str(alias_drop))))))
+    window.select_node(Node.DROP)
+    model = window.drop_model
+    send(running.port, "anna@example.test", ["x@alias.test"])
+    send(running.port, "anna@example.test", ["y@example.test", "z@alias.test"])  # one copy in each Drop
+    running.until(lambda: model.rowCount() == 3, 20)
+    domain_column = [c.title for c in model.columns].index("Domain")
+    shown = {(model.data(model.index(row, domain_column)), model.rows()[row].recipients)
+             for row in range(model.rowCount())}
+    assert shown == {("alias.test", ("x@alias.test",)), ("alias.test", ("z@alias.test",)),
+                     ("example.test", ("y@example.test",))}
+    window.grab().save("/tmp/mailroot-drop-pane.png")
+    [x] = [r for r in model.rows() if r.recipients == ("x@alias.test",)]
+    window.panes[Node.DROP].select_key(x.ref)
+    window.actions_.view_message.trigger()
+    running.until(lambda: any(v.parts.subject == "to a far domain" for v in window.mail_ops.viewers))
+    for viewer in list(window.mail_ops.viewers):
+        viewer.close()
+    window.actions_.delete.trigger()
+    running.until(lambda: model.get(x.ref) is None)
+    assert len(list(alias_drop.glob("*.eml"))) == 1
+    # The default domain's Drop moves (applied live): the list shows the new, empty one, and new mail lands there.
+    config = host.config()
+    running.run(host.apply_config(replace(config, domains=tuple(
+        replace(d, drop_dir="Drop2") if d.type == "default" else d for d in config.domains))))
+    running.until(lambda: [r.recipients for r in model.rows()] == [("z@alias.test",)], 20)
+    send(running.port, "anna@example.test", ["w@example.test"])
+    running.until(lambda: any(r.recipients == ("w@example.test",) for r in model.rows()), 20)
+    assert len(list((mailroot(tmp_path) / "Drop2").glob("*.eml"))) == 1

@@ -101,10 +101,10 @@ class DropModel(FolderModel[DropItem]):
         Column("Date", lambda d: date(d.at), sort=lambda d: d.at, width=160),
         Column("Sender", lambda d: d.sender or "<>", width=180),
         Column("Recipients", lambda d: addresses(d.recipients), width=190),
+        Column("Domain", lambda d: d.domain, width=110),  # whose Drop directory holds it
         Column("Subject", lambda d: d.subject, width=260),
         Column("Size", lambda d: f"{d.size:,}", sort=lambda d: d.size, right=True, width=70),
         Column("File", lambda d: d.name, width=200),
-        Column("Domain", lambda d: d.domain, width=150),
     )
 
     def key(self, row: DropItem) -> str:
