@@ -35,6 +35,7 @@ class Actions:
         self.forward = _action(a, "&Forward", "forward", "Alt+Right")
         self.up = _action(a, "&Up One Level", "up", "Alt+Up")
         self.show_tree = _action(a, "Show/Hide Console &Tree", "tree")
+        self.show_tree.setIconVisibleInMenu(False)  # a checkable item: the menu shows its ✓, not a faint frame
         self.show_tree.setCheckable(True)
         self.show_tree.setChecked(True)
         self.start = _action(a, "&Start", "start", tip="Start the virtual server")
@@ -50,6 +51,7 @@ class Actions:
         self.terminate_all = _action(a, "Terminate &All", tip="Close every session")
         self.refresh = _action(a, "Re&fresh", "refresh", "F5")
         self.properties = _action(a, "P&roperties", "properties", "Alt+Return")
+        self.properties.setToolTip("Properties (Alt+Enter)")
         self.about = _action(a, "&About smtpsvc", "help")
         # messages: Queue, Drop, Badmail
         self.retry_now = _action(a, "&Retry Now", "retry", "Ctrl+R", tip="Try to deliver the selected messages now")
@@ -68,7 +70,9 @@ class Actions:
         self.details = _action(a, "&Details", "properties", tip="Envelope, recipients, schedule ahead and transcript")
         self.resend = _action(a, "Re&send", "resend", tip="Put the selected Badmail items back into Pickup")
         self.open_folder = _action(a, "&Open Folder", "folder", tip="Open this directory in the file manager")
+        self.columns = _action(a, "Add/Remove &Columns…", tip="Choose the columns of the list in the right pane")
         self.show_chart = _action(a, "Queue &Shape Chart", "chart", tip="Show or hide the queue-shape chart")
+        self.show_chart.setIconVisibleInMenu(False)
         self.show_chart.setCheckable(True)
         self.show_chart.setChecked(True)
         self.pickup_preview = _action(a, "&Preview Files Dropped into Pickup",
@@ -104,6 +108,8 @@ class Actions:
         view_menu.addActions(self.view_modes.actions())
         view_menu.addSeparator()
         view_menu.addActions([self.show_tree, self.show_toolbar, self.show_statusbar])
+        view_menu.addSeparator()
+        view_menu.addAction(self.columns)
         view_menu.addSeparator()
         view_menu.addActions([self.show_chart, self.pickup_preview])
         view_menu.addSeparator()

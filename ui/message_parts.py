@@ -197,11 +197,3 @@ def remote_references(html: str) -> set[str]:
     """The resources (images, backgrounds, style sheets) the HTML would load from outside the message: anything
     but its own parts (cid:) and data: URLs — remote servers, and local files too."""
     return {ref for ref in RESOURCE_REFS.findall(html) if not ref.lower().startswith(("cid:", "data:"))}
-
-
-def size_text(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1 << 20:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1 << 20):.1f} MB"

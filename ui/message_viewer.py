@@ -31,8 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from ui.icons import icon
-from ui.message_parts import Attachment, MessageParts, remote_references, size_text
+from ui.message_parts import Attachment, MessageParts, remote_references
 from ui.models.table import Column, KeyedTableModel
+from ui.units import size_text
 from ui.views import ItemView
 
 SaveFile = Callable[[str, bytes], None]  # (path, data): the window writes, and reports errors

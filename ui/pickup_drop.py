@@ -25,8 +25,8 @@ from engine.events import Event, MessageBadmailed, MessageDropped, MessageQueued
 from ui.batch import Batch
 from ui.context import WindowPort
 from ui.icons import icon
-from ui.message_parts import size_text
 from ui.models.table import Column, KeyedTableModel
+from ui.units import size_text
 from ui.views import ItemView
 
 MAX_FILES = 10_000  # one drop takes at most this many files

@@ -26,8 +26,9 @@ from engine.conf.config import Config
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueDetail, RecipientDetail
 from ui.icons import icon
-from ui.models.queue import STATE_LABELS, countdown, display_state, span
+from ui.models.queue import STATE_LABELS, countdown, display_state
 from ui.models.table import Column, KeyedTableModel
+from ui.units import size_exact, span
 from ui.views import ItemView
 
 SCHEDULE_LIMIT = 12  # attempts listed ahead (the delay notice and the NDR always follow)
@@ -244,7 +245,7 @@ class QueueDetailDialog(QDialog):
                                                        f" ({', '.join(item.etrn_held)})" if state == "etrn" else ""))
         labels["Sender"].setText(item.sender or "<> (null sender: a notification)")
         labels["Arrived"].setText(f"{when(item.arrived)}  ({span(now - item.arrived)} ago)")
-        labels["Size"].setText(f"{item.size:,} bytes")
+        labels["Size"].setText(size_exact(item.size))
         labels["Source"].setText({"smtp": "SMTP", "pickup": "Pickup directory", "dsn": "Delivery notification "
                                   "made by this server"}.get(item.source, item.source))
         last = f", the last at {when(detail.last_attempt)}" if detail.last_attempt else ""

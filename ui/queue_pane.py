@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -22,8 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.columns import install_header_menu
 from ui.icons import icon
-from ui.models.queue import STATE_LABELS, STATES, QueueFilter, QueueModel
+from ui.models.queue import COLUMN, STATE_LABELS, STATES, QueueFilter, QueueModel
 from ui.models.queue_shape import AGE_BUCKETS, ShapeCounter, bucket_range
 from ui.queue_chart import QueueChart
 from ui.views import ItemTable
@@ -58,6 +59,12 @@ class QueuePane(QWidget):
         self.detail.setSortingEnabled(True)
         for column, spec in enumerate(model.columns):
             self.detail.setColumnWidth(column, spec.width)
+        header = self.detail.header()
+        header.setStretchLastSection(False)
+        install_header_menu(header)
+        header.sectionResized.connect(self._fit_soon)
+        header.sectionCountChanged.connect(self._fit_soon)
+        self._fitting = False
         self.detail.activated.connect(self.activated)
         self.detail.selectionModel().selectionChanged.connect(self.selection_changed)
         self.chart = QueueChart()
@@ -213,7 +220,33 @@ class QueuePane(QWidget):
         if state:
             self.detail.header().restoreState(state)
             header = self.detail.header()
+            header.setStretchLastSection(False)
             self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
+        self._fit_soon()
+
+    def _fit_soon(self, *_: object) -> None:
+        if not self._fitting:
+            QTimer.singleShot(0, self.fit_last_error)
+
+    def fit_last_error(self) -> None:
+        """Last Error takes the width the other shown columns leave (at least its usual width): it stretches."""
+        header = self.detail.header()
+        last_error = COLUMN["Last Error"]
+        if header.isSectionHidden(last_error):
+            return
+        others = sum(header.sectionSize(i) for i in range(header.count())
+                     if i != last_error and not header.isSectionHidden(i))
+        wanted = max(self.model.columns[last_error].width, self.detail.viewport().width() - others)
+        if header.sectionSize(last_error) != wanted:
+            self._fitting = True
+            try:
+                header.resizeSection(last_error, wanted)
+            finally:
+                self._fitting = False
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_soon()
 
     def export_rows(self) -> tuple[list[str], list[list[str]]]:
         model = self.model

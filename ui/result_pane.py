@@ -10,10 +10,12 @@ from PySide6.QtCore import (
     QSize,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStackedWidget, QVBoxLayout, QWidget
 
+from ui.columns import fit_to_contents, install_header_menu
 from ui.models.table import KEY_ROLE, SORT_ROLE, KeyedTableModel
 from ui.views import ItemView
 
@@ -58,6 +60,10 @@ class ResultPane(QStackedWidget):
                                  else Qt.SortOrder.AscendingOrder)
         for column, spec in enumerate(model.columns):
             self.detail.setColumnWidth(column, spec.width)
+        install_header_menu(self.detail.header())
+        self._fitted = False  # columns fitted to their contents once, on the first rows (unless a layout was saved)
+        for signal in (model.rowsInserted, model.modelReset):
+            signal.connect(self._fit_first)
         self.addWidget(self.detail)
         self.addWidget(self.icons)
         self.mode = "detail"
@@ -115,8 +121,15 @@ class ResultPane(QStackedWidget):
         return self.detail.header().saveState()
 
     def restore_header(self, state: QByteArray | None) -> None:
-        if state:
-            self.detail.header().restoreState(state)
+        if state and self.detail.header().restoreState(state):
+            self._fitted = True  # the administrator's own widths
+
+    def _fit_first(self, *_: object) -> None:
+        if self._fitted or self.model.rowCount() == 0:
+            return
+        self._fitted = True
+        QTimer.singleShot(0, lambda: fit_to_contents(self.detail, self.detail.header(),
+                                                     {i: c.width for i, c in enumerate(self.model.columns)}))
 
     def source(self) -> QAbstractItemModel:
         return self.model

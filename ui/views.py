@@ -6,11 +6,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QPainter, QPaintEvent, QPalette
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QTreeView, QWidget
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent, QPalette
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QToolTip, QTreeView, QWidget
 
 DragStarter = Callable[[], None]
+
+
+def elided_tooltip(view: QAbstractItemView, event: QEvent) -> bool:
+    """A cell whose text does not fit gets its whole text as tooltip (unless the model gives one); True: shown."""
+    if event.type() != QEvent.Type.ToolTip or not isinstance(event, QHelpEvent):
+        return False
+    index = view.indexAt(event.pos())
+    if not index.isValid() or index.data(Qt.ItemDataRole.ToolTipRole):
+        return False
+    text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+    rect = view.visualRect(index)
+    icon_room = view.iconSize().width() + 8 if index.data(Qt.ItemDataRole.DecorationRole) is not None else 0
+    if text and view.fontMetrics().horizontalAdvance(text) + icon_room + 10 > rect.width():
+        QToolTip.showText(event.globalPos(), text, view.viewport(), rect)
+        return True
+    QToolTip.hideText()
+    return False
 
 
 def paint_empty_text(view: QAbstractItemView, text: str) -> None:
@@ -52,6 +69,9 @@ class ItemView(QTreeView):
         else:
             super().startDrag(supportedActions)
 
+    def viewportEvent(self, event: QEvent) -> bool:
+        return elided_tooltip(self, event) or super().viewportEvent(event)
+
     def set_empty_text(self, text: str) -> None:
         if text != self.empty_text:
             self.empty_text = text
@@ -90,6 +110,9 @@ class ItemTable(QTableView):
     def header(self) -> QHeaderView:
         """As QTreeView's: the column header."""
         return self.horizontalHeader()
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        return elided_tooltip(self, event) or super().viewportEvent(event)
 
     def enable_drag_out(self, starter: DragStarter) -> None:
         self.start_drag = starter

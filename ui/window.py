@@ -13,6 +13,7 @@ from engine.conf.config import Config
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.events import ConfigChanged, ErrorEvent, Event, ListenerFailed, SessionClosed, SessionOpened, StateChanged
 from ui.actions import Actions
+from ui.columns import ColumnsDialog
 from ui.context import Pane
 from ui.errors import MessageBridge
 from ui.event_viewer import MAX_SHOWN, EventViewer
@@ -47,6 +48,15 @@ STATES_CHECKED_UP_TO = 5000  # a larger selection enables every queue action (ch
 STOPPED_QUEUE = "The virtual server is stopped: reading its Queue folder…"
 STOPPED_QUEUE_READ = ("The virtual server is stopped. This is what its Queue folder held at {read} (read-only; F5 "
                       "reads it again). Start the server (Action ▸ Start) to deliver or change these messages.")
+
+
+# A list whose columns changed order gets a new key: a layout saved for the old order would scramble it.
+COLUMN_LAYOUTS = {Node.QUEUE: 2}
+
+
+def column_key(node: Node) -> str:
+    version = COLUMN_LAYOUTS.get(node)
+    return f"columns/{node.value}" + (f"-v{version}" if version else "")
 
 
 class ManagerWindow(QMainWindow):
@@ -199,6 +209,7 @@ class ManagerWindow(QMainWindow):
         a.open_folder.triggered.connect(lambda: self.folder_ops.open_folder(
             self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue"))
         a.show_chart.toggled.connect(self.queue_pane.show_chart)
+        a.columns.triggered.connect(self.choose_columns)
         self.queue_pane.chart_button.toggled.connect(a.show_chart.setChecked)
         a.pickup_preview.toggled.connect(lambda on: self.settings.setValue("pickup/preview", on))
         self.queue_feed.loading_changed.connect(self._queue_loading)
@@ -617,7 +628,7 @@ class ManagerWindow(QMainWindow):
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)
         for node, pane in self.panes.items():
-            header = s.value(f"columns/{node.value}")
+            header = s.value(column_key(node))
             pane.restore_header(header if isinstance(header, QByteArray) else None)
         splitter = s.value("queue/splitter")
         if isinstance(splitter, QByteArray):
@@ -630,13 +641,20 @@ class ManagerWindow(QMainWindow):
                             ("view/statusbar", self.actions_.show_statusbar)):
             action.setChecked(bool(s.value(key, True, type=bool)))
 
+    def choose_columns(self) -> None:
+        """View ▸ Add/Remove Columns… for the list in the result pane."""
+        view = self.pane.views()[0]
+        header = view.header() if isinstance(view, ItemView | ItemTable) else None
+        if header is not None:
+            ColumnsDialog(header, self).exec()
+
     def save_layout(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
         s.setValue("window/splitter", self.splitter.saveState())
         for node, pane in self.panes.items():
-            s.setValue(f"columns/{node.value}", pane.header_state())
+            s.setValue(column_key(node), pane.header_state())
         s.setValue("view/mode", self.panes[Node.SERVER].mode)
         s.setValue("view/tree", self.actions_.show_tree.isChecked())
         s.setValue("view/toolbar", self.actions_.show_toolbar.isChecked())

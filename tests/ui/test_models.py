@@ -11,6 +11,7 @@ from engine.smtpd.sessions import SessionInfo
 from ui.models.domains import DomainsModel
 from ui.models.nodes import ChildrenModel, NodeRow, ServerRow, ServersModel
 from ui.models.sessions import SessionsModel, duration
+from ui.units import size_text, until
 
 
 def session(sid: str, peer: str = "127.0.0.1", bytes_in: int = 0, since: float = 1000.0) -> SessionInfo:
@@ -64,10 +65,10 @@ def test_sessions_model_rows_come_and_go_without_reset(qtmodeltester: ModelTeste
     model.opened("S1", "127.0.0.1", 1000.0)
     model.opened("S2", "127.0.0.2", 1005.0)
     qtmodeltester.check(model)
-    assert model.data(model.index(0, 3)) == "0:00:10"
+    assert model.data(model.index(0, 3)) == "10 s"
     now[0] = 4671.0
     model.tick()
-    assert model.data(model.index(0, 3)) == "1:01:11"
+    assert model.data(model.index(0, 3)) == "1 h 01 min"
     model.closed("S1")
     qtmodeltester.check(model)
     assert model.rowCount() == 1 and signals.resets == 0
@@ -86,7 +87,7 @@ def test_sessions_snapshot_never_resurrects_or_drops_unseen_rows() -> None:
     generation = model.snapshot_started()
     model.apply_snapshot(generation, [session("S3", bytes_in=99)])  # S2 ended unseen: gone now
     assert [row.session_id for row in model.rows()] == ["S3"]
-    assert model.data(model.index(0, 4)) == "99"
+    assert model.data(model.index(0, 4)) == "99 bytes"
 
 
 def test_sessions_model_many_rows(qtmodeltester: ModelTester) -> None:
@@ -114,9 +115,11 @@ def test_node_models(qtmodeltester: ModelTester) -> None:
     assert servers.data(QModelIndex()) is None
 
 
-def test_duration() -> None:
-    assert duration(0) == "0:00:00"
-    assert duration(3725) == "1:02:05"
+def test_duration_and_size_are_written_one_way() -> None:
+    assert duration(0) == "0 s" and duration(3725) == "1 h 02 min" and duration(200_000) == "2 d 7 h"
+    assert (size_text(429), size_text(1), size_text(1536), size_text(5 << 20)) == \
+        ("429 bytes", "1 byte", "1.5 KB", "5.0 MB")
+    assert (until(0), until(38), until(14 * 60 + 21)) == ("now", "in 38 s", "in 14 min")
 
 
 def test_icons_render(qtbot: QtBot) -> None:

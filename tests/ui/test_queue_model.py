@@ -12,8 +12,9 @@ from test_models import Signals
 
 from engine.events import MessageDropped, MessageQueued, MessageRemoved, QueueChanged
 from engine.qmgr.queue import QueueItem
-from ui.models.queue import COLUMN, QueueFilter, QueueModel, countdown, span
+from ui.models.queue import COLUMN, QueueFilter, QueueModel, countdown
 from ui.models.table import KEY_ROLE
+from ui.units import span
 
 NOW = 1_800_000_000.0
 
@@ -56,8 +57,8 @@ def test_modeltester_and_columns(qtmodeltester: ModelTester) -> None:
 
 def test_countdown_and_span() -> None:
     deferred = item(5, attempts=1)
-    assert countdown(deferred, deferred.next_attempt - 125) == "in 2:05"
-    assert countdown(deferred, deferred.next_attempt - 3725) == "in 1:02:05"
+    assert countdown(deferred, deferred.next_attempt - 125) == "in 2 min"  # not "2:05", which reads as a time
+    assert countdown(deferred, deferred.next_attempt - 3725) == "in 1 h 02 min"
     assert countdown(deferred, deferred.next_attempt - 200_000) == "in 2 d 7 h"
     assert span(59) == "59 s" and span(3599) == "59 min" and span(3660) == "1 h 01 min"
 

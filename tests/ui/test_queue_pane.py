@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QHelpEvent
+from PySide6.QtWidgets import QDialogButtonBox, QToolTip
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 from test_queue_model import NOW, item, loaded
@@ -15,12 +17,14 @@ from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config, DomainConfig, ServerConfig
 from engine.events import MessageRemoved
 from engine.qmgr.queue import QueueDetail, RecipientDetail
+from ui.columns import ColumnsDialog, header_menu
 from ui.models.folders import BadmailModel, DropModel
 from ui.models.queue import COLUMN
 from ui.models.queue_shape import AGE_BUCKETS, OTHER, bucket_of, bucket_range, queue_shape
 from ui.pickup_drop import PickupResultsModel, PickupRow, PreviewDialog
 from ui.queue_detail import QueueDetailDialog, recipient_status
 from ui.queue_pane import QueuePane
+from ui.views import elided_tooltip
 
 
 def pane_with(qtbot: QtBot, count: int) -> QueuePane:
@@ -135,7 +139,7 @@ def test_folder_models(qtmodeltester: ModelTester) -> None:
     drop = DropModel()
     drop.apply_snapshot(drop.snapshot_started(), [DropItem("D1.eml", "a@x", ("b@y",), "Hi", 1234, 5.0)])
     qtmodeltester.check(drop)
-    assert drop.data(drop.index(0, 4)) == "1,234" and drop.loaded
+    assert drop.data(drop.index(0, 4)) == "1.2 KB" and drop.loaded
 
 
 def test_pickup_results_and_preview(qtbot: QtBot, qtmodeltester: ModelTester) -> None:
@@ -152,3 +156,46 @@ def test_pickup_results_and_preview(qtbot: QtBot, qtmodeltester: ModelTester) ->
     all_bad = PreviewDialog(rows[1:])
     qtbot.addWidget(all_bad)
     assert not all_bad.ok.isEnabled()
+
+
+def test_first_columns_visible_at_default_size_last_error_stretches_and_columns_can_be_chosen(
+        qtbot: QtBot) -> None:
+    pane = pane_with(qtbot, 30)
+    pane.resize(760, 600)  # the default window's result pane
+    header = pane.detail.header()
+    qtbot.waitUntil(lambda: header.sectionSize(COLUMN["Last Error"]) >= 300)
+    first = [header.logicalIndex(v) for v in range(5)]
+    assert [pane.model.columns[i].title for i in first] == [
+        "State", "Next Retry", "Attempts", "Target Domains", "Last Error"]
+    right_edge = header.sectionPosition(COLUMN["Last Error"]) + header.sectionSize(COLUMN["Last Error"])
+    assert header.sectionPosition(COLUMN["Last Error"]) < pane.detail.viewport().width() and right_edge >= 300
+    pane.resize(2400, 600)
+    others = sum(header.sectionSize(i) for i in range(header.count()) if i != COLUMN["Last Error"])
+    qtbot.waitUntil(lambda: header.sectionSize(COLUMN["Last Error"]) == pane.detail.viewport().width() - others)
+    menu = header_menu(header)
+    [queue_id] = [a for a in menu.actions() if a.text() == "Queue ID"]
+    queue_id.setChecked(False)  # header context menu
+    assert header.isSectionHidden(COLUMN["Queue ID"])
+    dialog = ColumnsDialog(header)  # View ▸ Add/Remove Columns…
+    for row in range(dialog.list.count()):
+        dialog.list.item(row).setCheckState(Qt.CheckState.Unchecked)
+    assert not dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).isEnabled()  # not none at all
+    dialog.list.item(0).setCheckState(Qt.CheckState.Checked)
+    dialog.list.item(dialog.list.count() - 1).setCheckState(Qt.CheckState.Checked)
+    dialog.accept()
+    assert header.count() - header.hiddenSectionCount() == 2
+    assert not header.isSectionHidden(COLUMN["State"]) and not header.isSectionHidden(COLUMN["Queue ID"])
+
+
+def test_an_elided_cell_shows_its_whole_text_as_tooltip(qtbot: QtBot) -> None:
+    pane = pane_with(qtbot, 3)
+    view = pane.detail
+    view.setColumnWidth(COLUMN["Target Domains"], 30)
+    index = pane.model.index(0, COLUMN["Target Domains"])
+    point = view.visualRect(index).center()
+    event = QHelpEvent(QEvent.Type.ToolTip, point, view.viewport().mapToGlobal(point))
+    assert elided_tooltip(view, event)
+    assert QToolTip.text() == pane.model.data(index)
+    view.setColumnWidth(COLUMN["Target Domains"], 400)  # it fits: no tooltip of its own
+    assert not elided_tooltip(view, QHelpEvent(QEvent.Type.ToolTip, view.visualRect(index).center(),
+                                               view.viewport().mapToGlobal(point)))

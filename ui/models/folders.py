@@ -16,6 +16,7 @@ from engine.admin.mailroot_items import DropItem
 from engine.bounce.badmail import BadmailItem
 from ui.icons import icon
 from ui.models.table import Column, KeyedTableModel
+from ui.units import size_text
 
 R = TypeVar("R", BadmailItem, DropItem)
 GONE_MEMORY = 20_000
@@ -103,7 +104,7 @@ class DropModel(FolderModel[DropItem]):
         Column("Recipients", lambda d: addresses(d.recipients), width=190),
         Column("Domain", lambda d: d.domain, width=110),  # whose Drop directory holds it
         Column("Subject", lambda d: d.subject, width=260),
-        Column("Size", lambda d: f"{d.size:,}", sort=lambda d: d.size, right=True, width=70),
+        Column("Size", lambda d: size_text(d.size), sort=lambda d: d.size, right=True, width=75),
         Column("File", lambda d: d.name, width=200),
     )
 

@@ -30,6 +30,7 @@ from engine.events import Event, MessageDropped, MessageQueued, MessageRemoved, 
 from engine.qmgr.queue import QueueItem
 from ui.icons import message_icon
 from ui.models.table import KEY_ROLE, SORT_ROLE
+from ui.units import moment, size_exact, size_text, span, until
 
 Index = QModelIndex | QPersistentModelIndex
 BULK = 1500  # a batch that changes more rows than this rebuilds the view with one reset
@@ -57,18 +58,6 @@ def all_held(pending: tuple[str, ...], held: tuple[str, ...]) -> bool:
     return all(domain_of(address).lower() in held for address in pending)
 
 
-def span(seconds: float) -> str:
-    """A duration as people read it: 45 s, 12 min, 3 h 05 min, 2 d 4 h."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
-    return f"{seconds // 86400} d {seconds // 3600 % 24} h"
-
-
 def countdown(item: QueueItem | Row, now: float) -> str:
     """The Next Retry column: a live countdown, or why there is none."""
     state = display_state(item)
@@ -81,13 +70,7 @@ def countdown(item: QueueItem | Row, now: float) -> str:
     if not item.pending:
         return "—"
     left = int(item.next_attempt - now)
-    if left <= 0:
-        return "Due"
-    if left < 3600:
-        return f"in {left // 60}:{left % 60:02d}"
-    if left < 86400:
-        return f"in {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
-    return f"in {span(left)}"
+    return "Due" if left <= 0 else until(left)
 
 
 def recipients_text(item: QueueItem | Row) -> str:
@@ -168,26 +151,26 @@ class QueueColumn:
     width: int = 100
 
 
-COLUMNS: tuple[QueueColumn, ...] = (
-    QueueColumn("Sender", lambda r, now: r.sender or "<>", lambda r: r.sender.casefold(),
-                engine_sort="sender", width=165),
-    QueueColumn("Recipients", lambda r, now: recipients_text(r),
-                lambda r: (recipients_text(r).casefold(), len(r.recipients)), width=200),
-    QueueColumn("Subject", lambda r, now: r.subject, lambda r: r.subject.casefold(), width=165),
-    QueueColumn("Size", lambda r, now: f"{r.size:,}", lambda r: r.size, engine_sort="size",
-                right=True, width=60),
-    QueueColumn("Age", lambda r, now: span(now - r.arrived), lambda r: -r.arrived,
-                engine_sort="age", engine_descending=True, right=True, width=80),
-    QueueColumn("Attempts", lambda r, now: str(r.attempts), lambda r: r.attempts,
-                engine_sort="attempts", right=True, width=62),
+COLUMNS: tuple[QueueColumn, ...] = (  # what an administrator reads first comes first
+    QueueColumn("State", lambda r, now: STATE_LABELS[r.state], lambda r: STATE_ORDER[r.state], width=112),
     QueueColumn("Next Retry", lambda r, now: countdown(r, now),
                 lambda r: (r.state in ("frozen", "etrn"), 0.0 if r.state == "active" else r.next_attempt),
                 right=True, width=95),
-    QueueColumn("State", lambda r, now: STATE_LABELS[r.state], lambda r: STATE_ORDER[r.state], width=70),
-    QueueColumn("Last Error", lambda r, now: " ".join(r.last_error.split()),
-                lambda r: r.last_error.casefold(), width=280),
+    QueueColumn("Attempts", lambda r, now: str(r.attempts), lambda r: r.attempts,
+                engine_sort="attempts", right=True, width=62),
     QueueColumn("Target Domains", lambda r, now: ", ".join(r.domains), lambda r: r.domains, engine_sort="domain",
-                width=150),
+                width=140),
+    QueueColumn("Last Error", lambda r, now: " ".join(r.last_error.split()),
+                lambda r: r.last_error.casefold(), width=300),
+    QueueColumn("Recipients", lambda r, now: recipients_text(r),
+                lambda r: (recipients_text(r).casefold(), len(r.recipients)), width=200),
+    QueueColumn("Subject", lambda r, now: r.subject, lambda r: r.subject.casefold(), width=165),
+    QueueColumn("Sender", lambda r, now: r.sender or "<>", lambda r: r.sender.casefold(),
+                engine_sort="sender", width=165),
+    QueueColumn("Age", lambda r, now: span(now - r.arrived), lambda r: -r.arrived,
+                engine_sort="age", engine_descending=True, right=True, width=80),
+    QueueColumn("Size", lambda r, now: size_text(r.size), lambda r: r.size, engine_sort="size",
+                right=True, width=75),
     QueueColumn("Queue ID", lambda r, now: r.queue_id, lambda r: r.queue_id, width=200),
 )
 COLUMN = {column.title: number for number, column in enumerate(COLUMNS)}
@@ -305,10 +288,14 @@ class QueueModel(QAbstractTableModel):
         if column == COLUMN["Last Error"] and item.last_error:
             return item.last_error
         if column == COLUMN["Age"]:
-            return time.strftime("Arrived %Y-%m-%d %H:%M:%S", time.localtime(item.arrived))
+            return f"Arrived {moment(item.arrived)}"
         if column == COLUMN["Next Retry"] and item.pending and row.state in ("queued", "deferred"):
-            return time.strftime("Next attempt %Y-%m-%d %H:%M:%S", time.localtime(max(item.next_attempt,
-                                                                                       item.arrived)))
+            return f"Next attempt {moment(max(item.next_attempt, item.arrived))}"
+        if column == COLUMN["Next Retry"] and row.state == "etrn":
+            return (f"Held until {', '.join(item.etrn_held)} sends ETRN (or Release for ETRN): no attempt is "
+                    "made and the message does not expire meanwhile")
+        if column == COLUMN["Size"]:
+            return size_exact(item.size)
         return None
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:

@@ -15,17 +15,17 @@ from PySide6.QtGui import QIcon
 from engine.smtpd.sessions import SessionInfo
 from ui.icons import icon
 from ui.models.table import Column, KeyedTableModel
+from ui.units import size_text, span
 
 CLOSED_MEMORY = 4096  # ids of closed sessions remembered against stale snapshots
 
 
 def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return span(seconds)
 
 
 def size(count: int) -> str:
-    return f"{count:,}"
+    return size_text(count)
 
 
 def _doing(session: SessionInfo) -> str:
