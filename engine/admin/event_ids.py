@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from engine.events import (
     AdminAction,
+    BadmailPruned,
     ConfigChanged,
     ErrorEvent,
     Event,
@@ -52,6 +53,7 @@ EVENT_TYPES: dict[int, EventType] = {t.event_id: t for t in (
     EventType(3000, "Warning", "Badmail", "A message was moved to Badmail"),
     EventType(3001, "Information", "NDR", "A delivery status notification was generated"),
     EventType(3002, "Error", "NDR", "A delivery status notification could not be queued"),
+    EventType(3003, "Information", "Badmail", "Old Badmail items were removed (badmail_max_size_mb/_age_days)"),
     EventType(4000, "Error", "Listener", "The virtual server could not listen on an address"),
     EventType(5000, "Error", "Queue", "A queue file is damaged or a message could not be stored (disk full?)"),
     EventType(5001, "Error", "Drop", "A message could not be written to the Drop directory"),
@@ -117,6 +119,8 @@ _RULES: dict[type[Event], Callable[[Any], tuple[int, str] | None]] = {
                                         f"{int(e.seconds_left)} more seconds."),
     SecurityWarning: lambda e: (2002, e.message),
     MessageBadmailed: lambda e: (3000, f"{e.name} ({e.source}): {e.reason}"),
+    BadmailPruned: lambda e: (3003, f"{len(e.names)} Badmail item(s) removed, {e.freed:,} bytes, oldest first: "
+                                    + ", ".join(e.names[:5]) + (" …" if len(e.names) > 5 else "") + "."),
     MessageQueued: lambda e: (3001, f"Notification {e.queue_id} to {e.recipients[0] if e.recipients else '?'}.")
     if e.source == "dsn" else None,
     ListenerFailed: lambda e: (4000, f"Cannot listen on {e.address}: {e.reason}."),

@@ -18,6 +18,7 @@ from engine.conf.config import Config
 from engine.errors import BindError
 from engine.events import (
     AdminAction,
+    BadmailPruned,
     ConfigChanged,
     ErrorEvent,
     ListenerFailed,
@@ -32,8 +33,8 @@ from engine.smtpd.security import AuthFailed
 STABLE = {1000: "Service", 1001: "Service", 1002: "Service", 1003: "Service", 1004: "Queue", 1100: "Configuration",
           1101: "Administration",
           2000: "Security", 2001: "Security", 2002: "Security", 2003: "TLS", 3000: "Badmail", 3001: "NDR",
-          3002: "NDR", 4000: "Listener", 5000: "Queue", 5001: "Drop", 5002: "Pickup", 5003: "Protocol log",
-          5004: "SMTP", 5099: "Service"}
+          3002: "NDR", 3003: "Badmail", 4000: "Listener", 5000: "Queue", 5001: "Drop", 5002: "Pickup",
+          5003: "Protocol log", 5004: "SMTP", 5099: "Service"}
 
 
 def test_the_id_table_is_stable() -> None:
@@ -52,6 +53,7 @@ def test_the_id_table_is_stable() -> None:
     (AuthFailed("192.0.2.1", "alice", 5, True), (2000, "Warning")),
     (AuthFailed("192.0.2.1", "alice", 1, False), None),
     (MessageBadmailed("x", "no recipients", "pickup"), (3000, "Warning")),
+    (BadmailPruned(("A", "B"), 4096), (3003, "Information")),
     (MessageQueued("Q1", "", ("a@b.test",), 10, "dsn"), (3001, "Information")),
     (MessageQueued("Q1", "a@b.test", ("a@b.test",), 10, "smtp"), None),
     (ErrorEvent("queue", "No space left on device"), (5000, "Error")),
