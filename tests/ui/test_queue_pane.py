@@ -137,9 +137,12 @@ def test_folder_models(qtmodeltester: ModelTester) -> None:
     assert sorted(row.name for row in badmail.rows()) == ["B2", "B3"]
     assert badmail.data(badmail.index(badmail.row_of("B2"), 2)) == "c@y (+1)"
     drop = DropModel()
-    drop.apply_snapshot(drop.snapshot_started(), [DropItem("D1.eml", "a@x", ("b@y",), "Hi", 1234, 5.0)])
+    drop.apply_snapshot(drop.snapshot_started(), [DropItem("D1.eml", "a@x", ("b@y",), "Hi", 1234, 5.0),
+                                                  DropItem("D1.eml", "a@x", ("c@z",), "Hi", 99, 5.0, "z.test")])
     qtmodeltester.check(drop)
-    assert drop.data(drop.index(0, 4)) == "1.2 KB" and drop.loaded
+    assert drop.rowCount() == 2  # one message copied into two domains' Drops: two rows, keyed domain/file
+    assert drop.data(drop.index(drop.row_of("D1.eml"), 5)) == "1.2 KB" and drop.loaded
+    assert drop.data(drop.index(drop.row_of("z.test/D1.eml"), 3)) == "z.test"
 
 
 def test_pickup_results_and_preview(qtbot: QtBot, qtmodeltester: ModelTester) -> None:
