@@ -172,6 +172,8 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         self._tls_established()
 
     def connection_lost(self, error: Exception | None) -> None:
+        if error is not None:  # reset or broken by the network, not closed by either side
+            self.services.counters.total_connection_errors += 1
         self._close_live()
         if self.session is None:  # an implicit-TLS connection that never finished its handshake
             asyncio.StreamReaderProtocol.connection_lost(self, error)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import smtplib
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -194,3 +196,26 @@ async def test_a_pickup_file_with_an_x_sender_line_and_no_from_header_is_deliver
     values = await running.server.counters_snapshot()
     assert values["Badmailed Messages (Bad Pickup File)"] == 1
     assert values["Pickup Directory Messages Retrieved Total"] == 1
+
+
+async def test_an_inbound_connection_reset_by_the_client_is_a_connection_error(running: Running) -> None:
+    def reset_after_ehlo() -> None:
+        sock = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"EHLO client.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        reader.close()
+        sock.close()
+
+    def polite() -> None:
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+            client.ehlo("client.test")
+
+    await asyncio.to_thread(polite)
+    await asyncio.to_thread(reset_after_ehlo)
+    await running.wait_for(lambda: running.server.counters.inbound_connections_current == 0)
+    values = await running.server.counters_snapshot()
+    assert values["Total Connection Errors"] == 1 and values["Inbound Connections Total"] == 2
