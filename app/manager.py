@@ -21,6 +21,7 @@ from app.bridge import EngineBridge
 from app.desktop import display_problem
 from app.export import write_csv
 from app.host import EngineHost
+from app.remote_window import RemoteComputers
 from app.serve import config_failure, effective_config
 from engine.errors import EngineError, MailrootLockedError
 from ui.errors import MessageBridge, describe
@@ -89,6 +90,8 @@ class Manager:
                                     write_csv, self.messages)
         self.messages.parent_widget = lambda: self.window
         self.bridge.events.connect(self.window.on_engine_events)
+        self.remote = RemoteComputers(self.window.settings, self.messages, lambda: self.window)
+        self.window.connect_requested.connect(self.remote.ask)
         self.window.queue_feed.loaded.connect(freeze_long_lived)
 
     def start_engine(self) -> EngineError | None:
@@ -105,6 +108,7 @@ class Manager:
         return None
 
     def shutdown(self) -> None:
+        self.remote.shutdown()
         self.host.shutdown()
 
 

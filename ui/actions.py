@@ -7,7 +7,6 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
 
 from ui.icons import icon
-from ui.sheet_parts import NOT_BUILT
 
 
 def _action(parent: QObject, text: str, icon_name: str = "", shortcut: str | QKeySequence.StandardKey = "",
@@ -27,8 +26,8 @@ class Actions:
         a = window
         self.connect = _action(a, "&Connect to Computer…", "computer",
                                tip="Administer the SMTP service of another computer")
-        self.connect.setEnabled(False)
-        self.connect.setToolTip(NOT_BUILT.format(what="remote administration"))
+        self.replicate = _action(a, "&Replicate Configuration…",
+                                 tip="Copy the settings that are not specific to this computer to other servers")
         self.export = _action(a, "&Export List…", "export", tip="Save the list in the right pane as a CSV file")
         self.exit = _action(a, "E&xit", shortcut=QKeySequence.StandardKey.Quit)
         self.back = _action(a, "&Back", "back", "Alt+Left")

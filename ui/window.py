@@ -61,6 +61,8 @@ def column_key(node: Node) -> str:
 
 class ManagerWindow(QMainWindow):
     closed = Signal()
+    connect_requested = Signal()  # File → Connect to Computer… (app/remote_window.py answers it)
+    replicate_requested = Signal()  # All Tasks → Replicate Configuration…
 
     def __init__(self, engine: EngineFacade, computer: str, settings: QSettings, export_rows: ExportRows,
                  messages: MessageBridge | None = None) -> None:
@@ -85,6 +87,8 @@ class ManagerWindow(QMainWindow):
         self.ops = Operations(self)
         self.new_menu = QMenu("&New", self)
         self.new_menu.addAction(self.actions_.new_domain)
+        self.all_tasks_menu = QMenu("All Tas&ks", self)
+        self.all_tasks_menu.addAction(self.actions_.replicate)
         self._menu_for: tuple[Node, bool] | None = None
         self.servers_model = ServersModel()
         self.children_model = ChildrenModel()
@@ -174,6 +178,8 @@ class ManagerWindow(QMainWindow):
         self.tree.currentItemChanged.connect(lambda *_: self._node_changed())
         self.tree.customContextMenuRequested.connect(self._tree_menu)
         a.exit.triggered.connect(self.close)
+        a.connect.triggered.connect(self.connect_requested.emit)
+        a.replicate.triggered.connect(self.replicate_requested.emit)
         a.export.triggered.connect(self._export)
         a.back.triggered.connect(self._back)
         a.forward.triggered.connect(self._forward)
@@ -334,8 +340,8 @@ class ManagerWindow(QMainWindow):
     def node_actions(self, node: Node) -> list[object]:
         a = self.actions_
         new_menu = self.new_menu
-        server: list[object] = [a.start, a.stop, a.pause, None, new_menu, None, a.rename, None, a.refresh,
-                                a.export, None, a.properties]
+        server: list[object] = [a.start, a.stop, a.pause, None, new_menu, self.all_tasks_menu, None, a.rename, None,
+                                a.refresh, a.export, None, a.properties]
         actions: dict[Node, list[object]] = {
             Node.COMPUTER: [a.connect, None, a.refresh, a.export],
             Node.SERVER: server,

@@ -9,6 +9,7 @@ Unix socket; the command line calls ``call`` directly when no engine runs, so bo
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import logging
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from engine.admin.event_ids import LEVELS, EventEntry, Level
-from engine.admin.mailroot_items import DropItem
+from engine.admin.mailroot_items import DropItem, read_drop_item
 from engine.admin.perf import History
 from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
@@ -77,6 +78,7 @@ class ControlTarget(Protocol):
     async def list_drop(self) -> list[DropItem]: ...
     async def read_drop(self, name: str) -> bytes: ...
     async def read_badmail(self, name: str) -> bytes: ...
+    async def read_queued(self, queue_id: str) -> bytes: ...
     async def delete_drop(self, name: str) -> None: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -280,14 +282,58 @@ async def _config_set_many(server: ControlTarget, args: dict[str, Any]) -> dict[
 MAX_SHOWN = 1024 * 1024  # a message shown in a browser: the first MiB is plenty
 
 
-async def _drop_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
-    data = await server.read_drop(args["name"])
+def _shown(data: bytes, raw: bool) -> dict[str, Any]:
+    """A file for a browser (its first MiB as text) or, ``raw``, for a program (all of it, base64)."""
+    if raw:
+        return {"data": base64.b64encode(data).decode("ascii"), "size": len(data)}
     return {"text": data[:MAX_SHOWN].decode("utf-8", "replace"), "size": len(data)}
+
+
+async def _drop_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    return _shown(await server.read_drop(args["name"]), args["raw"])
 
 
 async def _badmail_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
-    data = await server.read_badmail(args["name"])
-    return {"text": data[:MAX_SHOWN].decode("utf-8", "replace"), "size": len(data)}
+    return _shown(await server.read_badmail(args["name"]), args["raw"])
+
+
+async def _queue_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    return _shown(await server.read_queued(args["id"]), args["raw"])
+
+
+async def _queue_subjects(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
+    """The Subject of these queued messages (those no longer queued are left out): a Queue file's head is
+    envelope lines then the message, as in a Drop file."""
+    folder = server.mailroot_path / "Queue"
+
+    def read() -> dict[str, str]:
+        subjects = {}
+        for queue_id in args["ids"]:
+            if not queue_id or "/" in queue_id or "\\" in queue_id or queue_id.startswith("."):
+                continue
+            try:
+                subjects[queue_id] = read_drop_item(folder / f"{queue_id}.eml").subject
+            except OSError:
+                continue  # delivered or deleted meanwhile
+        return subjects
+
+    return await asyncio.to_thread(read)
+
+
+async def _config_apply(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
+    """A whole configuration in the file's layout (a remote property sheet's Apply); a secret still showing
+    config.get's mask keeps its current value."""
+    data = args["config"]
+    current = server.config()
+    incoming = data.get("server")
+    if isinstance(incoming, dict):
+        for option in OPTIONS:
+            if option.secret and incoming.get(option.name) == SECRET_MASK:
+                incoming[option.name] = getattr(current.server, option.name)
+    new = config_from_dict(data)
+    changed = _changed(current, new)
+    await server.apply_config(new)
+    return {"changed": changed}
 
 
 def replicable(data: dict[str, Any]) -> dict[str, Any]:
@@ -412,8 +458,14 @@ OPS: dict[str, Op] = {
     "badmail.delete": Op(_badmail_delete, _NAME, "delete a Badmail item (its .BAD, .BDR and .BDP)"),
     "badmail.resend": Op(_badmail_resend, _NAME, "put a Badmail item back into Pickup: {pickup}"),
     "drop.list": Op(_drop_list, {}, "the Drop files", "read"),
-    "drop.read": Op(_drop_read, _NAME, "a Drop file as text (its first MiB): {text, size}", "read"),
-    "badmail.read": Op(_badmail_read, _NAME, "a Badmail message as text (its first MiB): {text, size}", "read"),
+    "drop.read": Op(_drop_read, {**_NAME, "raw": Arg(bool, default=False)},
+                    "a Drop file: {text (its first MiB), size}, or raw: {data (base64), size}", "read"),
+    "badmail.read": Op(_badmail_read, {**_NAME, "raw": Arg(bool, default=False)},
+                       "a Badmail message: {text (its first MiB), size}, or raw: {data (base64), size}", "read"),
+    "queue.read": Op(_queue_read, {**_ID, "raw": Arg(bool, default=False)},
+                     "a queued message without its envelope: {text, size}, or raw: {data (base64), size}", "read"),
+    "queue.subjects": Op(_queue_subjects, {"ids": Arg(list, required=True)},
+                         "the Subject of these queued messages: {id: subject}", "read"),
     "drop.delete": Op(_drop_delete, _NAME, "delete a Drop file"),
     "server.start": Op(_server_start, {}, "start the virtual server: {state}"),
     "server.stop": Op(_server_stop, {}, "stop the virtual server (committed mail stays): {state}"),
@@ -424,6 +476,8 @@ OPS: dict[str, Op] = {
                      "set one setting from text, as `smtpsvc config set` does: {key}"),
     "config.set_many": Op(_config_set_many, {"values": Arg(dict, required=True)},
                           "set several settings from text at once (all or none): {changed}"),
+    "config.apply": Op(_config_apply, {"config": Arg(dict, required=True)},
+                       "take a whole configuration (config.get's layout; masked secrets unchanged): {changed}"),
     "config.replicate": Op(_config_replicate, {"settings": Arg(dict, required=True)},
                            "take another server's replicable settings {server, domain}: {changed}"),
     "domain.list": Op(_domain_list, {}, "the domains, the implicit default included", "read"),

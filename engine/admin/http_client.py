@@ -226,6 +226,22 @@ class AdminClient:
             raise error_from_reply(reply.get("error"))
         return reply.get("result")
 
+    async def post_messages(self, files: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """Messages through the Posting Acceptor: each file's answer (accepted with queue_id, or a reason)."""
+        session = self._require()
+        form = aiohttp.FormData()
+        for name, data in files:
+            form.add_field("file", data, filename=name, content_type="message/rfc822")
+        try:
+            async with session.post("/post", data=form, ssl=self._ssl) as response:
+                reply = json.loads(await response.read())
+        except (aiohttp.ClientError, ValueError) as error:
+            raise EngineError(f"{self.target.base}: {error}") from None
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            raise error_from_reply(reply.get("error") if isinstance(reply, dict) else reply)
+        files_result: list[dict[str, Any]] = reply["result"]["files"]
+        return files_result
+
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """The server's engine events as they happen (type and fields), until the connection ends."""
         session = self._require()

@@ -203,6 +203,13 @@ def test_view_modes_and_layout_are_remembered(qtbot: QtBot, qloop: QLoop, fake_e
     second.close()
 
 
-def test_connect_is_disabled_with_reason(window: ManagerWindow) -> None:
-    assert not window.actions_.connect.isEnabled()
-    assert "not built" in window.actions_.connect.toolTip()
+def test_connect_and_replicate_ask_the_application(window: ManagerWindow) -> None:
+    asked: list[str] = []
+    window.connect_requested.connect(lambda: asked.append("connect"))
+    window.replicate_requested.connect(lambda: asked.append("replicate"))
+    assert window.actions_.connect.isEnabled()
+    window.actions_.connect.trigger()
+    window.actions_.replicate.trigger()
+    assert asked == ["connect", "replicate"]
+    assert window.actions_.replicate in window.all_tasks_menu.actions()
+    assert window.all_tasks_menu in window.node_actions(Node.SERVER)

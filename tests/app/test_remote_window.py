@@ -1,0 +1,118 @@
+"""File → Connect to Computer…: a real `smtpsvc serve` administered from a manager window over HTTPS (offscreen)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import smtplib
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import qasync
+from admin_support import OPERATORS, AdminServe
+from PySide6.QtCore import QEvent, QSettings
+from PySide6.QtWidgets import QApplication, QWidget
+
+from app.manager import application
+from app.remote_window import RemoteComputers
+from engine.conf.config_file import with_option
+from ui.errors import MessageBridge
+from ui.scope import Node
+
+T = TypeVar("T")
+FAR = b"From: a@example.test\r\nTo: x@partner.test\r\nSubject: far away\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[AdminServe]:
+    process = AdminServe(tmp_path / "remote")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def ehlo_size(port: int) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("window.test")
+        return int(client.esmtp_features["size"])
+
+
+def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    application()
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+
+    def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+        async def wait() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+        run(wait(), timeout)
+
+    boxes: list[str] = []
+    messages = MessageBridge()
+    messages.show_box = lambda title, text, unexpected: boxes.append(f"{title}: {text}")
+    parent = QWidget()
+    settings = QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat)
+    computers = RemoteComputers(settings, messages, lambda: parent)
+    asked: list[str] = []
+    computers.confirm_certificate = lambda host_port, fingerprint: bool(asked.append(fingerprint)) or True  # type: ignore[method-assign]
+    try:
+        assert run(computers.connect(engine.url, "boss", "wrong password")) is None
+        assert boxes and "wrong operator name or password" in boxes[-1].lower()
+        window = run(computers.connect(engine.url, "boss", OPERATORS["boss"][0]))
+        assert window is not None and len(asked) == 1  # asked once, then pinned
+        assert (tmp_path / "xdg" / "smtpsvc" / "known_servers").exists()
+        assert computers.recent() == [engine.url]
+        _, host = computers.windows[f"127.0.0.1:{engine.admin_port}"]
+        assert window.state == "started" and host.bound_addresses[0][1] == engine.port
+
+        # Drag and drop into Pickup goes through the Posting Acceptor; the queue pane follows the events.
+        run(host.apply_config(with_option(with_option(host.config(), "smart_host", "[127.0.0.1]"),
+                                          "outbound_port", 9)))
+        queue_id = run(host.submit_to_pickup(FAR, "far.eml"))
+        window.select_node(Node.QUEUE)
+        until(lambda: queue_id in [item.queue_id for item in window.queue_model.items()])
+        detail = run(host.queue_detail(queue_id))
+        assert detail.item.recipients == ("x@partner.test",)
+
+        # A property sheet's Apply: the remote engine takes it (and saves it).
+        run(host.apply_config(with_option(host.config(), "max_message_size_kb", 1000)))
+        assert ehlo_size(engine.port) == 1000 * 1024
+        until(lambda: host.config().server.max_message_size_kb == 1000)
+
+        window.actions_.pause.trigger()
+        until(lambda: window.state == "paused")
+        window.select_node(Node.SERVER)
+        shots = Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path))
+        window.grab().save(str(shots / "remote-window.png"))
+
+        # The remote engine restarts: the window says so, reconnects, and shows the state it finds.
+        links: list[str] = []
+        host.link_changed = links.append
+        engine.stop()
+        until(lambda: "disconnected" in links)
+        engine.start()
+        until(lambda: links[-1] == "connected", 60)
+        assert host.state == "started"
+        window.close()
+        until(lambda: not computers.windows)
+        assert len(boxes) == 1  # only the wrong password was said
+    finally:
+        computers.shutdown()
+        run(asyncio.sleep(0))
+        for widget in (parent,):
+            widget.deleteLater()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        gc.collect()
+        loop.close()
+        asyncio.set_event_loop(None)
