@@ -124,6 +124,11 @@ class RemoteComputers:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def drain(self) -> None:
+        """Wait for the connections and disconnections under way."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def shutdown(self) -> None:
         for window, host in list(self.windows.values()):
             host.shutdown()

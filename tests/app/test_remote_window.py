@@ -106,8 +106,10 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, tmp
         assert host.state == "started"
         window.close()
         until(lambda: not computers.windows)
+        run(computers.drain())
         assert len(boxes) == 1  # only the wrong password was said
     finally:
+        run(computers.drain())
         computers.shutdown()
         run(asyncio.sleep(0))
         for widget in (parent,):
