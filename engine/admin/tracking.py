@@ -216,11 +216,12 @@ class TrackingIndex:
             if not batch or self._connection is None:
                 return
             try:
-                await asyncio.to_thread(self._write, self._connection, batch)
+                await asyncio.to_thread(self.write_batch, self._connection, batch)
             except (sqlite3.Error, OSError) as error:  # tracking is lost for this batch; mail is not
                 log.error("message tracking: cannot write the index %s: %s", self.path, error)
 
-    def _write(self, connection: sqlite3.Connection, batch: Sequence[Event]) -> None:
+    def write_batch(self, connection: sqlite3.Connection, batch: Sequence[Event]) -> None:
+        """Index a batch of events in one transaction (worker thread; bench/tracking.py fills an index with it)."""
         dropped = {e.queue_id: e.path for e in batch if isinstance(e, MessageDropped)}
         messages, recipients, steps = [], [], []
         for event in batch:

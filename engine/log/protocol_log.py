@@ -39,6 +39,8 @@ class LogFiles:
         self._fields: tuple[str, ...] = ()
         self._number: int | None = None
         self._series: tuple[Path, str] | None = None  # (folder, format) the number belongs to
+        self._settings: LogSettings | None = None  # what the open file was chosen for, and in which second
+        self._second = -1
 
     @property
     def path(self) -> Path | None:
@@ -62,6 +64,11 @@ class LogFiles:
             raise
 
     def _file_for(self, settings: LogSettings, at: float, adding: int) -> BinaryIO:
+        second = int(at)
+        if (self._file is not None and settings is self._settings and second == self._second
+                and not needs_new_number(settings.period, self._size, adding, settings.max_bytes)):
+            return self._file  # the usual case: same batch, same second, room left (no path work per line)
+        self._settings, self._second = settings, second
         if is_numbered(settings.period):
             series = (settings.directory, settings.fmt)
             if self._number is None or self._series != series:
@@ -104,7 +111,7 @@ class LogFiles:
         self._size += len(data)
 
     def close(self) -> None:
-        file, self._file, self._path = self._file, None, None
+        file, self._file, self._path, self._settings = self._file, None, None, None
         if file is not None:
             with contextlib.suppress(OSError):
                 file.close()
