@@ -386,7 +386,9 @@ def _changed(old: Config, new: Config) -> list[str]:
 
 async def _domain_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, Any]]:
     config = server.config()
-    return [{**dataclasses.asdict(d), "implicit": d not in config.domains} for d in config.effective_domains]
+    return [{**dataclasses.asdict(d), "implicit": d not in config.domains,
+             **{key: SECRET_MASK for key in DOMAIN_SECRETS if getattr(d, key)}}  # never a password on the wire
+            for d in config.effective_domains]
 
 
 async def _domain_add(server: ControlTarget, args: dict[str, Any]) -> None:

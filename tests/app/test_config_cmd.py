@@ -210,3 +210,16 @@ def test_masked_config_and_replication_keep_a_remote_domains_password_local() ->
     data = masked_config(Config(server=ServerConfig(fqdn="host.example"), domains=(partner,)))
     assert data["domain"][0]["outbound_password"] == "********"
     assert "outbound_password" not in replicable(data)["domain"][0]
+
+
+async def test_the_domain_list_op_never_carries_a_password(tmp_path: Path) -> None:
+    from engine.admin.control_ops import OPS
+    from engine.server import VirtualServer
+
+    partner = DomainConfig("partner.example", "remote", outbound_auth="basic", outbound_user="partner",
+                           outbound_password="s3cret")
+    server = VirtualServer(Config(server=ServerConfig(fqdn="host.example"), domains=(partner,),
+                                  mailroot=str(tmp_path / "Mailroot")))
+    listed = await OPS["domain.list"].handler(server, {})
+    [remote] = [d for d in listed if d["name"] == "partner.example"]
+    assert remote["outbound_user"] == "partner" and remote["outbound_password"] == "********"
