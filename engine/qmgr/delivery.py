@@ -240,12 +240,12 @@ class RemoteDelivery:
                             job.outcomes[rcpt] = Outcome(status, error.reply, error.enhanced)
                 else:
                     self.counters.outbound_connections_current += 1
-                    self.counters.outbound_connections_total += 1
                     tally = Tally()
                     try:
                         await deliver(targets, jobs, self._settings(config, remote_domain), transcript, tally)
                     finally:
                         self.counters.outbound_connections_current -= 1
+                        self.counters.outbound_connections_total += tally.connections
                         self.counters.outbound_connections_refused += tally.refused
                         self.counters.total_connection_errors += tally.errors
                         self.counters.message_bytes_sent_total += sum(job.bytes_sent for job in jobs)

@@ -71,6 +71,7 @@ class Settings:
 class Tally:
     """What an attempt met on the wire, for the performance counters."""
 
+    connections: int = 0  # connections attempted (one per target tried)
     refused: int = 0  # connections refused: TCP refused, or a greeting other than 220
     errors: int = 0  # connections that failed on the network: refused, unreachable, timed out, reset, TLS
 
@@ -149,6 +150,7 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
         if not pending:
             return
         try:
+            tally.connections += 1
             await _session(target, pending, settings, transcript, tally)
         except SessionFailed as failure:
             transcript.note(f"*** {target.host} [{target.address}]: {failure.reply}")

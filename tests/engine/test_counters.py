@@ -88,6 +88,7 @@ async def test_message_bytes_sent_counts_the_data_each_accepted_transaction_carr
     values = await counters(engine)
     assert first > len(MESSAGE) and values["Message Bytes Sent Total"] == first + second
     assert values["Messages Sent Total"] == 2  # two messages, three recipients
+    assert values["Outbound Connections Total"] == 2
     assert values["Outbound Connections Refused"] == 0 and values["Total Connection Errors"] == 0
 
 
@@ -110,6 +111,7 @@ async def test_a_refusing_greeting_at_both_mx_hosts_counts_two_refusals_and_no_e
         await until(attempted(engine))
     values = await counters(engine)
     assert values["Outbound Connections Refused"] == 2 and values["Total Connection Errors"] == 0
+    assert values["Outbound Connections Total"] == 2  # one attempt, two hosts tried
     # The hosts answered: waiting for a retry, but not "undeliverable" (no route or host missing).
     assert values["Remote Retry Queue Length"] == 1 and values["Messages Currently Undeliverable"] == 0
 
