@@ -94,6 +94,11 @@ def admin_setups() -> tuple[Setup, ...]:
     return (http_pages.setup, http_post.setup)
 
 
+async def _freeze_when_recovered(server: VirtualServer) -> None:
+    await server.wait_recovered()
+    gc.freeze()
+
+
 async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
     server = VirtualServer(config, config_path=path, save_config=config_saver(path, args))
     stop = asyncio.Event()
@@ -110,12 +115,13 @@ async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
         await server.stop()
         return 1
     # The recovered queue is long-lived: keep the cyclic GC from walking it again and again (0.5 s stalls
-    # with 100,000 queued messages).
-    gc.freeze()
+    # with 100,000 queued messages). The queue is read back in the background: freeze once it is.
+    freezer = loop.create_task(_freeze_when_recovered(server))
     addresses = ", ".join(join_hostport(h, p) for h, p in server.bound_addresses)
     log.info("smtpsvc: %s started; listening on %s; Mailroot %s", config.name, addresses, server.mailroot.root)
     await stop.wait()
     log.info("smtpsvc: stopping")
+    freezer.cancel()
     await admin.stop()
     await server.stop()
     log.info("smtpsvc: stopped")

@@ -72,8 +72,9 @@ def domain_for(rng: random.Random) -> str:
 
 
 def fill_queue(mailroot: Path, count: int, *, now: float | None = None, seed: int = 1, due: int = 0,
-               frozen_share: float = 0.08, size: int = 0) -> list[str]:
-    """Write ``count`` queued messages; the first ``due`` of them are due now. Returns their ids, oldest first."""
+               frozen_share: float = 0.08, size: int = 0, wait: float = 60.0) -> list[str]:
+    """Write ``count`` queued messages; the first ``due`` of them are due now, the others ``wait`` seconds or
+    later (up to 4 h). Returns their ids, oldest first."""
     rng = random.Random(seed)
     now = time.time() if now is None else now
     for name in ("Badmail", "Drop", "Pickup", "Queue", "SortTemp"):
@@ -103,7 +104,7 @@ def fill_queue(mailroot: Path, count: int, *, now: float | None = None, seed: in
             [RecipientState(r, last_error=error, attempts=attempts, enhanced=error[4:9] if error[:1] == "4" else "")
              for r in recipients],
             arrived, attempts=attempts, last_attempt=now - rng.uniform(30, 900) if attempts else 0.0,
-            next_attempt=0.0 if number < due else now + rng.uniform(60, 4 * 3600),
+            next_attempt=0.0 if number < due else now + rng.uniform(wait, 4 * 3600),
             frozen=rng.random() < frozen_share, last_error=error)
         path = queue / f"{queue_id}.eml"
         path.write_bytes(envelope_lines(sender, recipients) + body.encode())
@@ -429,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (mailroot / "Queue").is_dir() or not any((mailroot / "Queue").glob("*.eml")):
             print(f"writing {args.count:,} queued messages into {mailroot} ...", flush=True)
             started = time.perf_counter()
-            fill_queue(mailroot, args.count, due=0, size=args.size)
+            fill_queue(mailroot, args.count, due=0, size=args.size, wait=1800.0 if args.headless else 60.0)
             fill_s = time.perf_counter() - started
         count = sum(1 for _ in (mailroot / "Queue").glob("*.eml"))
         if args.headless:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import shutil
@@ -20,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from engine.bounce.dsn_params import wants_success
 from engine.conf.addresses import classify, domain_of
@@ -250,6 +250,17 @@ class QueueStore:
             await asyncio.shield(self._recovery)
 
     async def _recover(self) -> int:
+        # 100,000 records made in a few seconds would run the cyclic GC over the growing queue again and
+        # again (a third of the time): it waits until they are all in (nothing they make is cyclic garbage).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return await self._read_back()
+        finally:
+            if collecting:
+                gc.enable()
+
+    async def _read_back(self) -> int:
         loop = asyncio.get_running_loop()
         queue_dir = self.mailroot.queue
         self._publish_recovery(False)
@@ -311,7 +322,7 @@ class QueueStore:
         """Read messages from their files (worker thread) and put them into the index for the next start."""
         results = recovery.read_chunk(queue_dir, ids, records)
         self.index.append(queue_index.line(r.queue_id, r.eml_ino, r.env_ino, r.size, r.offset,
-                                           queue_index.fields_of(r.record))
+                                           queue_index.encode_record(r.record))
                           for r in results if isinstance(r, recovery.Loaded))
         return results
 
@@ -400,7 +411,8 @@ class QueueStore:
         self.entries[queue_id] = QueueEntry(record, folder if path.parent == folder else path.parent, size, offset)
         if self.recovering:
             self._live.add(queue_id)
-        self.index.append((queue_index.line(queue_id, *_inodes(path), size, offset, queue_index.fields_of(record)),))
+        text = queue_index.encode_record(record)
+        self.index.append((queue_index.line(queue_id, *_inodes(path), size, offset, text),))
         self._compact_if_due()
         self._local.put_nowait(queue_id)
         self.on_added(queue_id)
@@ -440,13 +452,12 @@ class QueueStore:
 
     async def save_state(self, entry: QueueEntry) -> None:
         record = entry.record
-        data, fields = record.to_bytes(), queue_index.fields_of(record)  # the same moment's state, both
+        data, fields = record.to_bytes(), queue_index.encode_record(record)  # the same moment's state, both
         await self.committer.run(self._write_state, entry.folder, record.queue_id, entry.size, entry.offset,
                                  data, fields)
         self._compact_if_due()
 
-    def _write_state(self, folder: Path, queue_id: str, size: int, offset: int, data: bytes,
-                     fields: list[Any]) -> None:
+    def _write_state(self, folder: Path, queue_id: str, size: int, offset: int, data: bytes, fields: str) -> None:
         """Worker thread: the state record file (durable), then its line in the index with the inode written."""
         env_ino = self.mailroot.write_atomic(folder / f"{queue_id}.env", data)
         try:

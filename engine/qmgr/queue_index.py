@@ -7,9 +7,11 @@ rename, so each version has its own inode; 0 = no record file) — and only in t
 is then set aside and rebuilt from the message files). Appends are not fsynced.
 
 Format: a header line ``smtpsvc-queue-index 1 <boot id> <layout>``, then one line per change:
-``<CRC-32 of the rest, 8 hex digits> <JSON array>``: ``[id, eml inode, env inode, size, offset, record]``
-with the record's fields in dataclass order (recipients as arrays too). A damaged line is skipped: its
-message is read from its files. The last valid line of a message wins; compaction keeps only those.
+``<CRC-32 of the rest, 8 hex digits> <eml inode> <env inode> <size> <offset> <record's fields…>``, the
+fields split by U+001F in dataclass order (recipients by U+001E, a recipient's fields by U+001D); a string
+with a control character is written as JSON. Plain text is read about four times faster than JSON. A damaged
+line is skipped: its message is read from its files. The last valid line of a message wins; compaction keeps
+only those.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +35,14 @@ log = logging.getLogger(__name__)
 NAME = "queue.idx"
 MAGIC = b"smtpsvc-queue-index 1"
 BLOCK = 4 << 20  # read this much at a time while loading
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(StateRecord))
-_RCPT_FIELDS = tuple(f.name for f in dataclasses.fields(RecipientState))
-_RECIPIENTS = _RECORD_FIELDS.index("recipients")
-_LAST_ERROR = _RECORD_FIELDS.index("last_error")
-_RCPT_ERROR = _RCPT_FIELDS.index("last_error")
+_RECORD_FIELDS = dataclasses.fields(StateRecord)
+_RCPT_FIELDS = dataclasses.fields(RecipientState)
 # A layout change (a field added to a record) makes old indexes unusable: they are rebuilt, never misread.
-LAYOUT = f"{zlib.crc32(','.join((*_RECORD_FIELDS, '|', *_RCPT_FIELDS)).encode()):08x}"
+LAYOUT = f"{zlib.crc32(repr([(f.name, f.type) for f in (*_RECORD_FIELDS, *_RCPT_FIELDS)]).encode()):08x}"
+FIELD, RECIPIENT, RECIPIENT_FIELD = "\x1f", "\x1e", "\x1d"  # separators; never inside a plain string
+SAME_ERROR = "\x00"  # a recipient's last error that is the message's (written once)
+_NOT_PLAIN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_SHARED = {"sender", "source", "last_error", "status", "enhanced", "remote", "notify"}  # repeated: interned
 
 Indexed = tuple[StateRecord, int, int]  # record, size, offset
 
@@ -56,44 +60,98 @@ def header() -> bytes:
     return b"%s %s %s\n" % (MAGIC, boot_id().encode("ascii") or b"-", LAYOUT.encode("ascii"))
 
 
-def fields_of(record: StateRecord) -> list[Any]:
-    """The record's values as they are now (taken on the loop; encoded later on a worker thread)."""
-    fields: list[Any] = [getattr(record, name) for name in _RECORD_FIELDS]
-    rcpts = fields[_RECIPIENTS] = [[getattr(r, name) for name in _RCPT_FIELDS] for r in record.recipients]
-    for rcpt in rcpts:
-        if rcpt[_RCPT_ERROR] == record.last_error and rcpt[_RCPT_ERROR]:
-            rcpt[_RCPT_ERROR] = None  # the message's last error, written once (it is usually the same)
-    fields[_RECORD_FIELDS.index("extra")] = dict(record.extra)
-    return fields
+# -- the record as one line of text: plain fields split by separators (JSON only for odd strings) ----------
 
 
-def line(queue_id: str, eml_ino: int, env_ino: int, size: int, offset: int, fields: list[Any]) -> bytes:
-    payload = json.dumps([queue_id, eml_ino, env_ino, size, offset, fields], separators=(",", ":")).encode("ascii")
+def _encode_str(value: str) -> str:
+    """Plain unless it has a control character or a lone surrogate, or starts with a quote: then JSON."""
+    return json.dumps(value) if value[:1] == '"' or _NOT_PLAIN.search(value) else value
+
+
+def _decode_str(value: str) -> str:
+    return str(json.loads(value)) if value[:1] == '"' else value
+
+
+def _decode_shared(value: str) -> str:
+    return sys.intern(_decode_str(value))
+
+
+def _decode_json(value: str) -> Any:
+    return {} if value == "{}" else json.loads(value)
+
+
+_ENCODERS: dict[str, Callable[[Any], str]] = {
+    "str": _encode_str, "float": repr, "int": str, "bool": lambda value: "1" if value else "0"}
+_DECODERS: dict[str, Callable[[str], Any]] = {
+    "str": _decode_str, "float": float, "int": int, "bool": lambda value: value == "1"}
+
+
+def _codecs(fields: tuple[dataclasses.Field[Any], ...]) -> list[tuple[Callable[[Any], str], Callable[[str], Any]]]:
+    result = []
+    for item in fields:
+        kind = str(item.type)
+        encode = _ENCODERS.get(kind, lambda value: json.dumps(value, sort_keys=True))
+        decode = _DECODERS.get(kind, _decode_json)
+        result.append((encode, _decode_shared if kind == "str" and item.name in _SHARED else decode))
+    return result
+
+
+_RECORD_CODECS = _codecs(_RECORD_FIELDS)
+_RCPT_CODECS = _codecs(_RCPT_FIELDS)
+_RECIPIENTS = [f.name for f in _RECORD_FIELDS].index("recipients")
+_RCPT_ERROR = [f.name for f in _RCPT_FIELDS].index("last_error")
+# The recipients field is split apart after the others are decoded.
+_RECORD_DECODERS = [str if n == _RECIPIENTS else decode for n, (_, decode) in enumerate(_RECORD_CODECS)]
+_RCPT_DECODERS = [decode for _, decode in _RCPT_CODECS]
+
+
+def encode_record(record: StateRecord) -> str:
+    """The record as it is now (taken on the loop; written later on a worker thread)."""
+    parts = []
+    for item, (encode, _) in zip(_RECORD_FIELDS, _RECORD_CODECS, strict=True):
+        if item.name == "recipients":
+            parts.append(RECIPIENT.join(_encode_rcpt(rcpt, record.last_error) for rcpt in record.recipients))
+        else:
+            parts.append(encode(getattr(record, item.name)))
+    return FIELD.join(parts)
+
+
+def _encode_rcpt(rcpt: RecipientState, message_error: str) -> str:
+    parts = [encode(getattr(rcpt, item.name)) for item, (encode, _) in zip(_RCPT_FIELDS, _RCPT_CODECS, strict=True)]
+    if rcpt.last_error and rcpt.last_error == message_error:
+        parts[_RCPT_ERROR] = SAME_ERROR
+    return RECIPIENT_FIELD.join(parts)
+
+
+def line(queue_id: str, eml_ino: int, env_ino: int, size: int, offset: int, record: str) -> bytes:
+    """``<crc> <eml inode> <env inode> <size> <offset> <record fields…>`` (the record starts with the id)."""
+    if not record.startswith(queue_id + FIELD):
+        raise ValueError(f"index line of {queue_id} with another message's record")
+    payload = f"{eml_ino}{FIELD}{env_ino}{FIELD}{size}{FIELD}{offset}{FIELD}{record}".encode()
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
-def _record(fields: list[Any]) -> StateRecord:
-    intern = sys.intern
-    error = fields[_LAST_ERROR] = intern(fields[_LAST_ERROR])
-    for rcpt in fields[_RECIPIENTS]:
-        if rcpt[_RCPT_ERROR] is None:
-            rcpt[_RCPT_ERROR] = error
-    rcpts = [RecipientState(*r) for r in fields[_RECIPIENTS]]
-    fields[_RECIPIENTS] = rcpts
-    record = StateRecord(*fields)
-    if not (isinstance(record.queue_id, str) and isinstance(record.sender, str)
-            and all(isinstance(r.address, str) for r in rcpts)):
-        raise TypeError("bad field types")
-    record.sender = intern(record.sender)
-    record.source = intern(record.source)
-    for rcpt in rcpts:
-        rcpt.status, rcpt.last_error = intern(rcpt.status), intern(rcpt.last_error)
-        rcpt.enhanced, rcpt.remote, rcpt.notify = intern(rcpt.enhanced), intern(rcpt.remote), intern(rcpt.notify)
-    return record
+def _decode_line(payload: bytes) -> tuple[int, int, int, int, StateRecord]:
+    parts = payload.decode("utf-8").split(FIELD)
+    if len(parts) != len(_RECORD_DECODERS) + 4:
+        raise ValueError("not a line of this layout")
+    values: list[Any] = [decode(value) for decode, value in zip(_RECORD_DECODERS, parts[4:], strict=True)]
+    record = StateRecord(*values)
+    error = record.last_error
+    rcpts = []
+    for text in (values[_RECIPIENTS].split(RECIPIENT) if values[_RECIPIENTS] else ()):
+        fields = text.split(RECIPIENT_FIELD)
+        if len(fields) != len(_RCPT_DECODERS):
+            raise ValueError("not a recipient of this layout")
+        if fields[_RCPT_ERROR] == SAME_ERROR:
+            fields[_RCPT_ERROR] = error
+        rcpts.append(RecipientState(*[decode(value) for decode, value in zip(_RCPT_DECODERS, fields, strict=True)]))
+    record.recipients = rcpts
+    return int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), record
 
 
 def _payloads(data: bytes) -> Iterator[bytes]:
-    """The JSON of every line whose checksum is right."""
+    """The payload of every line whose checksum is right."""
     for raw in data.split(b"\n"):
         if len(raw) > 9 and raw[8:9] == b" ":
             payload = raw[9:]
@@ -103,19 +161,6 @@ def _payloads(data: bytes) -> Iterator[bytes]:
                 continue
             if good:
                 yield payload
-
-
-def _decode(payloads: list[bytes]) -> list[Any]:
-    try:
-        return list(json.loads(b"[" + b",".join(payloads) + b"]"))
-    except ValueError:  # a line with a right checksum but bad JSON: take the others one by one
-        items = []
-        for payload in payloads:
-            try:
-                items.append(json.loads(payload))
-            except ValueError:
-                continue
-        return items
 
 
 def _blocks(handle: Any) -> Iterator[bytes]:
@@ -179,18 +224,15 @@ class QueueIndex:
         with self.path.open("rb") as handle:
             handle.readline()
             for block in _blocks(handle):
-                payloads = list(_payloads(block))
-                count += len(payloads)
-                for item in _decode(payloads):
+                for payload in _payloads(block):
+                    count += 1
                     try:
-                        queue_id, eml_ino, env_ino, size, offset, fields = item
-                        if messages.get(queue_id) != eml_ino or records.get(queue_id, 0) != env_ino:
-                            found.pop(queue_id, None)  # an older line of a file since replaced
-                            continue
-                        record = _record(fields)
-                        if record.queue_id != queue_id or not isinstance(size, int) or not isinstance(offset, int):
-                            continue
+                        eml_ino, env_ino, size, offset, record = _decode_line(payload)
                     except (TypeError, ValueError):
+                        continue
+                    queue_id = record.queue_id
+                    if messages.get(queue_id) != eml_ino or records.get(queue_id, 0) != env_ino:
+                        found.pop(queue_id, None)  # an older line of a file since replaced
                         continue
                     found[queue_id] = (record, size, offset)
         self.lines = max(self.lines, count)
@@ -283,6 +325,6 @@ class _Bounded:
 
 
 def _id_of(payload: bytes) -> str:
-    """The queue id, the array's first element (ids are plain letters and digits)."""
-    start = payload.find(b'"') + 1
-    return payload[start:payload.find(b'"', start)].decode("ascii", "replace")
+    """The queue id, the record's first field (ids are plain letters and digits)."""
+    parts = payload.split(FIELD.encode(), 5)
+    return parts[4].decode("ascii", "replace") if len(parts) > 5 else ""

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from queue_support import queue_id, write_queued
 
 from engine.conf.config import Config
 from engine.qmgr import queue_index
 from engine.qmgr.queue import QueueItem
 from engine.server import VirtualServer
-from engine.store.envelope import StateRecord
+from engine.store.envelope import RecipientState, StateRecord
 
 NOW = time.time()
 
@@ -130,7 +133,7 @@ def test_compaction_keeps_the_last_line_of_each_live_message(tmp_path: Path) -> 
 
     def line(name: str, attempts: int) -> bytes:
         record = StateRecord(name, "s@example.test", [], NOW, attempts=attempts)
-        return queue_index.line(name, 11, 0, 100, 10, queue_index.fields_of(record))
+        return queue_index.line(name, 11, 0, 100, 10, queue_index.encode_record(record))
 
     index.append([line("A", 1), line("B", 1), line("A", 2), line("C", 1), line("A", 3)])
     assert index.lines == 5
@@ -140,3 +143,24 @@ def test_compaction_keeps_the_last_line_of_each_live_message(tmp_path: Path) -> 
     found = index.load({"A": 11, "B": 11, "C": 11}, {})
     assert {name: record.attempts for name, (record, _, _) in found.items()} == {"A": 3, "C": 2}
     index.close()
+
+
+ODD_TEXT = st.text(st.characters(blacklist_categories=()), max_size=30)  # controls, separators, lone surrogates
+
+
+@given(sender=ODD_TEXT, error=ODD_TEXT, address=ODD_TEXT, when=st.floats(allow_nan=False, allow_infinity=False),
+       frozen=st.booleans(), attempts=st.integers(0, 10**6))
+@settings(max_examples=200, deadline=None)
+def test_any_record_reads_back_from_its_line_as_it_was(sender: str, error: str, address: str, when: float,
+                                                       frozen: bool, attempts: int) -> None:
+    record = StateRecord("Q1", sender, [RecipientState(address, last_error=error, attempts=attempts),
+                                        RecipientState("b@example.test", "failed", "550 5.1.1 " + error)],
+                         when, frozen=frozen, last_error=error, attempts=attempts, extra={error: sender})
+    text = queue_index.encode_record(record)
+    with tempfile.TemporaryDirectory() as folder:
+        index = queue_index.QueueIndex(Path(folder))
+        index.open()
+        index.append([queue_index.line("Q1", 7, 0, 10, 2, text)])
+        found = index.load({"Q1": 7}, {})
+        index.close()
+    assert found == {"Q1": (record, 10, 2)}
