@@ -1,19 +1,24 @@
-"""Relay benchmark: how fast ``smtpsvc serve`` drains a queue of remote mail into an smtp-sink, against Postfix.
+"""Relay benchmark: how fast ``smtpsvc serve`` drains a queue of remote mail into smtp-sinks, against Postfix.
 
-    python bench/relay.py            # 10,000 messages per run, 3 repetitions per scenario
+    python bench/relay.py            # 10,000 messages per run, 3 repetitions per scenario, 4 sinks
     python bench/relay.py --quick    # 1,000 messages, 1 repetition: a smoke run
 
-Both servers relay the same messages (4 KB, to recipients in 10 remote domains) to the same smtp-sink on
-a loopback address. Each run first fills the server's queue with delivery held back, then releases it and
-times the drain: from the release command until the queue is empty.
+Both servers relay the same messages (4 KB, to recipients in 10 remote domains) to the same smtp-sink
+processes, one per loopback address (``--sinks``, default 4: one sink process is a single event loop, and
+was the limit of both servers), domain *i* going to sink *i* mod N. Each run first fills the server's queue
+with delivery held back, then releases it and times the drain: from the release command until the queue is
+empty.
 
-- smtpsvc finds the domains' MX through a dnsmasq on loopback (every MX points at the sink's address,
-  ``outbound_port`` is the sink's port). It is loaded while the sink is down: every attempt is refused and
-  every message waits, deferred, for its retry in 15 minutes. Then the sink starts and the benchmark sends
+- smtpsvc finds the domains' MX through a dnsmasq on loopback (domain *i*'s MX host is ``mx<i mod N>``, whose
+  address is sink *i* mod N; ``outbound_port`` is the sinks' port). It is loaded while the sinks are down:
+  every attempt is refused and every message waits, deferred, for its retry in 15 minutes. Then the sinks
+  start and the benchmark sends
   ``queue.flush`` (Retry Now for the whole queue) over the engine's control socket — what
   ``smtpsvc queue flush`` sends, without starting an interpreter for it.
-- Postfix (a private instance, bench/postfix_instance.py, reconfigured with ``postconf``) relays everything
-  to ``relayhost = [sink]:port``. Every message it accepts goes on hold (``check_client_access
+- Postfix (a private instance, bench/postfix_instance.py, reconfigured with ``postconf``) relays domain *i*
+  to sink *i* mod N through ``transport_maps`` (an ``inline:`` table: ``smtp:[address]:port``; its own
+  resolver cannot be pointed at dnsmasq), so each domain is a destination of its own, as for smtpsvc.
+  Every message it accepts goes on hold (``check_client_access
   static:HOLD``); the release is ``postsuper -H ALL`` then ``postqueue -f``.
 
 The end of a drain is an empty queue (smtpsvc: no ``*.eml`` left in Mailroot/Queue; Postfix: no file in
@@ -36,6 +41,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,8 +82,8 @@ POSTQUEUE = shutil.which("postqueue", path="/usr/sbin:/usr/bin") or "/usr/sbin/p
 POSTCONF = shutil.which("postconf", path="/usr/sbin:/usr/bin") or "/usr/sbin/postconf"
 PY_SPY = shutil.which("py-spy")
 
-SINK_HOST = "127.0.0.27"  # not 127.0.0.1: Postfix listens there, and a relayhost on its own address is a loop
-MX_NAME = "mx.sink.test"
+SINK_BASE = 27  # sinks on 127.0.0.27, .28, ...: not 127.0.0.1, where Postfix listens (relaying to itself loops)
+MX_NAME = "mx{}.sink.test"
 POLL = 0.1  # seconds between looks at a draining queue
 INJECT_SESSIONS = 20
 SERVERS = ("smtpsvc", "postfix")
@@ -89,6 +95,7 @@ class Plan:
     warmup: int = 1_000
     reps: int = 3
     domains: int = 10
+    sinks: int = 4
     size: int = 4096
     drain_timeout: float = 900.0  # one drain; a run that does not finish by then is a failure
     load_timeout: float = 900.0  # loading the queue (smtp-source) and waiting until every message is held
@@ -109,9 +116,9 @@ class Scenario:
 SCENARIOS = (
     Scenario("defaults", {}, {},
              "smtpsvc: at most 100 connections per domain and 1000 in all, 20 messages per connection; "
-             "Postfix: default_destination_concurrency_limit 20 (one destination: the relayhost)"),
+             "Postfix: default_destination_concurrency_limit 20 (per destination: each domain)"),
     Scenario("20 connections each", {"max_outbound_connections": 20}, {},
-             "smtpsvc: max_outbound_connections 20; Postfix as by default (20 to the relayhost)"),
+             "smtpsvc: max_outbound_connections 20; Postfix as by default (20 per domain)"),
 )
 
 
@@ -156,7 +163,7 @@ class Sink:
 
     def __init__(self, host: str, port: int, workdir: Path) -> None:
         self.host, self.port = host, port
-        self.counter_file = workdir / "sink-counters.txt"
+        self.counter_file = workdir / f"sink-{host}-counters.txt"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -189,13 +196,60 @@ class Sink:
         self.proc = None
 
 
+class Sinks:
+    """Several sinks counted as one."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+
+    @property
+    def pids(self) -> list[int]:
+        return [sink.pid for sink in self.sinks]
+
+    def counters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for sink in self.sinks:
+            for key, value in sink.counters().items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds_tree(pid) for pid in self.pids)
+
+
+def sink_hosts(plan: Plan) -> list[str]:
+    return [f"127.0.0.{SINK_BASE + i}" for i in range(plan.sinks)]
+
+
+def sink_of(plan: Plan, index: int) -> str:
+    """The sink address of domain number ``index`` (the same for both servers)."""
+    return sink_hosts(plan)[index % plan.sinks]
+
+
+def sinks_port(plan: Plan) -> int:
+    """A port free on every sink address."""
+    for _ in range(50):
+        port = free_port(sink_hosts(plan)[0])
+        try:
+            for host in sink_hosts(plan)[1:]:
+                with socket.socket() as probe:
+                    probe.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on every sink address")
+
+
 @contextmanager
-def running_sink(host: str, port: int, workdir: Path) -> Iterator[Sink]:
-    sink = Sink(host, port, workdir).start()
+def running_sinks(plan: Plan, port: int, workdir: Path) -> Iterator[Sinks]:
+    sinks: list[Sink] = []
     try:
-        yield sink
+        for host in sink_hosts(plan):
+            sinks.append(Sink(host, port, workdir).start())
+        yield Sinks(sinks)
     finally:
-        sink.stop()
+        for sink in sinks:
+            sink.stop()
 
 
 # --- loading a server ---------------------------------------------------------------------------------
@@ -343,7 +397,7 @@ def engine_drain(svc: Smtpsvc, plan: Plan, sink_port: int, workdir: Path,
                 "--output", str(profile), "--", *argv]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    with running_sink(SINK_HOST, sink_port, workdir) as sink:
+    with running_sinks(plan, sink_port, workdir) as sink:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=plan.drain_timeout + 120, cwd=REPO,
                               env=env, stdin=subprocess.DEVNULL, check=False)
         time.sleep(0.5)
@@ -427,10 +481,12 @@ class Postfix:
     def stop(self) -> None:
         self.instance.stop()
 
-    def configure(self, sink_port: int, parameters: dict[str, str]) -> None:
-        """Relay everything to the sink, hold what arrives; then ``parameters``; reload."""
+    def configure(self, sink_port: int, plan: Plan, parameters: dict[str, str]) -> None:
+        """Relay domain i to sink i mod N, hold what arrives; then ``parameters``; reload."""
+        routes = ", ".join(f"{domain}=smtp:[{sink_of(plan, i)}]:{sink_port}" for i, domain in enumerate(domains(plan)))
         settings = {
-            "relayhost": f"[{SINK_HOST}]:{sink_port}",
+            "relayhost": "",
+            "transport_maps": f"inline:{{{routes}}}",
             "default_transport": "smtp",
             "relay_transport": "relay",
             "smtpd_recipient_restrictions": "check_client_access static:HOLD, permit_mynetworks, reject",
@@ -537,9 +593,9 @@ def drain(name: str, server: Server, plan: Plan, messages: int, sink_port: int, 
     server.load(plan, messages)
     os.sync()
     time.sleep(0.5)
-    with running_sink(SINK_HOST, sink_port, workdir) as sink, py_spy(server.pid, profile):
+    with running_sinks(plan, sink_port, workdir) as sink, py_spy(server.pid, profile):
         cpu_before = cpu_seconds_tree(server.pid)
-        sink_cpu_before = cpu_seconds_tree(sink.pid)
+        sink_cpu_before = sink.cpu_seconds()
         started = time.perf_counter()
         server.release()
         released = time.perf_counter()
@@ -552,7 +608,7 @@ def drain(name: str, server: Server, plan: Plan, messages: int, sink_port: int, 
         time.sleep(0.5)  # the last sessions end (the sink counts a message at QUIT or ".")
         cpu = cpu_seconds_tree(server.pid) - cpu_before
         counters = sink.counters()
-        sink_cpu = cpu_seconds_tree(sink.pid) - sink_cpu_before
+        sink_cpu = sink.cpu_seconds() - sink_cpu_before
     if counters.get("mesg") != messages:
         raise RuntimeError(f"{name}: the sink received {counters.get('mesg')} messages, {messages} were sent")
     server.check_clean()
@@ -568,7 +624,7 @@ def run_scenario(scenario: Scenario, plan: Plan, svc: Smtpsvc, pf: Postfix, dns:
     print(f"\n  scenario: {scenario.label} — {scenario.note}", flush=True)
     svc.start(dns.server, sink_port, scenario.smtpsvc)
     try:
-        pf.configure(sink_port, scenario.postfix)
+        pf.configure(sink_port, plan, scenario.postfix)
         servers: dict[str, Server] = {"smtpsvc": svc, "postfix": pf}
         result = Result(scenario)
         print(f"  warm-up ({plan.warmup} messages each)", flush=True)
@@ -598,7 +654,8 @@ def run_scenario(scenario: Scenario, plan: Plan, svc: Smtpsvc, pf: Postfix, dns:
 
 def report(facts: dict[str, str], results: list[Result], plan: Plan, quick: bool) -> str:
     lines = [f"Relay benchmark ({'quick' if quick else 'full'}: {plan.messages} messages of {plan.size} bytes "
-             f"to {plan.domains} domains per run, {plan.reps} repetition(s) after a warm-up of {plan.warmup})", ""]
+             f"to {plan.domains} domains, {plan.sinks} smtp-sink processes, per run, {plan.reps} repetition(s) "
+             f"after a warm-up of {plan.warmup})", ""]
     lines += [f"- {key}: {value}" for key, value in facts.items()]
     lines += ["", "| scenario | smtpsvc s | Postfix s | smtpsvc msgs/s | Postfix msgs/s | smtpsvc / Postfix "
               "| per-pair ratio | target | CPU ms/msg smtpsvc | CPU ms/msg Postfix | msgs/connection smtpsvc "
@@ -641,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, help="messages per run (default 10,000; quick 1,000)")
     parser.add_argument("--reps", type=int, help="repetitions per scenario (default 3; quick 1)")
     parser.add_argument("--domains", type=int, help="remote domains the messages go to (default 10)")
+    parser.add_argument("--sinks", type=int, help="smtp-sink processes, one per loopback address (default 4)")
     parser.add_argument("--size", type=int, help="message size in bytes, smtp-source -l (default 4096)")
     parser.add_argument("--scenario", action="append", choices=[s.label for s in SCENARIOS],
                         help="run only this scenario (repeatable)")
@@ -660,11 +718,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--profile needs py-spy on PATH (pip install py-spy)")
 
     plan = QUICK if args.quick else FULL
-    changes = {"messages": args.messages, "reps": args.reps, "domains": args.domains, "size": args.size}
+    changes = {"messages": args.messages, "reps": args.reps, "domains": args.domains, "size": args.size,
+               "sinks": args.sinks}
     plan = Plan(**{**asdict(plan), **{k: v for k, v in changes.items() if v is not None}})
     if not (1 <= plan.messages <= 1_000_000 and 1 <= plan.reps <= 20 and 1 <= plan.domains <= 1000
-            and 1 <= plan.size <= 10 * 1024 * 1024):
-        parser.error("messages 1..1,000,000, reps 1..20, domains 1..1000, size 1..10 MB")
+            and 1 <= plan.size <= 10 * 1024 * 1024 and 1 <= plan.sinks <= 64):
+        parser.error("messages 1..1,000,000, reps 1..20, domains 1..1000, size 1..10 MB, sinks 1..64")
     if os.geteuid() != 0:
         print("bench/relay.py needs root (the private Postfix's master runs as root)", file=sys.stderr)
         return 2
@@ -681,8 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     os.chmod(workdir, 0o755)
     started = time.monotonic()
     results: list[Result] = []
-    records = DnsRecords(mx=[(domain, MX_NAME, 10) for domain in domains(plan)], hosts=[(MX_NAME, SINK_HOST)],
-                         ttl=3600)
+    records = DnsRecords(mx=[(domain, MX_NAME.format(i % plan.sinks), 10) for i, domain in enumerate(domains(plan))],
+                         hosts=[(MX_NAME.format(i), host) for i, host in enumerate(sink_hosts(plan))], ttl=3600)
     try:
         facts = machine_facts(args.python, workdir)
         if not (REPO / ".git").exists():
@@ -690,14 +749,15 @@ def main(argv: list[str] | None = None) -> int:
         facts["aiosmtplib, dnspython"] = tool_version([args.python, "-c", "import importlib.metadata as m; print("
                                                        "m.version('aiosmtplib'), m.version('dnspython'))"])
         facts["dnsmasq"] = tool_version(["dnsmasq", "--version"])
-        sink_port = free_port(SINK_HOST)
+        sink_port = sinks_port(plan)
         dns = Dnsmasq(workdir / "dns", records).start()
         pf = Postfix(workdir)
         svc = Smtpsvc(workdir / "smtpsvc", args.python, log)
         (workdir / "smtpsvc").mkdir()
         try:
             pf.start()
-            print(f"Postfix  {pf.instance.dir} on 127.0.0.1:{pf.port}; sink {SINK_HOST}:{sink_port}; "
+            print(f"Postfix  {pf.instance.dir} on 127.0.0.1:{pf.port}; sinks {', '.join(sink_hosts(plan))} "
+                  f"port {sink_port}; "
                   f"dnsmasq {dns.server}")
             for scenario in scenarios:
                 profile = OUT_DIR / f"relay-{stamp}-{scenario.label.replace(' ', '-')}.pyspy" if args.profile else None
