@@ -407,6 +407,8 @@ class VirtualServer:
                 await asyncio.to_thread(self._create_dirs, wanted)
         self._config = config
         self.mailroot.reconfigure(config)
+        if self._delivery is not None:
+            self._delivery.limits_changed()  # raised outbound limits let waiting connections go now
         if (old.server.listen, old.server.tls_listen) != (config.server.listen, config.server.tls_listen) \
                 and self._servers:
             try:

@@ -33,6 +33,7 @@ from engine.events import ErrorEvent, EventBus, MessageBadmailed, QueueChanged
 from engine.log.record import ProtocolRecord
 from engine.qmgr import schedule
 from engine.qmgr.etrn import is_held
+from engine.qmgr.gates import Gate
 from engine.qmgr.queue import QueueEntry, QueueStore
 from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
@@ -81,8 +82,9 @@ class RemoteDelivery:
         self._tasks: set[asyncio.Task[None]] = set()
         self._heap: list[tuple[float, int, str]] = []
         self._sequence = itertools.count()
-        self._global: asyncio.Semaphore | None = None
-        self._per_domain: dict[str, asyncio.Semaphore] = {}
+        # Both limits are read at every connection, so a changed setting applies at once (engine.qmgr.gates).
+        self._global = Gate(lambda: self._config().server.max_outbound_connections)
+        self._per_domain: dict[str, Gate] = {}
         self.etrn_released: dict[str, float] = {}  # domain -> when ETRN released the mail queued until then
         self._unfinished: dict[str, _Round] = {}  # attempts whose finishing failed: finished again when due
         self.protocol_log: Callable[[ProtocolRecord], None] | None = None  # outbound lines of the protocol log
@@ -90,7 +92,6 @@ class RemoteDelivery:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._global = asyncio.Semaphore(self._config().server.max_outbound_connections)
         for entry in self.store.entries.values():
             self.wake_at(entry.queue_id, entry.record.next_attempt)
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -203,11 +204,24 @@ class RemoteDelivery:
             for start in range(0, len(items), per_connection):
                 self._spawn(self._deliver_batch(domain, items[start : start + per_connection]))
 
-    def _domain_semaphore(self, domain: str) -> asyncio.Semaphore:
-        semaphore = self._per_domain.get(domain)
-        if semaphore is None:
-            semaphore = self._per_domain[domain] = asyncio.Semaphore(self._config().server.max_outbound_per_domain)
-        return semaphore
+    def _domain_gate(self, domain: str) -> Gate:
+        gate = self._per_domain.get(domain)
+        if gate is None:
+            for idle in [name for name, known in self._per_domain.items() if known.idle][:8]:
+                del self._per_domain[idle]  # a gate per domain ever seen would only grow
+            gate = self._per_domain[domain] = Gate(lambda: self._config().server.max_outbound_per_domain)
+        return gate
+
+    def limits_changed(self) -> None:
+        """The connection limits may have been raised: let waiting connections in now."""
+        self._global.resized()
+        for gate in self._per_domain.values():
+            gate.resized()
+
+    @property
+    def connections(self) -> tuple[int, dict[str, int]]:
+        """Outbound connection slots in use: in all, and per destination domain."""
+        return self._global.inside, {d: g.inside for d, g in self._per_domain.items() if g.inside}
 
     # -- one connection's worth of messages -----------------------------------------------------
 
@@ -217,8 +231,7 @@ class RemoteDelivery:
         transcript = Transcript(self.protocol_log)
         jobs: list[Job] = []
         try:
-            assert self._global is not None
-            async with self._global, self._domain_semaphore(domain):
+            async with self._global, self._domain_gate(domain):
                 # Read the messages only once a connection slot is ours: a large queue made due at once
                 # must not sit in memory while it waits.
                 for attempt, addresses in batch:
