@@ -29,6 +29,10 @@ class Actions:
         self.replicate = _action(a, "&Replicate Configuration…",
                                  tip="Copy the settings that are not specific to this computer to other servers")
         self.export = _action(a, "&Export List…", "export", tip="Save the list in the right pane as a CSV file")
+        self.put_pickup = _action(a, "&Put Files into Pickup…", "pickup", QKeySequence.StandardKey.Open,
+                                  tip="Choose message files to put into the Pickup directory")
+        self.paste_pickup = _action(a, "P&aste into Pickup", shortcut=QKeySequence.StandardKey.Paste,
+                                    tip="Put the copied files, or the copied message text, into the Pickup directory")
         self.exit = _action(a, "E&xit", shortcut=QKeySequence.StandardKey.Quit)
         self.back = _action(a, "&Back", "back", "Alt+Left")
         self.forward = _action(a, "&Forward", "forward", "Alt+Right")
@@ -100,6 +104,8 @@ class Actions:
         bar = window.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addActions([self.connect, self.export])
+        file_menu.addSeparator()
+        file_menu.addActions([self.put_pickup, self.paste_pickup])
         file_menu.addSeparator()
         file_menu.addAction(self.exit)
         action_menu = bar.addMenu("&Action")

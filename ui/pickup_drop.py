@@ -19,7 +19,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
-from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.events import Event, MessageBadmailed, MessageDropped, MessageQueued, MessageRemoved
 from ui.batch import Batch
@@ -32,6 +41,7 @@ from ui.views import ItemView
 MAX_FILES = 10_000  # one drop takes at most this many files
 MAX_FILE_BYTES = 256 << 20  # a bigger file is refused before it is read
 PREVIEW_SETTING = "pickup/preview"
+LAST_FOLDER_SETTING = "pickup/folder"
 TEXT_NAME = "dragged text"
 
 
@@ -219,11 +229,35 @@ class PickupDrop(QObject):
 
     def drop(self, mime: QMimeData) -> int:
         """Start taking what was dropped; returns the batch number (0: nothing to take)."""
-        sources = sources_from_mime(mime)
+        return self.take_sources(sources_from_mime(mime))
+
+    def take_sources(self, sources: list[DropSource]) -> int:
         if not sources:
             return 0
         batch = next(self._batches)
-        self.runner.spawn(self.take(sources, batch), "Put into Pickup")
+        self.runner.spawn(self.take(sources[:MAX_FILES], batch), "Put into Pickup")
+        return batch
+
+    def choose_files(self) -> list[str]:
+        """Asks for the files (tests replace it)."""
+        folder = str(self.w.settings.value(LAST_FOLDER_SETTING, str(Path.home())))
+        paths, _ = QFileDialog.getOpenFileNames(self.w.window(), "Put Files into Pickup", folder,
+                                                "Messages (*.eml *.txt *.msg);;All files (*)")
+        if paths:
+            self.w.settings.setValue(LAST_FOLDER_SETTING, str(Path(paths[0]).parent))
+        return paths
+
+    def put_files(self) -> int:
+        """File ▸ Put Files into Pickup… (Ctrl+O): as a drop of the chosen files; returns the batch (0: none)."""
+        return self.take_sources([DropSource(Path(path).name, Path(path)) for path in self.choose_files()
+                                  if Path(path).is_file()])
+
+    def paste(self) -> int:
+        """Edit ▸ Paste into Pickup (Ctrl+V on the Pickup node): copied files, or copied message text."""
+        mime = QApplication.clipboard().mimeData()
+        batch = self.drop(mime) if mime is not None else 0
+        if not batch:
+            self.messages.inform("Paste into Pickup: the clipboard holds no file and no text")
         return batch
 
     async def take(self, sources: list[DropSource], batch: int) -> None:
@@ -373,8 +407,9 @@ class PickupDrop(QObject):
 
 
 def drop_hint() -> QLabel:
-    hint = QLabel("Drop .eml or text files here (or anywhere on this window) to put them into the Pickup "
-                  "directory. Every file is checked first; the results stay listed below.")
+    hint = QLabel("Drop .eml or text files here (or anywhere on this window), choose them with File ▸ Put Files "
+                  "into Pickup… (Ctrl+O), or paste copied files or message text (Ctrl+V), to put them into the "
+                  "Pickup directory. Every file is checked first; the results stay listed below.")
     hint.setObjectName("dropHint")
     hint.setWordWrap(True)
     hint.setAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -216,6 +216,8 @@ class ManagerWindow(QMainWindow):
             self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue"))
         a.show_chart.toggled.connect(self.queue_pane.show_chart)
         a.columns.triggered.connect(self.choose_columns)
+        a.put_pickup.triggered.connect(self._put_files)
+        a.paste_pickup.triggered.connect(self._paste)
         self.queue_pane.chart_button.toggled.connect(a.show_chart.setChecked)
         a.pickup_preview.toggled.connect(lambda on: self.settings.setValue("pickup/preview", on))
         self.queue_feed.loading_changed.connect(self._queue_loading)
@@ -348,7 +350,7 @@ class ManagerWindow(QMainWindow):
             Node.DOMAINS: [new_menu, None, a.refresh, a.export],
             Node.SESSIONS: [a.terminate_all, None, a.refresh, a.export],
             Node.QUEUE: [a.retry_domain, None, a.show_chart, None, a.refresh, a.export],
-            Node.PICKUP: [a.pickup_preview, a.open_folder, None, a.export],
+            Node.PICKUP: [a.put_pickup, a.paste_pickup, None, a.pickup_preview, a.open_folder, None, a.export],
             Node.DROP: [a.open_folder, None, a.refresh, a.export],
             Node.BADMAIL: [a.open_folder, None, a.refresh, a.export],
             Node.EVENTS: [a.refresh, a.export],
@@ -458,6 +460,7 @@ class ManagerWindow(QMainWindow):
         a.save_as.setEnabled(messages)
         a.resend.setEnabled(node == Node.BADMAIL and bool(keys))
         a.open_folder.setEnabled(node in (Node.PICKUP, Node.DROP, Node.BADMAIL))
+        a.paste_pickup.setEnabled(node == Node.PICKUP)  # Ctrl+V elsewhere must not send mail by surprise
 
     # -- engine state ---------------------------------------------------------------------------
 
@@ -646,6 +649,14 @@ class ManagerWindow(QMainWindow):
         for key, action in (("view/tree", self.actions_.show_tree), ("view/toolbar", self.actions_.show_toolbar),
                             ("view/statusbar", self.actions_.show_statusbar)):
             action.setChecked(bool(s.value(key, True, type=bool)))
+
+    def _put_files(self) -> None:
+        if self.pickup.put_files():
+            self.select_node(Node.PICKUP)  # where the files' results show
+
+    def _paste(self) -> None:
+        if self.pickup.paste():
+            self.select_node(Node.PICKUP)
 
     def choose_columns(self) -> None:
         """View ▸ Add/Remove Columns… for the list in the result pane."""

@@ -301,6 +301,34 @@ def test_files_dropped_on_the_window_are_previewed_then_delivered(running: Run, 
     assert not list((mailroot(tmp_path) / "Pickup").iterdir())
 
 
+def test_put_files_into_pickup_with_ctrl_o_and_paste(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    files = tmp_path / "chosen"
+    files.mkdir()
+    chosen = [message_file(files, number) for number in (7, 8)]
+    window.pickup.ask_first = False
+    window.pickup.choose_files = lambda: [str(p) for p in chosen]  # type: ignore[method-assign]
+    window.select_node(Node.DOMAINS)
+    assert window.actions_.put_pickup.shortcut().toString() == "Ctrl+O"
+    assert not window.actions_.paste_pickup.isEnabled()  # Ctrl+V on another node sends nothing
+    window.actions_.put_pickup.trigger()
+    assert window.node == Node.PICKUP  # where the results show
+    results = window.pickup.results
+    running.until(lambda: sum(r.status == "delivered" for r in results.rows()) == 2, 20)
+    assert {"dropped 7", "dropped 8"} <= set(drop_subjects(tmp_path))
+    QApplication.clipboard().setText("From: sender@example.test\nTo: pasted@example.test\nSubject: pasted text\n"
+                                     "\nbody\n")
+    window.update_actions()
+    assert window.actions_.paste_pickup.isEnabled()
+    window.actions_.paste_pickup.trigger()
+    running.until(lambda: "pasted text" in drop_subjects(tmp_path), 20)
+    notes: list[str] = []
+    window.messages.note.connect(notes.append)
+    QApplication.clipboard().clear()
+    window.actions_.paste_pickup.trigger()
+    assert notes == ["Paste into Pickup: the clipboard holds no file and no text"]
+
+
 def test_own_drag_out_is_not_taken_back(running: Run) -> None:
     window = running.window
     mime = file_mime([Path("/etc/hostname")])
