@@ -20,6 +20,7 @@ from engine.admin import mailroot_items
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.mailroot_items import DropItem, PickupPreview
 from engine.admin.perf import History
+from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.conf.config_file import save_config
@@ -332,3 +333,6 @@ class EngineHost:
             return server.counter_history(seconds)
 
         return await self.call(read)
+
+    async def track_messages(self, query: Query) -> list[Track]:
+        return await self.call(lambda server: server.track_messages(query))

@@ -23,6 +23,7 @@ from engine.admin.event_ids import EventEntry, Level
 from engine.admin.http_client import AdminClient
 from engine.admin.mailroot_items import DropItem, PickupPreview
 from engine.admin.perf import History
+from engine.admin.tracking import Query, Step, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.conf.config_file import config_from_dict, config_to_dict
@@ -363,3 +364,13 @@ class RemoteHost:
     async def counter_history(self, seconds: float | None = None) -> History:
         history = await self._call("counters.history", {"seconds": int(seconds) if seconds is not None else None})
         return History(tuple(history["names"]), tuple((s[0], tuple(s[1:])) for s in history["samples"]))
+
+    async def track_messages(self, query: Query) -> list[Track]:
+        found = await self._call("track", {"sender": query.sender or None, "recipient": query.recipient or None,
+                                           "message_id": query.message_id or None,
+                                           "queue_id": query.queue_id or None,
+                                           "since": int(query.since) if query.since is not None else None,
+                                           "limit": query.limit})
+        return [Track(t["queue_id"], t["received"], t["sender"], tuple(t["recipients"]), t["message_id"],
+                      t["subject"], t["size"], t["source"], tuple(Step(**step) for step in t["steps"]))
+                for t in found]

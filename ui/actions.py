@@ -56,6 +56,8 @@ class Actions:
         self.properties = _action(a, "P&roperties", "properties", "Alt+Return")
         self.properties.setToolTip("Properties (Alt+Enter)")
         self.about = _action(a, "&About smtpsvc", "help")
+        self.track = _action(a, "Trac&k Message…", shortcut="Ctrl+T",
+                             tip="Find messages by sender, recipient, Message-ID or time, and what became of them")
         # messages: Queue, Drop, Badmail
         self.retry_now = _action(a, "&Retry Now", "retry", "Ctrl+R", tip="Try to deliver the selected messages now")
         self.retry_domain = _action(a, "Retry D&omain Now…", tip="Try every message for one domain now")

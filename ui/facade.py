@@ -9,6 +9,7 @@ from typing import Protocol
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.mailroot_items import DropItem, PickupPreview
 from engine.admin.perf import History
+from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
@@ -98,3 +99,5 @@ class EngineFacade(Protocol):
                           limit: int = 1000) -> list[EventEntry]: ...
 
     async def counter_history(self, seconds: float | None = None) -> History: ...
+
+    async def track_messages(self, query: Query) -> list[Track]: ...

@@ -36,6 +36,7 @@ from ui.queue_pane import QueuePane
 from ui.result_pane import FramedPane, ResultPane
 from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SERVER_CHILDREN, Node, ScopeTree
 from ui.tasks import TaskRunner
+from ui.track_dialog import TrackDialog
 from ui.views import ItemTable, ItemView
 
 ExportRows = Callable[[str, list[str], list[list[str]]], None]
@@ -199,6 +200,7 @@ class ManagerWindow(QMainWindow):
         a.terminate.triggered.connect(ops.terminate)
         a.terminate_all.triggered.connect(ops.terminate_all)
         a.refresh.triggered.connect(self.refresh)
+        a.track.triggered.connect(self.track_message)
         a.properties.triggered.connect(self.properties)
         a.about.triggered.connect(self._about)
         q, m = self.queue_ops, self.mail_ops
@@ -388,6 +390,7 @@ class ManagerWindow(QMainWindow):
         self._menu_for = (self.node, items)
         self.action_menu.clear()
         self._fill(self.action_menu, self.item_actions() if items else self.node_actions(self.node))
+        self._fill(self.action_menu, [None, self.actions_.track])
 
     def _tree_menu(self, point: QPoint) -> None:
         item = self.tree.itemAt(point)
@@ -572,6 +575,17 @@ class ManagerWindow(QMainWindow):
             self.folder_ops.load_badmail()
         elif self.node == Node.EVENTS:
             self.load_events()
+
+    def track_message(self) -> TrackDialog:
+        """Track Message…, for the selected queued or dropped message when there is one."""
+        keys = self.pane.selected_keys() if self.node in (Node.QUEUE, Node.DROP) else []
+        queue_id = keys[0].rpartition("/")[2].removesuffix(".eml") if len(keys) == 1 else ""  # Drop: domain/ID.eml
+        dialog = TrackDialog(self.engine, self.runner, self, queue_id=queue_id)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        if queue_id:
+            dialog.search()
+        return dialog
 
     def load_events(self) -> None:
         async def load() -> None:

@@ -132,3 +132,26 @@ def test_performance_charts_live_counters(running: Run) -> None:
     assert performance.model.get("Remote Queue Length") is None and "Remote Queue Length" not in performance.series
     window.select_node(Node.SERVER)
     assert not performance.timer.isActive()  # not shown: the engine is not asked
+
+
+def test_track_message_from_the_drop_pane(running: Run) -> None:
+    window = running.window
+    running.run(asyncio.to_thread(send, running.port, 2))
+    window.select_node(Node.DROP)
+    running.until(lambda: window.drop_model.rowCount() == 2)
+    key = window.drop_model.key(window.drop_model.rows()[0])
+    window.pane.select_key(key)
+    dialog = window.track_message()
+    assert dialog.queue_id.text() == key.rpartition("/")[2].removesuffix(".eml")
+    running.until(lambda: len(dialog.found) == 1)
+    [track] = dialog.found
+    assert [s.what for s in track.steps] == ["received", "delivered to Drop"] and track.subject == "watch"
+    assert dialog.results.topLevelItem(0).childCount() == 2
+    dialog.grab().save("/tmp/monitor-track.png")
+    dialog.queue_id.clear()
+    dialog.sender_edit.setText("@example.test")
+    dialog.search()
+    running.until(lambda: len(dialog.found) == 2)
+    assert "2 message(s) found" in dialog.status.text()
+    assert window.actions_.track in window.action_menu.actions()
+    dialog.close()
