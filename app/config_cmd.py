@@ -12,6 +12,7 @@ from app.remote import connecting, remote_call
 from engine.admin.control_ops import RequestError
 from engine.conf.config import (
     DOMAIN_SECRETS,
+    OUTBOUND_AUTH,
     Config,
     DomainConfig,
     add_domain,
@@ -92,6 +93,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     set_domain.add_argument("--drop-dir", metavar="DIR", default=None,
                             help="local domains: the Drop directory (relative = inside the Mailroot; "
                                  "'' = the default domain's Drop, or Mailroot/Drop for the default domain)")
+    set_domain.add_argument("--tls-required", choices=("yes", "no"), default=None,
+                            help="remote: require TLS for outbound mail to this domain")
+    set_domain.add_argument("--outbound-auth", choices=OUTBOUND_AUTH, default=None,
+                            help="remote: Outbound Security — as the server, anonymous, or basic (--outbound-user)")
+    set_domain.add_argument("--outbound-user", metavar="USER", default=None, help="remote, basic: the account")
+    set_domain.add_argument("--outbound-password-stdin", action="store_true",
+                            help="remote, basic: read the password from the first line of standard input "
+                                 "(never on the command line)")
     delete = domain_actions.add_parser("delete", parents=[common], help="delete a domain (not the default)")
     delete.add_argument("name", metavar="NAME")
     default = domain_actions.add_parser("set-default", parents=[common],
@@ -244,9 +253,23 @@ def _change_domains(config: Config, args: argparse.Namespace) -> Config:
         return add_domain(config, domain)
     if args.domain_action == "set":
         current = find_domain(config, args.name)
-        if args.drop_dir is None:
-            raise _Failed("nothing to change: give --drop-dir DIR", EXIT_USAGE)
-        return update_domain(config, replace(current, drop_dir=args.drop_dir))
+        changes: dict[str, object] = {}
+        if args.drop_dir is not None:
+            changes["drop_dir"] = args.drop_dir
+        if args.tls_required is not None:
+            changes["tls_required"] = args.tls_required == "yes"
+        if args.outbound_auth is not None:
+            changes["outbound_auth"] = args.outbound_auth
+            if args.outbound_auth != "basic":  # the account goes with basic authentication
+                changes["outbound_user"] = changes["outbound_password"] = ""
+        if args.outbound_user is not None:
+            changes["outbound_user"] = args.outbound_user
+        if args.outbound_password_stdin:
+            changes["outbound_password"] = sys.stdin.readline().rstrip("\r\n")
+        if not changes:
+            raise _Failed("nothing to change: give --drop-dir, --tls-required, --outbound-auth, --outbound-user "
+                          "or --outbound-password-stdin", EXIT_USAGE)
+        return update_domain(config, replace(current, **changes))  # type: ignore[arg-type]
     if args.domain_action == "delete":
         return delete_domain(config, args.name)
     return set_default_domain(config, args.name)

@@ -223,3 +223,25 @@ async def test_the_domain_list_op_never_carries_a_password(tmp_path: Path) -> No
     listed = await OPS["domain.list"].handler(server, {})
     [remote] = [d for d in listed if d["name"] == "partner.example"]
     assert remote["outbound_user"] == "partner" and remote["outbound_password"] == "********"
+
+
+def test_domain_set_outbound_security_with_the_password_from_stdin(
+        capsys: pytest.CaptureFixture[str], path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    assert smtpsvc(capsys, "domain", "add", "partner.example", "--type", "remote", "--config", str(path))[0] == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+    code, out, err = smtpsvc(capsys, "domain", "set", "partner.example", "--tls-required", "yes", "--outbound-auth",
+                             "basic", "--outbound-user", "partner", "--outbound-password-stdin", "--config", str(path))
+    assert (code, out, err) == (0, "", "")
+    [partner] = [d for d in load_config(path).domains if d.name == "partner.example"]
+    assert (partner.tls_required, partner.outbound_auth, partner.outbound_user, partner.outbound_password) == (
+        True, "basic", "partner", "s3cret")
+    code, _, err = smtpsvc(capsys, "domain", "set", "partner.example", "--outbound-auth", "anonymous",
+                           "--config", str(path))
+    [partner] = [d for d in load_config(path).domains if d.name == "partner.example"]
+    assert code == 0 and (partner.outbound_auth, partner.outbound_user, partner.outbound_password) == (
+        "anonymous", "", "")
+    code, _, err = smtpsvc(capsys, "domain", "set", "partner.example", "--outbound-auth", "basic",
+                           "--config", str(path))
+    assert code == 2 and "Basic authentication needs a user name" in err
