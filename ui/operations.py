@@ -176,7 +176,11 @@ class Operations:
     def terminate(self) -> None:
         if self.w.node != Node.SESSIONS:
             return
-        keys = self.w.pane.selected_keys()
+        self.terminate_ids(self.w.pane.selected_keys())
+
+    def terminate_ids(self, *ids: str | list[str]) -> None:
+        """Terminate these sessions (a list, or ids as arguments: the Session Properties signal gives one)."""
+        keys = [key for item in ids for key in ([item] if isinstance(item, str) else item)]
 
         async def run() -> None:
             for key in keys:

@@ -35,6 +35,7 @@ from ui.queue_ops import QueueOperations
 from ui.queue_pane import QueuePane
 from ui.result_pane import FramedPane, ResultPane
 from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SERVER_CHILDREN, Node, ScopeTree
+from ui.session_detail import SessionDialog
 from ui.tasks import TaskRunner
 from ui.track_dialog import TrackDialog
 from ui.views import ItemTable, ItemView
@@ -260,11 +261,22 @@ class ManagerWindow(QMainWindow):
             self.ops.delete()
 
     def properties(self) -> None:
-        """Action ▸ Properties: a queued message's detail, or the selected node's property sheet."""
+        """Action ▸ Properties: a queued message's detail, a session's, or the selected node's property sheet."""
         if self.node == Node.QUEUE:
             self.queue_ops.show_detail()
+        elif self.node == Node.SESSIONS:
+            keys = self.pane.selected_keys()
+            if keys:
+                self.show_session(keys[0])
         else:
             self.ops.properties()
+
+    def show_session(self, session_id: str) -> SessionDialog:
+        dialog = SessionDialog(session_id, lambda: self.sessions_model.get(session_id), time.time, self)
+        dialog.terminate.connect(self.ops.terminate_ids)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.show()
+        return dialog
 
     def _node_changed(self) -> None:
         node = self.node
@@ -323,6 +335,10 @@ class ManagerWindow(QMainWindow):
                 self.tree.select(Node(row.node))
         elif self.node == Node.DOMAINS:
             self.ops.properties()
+        elif self.node == Node.SESSIONS:
+            key = self.pane.model.data(index, KEY_ROLE)
+            if key:
+                self.show_session(str(key))
         elif self.node == Node.QUEUE:
             self.queue_ops.show_detail(self.queue_model.id_at(index.row()))
         elif self.node in (Node.DROP, Node.BADMAIL):
@@ -364,7 +380,7 @@ class ManagerWindow(QMainWindow):
         a = self.actions_
         items: dict[Node, list[object]] = {
             Node.DOMAINS: [a.set_default, None, a.delete, a.rename, None, a.properties],
-            Node.SESSIONS: [a.terminate, a.terminate_all, None, a.refresh],
+            Node.SESSIONS: [a.terminate, a.terminate_all, None, a.refresh, None, a.properties],
             Node.QUEUE: [a.details, a.view_message, a.save_as, None, a.retry_now, a.release_etrn, a.retry_domain,
                          a.freeze, a.thaw,
                          a.bounce_now, None, a.delete],
@@ -427,7 +443,8 @@ class ManagerWindow(QMainWindow):
         a.rename.setEnabled(node == Node.SERVER or len(domains) == 1)
         a.terminate.setEnabled(node == Node.SESSIONS and bool(keys))
         a.terminate_all.setEnabled(node == Node.SESSIONS and self.sessions_model.rowCount() > 0)
-        a.properties.setEnabled(node == Node.SERVER or len(domains) == 1 or (on_queue and bool(keys)))
+        a.properties.setEnabled(node == Node.SERVER or len(domains) == 1 or (on_queue and bool(keys))
+                                or (node == Node.SESSIONS and bool(keys)))
         a.export.setEnabled(self.pane.model.rowCount() > 0)
         a.back.setEnabled(len(self._history) > 1)
         a.forward.setEnabled(bool(self._future))

@@ -30,6 +30,7 @@ from engine.cleanup.headers import HeaderScanner
 from engine.cleanup.intake import DsnRequest, SpoolFile, is_storage_error
 from engine.conf.access import NameResult, access_list, decide, ip_listed
 from engine.conf.addresses import AddressError, parse_path
+from engine.conf.hostport import join_hostport
 from engine.events import ConnectionRefused, ErrorEvent, SessionChanged, SessionClosed, SessionOpened
 from engine.log.record import ProtocolRecord
 from engine.smtpd.data_stream import DataStream
@@ -161,6 +162,9 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         if self.live is None:
             peer = transport.get_extra_info("peername") or ("?", 0)
             self.live = self.services.sessions.open(str(peer[0]), int(peer[1]), self.terminate)
+            local = transport.get_extra_info("sockname")
+            if local:
+                self.live.listener = join_hostport(str(local[0]), int(local[1]))
             counters = self.services.counters
             counters.inbound_connections_current += 1
             counters.inbound_connections_total += 1
@@ -326,6 +330,9 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
 
     def _reset_transaction(self) -> None:
         self.sender: str | None = None
+        live: LiveSession | None = getattr(self, "live", None)  # (also called before connection_made)
+        if live is not None:
+            live.sender = ""
         self.recipients: list[str] = []
         self.ret = ""
         self.envid = ""
@@ -388,6 +395,8 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         self._set_rset_state()
         self.session.extended_smtp = True
         self.session.host_name = hostname
+        if self.live is not None:
+            self.live.helo = hostname
         await self._send_lines("250", [f"{self.fqdn} Hello [{self._peer_ip()}]", *self.ehlo_keywords()])
 
     async def smtp_HELO(self, hostname: str | None) -> None:
@@ -399,6 +408,8 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         self._set_rset_state()
         self.session.extended_smtp = False
         self.session.host_name = hostname
+        if self.live is not None:
+            self.live.helo = hostname
         await self._send(f"250 {self.fqdn} Hello [{self._peer_ip()}]")
 
     async def smtp_NOOP(self, arg: str | None) -> None:
@@ -520,6 +531,8 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
             await self.push(reply("smtputf8_needed"))
             return
         self.sender = path.address
+        if self.live is not None:
+            self.live.sender = path.address or "<>"
         self.ret, self.envid = ret, envid
         self.smtputf8 = smtputf8
         self.declared_size = size

@@ -75,6 +75,9 @@ class TlsMixin:
         if live is not None and not live.tls:
             live.tls = True
             live.user = ""
+            cipher = self.session.ssl.get("cipher") if isinstance(self.session.ssl, dict) else None
+            if isinstance(cipher, tuple) and len(cipher) >= 2:
+                live.cipher = f"{cipher[1]} {cipher[0]}"
             self.services.bus.publish(SessionChanged(live.session_id))
 
     def _start_implicit_tls(self, transport: asyncio.BaseTransport) -> None:

@@ -24,6 +24,10 @@ class SessionInfo:
     command: str
     messages: int
     tls: bool
+    helo: str = ""  # the name the client gave in EHLO/HELO
+    cipher: str = ""  # with TLS: protocol and cipher, "TLSv1.3 TLS_AES_256_GCM_SHA384"
+    sender: str = ""  # MAIL FROM of the open transaction ("<>" for the null sender), "" when none
+    listener: str = ""  # the local address:port the client connected to
 
 
 class LiveSession:
@@ -41,6 +45,10 @@ class LiveSession:
         self.command = ""
         self.messages = 0
         self.tls = False
+        self.helo = ""
+        self.cipher = ""
+        self.sender = ""
+        self.listener = ""
         self.announced = 0.0  # monotonic time of the last SessionChanged event
         self.close = close  # sends a 421 and closes the connection
         self.committing = False  # a complete message is being committed: a shutdown waits for its reply
@@ -48,7 +56,7 @@ class LiveSession:
     def snapshot(self) -> SessionInfo:
         return SessionInfo(self.session_id, self.peer, self.peer_port, self.user or "(anonymous)",
                            self.since, self.bytes_in, self.bytes_out, self.state, self.command,
-                           self.messages, self.tls)
+                           self.messages, self.tls, self.helo, self.cipher, self.sender, self.listener)
 
 
 class SessionRegistry:

@@ -21,8 +21,10 @@ from app import manager as manager_module
 from app.manager import Manager, application, run_manager
 from engine.conf.config_file import load_config
 from ui.option_fields import LimitField
+from ui.result_pane import ResultPane
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
+from ui.session_detail import SessionDialog
 from ui.window import ManagerWindow
 
 T = TypeVar("T")
@@ -118,6 +120,38 @@ def test_session_row_appears_and_disappears(running: Run) -> None:
         leave.set()
         thread.join()
     running.until(lambda: window.sessions_model.rowCount() == 0)
+
+
+def test_session_columns_and_properties_follow_the_client(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    window.select_node(Node.SESSIONS)
+    sessions = window.panes[Node.SESSIONS]
+    assert isinstance(sessions, ResultPane) and sessions.detail.empty_text == "No client is connected."
+    client = smtplib.SMTP("127.0.0.1", running.port, timeout=10)
+    try:
+        client.ehlo("ws-017.example.test")
+        client.mail("anna@example.test")
+        running.until(lambda: window.sessions_model.rowCount() == 1 and
+                      window.sessions_model.rows()[0].sender == "anna@example.test")
+        model = window.sessions_model
+        titles = [column.title for column in model.columns]
+        row = {title: model.data(model.index(0, number)) for number, title in enumerate(titles)}
+        assert (row["EHLO Name"], row["Sender"], row["TLS"], row["Listener"]) == \
+            ("ws-017.example.test", "anna@example.test", "—", f"127.0.0.1:{running.port}")
+        [key] = [r.session_id for r in model.rows()]
+        sessions.select_key(key)
+        window.update_actions()
+        assert window.actions_.properties.isEnabled()
+        window.actions_.properties.trigger()  # Alt+Enter, as a double-click
+        [dialog] = [d for d in window.findChildren(SessionDialog) if d.isVisible()]
+        assert dialog.labels["EHLO name"].text() == "ws-017.example.test"
+        assert dialog.labels["Sender"].text() == "anna@example.test"
+        dialog.grab().save(str(tmp_path / "session.png"))
+        dialog.terminate_button.click()
+        running.until(lambda: dialog.ended.isVisible(), 10)
+        assert not dialog.terminate_button.isEnabled()
+    finally:
+        client.close()
 
 
 def test_terminate_all_from_the_window(running: Run) -> None:

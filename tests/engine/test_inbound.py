@@ -358,6 +358,14 @@ async def test_sessions_listed_and_terminated(running: Running) -> None:
     await asyncio.to_thread(raw.cmd, "EHLO c")
     [session] = await running.server.list_sessions()
     assert session.peer == "127.0.0.1" and session.command == "EHLO" and session.bytes_in > 0
+    assert (session.helo, session.sender, session.listener, session.cipher) == \
+        ("c", "", f"127.0.0.1:{running.port}", "")
+    await asyncio.to_thread(raw.cmd, "MAIL FROM:<anna@example.test>")
+    [session] = await running.server.list_sessions()
+    assert session.sender == "anna@example.test"  # the open transaction's sender
+    await asyncio.to_thread(raw.cmd, "RSET")
+    [session] = await running.server.list_sessions()
+    assert session.sender == ""
     await running.server.terminate_session(session.session_id)
     line = await asyncio.to_thread(raw.read_line)
     assert line.startswith("421 4.3.2")

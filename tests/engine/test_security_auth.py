@@ -136,6 +136,17 @@ async def test_login_mechanism_and_default_domain(config_factory, tls: TlsFiles,
         await running.server.stop()
 
 
+async def test_session_lists_its_tls_cipher(config_factory, tls: TlsFiles, users: Path) -> None:
+    running = await start_server(auth_config(config_factory, tls, users))
+    try:
+        client = await asyncio.to_thread(tls_talk, running.port, tls)
+        [session] = await running.server.list_sessions()
+        assert session.tls and session.cipher.startswith("TLSv1.") and session.helo == "client.test"
+        client.close()
+    finally:
+        await running.server.stop()
+
+
 async def test_protocol_errors(config_factory, tls: TlsFiles, users: Path) -> None:
     running = await start_server(auth_config(config_factory, tls, users))
     try:

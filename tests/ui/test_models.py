@@ -65,10 +65,10 @@ def test_sessions_model_rows_come_and_go_without_reset(qtmodeltester: ModelTeste
     model.opened("S1", "127.0.0.1", 1000.0)
     model.opened("S2", "127.0.0.2", 1005.0)
     qtmodeltester.check(model)
-    assert model.data(model.index(0, 3)) == "10 s"
+    assert model.data(model.index(0, model.DURATION_COLUMN)) == "10 s"
     now[0] = 4671.0
     model.tick()
-    assert model.data(model.index(0, 3)) == "1 h 01 min"
+    assert model.data(model.index(0, model.DURATION_COLUMN)) == "1 h 01 min"
     model.closed("S1")
     qtmodeltester.check(model)
     assert model.rowCount() == 1 and signals.resets == 0
@@ -87,7 +87,7 @@ def test_sessions_snapshot_never_resurrects_or_drops_unseen_rows() -> None:
     generation = model.snapshot_started()
     model.apply_snapshot(generation, [session("S3", bytes_in=99)])  # S2 ended unseen: gone now
     assert [row.session_id for row in model.rows()] == ["S3"]
-    assert model.data(model.index(0, 4)) == "99 bytes"
+    assert model.data(model.index(0, 8)) == "99 bytes"
 
 
 def test_sessions_model_many_rows(qtmodeltester: ModelTester) -> None:

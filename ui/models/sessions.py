@@ -29,25 +29,35 @@ def size(count: int) -> str:
 
 
 def _doing(session: SessionInfo) -> str:
-    return session.command or session.state
+    return session.command or session.state.capitalize()
+
+
+def since_text(since: float, now: float) -> str:
+    """The time of day; with the date when it was not today."""
+    moment = datetime.fromtimestamp(since)
+    return moment.strftime("%H:%M:%S" if moment.date() == datetime.fromtimestamp(now).date() else "%Y-%m-%d %H:%M")
 
 
 class SessionsModel(KeyedTableModel[SessionInfo]):
-    DURATION_COLUMN = 3
+    DURATION_COLUMN = 4
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self.columns = (
             Column("User", lambda s: s.user, width=120),
             Column("From", lambda s: s.peer, sort=lambda s: (s.peer, s.peer_port), width=90),
-            Column("Connected Since", lambda s: datetime.fromtimestamp(s.since).strftime("%H:%M:%S"),
-                   sort=lambda s: s.since, width=115),
+            Column("EHLO Name", lambda s: s.helo, width=140),
+            Column("Connected Since", lambda s: since_text(s.since, self._clock()), sort=lambda s: s.since,
+                   width=115),
             Column("Connected For", lambda s: duration(self._clock() - s.since),
                    sort=lambda s: -s.since, right=True, width=100),
-            Column("Bytes In", lambda s: size(s.bytes_in), sort=lambda s: s.bytes_in, right=True, width=65),
+            Column("Command", _doing, width=90),
+            Column("Sender", lambda s: s.sender, width=160),
+            Column("TLS", lambda s: s.cipher or ("Yes" if s.tls else "—"), width=150),
+            Column("Bytes In", lambda s: size(s.bytes_in), sort=lambda s: s.bytes_in, right=True, width=75),
             Column("Bytes Out", lambda s: size(s.bytes_out), sort=lambda s: s.bytes_out, right=True, width=75),
             Column("Messages", lambda s: str(s.messages), sort=lambda s: s.messages, right=True, width=70),
-            Column("Command", _doing, width=90),
+            Column("Listener", lambda s: s.listener, width=130),
         )
         super().__init__()
         self._generation = 0
@@ -61,7 +71,8 @@ class SessionsModel(KeyedTableModel[SessionInfo]):
         return icon("session")
 
     def tooltip(self, row: SessionInfo) -> str:
-        return f"Session {row.session_id} from {row.peer}:{row.peer_port}" + (" (TLS)" if row.tls else "")
+        return (f"Session {row.session_id} from {row.peer}:{row.peer_port} to {row.listener or '?'}"
+                + (f" ({row.cipher or 'TLS'})" if row.tls else "") + " — double-click for its properties")
 
     def opened(self, session_id: str, peer: str, at: float) -> None:
         self.apply_events([(session_id, peer, at)], [])
