@@ -9,10 +9,12 @@ from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTime
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget, QWidget
 
+from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.events import ConfigChanged, ErrorEvent, Event, ListenerFailed, SessionClosed, SessionOpened, StateChanged
 from ui.actions import Actions
+from ui.badmail_detail import BadmailDialog
 from ui.columns import ColumnsDialog
 from ui.context import Pane
 from ui.errors import MessageBridge
@@ -268,8 +270,27 @@ class ManagerWindow(QMainWindow):
             keys = self.pane.selected_keys()
             if keys:
                 self.show_session(keys[0])
+        elif self.node == Node.BADMAIL:
+            keys = self.pane.selected_keys()
+            item = self.badmail_model.get(keys[0]) if keys else None
+            if item is not None:
+                self.show_badmail(item)
         else:
             self.ops.properties()
+
+    def show_badmail(self, item: BadmailItem) -> BadmailDialog:
+        dialog = BadmailDialog(item, self)
+
+        def act(action: str) -> None:
+            if action == "view":
+                self.mail_ops.view([MessageRef("badmail", item.name)])
+            else:
+                self.folder_ops.resend([item.name])
+
+        dialog.act.connect(act)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.show()
+        return dialog
 
     def show_session(self, session_id: str) -> SessionDialog:
         dialog = SessionDialog(session_id, lambda: self.sessions_model.get(session_id), time.time, self)
@@ -385,7 +406,8 @@ class ManagerWindow(QMainWindow):
                          a.freeze, a.thaw,
                          a.bounce_now, None, a.delete],
             Node.DROP: [a.view_message, a.save_as, None, a.delete, None, a.open_folder],
-            Node.BADMAIL: [a.view_message, a.save_as, a.resend, None, a.delete, None, a.open_folder],
+            Node.BADMAIL: [a.view_message, a.save_as, a.resend, None, a.delete, None, a.open_folder, None,
+                           a.properties],
         }
         return items.get(self.node) or self.node_actions(self.node)
 
@@ -444,7 +466,7 @@ class ManagerWindow(QMainWindow):
         a.terminate.setEnabled(node == Node.SESSIONS and bool(keys))
         a.terminate_all.setEnabled(node == Node.SESSIONS and self.sessions_model.rowCount() > 0)
         a.properties.setEnabled(node == Node.SERVER or len(domains) == 1 or (on_queue and bool(keys))
-                                or (node == Node.SESSIONS and bool(keys)))
+                                or (node in (Node.SESSIONS, Node.BADMAIL) and bool(keys)))
         a.export.setEnabled(self.pane.model.rowCount() > 0)
         a.back.setEnabled(len(self._history) > 1)
         a.forward.setEnabled(bool(self._future))

@@ -23,6 +23,10 @@ class BadmailItem:
     recipients: tuple[str, ...]
     source: str
     at: float
+    properties: tuple[tuple[str, str], ...] = ()  # the .BDP's other lines: ("pickup-file", "report.txt"), …
+
+    def property(self, key: str) -> str:
+        return next((value for name, value in self.properties if name == key), "")
 
 
 def _bdp_text(sender: str, recipients: Sequence[str], source: str, extra: dict[str, str]) -> str:
@@ -63,6 +67,7 @@ def read_badmail(folder: Path, name: str) -> BadmailItem:
     bdp = folder / f"{name}.BDP"
     reason = bdr.read_text("utf-8", errors="replace").strip() if bdr.exists() else "(reason unknown)"
     sender, recipients, source = "", [], ""
+    properties: list[tuple[str, str]] = []
     if bdp.exists():
         for line in bdp.read_text("utf-8", errors="replace").splitlines():
             key, _, value = line.partition(":")
@@ -73,9 +78,11 @@ def read_badmail(folder: Path, name: str) -> BadmailItem:
                 recipients.append(value)
             elif key == "x-source":
                 source = value
+            elif key.startswith("x-") and value:
+                properties.append((key[2:], value))
     bad = folder / f"{name}.BAD"
     at = bad.stat().st_mtime if bad.exists() else 0.0
-    return BadmailItem(name, reason, sender, tuple(recipients), source, at)
+    return BadmailItem(name, reason, sender, tuple(recipients), source, at, tuple(properties))
 
 
 def list_badmail(folder: Path) -> list[BadmailItem]:

@@ -28,6 +28,7 @@ from engine.bounce.badmail import write_badmail
 from engine.conf.config import Config, DomainConfig, ServerConfig
 from engine.conf.config_file import save_config
 from engine.store.mailroot import Mailroot
+from ui.badmail_detail import BadmailDialog
 from ui.mail_ops import MessageRef
 from ui.models.queue import COLUMN
 from ui.pickup_drop import PreviewDialog
@@ -390,7 +391,18 @@ def test_badmail_resend_view_delete_and_live_rows(running: Run, tmp_path: Path) 
     running.until(lambda: "resent" in drop_subjects(tmp_path), 20)
     assert not (root.badmail / f"{name}.BAD").exists()
     [other] = [r.name for r in window.badmail_model.rows()]
+    model = window.badmail_model
+    titles = [column.title for column in model.columns]
+    cells = {t: model.data(model.index(model.row_of(other), n)) for n, t in enumerate(titles)}
+    assert (cells["Original File or Message"], cells["Source"]) == ("bad.eml", "Pickup directory")
     window.panes[Node.BADMAIL].select_key(other)
+    window.update_actions()
+    window.actions_.properties.trigger()  # Badmail Properties: the .BDR and .BDP
+    [dialog] = [d for d in window.findChildren(BadmailDialog) if d.isVisible()]
+    assert dialog.labels["Original Pickup file"].text() == "bad.eml"
+    assert "no From" in dialog.reason.toPlainText() and dialog.labels["Source"].text() == "Pickup directory"
+    dialog.grab().save(str(tmp_path / "badmail-properties.png"))
+    dialog.close()
     window.actions_.delete.trigger()
     running.until(lambda: window.badmail_model.rowCount() == 0)
     assert not list(root.badmail.iterdir())

@@ -135,7 +135,9 @@ def test_folder_models(qtmodeltester: ModelTester) -> None:
                                         BadmailItem("B2", "r2", "", ("c@y", "d@y"), "pickup", 2.0)])
     qtmodeltester.check(badmail)
     assert sorted(row.name for row in badmail.rows()) == ["B2", "B3"]
-    assert badmail.data(badmail.index(badmail.row_of("B2"), 2)) == "c@y (+1)"
+    titles = [column.title for column in badmail.columns]
+    assert badmail.data(badmail.index(badmail.row_of("B2"), titles.index("Recipients"))) == "c@y (+1)"
+    assert badmail.data(badmail.index(badmail.row_of("B2"), titles.index("Source"))) == "Pickup directory"
     drop = DropModel()
     drop.apply_snapshot(drop.snapshot_started(), [DropItem("D1.eml", "a@x", ("b@y",), "Hi", 1234, 5.0),
                                                   DropItem("D1.eml", "a@x", ("c@z",), "Hi", 99, 5.0, "z.test")])

@@ -77,13 +77,26 @@ class FolderModel(KeyedTableModel[R]):
         self.loaded = False
 
 
+SOURCE_LABELS = {"pickup": "Pickup directory", "delivery": "Delivery"}
+
+
+def source_label(item: BadmailItem) -> str:
+    return SOURCE_LABELS.get(item.source, item.source or "—")
+
+
+def origin(item: BadmailItem) -> str:
+    """Which file or message it was: the Pickup file's name, or the queued message's id."""
+    return item.property("pickup-file") or item.property("queue-id")
+
+
 class BadmailModel(FolderModel[BadmailItem]):
     columns = (
         Column("Date", lambda b: date(b.at), sort=lambda b: b.at, width=160),
+        Column("Original File or Message", origin, width=190),
+        Column("Reason", lambda b: " ".join(b.reason.split()), width=380),
         Column("Sender", lambda b: b.sender or ("" if b.source == "pickup" else "<>"), width=170),
         Column("Recipients", lambda b: addresses(b.recipients), width=180),
-        Column("Reason", lambda b: " ".join(b.reason.split()), width=380),
-        Column("Source", lambda b: b.source, width=70),
+        Column("Source", source_label, width=120),
         Column("Name", lambda b: b.name, width=190),
     )
 
