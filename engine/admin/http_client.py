@@ -35,6 +35,7 @@ from engine.store.mailroot import write_private
 Confirm = Callable[[str, str], bool]  # (HOST:PORT, SHA-256 fingerprint) → pin it?
 Check = ssl.SSLContext | aiohttp.Fingerprint | bool  # aiohttp's ssl= of every request
 TIMEOUT_S = 60.0
+CLOSE_GRACE_S = 0.25
 
 
 class TrustError(EngineError):
@@ -201,6 +202,9 @@ class AdminClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            # The TLS connections finish closing on the next turns of the loop (aiohttp's advice for a
+            # graceful shutdown); a loop stopped right after would leave their sockets open.
+            await asyncio.sleep(CLOSE_GRACE_S)
 
     def _require(self) -> aiohttp.ClientSession:
         if self._session is None:
