@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from app.remote import connecting, remote_call
+from engine.admin.control import ControlUnavailableError, request, socket_path
 from engine.admin.control_ops import RequestError
 from engine.conf.config import (
     DOMAIN_SECRETS,
@@ -34,7 +37,7 @@ from engine.conf.config_file import (
 )
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME
 from engine.errors import ConfigError, DomainError, EngineError, NotFoundError
-from engine.store.mailroot import default_mailroot
+from engine.store.mailroot import Mailroot, default_mailroot
 
 PROG = "smtpsvc config"
 EXIT_USAGE = 2  # a bad key, value or domain operation: the file is left as it was
@@ -118,11 +121,13 @@ def run(args: argparse.Namespace) -> int:
         elif args.config_action == "get":
             print(_get(_load(path), args.key))
         elif args.config_action == "set":
-            _save(path, _set(_load(path), args.key, args.value))
+            current = _load(path)
+            _save(path, _set(current, args.key, args.value), current, args, resolve_key(args.key))
         elif args.domain_action == "list":
             _list_domains(_load(path))
         else:
-            _save(path, _change_domains(_load(path), args))
+            current = _load(path)
+            _save(path, _change_domains(current, args), current, args)
     except _Failed as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code
@@ -136,6 +141,9 @@ def _run_remote(args: argparse.Namespace) -> int:
     """The same actions on the engine of another computer (--connect), which validates and saves them."""
     try:
         asyncio.run(_remote(args))
+    except _Failed as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.code
     except (ConfigError, DomainError) as exc:
         print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -150,24 +158,33 @@ def _run_remote(args: argparse.Namespace) -> int:
 
 async def _remote(args: argparse.Namespace) -> None:
     async with remote_call(args) as invoke:
-        action = args.config_action
-        if action == "set":
-            await invoke("config.set", {"key": args.key, "value": args.value})
-        elif action == "domain" and args.domain_action == "add":
-            await invoke("domain.add", {"name": args.name, "type": args.type, "relay": args.relay,
-                                        "smart_host": args.smart_host, "tls_required": args.tls_required,
-                                        "use_helo": args.use_helo, "etrn": args.etrn})
-        elif action == "domain" and args.domain_action in ("delete", "set-default"):
-            op = "domain.delete" if args.domain_action == "delete" else "domain.set_default"
-            await invoke(op, {"name": args.name})
+        await _engine_ops(args, invoke)
+
+
+async def _engine_ops(args: argparse.Namespace, invoke: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:
+    """The command as ops of a running engine, which validates, applies and saves."""
+    action = args.config_action
+    if action == "set":
+        await invoke("config.set", {"key": args.key, "value": args.value})
+    elif action == "domain" and args.domain_action == "add":
+        await invoke("domain.add", {"name": args.name, "type": args.type, "relay": args.relay,
+                                    "smart_host": args.smart_host, "tls_required": args.tls_required,
+                                    "use_helo": args.use_helo, "etrn": args.etrn, "drop_dir": args.drop_dir})
+    elif action == "domain" and args.domain_action == "set":
+        if args.drop_dir is None:
+            raise _Failed("nothing to change: give --drop-dir DIR", EXIT_USAGE)
+        await invoke("domain.set", {"name": args.name, "drop_dir": args.drop_dir})
+    elif action == "domain" and args.domain_action in ("delete", "set-default"):
+        op = "domain.delete" if args.domain_action == "delete" else "domain.set_default"
+        await invoke(op, {"name": args.name})
+    else:
+        config = config_from_dict(await invoke("config.get", {}))
+        if action == "show":
+            _show(config, non_default=args.non_default, verbose=args.verbose)
+        elif action == "get":
+            print(_get(config, args.key))
         else:
-            config = config_from_dict(await invoke("config.get", {}))
-            if action == "show":
-                _show(config, non_default=args.non_default, verbose=args.verbose)
-            elif action == "get":
-                print(_get(config, args.key))
-            else:
-                _list_domains(config)
+            _list_domains(config)
 
 
 def _describe(exc: ConfigError | DomainError) -> str:
@@ -185,11 +202,40 @@ def _load(path: Path) -> Config:
         raise _Failed("\n  ".join(lines), EXIT_FAILED) from None
 
 
-def _save(path: Path, config: Config) -> None:
+def _save(path: Path, config: Config, old: Config, args: argparse.Namespace, key: str = "") -> None:
+    """Save the file; an engine running on this Mailroot is given the same change first, through its control
+    socket, and applies it at once (nothing is saved if it refuses): `config set` changes the running engine."""
+    control = socket_path(Mailroot.from_config(old).root)
+    try:
+        applied = asyncio.run(_apply_running(control, args))
+    except (ConfigError, DomainError):
+        raise
+    except EngineError as exc:
+        raise _Failed(f"the running engine refused the change, nothing was saved: {exc}", EXIT_FAILED) from None
     try:
         save_config(path, config)
     except OSError as exc:
         raise _Failed(f"cannot write {path}: {exc.strerror or exc}", EXIT_FAILED) from None
+    if applied and key in RESTART_KEYS:
+        print(f"Saved; {key} takes effect when the running engine is restarted.")
+    elif applied:
+        print("Saved and applied to the running engine.")
+
+
+RESTART_KEYS = ("mailroot",)  # read once at start; OPTIONS apply live (tests/engine/test_options_live.py)
+
+
+async def _apply_running(control: Path, args: argparse.Namespace) -> bool:
+    """Run the command on the engine answering on ``control``; False when no engine runs there."""
+    async def invoke(op: str, op_args: dict[str, Any]) -> Any:
+        return await request(control, op, **op_args)
+
+    try:
+        await request(control, "state")
+    except ControlUnavailableError:
+        return False
+    await _engine_ops(args, invoke)
+    return True
 
 
 def _get(config: Config, key: str) -> str:

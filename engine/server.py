@@ -409,6 +409,8 @@ class VirtualServer:
         self.mailroot.reconfigure(config)
         if self._delivery is not None:
             self._delivery.limits_changed()  # raised outbound limits let waiting connections go now
+        if self._resolver is not None:
+            self._resolver.use_servers(config.server.dns_servers)
         if (old.server.listen, old.server.tls_listen) != (config.server.listen, config.server.tls_listen) \
                 and self._servers:
             try:

@@ -396,8 +396,16 @@ async def _domain_add(server: ControlTarget, args: dict[str, Any]) -> None:
         raise ConfigError([("type", f"{args['type']!r} is not alias or remote")])
     domain = DomainConfig(name=args["name"], type=args["type"], relay_allowed=args["relay"],
                           route="smarthost" if args["smart_host"] else "dns", smart_host=args["smart_host"],
-                          tls_required=args["tls_required"], use_helo=args["use_helo"], etrn_queue=args["etrn"])
+                          tls_required=args["tls_required"], use_helo=args["use_helo"], etrn_queue=args["etrn"],
+                          drop_dir=args["drop_dir"])
     await server.apply_config(domain_ops.add_domain(server.config(), domain))
+
+
+async def _domain_set(server: ControlTarget, args: dict[str, Any]) -> None:
+    """`smtpsvc config domain set NAME --drop-dir DIR`: a local domain's Drop directory."""
+    current = server.config()
+    domain = dataclasses.replace(domain_ops.find_domain(current, args["name"]), drop_dir=args["drop_dir"])
+    await server.apply_config(domain_ops.update_domain(current, domain))
 
 
 async def _domain_delete(server: ControlTarget, args: dict[str, Any]) -> None:
@@ -486,8 +494,10 @@ OPS: dict[str, Op] = {
     "domain.add": Op(_domain_add, {"name": Arg(str, required=True), "type": Arg(str, required=True),
                                    "relay": Arg(bool, default=False), "smart_host": Arg(str, default=""),
                                    "tls_required": Arg(bool, default=False), "use_helo": Arg(bool, default=False),
-                                   "etrn": Arg(bool, default=False)},
+                                   "etrn": Arg(bool, default=False), "drop_dir": Arg(str, default="")},
                      "add a local alias or a remote domain"),
+    "domain.set": Op(_domain_set, {"name": Arg(str, required=True), "drop_dir": Arg(str, required=True)},
+                     "set a local domain's Drop directory ('' = the default domain's)"),
     "domain.delete": Op(_domain_delete, _NAME, "delete a domain (not the default)"),
     "domain.set_default": Op(_domain_set_default, _NAME, "make a local alias the default domain"),
     "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),

@@ -138,6 +138,13 @@ class Resolver:
         self._cache: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], tuple[float, Records]] = {}
         self._dns: dns.asyncresolver.Resolver | None = None
 
+    def use_servers(self, servers: Sequence[str]) -> None:
+        """Ask other DNS servers from the next lookup on (``dns_servers`` applied live); the cache is dropped."""
+        parsed = [split_hostport(text, 53, allow_zero=False) for text in servers]
+        if parsed != self._servers:
+            self._servers, self._dns = parsed, None
+            self._cache.clear()
+
     def _resolver(self) -> dns.asyncresolver.Resolver:
         """The dnspython resolver, made on first use: a machine without resolv.conf fails lookups, not start."""
         if self._dns is None:
