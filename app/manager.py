@@ -37,7 +37,8 @@ def application() -> QApplication:
         app = QApplication(sys.argv[:1])
     app.setApplicationName("smtpsvc")
     app.setOrganizationName("smtpsvc")
-    app.setApplicationDisplayName("SMTP Service Manager")
+    # No application display name: Qt would append it to every dialog's title ("… Properties — SMTP Service
+    # Manager"), cutting long titles; the main window names itself.
     app.setQuitOnLastWindowClosed(False)  # the window's `closed` ends the run, after the engine stopped
     app.setWindowIcon(state_icon("computer", "started"))
     app.setStyleSheet(resources.files("resources").joinpath("manager.qss").read_text(encoding="utf-8"))

@@ -193,7 +193,7 @@ def _spin(option: Option, minimum: int | None = None) -> QSpinBox:
     spin = QSpinBox()
     low = option.minimum if minimum is None else minimum
     spin.setRange(low or 0, option.maximum or 2_147_483_647)
-    spin.setGroupSeparatorShown(True)
+    spin.setGroupSeparatorShown(not option.name.endswith("port"))  # a port reads 2525, never "2,525"
     spin.setAlignment(Qt.AlignmentFlag.AlignRight)
     spin.setToolTip(tooltip_of(option))
     spin.setMinimumWidth(100)

@@ -42,6 +42,7 @@ from ui.tasks import TaskRunner
 from ui.track_dialog import TrackDialog
 from ui.views import ItemTable, ItemView
 
+APP_TITLE = "SMTP Service Manager"
 ExportRows = Callable[[str, list[str], list[list[str]]], None]
 SESSION_REFRESH_MS = 1000
 RUNNING = ("started", "paused", "pausing", "continuing")
@@ -81,7 +82,7 @@ class ManagerWindow(QMainWindow):
         self._history: list[Node] = []
         self._future: list[Node] = []
         self._navigating = False
-        self.setWindowTitle("smtpsvc — SMTP Service Manager")
+        self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(state_icon("computer", "started"))
         self.actions_ = Actions(self)
         self.action_menu = self.actions_.build_menus(self)
@@ -144,8 +145,8 @@ class ManagerWindow(QMainWindow):
         for node in MESSAGE_NODES:
             self._drag_out(self.panes[node].detail)
         self._connect()
-        self.children_model.sync(NodeRow(node.value, NODE_TITLES[node], NODE_ICONS[node], NODE_DESCRIPTIONS[node])
-                                 for node in SERVER_CHILDREN)
+        self.children_model.sync(NodeRow(node.value, NODE_TITLES[node], NODE_ICONS[node], NODE_DESCRIPTIONS[node],
+                                         order) for order, node in enumerate(SERVER_CHILDREN))
         self.refresh_config()
         self.set_state(engine.state)
         self.tree.select(Node.SERVER)
@@ -173,6 +174,10 @@ class ManagerWindow(QMainWindow):
         self.state_label = QLabel()
         self.address_label = QLabel()
         self.count_label = QLabel()
+        for widget in (self.state_label, self.address_label, self.count_label):
+            widget.setFrameShape(QLabel.Shape.Panel)  # MMC's sunken status-bar fields
+            widget.setFrameShadow(QLabel.Shadow.Sunken)
+            widget.setContentsMargins(4, 0, 4, 0)
         for widget in (self.state_icon_label, self.state_label, self.address_label, self.count_label):
             bar.addPermanentWidget(widget)
 
@@ -278,6 +283,16 @@ class ManagerWindow(QMainWindow):
         else:
             self.ops.properties()
 
+    def node_path(self, node: Node) -> str:
+        """MMC's title: the path of the selected node, "vm\\Default SMTP Virtual Server\\Queue"."""
+        parts = []
+        current: Node | None = node
+        while current is not None:
+            item = self.tree.items.get(current)
+            parts.append(item.text(0) if item is not None else current.value)
+            current = PARENT_NODE.get(current)
+        return "\\".join(reversed(parts))
+
     def show_badmail(self, item: BadmailItem) -> BadmailDialog:
         dialog = BadmailDialog(item, self)
 
@@ -301,6 +316,7 @@ class ManagerWindow(QMainWindow):
 
     def _node_changed(self) -> None:
         node = self.node
+        self.setWindowTitle(f"{APP_TITLE} - [{self.node_path(node)}]")
         if not self._navigating and (not self._history or self._history[-1] != node):
             self._history.append(node)
             self._future.clear()

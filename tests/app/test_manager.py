@@ -251,7 +251,7 @@ def test_run_manager_opens_the_window_and_exits_cleanly(qapp: QApplication, tmp_
         assert run_manager(arguments(tmp_path)) == 0
     finally:
         timer.stop()
-    assert seen == ["smtpsvc — SMTP Service Manager"]
+    assert len(seen) == 1 and seen[0].startswith("SMTP Service Manager - [") and seen[0].endswith("]")
     assert not (tmp_path / "Mailroot" / "smtpsvc.lock").exists() or _lock_free(tmp_path / "Mailroot")
 
 

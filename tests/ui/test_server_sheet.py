@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from engine.conf.options import OPTIONS, Option
 from engine.errors import BindError
-from ui.option_fields import EntryDialog, IntListField, LimitField, StrListField, TextField
+from ui.option_fields import EntryDialog, IntField, IntListField, LimitField, StrListField, TextField
 from ui.server_sheet import ServerSheet
 from ui.sheet_parts import SubDialog
 from ui.tasks import TaskRunner
@@ -247,3 +247,11 @@ def test_add_and_edit_a_valid_entry(qtbot: QtBot, fake_engine: FakeEngine, messa
     _press_on_dialog(qtbot, "", Qt.Key.Key_Escape)
     relay.edit_button.click()
     assert relay.value() == ("198.51.100.7",)
+
+
+def test_ports_are_never_digit_grouped(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    port = sheet.fields["outbound_port"]
+    assert isinstance(port, IntField) and not port.spin.isGroupSeparatorShown()
+    port.spin.setValue(2525)
+    assert port.spin.text() == "2525"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import FakeEngine, QLoop, Recorder
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QToolButton
+from PySide6.QtWidgets import QLabel, QToolButton
 from pytestqt.qtbot import QtBot
 
 from engine.events import SessionClosed, SessionOpened
@@ -213,3 +213,16 @@ def test_connect_and_replicate_ask_the_application(window: ManagerWindow) -> Non
     assert asked == ["connect", "replicate"]
     assert window.actions_.replicate in window.all_tasks_menu.actions()
     assert window.all_tasks_menu in window.node_actions(Node.SERVER)
+
+
+def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -> None:
+    window.select_node(Node.QUEUE)
+    assert window.windowTitle() == ("SMTP Service Manager - [testhost (local computer)\\Default SMTP Virtual "
+                                    "Server\\Queue]")
+    window.select_node(Node.SERVER)
+    pane = window.panes[Node.SERVER]
+    proxy = pane.proxy  # type: ignore[union-attr]
+    shown = [proxy.data(proxy.index(row, 0)) for row in range(proxy.rowCount())]
+    assert shown[:6] == ["Domains", "Current Sessions", "Queue", "Pickup", "Drop", "Badmail"]  # not A–Z
+    assert window.state_label.frameShadow() == QLabel.Shadow.Sunken
+    assert not window.actions_.show_tree.isIconVisibleInMenu()  # its check shows, not a faint icon frame

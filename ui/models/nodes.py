@@ -65,13 +65,14 @@ class NodeRow:
     name: str
     icon_name: str
     description: str
+    order: int = 0  # its place in the scope tree: the list is in tree order, as MMC's, not alphabetical
 
 
 class ChildrenModel(KeyedTableModel[NodeRow]):
     """A container node's pane: its child nodes, opened with a double-click."""
 
     columns = (
-        Column("Name", lambda r: r.name, width=160),
+        Column("Name", lambda r: r.name, sort=lambda r: r.order, width=160),
         Column("Description", lambda r: r.description, width=360),
     )
 
