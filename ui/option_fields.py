@@ -32,7 +32,7 @@ LABELS: dict[str, str] = {
     "listen": "Identities (IP address and TCP port):",
     "fqdn": "Fully-qualified domain name:",
     "max_connections": "Limit number of connections to:",
-    "connection_timeout": "Connection time-out (seconds):",
+    "connection_timeout": "Connection time-out:",
     "max_connections_per_peer": "Limit connections from one computer to:",
     "max_message_size_kb": "Limit message size to (KB):",
     "max_session_size_kb": "Limit session size to (KB):",
@@ -41,13 +41,13 @@ LABELS: dict[str, str] = {
     "ndr_copy_to": "Send copy of Non-Delivery Report to:",
     "badmail_dir": "Badmail directory:",
     "retry_intervals_min": "Retry intervals (minutes):",
-    "delay_notification_min": "Delay notification (minutes):",
-    "expiration_min": "Expiration timeout (minutes):",
-    "local_delay_notification_min": "Delay notification (minutes):",
-    "local_expiration_min": "Expiration timeout (minutes):",
+    "delay_notification_min": "Delay notification:",
+    "expiration_min": "Expiration timeout:",
+    "local_delay_notification_min": "Delay notification:",
+    "local_expiration_min": "Expiration timeout:",
     "max_outbound_connections": "Limit number of connections to:",
     "max_outbound_per_domain": "Limit number of connections per domain to:",
-    "outbound_timeout": "Time-out (seconds):",
+    "outbound_timeout": "Time-out:",
     "outbound_port": "TCP port:",
     "max_hop_count": "Maximum hop count:",
     "outbound_tls": "TLS encryption (require it on every outbound connection)",
@@ -422,6 +422,74 @@ class EntryDialog(QDialog):
             super().accept()
 
 
+# IIS's number + unit rows (Delivery tab: "Delay notification: [12] [Hours]"; General: time-out in minutes).
+# The option keeps its own unit; the field shows the largest unit that states the value exactly.
+DURATION_UNITS: dict[str, tuple[tuple[str, int], ...]] = {
+    "min": (("Minutes", 1), ("Hours", 60), ("Days", 1440)),
+    "s": (("Seconds", 1), ("Minutes", 60), ("Hours", 3600)),
+}
+DURATIONS = ("delay_notification_min", "expiration_min", "local_delay_notification_min", "local_expiration_min",
+             "connection_timeout", "outbound_timeout")
+
+
+class DurationField(OptionField):
+    """A duration as number + unit (Minutes / Hours / Days); ``value()`` is in the option's own unit."""
+
+    def __init__(self, option: Option) -> None:
+        super().__init__(option)
+        self.units = DURATION_UNITS[option.unit]
+        self.spin = _spin(option)
+        self.spin.setMinimumWidth(80)
+        self.combo = QComboBox()
+        for name, factor in self.units:
+            self.combo.addItem(name, factor)
+        self.combo.setToolTip(tooltip_of(option))
+        self.widget = QWidget()
+        row = QHBoxLayout(self.widget)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.spin)
+        row.addWidget(self.combo)
+        row.addStretch(1)
+        self.label.setBuddy(self.spin)
+        self.spin.valueChanged.connect(self.changed)
+        self.combo.currentIndexChanged.connect(self._unit_changed)
+
+    def factor(self) -> int:
+        return int(self.combo.currentData())
+
+    def _unit_changed(self) -> None:
+        """As IIS: the number stays, its unit changes (the range follows the unit)."""
+        number = self.spin.value()
+        self._range()
+        self.spin.setValue(number)
+        self.changed.emit()
+
+    def _range(self) -> None:
+        factor = self.factor()
+        low = max(1, -(-(self.option.minimum or 1) // factor))
+        self.spin.setRange(low, max(low, (self.option.maximum or 2_147_483_647) // factor))
+
+    def value(self) -> int:
+        return self.spin.value() * self.factor()
+
+    def set_value(self, value: Any) -> None:
+        number = int(value)
+        index = max((i for i, (_, factor) in enumerate(self.units) if number % factor == 0), default=0)
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(index)
+        self.combo.blockSignals(False)
+        self._range()
+        self.spin.setValue(number // self.units[index][1])
+
+    def marked_widgets(self) -> list[QWidget]:
+        return [self.spin]
+
+    def set_enabled(self, enabled: bool, why: str = "") -> None:
+        super().set_enabled(enabled, why)
+        self.spin.setEnabled(enabled)
+        self.combo.setEnabled(enabled)
+
+
 class StrListField(OptionField):
     """A list of text entries (identities, relay list, DNS servers): Add…, Edit… and Remove.
 
@@ -504,6 +572,8 @@ class StrListField(OptionField):
 
 def make_field(option: Option) -> OptionField:
     """The editor the option's type calls for."""
+    if option.type == "int" and option.name in DURATIONS and option.unit in DURATION_UNITS:
+        return DurationField(option)
     if option.type == "int":
         return LimitField(option) if option.minimum == 0 else IntField(option)
     if option.type == "bool":

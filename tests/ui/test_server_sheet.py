@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from engine.conf.options import OPTIONS, Option
 from engine.errors import BindError
-from ui.option_fields import EntryDialog, IntField, IntListField, LimitField, StrListField, TextField
+from ui.option_fields import DurationField, EntryDialog, IntField, IntListField, LimitField, StrListField, TextField
 from ui.server_sheet import ServerSheet
 from ui.sheet_parts import SubDialog
 from ui.tasks import TaskRunner
@@ -255,3 +255,26 @@ def test_ports_are_never_digit_grouped(qtbot: QtBot, fake_engine: FakeEngine, me
     assert isinstance(port, IntField) and not port.spin.isGroupSeparatorShown()
     port.spin.setValue(2525)
     assert port.spin.text() == "2525"
+
+
+def test_durations_in_iis_units(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder, tmp_path: Path) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    shown = {}
+    for name in ("delay_notification_min", "expiration_min", "connection_timeout", "outbound_timeout"):
+        field = sheet.fields[name]
+        assert isinstance(field, DurationField)
+        shown[name] = (field.spin.value(), field.combo.currentText())
+    assert shown == {"delay_notification_min": (12, "Hours"), "expiration_min": (2, "Days"),
+                     "connection_timeout": (10, "Minutes"), "outbound_timeout": (10, "Minutes")}
+    expiration = sheet.fields["expiration_min"]
+    assert isinstance(expiration, DurationField) and not sheet.dirty()
+    expiration.combo.setCurrentIndex(expiration.combo.findText("Hours"))  # as IIS: 2 Days → 2 Hours
+    assert expiration.value() == 120 and sheet.apply_button.isEnabled()
+    assert sheet.candidate().server.expiration_min == 120
+    timeout = sheet.fields["connection_timeout"]
+    assert isinstance(timeout, DurationField)
+    timeout.load(45)  # not a whole number of minutes: shown in seconds
+    assert (timeout.spin.value(), timeout.combo.currentText()) == (45, "Seconds")
+    sheet.tabs.setCurrentIndex(sheet.tabs.indexOf(next(sheet.tabs.widget(i) for i in range(sheet.tabs.count())
+                                                       if sheet.tabs.tabText(i) == "Delivery")))
+    sheet.grab().save(str(tmp_path / "delivery.png"))
