@@ -93,6 +93,7 @@ class Manager:
         self.bridge.events.connect(self.window.on_engine_events)
         self.remote = RemoteComputers(self.window.settings, self.messages, lambda: self.window)
         self.window.connect_requested.connect(self.remote.ask)
+        self.window.replicate_requested.connect(lambda: self.remote.replicate(self.window))
         self.window.queue_feed.loaded.connect(freeze_long_lived)
 
     def start_engine(self) -> EngineError | None:

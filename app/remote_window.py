@@ -8,20 +8,26 @@ confirms its fingerprint (as `smtpsvc --connect` does); the addresses used are r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.bridge import EngineBridge
 from app.export import write_csv
+from app.remote import Call
 from app.remote_host import RemoteHost
+from app.replicate_cmd import replicate
+from engine.admin.control_ops import masked_config
 from engine.admin.http_client import AdminClient, TrustError, known_servers_path, pin
+from engine.conf.config import Config
 from engine.errors import EngineError
 from ui.connect_dialog import ConnectDialog
 from ui.errors import MessageBridge
+from ui.replicate_dialog import ReplicateDialog
 from ui.window import ManagerWindow
 
 RECENT_KEY = "remote/computers"
@@ -110,6 +116,8 @@ class RemoteComputers:
         link.changed.connect(show_link)
         host.link_changed = link.changed.emit
         window.closed.connect(lambda: self._closed(name))
+        window.replicate_requested.connect(lambda: self.replicate(window))
+        window.connect_requested.connect(self.ask)
         window._link_bridges = (bridge, link)  # type: ignore[attr-defined]  # kept alive with the window
         self.windows[name] = (window, host)
         window.set_state(host.state)
@@ -123,6 +131,42 @@ class RemoteComputers:
             task = asyncio.ensure_future(asyncio.to_thread(entry[1].shutdown))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    # -- All Tasks → Replicate Configuration… ------------------------------------------------------------
+
+    def replicate(self, window: ManagerWindow) -> ReplicateDialog:
+        """The dialog for the server of ``window`` (this computer's or a remote one); peers are asked in a
+        thread of their own, so the window stays responsive."""
+        config = window.engine.config()
+        dialog = ReplicateDialog(config.name, self.recent(), getpass.getuser(), window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def run(peers: list[str], user: str, password: str, dry_run: bool) -> None:
+            task = asyncio.ensure_future(self._replicate(dialog, window.engine.config(), peers, user, password,
+                                                         dry_run))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        dialog.run_requested.connect(run)
+        dialog.open()
+        return dialog
+
+    async def _replicate(self, dialog: ReplicateDialog, config: Config, peers: list[str], user: str,
+                         password: str, dry_run: bool) -> None:
+        def refuse_unknown(host_port: str, fingerprint: str) -> bool:
+            return False  # pinned with File → Connect to Computer… or `smtpsvc --connect` first
+
+        @contextlib.asynccontextmanager
+        async def connect(url: str) -> AsyncIterator[Call]:
+            async with AdminClient(url, user, password, confirm=refuse_unknown) as client:
+                yield client.call
+
+        async def lines() -> list[str]:
+            return [line async for line, _ in replicate(masked_config(config), peers, connect, dry_run=dry_run)]
+
+        text = "\n".join(await asyncio.to_thread(asyncio.run, lines()))
+        with contextlib.suppress(RuntimeError):  # the dialog was closed meanwhile
+            dialog.show_outcome(text)
 
     async def drain(self) -> None:
         """Wait for the connections and disconnections under way."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from app.remote import connecting, peer_call, remote_call
+from app.remote import Call, connecting, peer_call, remote_call
 from engine.admin.control_ops import masked_config, replicable
 from engine.admin.replication import differences
 from engine.conf.config import default_config_path
@@ -57,26 +59,35 @@ async def _source(args: argparse.Namespace) -> dict[str, Any]:
     return masked_config(load_config(path))
 
 
+Connect = Callable[[str], AbstractAsyncContextManager[Call]]
+
+
+async def replicate(source: dict[str, Any], peers: list[str], connect: Connect, *, dry_run: bool
+                    ) -> AsyncIterator[tuple[str, bool]]:
+    """Each peer's differences, then (unless ``dry_run``) its result: (line, is it a failure)."""
+    settings = replicable(source)
+    for url in peers:
+        try:
+            async with connect(url) as invoke:
+                changes = differences(source, await invoke("config.get", {}))
+                yield f"{url}: {len(changes) or 'no'} difference{'' if len(changes) == 1 else 's'}", False
+                for line in changes:
+                    yield f"  {line}", False
+                if changes and not dry_run:
+                    result = await invoke("config.replicate", {"settings": settings})
+                    yield f"{url}: replicated ({len(result['changed'])} setting(s) changed)", False
+        except ConfigError as error:
+            yield f"{url}: refused: " + "; ".join(f"{key}: {why}" for key, why in error.problems), True
+        except EngineError as error:
+            yield f"{url}: failed: {error}", True
+    if dry_run:
+        yield "(dry run: nothing was changed)", False
+
+
 async def _run(args: argparse.Namespace) -> int:
     source = await _source(args)
-    settings = replicable(source)
-    failed = 0
-    for url in args.to:
-        try:
-            async with peer_call(args, url) as invoke:
-                changes = differences(source, await invoke("config.get", {}))
-                print(f"{url}: {len(changes) or 'no'} difference{'' if len(changes) == 1 else 's'}")
-                for line in changes:
-                    print(f"  {line}")
-                if changes and not args.dry_run:
-                    result = await invoke("config.replicate", {"settings": settings})
-                    print(f"{url}: replicated ({len(result['changed'])} setting(s) changed)")
-        except ConfigError as error:
-            failed += 1
-            print(f"{url}: refused: " + "; ".join(f"{key}: {why}" for key, why in error.problems), file=sys.stderr)
-        except EngineError as error:
-            failed += 1
-            print(f"{url}: failed: {error}", file=sys.stderr)
-    if args.dry_run:
-        print("(dry run: nothing was changed)")
+    failed = False
+    async for line, failure in replicate(source, args.to, lambda url: peer_call(args, url), dry_run=args.dry_run):
+        print(line, file=sys.stderr if failure else sys.stdout)
+        failed = failed or failure
     return 1 if failed else 0

@@ -94,7 +94,31 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, tmp
         until(lambda: window.state == "paused")
         window.select_node(Node.SERVER)
         shots = Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path))
+        window.select_node(Node.QUEUE)
+        window.grab().save(str(shots / "remote-queue.png"))
+        window.select_node(Node.SERVER)
         window.grab().save(str(shots / "remote-window.png"))
+
+        # All Tasks → Replicate Configuration…: to a second engine (its certificate pinned by connecting once).
+        peer = AdminServe(tmp_path / "peer")
+        peer.start()
+        try:
+            assert run(computers.connect(peer.url, "boss", OPERATORS["boss"][0])) is not None
+            dialog = computers.replicate(window)
+            dialog.user.setText("boss")
+            dialog.password.setText(OPERATORS["boss"][0])
+            dialog.peers.setPlainText(peer.url)
+            dialog.preview.click()
+            until(lambda: "dry run" in dialog.results.toPlainText())
+            assert "max_message_size_kb: 2048 → 1000" in dialog.results.toPlainText()
+            assert ehlo_size(peer.port) == 2048 * 1024
+            dialog.replicate.click()
+            until(lambda: "replicated" in dialog.results.toPlainText())
+            dialog.grab().save(str(shots / "remote-replicate.png"))
+            assert ehlo_size(peer.port) == 1000 * 1024
+            dialog.close()
+        finally:
+            peer.stop()
 
         # The remote engine restarts: the window says so, reconnects, and shows the state it finds.
         links: list[str] = []
@@ -104,7 +128,8 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, tmp
         engine.start()
         until(lambda: links[-1] == "connected", 60)
         assert host.state == "started"
-        window.close()
+        for other in [w for w, _ in computers.windows.values()]:
+            other.close()
         until(lambda: not computers.windows)
         run(computers.drain())
         assert len(boxes) == 1  # only the wrong password was said
