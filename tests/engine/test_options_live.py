@@ -9,8 +9,10 @@ comes with its test.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -22,6 +24,8 @@ from engine_support import LOCAL_DOMAIN, Running, make_config
 
 from engine.conf.options import OPTIONS
 from engine.server import VirtualServer
+from engine.smtpd.tls import create_self_signed
+from engine.smtpd.users import UserStore
 
 MESSAGE = "From: a@example.test\r\nSubject: live\r\n\r\nbody\r\n"
 
@@ -458,17 +462,90 @@ async def _remote_schedule(live: Live) -> None:
     await live.wait(lambda: not live.queued() and notices(f"copies@{LOCAL_DOMAIN}") == 1)
 
 
-NOT_YET_PROBED: dict[str, str] = {  # each one is a gap, not a pass: it may or may not apply live
+def _log_lines(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text("utf-8") for p in sorted((folder / "SMTPSVC1").glob("*.log"))}
 
+
+@probe("log_dir", "log_format", "log_enabled", "log_fields", "log_period")
+async def _protocol_log(live: Live) -> None:
+    folder = live.tmp_path / "LiveLogs"
+    await live.set(log_enabled=False, log_dir=str(folder), log_format="ncsa")
+    await live.talk("EHLO off.test", "QUIT")
+    await live.set(log_enabled=True)
+    await live.talk("EHLO on.test", "QUIT")
+    await live.wait(lambda: any("on.test" in text for text in _log_lines(folder).values()))
+    [(name, text)] = _log_lines(folder).items()
+    assert name.startswith("nc") and "off.test" not in text  # NCSA, and nothing while it was off
+    await live.set(log_format="w3c", log_fields=("date", "time", "c-ip", "cs-method"), log_period="hourly")
+    await live.talk("EHLO w3c.test", "QUIT")
+    await live.wait(lambda: any(n.startswith("ex") for n in _log_lines(folder)))
+    [w3c] = [n for n in _log_lines(folder) if n.startswith("ex")]
+    assert len(w3c) == len("exYYMMDDHH.log")  # hourly files
+    await live.wait(lambda: "QUIT" in _log_lines(folder)[w3c])
+    assert "#Fields: date time c-ip cs-method" in _log_lines(folder)[w3c]
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def _plain(user: str, password: str = PASSWORD) -> str:
+    return "AUTH PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+@probe("users_file", "auth_default_domain", "authenticated_may_relay", "auth_lockout_failures",
+       "auth_failure_delay_ms")
+async def _authentication(live: Live) -> None:
+    users = live.tmp_path / "users"
+    UserStore(users).add(f"bob@{LOCAL_DOMAIN}", PASSWORD)
+    await live.set(auth_basic=True, auth_plaintext_allowed=True, auth_failure_delay_ms=0)
+    assert (await live.talk("EHLO c.test", _plain(f"bob@{LOCAL_DOMAIN}")))[-1][:3] in ("454", "535")
+    await live.set(users_file=str(users))
+    assert (await live.talk("EHLO c.test", _plain(f"bob@{LOCAL_DOMAIN}")))[-1].startswith("235")
+    assert (await live.talk("EHLO c.test", _plain("bob")))[-1].startswith("535")
+    await live.set(auth_default_domain=LOCAL_DOMAIN)
+    relay = ["MAIL FROM:<bob@example.test>", "RCPT TO:<x@elsewhere.example>"]
+    replies = await live.talk("EHLO c.test", _plain("bob"), *relay)
+    assert replies[2].startswith("235") and replies[-1].startswith("250")
+    await live.set(authenticated_may_relay=False)
+    assert (await live.talk("EHLO c.test", _plain("bob"), *relay))[-1].startswith("550 5.7.1")
+    await live.server.unlock_peer("127.0.0.1")  # forget the two failures above (5 allowed so far)
+    await live.set(auth_lockout_failures=1)
+    replies = await live.talk("EHLO c.test", _plain("bob", "wrong password here"), _plain("bob"))
+    assert replies[2].startswith("535") and replies[3].startswith("454 4.7.0")
+
+
+@probe("tls_certificate", "tls_key", "tls_listen")
+async def _tls(live: Live) -> None:
+    certificate, key = live.tmp_path / "cert.pem", live.tmp_path / "key.pem"
+    await asyncio.to_thread(create_self_signed, "mx.example.test", certificate, key)
+
+    def offers_starttls() -> bool:
+        return "STARTTLS" in _ehlo_lines("127.0.0.1", live.running.port)
+
+    assert not await asyncio.to_thread(offers_starttls)
+    await live.set(tls_certificate=str(certificate), tls_key=str(key))
+    assert await asyncio.to_thread(offers_starttls)
+    await live.set(tls_listen=("127.0.0.1:0",))
+    [(_, port)] = [a for a in live.server.bound_addresses if a[1] != live.running.port]
+
+    def greeting() -> bytes:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+                context.wrap_socket(raw) as tls:
+            return tls.recv(100)
+
+    assert (await asyncio.to_thread(greeting)).startswith(b"220 ")
+
+
+NOT_YET_PROBED: dict[str, str] = {  # each one is a gap, not a pass: it may or may not apply live
     name: "no live probe written yet"
     for name in (
         "badmail_max_size_mb", "badmail_max_age_days", "local_delay_notification_min", "local_expiration_min",
         "outbound_tls", "outbound_user", "outbound_password", "outbound_tls_verify", "outbound_tls_ca_file",
-        "attempt_direct_before_smart_host", "reverse_dns_lookup", "authenticated_may_relay",
-        "auth_default_domain", "users_file", "auth_lockout_failures", "auth_lockout_seconds",
-        "auth_failure_delay_ms", "tls_certificate", "tls_key", "tls_listen", "admin_listen",
-        "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback", "operators_file", "log_enabled",
-        "log_format", "log_dir", "log_period", "log_max_size_mb", "log_fields", "log_local_time", "metrics_listen",
+        "attempt_direct_before_smart_host", "reverse_dns_lookup", "auth_lockout_seconds", "log_max_size_mb",
+        "log_local_time", "admin_listen", "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback",
+        "operators_file", "metrics_listen",
     )
 }
 
