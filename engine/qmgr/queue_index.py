@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 
 NAME = "queue.idx"
 MAGIC = b"smtpsvc-queue-index 1"
-BLOCK = 4 << 20  # read this much at a time while loading
+BLOCK = 256 << 10  # read this much at a time while loading (few temporary objects alive at once)
 _RECORD_FIELDS = dataclasses.fields(StateRecord)
 _RCPT_FIELDS = dataclasses.fields(RecipientState)
 # A layout change (a field added to a record) makes old indexes unusable: they are rebuilt, never misread.
@@ -63,6 +62,11 @@ def header() -> bytes:
 # -- the record as one line of text: plain fields split by separators (JSON only for odd strings) ----------
 
 
+def _shared(value: str) -> str:
+    """Marks a field whose equal values are shared between records while loading (see ``_decode_line``)."""
+    return _decode_str(value)
+
+
 def _encode_str(value: str) -> str:
     """Plain unless it has a control character or a lone surrogate, or starts with a quote: then JSON."""
     return json.dumps(value) if value[:1] == '"' or _NOT_PLAIN.search(value) else value
@@ -70,10 +74,6 @@ def _encode_str(value: str) -> str:
 
 def _decode_str(value: str) -> str:
     return str(json.loads(value)) if value[:1] == '"' else value
-
-
-def _decode_shared(value: str) -> str:
-    return sys.intern(_decode_str(value))
 
 
 def _decode_json(value: str) -> Any:
@@ -92,7 +92,7 @@ def _codecs(fields: tuple[dataclasses.Field[Any], ...]) -> list[tuple[Callable[[
         kind = str(item.type)
         encode = _ENCODERS.get(kind, lambda value: json.dumps(value, sort_keys=True))
         decode = _DECODERS.get(kind, _decode_json)
-        result.append((encode, _decode_shared if kind == "str" and item.name in _SHARED else decode))
+        result.append((encode, _shared if kind == "str" and item.name in _SHARED else decode))
     return result
 
 
@@ -131,11 +131,14 @@ def line(queue_id: str, eml_ino: int, env_ino: int, size: int, offset: int, reco
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
-def _decode_line(payload: bytes) -> tuple[int, int, int, int, StateRecord]:
+def _decode_line(payload: bytes, strings: dict[str, str]) -> tuple[int, int, int, int, StateRecord]:
+    """One line; equal repeated strings (states, errors, senders) become one object through ``strings``
+    (a dictionary for one load: interning them for good would keep every unique error for the process's life)."""
     parts = payload.decode("utf-8").split(FIELD)
     if len(parts) != len(_RECORD_DECODERS) + 4:
         raise ValueError("not a line of this layout")
-    values: list[Any] = [decode(value) for decode, value in zip(_RECORD_DECODERS, parts[4:], strict=True)]
+    values: list[Any] = [strings.setdefault(v, v) if decode is _shared and v[:1] != '"' else decode(v)
+                         for decode, v in zip(_RECORD_DECODERS, parts[4:], strict=True)]
     record = StateRecord(*values)
     error = record.last_error
     rcpts = []
@@ -145,7 +148,9 @@ def _decode_line(payload: bytes) -> tuple[int, int, int, int, StateRecord]:
             raise ValueError("not a recipient of this layout")
         if fields[_RCPT_ERROR] == SAME_ERROR:
             fields[_RCPT_ERROR] = error
-        rcpts.append(RecipientState(*[decode(value) for decode, value in zip(_RCPT_DECODERS, fields, strict=True)]))
+        decoded: list[Any] = [strings.setdefault(v, v) if decode is _shared and v[:1] != '"' else decode(v)
+                              for decode, v in zip(_RCPT_DECODERS, fields, strict=True)]
+        rcpts.append(RecipientState(*decoded))
     record.recipients = rcpts
     return int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), record
 
@@ -220,6 +225,7 @@ class QueueIndex:
     def load(self, messages: dict[str, int], records: dict[str, int]) -> dict[str, Indexed]:
         """The records whose files are still those on disk (``messages``/``records``: id → inode)."""
         found: dict[str, Indexed] = {}
+        strings: dict[str, str] = {}
         count = 0
         with self.path.open("rb") as handle:
             handle.readline()
@@ -227,7 +233,7 @@ class QueueIndex:
                 for payload in _payloads(block):
                     count += 1
                     try:
-                        eml_ino, env_ino, size, offset, record = _decode_line(payload)
+                        eml_ino, env_ino, size, offset, record = _decode_line(payload, strings)
                     except (TypeError, ValueError):
                         continue
                     queue_id = record.queue_id
