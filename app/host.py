@@ -198,6 +198,18 @@ class EngineHost:
     async def list_sessions(self) -> list[SessionInfo]:
         return await self.call(lambda server: server.list_sessions())
 
+    async def list_users(self) -> list[str]:
+        return await self.call(lambda server: server.list_users())
+
+    async def add_user(self, name: str, password: str) -> None:
+        await self.call(lambda server: server.add_user(name, password))
+
+    async def set_user_password(self, name: str, password: str) -> None:
+        await self.call(lambda server: server.set_user_password(name, password))
+
+    async def delete_user(self, name: str) -> None:
+        await self.call(lambda server: server.delete_user(name))
+
     async def terminate_session(self, session_id: str) -> None:
         await self.call(lambda server: server.terminate_session(session_id))
 

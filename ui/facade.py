@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.mailroot_items import DropItem, PickupPreview
@@ -101,3 +101,16 @@ class EngineFacade(Protocol):
     async def counter_history(self, seconds: float | None = None) -> History: ...
 
     async def track_messages(self, query: Query) -> list[Track]: ...
+
+
+@runtime_checkable
+class AccountsFacade(Protocol):
+    """The AUTH accounts of the users file: the embedded engine has them (a remote computer does not yet)."""
+
+    async def list_users(self) -> list[str]: ...
+
+    async def add_user(self, name: str, password: str) -> None: ...
+
+    async def set_user_password(self, name: str, password: str) -> None: ...
+
+    async def delete_user(self, name: str) -> None: ...

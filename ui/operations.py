@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import shiboken6
-from PySide6.QtWidgets import QInputDialog, QLineEdit, QMessageBox
+from PySide6.QtWidgets import QInputDialog, QLineEdit, QMessageBox, QWidget
 
 from engine.conf.config import Config, delete_domain, rename_domain, set_default_domain
 from engine.conf.config_file import validate_config
@@ -13,8 +13,10 @@ from engine.errors import DomainError, NotFoundError
 from ui.context import WindowPort
 from ui.domain_sheet import DomainSheet
 from ui.domain_wizard import DomainWizard
+from ui.facade import AccountsFacade
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
+from ui.users_dialog import UsersDialog
 
 
 class Operations:
@@ -150,11 +152,19 @@ class Operations:
                                      self.w.window())
         elif self.w.node == Node.SERVER:
             self.sheet = ServerSheet(self.engine.config, self.w.state, self.apply, self.runner, self.messages,
-                                     self.w.window())
+                                     self.w.window(),
+                                     open_users=self.open_users if isinstance(self.engine, AccountsFacade) else None)
         else:
             return
         self.sheet.finished.connect(self.sheet.deleteLater)
         self.sheet.open()
+
+    def open_users(self, parent: QWidget) -> UsersDialog:
+        assert isinstance(self.engine, AccountsFacade)
+        dialog = UsersDialog(self.engine, self.runner, self.messages, parent)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
 
     # -- sessions -------------------------------------------------------------------------------
 

@@ -40,7 +40,9 @@ class ServerSheet(PropertySheet):
     """``current()`` is the engine's configuration now: the sheet's changes go on top of it at apply time."""
 
     def __init__(self, current: Callable[[], Config], state: str, apply: ApplyFn, runner: TaskRunner,
-                 messages: MessageBridge, parent: QWidget | None = None) -> None:
+                 messages: MessageBridge, parent: QWidget | None = None, *,
+                 open_users: Callable[[QWidget], object] | None = None) -> None:
+        self._open_users = open_users
         config = current()
         super().__init__(f"{config.name} Properties", apply, runner, messages, parent)
         self._current = current
@@ -78,6 +80,19 @@ class ServerSheet(PropertySheet):
         for name in names:
             self.where[name] = where
         return [self.fields[name] for name in names]
+
+    def _users_row(self) -> QWidget:
+        """Users… (the accounts of Basic authentication), when the window can reach the engine's users file."""
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.users_button = QPushButton("&Users…")
+        self.users_button.setToolTip("Add, remove or set the password of the accounts that may authenticate")
+        self.users_button.setEnabled(self._open_users is not None)
+        self.users_button.clicked.connect(lambda: self._open_users(self) if self._open_users else None)
+        layout.addStretch(1)
+        layout.addWidget(self.users_button)
+        return row
 
     def _sub(self, title: str, names: list[str], intro: str = "", extra: QWidget | None = None) -> SubDialog:
         return SubDialog(title, self._take(names, title), intro, self, extra)
@@ -121,8 +136,7 @@ class ServerSheet(PropertySheet):
         authentication = self._sub("Authentication", [
             "auth_anonymous", "auth_basic", "auth_plaintext_allowed", "auth_default_domain", "users_file",
             "auth_lockout_failures", "auth_lockout_seconds", "auth_failure_delay_ms"],
-            "Select acceptable authentication methods for this resource. Accounts are managed with "
-            "`smtpsvc user add|del|passwd|list`.")
+            "Select acceptable authentication methods for this resource.", extra=self._users_row())
         layout.addWidget(group(
             "Access control",
             note("Enable anonymous access and edit the authentication methods for this resource."),

@@ -9,6 +9,7 @@ import smtplib
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +26,7 @@ from ui.result_pane import ResultPane
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
 from ui.session_detail import SessionDialog
+from ui.users_dialog import UsersDialog
 from ui.window import ManagerWindow
 
 T = TypeVar("T")
@@ -152,6 +154,47 @@ def test_session_columns_and_properties_follow_the_client(running: Run, tmp_path
         assert not dialog.terminate_button.isEnabled()
     finally:
         client.close()
+
+
+def test_users_dialog_manages_the_accounts_that_authenticate(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    host = running.manager.host
+    config = host.config()
+    server = replace(config.server, users_file=str(tmp_path / "users"), auth_basic=True,
+                     auth_plaintext_allowed=True)
+    running.run(host.apply_config(replace(config, server=server)))
+    window.select_node(Node.SERVER)
+    window.actions_.properties.trigger()
+    sheet = window.ops.sheet
+    assert isinstance(sheet, ServerSheet) and sheet.users_button.isEnabled()
+    sheet.users_button.click()
+    [dialog] = [d for d in sheet.findChildren(UsersDialog) if d.isVisible()]
+    running.until(lambda: dialog.status.text() == "0 accounts.")
+    dialog.ask_account = lambda name="": (name or "alice", "first secret")  # type: ignore[method-assign]
+    dialog.add_button.click()
+    running.until(lambda: [dialog.list.item(i).text() for i in range(dialog.list.count())] == ["alice"])
+
+    def login(password: str) -> int:
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+            client.ehlo("c")
+            try:
+                return client.login("alice", password)[0]
+            except smtplib.SMTPAuthenticationError as error:
+                return error.smtp_code
+
+    assert login("first secret") == 235
+    dialog.list.setCurrentRow(0)
+    dialog.ask_account = lambda name="": (name, "second secret")  # type: ignore[method-assign]
+    dialog.password_button.click()
+    running.until(lambda: not dialog.busy)
+    assert login("second secret") == 235 and login("first secret") == 535
+    dialog.grab().save(str(tmp_path / "users.png"))
+    dialog.list.setCurrentRow(0)
+    dialog.confirm_remove = lambda name: True  # type: ignore[method-assign]
+    dialog.remove_button.click()
+    running.until(lambda: dialog.list.count() == 0 and not dialog.busy)
+    assert running.run(host.list_users()) == []
+    sheet.reject()
 
 
 def test_terminate_all_from_the_window(running: Run) -> None:
