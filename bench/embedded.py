@@ -56,7 +56,8 @@ TARGET_P99_MS = 100.0
 class Window:
     """The manager window (engine embedded) as a child process; stopped by a stop file, lag read back."""
 
-    def __init__(self, workdir: Path, port: int, log: Path) -> None:
+    def __init__(self, workdir: Path, port: int, log: Path, node: str = "sessions") -> None:
+        self.node = node  # the scope node the window shows during the runs
         self.workdir = workdir
         self.mailroot = workdir / "mailroot"
         self.config = workdir / "smtpsvc.toml"
@@ -90,7 +91,8 @@ class Window:
         self.stop_file.unlink(missing_ok=True)
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        argv = [sys.executable, str(Path(__file__).resolve()), "--window-child", str(self.workdir), str(self.port)]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--window-child", str(self.workdir), str(self.port),
+                "--node", self.node]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          cwd=REPO, env=env)
@@ -117,7 +119,7 @@ class Window:
         return [(at, late) for at, late in json.loads(self.lag_file.read_text())]
 
 
-def window_child(workdir: Path, port: int) -> int:
+def window_child(workdir: Path, port: int, node: str = "sessions") -> int:
     """The child: the manager as `smtpsvc` runs it, plus the 10 ms lateness probe."""
     import asyncio
 
@@ -142,7 +144,7 @@ def window_child(workdir: Path, port: int) -> int:
     window = manager.window
     window.resize(1100, 700)
     window.show()
-    window.select_node(Node.SESSIONS)
+    window.select_node(Node(node))
     ticks: list[tuple[float, float]] = []
     last = [time.perf_counter()]
 
@@ -191,9 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one repetition, fewer messages")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per scenario (default 3)")
     parser.add_argument("--window-child", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--node", default="sessions", help=argparse.SUPPRESS)
+    parser.add_argument("--also-node", metavar="NODE", default=None,
+                        help="a second window showing this scope node (e.g. performance) in the same run: the "
+                             "cost of that node is its rate against the first window's")
     args = parser.parse_args(argv)
     if args.window_child:
-        return window_child(Path(args.window_child[0]), int(args.window_child[1]))
+        return window_child(Path(args.window_child[0]), int(args.window_child[1]), args.node)
     reps = args.reps or (1 if args.quick else 3)
     messages = 1000 if args.quick else 4000
     warmup = 200 if args.quick else 500
@@ -201,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log = OUT_DIR / f"embedded-{stamp}.log"
     scenarios = {True: "4 KB, 1 msg/connection", False: "4 KB, many msgs/connection"}
-    rates: dict[bool, dict[str, list[float]]] = {mode: {"window": [], "serve": []} for mode in scenarios}
+    names = ["window", "serve", *([f"window-{args.also_node}"] if args.also_node else [])]
+    rates: dict[bool, dict[str, list[float]]] = {mode: {name: [] for name in names} for mode in scenarios}
     windows: list[tuple[float, float]] = []
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="embedded-") as tmp:
@@ -211,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         serve = Smtpsvc(serve_dir, free_port(), sys.executable, log).start()
         window = Window(window_dir, free_port(), log).start()
         servers: dict[str, Smtpsvc | Window] = {"serve": serve, "window": window}
+        if args.also_node:
+            other_dir = Path(tmp) / "window-other"
+            other_dir.mkdir()
+            servers[f"window-{args.also_node}"] = Window(other_dir, free_port(), log, args.also_node).start()
         ticks: list[tuple[float, float]] = []
         try:
             for name, server in servers.items():
@@ -220,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     settle(server, warmup)
                 print(f"warmed up {name}", flush=True)
             for rep in range(reps):
-                order = ["window", "serve"] if rep % 2 == 0 else ["serve", "window"]
+                order = names if rep % 2 == 0 else names[::-1]
                 for mode, label in scenarios.items():
                     for name in order:
                         server = servers[name]
@@ -235,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ticks = window.stop()
             serve.stop()
+            for name, other in servers.items():
+                if name.startswith("window-") and isinstance(other, Window):
+                    other.stop()
     during = [late for at, late in ticks if any(start <= at <= end for start, end in windows)]
     lines = [f"Load average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f}; {reps} repetition(s), "
              f"{messages} messages of {SIZE // 1024} KB per run, {SESSIONS} sessions.", "",
@@ -246,6 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {label} | {window_rate:.0f} | {serve_rate:.0f} | {ratio:.2f}x | ≥ {TARGET_RATIO}x: "
                      f"{'met' if ratio >= TARGET_RATIO else 'not met'} |")
         record["scenarios"][label] = rates[mode]  # type: ignore[index]
+    if args.also_node:
+        other = f"window-{args.also_node}"
+        lines += ["", f"| scenario | window on Current Sessions msgs/s | window on {args.also_node} msgs/s | cost of "
+                      f"the {args.also_node} node (per-pair median) |", "|---|---:|---:|---:|"]
+        for mode, label in scenarios.items():
+            pairs = [b / a for a, b in zip(rates[mode]["window"], rates[mode][other], strict=True)]
+            lines.append(f"| {label} | {median(rates[mode]['window']):.0f} | {median(rates[mode][other]):.0f} "
+                         f"| {(1 - median(pairs)) * 100:+.1f} % |")
     p50, p99 = percentile(during, 50) * 1000, percentile(during, 99) * 1000
     worst = max(during, default=0.0) * 1000
     lines += ["", f"Window loop lateness during the runs ({len(during):,} ticks of a 10 ms timer): p50 {p50:.1f} ms, "

@@ -137,6 +137,15 @@ class AdminAction(Event):
 
 
 @dataclass(frozen=True)
+class CertificateLoaded(Event):
+    """The TLS certificate was (re)loaded: at start-up, or at the first connection after its file changed."""
+
+    path: str
+    subject: str
+    not_after: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
 class ErrorEvent(Event):
     """Something went wrong that an operator should see (corrupt queue file, unreadable Pickup file...)."""
 

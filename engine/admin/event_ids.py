@@ -15,6 +15,7 @@ from typing import Any, Literal
 from engine.events import (
     AdminAction,
     BadmailPruned,
+    CertificateLoaded,
     ConfigChanged,
     ErrorEvent,
     Event,
@@ -28,6 +29,7 @@ from engine.smtpd.security import AuthFailed, AuthRefusedLocked, SecurityWarning
 
 Level = Literal["Information", "Warning", "Error"]
 LEVELS: tuple[Level, ...] = ("Information", "Warning", "Error")  # in rising severity
+EXPIRY_WARNING_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ EVENT_TYPES: dict[int, EventType] = {t.event_id: t for t in (
     EventType(2001, "Warning", "Security", "A login was refused during a lock-out"),
     EventType(2002, "Warning", "Security", "A setting weakens security"),
     EventType(2003, "Error", "TLS", "The certificate or key cannot be used"),
+    EventType(2004, "Information", "TLS", "The certificate was loaded (at start, or after its file changed)"),
+    EventType(2005, "Warning", "TLS", f"The certificate expires within {EXPIRY_WARNING_DAYS} days, or has expired"),
     EventType(3000, "Warning", "Badmail", "A message was moved to Badmail"),
     EventType(3001, "Information", "NDR", "A delivery status notification was generated"),
     EventType(3002, "Error", "NDR", "A delivery status notification could not be queued"),
@@ -62,6 +66,16 @@ EVENT_TYPES: dict[int, EventType] = {t.event_id: t for t in (
     EventType(5004, "Error", "SMTP", "An unexpected error in an SMTP session"),
     EventType(5099, "Error", "Service", "Another error an operator should see"),
 )}
+
+def _certificate(event: CertificateLoaded) -> tuple[int, str]:
+    until = datetime.fromtimestamp(event.not_after, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    days = (event.not_after - event.at) / 86400
+    if days < 0:
+        return 2005, f"The certificate {event.subject} ({event.path}) expired on {until}: clients will refuse it."
+    if days < EXPIRY_WARNING_DAYS:
+        return 2005, f"The certificate {event.subject} ({event.path}) expires in {int(days)} day(s), on {until}."
+    return 2004, f"Loaded the certificate {event.subject} from {event.path}; valid until {until}."
+
 
 _STATE_IDS = {("starting", "started"): 1000, ("stopping", "stopped"): 1001, ("pausing", "paused"): 1002,
               ("continuing", "started"): 1003}
@@ -118,6 +132,7 @@ _RULES: dict[type[Event], Callable[[Any], tuple[int, str] | None]] = {
     AuthRefusedLocked: lambda e: (2001, f"A login from {e.peer} was refused: locked out for "
                                         f"{int(e.seconds_left)} more seconds."),
     SecurityWarning: lambda e: (2002, e.message),
+    CertificateLoaded: _certificate,
     MessageBadmailed: lambda e: (3000, f"{e.name} ({e.source}): {e.reason}"),
     BadmailPruned: lambda e: (3003, f"{len(e.names)} Badmail item(s) removed, {e.freed:,} bytes, oldest first: "
                                     + ", ".join(e.names[:5]) + (" …" if len(e.names) > 5 else "") + "."),

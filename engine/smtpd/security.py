@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.conf.config import Config
-from engine.events import ErrorEvent, Event, EventBus
+from engine.events import CertificateLoaded, ErrorEvent, Event, EventBus
 from engine.smtpd.authlimit import AuthLimiter
 from engine.smtpd.rdns import PeerNames
-from engine.smtpd.tls import TlsStore
+from engine.smtpd.tls import TlsError, TlsStore, certificate_info
 from engine.smtpd.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,10 @@ class Security:
 
     def tls_context(self, config: Config, bus: EventBus) -> ssl.SSLContext | None:
         server = config.server
+        reloads = self.tls.reloads
         context = self.tls.context(server.tls_certificate, server.tls_key)
+        if context is not None and self.tls.reloads != reloads:
+            self._certificate_loaded(bus, server.tls_certificate)
         error = self.tls.fresh_error()
         if error:
             _error(bus, "tls", f"{error}; STARTTLS is not offered")
@@ -98,6 +101,15 @@ class Security:
                            "Basic authentication is offered without TLS: passwords may cross the network in "
                            "clear text")
         return context
+
+    @staticmethod
+    def _certificate_loaded(bus: EventBus, path: str) -> None:
+        """The event log records each certificate loaded, and warns when it expires soon."""
+        try:
+            info = certificate_info(Path(path))
+        except TlsError:
+            return
+        bus.publish(CertificateLoaded(path, info.subject, info.not_after.timestamp()))
 
     def warn_once(self, bus: EventBus, key: str, message: str) -> None:
         if key not in self._warned:

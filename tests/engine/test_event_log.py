@@ -19,6 +19,7 @@ from engine.errors import BindError
 from engine.events import (
     AdminAction,
     BadmailPruned,
+    CertificateLoaded,
     ConfigChanged,
     ErrorEvent,
     ListenerFailed,
@@ -32,7 +33,8 @@ from engine.smtpd.security import AuthFailed
 # Published IDs never change meaning: this table is the contract with scripts and monitoring.
 STABLE = {1000: "Service", 1001: "Service", 1002: "Service", 1003: "Service", 1004: "Queue", 1100: "Configuration",
           1101: "Administration",
-          2000: "Security", 2001: "Security", 2002: "Security", 2003: "TLS", 3000: "Badmail", 3001: "NDR",
+          2000: "Security", 2001: "Security", 2002: "Security", 2003: "TLS", 2004: "TLS", 2005: "TLS", 3000: "Badmail",
+          3001: "NDR",
           3002: "NDR", 3003: "Badmail", 4000: "Listener", 5000: "Queue", 5001: "Drop", 5002: "Pickup",
           5003: "Protocol log", 5004: "SMTP", 5099: "Service"}
 
@@ -60,6 +62,9 @@ def test_the_id_table_is_stable() -> None:
     (ErrorEvent("log", "full"), (5003, "Error")),
     (ErrorEvent("something new", "?"), (5099, "Error")),
     (SessionOpened("S1", "127.0.0.1"), None),
+    (CertificateLoaded("/c.pem", "CN=mx", 100 * 86400.0, at=0.0), (2004, "Information")),
+    (CertificateLoaded("/c.pem", "CN=mx", 10 * 86400.0, at=0.0), (2005, "Warning")),
+    (CertificateLoaded("/c.pem", "CN=mx", 0.0, at=5.0), (2005, "Warning")),
 ])
 def test_entry_for(event: object, expected: tuple[int, str] | None) -> None:
     entry = entry_for(event)  # type: ignore[arg-type]
@@ -107,3 +112,14 @@ async def test_the_engine_writes_its_events(tmp_path: Path, config_factory: Call
     assert ids == [1000, 1002, 1003, 1100, 4000, 1001]
     assert json.loads(lines[3])["text"] == "Changed: server.max_recipients."
     assert all(e.source for e in event_log.read_entries(directory))
+
+
+async def test_certificate_loads_are_logged(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
+    from security_support import tls_files
+
+    tls = tls_files(tmp_path / "tls")
+    running = await start_server(config_factory(tls_certificate=str(tls.certificate), tls_key=str(tls.key)))
+    await running.server.stop()
+    entries = list(event_log.read_entries(event_log.event_log_dir(running.server.mailroot.root)))
+    [loaded] = [e for e in entries if e.source == "TLS"]
+    assert loaded.event_id == 2004 and str(tls.certificate) in loaded.text and "valid until" in loaded.text
