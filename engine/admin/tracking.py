@@ -25,7 +25,7 @@ from engine.store.envelope import split_envelope
 log = logging.getLogger(__name__)
 
 DIR_NAME = "Tracking"
-FILE_NAME = "tracking.sqlite"
+FILE_NAME = "tracking-v2.sqlite"  # v2: recipients carry the arrival time (a new schema: a new file)
 KEEP_DAYS = 30
 HEADER_BYTES = 16 * 1024  # enough of a message to find Message-ID and Subject
 
@@ -34,15 +34,16 @@ CREATE TABLE IF NOT EXISTS messages (
     queue_id TEXT PRIMARY KEY, received REAL NOT NULL, sender TEXT NOT NULL, sender_domain TEXT NOT NULL,
     message_id TEXT NOT NULL DEFAULT '', subject TEXT NOT NULL DEFAULT '', size INTEGER NOT NULL,
     source TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS recipients (queue_id TEXT NOT NULL, address TEXT NOT NULL, domain TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recipients (queue_id TEXT NOT NULL, address TEXT NOT NULL, domain TEXT NOT NULL,
+                                       received REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS steps (queue_id TEXT NOT NULL, at REAL NOT NULL, what TEXT NOT NULL,
                                   detail TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS messages_received ON messages (received);
-CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender);
-CREATE INDEX IF NOT EXISTS messages_sender_domain ON messages (sender_domain);
-CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);
-CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address);
-CREATE INDEX IF NOT EXISTS recipients_domain ON recipients (domain);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender, received);
+CREATE INDEX IF NOT EXISTS messages_sender_domain ON messages (sender_domain, received);
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id, received);
+CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address, received);
+CREATE INDEX IF NOT EXISTS recipients_domain ON recipients (domain, received);
 CREATE INDEX IF NOT EXISTS recipients_queue_id ON recipients (queue_id);
 CREATE INDEX IF NOT EXISTS steps_queue_id ON steps (queue_id);
 """
@@ -88,19 +89,27 @@ class Query:
     until: float | None = None
     limit: int = 100
 
+    def sql(self) -> tuple[str, list[object]]:
+        """The statement and its parameters: newest first, always walking an index in arrival order (a
+        recipient search walks the recipients' (address or domain, received) index and joins the messages)."""
+        where, params = self.where()
+        columns = "m.queue_id, m.received, m.sender, m.message_id, m.subject, m.size, m.source"
+        if self.recipient:
+            column = "domain" if self.recipient.startswith("@") else "address"
+            value = self.recipient[1:].lower() if self.recipient.startswith("@") else self.recipient.lower()
+            return (f"SELECT {columns} FROM recipients r JOIN messages m ON m.queue_id = r.queue_id "
+                    f"WHERE r.{column} = ? AND {where} ORDER BY r.received DESC LIMIT ?",
+                    [value, *params, self.limit])
+        return f"SELECT {columns} FROM messages m WHERE {where} ORDER BY m.received DESC LIMIT ?", [*params, self.limit]
+
     def where(self) -> tuple[str, list[object]]:
-        """The SQL condition (indexed columns only) and its parameters."""
+        """The conditions on the message itself (indexed columns only) and their parameters."""
         clauses: list[str] = []
         params: list[object] = []
         if self.sender:
             column = "sender_domain" if self.sender.startswith("@") else "sender"
             clauses.append(f"m.{column} = ?")
             params.append(self.sender[1:].lower() if self.sender.startswith("@") else self.sender.lower())
-        if self.recipient:
-            column = "domain" if self.recipient.startswith("@") else "address"
-            value = self.recipient[1:].lower() if self.recipient.startswith("@") else self.recipient.lower()
-            clauses.append(f"m.queue_id IN (SELECT queue_id FROM recipients WHERE {column} = ?)")
-            params.append(value)
         if self.message_id:
             clauses.append("m.message_id = ?")
             params.append(normal_message_id(self.message_id))
@@ -145,12 +154,14 @@ def open_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def search(connection: sqlite3.Connection, query: Query) -> list[Track]:
-    where, params = query.where()
-    rows = connection.execute(
-        f"SELECT queue_id, received, sender, message_id, subject, size, source FROM messages m WHERE {where} "
-        "ORDER BY received DESC LIMIT ?", [*params, query.limit]).fetchall()
+    statement, params = query.sql()
+    rows = connection.execute(statement, params).fetchall()
     tracks = []
+    seen: set[str] = set()
     for queue_id, received, sender, message_id, subject, size, source in rows:
+        if queue_id in seen:  # two recipients of one message in the domain searched for
+            continue
+        seen.add(queue_id)
         recipients = tuple(r for (r,) in connection.execute(
             "SELECT address FROM recipients WHERE queue_id = ?", (queue_id,)))
         steps = tuple(Step(at, what, detail) for at, what, detail in connection.execute(
@@ -230,7 +241,7 @@ class TrackingIndex:
                                                     str(self.queue_dir / f"{event.queue_id}.eml"))
                 messages.append((event.queue_id, event.at, event.sender.lower(), _domain(event.sender),
                                  message_id, subject, event.size, event.source))
-                recipients += [(event.queue_id, r.lower(), _domain(r)) for r in event.recipients]
+                recipients += [(event.queue_id, r.lower(), _domain(r), event.at) for r in event.recipients]
                 steps.append((event.queue_id, event.at, "received",
                               f"from {event.sender or '<>'} by {event.source}, {event.size} bytes"))
             elif isinstance(event, MessageDropped):
@@ -242,7 +253,7 @@ class TrackingIndex:
                               else event.what, ""))
         with connection:
             connection.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", messages)
-            connection.executemany("INSERT INTO recipients VALUES (?, ?, ?)", recipients)
+            connection.executemany("INSERT INTO recipients VALUES (?, ?, ?, ?)", recipients)
             connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", steps)
 
     @staticmethod
