@@ -332,7 +332,8 @@ class QueueStore:
             return
         if self.index.lines <= 2 * len(self.entries) + COMPACT_SLACK:
             return
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.index.compact, set(self.entries)))
+        end, live = self.index.size(), set(self.entries)  # together: a message added later has its lines beyond
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.index.compact, live, end))
         self._compaction = task
         task.add_done_callback(self._compacted)
 

@@ -146,10 +146,10 @@ def _decode_line(payload: bytes, strings: dict[str, str]) -> tuple[int, int, int
         fields = text.split(RECIPIENT_FIELD)
         if len(fields) != len(_RCPT_DECODERS):
             raise ValueError("not a recipient of this layout")
-        if fields[_RCPT_ERROR] == SAME_ERROR:
-            fields[_RCPT_ERROR] = error
         decoded: list[Any] = [strings.setdefault(v, v) if decode is _shared and v[:1] != '"' else decode(v)
                               for decode, v in zip(_RCPT_DECODERS, fields, strict=True)]
+        if fields[_RCPT_ERROR] == SAME_ERROR:
+            decoded[_RCPT_ERROR] = error  # (already decoded)
         rcpts.append(RecipientState(*decoded))
     record.recipients = rcpts
     return int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), record
@@ -262,13 +262,15 @@ class QueueIndex:
                 return
             self.lines += data.count(b"\n")
 
-    def compact(self, live: set[str]) -> None:
-        """Rewrite the file with only the last line of each message in ``live`` (on a worker thread).
-
-        Lines appended meanwhile are carried over under the lock, so nothing written is left behind.
-        """
+    def size(self) -> int:
+        """Where the file ends now (compaction keeps what lies beyond as it is)."""
         with self._lock:
-            end = os.fstat(self._fd).st_size if self._fd >= 0 else 0
+            return os.fstat(self._fd).st_size if self._fd >= 0 else 0
+
+    def compact(self, live: set[str], end: int) -> None:
+        """Rewrite the file with only the last line of each message in ``live`` up to ``end`` (taken together
+        with ``live``: a message added later has its lines beyond), then everything after ``end``; on a
+        worker thread. Lines appended meanwhile are carried over under the lock: nothing written is lost."""
         last: dict[str, int] = {}
         with self.path.open("rb") as handle:
             handle.readline()
