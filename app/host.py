@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
+from app.cert_cmd import CERT_NAME, KEY_NAME
 from engine.admin import mailroot_items
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.mailroot_items import DropItem, PickupPreview
@@ -29,6 +30,7 @@ from engine.events import Event
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
 from engine.server import VirtualServer
 from engine.smtpd.sessions import SessionInfo
+from engine.smtpd.tls import PairReport, create_self_signed, free_pair, inspect_pair
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,23 @@ class EngineHost:
 
     async def list_sessions(self) -> list[SessionInfo]:
         return await self.call(lambda server: server.list_sessions())
+
+    async def inspect_certificate(self, certificate: str, key: str) -> PairReport:
+        return await asyncio.to_thread(inspect_pair, certificate, key)
+
+    async def create_certificate(self, fqdn: str, names: tuple[str, ...], days: int) -> tuple[str, str]:
+        """A self-signed certificate and key (as `smtpsvc cert new`) beside the configuration file, under names
+        that replace nothing; returns their paths, for the Certificate page to use."""
+        directory = (self._config_path.expanduser().parent if self._config_path is not None
+                     else self.mailroot).resolve()
+
+        def make() -> tuple[str, str]:
+            directory.mkdir(parents=True, exist_ok=True)
+            cert, key = free_pair(directory, CERT_NAME, KEY_NAME)
+            create_self_signed(fqdn, cert, key, days=days, extra_names=names)
+            return str(cert), str(key)
+
+        return await asyncio.to_thread(make)
 
     async def list_users(self) -> list[str]:
         return await self.call(lambda server: server.list_users())

@@ -14,6 +14,7 @@ from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
 from engine.smtpd.sessions import SessionInfo
+from engine.smtpd.tls import PairReport
 
 
 class EngineFacade(Protocol):
@@ -114,3 +115,12 @@ class AccountsFacade(Protocol):
     async def set_user_password(self, name: str, password: str) -> None: ...
 
     async def delete_user(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class CertificateFacade(Protocol):
+    """The Certificate page's calls: describe and check a certificate/key pair, make a self-signed one."""
+
+    async def inspect_certificate(self, certificate: str, key: str) -> PairReport: ...
+
+    async def create_certificate(self, fqdn: str, names: tuple[str, ...], days: int) -> tuple[str, str]: ...

@@ -22,7 +22,9 @@ from engine.conf.config_file import validate_config
 from engine.conf.options import OPTIONS
 from engine.errors import ConfigError
 from engine.store.mailroot import Mailroot
+from ui.certificate_panel import CertificatePanel
 from ui.errors import MessageBridge
+from ui.facade import CertificateFacade
 from ui.icons import state_icon
 from ui.option_fields import OptionField, TextField, make_field
 from ui.sheet import ApplyFn, Problems, PropertySheet
@@ -41,8 +43,11 @@ class ServerSheet(PropertySheet):
 
     def __init__(self, current: Callable[[], Config], state: str, apply: ApplyFn, runner: TaskRunner,
                  messages: MessageBridge, parent: QWidget | None = None, *,
-                 open_users: Callable[[QWidget], object] | None = None) -> None:
+                 open_users: Callable[[QWidget], object] | None = None,
+                 certificates: CertificateFacade | None = None) -> None:
         self._open_users = open_users
+        self._certificates = certificates
+        self.certificate_panel: CertificatePanel | None = None
         config = current()
         super().__init__(f"{config.name} Properties", apply, runner, messages, parent)
         self._current = current
@@ -81,6 +86,14 @@ class ServerSheet(PropertySheet):
             self.where[name] = where
         return [self.fields[name] for name in names]
 
+    def _certificate_panel(self) -> QWidget | None:
+        certificate, key = self.fields["tls_certificate"], self.fields["tls_key"]
+        if self._certificates is None or not isinstance(certificate, TextField) or not isinstance(key, TextField):
+            return None
+        self.certificate_panel = CertificatePanel(certificate, key, self._certificates, self._runner,
+                                                  self._messages, lambda: self._current().fqdn)
+        return self.certificate_panel
+
     def _users_row(self) -> QWidget:
         """Users… (the accounts of Basic authentication), when the window can reach the engine's users file."""
         row = QWidget()
@@ -88,7 +101,7 @@ class ServerSheet(PropertySheet):
         layout.setContentsMargins(0, 0, 0, 0)
         self.users_button = QPushButton("&Users…")
         self.users_button.setToolTip("Add, remove or set the password of the accounts that may authenticate")
-        self.users_button.setEnabled(self._open_users is not None)
+        self.users_button.setVisible(self._open_users is not None)
         self.users_button.clicked.connect(lambda: self._open_users(self) if self._open_users else None)
         layout.addStretch(1)
         layout.addWidget(self.users_button)
@@ -142,8 +155,9 @@ class ServerSheet(PropertySheet):
             note("Enable anonymous access and edit the authentication methods for this resource."),
             button_row(opener("Authentication…", authentication))))
         certificate = self._sub("Certificate", ["tls_certificate", "tls_key"],
-                                "The server certificate for TLS (PEM files). `smtpsvc cert new` makes a "
-                                "self-signed one.")
+                                "The server certificate for STARTTLS and the secure identities (PEM files).",
+                                extra=self._certificate_panel())
+        certificate.setMinimumWidth(600)
         communication = self._sub("Communication", ["require_tls", "tls_listen"])
         layout.addWidget(group(
             "Secure communication",

@@ -175,3 +175,40 @@ def _info(cert: x509.Certificate) -> CertificateInfo:
         sha256=":".join(digest[i:i + 2] for i in range(0, len(digest), 2)),
         self_signed=cert.issuer == cert.subject,
     )
+
+
+@dataclass(frozen=True)
+class PairReport:
+    """What the Certificate page shows: the certificate described, and why the pair cannot be used ("" = it can)."""
+
+    info: CertificateInfo | None
+    problem: str
+
+
+def inspect_pair(certificate: str, key: str = "") -> PairReport:
+    """Describe the certificate file and check that it loads with its key (the match check of the GUI)."""
+    if not certificate:
+        return PairReport(None, "no certificate: STARTTLS is not offered")
+    try:
+        info = certificate_info(Path(certificate))
+        server_context(certificate, key)
+    except TlsError as error:
+        known = locals().get("info")
+        if "KEY_VALUES_MISMATCH" in str(error):
+            return PairReport(known, f"the private key {key} does not belong to this certificate")
+        return PairReport(known, str(error))
+    now = datetime.datetime.now(datetime.UTC)
+    if info.not_after < now:
+        return PairReport(info, f"the certificate expired on {info.not_after:%Y-%m-%d}")
+    return PairReport(info, "")
+
+
+def free_pair(directory: Path, certificate: str, key: str) -> tuple[Path, Path]:
+    """Names for a new certificate and key in ``directory`` that replace no file (smtpsvc-cert-2.pem …)."""
+    cert_stem, key_stem = Path(certificate).stem, Path(key).stem
+    for number in range(1, 1000):
+        suffix = "" if number == 1 else f"-{number}"
+        pair = directory / f"{cert_stem}{suffix}.pem", directory / f"{key_stem}{suffix}.pem"
+        if not pair[0].exists() and not pair[1].exists():
+            return pair
+    raise TlsError(f"no free file name for a new certificate in {directory}")

@@ -197,6 +197,46 @@ def test_users_dialog_manages_the_accounts_that_authenticate(running: Run, tmp_p
     sheet.reject()
 
 
+def test_certificate_page_creates_checks_and_uses_a_certificate(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    window.select_node(Node.SERVER)
+    window.actions_.properties.trigger()
+    sheet = window.ops.sheet
+    assert isinstance(sheet, ServerSheet)
+    panel = sheet.certificate_panel
+    assert panel is not None
+    running.until(lambda: panel.report is not None)
+    assert panel.report is not None and panel.report.info is None and "STARTTLS is not offered" in \
+        panel.details.text()
+    panel.ask_new = lambda: ("mx.example.test", ("mail.example.test",), 90)  # type: ignore[method-assign]
+    panel.create_button.click()
+    running.until(lambda: sheet.fields["tls_certificate"].value() != "")
+    running.until(lambda: panel.report is not None and panel.report.info is not None)
+    report = panel.report
+    assert report is not None and report.info is not None and report.problem == ""
+    assert report.info.names == ("mx.example.test", "mail.example.test") and report.info.self_signed
+    assert "match and load" in panel.details.text()
+    first = (sheet.fields["tls_certificate"].value(), sheet.fields["tls_key"].value())
+    panel.create_button.click()  # a second pair: new names, the first is not replaced
+    running.until(lambda: sheet.fields["tls_certificate"].value() != first[0])
+    assert Path(first[0]).exists() and sheet.fields["tls_certificate"].value().endswith("-2.pem")
+    panel.ask_files = lambda: (first[0], sheet.fields["tls_key"].value())  # type: ignore[method-assign]
+    panel.import_button.click()  # certificate 1 with key 2: they do not match
+    running.until(lambda: panel.report is not None and panel.report.problem != "")
+    assert "does not belong to this certificate" in panel.details.text()
+    panel.ask_files = lambda: first  # type: ignore[method-assign]
+    panel.import_button.click()
+    running.until(lambda: panel.report is not None and panel.report.problem == "" and
+                  panel.report.info is not None)
+    dialog = panel.window()
+    dialog.grab().save(str(tmp_path / "certificate.png"))
+    sheet.ok_button.click()
+    running.until(lambda: running.manager.host.config().server.tls_certificate == first[0])
+    with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+        client.ehlo("c")
+        assert client.has_extn("starttls")
+
+
 def test_terminate_all_from_the_window(running: Run) -> None:
     window = running.window
     window.select_node(Node.SESSIONS)
