@@ -187,13 +187,10 @@ class Performance:
         column.addWidget(self.view, 1)
         self.table = ResultPane(self.model, "performance")
         self.pane = FramedPane(top, self.table)
-        layout = self.pane.layout()
-        if isinstance(layout, QVBoxLayout):
-            layout.setStretch(0, 3)
-            layout.setStretch(1, 2)
+        self._report(False)
         self.add_button.clicked.connect(self.add_dialog)
         self.remove_button.clicked.connect(self.remove_selected)
-        self.report_button.toggled.connect(self.view.setHidden)
+        self.report_button.toggled.connect(self._report)
         self.span.currentIndexChanged.connect(lambda _i: self.redraw())
         self.scale.activated.connect(self._scale_chosen)
         self.pane.selection_changed.connect(self._selection)
@@ -203,6 +200,15 @@ class Performance:
         for name in DEFAULT_COUNTERS:
             self.add_counter(name)
         self._selection()
+
+    def _report(self, report: bool) -> None:
+        """The report view: the counter table alone, taking the chart's room."""
+        self.view.setHidden(report)
+        layout = self.pane.layout()
+        if isinstance(layout, QVBoxLayout):
+            layout.setStretch(0, 0 if report else 3)
+            layout.setStretch(1, 1 if report else 2)
+            layout.activate()
 
     # -- counters -------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from app.manager import Manager, application
+from engine.admin.perf import explanation
 from ui.event_viewer import EventDetail
+from ui.performance import AddCounters
 from ui.scope import Node
 from ui.window import ManagerWindow
 
@@ -126,10 +128,17 @@ def test_performance_charts_live_counters(running: Run) -> None:
     performance.pause_button.setChecked(False)
     performance.report_button.setChecked(True)
     assert performance.view.isHidden()
+    QApplication.processEvents()
     window.grab().save("/tmp/monitor-performance-report.png")
     window.pane.inner.select_key("Remote Queue Length")  # type: ignore[union-attr]
     performance.remove_selected()
     assert performance.model.get("Remote Queue Length") is None and "Remote Queue Length" not in performance.series
+    chooser = AddCounters(list(performance.history.names), {r.name for r in performance.model.rows()}, window)
+    chooser.list.setCurrentRow(chooser.list.count() - 1)
+    assert chooser.explain.text() == explanation(chooser.list.currentItem().text()) != ""
+    chooser.show()
+    chooser.grab().save("/tmp/monitor-add-counters.png")
+    chooser.close()
     window.select_node(Node.SERVER)
     assert not performance.timer.isActive()  # not shown: the engine is not asked
 
