@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.store.mailroot import Mailroot, new_id
+from engine.store.mailroot import Mailroot, move_durable, new_id
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def _bdp_text(sender: str, recipients: Sequence[str], source: str, extra: dict[s
 
 def write_badmail(
     mailroot: Mailroot,
-    content: bytes,
+    content: bytes | Path,
     reason: str,
     *,
     sender: str = "",
@@ -48,14 +48,21 @@ def write_badmail(
     source: str = "",
     extra: dict[str, str] | None = None,
 ) -> str:
-    """Store one Badmail item durably; returns its base name (no extension)."""
+    """Store one Badmail item durably; returns its base name (no extension).
+
+    ``content`` is the message's bytes, or a file that becomes the .BAD byte for byte (moved in: renamed, or
+    copied across filesystems). The .BAD is complete before the .BDP and the .BDR appear, so a listed item
+    never shows a partial message; an OSError from moving the file leaves it where it was."""
     name = new_id()
     folder = mailroot.badmail
     # Everything encoded before anything is written: a text that cannot be encoded leaves no orphan .BAD.
     bdp = _bdp_text(sender, recipients, source, extra or {}).encode("utf-8", "backslashreplace")
     bdr = (reason.rstrip("\n") + "\n").encode("utf-8", "backslashreplace")
     folder.mkdir(parents=True, exist_ok=True)
-    mailroot.write_atomic(folder / f"{name}.BAD", content)
+    if isinstance(content, Path):
+        move_durable(content, folder / f"{name}.BAD")
+    else:
+        mailroot.write_atomic(folder / f"{name}.BAD", content)
     mailroot.write_atomic(folder / f"{name}.BDP", bdp)
     mailroot.write_atomic(folder / f"{name}.BDR", bdr)
     return name

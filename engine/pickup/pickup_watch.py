@@ -30,7 +30,7 @@ from engine.errors import MessageRejected, QueueWriteError
 from engine.events import ErrorEvent, EventBus, MessageBadmailed
 from engine.pickup import inotify
 from engine.pickup.pickup import PickupError, PickupMessage, parse_pickup
-from engine.store.mailroot import Mailroot, copy_durable, fsync_dir, new_id
+from engine.store.mailroot import Mailroot, fsync_dir, new_id
 
 log = logging.getLogger(__name__)
 
@@ -483,31 +483,17 @@ class PickupService:
 
     def _write_badmail(self, name: str, claim: Path, reason: str, message: PickupMessage | None) -> str:
         """Write the triple; the claimed file itself becomes the .BAD, byte for byte (in a worker thread)."""
-        badmail = self._mailroot.badmail
-        bad = write_badmail(
-            self._mailroot,
-            b"",
-            reason,
-            sender=message.sender if message else "",
-            recipients=message.recipients if message else (),
-            source=SOURCE,
-            extra={"pickup-file": printable_name(name)},
-        )
-        target = badmail / f"{bad}.BAD"
+        sender = message.sender if message else ""
+        recipients = message.recipients if message else ()
+        extra = {"pickup-file": printable_name(name)}
         try:
-            os.replace(claim, target)
-        except OSError:
-            try:
-                copy_durable(claim, target)  # Badmail on another filesystem
-                os.unlink(claim)
-            except OSError as exc:
-                kept = _move_no_replace(claim, self._mailroot.sorttemp, _fit(f"unsaved-{bad}-", name))
-                why = exc.strerror or exc
-                note = f"{reason}\n(the file could not be stored in Badmail ({why}); it was kept as {kept})"
-                self._mailroot.write_atomic(badmail / f"{bad}.BDR", (note + "\n").encode("utf-8"))
-                return bad
-        fsync_dir(badmail)
-        return bad
+            return write_badmail(self._mailroot, claim, reason, sender=sender, recipients=recipients,
+                                 source=SOURCE, extra=extra)
+        except OSError as exc:  # the file could not be moved into Badmail: keep it, and say where
+            kept = _move_no_replace(claim, self._mailroot.sorttemp, _fit("unsaved-", name))
+            note = f"{reason}\n(the file could not be stored in Badmail ({exc.strerror or exc}); it was kept as {kept})"
+            return write_badmail(self._mailroot, b"", note, sender=sender, recipients=recipients,
+                                 source=SOURCE, extra=extra)
 
     # -- failures
 

@@ -14,6 +14,7 @@ hands back to the caller (``commit.TargetUnavailable``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -144,6 +145,20 @@ def copy_durable(source: Path, final: Path, *, sync: bool = True) -> None:
     """Copy ``source`` to ``final`` (another filesystem is fine) with the same guarantee as ``write_durable``."""
     with source.open("rb") as src, durable_file(final, sync=sync) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def move_durable(source: Path, final: Path) -> None:
+    """Move ``source`` to ``final`` durably: a rename on the same filesystem, else ``copy_durable`` and then
+    ``source`` removed. Either way ``final`` is complete from the moment its name appears."""
+    try:
+        os.replace(source, final)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        copy_durable(source, final)
+        source.unlink()
+    else:
+        fsync_dir(final.parent)
 
 
 def write_private(path: Path, data: bytes) -> None:

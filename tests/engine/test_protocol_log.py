@@ -145,6 +145,8 @@ async def test_outbound_sessions_are_logged(tmp_path: Path, config_factory: Call
                 client.sendmail("a@relay-src.test", ["x@example.test"], MESSAGE)
         await asyncio.to_thread(send)
         await sink.wait_for(lambda: len(sink.drop_files()) == 1)
+        # the sink stores before it answers: the relay logs DATA once the 250 is back and the message is gone
+        await relay.wait_for(lambda: not relay.queue_files())
     finally:
         await relay.server.stop()
         await sink.server.stop()
