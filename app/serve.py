@@ -110,6 +110,7 @@ async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
     try:
         await server.start()
         await admin.start()
+        admin.follow()  # admin_listen and its certificate apply live
     except EngineError as error:
         log.error("%s", error)
         await server.stop()

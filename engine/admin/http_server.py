@@ -34,7 +34,7 @@ from engine.conf.config import Config
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.conf.options import OPTIONS_BY_NAME
 from engine.errors import BindError, ConfigError, DomainError, EngineError, NotFoundError, StateError
-from engine.events import AdminAction, Event
+from engine.events import AdminAction, ConfigChanged, ErrorEvent, Event
 from engine.smtpd.tls import TlsError, server_context
 from engine.store.mailroot import Mailroot
 
@@ -49,6 +49,12 @@ IDENTITY_KEY: web.AppKey[Any] = web.AppKey("smtpsvc_server", object)
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+# The settings the admin listener is made from (the SMTP certificate is its fallback certificate).
+ADMIN_KEYS = frozenset(f"server.{name}" for name in (
+    "admin_listen", "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback", "tls_certificate",
+    "tls_key"))
 
 
 class AdminTarget(ControlTarget, Protocol):
@@ -146,6 +152,7 @@ class AdminServer:
         self.bound: list[tuple[str, int]] = []
         self.tls = False
         self.page_error: Callable[[web.Request, EngineError, int], web.StreamResponse] | None = None
+        self._restarting = asyncio.Lock()
 
     # -- lifetime ---------------------------------------------------------------------------------------
 
@@ -158,10 +165,10 @@ class AdminServer:
         context = admin_tls(config)
         self.tls = context is not None
         app = self.application()
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         host, port = split_hostport(address)
-        site = web.TCPSite(runner, host, port, ssl_context=context, shutdown_timeout=5.0, reuse_address=True)
+        site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
         try:
             await site.start()
         except OSError as error:
@@ -171,6 +178,28 @@ class AdminServer:
         self.bound = [(str(a[0]), int(a[1])) for a in runner.addresses]
         log.info("admin server on %s://%s", "https" if self.tls else "http",
                  ", ".join(join_hostport(h, p) for h, p in self.bound))
+
+    def follow(self) -> Callable[[], None]:
+        """Apply a changed ``admin_listen`` or admin certificate at once: the listener is started again (after
+        the request that changed it has been answered). Returns the unsubscribe function."""
+        restarts: set[asyncio.Task[None]] = set()
+
+        def changed(event: Event) -> None:
+            if isinstance(event, ConfigChanged) and ADMIN_KEYS & set(event.keys):
+                task = asyncio.get_running_loop().create_task(self._restart())
+                restarts.add(task)
+                task.add_done_callback(restarts.discard)
+
+        return self.target.subscribe(changed)
+
+    async def _restart(self) -> None:
+        async with self._restarting:
+            await self.stop()
+            try:
+                await self.start()
+            except EngineError as error:  # a bad address or certificate: said once, the engine keeps running
+                log.error("admin server: %s", error)
+                self.target.publish(ErrorEvent("admin", str(error)))
 
     async def stop(self) -> None:
         for queue in list(self._streams):
