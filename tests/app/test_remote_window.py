@@ -36,13 +36,25 @@ def engine(tmp_path: Path) -> Iterator[AdminServe]:
         process.stop()
 
 
+@pytest.fixture
+def peer(tmp_path: Path) -> Iterator[AdminServe]:
+    """A second engine for replication. Made before the test's loop is set: the command line that writes its
+    configuration may run (and end) an asyncio loop of its own on this thread."""
+    process = AdminServe(tmp_path / "peer")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 def ehlo_size(port: int) -> int:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.ehlo("window.test")
         return int(client.esmtp_features["size"])
 
 
-def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, tmp_path: Path,
+def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, peer: AdminServe, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     application()
@@ -100,25 +112,20 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, tmp
         window.grab().save(str(shots / "remote-window.png"))
 
         # All Tasks → Replicate Configuration…: to a second engine (its certificate pinned by connecting once).
-        peer = AdminServe(tmp_path / "peer")
-        peer.start()
-        try:
-            assert run(computers.connect(peer.url, "boss", OPERATORS["boss"][0])) is not None
-            dialog = computers.replicate(window)
-            dialog.user.setText("boss")
-            dialog.password.setText(OPERATORS["boss"][0])
-            dialog.peers.setPlainText(peer.url)
-            dialog.preview.click()
-            until(lambda: "dry run" in dialog.results.toPlainText())
-            assert "max_message_size_kb: 2048 → 1000" in dialog.results.toPlainText()
-            assert ehlo_size(peer.port) == 2048 * 1024
-            dialog.replicate.click()
-            until(lambda: "replicated" in dialog.results.toPlainText())
-            dialog.grab().save(str(shots / "remote-replicate.png"))
-            assert ehlo_size(peer.port) == 1000 * 1024
-            dialog.close()
-        finally:
-            peer.stop()
+        assert run(computers.connect(peer.url, "boss", OPERATORS["boss"][0])) is not None
+        dialog = computers.replicate(window)
+        dialog.user.setText("boss")
+        dialog.password.setText(OPERATORS["boss"][0])
+        dialog.peers.setPlainText(peer.url)
+        dialog.preview.click()
+        until(lambda: "dry run" in dialog.results.toPlainText())
+        assert "max_message_size_kb: 2048 → 1000" in dialog.results.toPlainText()
+        assert ehlo_size(peer.port) == 2048 * 1024
+        dialog.replicate.click()
+        until(lambda: "replicated" in dialog.results.toPlainText())
+        dialog.grab().save(str(shots / "remote-replicate.png"))
+        assert ehlo_size(peer.port) == 1000 * 1024
+        dialog.close()
 
         # The remote engine restarts: the window says so, reconnects, and shows the state it finds.
         links: list[str] = []

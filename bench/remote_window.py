@@ -1,0 +1,230 @@
+"""Remote window benchmark: the manager window administering a `smtpsvc serve` over HTTPS (File → Connect to
+Computer…), and what that costs — the window's loop lateness, and the engine's throughput with and without
+the remote window watching.
+
+    python bench/remote_window.py            # 3 alternating repetitions (a few minutes)
+    python bench/remote_window.py --quick    # one repetition, fewer messages
+
+One `smtpsvc serve` (admin server on loopback, a self-signed certificate, one operator) takes Postfix's
+smtp-source: 20 sessions, 4 KB messages, one message per connection (every session is an event the window
+follows over the event stream and a row in Current Sessions, the node the window shows). Repetitions
+alternate "serve alone" and "serve + remote window" (a child process, offscreen, connected before the run);
+the ratio is median(with window) / median(alone). Inside the window process a 10 ms timer records how late
+each tick comes during the runs: p50 / p99 / max. Targets: ratio ≥ 0.8, p99 < 100 ms.
+Writes a JSON record to bench/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    sys.path.insert(0, str(REPO))
+
+from bench.common import clear_dir, free_port, median, smtp_source, wait_until  # noqa: E402
+from bench.embedded import TARGET_P99_MS, TARGET_RATIO, TICK_S, percentile  # noqa: E402
+from bench.inbound import Smtpsvc  # noqa: E402
+
+OUT_DIR = REPO / "bench" / "out"
+SESSIONS = 20
+SIZE = 4096
+OPERATOR, PASSWORD = "bench", "bench-password"
+
+
+def prepare(workdir: Path, admin_port: int) -> str:
+    """A certificate and an operators file, and the [server] lines that name them (with admin_listen)."""
+    scratch = workdir / "scratch.toml"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def cli(*args: str, stdin: str = "") -> None:
+        subprocess.run([sys.executable, "-m", "app.cli", *args, "--config", str(scratch)], input=stdin.encode(),
+                       check=True, capture_output=True, cwd=REPO, env=env, timeout=120)
+
+    cli("cert", "new", "--fqdn", "localhost", "--days", "30")
+    cli("operator", "add", OPERATOR, "--password-stdin", stdin=PASSWORD + "\n")
+    return (f'admin_listen = "127.0.0.1:{admin_port}"\ntls_certificate = "{workdir / "smtpsvc-cert.pem"}"\n'
+            f'tls_key = "{workdir / "smtpsvc-key.pem"}"\noperators_file = "{workdir / "smtpsvc-operators"}"\n')
+
+
+class RemoteWindow:
+    """The window process, connected to ``url``; stopped by a stop file, its lateness ticks read back."""
+
+    def __init__(self, workdir: Path, url: str, log: Path) -> None:
+        self.workdir, self.url, self.log = workdir, url, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("stop", "lag.json", "ready"):
+            (self.workdir / name).unlink(missing_ok=True)
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(self.workdir / "xdg"),
+                   PYTHONPATH=str(REPO))
+        argv = [sys.executable, str(Path(__file__).resolve()), "--window-child", str(self.workdir), self.url]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=REPO, env=env)
+        if not wait_until(lambda: (self.workdir / "ready").exists() or self.proc.poll() is not None, timeout) \
+                or self.proc.poll() is not None:
+            raise RuntimeError(f"the remote window did not connect; see {self.log}")
+
+    def stop(self, timeout: float = 60.0) -> list[tuple[float, float]]:
+        if self.proc is None:
+            return []
+        (self.workdir / "stop").write_text("stop")
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+        lag = self.workdir / "lag.json"
+        return [(at, late) for at, late in json.loads(lag.read_text())] if lag.exists() else []
+
+
+def window_child(workdir: Path, url: str) -> int:
+    import asyncio
+
+    import qasync
+    from PySide6.QtCore import QSettings, Qt, QTimer
+    from PySide6.QtWidgets import QWidget
+
+    from app.manager import application
+    from app.remote_window import RemoteComputers
+    from ui.errors import MessageBridge
+    from ui.scope import Node
+
+    app = application()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    parent = QWidget()
+    messages = MessageBridge()
+    messages.show_box = lambda title, text, unexpected: print(f"{title}: {text}", flush=True)
+    computers = RemoteComputers(QSettings(str(workdir / "ui.ini"), QSettings.Format.IniFormat), messages,
+                                lambda: parent)
+    computers.confirm_certificate = lambda host_port, fingerprint: True  # type: ignore[method-assign]
+    window = loop.run_until_complete(computers.connect(url, OPERATOR, PASSWORD))
+    if window is None:
+        return 1
+    window.resize(1100, 700)
+    window.select_node(Node.SESSIONS)
+    ticks: list[tuple[float, float]] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        ticks.append((time.time(), max(0.0, now - last[0] - TICK_S)))
+        last[0] = now
+
+    probe = QTimer()
+    probe.setTimerType(Qt.TimerType.PreciseTimer)
+    probe.timeout.connect(tick)
+    probe.start(round(TICK_S * 1000))
+    (workdir / "ready").write_text("ready")
+
+    async def run() -> None:
+        while not (workdir / "stop").exists():
+            await asyncio.sleep(0.1)
+        await computers.drain()
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        probe.stop()
+        computers.shutdown()
+        (workdir / "lag.json").write_text(json.dumps(ticks))
+        loop.close()
+    return 0
+
+
+def settle(server: Smtpsvc, expected: int, timeout: float = 300.0) -> None:
+    if not wait_until(lambda: server.dropped() >= expected, timeout):
+        raise RuntimeError(f"only {server.dropped()} of {expected} messages reached Drop")
+    clear_dir(server.drop)
+    subprocess.run(["sync"], check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition, fewer messages")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
+    parser.add_argument("--window-child", nargs=2, metavar=("DIR", "URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.window_child:
+        return window_child(Path(args.window_child[0]), args.window_child[1])
+    reps = args.reps or (1 if args.quick else 3)
+    messages = 1000 if args.quick else 3000
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log = OUT_DIR / f"remote_window-{stamp}.log"
+    rates: dict[str, list[float]] = {"alone": [], "window": []}
+    during: list[float] = []
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="remote-window-") as tmp:
+        workdir = Path(tmp)
+        admin_port = free_port()
+        serve = Smtpsvc(workdir / "serve", free_port(), sys.executable, log, extra_config=prepare(workdir, admin_port))
+        (workdir / "serve").mkdir()
+        serve.start()
+        if not wait_until(lambda: _listening(admin_port), 30):
+            raise RuntimeError(f"the admin server did not start; see {log}")
+        window = RemoteWindow(workdir / "window", f"https://127.0.0.1:{admin_port}", log)
+        try:
+            smtp_source(serve.port, messages=200, size=SIZE, sessions=SESSIONS, per_connection=True, timeout=600)
+            settle(serve, 200)
+            for rep in range(reps):
+                for name in (["window", "alone"] if rep % 2 == 0 else ["alone", "window"]):
+                    if name == "window":
+                        window.start()
+                    began = time.time()
+                    run = smtp_source(serve.port, messages=messages, size=SIZE, sessions=SESSIONS,
+                                      per_connection=True, timeout=900)
+                    ended = time.time()
+                    settle(serve, messages)
+                    if name == "window":
+                        during += [late for at, late in window.stop() if began <= at <= ended]
+                    rates[name].append(run.rate)
+                    print(f"  rep {rep + 1} {name:<6} {run.rate:7.0f} msgs/s", flush=True)
+        finally:
+            window.stop()
+            serve.stop()
+    ratio = median(rates["window"]) / median(rates["alone"])
+    p50, p99, worst = (percentile(during, 50) * 1000, percentile(during, 99) * 1000,
+                       max(during, default=0.0) * 1000)
+    lines = [f"Load average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f}; {reps} repetition(s) of "
+             f"{messages} messages of {SIZE // 1024} KB, {SESSIONS} sessions, one message per connection.", "",
+             f"serve alone {median(rates['alone']):.0f} msgs/s; with a remote window watching "
+             f"{median(rates['window']):.0f} msgs/s: {ratio:.2f}x (target ≥ {TARGET_RATIO}x: "
+             f"{'met' if ratio >= TARGET_RATIO else 'not met'}).",
+             f"Remote window loop lateness during the runs ({len(during):,} ticks of a 10 ms timer): p50 {p50:.1f} ms, "
+             f"p99 {p99:.1f} ms (target < {TARGET_P99_MS:.0f} ms: {'met' if p99 < TARGET_P99_MS else 'not met'}), "
+             f"max {worst:.0f} ms."]
+    record = {"reps": reps, "messages": messages, "load_start": load, "rates": rates, "ratio": ratio,
+              "lag_ms": {"p50": p50, "p99": p99, "max": worst, "ticks": len(during)},
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
+    (OUT_DIR / f"remote_window-{stamp}.json").write_text(json.dumps(record, indent=2))
+    print()
+    print("\n".join(lines))
+    return 0
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
