@@ -677,12 +677,61 @@ async def _lockout_seconds(live: Live) -> None:
         await asyncio.sleep(0.2)
 
 
+@probe("local_delay_notification_min", "local_expiration_min")
+async def _local_schedule(live: Live) -> None:
+    config = live.server.config()
+    await live.server.apply_config(replace(config, domains=tuple(
+        replace(d, drop_dir="Broken") if d.name == "alias.test" else d for d in config.domains)))
+    broken = live.running.mailroot / "Broken"
+    broken.rmdir()
+    broken.write_bytes(b"a file where alias.test's Drop should be")  # local delivery fails (root ignores modes)
+    await live.set(local_delay_notification_min=3, local_expiration_min=10)
+    await live.send(["x@alias.test"], sender=f"s@{LOCAL_DOMAIN}")
+    await live.wait(lambda: len(live.queued()) == 1)
+    [entry] = live.server._store().entries.values()
+    await live.wait(lambda: entry.record.recipients[0].attempts >= 1 and not entry.active)
+
+    async def again() -> None:  # the next local attempt now (the engine's own retry timer is minutes away)
+        await live.server.freeze(entry.queue_id)
+        await live.server.thaw(entry.queue_id)
+
+    live.clock.now += 4 * 60
+    await again()
+    await live.wait(lambda: entry.record.delay_notice_sent)
+    live.clock.now += 7 * 60
+    await again()
+    await live.wait(lambda: not live.queued())
+    notices = [p.read_text("latin-1") for p in live.running.drop_files()]
+    assert len([t for t in notices if f"x-receiver: s@{LOCAL_DOMAIN}" in t]) == 2  # the delay notice, the NDR
+
+
+@probe("log_local_time")
+async def _log_local_time(live: Live) -> None:
+    folder = live.tmp_path / "TimeLogs"
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "Etc/GMT-9"  # UTC+9 for this process, whatever the machine says
+    time.tzset()
+    try:
+        # IIS: "use local time for file naming and rollover": the hourly file is named by the local hour.
+        await live.set(log_dir=str(folder), log_period="hourly", log_local_time=True)
+        before = time.gmtime().tm_hour
+        await live.talk("EHLO local.test", "QUIT")
+        await live.wait(lambda: "QUIT" in "".join(_log_lines(folder).values()))
+        after = time.gmtime().tm_hour
+    finally:
+        if zone is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+    [name] = _log_lines(folder)
+    assert int(name[8:10]) in {(before + 9) % 24, (after + 9) % 24}, name  # exYYMMDDHH.log
+
+
 NOT_YET_PROBED: dict[str, str] = {  # each one is a gap, not a pass: it may or may not apply live
     name: "no live probe written yet"
     for name in (
-        "local_delay_notification_min", "local_expiration_min", "outbound_tls_verify", "outbound_tls_ca_file",
-        "log_max_size_mb",
-        "log_local_time",
+        "outbound_tls_verify", "outbound_tls_ca_file", "log_max_size_mb",
     )
 }
 
