@@ -152,8 +152,6 @@ def _log_handler() -> logging.Handler:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[_log_handler()])
-    # aiosmtpd logs every command at INFO: too costly and too noisy for a server log.
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         config, path = effective_config(args)
     except EngineError as error:

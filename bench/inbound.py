@@ -409,7 +409,7 @@ def machine_facts(python: str, workdir: Path) -> dict[str, str]:
     fs = tool_version(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "-T", str(workdir)])
     versions = tool_version([python, "-c",
                              "import importlib.metadata as m, sys; print(sys.version.split()[0], "
-                             "*(n + ' ' + m.version(n) for n in ('aiosmtpd', 'uvloop')))"])
+                             "*(n + ' ' + m.version(n) for n in ('uvloop',)))"])
     commit = tool_version(["git", "-C", str(REPO), "log", "-1", "--format=%h %cd", "--date=short"])
     dirty = tool_version(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
     return {
@@ -420,7 +420,7 @@ def machine_facts(python: str, workdir: Path) -> dict[str, str]:
         "kernel": platform.release(),
         "os": tool_version(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "filesystem": fs,
-        "python, aiosmtpd, uvloop": versions,
+        "python, uvloop": versions,
         "postfix": tool_version(["postconf", "-d", "-h", "mail_version"]),
         "smtpsvc commit": commit + (" (with local changes)" if dirty else ""),
         "load average at start (1/5/15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),

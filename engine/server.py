@@ -50,7 +50,8 @@ from engine.qmgr.delivery import RemoteDelivery
 from engine.qmgr.etrn import held_domains, holds
 from engine.qmgr.queue import QueueDetail, QueueEntry, QueueItem, QueuePage, QueueStore, read_offline
 from engine.smtp.resolver import Resolver
-from engine.smtpd.inbound import VERSION, make_protocol_factory
+from engine.smtpd.inbound import make_protocol_factory
+from engine.smtpd.machine import VERSION
 from engine.smtpd.replies import reply
 from engine.smtpd.security import Security
 from engine.smtpd.services import InboundServices

@@ -1,210 +1,174 @@
-"""Inbound SMTP: aiosmtpd's protocol, subclassed for IIS replies, durable DATA and the configured limits.
+"""Inbound SMTP's I/O: a plain asyncio Protocol that reads, feeds the session machine and carries out its actions.
 
-aiosmtpd provides the connection loop and the STARTTLS switch; this class replaces the commands whose
-behaviour we own (EHLO/HELO, MAIL, RCPT, DATA with chunked reads spooled to disk, RSET, NOOP,
-VRFY, HELP, QUIT, AUTH), adds an enhanced status code to every reply it did not write itself
-(``replies.enhance``), counts bad commands, and writes replies to pipelining clients without
-waiting for each one to drain (RFC 2920) while the input buffer still holds commands.
-Invariants: ``250`` after DATA is sent only after ``Intake.commit`` returned. Nothing a client sent in
-clear text after STARTTLS is ever read as a command (aiosmtpd drops the reader's buffer when the
-handshake completes, before any decrypted byte arrives), and the session starts over (EHLO needed,
-not authenticated). No password is kept, logged or put in an event.
+All rules live in ``machine.SmtpMachine``; this module owns the socket, the timer, the spool and the
+few awaits a session has (connection screening, the TLS handshake, a password check, ETRN, the commit).
+While one of those runs, input waits in the buffer (reading pauses when it grows), so pipelined commands
+are answered in order. Replies are written once per batch of input (RFC 2920 PIPELINING: one write for
+all the replies to the commands that came together), and reading stops while the client does not read
+what we write.
+
+Invariants: ``250`` after DATA or BDAT LAST is sent only after ``Intake.commit`` returned. Nothing a
+client sent in clear text with STARTTLS is ever read as a command: the buffer is dropped and reading is
+paused before the handshake starts. No password is kept, logged or put in an event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import email.utils
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import MethodType
-from typing import Any
+from typing import Any, cast
 
-from aiosmtpd.smtp import SMTP, TLSSetupException, _AuthMechAttr, login_always_fail
-
-from engine.bounce import dsn_params
 from engine.cleanup.headers import HeaderScanner
 from engine.cleanup.intake import DsnRequest, SpoolFile, is_storage_error
 from engine.conf.access import NameResult, access_list, decide, ip_listed
-from engine.conf.addresses import AddressError, parse_path
 from engine.conf.hostport import join_hostport
 from engine.events import ConnectionRefused, ErrorEvent, SessionChanged, SessionClosed, SessionOpened
 from engine.log.record import ProtocolRecord
 from engine.smtpd.data_stream import DataStream
-from engine.smtpd.inbound_auth import AuthMixin
-from engine.smtpd.inbound_tls import TlsMixin
 from engine.smtpd.limits import connection_limits
-from engine.smtpd.policy import RELAY_NAME_NEEDED, recipient_refusal
+from engine.smtpd.machine import (
+    BeginChunk,
+    BeginData,
+    BeginTls,
+    BodyFacts,
+    Challenge,
+    CheckPassword,
+    Close,
+    Commit,
+    Count,
+    DropSpool,
+    Etrn,
+    LookUpName,
+    Out,
+    Publish,
+    Reply,
+    SmtpMachine,
+    StorageError,
+    shown_name,
+)
 from engine.smtpd.received import protocol_name, received_header
-from engine.smtpd.replies import enhance, is_syntax_or_sequence_error, reply
-from engine.smtpd.security import shared_security
+from engine.smtpd.replies import reply
+from engine.smtpd.security import AuthFailed, shared_security
 from engine.smtpd.services import InboundServices
 from engine.smtpd.sessions import LiveSession
 from engine.smtpd.tls import describe
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.1.0"
-READ_CHUNK = 256 * 1024
-WRITE_HIGH_WATER = 256 * 1024  # replies buffered for a pipelining client before we wait for it
-# A reply that echoes a command argument with invalid UTF-8 (kept as surrogates) shows it escaped.
-_ECHO_ERRORS = "backslashreplace"
+HANDSHAKE_TIMEOUT = 30  # seconds a client gets for its TLS handshake (less if the idle time-out is)
+INPUT_HIGH_WATER = 1024 * 1024  # input buffered while the session waits before we stop reading
 SESSION_EVENT_INTERVAL = 1.0  # at most one SessionChanged per session per second
 
 
-class InboundSMTP(TlsMixin, AuthMixin, SMTP):
-    line_length_limit = READ_CHUNK  # StreamReader buffer; command lines are limited separately
+class InboundSMTP(asyncio.Protocol):
+    """One inbound connection."""
 
     def __init__(self, services: InboundServices, *, loop: asyncio.AbstractEventLoop,
                  implicit_tls: bool = False) -> None:
         self.services = services
         self.config = services.config()
-        server = self.config.server
-        self.fqdn = self.config.fqdn
-        self._init_aiosmtpd_state(loop, server.connection_timeout)
-        self.command_size_limit = server.max_command_line
-        self.command_size_limits = collections.defaultdict(lambda: server.max_command_line)
-        self.live: LiveSession | None = None
-        self._bad_commands = 0
-        self._session_bytes = 0
-        self.security = services.security or shared_security(services.sessions)
-        self.implicit_tls = implicit_tls
-        self.peer_names: NameResult | None = None
-        self._last_reply = ""  # for the protocol log
-        self._terminated = False  # terminate() was called: no message may be stored any more
-        self._close_after_commit: str | None = None  # terminate() during a commit: the 421 after the 250
-        self._init_security()
-        self._reset_transaction()
-
-    def _init_security(self) -> None:
-        """The TLS and AUTH attributes aiosmtpd's code paths read, from the configuration of this connection."""
-        server = self.config.server
-        self.tls_context = self.security.tls_context(self.config, self.services.bus)
-        self.require_starttls = server.require_tls and not self.implicit_tls
-        self._auth_require_tls = not server.auth_plaintext_allowed
-        self._auth_required = not server.auth_anonymous
-
-    def _init_aiosmtpd_state(self, loop: asyncio.AbstractEventLoop, timeout: int) -> None:
-        """The state aiosmtpd's ``SMTP.__init__`` sets up, without its per-connection introspection.
-
-        ``SMTP.__init__`` runs ``inspect.getmembers`` over the protocol for every connection: a
-        quarter of the cost of a one-message connection. The method tables are the same for every
-        instance of a class, so they are computed once per class and bound here. Pinned to aiosmtpd
-        1.4 (pyproject); tests/engine/test_inbound_state.py checks that no attribute is missing.
-        """
-        asyncio.StreamReaderProtocol.__init__(
-            self, asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
-            client_connected_cb=self._cb_client_connected, loop=loop)
-        stamp = email.utils.formatdate(localtime=True)
-        self.__ident__ = f"smtpsvc ESMTP MAIL Service, Version: {VERSION} ready at {stamp}"
         self.loop = loop
-        self.event_handler = _NO_HANDLER
-        self.data_size_limit = None
-        self.enable_SMTPUTF8 = True
-        self._decode_data = False
-        self.hostname = self.fqdn
-        self.tls_context = None
-        self.require_starttls = False
-        self._timeout_duration = float(timeout)
-        self._timeout_handle = None
+        self.implicit_tls = implicit_tls
+        self.security = services.security or shared_security(services.sessions)
+        self.transport: asyncio.Transport | None = None
+        self.live: LiveSession | None = None
+        self.machine: SmtpMachine | None = None
+        self.peer_names: NameResult | None = None
+        self.tls_info = ""
+        self._in = bytearray()
+        self._out: list[bytes] = []
+        self._busy = True  # until the greeting: input waits
+        self._closing = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._skipping = False  # throwing away the rest of an over-long line
+        self._timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
-        self._tls_handshake_okay = True
-        self._tls_protocol = None
-        self._original_transport = None
-        self.session = None
-        self.envelope = None
-        self.transport = None
-        self._handler_coroutine = None
-        self._auth_require_tls = True
-        self._proxy_timeout = None
-        self._authenticator = None
-        self._auth_callback = login_always_fail
-        self._auth_required = False
-        tables = _method_tables(type(self))
-        self._auth_methods = {
-            mechanism: _AuthMechAttr(getattr(self, name), True) for mechanism, name in tables.auth
-        }
-        self._handle_hooks = {}
-        self._ehlo_hook_ver = None
-        self._smtp_methods = {command: MethodType(function, self) for command, function in tables.commands}
-        if self.services.protocol_log is not None:
-            self._smtp_methods = {command: self._logged(command, method)
-                                  for command, method in self._smtp_methods.items()}
-        self._enforce_call_limit = False
-
-    def _logged(self, verb: str, method: Callable[[str | None], Any]) -> Callable[[str | None], Any]:
-        """The protocol log's one call site: a command handler that reports the command once it is answered."""
-        log_record = self.services.protocol_log
-        assert log_record is not None
-
-        async def run(arg: str | None) -> None:
-            started = time.monotonic()
-            live = self.live
-            sent_before = live.bytes_out if live is not None else 0
-            data_before = self._session_bytes
-            await method(arg)
-            local = self.transport.get_extra_info("sockname") if self.transport is not None else None
-            log_record(ProtocolRecord(
-                "in", self._peer_ip(), (self.session.host_name or "") if self.session is not None else "",
-                str(local[0]) if local else "", int(local[1]) if local else 0, verb, arg or "", self._last_reply,
-                (live.bytes_out if live is not None else 0) - sent_before,
-                len(verb) + len(arg or "") + 3 + self._session_bytes - data_before,
-                int((time.monotonic() - started) * 1000)))
-
-        return run
+        self._timeout = float(self.config.server.connection_timeout)
+        self._task: asyncio.Task[None] | None = None
+        # The body being read: DATA (``_stream``) or one BDAT chunk (``_chunk_left`` bytes still to come).
+        self._spool: SpoolFile | None = None
+        self._stream: DataStream | None = None
+        self._headers: HeaderScanner | None = None
+        self._chunk: BeginChunk | None = None
+        self._chunk_left = 0
+        self._size = 0
+        self._prefix = 0  # our Received header's length
+        # The protocol log: the command being answered (verb, argument, started, bytes out and in before it).
+        self._logged: tuple[str, str, float, int, int] | None = None
+        self._last_reply = ""
+        self._close_after_commit: str | None = None  # terminate() during a commit: the 421 after the 250
 
     # -- connection lifecycle -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.live is None:
-            peer = transport.get_extra_info("peername") or ("?", 0)
-            self.live = self.services.sessions.open(str(peer[0]), int(peer[1]), self.terminate)
-            local = transport.get_extra_info("sockname")
-            if local:
-                self.live.listener = join_hostport(str(local[0]), int(local[1]))
-            counters = self.services.counters
-            counters.inbound_connections_current += 1
-            counters.inbound_connections_total += 1
-            self.services.bus.publish(SessionOpened(self.live.session_id, self.live.peer))
-            if self.implicit_tls:
-                self._start_implicit_tls(transport)
-                return
-        super().connection_made(transport)
-        self._tls_established()
+        self.transport = transport = cast(asyncio.Transport, transport)  # (uvloop's are not asyncio's classes)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.live = live = self.services.sessions.open(str(peer[0]), int(peer[1]), self.terminate)
+        local = transport.get_extra_info("sockname")
+        if local:
+            live.listener = join_hostport(str(local[0]), int(local[1]))
+        counters = self.services.counters
+        counters.inbound_connections_current += 1
+        counters.inbound_connections_total += 1
+        self.services.bus.publish(SessionOpened(live.session_id, live.peer))
+        context = self.security.tls_context(self.config, self.services.bus)
+        limiter = self.security.limiter
+        self.machine = SmtpMachine(self.config, live.peer, tls_available=context is not None,
+                                   auth_locked=lambda: limiter.locked_for(live.peer))
+        if not self.implicit_tls:
+            self._open_session()
+            return
+        refused = "no certificate is installed" if context is None else self._refusal()
+        if context is None or refused is not None:  # no handshake (the costly part) for a refused client
+            log.info("implicit-TLS connection closed before the handshake: %s", refused)
+            if context is not None:
+                counters.inbound_connections_refused += 1
+            transport.close()
+            return
+        self._run(self._handshake(implicit=True))
 
     def connection_lost(self, error: Exception | None) -> None:
         if error is not None:  # reset or broken by the network, not closed by either side
             self.services.counters.total_connection_errors += 1
+        self._closing = True
         self._close_live()
-        if self.session is None:  # an implicit-TLS connection that never finished its handshake
-            asyncio.StreamReaderProtocol.connection_lost(self, error)
-            return
-        super().connection_lost(error)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._drop_spool()
 
     def _close_live(self) -> None:
-        if self.live is not None and self.services.sessions.get(self.live.session_id) is self.live:
-            self.services.sessions.close(self.live)
+        live = self.live
+        if live is not None and self.services.sessions.get(live.session_id) is live:
+            self.services.sessions.close(live)
             self.services.counters.inbound_connections_current -= 1
-            self.services.bus.publish(SessionClosed(self.live.session_id, self.live.peer, self.live.messages))
+            self.services.bus.publish(SessionClosed(live.session_id, live.peer, live.messages))
 
-    def data_received(self, data: bytes) -> None:
-        if self.live is not None:
-            self.live.bytes_in += len(data)
-        self.services.counters.bytes_received_total += len(data)
-        super().data_received(data)
+    def _open_session(self) -> None:
+        """Limits and connection control, then the greeting."""
+        refusal = self._refusal()
+        if refusal is None and self._needs_screening():
+            self._run(self._screen())
+            return
+        self._greet(refusal)
 
-    async def _handle_client(self) -> None:
-        refusal = self._refusal() or await self._screen()
+    def _greet(self, refusal: str | None) -> None:
+        assert self.machine is not None
         if refusal is not None:
             self.services.counters.inbound_connections_refused += 1
-            self._write_raw(refusal)
-            if self.transport is not None:
-                self.transport.close()
+            self._carry_out([Reply(refusal), Close()])
+            self._flush()
             return
-        await super()._handle_client()
+        self._last_activity = self.loop.time()
+        self._timer = self.loop.call_later(self._timeout, self._on_timer)
+        self._carry_out(self.machine.greeting())
+        self._busy = False
+        self._process()
 
     def _refusal(self) -> str | None:
         server = self.config.server
@@ -218,25 +182,30 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
             return reply("too_many_from_peer")
         return None
 
-    async def _screen(self) -> str | None:
-        """Connection control (and the reverse lookup for Received): a refusal reply, or None to go on."""
+    def _needs_screening(self) -> bool:
         server = self.config.server
-        if not server.reverse_dns_lookup and not server.connection_list \
-                and server.connection_grant == "all_except_listed":
-            return None  # the default: nothing to look up, nobody to refuse
+        return bool(server.reverse_dns_lookup or server.connection_list
+                    or server.connection_grant != "all_except_listed")
+
+    async def _screen(self) -> None:
+        """Connection control (and the reverse lookup for Received), then the greeting or the refusal."""
+        server = self.config.server
         peer = self._peer_ip()
         rules = access_list(server.connection_list)
         if server.reverse_dns_lookup or (rules.needs_name and not ip_listed(peer, rules)):
             self.peer_names = await self.security.names(self.config).lookup(peer)
+            if self.machine is not None:  # relay rules by name use the same answer
+                self.machine.peer_names, self.machine.names_looked_up = self.peer_names, True
         decision = decide(server.connection_grant, rules, peer, self.peer_names)
         if decision == "allow":
-            return None
+            self._greet(None)
+            return
         reason = "not granted by connection control" if decision == "deny" else \
             "connection control needs the client's name and the reverse DNS lookup failed for now"
         self.services.bus.publish(ConnectionRefused(peer, reason))
         log.info("connection from %s refused: %s", peer, reason)
         key = "access_denied" if decision == "deny" else "access_deferred"
-        return reply(key, fqdn=self.fqdn, peer=peer)
+        self._greet(reply(key, fqdn=self.config.fqdn, peer=peer))
 
     def _received_name(self) -> str:
         """The client's name for the Received header: verified reverse DNS, "unverified", or "" (lookups off)."""
@@ -245,524 +214,479 @@ class InboundSMTP(TlsMixin, AuthMixin, SMTP):
         names = self.peer_names
         return names.name if names is not None and names.name else "unverified"
 
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        """Note activity; one timer per session re-arms itself instead of a new timer per command."""
-        now = self.loop.time()
-        self._last_activity = now
-        if self._timeout_handle is None:
-            self._timeout_handle = self.loop.call_later(duration or self._timeout_duration, self._timeout_cb)
+    def _peer_ip(self) -> str:
+        return self.live.peer if self.live is not None else "?"
 
-    def _timeout_cb(self) -> None:
+    def _on_timer(self) -> None:
+        """One timer per session that re-arms itself, instead of a new timer per command."""
         idle = self.loop.time() - self._last_activity
-        if idle < self._timeout_duration:
-            self._timeout_handle = self.loop.call_later(self._timeout_duration - idle, self._timeout_cb)
+        if idle < self._timeout:
+            self._timer = self.loop.call_later(self._timeout - idle, self._on_timer)
             return
-        self._write_raw(reply("timeout", fqdn=self.fqdn))
-        super()._timeout_cb()  # type: ignore[no-untyped-call]
+        self._timer = None
+        assert self.machine is not None
+        self._carry_out(self.machine.timed_out())
+        self._flush()
 
     def terminate(self, text: str) -> None:
         """Close the session from outside (administrator, shutdown) with a 421 reply.
 
-        A message whose DATA is complete and whose commit is under way gets its 250 first (the close
+        A message whose body is complete and whose commit is under way gets its 250 first (the close
         follows it); any other message not yet committed is never stored: the client got a 421.
         """
-        self._terminated = True
         if self.live is not None and self.live.committing:
             self._close_after_commit = text
             return
-        self._write_raw(text)
+        self._out.append(text.encode("utf-8") + b"\r\n")
+        self._close()
+
+    def _close(self) -> None:
+        self._flush()
+        self._closing = True
         if self.transport is not None:
             self.transport.close()
 
-    # -- replies --------------------------------------------------------------------------------
+    # -- flow control ---------------------------------------------------------------------------
 
-    def _write_raw(self, text: str) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        data = text.encode("utf-8", _ECHO_ERRORS) + b"\r\n"
-        self._count_out(len(data))
-        self.transport.write(data)  # type: ignore[attr-defined]
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._pause_reading()
 
-    def _count_out(self, size: int) -> None:
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if not self._busy:
+            self._resume_reading()
+            self._process()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self._closing:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self._closing:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        size = len(data)
         if self.live is not None:
-            self.live.bytes_out += size
-        self.services.counters.bytes_sent_total += size
-
-    async def push(self, status: str | bytes) -> None:
-        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
-        text = enhance(text)
-        if is_syntax_or_sequence_error(text):
-            self._bad_commands += 1
-            if self._bad_commands >= self.config.server.max_bad_commands:
-                text = reply("too_many_errors")
-        await self._send(text)
-        if text.startswith("421") and self.transport is not None:
-            self.transport.close()
-
-    async def _send(self, text: str) -> None:
-        self._last_reply = text
-        data = text.encode("utf-8", _ECHO_ERRORS) + b"\r\n"
-        self._count_out(len(data))
-        self._writer.write(data)
-        # Pipelining: more commands already buffered means the client is not waiting for this
-        # reply alone; flush when it would wait on us, or when too much is queued for it.
-        pending_input = len(_buffer_of(self._reader))
-        transport: Any = self.transport
-        buffered = transport.get_write_buffer_size() if transport is not None else 0
-        if not pending_input or buffered > WRITE_HIGH_WATER:
-            await self._writer.drain()
-
-    async def _send_lines(self, code: str, lines: list[str]) -> None:
-        for index, line in enumerate(lines):
-            separator = " " if index == len(lines) - 1 else "-"
-            await self._send(f"{code}{separator}{line}")
-
-    async def handle_exception(self, error: Exception) -> str:
-        if isinstance(error, TLSSetupException):  # a client that failed the handshake: not our error
-            log.info("session %s: TLS handshake failed: %r", self.live.session_id if self.live else "?",
-                     error.__cause__)
-            return reply("tls_failed")
-        log.exception("session %s: unexpected error", self.live.session_id if self.live else "?")
-        self.services.bus.publish(ErrorEvent("smtp", f"unexpected error in a session: {error!r}"))
-        return reply("local_error")
-
-    # -- state ----------------------------------------------------------------------------------
-
-    def _reset_transaction(self) -> None:
-        self.sender: str | None = None
-        live: LiveSession | None = getattr(self, "live", None)  # (also called before connection_made)
-        if live is not None:
-            live.sender = ""
-        self.recipients: list[str] = []
-        self.ret = ""
-        self.envid = ""
-        self.rcpt_params: dict[str, tuple[str, str]] = {}  # address -> (NOTIFY, ORCPT)
-        self.smtputf8 = False
-        self.declared_size = 0
-
-    def _set_rset_state(self) -> None:
-        super()._set_rset_state()  # type: ignore[no-untyped-call]
-        self._reset_transaction()
-
-    def _note(self, command: str, state: str) -> None:
-        live = self.live
-        if live is not None:
-            live.command = command
-            live.state = state
-            now = time.monotonic()
-            if now - live.announced >= SESSION_EVENT_INTERVAL:  # the UI needs news, not every command
-                live.announced = now
-                self.services.bus.publish(SessionChanged(live.session_id))
-
-    def _peer_ip(self) -> str:
-        return self.live.peer if self.live is not None else "?"
-
-    @property
-    def _authenticated(self) -> bool:
-        return bool(self.session is not None and self.session.authenticated)
-
-    async def _needs_helo(self) -> bool:
-        assert self.session is not None
-        if not self.session.host_name:
-            await self.push(reply("need_helo"))
-            return True
-        return False
-
-    # -- commands -------------------------------------------------------------------------------
-
-    def ehlo_keywords(self) -> list[str]:
-        """The EHLO extension lines: STARTTLS only with a certificate and before TLS, AUTH only where offered."""
-        limit = self.config.server.max_message_size_kb * 1024
-        return [
-            f"SIZE {limit}" if limit else "SIZE",
-            "PIPELINING",
-            "8BITMIME",
-            "ENHANCEDSTATUSCODES",
-            "SMTPUTF8",
-            "DSN",
-            "ETRN",
-            *(["STARTTLS"] if self.tls_context is not None and not self._tls_active else []),
-            *([f"AUTH {' '.join(self.AUTH_MECHANISMS)}"] if self._auth_offered() else []),
-            "HELP",
-        ]
-
-    async def smtp_EHLO(self, hostname: str | None) -> None:
-        self._note("EHLO", "greeting")
-        if not hostname:
-            await self.push(reply("syntax_helo", cmd="EHLO"))
+            self.live.bytes_in += size
+        self.services.counters.bytes_received_total += size
+        if self._closing:
             return
-        assert self.session is not None
-        self._set_rset_state()
-        self.session.extended_smtp = True
-        self.session.host_name = hostname
-        if self.live is not None:
-            self.live.helo = hostname
-        await self._send_lines("250", [f"{self.fqdn} Hello [{self._peer_ip()}]", *self.ehlo_keywords()])
+        self._in += data
+        if self._busy or self._writing_paused:
+            if len(self._in) > INPUT_HIGH_WATER:
+                self._pause_reading()
+            return
+        self._process()
 
-    async def smtp_HELO(self, hostname: str | None) -> None:
-        self._note("HELO", "greeting")
-        if not hostname:
-            await self.push(reply("syntax_helo", cmd="HELO"))
-            return
-        assert self.session is not None
-        self._set_rset_state()
-        self.session.extended_smtp = False
-        self.session.host_name = hostname
-        if self.live is not None:
-            self.live.helo = hostname
-        await self._send(f"250 {self.fqdn} Hello [{self._peer_ip()}]")
+    def eof_received(self) -> bool | None:
+        return None  # close: a client that stops sending is done
 
-    async def smtp_NOOP(self, arg: str | None) -> None:
-        await self.push(reply("noop"))
-
-    async def smtp_RSET(self, arg: str | None) -> None:
-        if arg:
-            await self.push(reply("syntax_noarg", cmd="RSET"))
-            return
-        self._set_rset_state()
-        self._note("RSET", "idle")
-        await self.push(reply("reset"))
-
-    async def smtp_VRFY(self, arg: str | None) -> None:
-        if not arg:
-            await self.push("501 5.5.4 Syntax: VRFY <address>")
-            return
-        await self.push(reply("vrfy" if self.services.config().server.allow_verify else "vrfy_disabled"))
-
-    async def smtp_ETRN(self, arg: str | None) -> None:
-        """RFC 1985: start delivery of the mail queued for a domain marked "queue for remote triggered delivery"."""
-        self._note("ETRN", "idle")
-        if await self._needs_helo():
-            return
-        node = (arg or "").strip()
-        if not node or " " in node or node.startswith("#"):
-            await self.push("501 5.5.4 Syntax: ETRN <domain> | ETRN @<domain>")
-            return
-        domain = node.lstrip("@").lower()
-        released = await self.services.etrn(domain)
-        if released is None:
-            await self.push(f"459 4.7.1 Node {domain} not allowed: it is not queued for remote triggered delivery")
-        elif released == 0:
-            await self.push(f"251 2.0.0 OK, no messages waiting for node {domain}")
-        else:
-            await self.push(f"253 2.0.0 OK, {released} pending messages for node {domain} started")
-
-    async def smtp_EXPN(self, arg: str | None) -> None:
-        await self.push(reply("not_implemented"))
-
-    async def smtp_HELP(self, arg: str | None) -> None:
-        await self.push(reply("help" if self.services.config().server.allow_verify else "help_no_vrfy"))
-
-    async def smtp_QUIT(self, arg: str | None) -> None:
-        if arg:
-            await self.push(reply("syntax_noarg", cmd="QUIT"))
-            return
-        await self._send(reply("bye", fqdn=self.fqdn))
-        if self.transport is not None:
-            self.transport.close()
-
-    def _default_domain(self) -> str:
-        return self.config.default_domain.name
-
-    async def smtp_MAIL(self, arg: str | None) -> None:
-        self._note("MAIL", "envelope")
-        if await self._needs_helo():
-            return
-        assert self.session is not None
-        if self.sender is not None:
-            await self.push(reply("nested_mail"))
-            return
-        if self._auth_required and not self._authenticated:
-            await self.push(reply("auth_required"))
-            return
-        if self._session_limit_reached():
-            await self.push(reply("session_size"))
-            return
-        if not arg:
-            await self.push(reply("syntax_mail"))
-            return
+    def _process(self) -> None:
+        """Work through the buffered input until it runs out or the session must wait; then write the replies."""
+        machine = self.machine
+        assert machine is not None
         try:
-            path = parse_path(arg, "FROM:", self._default_domain(), allow_null=True)
-        except AddressError as error:
-            key = "syntax_mail" if not arg.upper().startswith("FROM:") else "bad_sender_address"
-            await self.push(reply(key, addr=str(error)))
-            return
-        if path.params and not self.session.extended_smtp:
-            await self.push(reply("bad_param", param=next(iter(path.params))))
-            return
-        smtputf8 = False
-        size = 0
-        ret = envid = ""
-        for name, value in path.params.items():
-            if name == "SIZE":
-                if value is None or not value.isdigit() or len(value) > 20:
-                    await self.push(reply("bad_param_value", param="SIZE"))
-                    return
-                size = int(value)
-            elif name == "BODY":
-                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    await self.push(reply("bad_param_value", param="BODY"))
-                    return
-            elif name in ("RET", "ENVID"):
-                try:
-                    if name == "RET":
-                        ret = dsn_params.parse_ret(value)
-                    else:
-                        envid = dsn_params.parse_envid(value)
-                except dsn_params.DsnParamError:
-                    await self.push(reply("bad_param_value", param=name))
-                    return
-            elif name == "AUTH":
-                pass  # RFC 4954 AUTH=<mailbox>: accepted and not trusted
-            elif name == "SMTPUTF8":
-                if value is not None:
-                    await self.push(reply("bad_param_value", param="SMTPUTF8"))
-                    return
-                smtputf8 = True
-            else:
-                await self.push(reply("bad_param", param=name[:40]))
-                return
-        limit = self.config.server.max_message_size_kb * 1024
-        if limit and size > limit:
-            self.services.counters.messages_refused_for_size += 1
-            await self.push(reply("message_size"))
-            return
-        if not smtputf8 and not path.address.isascii():
-            await self.push(reply("smtputf8_needed"))
-            return
-        self.sender = path.address
-        if self.live is not None:
-            self.live.sender = path.address or "<>"
-        self.ret, self.envid = ret, envid
-        self.smtputf8 = smtputf8
-        self.declared_size = size
-        await self.push(reply("sender_ok", addr=path.address))
-
-    async def smtp_RCPT(self, arg: str | None) -> None:
-        self._note("RCPT", "envelope")
-        if await self._needs_helo():
-            return
-        if self.sender is None:
-            await self.push(reply("need_mail"))
-            return
-        if not arg:
-            await self.push(reply("syntax_rcpt"))
-            return
-        try:
-            path = parse_path(arg, "TO:", self._default_domain(), allow_null=False)
-        except AddressError as error:
-            key = "syntax_rcpt" if not arg.upper().startswith("TO:") else "bad_address"
-            await self.push(reply(key, addr=str(error)))
-            return
-        notify = orcpt = ""
-        for name, value in path.params.items():
-            try:
-                if name == "NOTIFY":
-                    notify = dsn_params.parse_notify(value)
-                elif name == "ORCPT":
-                    orcpt = dsn_params.parse_orcpt(value)
+            while not self._busy and not self._closing and not self._writing_paused:
+                if self._logged is not None and machine.mode in ("command", "closed"):
+                    self._log_end()
+                if not self._in:
+                    break
+                mode = machine.mode
+                if mode == "data":
+                    self._feed_data()
+                elif mode == "chunk":
+                    self._feed_chunk()
                 else:
-                    await self.push(reply("bad_param", param=name[:40]))
-                    return
-            except dsn_params.DsnParamError:
-                await self.push(reply("bad_param_value", param=name))
-                return
-        if not self.smtputf8 and not path.address.isascii():
-            await self.push(reply("smtputf8_needed"))
-            return
-        if len(self.recipients) >= self.config.server.max_recipients:
-            await self.push(reply("too_many_rcpts"))
-            return
-        refusal = recipient_refusal(path, self._peer_ip(), self._authenticated, self.config, self.peer_names)
-        if refusal == RELAY_NAME_NEEDED and self.peer_names is None:  # relay list has names: look it up once
-            self.peer_names = await self.security.names(self.config).lookup(self._peer_ip())
-            refusal = recipient_refusal(path, self._peer_ip(), self._authenticated, self.config, self.peer_names)
-        if refusal == RELAY_NAME_NEEDED:
-            await self.push(reply("relay_deferred", addr=path.address))
-            return
-        if refusal is not None:
-            self.services.counters.messages_refused_for_relay += 1
-            log.info("session %s: relay refused for %r (%s)", self.live.session_id if self.live else "?",
-                     path.address, refusal)
-            await self.push(reply("relay_denied", addr=path.address))
-            return
-        if path.address not in self.recipients:
-            self.recipients.append(path.address)
-        if notify or orcpt:
-            self.rcpt_params[path.address] = (notify, orcpt)
-        await self.push(reply("rcpt_ok", addr=path.address))
+                    if not self._feed_line(machine):
+                        break
+            if self._logged is not None and machine.mode in ("command", "closed") and not self._busy:
+                self._log_end()  # the last command of the batch, or QUIT
+        except Exception as error:  # a bug of ours: never read on, the input cannot be trusted any more
+            self._unexpected(error)
+        self._flush()
 
-    def _session_limit_reached(self) -> bool:
-        limit = self.config.server.max_session_size_kb * 1024
-        return bool(limit) and self._session_bytes >= limit
+    def _feed_line(self, machine: SmtpMachine) -> bool:
+        """One command line out of the buffer; False when no whole line is there yet."""
+        buffer = self._in
+        end = buffer.find(b"\n")
+        limit = machine.line_limit
+        if end < 0:
+            if len(buffer) > limit + 2:
+                self._skipping = True
+                buffer.clear()
+            return False
+        line = bytes(buffer[:end])
+        del buffer[: end + 1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if self._skipping or len(line) > limit:
+            self._skipping = False
+            self._carry_out(machine.line_too_long())
+            return True
+        self._last_activity = self.loop.time()
+        if self.services.protocol_log is not None and machine.mode == "command":
+            self._log_start(line)
+        outs = machine.command(line)
+        self._note(line, machine)
+        self._carry_out(outs)
+        return True
 
-    async def smtp_DATA(self, arg: str | None) -> None:
-        self._note("DATA", "data")
-        if await self._needs_helo():
+    def _log_start(self, line: bytes) -> None:
+        live = self.live
+        verb, _, arg = line.decode("utf-8", "replace").partition(" ")
+        self._logged = (verb.upper(), arg.strip(), time.monotonic(), live.bytes_out if live else 0,
+                        (live.bytes_in if live else 0) - len(self._in) - len(line))
+
+    def _log_end(self) -> None:
+        """The protocol log's one call site: the command is answered (its last reply is out)."""
+        logged, self._logged = self._logged, None
+        record = self.services.protocol_log
+        if logged is None or record is None:
             return
-        if arg:
-            await self.push(reply("syntax_data"))
+        verb, arg, started, sent_before, received_before = logged
+        live = self.live
+        local = self.transport.get_extra_info("sockname") if self.transport is not None else None
+        helo = self.machine.helo if self.machine is not None else None
+        record(ProtocolRecord(
+            "in", self._peer_ip(), helo or "", str(local[0]) if local else "", int(local[1]) if local else 0,
+            verb, arg, self._last_reply, (live.bytes_out if live else 0) - sent_before,
+            (live.bytes_in if live else 0) - len(self._in) - received_before,
+            int((time.monotonic() - started) * 1000)))
+
+    def _note(self, line: bytes, machine: SmtpMachine) -> None:
+        live = self.live
+        if live is None:
             return
-        if self.sender is None:
-            await self.push(reply("need_mail"))
+        live.command = line[:4].decode("ascii", "replace").upper() if machine.mode[:4] != "auth" else "AUTH"
+        self._sync_live(live, machine)
+        now = time.monotonic()
+        if now - live.announced >= SESSION_EVENT_INTERVAL:  # the UI needs news, not every command
+            live.announced = now
+            self.services.bus.publish(SessionChanged(live.session_id))
+
+    @staticmethod
+    def _sync_live(live: LiveSession, machine: SmtpMachine) -> None:
+        """What Current Sessions shows of the machine's state."""
+        live.state = machine.phase
+        live.helo = machine.helo or ""
+        transaction = machine.transaction
+        live.sender = (transaction.sender or "<>") if transaction is not None else ""
+
+    def _feed_data(self) -> None:
+        stream, spool, headers = self._stream, self._spool, self._headers
+        assert stream is not None and spool is not None and headers is not None
+        chunk = bytes(self._in)
+        self._in.clear()
+        self._last_activity = self.loop.time()
+        content, leftover = stream.feed(chunk)
+        if content:
+            self._size += len(content)
+            limit = self.config.server.max_message_size_kb * 1024
+            if not limit or self._size <= limit:
+                headers.feed(content)
+                spool.write(content)
+        if leftover:
+            self._in += leftover  # commands pipelined after the end of DATA
+        if stream.done:
+            self._stream = None
+            self._body_end(stream.bare_newline)
+
+    def _feed_chunk(self) -> None:
+        chunk = self._chunk
+        assert chunk is not None
+        take = min(self._chunk_left, len(self._in))
+        if take:
+            self._last_activity = self.loop.time()
+            if chunk.keep and self._spool is not None:
+                with memoryview(self._in) as view:
+                    data = bytes(view[:take])
+                if self._headers is not None:
+                    self._headers.feed(data)
+                self._spool.write(data)
+            del self._in[:take]
+            self._chunk_left -= take
+            self._size += take
+        if self._chunk_left:
             return
-        if not self.recipients:
-            await self.push(reply("need_rcpt"))
+        self._end_chunk(chunk)
+
+    def _end_chunk(self, chunk: BeginChunk) -> None:
+        machine = self.machine
+        assert machine is not None
+        self._chunk = None
+        if machine.last_chunk_kept:
+            self._body_end(False)
             return
+        self._carry_out(machine.chunk_end(self._spool_error()))
+
+    def _spool_error(self) -> StorageError:
+        spool = self._spool
+        if spool is None or spool.error is None:
+            return "" if spool is not None else "local"
+        self._report_storage(spool.error)
+        return "storage" if is_storage_error(spool.error) else "local"
+
+    def _body_end(self, bare_newline: bool) -> None:
+        machine = self.machine
+        assert machine is not None and self._spool is not None
+        self._spool.size = self._size + self._prefix
+        headers = self._headers
+        facts = BodyFacts(self._size, bare_newline, headers.received_count() if headers else 0, self._spool_error())
+        self._carry_out(machine.body_end(facts))
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _carry_out(self, outs: list[Out]) -> None:
+        for out in outs:
+            if isinstance(out, Reply | Challenge):
+                self._say(out.text)
+            elif isinstance(out, BeginData):
+                self._begin_data(out)
+            elif isinstance(out, BeginChunk):
+                self._begin_chunk(out)
+            elif isinstance(out, Commit):
+                self._run(self._commit())
+            elif isinstance(out, DropSpool):
+                self._drop_spool()
+            elif isinstance(out, Count):
+                counters: Any = self.services.counters
+                setattr(counters, out.counter, getattr(counters, out.counter) + 1)
+            elif isinstance(out, Publish):
+                self.services.bus.publish(out.event)
+            elif isinstance(out, CheckPassword):
+                self._run(self._check_password(out))
+            elif isinstance(out, Etrn):
+                self._run(self._etrn(out.domain))
+            elif isinstance(out, LookUpName):
+                self._run(self._look_up())
+            elif isinstance(out, BeginTls):
+                self._flush()
+                self._pause_reading()
+                self._in.clear()  # sent in clear text with STARTTLS: never read as commands
+                self._run(self._handshake(implicit=False))
+            elif isinstance(out, Close):
+                self._close()
+
+    def _say(self, text: str) -> None:
+        self._last_reply = text
+        data = text.encode("utf-8", "backslashreplace") + b"\r\n"  # an echoed argument's invalid UTF-8, escaped
+        self._out.append(data)
+        if self.live is not None:
+            self.live.bytes_out += len(data)
+        self.services.counters.bytes_sent_total += len(data)
+
+    def _flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _run(self, step: Any) -> None:
+        """Start one awaited step; input waits until it is done."""
+        self._busy = True
+        self._flush()
+        self._task = self.loop.create_task(self._step(step))
+
+    async def _step(self, step: Any) -> None:
         try:
-            spool = self.services.intake.open_spool(self.sender, tuple(self.recipients))
-            spool.dsn = DsnRequest(self.ret, self.envid, dict(self.rcpt_params))
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._unexpected(error)
+            self._flush()
+            return
+        if self._closing or self._task is not asyncio.current_task():
+            return  # closed, or the step started the next one
+        self._busy = False
+        if not self._writing_paused:
+            self._resume_reading()
+        self._process()
+
+    def _unexpected(self, error: Exception) -> None:
+        log.error("session %s: unexpected error", self.live.session_id if self.live else "?", exc_info=error)
+        self.services.bus.publish(ErrorEvent("smtp", f"unexpected error in a session: {error!r}"))
+        self._drop_spool()
+        self._out.append(reply("local_error_closing").encode() + b"\r\n")
+        self._close()
+
+    # -- the message body -----------------------------------------------------------------------
+
+    def _open_spool(self) -> StorageError:
+        machine = self.machine
+        assert machine is not None and machine.transaction is not None
+        transaction = machine.transaction
+        try:
+            spool = self.services.intake.open_spool(transaction.sender, tuple(transaction.recipients))
         except OSError as error:
             self._report_storage(error)
-            await self.push(reply("storage" if is_storage_error(error) else "local_error"))
-            return
-        try:
-            outcome = await self._receive(spool)
-        except Exception as error:
-            # Mid-DATA we cannot tell message bytes from commands any more: never go on reading.
-            spool.discard()
-            await self.handle_exception(error)
-            self.terminate(reply("local_error").replace("451", "421", 1))
-            return
-        except BaseException:
-            spool.discard()
-            raise
-        if outcome is not None:
-            spool.discard()
-            self._set_rset_state()
-            await self.push(outcome)
-            return
-        if self._terminated:  # a 421 went out while the end of DATA waited to be read
-            spool.discard()
-            return
-        try:
-            await self._commit_and_answer(spool)
-        finally:
-            self._end_commit()
+            return "storage" if is_storage_error(error) else "local"
+        spool.dsn = DsnRequest(transaction.ret, transaction.envid, dict(transaction.rcpt_params))
+        received = received_header(
+            helo=machine.helo or "",
+            peer_ip=self._peer_ip(),
+            peer_name=self._received_name(),
+            fqdn=self.config.fqdn,
+            protocol=protocol_name(machine.extended, machine.tls_active, machine.authenticated),
+            queue_id=spool.queue_id,
+            recipients=transaction.recipients,
+            tls_info=self.tls_info,
+        )
+        spool.write(received)
+        self._spool = spool
+        self._headers = HeaderScanner()
+        self._size = 0
+        self._prefix = len(received)
+        return ""
 
-    async def _commit_and_answer(self, spool: SpoolFile) -> None:
-        if self.live is not None:
-            self.live.committing = True  # a shutdown now waits for the 250 (terminate)
+    def _begin_data(self, out: BeginData) -> None:
+        machine = self.machine
+        assert machine is not None
+        failed = self._open_spool()
+        if failed:
+            self._carry_out(machine.spool_failed(failed == "storage"))
+            return
+        self._say(out.go_ahead)
+        self._stream = DataStream(normalize_bare_newlines=self.config.server.bare_newline == "normalize")
+
+    def _begin_chunk(self, out: BeginChunk) -> None:
+        if out.first and out.keep:
+            self._open_spool()  # a failure shows as no spool: the chunk is read and refused at its end
+        self._chunk = out
+        self._chunk_left = out.size
+        if not out.size:
+            self._end_chunk(out)
+
+    def _drop_spool(self) -> None:
+        spool, self._spool = self._spool, None
+        self._stream = None
+        if spool is not None:
+            spool.discard()
+
+    async def _commit(self) -> None:
+        machine = self.machine
+        spool = self._spool
+        assert machine is not None and spool is not None
+        self._spool = None
+        live = self.live
+        if live is not None:
+            live.committing = True  # a shutdown now waits for the 250 (terminate)
         try:
             await self.services.intake.commit(spool, "smtp")
         except OSError as error:
             self._report_storage(error)
-            self._set_rset_state()
-            await self.push(reply("storage" if is_storage_error(error) else "local_error"))
-            return
-        if self.live is not None:
-            self.live.messages += 1
-        self._set_rset_state()
-        self._note("DATA", "idle")
-        await self.push(reply("queued", addr=f"{spool.queue_id}@{self.fqdn}"))
-
-    def _end_commit(self) -> None:
-        if self.live is not None:
-            self.live.committing = False
-        text = self._close_after_commit
-        if text is not None:
-            self._close_after_commit = None
+            outs = machine.commit_failed(is_storage_error(error))
+        except BaseException:
+            spool.discard()
+            if live is not None:
+                live.committing = False
+            raise
+        else:
+            if live is not None:
+                live.messages += 1
+            outs = machine.committed(spool.queue_id)
+        if live is not None:
+            live.committing = False
+            self._sync_live(live, machine)
+        self._carry_out(outs)
+        text, self._close_after_commit = self._close_after_commit, None
+        if text is not None:  # terminate() waited for this commit: the reply to the message first, then the 421
             self.terminate(text)
 
     def _report_storage(self, error: OSError) -> None:
         log.error("cannot store a message: %s", error)
         self.services.bus.publish(ErrorEvent("queue", f"cannot store a message: {error}"))
 
-    async def _receive(self, spool: SpoolFile) -> str | None:
-        """Read DATA to its end into ``spool``; returns an error reply, or None when it may be committed."""
-        assert self.session is not None
+    # -- TLS, AUTH, ETRN ------------------------------------------------------------------------
+
+    async def _handshake(self, *, implicit: bool) -> None:
+        machine, transport = self.machine, self.transport
+        assert machine is not None and transport is not None
+        context = self.security.tls_context(self.config, self.services.bus)
+        if context is None:  # the certificate went away since EHLO
+            self._carry_out([Reply(reply("tls_failed")), Close()])
+            return
+        self._pause_reading()  # start_tls resumes reading once the TLS layer is in place
+        timeout = max(1, min(HANDSHAKE_TIMEOUT, int(self._timeout)))
+        try:
+            tls_transport = await self.loop.start_tls(transport, self, context, server_side=True,
+                                                      ssl_handshake_timeout=timeout)
+        except Exception as error:  # a client that failed its handshake, in any of the ways there are
+            log.info("session %s: TLS handshake failed: %r", self.live.session_id if self.live else "?", error)
+            self._closing = True
+            self._close_live()
+            transport.close()
+            return
+        if tls_transport is None:  # the connection closed during the handshake
+            self._closing = True
+            self._close_live()
+            return
+        self.transport = tls_transport
+        self._reading_paused = False  # (what came since is the client's first TLS-protected input: kept)
+        self.tls_info = describe(tls_transport.get_extra_info("ssl_object"))
+        machine.tls_started()
+        live = self.live
+        if live is not None:
+            live.tls, live.user = True, ""
+            self.services.bus.publish(SessionChanged(live.session_id))
+        if implicit:
+            self._open_session()  # greets now, or starts the screening step, which greets when done
+
+    async def _check_password(self, out: CheckPassword) -> None:
+        machine = self.machine
+        assert machine is not None
         server = self.config.server
-        ssl_info = self.session.ssl
-        received = received_header(
-            helo=self.session.host_name or "",
-            peer_ip=self._peer_ip(),
-            peer_name=self._received_name(),
-            fqdn=self.fqdn,
-            protocol=protocol_name(self.session.extended_smtp, self._tls_active, self._authenticated),
-            queue_id=spool.queue_id,
-            recipients=self.recipients,
-            tls_info=describe(ssl_info.get("ssl_object")) if ssl_info else "",
-        )
-        spool.write(received)
-        await self.push(reply("start_data"))
-        stream = DataStream(normalize_bare_newlines=server.bare_newline == "normalize")
-        headers = HeaderScanner()
-        limit = server.max_message_size_kb * 1024
-        size = 0
-        reader = self._reader
-        while not stream.done:
-            chunk = await reader.read(READ_CHUNK)
-            if not chunk:
-                raise ConnectionResetError("connection closed during DATA")
-            self._reset_timeout()
-            content, leftover = stream.feed(chunk)
-            if content:
-                size += len(content)
-                if not limit or size <= limit:
-                    headers.feed(content)
-                    spool.write(content)
-            if leftover:
-                # Commands pipelined after the end of DATA go back in front of the reader's buffer.
-                _buffer_of(reader)[0:0] = leftover
-        spool.size = size + len(received)
-        self._session_bytes += size
-        if stream.bare_newline and server.bare_newline == "reject":
-            return reply("bare_newline")
-        if limit and size > limit:
-            self.services.counters.messages_refused_for_size += 1
-            return reply("message_size")
-        session_limit = server.max_session_size_kb * 1024
-        if session_limit and self._session_bytes > session_limit:
-            return reply("session_size")
-        if headers.received_count() > server.max_hop_count:
-            return reply("hop_count")
-        if spool.error is not None:
-            self._report_storage(spool.error)
-            return reply("storage" if is_storage_error(spool.error) else "local_error")
-        return None
+        peer = self._peer_ip()
+        limiter = self.security.limiter
+        # The slot is taken before the check: parallel connections cannot all get a verdict.
+        locked = limiter.begin(peer, threshold=server.auth_lockout_failures, period=float(server.auth_lockout_seconds))
+        if locked:
+            self._carry_out(machine.auth_locked(locked))
+            return
+        account = None
+        try:
+            if not out.for_other:  # acting for another identity is not supported
+                account = await self.security.check_password(self.config, self.services.bus, out.login, out.password)
+        finally:
+            limiter.end(peer)  # a failure is recorded right after, with no await between
+        if account is not None:
+            if self.live is not None:
+                self.live.user = account
+                self.services.bus.publish(SessionChanged(self.live.session_id))
+            self._carry_out(machine.auth_checked(account))
+            return
+        verdict = limiter.failed(peer, threshold=server.auth_lockout_failures,
+                                               period=float(server.auth_lockout_seconds),
+                                               base_delay=server.auth_failure_delay_ms / 1000)
+        name = shown_name(out.login)
+        log.info("AUTH failed from %s for %r (%d failure(s)%s)", peer, name, verdict.failures,
+                 ", locked out" if verdict.locked else "")
+        self.services.bus.publish(AuthFailed(peer, name, verdict.failures, verdict.locked))
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
+        self._carry_out(machine.auth_checked(None))
 
+    async def _look_up(self) -> None:
+        machine = self.machine
+        assert machine is not None
+        self.peer_names = await self.security.names(self.config).lookup(self._peer_ip())
+        self._carry_out(machine.name_found(self.peer_names))
 
-def _buffer_of(reader: asyncio.StreamReader) -> bytearray:
-    """The reader's input buffer: StreamReader has no public way to peek at or push back input."""
-    buffer: bytearray = getattr(reader, "_buffer")  # noqa: B009
-    return buffer
-
-
-class _NoHandler:
-    """aiosmtpd wants a handler object; every hook lives in InboundSMTP itself."""
-
-
-_NO_HANDLER = _NoHandler()
-
-
-@dataclass(frozen=True)
-class _MethodTables:
-    commands: tuple[tuple[str, Callable[..., Any]], ...]  # ("EHLO", InboundSMTP.smtp_EHLO): bound per session
-    auth: tuple[tuple[str, str], ...]  # ("PLAIN", "auth_PLAIN")
-
-
-_TABLES: dict[str, _MethodTables] = {}
-
-
-def _method_tables(cls: type) -> _MethodTables:
-    key = f"{cls.__module__}.{cls.__qualname__}"
-    tables = _TABLES.get(key)
-    if tables is None:
-        tables = _TABLES[key] = _compute_tables(cls)
-    return tables
-
-
-def _compute_tables(cls: type) -> _MethodTables:
-    names = dir(cls)
-    commands = tuple((name[5:], getattr(cls, name)) for name in names if name.startswith("smtp_"))
-    auth = tuple(
-        (getattr(getattr(cls, name), "__auth_mechanism_name__", name[5:].replace("__", "-")), name)
-        for name in names if name.startswith("auth_")
-    )
-    return _MethodTables(commands, auth)
+    async def _etrn(self, domain: str) -> None:
+        machine = self.machine
+        assert machine is not None
+        self._carry_out(machine.etrn_done(domain, await self.services.etrn(domain)))
 
 
 def make_protocol_factory(services: InboundServices, loop: asyncio.AbstractEventLoop, *,
-                          implicit_tls: bool = False) -> Callable[[], Any]:
+                          implicit_tls: bool = False) -> Callable[[], InboundSMTP]:
     """Sessions for one listener; ``implicit_tls``: SMTPS, TLS from the first byte (port 465 style)."""
     return lambda: InboundSMTP(services, loop=loop, implicit_tls=implicit_tls)

@@ -32,8 +32,8 @@ async def test_ehlo_advertises_extensions_and_size(running: Running) -> None:
     assert code == 250
     lines = text.splitlines()
     assert lines[0] == "mx.example.test Hello [127.0.0.1]"
-    assert set(lines[1:]) == {"SIZE 2097152", "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN",
-                              "ETRN", "HELP"}
+    assert set(lines[1:]) == {"SIZE 2097152", "PIPELINING", "8BITMIME", "BINARYMIME", "CHUNKING", "ENHANCEDSTATUSCODES",
+                              "SMTPUTF8", "DSN", "ETRN", "HELP"}
 
 
 async def test_local_message_lands_in_drop_with_envelope_lines(running: Running) -> None:
