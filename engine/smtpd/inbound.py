@@ -1,21 +1,23 @@
 """Inbound SMTP's I/O: a plain asyncio Protocol that reads, feeds the session machine and carries out its actions.
 
-All rules live in ``machine.SmtpMachine``; this module owns the socket, the timer, the spool and the
-few awaits a session has (connection screening, the TLS handshake, a password check, ETRN, the commit).
+All rules live in ``machine.SmtpMachine``; this module owns the socket, the timer, the spool, TLS (every
+byte through ``tls_layer.TlsLayer`` once it starts) and the few awaits a session has (connection
+screening, a password check, a name lookup, ETRN, the commit).
 While one of those runs, input waits in the buffer (reading pauses when it grows), so pipelined commands
 are answered in order. Replies are written once per batch of input (RFC 2920 PIPELINING: one write for
 all the replies to the commands that came together), and reading stops while the client does not read
 what we write.
 
 Invariants: ``250`` after DATA or BDAT LAST is sent only after ``Intake.commit`` returned. Nothing a
-client sent in clear text with STARTTLS is ever read as a command: the buffer is dropped and reading is
-paused before the handshake starts. No password is kept, logged or put in an event.
+client sent in clear text with STARTTLS is ever read as a command: the buffer is dropped when the 220
+is written, and every later byte goes through TLS. No password is kept, logged or put in an event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -54,6 +56,7 @@ from engine.smtpd.security import AuthFailed, shared_security
 from engine.smtpd.services import InboundServices
 from engine.smtpd.sessions import LiveSession
 from engine.smtpd.tls import describe
+from engine.smtpd.tls_layer import TlsFailed, TlsLayer
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ class InboundSMTP(asyncio.Protocol):
         self.machine: SmtpMachine | None = None
         self.peer_names: NameResult | None = None
         self.tls_info = ""
+        self._tls: TlsLayer | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
         self._in = bytearray()
         self._out: list[bytes] = []
         self._busy = True  # until the greeting: input waits
@@ -128,16 +133,17 @@ class InboundSMTP(asyncio.Protocol):
                 counters.inbound_connections_refused += 1
             transport.close()
             return
-        self._run(self._handshake(implicit=True))
+        self._start_tls(context)
 
     def connection_lost(self, error: Exception | None) -> None:
         if error is not None:  # reset or broken by the network, not closed by either side
             self.services.counters.total_connection_errors += 1
         self._closing = True
         self._close_live()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._handshake_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._handshake_timer = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._drop_spool()
@@ -244,6 +250,8 @@ class InboundSMTP(asyncio.Protocol):
         self._flush()
         self._closing = True
         if self.transport is not None:
+            if self._tls is not None and self._tls.established and not self.transport.is_closing():
+                self.transport.write(self._tls.close())
             self.transport.close()
 
     # -- flow control ---------------------------------------------------------------------------
@@ -277,12 +285,36 @@ class InboundSMTP(asyncio.Protocol):
         self.services.counters.bytes_received_total += size
         if self._closing:
             return
+        if self._tls is not None:
+            data = self._decrypt(self._tls, data)
+            if not data:
+                return
         self._in += data
         if self._busy or self._writing_paused:
             if len(self._in) > INPUT_HIGH_WATER:
                 self._pause_reading()
             return
         self._process()
+
+    def _decrypt(self, tls: TlsLayer, data: bytes) -> bytes:
+        """Bytes from the socket through the TLS layer: the plaintext ("" while the handshake runs)."""
+        was_established = tls.established
+        try:
+            plain, reply_records = tls.receive(data)
+        except TlsFailed as error:
+            log.info("session %s: TLS failed: %s", self.live.session_id if self.live else "?", error)
+            self._closing = True
+            if self.transport is not None:
+                self.transport.close()
+            return b""
+        if reply_records and self.transport is not None:
+            self.transport.write(reply_records)
+        if tls.established and not was_established:
+            self._tls_established(tls)
+        if tls.closed:
+            self._close()
+            return b""
+        return plain
 
     def eof_received(self) -> bool | None:
         return None  # close: a client that stops sending is done
@@ -466,10 +498,13 @@ class InboundSMTP(asyncio.Protocol):
             elif isinstance(out, LookUpName):
                 self._run(self._look_up())
             elif isinstance(out, BeginTls):
-                self._flush()
-                self._pause_reading()
+                self._flush()  # the 220, in clear text
                 self._in.clear()  # sent in clear text with STARTTLS: never read as commands
-                self._run(self._handshake(implicit=False))
+                context = self.security.tls_context(self.config, self.services.bus)
+                if context is None:  # the certificate went away since EHLO
+                    self._carry_out([Reply(reply("tls_failed")), Close()])
+                    continue
+                self._start_tls(context)
             elif isinstance(out, Close):
                 self._close()
 
@@ -486,8 +521,18 @@ class InboundSMTP(asyncio.Protocol):
             return
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        if self.transport is None or self.transport.is_closing():
+            return
+        tls = self._tls
+        if tls is not None:
+            if not tls.established:
+                return  # (nothing is said to a client in the middle of its handshake)
+            try:
+                data = tls.send(data)
+            except TlsFailed:
+                self.transport.close()
+                return
+        self.transport.write(data)
 
     def _run(self, step: Any) -> None:
         """Start one awaited step; input waits until it is done."""
@@ -607,38 +652,35 @@ class InboundSMTP(asyncio.Protocol):
 
     # -- TLS, AUTH, ETRN ------------------------------------------------------------------------
 
-    async def _handshake(self, *, implicit: bool) -> None:
-        machine, transport = self.machine, self.transport
-        assert machine is not None and transport is not None
-        context = self.security.tls_context(self.config, self.services.bus)
-        if context is None:  # the certificate went away since EHLO
-            self._carry_out([Reply(reply("tls_failed")), Close()])
-            return
-        self._pause_reading()  # start_tls resumes reading once the TLS layer is in place
+    def _start_tls(self, context: ssl.SSLContext) -> None:
+        """From now on every byte goes through TLS; the session waits for the handshake (and its time limit)."""
+        self._tls = TlsLayer(context)
+        self._busy = True
         timeout = max(1, min(HANDSHAKE_TIMEOUT, int(self._timeout)))
-        try:
-            tls_transport = await self.loop.start_tls(transport, self, context, server_side=True,
-                                                      ssl_handshake_timeout=timeout)
-        except Exception as error:  # a client that failed its handshake, in any of the ways there are
-            log.info("session %s: TLS handshake failed: %r", self.live.session_id if self.live else "?", error)
-            self._closing = True
-            self._close_live()
-            transport.close()
-            return
-        if tls_transport is None:  # the connection closed during the handshake
-            self._closing = True
-            self._close_live()
-            return
-        self.transport = tls_transport
-        self._reading_paused = False  # (what came since is the client's first TLS-protected input: kept)
-        self.tls_info = describe(tls_transport.get_extra_info("ssl_object"))
+        self._handshake_timer = self.loop.call_later(timeout, self._handshake_timed_out)
+
+    def _handshake_timed_out(self) -> None:
+        log.info("session %s: no TLS handshake in time", self.live.session_id if self.live else "?")
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _tls_established(self, tls: TlsLayer) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        machine = self.machine
+        assert machine is not None
+        self.tls_info = describe(tls.ssl_object)
         machine.tls_started()
         live = self.live
         if live is not None:
             live.tls, live.user = True, ""
             self.services.bus.publish(SessionChanged(live.session_id))
-        if implicit:
+        if self.implicit_tls:
             self._open_session()  # greets now, or starts the screening step, which greets when done
+        else:
+            self._busy = False  # the plaintext that came with the handshake is processed next
 
     async def _check_password(self, out: CheckPassword) -> None:
         machine = self.machine
