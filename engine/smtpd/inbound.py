@@ -676,6 +676,9 @@ class InboundSMTP(asyncio.Protocol):
         live = self.live
         if live is not None:
             live.tls, live.user = True, ""
+            cipher = tls.ssl_object.cipher()
+            if cipher:
+                live.cipher = f"{cipher[1]} {cipher[0]}"
             self.services.bus.publish(SessionChanged(live.session_id))
         if self.implicit_tls:
             self._open_session()  # greets now, or starts the screening step, which greets when done
