@@ -22,8 +22,10 @@ from app.desktop import display_problem
 from app.export import write_csv
 from app.host import EngineHost
 from app.remote_window import RemoteComputers
-from app.serve import config_failure, effective_config
+from app.serve import config_failure, effective_config, start_admin
+from engine.admin.http_server import AdminServer
 from engine.errors import EngineError, MailrootLockedError
+from engine.server import VirtualServer
 from ui.errors import MessageBridge, describe
 from ui.icons import state_icon
 from ui.window import ManagerWindow
@@ -85,6 +87,7 @@ class Manager:
         self.messages = MessageBridge()
         self.bridge = EngineBridge()
         self.host = EngineHost(self.config, config_path=self.path)
+        self.admin: AdminServer | None = None
         self.host.add_event_sink(self.bridge.deliver)
         self.host.start_thread()
         self.window = ManagerWindow(self.host, platform.node() or "localhost", settings or QSettings(),
@@ -107,10 +110,26 @@ class Manager:
         finally:
             self.window.set_state(self.host.state)  # its events are on their way; show the state now
         freeze_long_lived()  # the recovered queue
+        try:
+            self.host.call_blocking(self._start_admin)
+        except EngineError as error:  # SMTP runs; only remote administration is missing
+            return error
         return None
+
+    async def _start_admin(self, server: VirtualServer) -> None:
+        """The admin server (admin_listen), on the engine's loop like the rest of the engine."""
+        admin = start_admin(server, self.path)
+        await admin.start()
+        self.admin = admin
 
     def shutdown(self) -> None:
         self.remote.shutdown()
+        admin, self.admin = self.admin, None
+        if admin is not None and self.host.running:
+            try:
+                self.host.call_blocking(lambda server: admin.stop())
+            except EngineError:
+                log.exception("stopping the admin server failed")
         self.host.shutdown()
 
 

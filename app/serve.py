@@ -89,6 +89,13 @@ def config_saver(path: Path, args: argparse.Namespace) -> Callable[[Config], Non
     return save
 
 
+def start_admin(server: VirtualServer, config_path: Path) -> AdminServer:
+    """The admin server of ``server`` (not started): the API, the HTML manager and the Posting Acceptor; its
+    operators file defaults to the one `smtpsvc operator add` makes beside the configuration file."""
+    return AdminServer(server, operators_default=config_path.expanduser().resolve().parent / OPERATORS_NAME,
+                       setups=admin_setups())
+
+
 def admin_setups() -> tuple[Setup, ...]:
     """What the admin server serves beside its API: the HTML manager and the Posting Acceptor."""
     return (http_pages.setup, http_post.setup)
@@ -105,8 +112,7 @@ async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    admin = AdminServer(server, operators_default=path.expanduser().resolve().parent / OPERATORS_NAME,
-                        setups=admin_setups())
+    admin = start_admin(server, path)
     try:
         await server.start()
         await admin.start()

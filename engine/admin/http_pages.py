@@ -21,7 +21,7 @@ import jinja2
 from aiohttp import web
 
 from engine.admin.http_auth import AuthError, ForbiddenError, Identity
-from engine.admin.http_server import COOKIE, AdminServer
+from engine.admin.http_server import COOKIE, IDENTITY, AdminServer
 from engine.conf.config_file import config_from_dict, format_value
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME, Option
 from engine.errors import ConfigError, EngineError
@@ -112,7 +112,7 @@ class Pages:
 
     def render(self, request: web.Request, template: str, title: str, section: str = "", status: int = 200,
                **context: Any) -> web.Response:
-        identity: Identity | None = request.get("identity")
+        identity: Identity | None = request.get(IDENTITY)
         flash = self._flash.pop(identity.session, None) if identity and identity.session else None
         html = _env.get_template(template).render(
             identity=identity, csrf=identity.csrf if identity else "", nav=NAV, section=section, title=title,
@@ -131,7 +131,7 @@ class Pages:
 
     async def form(self, request: web.Request) -> tuple[Identity, Any]:
         """The posted form of a logged-in session, its CSRF token checked."""
-        identity: Identity = request["identity"]
+        identity: Identity = request[IDENTITY]
         data = await request.post()
         token = data.get("csrf")
         if not identity.csrf or not isinstance(token, str) or not hmac.compare_digest(token, identity.csrf):
@@ -197,7 +197,7 @@ class Pages:
     # -- server ---------------------------------------------------------------------------------------------
 
     async def server_page(self, request: web.Request) -> web.Response:
-        state = await self.op(request, request["identity"], "state", {})
+        state = await self.op(request, request[IDENTITY], "state", {})
         return self.render(request, "server.html", "Default SMTP Virtual Server", "Server", state=state)
 
     async def server_action(self, request: web.Request) -> web.Response:
@@ -221,7 +221,7 @@ class Pages:
     async def properties_page(self, request: web.Request, submitted: dict[str, str] | None = None,
                               problems: list[tuple[str, str]] | None = None) -> web.Response:
         tab = self._tab(request)
-        config = config_from_dict(await self.op(request, request["identity"], "config.get", {}))
+        config = config_from_dict(await self.op(request, request[IDENTITY], "config.get", {}))
         by_field: dict[str, str] = {}
         for key, why in problems or []:
             by_field.setdefault(key.removeprefix("server."), why)
@@ -263,7 +263,7 @@ class Pages:
     # -- domains, sessions ------------------------------------------------------------------------------------
 
     async def domains_page(self, request: web.Request) -> web.Response:
-        domains = await self.op(request, request["identity"], "domain.list", {})
+        domains = await self.op(request, request[IDENTITY], "domain.list", {})
         return self.render(request, "domains.html", "Domains", "Domains", domains=domains, labels=DOMAIN_TYPE_LABELS)
 
     async def domains_action(self, request: web.Request) -> web.Response:
@@ -279,7 +279,7 @@ class Pages:
         raise ForbiddenError(f"unknown action {action!r}")
 
     async def sessions_page(self, request: web.Request) -> web.Response:
-        sessions = await self.op(request, request["identity"], "sessions.list", {})
+        sessions = await self.op(request, request[IDENTITY], "sessions.list", {})
         return self.render(request, "sessions.html", "Current Sessions", "Sessions", sessions=sessions)
 
     async def sessions_action(self, request: web.Request) -> web.Response:
@@ -293,7 +293,7 @@ class Pages:
     # -- queue ----------------------------------------------------------------------------------------------
 
     async def queue_page(self, request: web.Request) -> web.Response:
-        identity = request["identity"]
+        identity = request[IDENTITY]
         q = request.query.get("q", "").strip()
         state = request.query.get("state", "")
         try:
@@ -354,7 +354,7 @@ class Pages:
 
     async def message_page(self, request: web.Request) -> web.Response:
         queue_id = request.match_info["id"]
-        detail = await self.op(request, request["identity"], "queue.show", {"id": queue_id})
+        detail = await self.op(request, request[IDENTITY], "queue.show", {"id": queue_id})
         item = detail["item"]
         rows = [("Queue ID", item["queue_id"]), ("State", item["state"]), ("Sender", item["sender"] or "<>"),
                 ("Arrived", when(item["arrived"])), ("Size", f"{item['size']} bytes"), ("Source", item["source"]),
@@ -373,7 +373,7 @@ class Pages:
     # -- Badmail and Drop -------------------------------------------------------------------------------------
 
     async def badmail_page(self, request: web.Request) -> web.Response:
-        items = await self.op(request, request["identity"], "badmail.list", {})
+        items = await self.op(request, request[IDENTITY], "badmail.list", {})
         rows = [{"href": f"/badmail/{i['name']}", "cells": [i["name"], when(i["at"]), i["sender"] or "<>",
                                                               ", ".join(i["recipients"]), i["reason"]]}
                 for i in sorted(items, key=lambda i: i["at"], reverse=True)]
@@ -382,7 +382,7 @@ class Pages:
 
     async def badmail_item(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await self.op(request, request["identity"], "badmail.read", {"name": name})
+        body = await self.op(request, request[IDENTITY], "badmail.read", {"name": name})
         actions = [("resend", "Resend (back into Pickup)", ""), ("delete", "Delete", f"Delete {name}?")]
         return self.render(request, "message.html", f"Badmail {name}", "Badmail",
                            rows=[("Name", name), ("Size", f"{body['size']} bytes")], recipients=[], schedule=[],
@@ -398,7 +398,7 @@ class Pages:
         return await self.act(request, "badmail.delete", {"name": name}, f"Deleted {name}.", "/badmail")
 
     async def drop_page(self, request: web.Request) -> web.Response:
-        items = await self.op(request, request["identity"], "drop.list", {})
+        items = await self.op(request, request[IDENTITY], "drop.list", {})
         rows = [{"href": f"/drop/{i['name']}" + (f"?{urlencode({'domain': i['domain']})}" if i.get("domain") else ""),
                  "cells": [i["name"], i.get("domain", ""), when(i["at"]), i["sender"] or "<>",
                            ", ".join(i["recipients"]), i["subject"]]}
@@ -410,7 +410,7 @@ class Pages:
     async def drop_item(self, request: web.Request) -> web.Response:
         # Each local domain may have its own Drop: the op names a file "domain/file" (DropItem.ref).
         name = join_drop_ref(request.query.get("domain", ""), request.match_info["name"])
-        body = await self.op(request, request["identity"], "drop.read", {"name": name})
+        body = await self.op(request, request[IDENTITY], "drop.read", {"name": name})
         return self.render(request, "message.html", f"Drop {name}", "Drop",
                            rows=[("File", name), ("Size", f"{body['size']} bytes")], recipients=[], schedule=[],
                            text=body["text"], text_title="Message", actions=[("delete", "Delete", f"Delete {name}?")],
@@ -424,12 +424,12 @@ class Pages:
     # -- counters, events, upload -----------------------------------------------------------------------------
 
     async def counters_page(self, request: web.Request) -> web.Response:
-        counters = await self.op(request, request["identity"], "counters", {})
+        counters = await self.op(request, request[IDENTITY], "counters", {})
         return self.render(request, "counters.html", "Performance Counters", "Counters",
                            counters=sorted(counters.items()), now=when(time.time()))
 
     async def events_page(self, request: web.Request) -> web.Response:
-        entries = await self.op(request, request["identity"], "events.list", {"since": int(time.time()) - 7 * 86400})
+        entries = await self.op(request, request[IDENTITY], "events.list", {"since": int(time.time()) - 7 * 86400})
         log = [{"when": when(e["at"]), "level": e["level"], "id": e["id"], "source": e["source"], "text": e["text"]}
                for e in reversed(entries[-EVENTS_SHOWN:])]
         return self.render(request, "events.html", "Event Log", "Events", log=log)

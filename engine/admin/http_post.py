@@ -22,7 +22,7 @@ from aiohttp import BodyPartReader, web
 
 from engine.admin.http_auth import ForbiddenError, Identity
 from engine.admin.http_pages import PAGES_KEY
-from engine.admin.http_server import AdminServer, json_error
+from engine.admin.http_server import IDENTITY, AdminServer, json_error
 from engine.errors import EngineError
 from engine.events import AdminAction
 from engine.pickup.pickup import PickupError, parse_pickup
@@ -46,7 +46,7 @@ class PostingAcceptor:
         self.admin = admin
 
     async def post(self, request: web.Request) -> web.StreamResponse:
-        identity: Identity = request["identity"]
+        identity: Identity = request[IDENTITY]
         wants_page = "text/html" in request.headers.get("Accept", "")
         if identity.role != "admin":
             return json_error(ForbiddenError(f"posting messages needs the admin role; {identity.name} is a "

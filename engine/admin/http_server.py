@@ -45,7 +45,7 @@ EVENT_BACKLOG = 2000  # events waiting for one slow stream reader before they ar
 MAX_STREAMS = 32
 KEEPALIVE_S = 15.0
 COOKIE = "smtpsvc_session"
-IDENTITY_KEY: web.AppKey[Any] = web.AppKey("smtpsvc_server", object)
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("smtpsvc_identity", Identity)  # who is asking
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -217,7 +217,6 @@ class AdminServer:
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._headers, self._authenticate], client_max_size=API_MAX_BODY)
-        app[IDENTITY_KEY] = self
         app.router.add_get("/api/v1/ops", self._ops)
         app.router.add_get("/api/v1/events", self._events)
         app.router.add_post("/api/v1/{op}", self._call)
@@ -257,7 +256,7 @@ class AdminServer:
             return await handler(request)
         api = request.path.startswith(("/api/", "/post")) and "text/html" not in request.headers.get("Accept", "")
         try:
-            request["identity"] = await self.identify(request)
+            request[IDENTITY] = await self.identify(request)
         except AuthError as error:
             if api or request.headers.get("Authorization"):
                 return json_error(error)
@@ -300,7 +299,7 @@ class AdminServer:
         return result
 
     async def _call(self, request: web.Request) -> web.Response:
-        identity: Identity = request["identity"]
+        identity: Identity = request[IDENTITY]
         if identity.session and request.headers.get("X-CSRF-Token") != identity.csrf:
             return json_error(ForbiddenError("missing or wrong X-CSRF-Token for a session's request"))
         if request.content_type != "application/json":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import os
@@ -12,11 +13,12 @@ from typing import TypeVar
 
 import pytest
 import qasync
-from admin_support import OPERATORS, AdminServe
+from admin_support import OPERATORS, AdminServe, admin_config, cli
 from PySide6.QtCore import QEvent, QSettings
 from PySide6.QtWidgets import QApplication, QWidget
+from serve_support import free_port
 
-from app.manager import application
+from app.manager import Manager, application
 from app.remote_window import RemoteComputers
 from engine.conf.config_file import with_option
 from ui.errors import MessageBridge
@@ -150,3 +152,29 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, pee
         gc.collect()
         loop.close()
         asyncio.set_event_loop(None)
+
+
+kept: list[object] = []
+
+
+def test_the_window_process_serves_remote_administration(qapp: QApplication, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    admin_port = free_port()
+    config = admin_config(tmp_path / "local", admin_port)
+    args = argparse.Namespace(config=config, mailroot=tmp_path / "local" / "Mailroot", listen=["127.0.0.1:0"],
+                              domain="example.test")
+    application()
+    manager = Manager(args, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    try:
+        assert manager.start_engine() is None
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+        monkeypatch.setenv("SMTPSVC_PASSWORD", OPERATORS["watcher"][0])
+        capsys.readouterr()
+        assert cli("--connect", f"https://127.0.0.1:{admin_port}", "--user", "watcher", "queue", "list",
+                   stdin="yes\n") == 0
+        assert "Mail queue is empty" in capsys.readouterr().out
+    finally:
+        manager.shutdown()
+        manager.window.close()
+        kept.append(manager.window)  # deleting it now would leave its panes' pending layout timers dangling
