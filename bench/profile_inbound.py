@@ -66,6 +66,12 @@ def cpu_by_group(pid: int, before: dict[int, tuple[str, float]],
     return dict(groups)
 
 
+def _function(frame: str) -> str:
+    """``name (/path/to/file.py:12)`` -> ``name (file.py)``: samples summed over a function's lines."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit('/', 1)[-1].rsplit(':', 1)[0].rstrip(')')})" if where else name
+
+
 def summarize(raw: Path, top: int) -> list[str]:
     """The loop thread's top functions from py-spy's raw (collapsed) output: self and inclusive sample shares."""
     own: collections.Counter[str] = collections.Counter()
@@ -73,10 +79,10 @@ def summarize(raw: Path, top: int) -> list[str]:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack.startswith("thread (0x") or "MainThread" not in stack.split(";", 1)[0]:
-            continue
+        if not stack.startswith("thread (") or "MainThread" not in stack.split(";", 1)[0]:
+            continue  # "thread (TID): NAME;frame;frame..."
         count = int(count_text)
-        frames = [f.split(" (")[0] + " (" + f.rsplit("/", 1)[-1] if "/" in f else f for f in stack.split(";")[1:]]
+        frames = [_function(frame) for frame in stack.split(";")[1:]]
         total += count
         if frames:
             own[frames[-1]] += count
