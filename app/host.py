@@ -9,6 +9,7 @@ batches: each one wakes the window, which then competes with the engine for the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 EVENT_BATCH_S = 0.2  # a window redrawn 5 times a second under load is live enough; 20 times costs it (GIL)
 EventSink = Callable[[list[Event]], None]
-
-
-class ConfigNotSavedError(EngineError):
-    """The new settings are in effect but the configuration file could not be written."""
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -81,7 +78,10 @@ class EngineHost:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
-            self._server = VirtualServer(self._initial, config_path=self._config_path)
+            path = self._config_path
+            saver = None if path is None else functools.partial(save_config, path)
+            # The engine saves what it applied (engine.errors.ConfigNotSavedError when it cannot).
+            self._server = VirtualServer(self._initial, config_path=path, save_config=saver)
             self._server.subscribe(self._collect)
         except BaseException as error:
             ready.set_exception(error)
@@ -186,16 +186,8 @@ class EngineHost:
         await self.call(lambda server: server.resume())
 
     async def apply_config(self, config: Config) -> None:
-        """Apply a validated configuration, then save it to the configuration file (if there is one)."""
+        """Apply a validated configuration; the engine then saves it to the configuration file (if there is one)."""
         await self.call(lambda server: server.apply_config(config))
-        if self._config_path is None:
-            return
-        path = self._config_path
-        try:
-            await asyncio.to_thread(save_config, path, config)
-        except OSError as error:
-            raise ConfigNotSavedError(f"The new settings are in effect, but they could not be saved to "
-                                      f"{path}: {error.strerror or error}") from error
 
     async def list_sessions(self) -> list[SessionInfo]:
         return await self.call(lambda server: server.list_sessions())
