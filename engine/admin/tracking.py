@@ -3,7 +3,8 @@
 The engine side subscribes to the bus and writes in batches from a worker thread (one transaction per
 batch, the loop never waits). A search is a lookup in indexed columns — sender, recipient (or @domain),
 Message-ID, queue ID, arrival time — never a scan of logs. Message-ID and Subject are read from the stored
-message's header, in the worker thread, when the message is indexed. Old entries go after ``KEEP_DAYS``.
+message's header, in the worker thread, when the message is indexed. The index is bounded: entries older
+than ``KEEP_DAYS`` go, and beyond ``MAX_MESSAGES`` the oldest go (checked every ``PRUNE_EVERY`` messages).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 DIR_NAME = "Tracking"
 FILE_NAME = "tracking-v2.sqlite"  # v2: recipients carry the arrival time (a new schema: a new file)
 KEEP_DAYS = 30
+MAX_MESSAGES = 1_000_000  # about 0.8 GB of index
+PRUNE_EVERY = 10_000  # messages indexed between two looks at the bounds
 HEADER_BYTES = 16 * 1024  # enough of a message to find Message-ID and Subject
 
 SCHEMA = """
@@ -173,9 +176,13 @@ def search(connection: sqlite3.Connection, query: Query) -> list[Track]:
 class TrackingIndex:
     """The writer: ``publish`` is a bus subscriber; a task writes batches in a worker thread."""
 
-    def __init__(self, path: Path, queue_dir: Path, bus: EventBus) -> None:
+    def __init__(self, path: Path, queue_dir: Path, bus: EventBus, *, max_messages: int = MAX_MESSAGES,
+                 prune_every: int = PRUNE_EVERY) -> None:
         self.path = path
         self.queue_dir = queue_dir
+        self.max_messages = max_messages
+        self.prune_every = prune_every
+        self._since_prune = 0
         self._pending: list[Event] = []
         self._wake = asyncio.Event()
         self._writing = asyncio.Lock()
@@ -195,13 +202,22 @@ class TrackingIndex:
 
     def _open(self) -> sqlite3.Connection:
         connection = open_index(self.path)
-        with connection:
-            cutoff = time.time() - KEEP_DAYS * 86400
-            old = "SELECT queue_id FROM messages WHERE received < ?"
-            for table in ("recipients", "steps"):
-                connection.execute(f"DELETE FROM {table} WHERE queue_id IN ({old})", (cutoff,))
-            connection.execute("DELETE FROM messages WHERE received < ?", (cutoff,))
+        self.prune(connection)
         return connection
+
+    def prune(self, connection: sqlite3.Connection) -> int:
+        """Remove what is older than KEEP_DAYS or beyond the newest ``max_messages``; returns how many went."""
+        cutoff = time.time() - KEEP_DAYS * 86400
+        row = connection.execute("SELECT received FROM messages ORDER BY received DESC LIMIT 1 OFFSET ?",
+                                 (self.max_messages,)).fetchone()
+        if row is not None:
+            cutoff = max(cutoff, float(row[0]) + 1e-6)
+        old = [(queue_id,) for (queue_id,) in connection.execute(
+            "SELECT queue_id FROM messages WHERE received < ?", (cutoff,))]
+        with connection:
+            for table in ("recipients", "steps", "messages"):
+                connection.executemany(f"DELETE FROM {table} WHERE queue_id = ?", old)
+        return len(old)
 
     async def stop(self) -> None:
         self._closing = True
@@ -251,6 +267,10 @@ class TrackingIndex:
             elif isinstance(event, QueueChanged):
                 steps.append((event.queue_id, event.at, "delivery attempt" if event.what == "attempted"
                               else event.what, ""))
+        self._since_prune += len(messages)
+        if self._since_prune >= self.prune_every:
+            self._since_prune = 0
+            self.prune(connection)
         with connection:
             connection.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", messages)
             connection.executemany("INSERT INTO recipients VALUES (?, ?, ?, ?)", recipients)

@@ -174,3 +174,35 @@ async def test_a_full_disk_costs_log_lines_not_mail(tmp_path: Path, config_facto
         await running.server.stop()
     errors = [e for e in running.events if isinstance(e, ErrorEvent) and e.source == "log"]
     assert len(errors) == 1 and "No space left on device" in errors[0].message
+
+
+async def test_settings_changed_while_running(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
+    from dataclasses import replace
+
+    running = await start_server(config_factory(log_dir=str(tmp_path / "Logs")))
+    server = running.server
+    protocol_log = server.protocol_log
+    assert protocol_log is not None
+    try:
+        async def talk_and_wait(total: int) -> None:
+            await asyncio.to_thread(talk, running.port)
+            await running.wait_for(lambda: protocol_log.written == total)
+
+        await talk_and_wait(8)
+        fields = ("time", "c-ip", "cs-method", "sc-status")
+        await server.apply_config(replace(server.config(), server=replace(server.config().server, log_fields=fields)))
+        await talk_and_wait(16)
+        await server.apply_config(replace(server.config(), server=replace(server.config().server, log_format="ncsa")))
+        await talk_and_wait(24)
+        await server.apply_config(replace(server.config(), server=replace(server.config().server, log_enabled=False)))
+        await asyncio.to_thread(talk, running.port)
+        await running.wait_for(lambda: len(running.drop_files()) == 4)
+    finally:
+        await server.stop()
+    files = log_lines(tmp_path / "Logs" / "SMTPSVC1")
+    [w3c] = [lines for name, lines in files.items() if name.startswith("ex")]
+    [ncsa] = [lines for name, lines in files.items() if name.startswith("nc")]
+    entries = formats.parse_w3c(w3c)
+    assert len(entries) == 16 and set(entries[-1]) == set(fields)
+    assert sum(line.startswith("#Fields: ") for line in w3c) == 2
+    assert len([formats.parse_ncsa(line) for line in ncsa]) == 8  # and nothing once logging was turned off

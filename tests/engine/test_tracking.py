@@ -84,3 +84,28 @@ async def test_timelines_from_the_engine(tmp_path: Path, config_factory: Callabl
     path = tracking.tracking_path(server.mailroot.root)
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT count(*) FROM messages").fetchone() == (4,)
+
+
+def test_the_index_is_bounded(tmp_path: Path) -> None:
+    from engine.events import EventBus, MessageDropped, MessageQueued
+
+    index = tracking.TrackingIndex(tmp_path / "t.sqlite", tmp_path, EventBus(), max_messages=50, prune_every=20)
+    connection = tracking.open_index(index.path)
+    now = time.time()
+    old = MessageQueued("OLD", "a@b.test", ("c@d.test",), 10, "smtp", at=now - (tracking.KEEP_DAYS + 1) * 86400)
+    index.write_batch(connection, [old])
+    for start in range(0, 200, 10):
+        batch: list[object] = []
+        for n in range(start, start + 10):
+            batch += [MessageQueued(f"Q{n:04}", "a@b.test", ("c@d.test",), 10, "smtp", at=now + n),
+                      MessageDropped(f"Q{n:04}", "", ("c@d.test",), at=now + n)]
+        index.write_batch(connection, batch)  # type: ignore[arg-type]
+    count = connection.execute("SELECT count(*) FROM messages").fetchone()[0]
+    assert 50 <= count <= 50 + 20  # pruned to the bound at each look, then filled again
+    assert connection.execute("SELECT count(*) FROM messages WHERE queue_id = 'OLD'").fetchone() == (0,)
+    assert index.prune(connection) == count - 50
+    ids = [q for (q,) in connection.execute("SELECT queue_id FROM messages ORDER BY received")]
+    assert ids == [f"Q{n:04}" for n in range(150, 200)]
+    orphans = connection.execute("SELECT count(*) FROM steps WHERE queue_id NOT IN (SELECT queue_id FROM messages)")
+    assert orphans.fetchone() == (0,)
+    connection.close()
