@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -132,8 +133,25 @@ def normal_message_id(value: str) -> str:
     return value.strip().strip("<>").strip().lower()
 
 
-def header_fields(data: bytes) -> tuple[str, str]:
-    """Message-ID (normalised) and Subject of a stored message (envelope lines first, as in Queue and Drop)."""
+_RECEIVED_FROM = re.compile(r"from (\S+) \(([^)]*)\)")
+_RECEIVED_WITH = re.compile(r"\bwith (\S+) id (\S+)")
+_RECEIVED_NOTES = re.compile(r"\(([^)]*)\)")
+
+
+def received_summary(received: str, queue_id: str) -> str:
+    """From whom and over what a message came, from the Received header smtpsvc wrote for it (or "")."""
+    text = " ".join(received.split())
+    found_with = _RECEIVED_WITH.search(text)
+    found_from = _RECEIVED_FROM.match(text)
+    if found_with is None or found_from is None or found_with.group(2).rstrip(";") != queue_id:
+        return ""  # not ours (a Pickup file's own, or another server's)
+    notes = [n for n in _RECEIVED_NOTES.findall(text[found_from.end():found_with.start()])]
+    return ", ".join([f"from {found_from.group(1)} ({found_from.group(2)}) with {found_with.group(1)}", *notes])
+
+
+def header_fields(data: bytes, queue_id: str = "") -> tuple[str, str, str]:
+    """Message-ID (normalised), Subject, and how it was received (``received_summary``) of a stored message
+    (envelope lines first, as in Queue and Drop)."""
     try:
         _sender, _recipients, offset = split_envelope(data)
     except ValueError:
@@ -141,7 +159,8 @@ def header_fields(data: bytes) -> tuple[str, str]:
     header = BytesHeaderParser(policy=compat32).parsebytes(data[offset:])
     message_id = normal_message_id(str(header.get("Message-ID", "")))
     subject = " ".join(str(header.get("Subject", "")).split())[:300]
-    return message_id, subject
+    via = received_summary(str(header.get("Received", "")), queue_id) if queue_id else ""
+    return message_id, subject, via
 
 
 def open_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -253,13 +272,14 @@ class TrackingIndex:
         messages, recipients, steps = [], [], []
         for event in batch:
             if isinstance(event, MessageQueued):
-                message_id, subject = self._headers(dropped.get(event.queue_id) or
-                                                    str(self.queue_dir / f"{event.queue_id}.eml"))
+                message_id, subject, via = self._headers(dropped.get(event.queue_id) or
+                                                         str(self.queue_dir / f"{event.queue_id}.eml"), event.queue_id)
                 messages.append((event.queue_id, event.at, event.sender.lower(), _domain(event.sender),
                                  message_id, subject, event.size, event.source))
                 recipients += [(event.queue_id, r.lower(), _domain(r), event.at) for r in event.recipients]
                 steps.append((event.queue_id, event.at, "received",
-                              f"from {event.sender or '<>'} by {event.source}, {event.size} bytes"))
+                              f"from {event.sender or '<>'} by {event.source}, {event.size} bytes"
+                              + (f"; {via}" if via else "")))
             elif isinstance(event, MessageDropped):
                 steps.append((event.queue_id, event.at, "delivered to Drop", ", ".join(event.recipients)))
             elif isinstance(event, MessageRemoved):
@@ -277,10 +297,10 @@ class TrackingIndex:
             connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", steps)
 
     @staticmethod
-    def _headers(path: str) -> tuple[str, str]:
+    def _headers(path: str, queue_id: str) -> tuple[str, str, str]:
         with contextlib.suppress(OSError), open(path, "rb") as file:
-            return header_fields(file.read(HEADER_BYTES))
-        return "", ""  # delivered and gone already: the message is tracked without them
+            return header_fields(file.read(HEADER_BYTES), queue_id)
+        return "", "", ""  # delivered and gone already: the message is tracked without them
 
     def search(self, query: Query) -> list[Track]:
         """For the engine's own readers (the control op); runs in a worker thread."""

@@ -45,8 +45,21 @@ def test_every_query_is_an_index_lookup(tmp_path: Path) -> None:
 def test_header_fields_after_envelope_lines() -> None:
     data = (b"x-sender: a@example.test\r\nx-receiver: b@example.test\r\n"
             b"Received: from x\r\nMessage-ID: <ABC.123@Host.Test>\r\nSubject: Quarterly\r\n  report\r\n\r\nbody\r\n")
-    assert tracking.header_fields(data) == ("abc.123@host.test", "Quarterly report")
-    assert tracking.header_fields(b"no header at all") == ("", "")
+    assert tracking.header_fields(data) == ("abc.123@host.test", "Quarterly report", "")
+    assert tracking.header_fields(b"no header at all") == ("", "", "")
+
+
+@pytest.mark.parametrize(("received", "summary"), [
+    ("from client.test ([192.0.2.1])\r\n\t(TLSv1.3 TLS_AES_256_GCM_SHA384 256 bits)\r\n\t(authenticated as alice)"
+     "\r\n\tby mx.example.test with ESMTPSA id Q1;\r\n\tMon, 7 Dec 2026 15:00:00 +0000",
+     "from client.test ([192.0.2.1]) with ESMTPSA, TLSv1.3 TLS_AES_256_GCM_SHA384 256 bits, authenticated as alice"),
+    ("from x (host.test [192.0.2.2]) by mx.example.test with ESMTP id Q1\r\n\tfor <a@b.test>; date",
+     "from x (host.test [192.0.2.2]) with ESMTP"),
+    ("from x ([192.0.2.2]) by mx.example.test with ESMTP id OTHER; date", ""),  # another message's
+    ("from elsewhere by relay.example with SMTP; date", ""),
+])
+def test_received_summary(received: str, summary: str) -> None:
+    assert tracking.received_summary(received, "Q1") == summary
 
 
 async def test_timelines_from_the_engine(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
@@ -70,6 +83,7 @@ async def test_timelines_from_the_engine(tmp_path: Path, config_factory: Callabl
         local = by_sender[0]
         assert local.recipients == ("b@example.test", "c2@alias.test") and local.subject == "number 2"
         assert [s.what for s in local.steps] == ["received", "delivered to Drop"]
+        assert local.steps[0].detail.endswith("([127.0.0.1]) with ESMTP")  # how it came: the Received header
         assert [t.subject for t in await server.track_messages(Query(recipient="c1@ALIAS.test"))] == ["number 1"]
         assert len(await server.track_messages(Query(recipient="@alias.test", since=started - 1))) == 3
         [far] = await server.track_messages(Query(message_id="<FAR@client.test>"))
