@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import smtplib
 import subprocess
@@ -11,6 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from admin_support import OPERATORS, AdminServe, cli
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from engine.conf.config_file import load_config
 
@@ -193,3 +198,37 @@ def test_posting_acceptor_with_curl(engine: AdminServe, tmp_path: Path) -> None:
     refused = subprocess.run(["curl", "-sSk", "-u", viewer, "-F", f"file=@{tmp_path / 'local.eml'}",
                               f"{engine.url}/post"], capture_output=True, text=True, timeout=60).stdout
     assert "needs the admin role" in refused
+
+
+def expired_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost that expired yesterday, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=30))
+                   .not_valid_after(now - datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "expired-cert.pem", directory / "expired-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_expired_certificate_is_refused(tmp_path: Path, known: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = AdminServe(tmp_path / "old")
+    cert, key = expired_certificate(tmp_path)
+    for option, value in (("admin_tls_certificate", cert), ("admin_tls_key", key)):
+        assert cli("config", "set", option, str(value), "--config", str(engine.config)) == 0
+    engine.start()
+    try:
+        as_operator(monkeypatch, "boss")
+        capsys.readouterr()
+        assert cli("--connect", engine.url, "--user", "boss", "queue", "list", stdin="yes\n") == 1
+        assert "expired on" in capsys.readouterr().err and not known.exists()
+    finally:
+        engine.stop()
