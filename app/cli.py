@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
+        problem = desktop.display_problem()
+        if problem is not None:  # before importing Qt, whose import fails without its system libraries
+            print(problem, file=sys.stderr)
+            return 1
         from app.manager import run_manager
 
         return run_manager(args)

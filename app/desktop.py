@@ -33,6 +33,19 @@ XCB_LIBRARIES: dict[str, str] = {
     "libxkbcommon.so.0": "libxkbcommon0",
     "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
 }
+# What PySide6's QtCore, QtGui and QtWidgets themselves load from the system, whichever platform plugin draws
+# (found with readelf on the wheel's libraries). A Debian server lacks all of them: without this check the
+# manager would die in an ImportError traceback ("libglib-2.0.so.0: cannot open shared object file").
+QT_LIBRARIES: dict[str, str] = {
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libX11.so.6": "libx11-6",
+    "libxkbcommon.so.0": "libxkbcommon0",
+}
 DESKTOP_FILE = "smtpsvc.desktop"
 ICON_NAME = "smtpsvc"
 
@@ -52,22 +65,22 @@ def apt_line(packages: list[str]) -> str:
     return "sudo apt-get install " + " ".join(dict.fromkeys(packages))
 
 
-def display_problem(environ: Mapping[str, str] = os.environ, platform: str = sys.platform) -> str | None:
+def display_problem(environ: Mapping[str, str] = os.environ, platform: str = sys.platform,
+                    qt_libraries: Mapping[str, str] = QT_LIBRARIES) -> str | None:
     """Why the window cannot open here (said before Qt aborts with its own terse message), or None."""
     if not platform.startswith("linux"):
         return None
     wanted = environ.get("QT_QPA_PLATFORM", "")
-    if wanted and not wanted.startswith("xcb"):
-        return None  # offscreen, wayland, vnc …: Qt's own business
-    if not wanted and environ.get("WAYLAND_DISPLAY"):
-        return None  # Qt may use Wayland; it falls back to xcb itself
-    if not environ.get("DISPLAY"):
+    xcb = wanted.startswith("xcb") or not (wanted or environ.get("WAYLAND_DISPLAY"))
+    if xcb and not environ.get("DISPLAY"):
         return ("smtpsvc: no display to open the manager window on (DISPLAY is not set).\n"
                 "Run it from a desktop session, or run the server without a window: smtpsvc serve")
-    missing = missing_libraries()
+    # Offscreen, Wayland, VNC …: the platform is Qt's business, but Qt itself still needs its libraries.
+    missing = missing_libraries(qt_libraries) | (missing_libraries() if xcb else {})
     if not missing:
         return None
-    return ("smtpsvc: the manager window cannot open: Qt's X11 (xcb) platform needs "
+    needs = "Qt's X11 (xcb) platform needs" if xcb else "Qt needs"
+    return (f"smtpsvc: the manager window cannot open: {needs} "
             f"{', '.join(missing)}, which this system lacks.\n"
             f"Install them with:\n\n    {apt_line(list(missing.values()))}\n\n"
             "(The server itself runs without them: smtpsvc serve)")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
-from app.desktop import XCB_LIBRARIES, apt_line, display_problem, missing_libraries
+from app.desktop import QT_LIBRARIES, XCB_LIBRARIES, apt_line, display_problem, missing_libraries
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("SMTPSVC_SHOTS", "/tmp"))
@@ -112,6 +112,16 @@ def test_display_problem_only_where_xcb_would_be_used() -> None:
     assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, platform="linux") is None
     assert "DISPLAY is not set" in (display_problem({"QT_QPA_PLATFORM": "xcb"}, platform="linux") or "")
     assert display_problem({"DISPLAY": ":0"}, platform="linux") is None  # every library is there
+
+
+def test_qt_libraries_missing_are_named_whatever_the_platform() -> None:
+    assert missing_libraries(QT_LIBRARIES) == {}, "tests/run installs every library of QT_LIBRARIES"
+    absent = {"libsmtpsvc-absent.so.9": "smtpsvc-absent"}
+    for environ in ({"QT_QPA_PLATFORM": "offscreen"}, {"WAYLAND_DISPLAY": "wayland-0"}, {"DISPLAY": ":0"}):
+        problem = display_problem(environ, platform="linux", qt_libraries=absent) or ""
+        assert "libsmtpsvc-absent.so.9" in problem and "sudo apt-get install smtpsvc-absent" in problem, environ
+    # No display at all: that is said first (a server without Qt's libraries needs `smtpsvc serve`, not them).
+    assert "DISPLAY is not set" in (display_problem({}, platform="linux", qt_libraries=absent) or "")
 
 
 def test_smtpsvc_without_display_says_so_instead_of_aborting(tmp_path: Path) -> None:
