@@ -55,7 +55,9 @@ class Actions:
         self.refresh = _action(a, "Re&fresh", "refresh", "F5")
         self.properties = _action(a, "P&roperties", "properties", "Alt+Return")
         self.properties.setToolTip("Properties (Alt+Enter)")
-        self.about = _action(a, "&About smtpsvc", "help")
+        self.about = _action(a, "&About smtpsvc")
+        self.help = _action(a, "&Help Topics", "help", QKeySequence.StandardKey.HelpContents,
+                            tip="Help for the selected node (F1)")
         self.track = _action(a, "Trac&k Message…", shortcut="Ctrl+T",
                              tip="Find messages by sender, recipient, Message-ID or time, and what became of them")
         # messages: Queue, Drop, Badmail
@@ -122,6 +124,8 @@ class Actions:
         view_menu.addSeparator()
         view_menu.addAction(self.refresh)
         help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.help)
+        help_menu.addSeparator()
         help_menu.addAction(self.about)
         return action_menu
 

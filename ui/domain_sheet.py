@@ -197,6 +197,9 @@ class DomainSheet(PropertySheet):
         self._show_drop()
         return problems
 
+    def help_topic(self) -> str:
+        return "sheet-domain"
+
 
 def domain_problem(current: Config, domain: DomainConfig) -> str | None:
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 from engine.conf.config import Config
 from engine.errors import ConfigError, EngineError
 from ui.errors import MessageBridge
+from ui.help import show_help
 from ui.icons import icon
 from ui.tasks import TaskRunner
 
@@ -55,7 +57,11 @@ class PropertySheet(QDialog):
         problem_row.addWidget(self.problem_icon, 0, Qt.AlignmentFlag.AlignTop)
         problem_row.addWidget(self.problem_label, 1)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-                                        | QDialogButtonBox.StandardButton.Apply)
+                                        | QDialogButtonBox.StandardButton.Apply
+                                        | QDialogButtonBox.StandardButton.Help)
+        self.buttons.helpRequested.connect(self.show_help)
+        help_key = QShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents), self)
+        help_key.activated.connect(self.show_help)
         self.ok_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.cancel_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
         self.apply_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
@@ -69,6 +75,13 @@ class PropertySheet(QDialog):
         self._show_problem_line()
 
     # -- to implement ---------------------------------------------------------------------------
+
+    def help_topic(self) -> str:
+        """The manual's section for the page in front: "sheet-general", "sheet-access", …"""
+        return "sheet-" + self.tabs.tabText(self.tabs.currentIndex()).replace("&", "").lower()
+
+    def show_help(self) -> None:
+        show_help(self.help_topic(), self)
 
     def candidate(self) -> Config:
         """The whole configuration the sheet would apply; raises ConfigError (or DomainError) if invalid."""

@@ -6,18 +6,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QHelpEvent, QPainter, QPaintEvent, QPalette
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QToolTip, QTreeView, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableView,
+    QToolTip,
+    QTreeView,
+    QWidget,
+)
 
 DragStarter = Callable[[], None]
 
 
-def elided_tooltip(view: QAbstractItemView, event: QEvent) -> bool:
-    """A cell whose text does not fit gets its whole text as tooltip (unless the model gives one); True: shown."""
-    if event.type() != QEvent.Type.ToolTip or not isinstance(event, QHelpEvent):
-        return False
-    index = view.indexAt(event.pos())
+class ElidedTipDelegate(QStyledItemDelegate):
+    """A cell whose text does not fit gets its whole text as tooltip (unless the model gives one).
+
+    Qt's own hook for item tooltips (``helpEvent``): no override of the view's event handlers, which Qt also
+    calls while a view is being destroyed."""
+
+    def helpEvent(self, event: QHelpEvent, view: QAbstractItemView, option: QStyleOptionViewItem,
+                  index: QModelIndex | QPersistentModelIndex) -> bool:
+        tip = event.type() == QEvent.Type.ToolTip and index.isValid()
+        if tip and not index.data(Qt.ItemDataRole.ToolTipRole) and elided_tooltip(view, event, index):
+            return True
+        return super().helpEvent(event, view, option, index)
+
+
+def elided_tooltip(view: QAbstractItemView, event: QHelpEvent,
+                   index: QModelIndex | QPersistentModelIndex | None = None) -> bool:
+    """Show the cell's whole text when it is cut; True: shown."""
+    index = view.indexAt(event.pos()) if index is None else index
     if not index.isValid() or index.data(Qt.ItemDataRole.ToolTipRole):
         return False
     text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
@@ -50,6 +72,7 @@ class ItemView(QTreeView):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.empty_text = ""
+        self.setItemDelegate(ElidedTipDelegate(self))
         self.start_drag: DragStarter | None = None
         self.setRootIsDecorated(False)
         self.setUniformRowHeights(True)
@@ -69,9 +92,6 @@ class ItemView(QTreeView):
         else:
             super().startDrag(supportedActions)
 
-    def viewportEvent(self, event: QEvent) -> bool:
-        return elided_tooltip(self, event) or super().viewportEvent(event)
-
     def set_empty_text(self, text: str) -> None:
         if text != self.empty_text:
             self.empty_text = text
@@ -88,6 +108,7 @@ class ItemTable(QTableView):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.start_drag: DragStarter | None = None
+        self.setItemDelegate(ElidedTipDelegate(self))
         self.setShowGrid(False)
         self.setWordWrap(False)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -110,9 +131,6 @@ class ItemTable(QTableView):
     def header(self) -> QHeaderView:
         """As QTreeView's: the column header."""
         return self.horizontalHeader()
-
-    def viewportEvent(self, event: QEvent) -> bool:
-        return elided_tooltip(self, event) or super().viewportEvent(event)
 
     def enable_drag_out(self, starter: DragStarter) -> None:
         self.start_drag = starter

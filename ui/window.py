@@ -21,6 +21,7 @@ from ui.errors import MessageBridge
 from ui.event_viewer import MAX_SHOWN, EventViewer
 from ui.facade import EngineFacade
 from ui.folder_ops import FolderOperations
+from ui.help import show_help
 from ui.icons import state_icon
 from ui.mail_ops import MailOperations, MessageRef
 from ui.models.domains import DomainsModel
@@ -226,6 +227,7 @@ class ManagerWindow(QMainWindow):
             self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue"))
         a.show_chart.toggled.connect(self.queue_pane.show_chart)
         a.columns.triggered.connect(self.choose_columns)
+        a.help.triggered.connect(lambda: show_help(self.node.value, self))
         a.put_pickup.triggered.connect(self._put_files)
         a.paste_pickup.triggered.connect(self._paste)
         self.queue_pane.chart_button.toggled.connect(a.show_chart.setChecked)

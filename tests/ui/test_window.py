@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 from conftest import FakeEngine, QLoop, Recorder
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QLabel, QToolButton
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QToolButton
 from pytestqt.qtbot import QtBot
 
 from engine.events import SessionClosed, SessionOpened
+from ui.help import HelpWindow, manual_html
 from ui.scope import Node
+from ui.server_sheet import ServerSheet
+from ui.tasks import TaskRunner
 from ui.window import ManagerWindow
 
 
@@ -226,3 +230,24 @@ def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -
     assert shown[:6] == ["Domains", "Current Sessions", "Queue", "Pickup", "Drop", "Badmail"]  # not A–Z
     assert window.state_label.frameShadow() == QLabel.Shadow.Sunken
     assert not window.actions_.show_tree.isIconVisibleInMenu()  # its check shows, not a faint icon frame
+
+
+def test_f1_opens_the_help_of_the_node_and_of_the_sheet_page(window: ManagerWindow, qtbot: QtBot,
+                                                              fake_engine: FakeEngine, messages: Recorder) -> None:
+    manual = manual_html()
+    for node in Node:
+        assert f'<a name="{node.value}">' in manual, node  # every node has its section
+    window.select_node(Node.QUEUE)
+    assert window.actions_.help.shortcut() == QKeySequence(QKeySequence.StandardKey.HelpContents)
+    window.actions_.help.trigger()
+    helper = next(w for w in window.findChildren(HelpWindow) if w.isVisible())
+    assert helper.topic == "queue" and "Held for ETRN" in helper.browser.toPlainText()
+    sheet = ServerSheet(fake_engine.config, "started", fake_engine.apply_config, TaskRunner(messages), messages)
+    qtbot.addWidget(sheet)
+    for index in range(sheet.tabs.count()):
+        sheet.tabs.setCurrentIndex(index)
+        assert f'<a name="{sheet.help_topic()}">' in manual
+    sheet.tabs.setCurrentIndex(3)
+    sheet.buttons.button(QDialogButtonBox.StandardButton.Help).click()
+    assert helper.topic == "sheet-delivery"
+    helper.close()
