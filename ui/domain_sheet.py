@@ -28,7 +28,7 @@ from ui.errors import MessageBridge
 from ui.icons import domain_icon
 from ui.outbound_security import OutboundSecurityDialog
 from ui.sheet import ApplyFn, Problems, PropertySheet
-from ui.sheet_parts import button_row, group, note
+from ui.sheet_parts import assign_mnemonics, button_row, group, note
 from ui.tasks import TaskRunner
 
 
@@ -58,11 +58,14 @@ class DomainSheet(PropertySheet):
         if domain.type == "remote":
             self.tabs.addTab(self._advanced(), "Advanced")
         self._load(domain)
+        for index in range(self.tabs.count()):
+            if (page := self.tabs.widget(index)) is not None:
+                assign_mnemonics(page, "ocah")  # OK, Cancel, Apply, Help
         for signal in (self.drop_edit.textChanged, self.relay_check.toggled, self.helo_check.toggled,
                        self.tls_check.toggled, self.dns_radio.toggled, self.smart_host_edit.textChanged,
                        self.etrn_check.toggled, self.security_dialog.changed):
             signal.connect(self.revalidate)
-        self.resize(440, 380)
+        self.resize(520, 400)  # the Drop path and the smart host fit
         self.revalidate()
 
     def _header(self, domain: DomainConfig) -> QHBoxLayout:

@@ -204,6 +204,7 @@ class IntField(OptionField):
     def __init__(self, option: Option) -> None:
         super().__init__(option)
         self.widget = self.spin = _spin(option)
+        self.label.setBuddy(self.spin)
         self.spin.valueChanged.connect(self.changed)
 
     def value(self) -> int:
@@ -276,6 +277,7 @@ class TextField(OptionField):
         if option.secret:
             self.edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.edit.textChanged.connect(self.changed)
+        self.label.setBuddy(self.edit)
         self.widget = self.edit
         if browse:
             self.widget = QWidget()
@@ -308,6 +310,7 @@ class ChoiceField(OptionField):
     def __init__(self, option: Option) -> None:
         super().__init__(option)
         self.widget = self.combo = QComboBox()
+        self.label.setBuddy(self.combo)
         for choice in option.choices:
             self.combo.addItem(CHOICE_LABELS.get(choice, choice), choice)
         self.combo.setToolTip(tooltip_of(option))
@@ -330,7 +333,8 @@ class IntListField(OptionField):
         self.labels = [QLabel(RETRY_LABELS[row] if row < len(RETRY_LABELS) else f"Interval {row + 1}:")
                        for row in range(len(self.spins))]
         self.widget = self.spins[0]
-        for spin in self.spins:
+        for label, spin in zip(self.labels, self.spins, strict=True):
+            label.setBuddy(spin)
             spin.setSuffix(f" {option.unit}" if option.unit else "")
             spin.valueChanged.connect(self.changed)
 

@@ -28,7 +28,7 @@ from ui.facade import CertificateFacade
 from ui.icons import state_icon
 from ui.option_fields import OptionField, TextField, make_field
 from ui.sheet import ApplyFn, Problems, PropertySheet
-from ui.sheet_parts import SubDialog, button_row, form, group, not_built, note, opener
+from ui.sheet_parts import SubDialog, assign_mnemonics, button_row, form, group, not_built, note, opener
 from ui.tasks import TaskRunner
 
 NAME_KEY = "name"
@@ -63,6 +63,9 @@ class ServerSheet(PropertySheet):
         self.tabs.addTab(self._delivery(), "Delivery")
         self.tabs.addTab(self._security(), "Security")
         self._load(config)
+        for index in range(self.tabs.count()):
+            if (page := self.tabs.widget(index)) is not None:
+                assign_mnemonics(page, "ocah")  # OK, Cancel, Apply, Help
         badmail = self.fields["badmail_dir"]
         if isinstance(badmail, TextField):
             badmail.edit.setPlaceholderText(str(Mailroot.from_config(replace(
@@ -283,7 +286,7 @@ class ServerSheet(PropertySheet):
         field = self.fields.get(name)
         if field is None:
             return why
-        label = field.label.text().rstrip(":")
+        label = field.label.text().replace("&", "").rstrip(":")
         place = self.where.get(name, "")
         return f"{place} › {label}: {why}" if place else f"{label}: {why}"
 

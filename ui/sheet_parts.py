@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QAbstractSpinBox,
     QComboBox,
     QDialog,
@@ -25,6 +26,49 @@ from ui.option_fields import OptionField
 
 NOT_BUILT = "Not available yet: {what} is not built in this version of smtpsvc."
 W = TypeVar("W", bound=QWidget)
+
+
+def _mnemonic_of(text: str) -> str:
+    at = text.replace("&&", "").find("&")
+    return text.replace("&&", "")[at + 1].lower() if 0 <= at < len(text.replace("&&", "")) - 1 else ""
+
+
+def with_mnemonic(text: str, used: set[str]) -> str:
+    """``text`` with an accelerator on a letter not in ``used`` (a word's first letter if one is free)."""
+    if _mnemonic_of(text) or not text.strip():
+        return text
+    starts = [i for i, c in enumerate(text) if c.isalnum() and (i == 0 or not text[i - 1].isalnum())]
+    others = [i for i, c in enumerate(text) if c.isalnum() and i not in starts]
+    for i in starts + others:
+        if text[i].lower() not in used:
+            used.add(text[i].lower())
+            return text[:i] + "&" + text[i:]
+    return text
+
+
+def assign_mnemonics(root: QWidget, taken: str = "") -> None:
+    """MMC/IIS habit: every label, check box and button of a page has its Alt+letter, each letter once.
+
+    Letters already given (OK, Cancel, Apply, "Re&move" …) are kept; labels without a buddy are left alone
+    (an accelerator must lead somewhere); ``taken``: letters of the dialog's own buttons (OK, Cancel …)."""
+    widgets = [w for w in root.findChildren(QWidget) if isinstance(w, QLabel | QAbstractButton)
+               and not isinstance(w.parentWidget(), QDialogButtonBox)]  # OK, Cancel: Enter and Esc
+    used = {letter for w in widgets if (letter := _mnemonic_of(_text_of(w)))} | set(taken)
+    for widget in widgets:
+        if isinstance(widget, QLabel) and (widget.buddy() is None or widget.textFormat() == Qt.TextFormat.RichText):
+            continue
+        text = _text_of(widget)
+        if not text or "&" in text.replace("&&", ""):
+            continue
+        marked = with_mnemonic(text, used)
+        if isinstance(widget, QLabel | QAbstractButton):
+            widget.setText(marked)
+
+
+def _text_of(widget: QWidget) -> str:
+    if isinstance(widget, QLabel | QAbstractButton):
+        return widget.text()
+    return ""
 
 
 def not_built(widget: W, what: str) -> W:
@@ -102,6 +146,7 @@ class SubDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
+        assign_mnemonics(self, "oc")
 
     def open(self) -> None:
         self._saved = [field.value() for field in self.fields]

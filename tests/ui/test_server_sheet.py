@@ -154,7 +154,7 @@ def test_not_built_controls_are_disabled_with_reason(qtbot: QtBot, fake_engine: 
     from PySide6.QtWidgets import QPushButton
 
     sheet = make_sheet(qtbot, fake_engine, messages)
-    buttons = {b.text(): b for b in sheet.findChildren(QPushButton)}
+    buttons = {b.text().replace("&", ""): b for b in sheet.findChildren(QPushButton)}
     assert buttons["Properties…"].isEnabled()  # logging, built with issue 13
     for text in ("Authentication…", "Certificate…", "Communication…", "Connection…"):  # built with issue 4
         assert buttons[text].isEnabled()
@@ -278,3 +278,21 @@ def test_durations_in_iis_units(qtbot: QtBot, fake_engine: FakeEngine, messages:
     sheet.tabs.setCurrentIndex(sheet.tabs.indexOf(next(sheet.tabs.widget(i) for i in range(sheet.tabs.count())
                                                        if sheet.tabs.tabText(i) == "Delivery")))
     sheet.grab().save(str(tmp_path / "delivery.png"))
+
+
+def test_every_label_and_button_has_its_own_accelerator(qtbot: QtBot, fake_engine: FakeEngine,
+                                                        messages: Recorder) -> None:
+    from PySide6.QtWidgets import QAbstractButton, QLabel
+
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    pages = [sheet.tabs.widget(i) for i in range(sheet.tabs.count())] + sheet.findChildren(SubDialog)
+    for page in pages:
+        assert page is not None
+        texts = [w.text() for w in page.findChildren(QAbstractButton) if w.text() and w.isVisibleTo(page)
+                 and not isinstance(w.parentWidget(), QDialogButtonBox)]
+        texts += [w.text() for w in page.findChildren(QLabel) if w.buddy() is not None]
+        letters = [t.replace("&&", "")[t.replace("&&", "").index("&") + 1].lower() for t in texts
+                   if "&" in t.replace("&&", "")]
+        unmarked = [t for t in texts if "&" not in t.replace("&&", "")]
+        assert len(unmarked) <= max(0, len(texts) - 30), (page, unmarked)  # 26 letters + digits, then none
+        assert len(letters) == len(set(letters)), (page, sorted(letters))
