@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from app.events_cmd import since_time
-from engine.admin.tracking import Query, Track, iter_tracks, tracking_path
+from app.remote import call_sync, connecting
+from engine.admin.tracking import Query, Step, Track, iter_tracks, tracking_path
 from engine.conf.config import default_config_path
 from engine.conf.config_file import load_config
 from engine.errors import EngineError
@@ -50,16 +51,33 @@ def render(track: Track) -> str:
     return "\n".join(lines)
 
 
+def _remote_tracks(args: argparse.Namespace, query: Query) -> list[Track]:
+    """--connect: the track op of another computer's engine."""
+    found = call_sync(args, "track", {"sender": query.sender or None, "recipient": query.recipient or None,
+                                      "message_id": query.message_id or None, "queue_id": query.queue_id or None,
+                                      "since": int(query.since) if query.since is not None else None,
+                                      "limit": query.limit})
+    return [Track(**{**t, "recipients": tuple(t["recipients"]), "steps": tuple(Step(**s) for s in t["steps"])})
+            for t in found]
+
+
 def run(args: argparse.Namespace) -> int:
-    path: Path = getattr(args, "config", None) or default_config_path()
-    try:
-        mailroot = getattr(args, "mailroot", None) or Mailroot.from_config(load_config(path)).root
-    except EngineError as error:
-        print(f"smtpsvc track: {error}", file=sys.stderr)
-        return 2
     query = Query(args.sender, args.recipient, args.message_id, args.queue_id, args.since,
                   limit=max(1, min(args.limit, 10_000)))
-    found = list(iter_tracks(tracking_path(mailroot), query))
+    if connecting(args):
+        try:
+            found = _remote_tracks(args, query)
+        except (EngineError, EOFError) as error:
+            print(f"smtpsvc track: {error}", file=sys.stderr)
+            return 1
+    else:
+        path: Path = getattr(args, "config", None) or default_config_path()
+        try:
+            mailroot = getattr(args, "mailroot", None) or Mailroot.from_config(load_config(path)).root
+        except EngineError as error:
+            print(f"smtpsvc track: {error}", file=sys.stderr)
+            return 2
+        found = list(iter_tracks(tracking_path(mailroot), query))
     for track in found:
         print(json.dumps(dataclasses.asdict(track)) if args.json else render(track))
     if not found:

@@ -330,6 +330,12 @@ async def _config_apply(server: ControlTarget, args: dict[str, Any]) -> dict[str
         for option in OPTIONS:
             if option.secret and incoming.get(option.name) == SECRET_MASK:
                 incoming[option.name] = getattr(current.server, option.name)
+    known = {d.name.lower(): d for d in current.domains}
+    for domain in data.get("domain", []) if isinstance(data.get("domain"), list) else []:
+        for key in DOMAIN_SECRETS if isinstance(domain, dict) else ():
+            if domain.get(key) == SECRET_MASK:
+                same = known.get(str(domain.get("name", "")).lower())
+                domain[key] = getattr(same, key) if same is not None else ""
     new = config_from_dict(data)
     changed = _changed(current, new)
     await server.apply_config(new)

@@ -74,6 +74,11 @@ def test_admin_administers_queue_and_configuration(engine: AdminServe, known: Pa
     assert cli(*remote, "config", "domain", "list") == 0
     assert "partner.test" in capsys.readouterr().out
 
+    with smtplib.SMTP("127.0.0.1", engine.port, timeout=10) as client:
+        client.sendmail("ann@example.test", ["bob@example.test"], b"Subject: tracked\r\n\r\nhi\r\n")
+    assert cli(*remote, "track", "--recipient", "bob@example.test", "--json") == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["subject"] == "tracked"
+
     assert cli(*remote, "counters", "--json") == 0
     assert "Messages Received Total" in json.loads(capsys.readouterr().out)
     assert cli(*remote, "events") == 0
