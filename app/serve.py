@@ -103,6 +103,7 @@ def admin_setups() -> tuple[Setup, ...]:
 
 async def _freeze_when_recovered(server: VirtualServer) -> None:
     await server.wait_recovered()
+    gc.collect()  # once: what is garbage now must not be frozen with the queue
     gc.freeze()
 
 

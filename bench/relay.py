@@ -85,6 +85,7 @@ PY_SPY = shutil.which("py-spy")
 SINK_BASE = 27  # sinks on 127.0.0.27, .28, ...: not 127.0.0.1, where Postfix listens (relaying to itself loops)
 MX_NAME = "mx{}.sink.test"
 POLL = 0.1  # seconds between looks at a draining queue
+TARGET = 1.5  # smtpsvc drains at least this much faster than Postfix (issue #15)
 INJECT_SESSIONS = 20
 SERVERS = ("smtpsvc", "postfix")
 
@@ -663,10 +664,10 @@ def report(facts: dict[str, str], results: list[Result], plan: Plan, quick: bool
               "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for res in results:
         svc_s, pf_s = res.med("smtpsvc", lambda r: r.seconds), res.med("postfix", lambda r: r.seconds)
-        verdict = "met" if res.ratio() >= 1.0 else "NOT met"
+        verdict = "met" if res.ratio() >= TARGET else "NOT met"
         lines.append(
             f"| {res.scenario.label} | {svc_s:.2f} | {pf_s:.2f} | {plan.messages / svc_s:.0f} "
-            f"| {plan.messages / pf_s:.0f} | {res.ratio():.2f}x | {res.pair_ratio():.2f}x | >= 1.0x: {verdict} "
+            f"| {plan.messages / pf_s:.0f} | {res.ratio():.2f}x | {res.pair_ratio():.2f}x | >= {TARGET}x: {verdict} "
             f"| {res.med('smtpsvc', lambda r: r.cpu_s * 1000 / r.messages):.2f} "
             f"| {res.med('postfix', lambda r: r.cpu_s * 1000 / r.messages):.2f} "
             f"| {res.med('smtpsvc', lambda r: r.messages / max(r.sink_sessions, 1)):.1f} "

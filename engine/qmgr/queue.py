@@ -250,17 +250,6 @@ class QueueStore:
             await asyncio.shield(self._recovery)
 
     async def _recover(self) -> int:
-        # 100,000 records made in a few seconds would run the cyclic GC over the growing queue again and
-        # again (a third of the time): it waits until they are all in (nothing they make is cyclic garbage).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return await self._read_back()
-        finally:
-            if collecting:
-                gc.enable()
-
-    async def _read_back(self) -> int:
         loop = asyncio.get_running_loop()
         queue_dir = self.mailroot.queue
         self._publish_recovery(False)
@@ -268,26 +257,7 @@ class QueueStore:
         listing = await asyncio.to_thread(recovery.scan, queue_dir)
         self._expected = len(listing.messages)
         self._publish_recovery(False)
-        indexed: dict[str, queue_index.Indexed] = {}
-        if usable:
-            try:
-                indexed = await asyncio.to_thread(self.index.load, listing.messages, listing.records)
-            except OSError as error:
-                log.warning("queue index not read (the messages are read from their files): %s", error)
-        missing: list[str] = []
-        batch: list[recovery.Loaded | recovery.Unreadable] = []
-        for queue_id in listing.order:  # oldest first, so that the oldest are scheduled first
-            known = indexed.get(queue_id)
-            if known is None:
-                missing.append(queue_id)
-                continue
-            batch.append(recovery.Loaded(queue_id, known[0], known[1], known[2], 0, 0))
-            if len(batch) >= RECOVERY_BATCH:
-                self._take(batch, queue_dir)
-                batch = []
-                await asyncio.sleep(0)  # let sessions and delivery run between batches
-        self._take(batch, queue_dir)
-        del indexed, batch
+        missing = await self._from_index(listing, queue_dir) if usable else listing.order
         chunks = [missing[start:start + RECOVERY_CHUNK] for start in range(0, len(missing), RECOVERY_CHUNK)]
         with ThreadPoolExecutor(RECOVERY_THREADS, thread_name_prefix="recovery") as pool:
             def read(chunk: list[str]) -> asyncio.Future[list[recovery.Loaded | recovery.Unreadable]]:
@@ -316,6 +286,39 @@ class QueueStore:
                  self._recovered - len(missing))
         self._compact_if_due()
         return self._recovered
+
+    async def _from_index(self, listing: recovery.Listing, queue_dir: Path) -> list[str]:
+        """Take every message the index knows as it is on disk; returns the ids to read from their files.
+
+        The cyclic GC waits meanwhile: 100,000 records made in a second or two would have it walk the
+        growing queue again and again (a third of the time), and none of them is garbage. Only this
+        short part: the engine serves meanwhile, and its sessions' garbage must not pile up for long.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            try:
+                indexed = await asyncio.to_thread(self.index.load, listing.messages, listing.records)
+            except OSError as error:
+                log.warning("queue index not read (the messages are read from their files): %s", error)
+                return listing.order
+            missing: list[str] = []
+            batch: list[recovery.Loaded | recovery.Unreadable] = []
+            for queue_id in listing.order:  # oldest first, so that the oldest are scheduled first
+                known = indexed.pop(queue_id, None)
+                if known is None:
+                    missing.append(queue_id)
+                    continue
+                batch.append(recovery.Loaded(queue_id, known[0], known[1], known[2], 0, 0))
+                if len(batch) >= RECOVERY_BATCH:
+                    self._take(batch, queue_dir)
+                    batch = []
+                    await asyncio.sleep(0)  # let sessions and delivery run between batches
+            self._take(batch, queue_dir)
+            return missing
+        finally:
+            if collecting:
+                gc.enable()
 
     def _read_and_index(self, queue_dir: Path, ids: list[str],
                         records: dict[str, int]) -> list[recovery.Loaded | recovery.Unreadable]:

@@ -8,6 +8,7 @@ records. Chunks run on worker threads while the engine already serves; a file th
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
@@ -80,9 +81,11 @@ def read_chunk(queue_dir: Path, ids: Iterable[str], records: Container[str]) -> 
 
 
 def _read_one(dir_fd: int, queue_id: str, has_record: bool) -> Loaded:
-    fd = os.open(queue_id + ".eml", os.O_RDONLY, dir_fd=dir_fd)
+    fd = os.open(queue_id + ".eml", os.O_RDONLY | os.O_NONBLOCK, dir_fd=dir_fd)  # a FIFO must not hang it
     try:
         status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise EnvelopeError("not a regular file")
         head = os.read(fd, HEAD_READ)
         sender, recipients, offset = split_envelope(head)
         if len(head) == HEAD_READ and head.find(b"\n", offset) < 0:

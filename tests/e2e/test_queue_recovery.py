@@ -14,6 +14,7 @@ import pytest
 from queue_support import queue_id, write_queued
 from serve_support import ServeProcess
 
+from app.cli import main
 from engine.admin.control import request_sync, socket_path
 
 COUNT = 30_000  # enough that reading it back from the files takes seconds, not milliseconds
@@ -46,7 +47,8 @@ def _tokens(folder: Path, names: str = "*.eml") -> list[str]:
 
 
 @pytest.mark.slow
-def test_serves_during_recovery_and_kill_9_during_recovery_loses_nothing(serve: ServeProcess) -> None:
+def test_serves_during_recovery_and_kill_9_during_recovery_loses_nothing(serve: ServeProcess,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     serve.config.write_text('[server]\nsmart_host = "[127.0.0.1]:1"\n\n'
                             '[[domain]]\nname = "relay.test"\ntype = "remote"\nrelay_allowed = true\n')
     queue = serve.mailroot / "Queue"
@@ -60,6 +62,10 @@ def test_serves_during_recovery_and_kill_9_during_recovery_loses_nothing(serve: 
     assert _state(serve)["recovering"]
     page = request_sync(socket_path(serve.mailroot), "queue.list", limit=5)
     assert page["recovering"] and page["total"] < COUNT
+    assert main(["queue", "list", "--limit", "3", "--config", str(serve.config), "--mailroot",
+                 str(serve.mailroot)]) == 0  # what `smtpsvc queue list` prints (in this process: no start-up)
+    listing = capsys.readouterr().out
+    assert listing.startswith("-- Partial list") and "so far." in listing
     _send(serve, "local-0", "user@example.test")
     _send(serve, "remote-0", "far@relay.test")
     local.append("local-0")

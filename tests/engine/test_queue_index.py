@@ -4,7 +4,9 @@ index, another boot, messages gone); compaction keeps each message's last line o
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -167,3 +169,13 @@ def test_any_record_reads_back_from_its_line_as_it_was(sender: str, error: str, 
         found = index.load({"Q1": 7}, {})
         index.close()
     assert found == {"Q1": (record, 10, 2)}
+
+
+async def test_a_fifo_in_the_queue_does_not_hold_recovery(config_factory, caplog) -> None:
+    config = config_factory()
+    queue = _queue(config)
+    write_queued(queue, 5, now=NOW)
+    os.mkfifo(queue / "FIFO1.eml")  # nobody will ever write to it: opening it for reading would wait forever
+    items, _ = await _recover(config, caplog)
+    assert sorted(items) == [queue_id(n) for n in range(5)]
+    assert stat.S_ISFIFO((queue / "corrupt" / "FIFO1.eml").lstat().st_mode)  # quarantined, not deleted
