@@ -65,7 +65,7 @@ def test_serves_during_recovery_and_kill_9_during_recovery_loses_nothing(serve: 
     assert main(["queue", "list", "--limit", "3", "--config", str(serve.config), "--mailroot",
                  str(serve.mailroot)]) == 0  # what `smtpsvc queue list` prints (in this process: no start-up)
     listing = capsys.readouterr().out
-    assert listing.startswith("-- Partial list") and "so far." in listing
+    assert listing.startswith("-- Partial list") and "so far" in listing
     _send(serve, "local-0", "user@example.test")
     _send(serve, "remote-0", "far@relay.test")
     local.append("local-0")
