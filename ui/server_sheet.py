@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -28,7 +27,7 @@ from ui.facade import CertificateFacade
 from ui.icons import state_icon
 from ui.option_fields import OptionField, TextField, make_field
 from ui.sheet import ApplyFn, Problems, PropertySheet
-from ui.sheet_parts import SubDialog, assign_mnemonics, button_row, form, group, not_built, note, opener
+from ui.sheet_parts import SubDialog, assign_mnemonics, button_row, form, group, note, opener
 from ui.tasks import TaskRunner
 
 NAME_KEY = "name"
@@ -220,12 +219,10 @@ class ServerSheet(PropertySheet):
     def _security(self) -> QWidget:
         page = QWidget()
         layout = QVBoxLayout(page)
-        layout.addWidget(note("Grant operator permissions to these user accounts:"))
-        operators = QListWidget()
-        operators.addItem(getpass.getuser())
-        layout.addWidget(not_built(operators, "a list of operators (whoever runs smtpsvc administers it)"))
-        layout.addLayout(button_row(not_built(QPushButton("Add…"), "operators"),
-                                    not_built(QPushButton("Remove"), "operators")))
+        # The truth instead of IIS's (here inert) operator list: local administration is the file permissions.
+        layout.addWidget(note(f"On this computer, whoever can run smtpsvc as {getpass.getuser()} (and so read "
+                              "its configuration file, mode 0600) administers this virtual server. From other "
+                              "computers, the accounts of the operators file below do, over HTTPS."))
         layout.addWidget(group("Remote administration (HTTPS)", form(self._take(
             ["admin_listen", "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback",
              "operators_file"], "Security"))))
