@@ -32,7 +32,7 @@ from ui.models.sessions import SessionsModel
 from ui.models.table import KEY_ROLE
 from ui.operations import Operations
 from ui.performance import Performance
-from ui.pickup_drop import PickupDrop, drop_hint
+from ui.pickup_drop import PickupDrop, PickupRow, drop_hint
 from ui.queue_feed import QueueFeed
 from ui.queue_ops import QueueOperations
 from ui.queue_pane import QueuePane
@@ -285,6 +285,28 @@ class ManagerWindow(QMainWindow):
         else:
             self.ops.properties()
 
+    def follow_pickup(self, row: PickupRow) -> None:
+        """A Pickup result leads to what became of the file: the queued message, its Drop file, its Badmail."""
+        if row.status == "queued" and row.queue_id:
+            self.select_node(Node.QUEUE)
+            self.queue_ops.show_detail(row.queue_id)
+        elif row.status == "delivered" and row.queue_id:
+            self.select_node(Node.DROP)
+            self._select_when_listed(Node.DROP, lambda: next(
+                (r.ref for r in self.drop_model.rows() if r.ref.rsplit("/", 1)[-1].startswith(row.queue_id)), None))
+        elif row.status == "refused":
+            self.select_node(Node.BADMAIL)
+            self._select_when_listed(Node.BADMAIL, lambda: next(
+                (b.name for b in self.badmail_model.rows() if b.property("pickup-file") == row.name), None))
+
+    def _select_when_listed(self, node: Node, find: Callable[[], str | None], tries: int = 50) -> None:
+        """Select the row ``find`` names once the list has it (the folder may still be being read)."""
+        key = find()
+        if key is not None and self.node == node:
+            self.panes[node].select_key(key)
+        elif tries > 0 and self.node == node:
+            QTimer.singleShot(100, lambda: self._select_when_listed(node, find, tries - 1))
+
     def node_path(self, node: Node) -> str:
         """MMC's title: the path of the selected node, "vm\\Default SMTP Virtual Server\\Queue"."""
         parts = []
@@ -378,6 +400,11 @@ class ManagerWindow(QMainWindow):
             key = self.pane.model.data(index, KEY_ROLE)
             if key:
                 self.show_session(str(key))
+        elif self.node == Node.PICKUP:
+            key = self.pane.model.data(index, KEY_ROLE)
+            result = self.pickup.results.get(str(key)) if key else None
+            if result is not None:
+                self.follow_pickup(result)
         elif self.node == Node.QUEUE:
             self.queue_ops.show_detail(self.queue_model.id_at(index.row()))
         elif self.node in (Node.DROP, Node.BADMAIL):

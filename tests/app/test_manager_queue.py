@@ -317,6 +317,12 @@ def test_put_files_into_pickup_with_ctrl_o_and_paste(running: Run, tmp_path: Pat
     results = window.pickup.results
     running.until(lambda: sum(r.status == "delivered" for r in results.rows()) == 2, 20)
     assert {"dropped 7", "dropped 8"} <= set(drop_subjects(tmp_path))
+    [seven] = [r for r in results.rows() if r.name == "message0007.eml"]
+    pane = window.panes[Node.PICKUP]
+    pane.activated.emit(results.index(results.row_of(seven.key), 0))  # double-click: where did it go?
+    assert window.node == Node.DROP
+    running.until(lambda: any(seven.queue_id in key for key in window.pane.selected_keys()), 20)
+    window.select_node(Node.PICKUP)
     QApplication.clipboard().setText("From: sender@example.test\nTo: pasted@example.test\nSubject: pasted text\n"
                                      "\nbody\n")
     window.update_actions()
