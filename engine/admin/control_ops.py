@@ -414,6 +414,19 @@ async def _domain_set(server: ControlTarget, args: dict[str, Any]) -> None:
     await server.apply_config(domain_ops.update_domain(current, domain))
 
 
+async def _domain_update(server: ControlTarget, args: dict[str, Any]) -> None:
+    """A remote domain's properties (the manager's domain sheet): relay, smart host, TLS, HELO, ETRN."""
+    current = server.config()
+    domain = domain_ops.find_domain(current, args["name"])
+    if domain.type != "remote":
+        raise ConfigError([("type", f"{domain.name} is a local domain: only its Drop directory can be set")])
+    smart_host = args["smart_host"].strip()
+    domain = dataclasses.replace(domain, relay_allowed=args["relay"], route="smarthost" if smart_host else "dns",
+                                 smart_host=smart_host, tls_required=args["tls_required"],
+                                 use_helo=args["use_helo"], etrn_queue=args["etrn"])
+    await server.apply_config(domain_ops.update_domain(current, domain))
+
+
 async def _domain_delete(server: ControlTarget, args: dict[str, Any]) -> None:
     await server.apply_config(domain_ops.delete_domain(server.config(), args["name"]))
 
@@ -504,6 +517,11 @@ OPS: dict[str, Op] = {
                      "add a local alias or a remote domain"),
     "domain.set": Op(_domain_set, {"name": Arg(str, required=True), "drop_dir": Arg(str, required=True)},
                      "set a local domain's Drop directory ('' = the default domain's)"),
+    "domain.update": Op(_domain_update, {"name": Arg(str, required=True), "relay": Arg(bool, required=True),
+                                         "smart_host": Arg(str, required=True),
+                                         "tls_required": Arg(bool, required=True),
+                                         "use_helo": Arg(bool, required=True), "etrn": Arg(bool, required=True)},
+                        "a remote domain's relay, smart host (empty = DNS), TLS required, HELO and ETRN settings"),
     "domain.delete": Op(_domain_delete, _NAME, "delete a domain (not the default)"),
     "domain.set_default": Op(_domain_set_default, _NAME, "make a local alias the default domain"),
     "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),

@@ -93,6 +93,7 @@ class Pages:
         routes.add_post("/properties/{tab}", self.properties_apply)
         routes.add_get("/domains", self.domains_page)
         routes.add_post("/domains", self.domains_action)
+        routes.add_get("/domains/{name}", self.domain_page)
         routes.add_get("/sessions", self.sessions_page)
         routes.add_post("/sessions", self.sessions_action)
         routes.add_get("/queue", self.queue_page)
@@ -273,10 +274,26 @@ class Pages:
             args = {"name": name, "type": str(data.get("type", "remote")), "relay": data.get("relay") == "yes",
                     "smart_host": str(data.get("smart_host", "")).strip()}
             return await self.act(request, "domain.add", args, f"Added the domain {name}.", "/domains")
+        if action == "update":
+            args = {"name": name, "relay": data.get("relay") == "yes",
+                    "smart_host": str(data.get("smart_host", "")).strip(),
+                    "tls_required": data.get("tls_required") == "yes", "use_helo": data.get("use_helo") == "yes",
+                    "etrn": data.get("etrn") == "yes"}
+            return await self.act(request, "domain.update", args, f"Applied the properties of {name}.",
+                                  f"/domains/{name}")
         if action in ("delete", "set_default"):
             done = f"Deleted {name}." if action == "delete" else f"{name} is now the default domain."
             return await self.act(request, f"domain.{action}", {"name": name}, done, "/domains")
         raise ForbiddenError(f"unknown action {action!r}")
+
+    async def domain_page(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        domains = await self.op(request, request[IDENTITY], "domain.list", {})
+        domain = next((d for d in domains if d["name"].lower() == name.lower()), None)
+        if domain is None:
+            raise web.HTTPNotFound(text=f"no domain {name!r}")
+        return self.render(request, "domain.html", f"{domain['name']} Properties", "Domains", domain=domain,
+                           labels=DOMAIN_TYPE_LABELS)
 
     async def sessions_page(self, request: web.Request) -> web.Response:
         sessions = await self.op(request, request[IDENTITY], "sessions.list", {})

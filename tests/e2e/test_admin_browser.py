@@ -120,9 +120,29 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         shot("04-properties-applied")
         assert ehlo_size(engine.port) == 1000 * 1024
 
-        for page in ("domains", "sessions", "badmail", "counters", "events"):
+        for page in ("sessions", "badmail", "events"):
             d.get(f"{engine.url}/{page}")
             shot(f"05-{page}")
+
+        d.get(f"{engine.url}/counters")  # live: the page's script asks the API (session cookie + CSRF header)
+        see("refreshed every few seconds")
+        WebDriverWait(d, 30).until(lambda _: "refreshed" not in d.find_element(By.ID, "live").text)
+        assert d.find_element(By.ID, "live").text.startswith("Updated ")
+        shot("05-counters")
+
+        d.get(f"{engine.url}/domains")
+        d.find_element(By.ID, "d-name").send_keys("partner2.test")
+        d.find_element(By.CSS_SELECTOR, "button[value=add]").click()
+        see("Added the domain partner2.test")
+        shot("05-domains")
+        d.find_element(By.LINK_TEXT, "partner2.test").click()
+        see("partner2.test Properties")
+        d.find_element(By.ID, "d-smart").send_keys("[192.0.2.25]")
+        d.find_element(By.NAME, "tls_required").click()
+        d.find_element(By.CSS_SELECTOR, "button[value=update]").click()
+        see("Applied the properties of partner2.test")
+        shot("05-domain-properties")
+        assert d.find_element(By.ID, "d-smart").get_attribute("value") == "[192.0.2.25]"
 
         d.get(f"{engine.url}/drop")
         see("Close by")
@@ -158,8 +178,23 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         d.get(f"{engine.url}/")
         see("started")
 
+        # A viewer sees everything and can change nothing: no action buttons, read-only fields.
+        d.find_element(By.CSS_SELECTOR, "form.logout button").click()
+        see("Operator")
+        d.find_element(By.ID, "name").send_keys("watcher")
+        d.find_element(By.ID, "password").send_keys(OPERATORS["watcher"][0])
+        d.find_element(By.CSS_SELECTOR, "form.login button").click()
+        see("started")
+        assert "watcher (viewer)" in d.find_element(By.CSS_SELECTOR, "header .who").text
+        d.get(f"{engine.url}/queue")
+        see("x@partner.test")
+        assert not d.find_elements(By.CSS_SELECTOR, "button[value=delete]")
+        d.get(f"{engine.url}/properties/Messages")
+        assert d.find_element(By.ID, "f-max_message_size_kb").get_attribute("readonly") is not None
+        shot("12-viewer-properties")
+
         d.set_window_size(390, 844)  # a phone
         d.get(f"{engine.url}/queue")
-        shot("12-phone-queue")
+        shot("13-phone-queue")
         d.get(f"{engine.url}/properties/Access")
-        shot("13-phone-properties")
+        shot("14-phone-properties")
