@@ -88,6 +88,7 @@ class QueueChanged(Event):
 
     queue_id: str
     what: str
+    detail: str = ""  # "attempted": the recipients' last replies (for message tracking)
 
 
 @dataclass(frozen=True)

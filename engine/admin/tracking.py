@@ -286,7 +286,7 @@ class TrackingIndex:
                 steps.append((event.queue_id, event.at, "left the queue", event.reason))
             elif isinstance(event, QueueChanged):
                 steps.append((event.queue_id, event.at, "delivery attempt" if event.what == "attempted"
-                              else event.what, ""))
+                              else event.what, event.detail))
         self._since_prune += len(messages)
         if self._since_prune >= self.prune_every:
             self._since_prune = 0

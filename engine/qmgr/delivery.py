@@ -409,7 +409,8 @@ class RemoteDelivery:
         if entry.pending():
             await self.store.save_state(entry)
             entry.active = False
-            self.bus.publish(QueueChanged(entry.queue_id, "attempted"))
+            replies = "; ".join(f"{r.address}: {r.last_error}" for r in record.recipients if r.last_error)
+            self.bus.publish(QueueChanged(entry.queue_id, "attempted", replies[:1000]))
             if pending:
                 wake = decision.wake_at
                 self.wake_at(entry.queue_id, wake if wake is not None else record.next_attempt)

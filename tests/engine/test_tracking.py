@@ -91,7 +91,8 @@ async def test_timelines_from_the_engine(tmp_path: Path, config_factory: Callabl
         await running.wait_for(lambda: any(e.__class__.__name__ == "QueueChanged" for e in running.events))
         reply = await request(server.mailroot.root / "control.sock", "track", queue_id=far.queue_id)
         assert [r["queue_id"] for r in reply] == [far.queue_id]
-        assert "delivery attempt" in [s["what"] for s in reply[0]["steps"]]
+        attempts = [s for s in reply[0]["steps"] if s["what"] == "delivery attempt"]
+        assert attempts and attempts[0]["detail"].startswith("far@relay.test: ")  # the reason it is still here
         assert await server.track_messages(Query(sender="nobody@example.test")) == []
     finally:
         await server.stop()
