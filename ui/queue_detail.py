@@ -177,7 +177,7 @@ class QueueDetailDialog(QDialog):
         self.form = QFormLayout()
         self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.labels: dict[str, QLabel] = {}
-        for name in ("Queue ID", "State", "Sender", "Arrived", "Size", "Source", "Attempts", "Next attempt",
+        for name in ("Queue ID", "Subject", "State", "Sender", "Arrived", "Size", "Source", "Attempts", "Next attempt",
                      "Delay notice", "Last error"):
             label = QLabel()
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -220,7 +220,7 @@ class QueueDetailDialog(QDialog):
         for name, text, icon_name in (("retry", "&Retry Now", "retry"), ("release", "Re&lease for ETRN", "start"),
                                       ("freeze", "&Freeze", "freeze"),
                                       ("thaw", "T&haw", "thaw"), ("bounce", "&Bounce Now", "bounce"),
-                                      ("view", "&View Message", "view")):
+                                      ("delete", "&Delete", "delete"), ("view", "&View Message", "view")):
             button = QPushButton(icon(icon_name), text)
             button.setAutoDefault(False)
             button.clicked.connect(lambda _=False, action=name: self.act.emit(action))
@@ -288,6 +288,10 @@ class QueueDetailDialog(QDialog):
         self.action_buttons["release"].setEnabled(bool(item.etrn_held) and state != "frozen")
         self.action_buttons["release"].setToolTip(f"Deliver the mail held for {held} now, as an ETRN from it would")
         self.action_buttons["bounce"].setEnabled(state != "active")
+        self.action_buttons["delete"].setEnabled(state != "active")
+
+    def set_subject(self, subject: str) -> None:
+        self.labels["Subject"].setText(subject or "—")
 
     def show_gone(self, reason: str) -> None:
         """The message left the queue: say so, keep what was shown, disable the actions."""

@@ -134,11 +134,19 @@ class QueueOperations:
         ids = self.selected()
         if not ids:
             return
-        question = (f"Delete the message {ids[0]} from the queue?" if len(ids) == 1 else
+        question = (f"Delete {self.describe(ids[0])} from the queue?" if len(ids) == 1 else
                     f"Delete these {len(ids):,} messages from the queue?") + \
             "\n\nNobody is notified: the sender gets no non-delivery report."
         if self.confirm("Delete", question):
             self._each("Delete", "Deleting", "Deleted", ids, self.engine.delete_message, gone_ok=True)
+
+    def describe(self, queue_id: str) -> str:
+        """A message as people know it: "'[ALERT] Disk C:' from alerts@contoso.example" (its id otherwise)."""
+        item = self.w.queue_model.get(queue_id)
+        subject = self.w.queue_model.subject_of(queue_id)
+        if item is None:
+            return f"the message {queue_id}"
+        return (f"'{subject}'" if subject else f"the message {queue_id}") + f" from {item.sender or '<>'}"
 
     def bounce_now(self) -> None:
         ids = [queue_id for queue_id, state in self._states(self.selected()).items() if state != "active"]
@@ -220,6 +228,7 @@ class QueueOperations:
             dialog = self.details.get(queue_id)
             if dialog is not None and shiboken6.isValid(dialog):
                 dialog.show_detail(detail)
+                dialog.set_subject(self.w.queue_model.subject_of(queue_id) or "")
 
         self.runner.spawn(run(), "Queued Message")
 
@@ -252,8 +261,13 @@ class QueueOperations:
             held = dialog.detail.item.etrn_held if dialog is not None and dialog.detail is not None else \
                 item.etrn_held if item is not None else ()
             self.release_etrn(list(held))
-        elif action == "bounce" and not self.confirm("Bounce Now", f"Return the message {queue_id} to its sender "
+        elif action == "bounce" and not self.confirm("Bounce Now", f"Return {self.describe(queue_id)} to its sender "
                                                      "now?\n\nThe sender gets a non-delivery report."):
+            return
+        elif action == "delete":
+            if self.confirm("Delete", f"Delete {self.describe(queue_id)} from the queue?\n\nNobody is notified: "
+                            "the sender gets no non-delivery report."):
+                self.runner.spawn(_ignore_gone(self.engine.delete_message(queue_id)), "Delete")
             return
         elif action in single:
             self.runner.spawn(_ignore_gone(single[action](queue_id)), action.capitalize())

@@ -148,6 +148,13 @@ def test_deferred_message_detail_retry_freeze_thaw_bounce(running: Run, tmp_path
     running.until(lambda: (item := model.get(queue_id)) is not None and item.attempts >= 3, 20)
     assert asked == [["far.example"]]
 
+    assert dialog.labels["Subject"].text() == "to a far domain"
+    asked_to_confirm: list[str] = []
+    window.queue_ops.confirm = lambda title, question: asked_to_confirm.append(question) or False  # type: ignore
+    dialog.action_buttons["delete"].click()  # refused at the question: nothing happens
+    assert asked_to_confirm[0].startswith("Delete 'to a far domain' from anna@example.test from the queue?")
+    assert model.get(queue_id) is not None
+    window.queue_ops.confirm = lambda title, question: True  # type: ignore[method-assign]
     window.actions_.bounce_now.trigger()
     running.until(lambda: model.get(queue_id) is None, 20)
     running.until(lambda: "no longer in the queue" in dialog.gone.text())
