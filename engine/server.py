@@ -219,7 +219,11 @@ class VirtualServer:
         try:
             mailroot.create()
         except OSError as error:
-            raise MailrootError(mailroot_failure(Path(error.filename or mailroot.root), error)) from error
+            failed = Path(error.filename or mailroot.root)
+            if failed.is_relative_to(mailroot.root):
+                raise MailrootError(mailroot_failure(failed, error)) from error
+            raise MailrootError(f"cannot use the folder {failed} (the Badmail or a Drop directory): "
+                                f"{error.strerror or error}") from error
         problems = mailroot.conflicts()
         if problems:
             raise MailrootError("; ".join(f"{where}: {why}" for where, why in problems))

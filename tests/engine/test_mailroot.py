@@ -284,3 +284,21 @@ async def test_badmail_and_drop_changes_take_effect_at_once(tmp_path: Path, othe
         assert _emls(running.mailroot / "Drop") == []
     finally:
         await running.server.stop()
+
+
+async def test_a_badmail_or_drop_that_cannot_be_made_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    running = await _started(make_config(tmp_path))
+    try:
+        (tmp_path / "plain-file").write_bytes(b"not a folder")
+        before = running.server.config()
+        for changed in (replace(before, server=replace(before.server, badmail_dir=str(tmp_path / "plain-file/B"))),
+                        _with_domains(before, DomainConfig(LOCAL_DOMAIN, "default"),
+                                      DomainConfig("alias.test", "alias", drop_dir=str(tmp_path / "plain-file/D")))):
+            with pytest.raises(MailrootError, match="plain-file"):
+                await running.server.apply_config(changed)
+            assert running.server.config() == before
+            assert running.server.mailroot.badmail == running.mailroot / "Badmail"
+            assert running.server.mailroot.drop_for("alias.test") == running.mailroot / "Drop"
+    finally:
+        await running.server.stop()
+
