@@ -662,8 +662,11 @@ class ManagerWindow(QMainWindow):
 
     def track_message(self) -> TrackDialog:
         """Track Message…, for the selected queued or dropped message when there is one."""
-        keys = self.pane.selected_keys() if self.node in (Node.QUEUE, Node.DROP) else []
+        keys = self.pane.selected_keys() if self.node in MESSAGE_NODES else []
         queue_id = keys[0].rpartition("/")[2].removesuffix(".eml") if len(keys) == 1 else ""  # Drop: domain/ID.eml
+        if self.node == Node.BADMAIL:  # a Badmail item names the queued message it was in its .BDP
+            item = self.badmail_model.get(keys[0]) if len(keys) == 1 else None
+            queue_id = item.property("queue-id") if item is not None else ""
         dialog = TrackDialog(self.engine, self.runner, self, queue_id=queue_id)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()

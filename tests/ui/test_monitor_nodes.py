@@ -164,3 +164,18 @@ def test_track_message_from_the_drop_pane(running: Run) -> None:
     assert "2 message(s) found" in dialog.status.text()
     assert window.actions_.track in window.action_menu.actions()
     dialog.close()
+
+
+def test_track_message_from_a_badmail_item_names_its_queued_message(running: Run) -> None:
+    from engine.bounce.badmail import BadmailItem
+
+    window = running.window
+    window.select_node(Node.BADMAIL)
+    running.until(lambda: window.badmail_model.loaded)
+    window.badmail_model.upsert(BadmailItem("B1", "No recipients", "a@example.test", (), "delivery", 0.0,
+                                            (("queue-id", "18EEFFQUEUEID"),)))
+    window.pane.select_key("B1")
+    dialog = window.track_message()
+    assert dialog.queue_id.text() == "18EEFFQUEUEID"
+    running.until(lambda: dialog.status.text() == "No message matches.")
+    dialog.close()
