@@ -15,7 +15,7 @@ from PySide6.QtGui import QDesktopServices
 
 from engine.errors import NotFoundError
 from engine.events import ConfigChanged, Event, MessageBadmailed, MessageDropped
-from engine.store.mailroot import Mailroot
+from engine.store.mailroot import Mailroot, split_drop_ref
 from ui.batch import Batch
 from ui.context import WindowPort
 from ui.models.folders import BadmailModel, DropModel, FolderModel
@@ -153,14 +153,16 @@ class FolderOperations:
 
         self.runner.spawn(run(), "Resend")
 
-    def folder(self, kind: str) -> Path:
+    def folder(self, kind: str, selected: str = "") -> Path:
+        """The directory of a node; for Drop, the Drop of the selected item's domain (``domain/file``)."""
         mailroot = Mailroot.from_config(self.engine.config())
-        paths = {"badmail": mailroot.badmail, "drop": mailroot.drop, "pickup": mailroot.pickup,
-                 "queue": mailroot.queue}
+        if kind == "drop":
+            return mailroot.drop_for(split_drop_ref(selected)[0]) if selected else mailroot.drop
+        paths = {"badmail": mailroot.badmail, "pickup": mailroot.pickup, "queue": mailroot.queue}
         return paths[kind]
 
-    def open_folder(self, kind: str) -> None:
-        path = self.folder(kind)
+    def open_folder(self, kind: str, selected: str = "") -> None:
+        path = self.folder(kind, selected)
         if not self.open_url(QUrl.fromLocalFile(str(path))):
             self.messages.refuse("Open Folder", f"No file manager could open {path}.")
 

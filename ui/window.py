@@ -224,7 +224,8 @@ class ManagerWindow(QMainWindow):
         a.save_as.triggered.connect(lambda: m.save(self.message_refs()))
         a.resend.triggered.connect(lambda: self.folder_ops.resend(self.pane.selected_keys()))
         a.open_folder.triggered.connect(lambda: self.folder_ops.open_folder(
-            self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue"))
+            self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue",
+            next(iter(self.pane.selected_keys()), "") if self.node == Node.DROP else ""))  # that item's Drop
         a.show_chart.toggled.connect(self.queue_pane.show_chart)
         a.columns.triggered.connect(self.choose_columns)
         a.help.triggered.connect(lambda: show_help(self.node.value, self))

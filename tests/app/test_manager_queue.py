@@ -475,6 +475,10 @@ def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running:
     window.grab().save("/tmp/mailroot-drop-pane.png")
     [x] = [r for r in model.rows() if r.recipients == ("x@alias.test",)]
     window.panes[Node.DROP].select_key(x.ref)
+    opened: list[str] = []
+    window.folder_ops.open_url = lambda url: opened.append(url.toLocalFile()) or True  # type: ignore[method-assign]
+    window.actions_.open_folder.trigger()
+    assert opened == [str(alias_drop)]  # the selected item's Drop
     window.actions_.view_message.trigger()
     running.until(lambda: any(v.parts.subject == "to a far domain" for v in window.mail_ops.viewers))
     for viewer in list(window.mail_ops.viewers):
