@@ -47,6 +47,9 @@ def test_header_fields_after_envelope_lines() -> None:
             b"Received: from x\r\nMessage-ID: <ABC.123@Host.Test>\r\nSubject: Quarterly\r\n  report\r\n\r\nbody\r\n")
     assert tracking.header_fields(data) == ("abc.123@host.test", "Quarterly report", "")
     assert tracking.header_fields(b"no header at all") == ("", "", "")
+    folded = (b"X-Long: a\r\n  Subject: not this\r\nsubject:  first\r\n\tline\r\nSubject: second\r\n\r\n"
+              b"Subject: body\r\n")
+    assert tracking.first_fields(folded) == {"subject": "first line"}
 
 
 @pytest.mark.parametrize(("received", "summary"), [
