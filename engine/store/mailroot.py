@@ -177,6 +177,7 @@ class Mailroot:
     badmail_dir: Path | None = None  # None = root/Badmail
     drops: tuple[tuple[str, Path], ...] = field(default=())  # (local domain, lower case; its Drop), default first
     _folders: tuple[tuple[Path, tuple[str, ...]], ...] = field(default=(), repr=False, compare=False)
+    _by_domain: dict[str, Path] = field(default_factory=dict, repr=False, compare=False)  # drops, for lookups
 
     @classmethod
     def from_config(cls, config: PathSettings) -> Mailroot:
@@ -201,6 +202,7 @@ class Mailroot:
         self.badmail_dir = inside_mailroot(root, badmail, "Badmail") if badmail else None
         self.drops = tuple((domain, next(k for k, names in folders.items() if domain in names)) for domain, _ in drops)
         self._folders = tuple((path, tuple(names)) for path, names in folders.items())
+        self._by_domain = dict(self.drops)
 
     @property
     def badmail(self) -> Path:
@@ -213,7 +215,7 @@ class Mailroot:
 
     def drop_for(self, domain: str) -> Path:
         """The Drop of local domain ``domain`` (a name as configured, any case)."""
-        return dict(self.drops).get(domain.lower(), self.drop)
+        return self._by_domain.get(domain.lower(), self.drop)
 
     def drop_folders(self) -> tuple[tuple[Path, tuple[str, ...]], ...]:
         """Every Drop directory in use, once, with the local domains delivering into it (the default's first).
