@@ -209,8 +209,9 @@ def run_postfix(store: PostfixStore, kind: str, plan: Plan, sink_port: int, work
 # --- report -----------------------------------------------------------------------------------------------
 
 def _per_connection(runs: list[Run]) -> str:
+    """Remote runs only (the sinks also count the benchmark's own look at their greeting: one per sink)."""
     sessions = median([r.sink_sessions for r in runs])
-    return f"{runs[0].messages / sessions:.1f}" if sessions else "—"
+    return f"{runs[0].messages / sessions:.1f}" if sessions and runs[0].kind == "remote" else "—"
 
 
 def report(facts: dict[str, str], runs: list[Run], plan: Plan, jobs: int) -> str:
