@@ -37,6 +37,7 @@ from engine.qmgr.gates import Gate
 from engine.qmgr.queue import QueueEntry, QueueStore
 from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
+from engine.smtp.scache import ConnectionCache
 from engine.smtp.tls_policy import outbound_verification
 from engine.store.envelope import RecipientState
 from engine.store.mailroot import Mailroot
@@ -80,6 +81,7 @@ class RemoteDelivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.cache = ConnectionCache()  # idle connections kept a moment for the next batch
         self._heap: list[tuple[float, int, str]] = []
         self._sequence = itertools.count()
         # Both limits are read at every connection, so a changed setting applies at once (engine.qmgr.gates).
@@ -103,6 +105,7 @@ class RemoteDelivery:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
         self._tasks.clear()
+        await self.cache.close()
         for entry in self.store.entries.values():
             entry.active = False
 
@@ -255,7 +258,8 @@ class RemoteDelivery:
                     self.counters.outbound_connections_current += 1
                     tally = Tally()
                     try:
-                        await deliver(targets, jobs, self._settings(config, remote_domain), transcript, tally)
+                        await deliver(targets, jobs, self._settings(config, remote_domain), transcript, tally,
+                                      self.cache, config.server.max_messages_per_connection)
                     finally:
                         self.counters.outbound_connections_current -= 1
                         self.counters.outbound_connections_total += tally.connections

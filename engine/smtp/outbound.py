@@ -20,6 +20,7 @@ from aiosmtplib import SMTPResponse
 from engine.log.formats import OUTBOUND_USER
 from engine.log.record import ProtocolRecord
 from engine.smtp.resolver import Target
+from engine.smtp.scache import ConnectionCache, Key
 
 DELIVERED, FAILED, DEFERRED = "delivered", "failed", "deferred"
 
@@ -141,8 +142,11 @@ def _outcome_for(code: int, message: str, remote: str) -> Outcome:
 
 
 async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings, transcript: Transcript,
-                  tally: Tally | None = None) -> None:
-    """Try ``targets`` in order until every recipient of ``jobs`` has an outcome; whatever is left is deferred."""
+                  tally: Tally | None = None, cache: ConnectionCache | None = None, per_connection: int = 0) -> None:
+    """Try ``targets`` in order until every recipient of ``jobs`` has an outcome; whatever is left is deferred.
+
+    With ``cache``: an idle connection to a target may be reused, and the connection is kept a moment after a
+    clean batch, as long as it carries at most ``per_connection`` messages in all."""
     tally = tally if tally is not None else Tally()
     last_failure = ("451 4.4.0 No target to deliver to", "4.4.0")
     for target in targets:
@@ -150,8 +154,7 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
         if not pending:
             return
         try:
-            tally.connections += 1
-            await _session(target, pending, settings, transcript, tally)
+            await _session(target, pending, settings, transcript, tally, cache, per_connection)
         except SessionFailed as failure:
             transcript.note(f"*** {target.host} [{target.address}]: {failure.reply}")
             last_failure = (failure.reply, failure.enhanced)
@@ -169,10 +172,57 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
             job.outcomes[rcpt] = Outcome(DEFERRED, reply, enhanced)
 
 
+def _cache_key(target: Target, settings: Settings) -> Key:
+    """Sessions that may share a connection: same place, same EHLO name, TLS and AUTH."""
+    return (target.address, target.port, target.host, target.smart_host, settings.fqdn, settings.use_helo,
+            settings.tls_required, settings.verify_tls, id(settings.tls_context), settings.username,
+            settings.password, settings.auth_any_host)
+
+
 async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript,
-                   tally: Tally) -> None:
-    transcript.note(f"connecting to {target.host} [{target.address}]:{target.port}")
+                   tally: Tally, cache: ConnectionCache | None = None, per_connection: int = 0) -> None:
     transcript.remote = target.address
+    key = _cache_key(target, settings)
+    reused = cache.take(key, len(jobs), per_connection) if cache is not None and per_connection else None
+    client: aiosmtplib.SMTP | None = None
+    sent = 0
+    if reused is not None:
+        client, sent = reused
+        transcript.note(f"reusing the connection to {target.host} [{target.address}]:{target.port}")
+        try:
+            transcript.sent("RSET")
+            transcript.got(await client.rset())
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()  # it went away while idle: a new one
+            client, sent = None, 0
+    if client is None:
+        client = await _connect(target, settings, transcript, tally)
+        try:
+            await _greet(client, target, settings, transcript)
+        except BaseException:
+            client.close()
+            raise
+    try:
+        for job in jobs:
+            await _send_job(client, target, job, settings, transcript)
+            sent += 1
+        if cache is not None and per_connection and sent < per_connection and client.is_connected \
+                and cache.put(key, client, sent):
+            client = None  # kept for the next batch to this host
+            return
+        try:
+            transcript.sent("QUIT")
+            transcript.got(await client.quit())
+        except (aiosmtplib.SMTPException, OSError):
+            pass  # everything is decided; a rude goodbye changes nothing
+    finally:
+        if client is not None:
+            client.close()
+
+
+async def _connect(target: Target, settings: Settings, transcript: Transcript, tally: Tally) -> aiosmtplib.SMTP:
+    tally.connections += 1
+    transcript.note(f"connecting to {target.host} [{target.address}]:{target.port}")
     client = aiosmtplib.SMTP(
         hostname=target.address, port=target.port, local_hostname=settings.fqdn, timeout=settings.timeout,
         start_tls=False, validate_certs=settings.verify_tls, tls_context=settings.tls_context,
@@ -188,17 +238,7 @@ async def _session(target: Target, jobs: list[Job], settings: Settings, transcri
             tally.refused += 1
         raise
     transcript.got(greeting)
-    try:
-        await _greet(client, target, settings, transcript)
-        for job in jobs:
-            await _send_job(client, target, job, settings, transcript)
-        try:
-            transcript.sent("QUIT")
-            transcript.got(await client.quit())
-        except (aiosmtplib.SMTPException, OSError):
-            pass  # everything is decided; a rude goodbye changes nothing
-    finally:
-        client.close()
+    return client
 
 
 async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, transcript: Transcript) -> None:
