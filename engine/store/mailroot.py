@@ -287,10 +287,6 @@ class Mailroot:
                             removed.append(Path(entry.path))
         return removed
 
-    def temp_path(self, prefix: str = "tmp", suffix: str = "") -> Path:
-        """A fresh name in SortTemp (spools only: SortTemp may be on another filesystem than Drop or Badmail)."""
-        return self.sorttemp / f"{prefix}-{new_id()}{suffix}"
-
     def write_atomic(self, final: Path, data: bytes, *, sync: bool = True) -> int:
         """Write ``data`` to ``final`` durably, wherever ``final`` is (``write_durable``); returns its inode."""
         return write_durable(final, data, sync=sync)
