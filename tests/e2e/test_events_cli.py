@@ -84,3 +84,57 @@ def test_track_finds_a_message_sent_with_swaks(serve: ServeProcess) -> None:
     assert json.loads(as_json.stdout)["subject"] == "find me"
     missing = cli("track", "--sender", "nobody@example.test", *args)
     assert missing.returncode == 1 and "no message matches" in missing.stderr
+
+
+def _read_until(proc: subprocess.Popen[bytes], wanted: str, timeout: float = 30.0) -> list[str]:
+    """Lines of a following command's stdout until one contains ``wanted`` (select on the pipe: no busy wait,
+    and os.read so that no line waits in a file object's buffer while select says the pipe is empty)."""
+    import selectors
+
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buffered = b""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(deadline - time.monotonic()):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buffered += chunk
+            *complete, buffered = buffered.split(b"\n")
+            lines += [line.decode() for line in complete]
+            if any(wanted in line.decode() for line in complete):
+                return lines
+    raise AssertionError(f"{wanted!r} not seen in {lines}")
+
+
+def test_following_the_protocol_log_and_the_event_log(serve: ServeProcess) -> None:
+    import smtplib
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ("--config", str(serve.config))
+    serve.start()
+    follow = [sys.executable, "-m", "app.cli"]
+    tail = subprocess.Popen([*follow, "log", "tail", "-n", "0", "-f", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    events = subprocess.Popen([*follow, "events", "--follow", "--mailroot", str(serve.mailroot), *args], cwd=REPO,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert "1000" in _read_until(events, "1000")[-1]
+        with smtplib.SMTP("127.0.0.1", serve.port, timeout=10) as client:
+            client.sendmail("a@example.test", ["b@example.test"], b"Subject: follow\r\n\r\nhi\r\n")
+        lines = _read_until(tail, " QUIT ")
+        assert [line.split(" ")[8] for line in lines if not line.startswith("#")][-5:] == \
+            ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+        assert serve.stop() == 0
+        assert "1001" in _read_until(events, "1001")[-1]
+    finally:
+        for proc in (tail, events):
+            proc.terminate()
+            proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
