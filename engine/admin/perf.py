@@ -88,6 +88,8 @@ EXPLANATIONS: dict[str, str] = {
     "Recipients Received Total": "The total number of recipients of the inbound messages accepted (smtpsvc).",
     "DNS Queries Total": "The total number of DNS lookups.",
     "Avg Recipients/msg Received": "The average number of recipients per inbound message received.",
+    "Avg Retries/msg Delivered": "The average number of retries per local delivery.",
+    "Avg Retries/msg Sent": "The average number of retries per outbound message sent.",
     "Bytes Sent/sec": "The rate that bytes are sent.",
     "Bytes Received/sec": "The rate that bytes are received.",
     "Bytes Total/sec": "The rate that bytes are sent and received.",
@@ -111,11 +113,21 @@ def explanation(name: str) -> str:
     return EXPLANATIONS.get(name, "")
 
 
+# IIS's averages: counter → (numerator, denominator).
+AVERAGES: dict[str, tuple[str, str]] = {
+    "Avg Retries/msg Delivered": ("Message Delivery Retries", "Messages Delivered Total"),
+    "Avg Retries/msg Sent": ("Message Send Retries", "Messages Sent Total"),
+}
+
+
 def with_derived(values: Mapping[str, float]) -> dict[str, float]:
-    """The counters plus IIS's sums (Bytes Total, Message Bytes Total)."""
+    """The counters plus IIS's sums (Bytes Total, Message Bytes Total) and averages (Avg Retries/msg …)."""
     result = dict(values)
     for name, parts in DERIVED_TOTALS.items():
         result[name] = float(sum(values.get(part, 0.0) for part in parts))
+    for name, (numerator, denominator) in AVERAGES.items():
+        below = values.get(denominator, 0.0)
+        result[name] = values.get(numerator, 0.0) / below if below else 0.0
     return result
 
 

@@ -29,10 +29,12 @@ def test_rates_and_derived_totals() -> None:
     assert rates["Messages Received/sec"] == 0  # a counter that went back (a restart) is no negative rate
     assert perf.rates(before, after, 0.0)["Bytes Sent/sec"] == 0
     assert set(perf.RATES.values()) <= {*IIS_NAMES.values(), *perf.DERIVED_TOTALS}
+    averages = perf.with_derived({"Message Send Retries": 3, "Messages Sent Total": 2})
+    assert averages["Avg Retries/msg Sent"] == 1.5 and averages["Avg Retries/msg Delivered"] == 0.0
 
 
 def test_every_counter_has_an_explanation() -> None:
-    names = {*IIS_NAMES.values(), *perf.DERIVED_TOTALS, *perf.RATES, "Avg Recipients/msg Received"}
+    names = {*IIS_NAMES.values(), *perf.DERIVED_TOTALS, *perf.RATES, *perf.AVERAGES, "Avg Recipients/msg Received"}
     assert {n for n in names if not perf.explanation(n)} == set()
 
 
