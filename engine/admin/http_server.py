@@ -44,6 +44,7 @@ API_MAX_BODY = 256 * 1024  # op arguments are small; a whole configuration for r
 EVENT_BACKLOG = 2000  # events waiting for one slow stream reader before they are counted as lost
 MAX_STREAMS = 32
 KEEPALIVE_S = 15.0
+WRITE_BATCH = 500  # events per write to an event stream
 COOKIE = "smtpsvc_session"
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("smtpsvc_identity", Identity)  # who is asking
 
@@ -356,13 +357,22 @@ class AdminServer:
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-                if event is None:
+                # Everything waiting goes out in one write: under load that is one TLS record for many
+                # events, not one each.
+                events = [event]
+                while len(events) < WRITE_BATCH and not queue.empty():
+                    events.append(queue.get_nowait())
+                ended = None in events
+                chunk = [sse("lost", {"count": lost})] if lost else []
+                lost = 0
+                for item in events:
+                    if item is not None:
+                        data = event_json(item)
+                        chunk.append(sse(data["type"], data))
+                if chunk:
+                    await response.write(b"".join(chunk))
+                if ended:
                     break
-                if lost:
-                    await response.write(sse("lost", {"count": lost}))
-                    lost = 0
-                data = event_json(event)
-                await response.write(sse(data["type"], data))
         except ConnectionError:
             pass
         finally:
