@@ -349,6 +349,13 @@ class QueuePane(QWidget):
 
     def _chart_changed(self, *_: object) -> None:
         self._chart_dirty = True
+        QTimer.singleShot(0, self._chart_if_contradicting)  # once the model has settled
+
+    def _chart_if_contradicting(self) -> None:
+        """"The queue is empty" over a list with rows (or the reverse) is redrawn at once, not at the next tick."""
+        shown = self.chart.shape.total if self.chart.shape is not None else 0
+        if (shown == 0) != (self.model.total == 0) and self.chart.isVisible():
+            self.refresh_chart(force=True)
 
     def refresh_chart(self, force: bool = False) -> None:
         """Recount the queue shape (a chunk per event-loop turn) if it changed or aged; ``force``: at once."""

@@ -131,7 +131,7 @@ class ManagerWindow(QMainWindow):
         self.splitter.addWidget(self.tree)
         self.splitter.addWidget(self.stack)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([240, 760])
+        self.splitter.setSizes([280, 720])  # room for "Default SMTP Virtual Server (Stopped)"
         self.setCentralWidget(self.splitter)
         self._status_widgets()
         self.queue_feed = QueueFeed(engine, self.queue_model, self.runner)
@@ -693,6 +693,8 @@ class ManagerWindow(QMainWindow):
             self.queue_pane.set_placeholder("Reading the queue…")
         else:
             self.queue_pane.set_placeholder("")
+        if not loading and self.queue_pane.isVisible():
+            self.queue_pane.refresh_chart(force=True)  # the shape of what the list now shows, not of before
 
     def _tick(self) -> None:
         if self._session_events:
