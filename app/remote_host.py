@@ -368,7 +368,7 @@ class RemoteHost:
     async def track_messages(self, query: Query) -> list[Track]:
         found = await self._call("track", {"sender": query.sender or None, "recipient": query.recipient or None,
                                            "message_id": query.message_id or None,
-                                           "queue_id": query.queue_id or None,
+                                           "queue_id": query.queue_id or None, "subject": query.subject or None,
                                            "since": int(query.since) if query.since is not None else None,
                                            "limit": query.limit})
         return [Track(t["queue_id"], t["received"], t["sender"], tuple(t["recipients"]), t["message_id"],

@@ -30,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--recipient", metavar="B", default="", help="a recipient (an address, or @domain)")
     parser.add_argument("--message-id", metavar="M", default="", help="the Message-ID header, with or without <>")
     parser.add_argument("--queue-id", metavar="Q", default="", help="the queue ID (in the 250 reply and Received)")
+    parser.add_argument("--subject", metavar="WORDS", default="", help="every one of these words in the Subject")
     parser.add_argument("--since", metavar="T", type=since_time, default=None,
                         help="received from this time on: 2026-12-07, '2026-12-07 14:00', or an age like 2h")
     parser.add_argument("--limit", metavar="N", type=int, default=100, help="at most N messages (default 100)")
@@ -62,8 +63,8 @@ def _remote_tracks(args: argparse.Namespace, query: Query) -> list[Track]:
 
 
 def run(args: argparse.Namespace) -> int:
-    query = Query(args.sender, args.recipient, args.message_id, args.queue_id, args.since,
-                  limit=max(1, min(args.limit, 10_000)))
+    query = Query(sender=args.sender, recipient=args.recipient, message_id=args.message_id,
+                  queue_id=args.queue_id, subject=args.subject, since=args.since, limit=max(1, min(args.limit, 10_000)))
     if connecting(args):
         try:
             found = _remote_tracks(args, query)

@@ -46,6 +46,8 @@ class TrackDialog(QDialog):
         self.message_id = QLineEdit()
         self.message_id.setPlaceholderText("<id@host> (the Message-ID header)")
         self.queue_id = QLineEdit(queue_id)
+        self.subject = QLineEdit()
+        self.subject.setPlaceholderText("words of the Subject")
         self.since_box = QCheckBox("Received after:")
         self.since = QDateTimeEdit(QDateTime.currentDateTime().addDays(-1))
         self.since.setCalendarPopup(True)
@@ -57,6 +59,7 @@ class TrackDialog(QDialog):
         form.addRow("Recipient:", self.recipient)
         form.addRow("Message-ID:", self.message_id)
         form.addRow("Queue ID:", self.queue_id)
+        form.addRow("Subject:", self.subject)
         since_row = QHBoxLayout()
         since_row.addWidget(self.since_box)
         since_row.addWidget(self.since, 1)
@@ -81,8 +84,10 @@ class TrackDialog(QDialog):
 
     def query(self) -> Query:
         since = self.since.dateTime().toSecsSinceEpoch() if self.since_box.isChecked() else None
-        return Query(self.sender_edit.text().strip(), self.recipient.text().strip(), self.message_id.text().strip(),
-                     self.queue_id.text().strip(), float(since) if since is not None else None, limit=LIMIT)
+        return Query(sender=self.sender_edit.text().strip(), recipient=self.recipient.text().strip(),
+                     message_id=self.message_id.text().strip(), queue_id=self.queue_id.text().strip(),
+                     subject=self.subject.text().strip(), since=float(since) if since is not None else None,
+                     limit=LIMIT)
 
     def search(self) -> None:
         self.find_button.setEnabled(False)

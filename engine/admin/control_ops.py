@@ -452,9 +452,10 @@ async def _counters_history(server: ControlTarget, args: dict[str, Any]) -> dict
 
 async def _track(server: ControlTarget, args: dict[str, Any]) -> list[Track]:
     since = args["since"]
-    return await server.track_messages(Query(args["sender"] or "", args["recipient"] or "", args["message_id"] or "",
-                                             args["queue_id"] or "", float(since) if since is not None else None,
-                                             limit=min(args["limit"], 10_000)))
+    return await server.track_messages(Query(
+        sender=args["sender"] or "", recipient=args["recipient"] or "", message_id=args["message_id"] or "",
+        queue_id=args["queue_id"] or "", subject=args["subject"] or "",
+        since=float(since) if since is not None else None, limit=min(args["limit"], 10_000)))
 
 
 async def _events_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -531,7 +532,7 @@ OPS: dict[str, Op] = {
                            "the samples of the last `seconds` (default: all ten minutes): {names, samples: "
                            "[[time, value...]...]}", "read"),
     "track": Op(_track, {"sender": Arg(str), "recipient": Arg(str), "message_id": Arg(str), "queue_id": Arg(str),
-                         "since": Arg(int), "limit": Arg(int, default=100)},
+                         "subject": Arg(str), "since": Arg(int), "limit": Arg(int, default=100)},
                 "message tracking: the matching messages, newest first, with their timelines", "read"),
     "events.list": Op(_events_list, {"since": Arg(int), "level": Arg(str, default="Information"),
                                      "limit": Arg(int, default=1000)},

@@ -48,6 +48,7 @@ CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address, received);
 CREATE INDEX IF NOT EXISTS recipients_domain ON recipients (domain, received);
 CREATE INDEX IF NOT EXISTS recipients_queue_id ON recipients (queue_id);
 CREATE INDEX IF NOT EXISTS steps_queue_id ON steps (queue_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS subjects USING fts5(subject, content='');
 """
 
 
@@ -87,6 +88,7 @@ class Query:
     recipient: str = ""  # an address, or @domain
     message_id: str = ""  # with or without <>
     queue_id: str = ""
+    subject: str = ""  # words of the Subject (full-text index), e.g. "quarterly report"
     since: float | None = None
     until: float | None = None
     limit: int = 100
@@ -118,6 +120,10 @@ class Query:
         if self.queue_id:
             clauses.append("m.queue_id = ?")
             params.append(self.queue_id.upper())
+        words = subject_words(self.subject)
+        if words:
+            clauses.append("m.rowid IN (SELECT rowid FROM subjects WHERE subjects MATCH ?)")
+            params.append(words)
         if self.since is not None:
             clauses.append("m.received >= ?")
             params.append(self.since)
@@ -125,6 +131,12 @@ class Query:
             clauses.append("m.received < ?")
             params.append(self.until)
         return (" AND ".join(clauses) or "1"), params
+
+
+def subject_words(text: str) -> str:
+    """A full-text query matching every word of ``text`` (each quoted: the user's words are never syntax)."""
+    words = re.findall(r"\w+", text)
+    return " AND ".join('"' + word + '"' for word in words[:20])
 
 
 def normal_message_id(value: str) -> str:
@@ -252,9 +264,13 @@ class TrackingIndex:
                                  (self.max_messages,)).fetchone()
         if row is not None:
             cutoff = max(cutoff, float(row[0]) + 1e-6)
-        old = [(queue_id,) for (queue_id,) in connection.execute(
-            "SELECT queue_id FROM messages WHERE received < ?", (cutoff,))]
+        gone = connection.execute("SELECT queue_id, rowid, subject FROM messages WHERE received < ?",
+                                  (cutoff,)).fetchall()
+        old = [(queue_id,) for queue_id, _rowid, _subject in gone]
         with connection:
+            # A contentless full-text table forgets a row when told its old text.
+            connection.executemany("INSERT INTO subjects (subjects, rowid, subject) VALUES ('delete', ?, ?)",
+                                   [(rowid, subject) for _queue_id, rowid, subject in gone if subject])
             for table in ("recipients", "steps", "messages"):
                 connection.executemany(f"DELETE FROM {table} WHERE queue_id = ?", old)
         return len(old)
@@ -313,7 +329,12 @@ class TrackingIndex:
             self._since_prune = 0
             self.prune(connection)
         with connection:
-            connection.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", messages)
+            rowids = []
+            for message in messages:
+                cursor = connection.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", message)
+                if message[5]:
+                    rowids.append((cursor.lastrowid, message[5]))
+            connection.executemany("INSERT INTO subjects (rowid, subject) VALUES (?, ?)", rowids)
             connection.executemany("INSERT INTO recipients VALUES (?, ?, ?, ?)", recipients)
             connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", steps)
 

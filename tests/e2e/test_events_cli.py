@@ -80,6 +80,8 @@ def test_track_finds_a_message_sent_with_swaks(serve: ServeProcess) -> None:
     lines = found.stdout.splitlines()
     assert "from ann@example.test to zed@example.test" in lines[0] and '"find me"' in lines[0]
     assert "received" in lines[1] and "delivered to Drop" in lines[2]
+    by_subject = cli("track", "--subject", "FIND", *args)
+    assert by_subject.returncode == 0 and by_subject.stdout.splitlines()[0] == lines[0]
     as_json = cli("track", "--recipient", "@example.test", "--since", "1h", "--json", *args)
     assert json.loads(as_json.stdout)["subject"] == "find me"
     missing = cli("track", "--sender", "nobody@example.test", *args)
