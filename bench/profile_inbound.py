@@ -74,14 +74,19 @@ def _function(frame: str) -> str:
 
 def summarize(raw: Path, top: int) -> list[str]:
     """The loop thread's top functions from py-spy's raw (collapsed) output: self and inclusive sample shares."""
+    threads: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack.startswith("thread (") or "MainThread" not in stack.split(";", 1)[0]:
+        if not stack.startswith("thread ("):
             continue  # "thread (TID): NAME;frame;frame..."
         count = int(count_text)
+        name = stack.split(";", 1)[0].partition("): ")[2]
+        threads[name.rstrip("0123456789_-").rstrip(" (")] += count
+        if name != "MainThread":
+            continue
         frames = [_function(frame) for frame in stack.split(";")[1:]]
         total += count
         if frames:
@@ -90,7 +95,10 @@ def summarize(raw: Path, top: int) -> list[str]:
             inclusive[frame] += count
     if not total:
         return ["(no samples of the main thread)"]
-    lines = [f"loop-thread samples: {total}", "", "self time:"]
+    every = sum(threads.values())
+    lines = ["busy samples by thread (name without its number):"]
+    lines += [f"  {100 * n / every:5.1f} %  {name}" for name, n in threads.most_common(8)]
+    lines += ["", f"loop-thread samples: {total}", "", "self time:"]
     lines += [f"  {100 * n / total:5.1f} %  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "inclusive:"]
     lines += [f"  {100 * n / total:5.1f} %  {frame}" for frame, n in inclusive.most_common(top)]
