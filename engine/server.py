@@ -23,6 +23,7 @@ from engine.admin.control_ops import answer
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.event_log import EventLog, event_log_dir, read_entries
 from engine.admin.metrics import MetricsServer
+from engine.admin.operators import OPERATORS_NAME, operator_store
 from engine.admin.perf import RATES, History, Sampler, with_derived
 from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
 from engine.bounce.badmail import BadmailItem, list_badmail
@@ -447,6 +448,16 @@ class VirtualServer:
         if store is None:
             raise StateError("no users file is configured (users_file); `smtpsvc user add` creates one")
         return store
+
+    def operators(self) -> UserStore:
+        """The Operators (remote administrators): operators_file, else the file `smtpsvc operator add` makes
+        beside the configuration file (where the admin server looks too)."""
+        configured = self._config.server.operators_file
+        if configured:
+            return operator_store(Path(configured))
+        if self.config_path is None:
+            raise StateError("no operators file is configured (operators_file); `smtpsvc operator add` makes one")
+        return operator_store(self.config_path.expanduser().resolve().parent / OPERATORS_NAME)
 
     async def list_users(self) -> list[str]:
         return await asyncio.to_thread(self._users().names)

@@ -30,10 +30,11 @@ from engine.conf.config import DOMAIN_SECRETS, Config, DomainConfig
 from engine.conf.config_file import config_from_dict, config_to_dict, parse_value, resolve_key, with_option
 from engine.conf.hostport import join_hostport
 from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
-from engine.errors import ConfigError, EngineError
+from engine.errors import ConfigError, EngineError, StateError
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueDetail, QueuePage
 from engine.smtpd.sessions import SessionInfo
+from engine.smtpd.users import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class ControlTarget(Protocol):
     async def resume(self) -> None: ...
     async def apply_config(self, config: Config) -> None: ...
     async def list_sessions(self) -> list[SessionInfo]: ...
+    def operators(self) -> UserStore: ...
     async def terminate_session(self, session_id: str) -> None: ...
     async def terminate_all_sessions(self) -> int: ...
     async def list_events(self, since: float | None = None, level: Level = "Information",
@@ -467,6 +469,31 @@ async def _events_list(server: ControlTarget, args: dict[str, Any]) -> list[dict
     return [entry.to_json() for entry in entries]
 
 
+async def _operators_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, str]]:
+    store = server.operators()
+    names = await asyncio.to_thread(store.names)
+    return [{"name": name, "role": store.role(name) or ""} for name in names]
+
+
+async def _operators_add(server: ControlTarget, args: dict[str, Any]) -> None:
+    store = server.operators()
+    await asyncio.to_thread(store.add, args["name"], args["password"], args["role"])
+
+
+async def _operators_passwd(server: ControlTarget, args: dict[str, Any]) -> None:
+    store = server.operators()
+    await asyncio.to_thread(store.set_password, args["name"], args["password"])
+
+
+async def _operators_delete(server: ControlTarget, args: dict[str, Any]) -> None:
+    """Delete an operator, unless that leaves no admin (nobody could administer remotely any more)."""
+    store = server.operators()
+    admins = [name for name in store.names() if store.role(name) == "admin"]
+    if store.role(args["name"]) == "admin" and len(admins) == 1:
+        raise StateError(f"{store.canonical(args['name'])} is the last admin operator; add another admin first")
+    await asyncio.to_thread(store.delete, args["name"])
+
+
 _ID = {"id": Arg(str, required=True)}
 _NAME = {"name": Arg(str, required=True)}
 
@@ -525,6 +552,13 @@ OPS: dict[str, Op] = {
                         "a remote domain's relay, smart host (empty = DNS), TLS required, HELO and ETRN settings"),
     "domain.delete": Op(_domain_delete, _NAME, "delete a domain (not the default)"),
     "domain.set_default": Op(_domain_set_default, _NAME, "make a local alias the default domain"),
+    "operators.list": Op(_operators_list, {}, "the Operators: [{name, role}]", "read"),
+    "operators.add": Op(_operators_add, {"name": Arg(str, required=True), "password": Arg(str, required=True),
+                                         "role": Arg(str, default="admin")},
+                        "add an operator (role admin or viewer)"),
+    "operators.passwd": Op(_operators_passwd, {"name": Arg(str, required=True), "password": Arg(str, required=True)},
+                           "change an operator's password"),
+    "operators.delete": Op(_operators_delete, _NAME, "delete an operator (not the last admin)"),
     "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),
     "sessions.terminate": Op(_sessions_terminate, _ID, "end one session"),
     "sessions.terminate_all": Op(_sessions_terminate_all, {}, "end every session: {count}"),

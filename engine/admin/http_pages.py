@@ -29,7 +29,7 @@ from engine.store.mailroot import join_drop_ref
 
 NAV = (("/", "Server"), ("/properties/General", "Properties"), ("/domains", "Domains"),
        ("/sessions", "Sessions"), ("/queue", "Queue"), ("/badmail", "Badmail"), ("/drop", "Drop"),
-       ("/counters", "Counters"), ("/events", "Events"), ("/upload", "Post messages"))
+       ("/counters", "Counters"), ("/events", "Events"), ("/upload", "Post messages"), ("/operators", "Operators"))
 TABS = tuple(dict.fromkeys(option.tab for option in OPTIONS))
 PAGE_SIZE = 50
 EVENTS_SHOWN = 200  # the newest entries of the last week
@@ -108,6 +108,8 @@ class Pages:
         routes.add_get("/counters", self.counters_page)
         routes.add_get("/events", self.events_page)
         routes.add_get("/upload", self.upload_page)
+        routes.add_get("/operators", self.operators_page)
+        routes.add_post("/operators", self.operators_action)
 
     # -- rendering and forms ------------------------------------------------------------------------------
 
@@ -450,6 +452,24 @@ class Pages:
         log = [{"when": when(e["at"]), "level": e["level"], "id": e["id"], "source": e["source"], "text": e["text"]}
                for e in reversed(entries[-EVENTS_SHOWN:])]
         return self.render(request, "events.html", "Event Log", "Events", log=log)
+
+    async def operators_page(self, request: web.Request) -> web.Response:
+        operators = await self.op(request, request[IDENTITY], "operators.list", {})
+        return self.render(request, "operators.html", "Operators", "Operators", operators=operators)
+
+    async def operators_action(self, request: web.Request) -> web.Response:
+        data = await request.post()
+        name = str(data.get("name", "")).strip()
+        if data.get("action") == "delete":
+            return await self.act(request, "operators.delete", {"name": name}, f"Removed the operator {name}.",
+                                  "/operators")
+        password = str(data.get("password", ""))
+        if password != data.get("password2"):
+            identity, _ = await self.form(request)
+            self.say(identity, "error", "The two passwords differ; nothing was changed.")
+            raise web.HTTPSeeOther("/operators")
+        args = {"name": name, "password": password, "role": str(data.get("role", "admin"))}
+        return await self.act(request, "operators.add", args, f"Added the operator {name}.", "/operators")
 
     async def upload_page(self, request: web.Request, results: list[dict[str, Any]] | None = None) -> web.Response:
         base = f"{request.scheme}://{request.host}"

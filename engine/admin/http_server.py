@@ -132,7 +132,8 @@ def _audit_detail(op: str, args: dict[str, Any]) -> str:
         settings = args.get("settings")
         server = settings.get("server", {}) if isinstance(settings, dict) else {}
         return f"{len(server) if isinstance(server, dict) else 0} settings and the domains"
-    return json.dumps(args, separators=(",", ":"), default=str)[:300]
+    shown_args = {k: "********" if k == "password" else v for k, v in args.items()}  # never a password
+    return json.dumps(shown_args, separators=(",", ":"), default=str)[:300]
 
 
 def event_json(event: Event) -> dict[str, Any]:

@@ -60,6 +60,7 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         TimeoutException,
     )
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
     from selenium.webdriver.support.wait import WebDriverWait
 
     # A queued message for a remote domain whose smart host refuses connections, and one in Drop.
@@ -178,6 +179,15 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         d.get(f"{engine.url}/")
         see("started")
 
+        d.get(f"{engine.url}/operators")
+        d.find_element(By.ID, "o-name").send_keys("dave")
+        Select(d.find_element(By.ID, "o-role")).select_by_visible_text("viewer")
+        d.find_element(By.ID, "o-pw").send_keys("dave-password")
+        d.find_element(By.ID, "o-pw2").send_keys("dave-password")
+        d.find_element(By.CSS_SELECTOR, "button[value=add]").click()
+        see("Added the operator dave")
+        shot("12-operators")
+
         # A viewer sees everything and can change nothing: no action buttons, read-only fields.
         d.find_element(By.CSS_SELECTOR, "form.logout button").click()
         see("Operator")
@@ -191,10 +201,10 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         assert not d.find_elements(By.CSS_SELECTOR, "button[value=delete]")
         d.get(f"{engine.url}/properties/Messages")
         assert d.find_element(By.ID, "f-max_message_size_kb").get_attribute("readonly") is not None
-        shot("12-viewer-properties")
+        shot("13-viewer-properties")
 
         d.set_window_size(390, 844)  # a phone
         d.get(f"{engine.url}/queue")
-        shot("13-phone-queue")
+        shot("14-phone-queue")
         d.get(f"{engine.url}/properties/Access")
-        shot("14-phone-properties")
+        shot("15-phone-properties")

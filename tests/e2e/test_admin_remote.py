@@ -237,3 +237,28 @@ def test_expired_certificate_is_refused(tmp_path: Path, known: Path, capsys: pyt
         assert "expired on" in capsys.readouterr().err and not known.exists()
     finally:
         engine.stop()
+
+
+async def test_operators_managed_remotely(engine: AdminServe) -> None:
+    async def post(user: str, password: str, op: str, args: dict[str, object]) -> tuple[int, dict[str, object]]:
+        headers = {"Authorization": aiohttp.encode_basic_auth(user, password)}
+        async with aiohttp.ClientSession(engine.url, headers=headers) as session, \
+                session.post(f"/api/v1/{op}", json=args, ssl=False) as response:
+            return response.status, await response.json()
+
+    boss = ("boss", OPERATORS["boss"][0])
+    status, reply = await post(*boss, "operators.add", {"name": "carol", "password": "carol-pw", "role": "viewer"})
+    assert status == 200
+    status, reply = await post("carol", "carol-pw", "operators.list", {})
+    assert {"name": "carol", "role": "viewer"} in reply["result"]  # type: ignore[operator]
+    status, reply = await post("carol", "carol-pw", "operators.add", {"name": "eve", "password": "x"})
+    assert status == 403 and "viewer (read-only)" in json.dumps(reply)
+    status, reply = await post(*boss, "operators.delete", {"name": "boss"})
+    assert status == 409 and "last admin operator" in json.dumps(reply)
+    status, reply = await post(*boss, "events.list", {})
+    texts = " ".join(entry["text"] for entry in reply["result"])  # type: ignore[union-attr]
+    assert "operators.add" in texts and "carol-pw" not in texts  # audited, the password never
+    status, reply = await post(*boss, "operators.delete", {"name": "carol"})
+    assert status == 200
+    status, reply = await post("carol", "carol-pw", "state", {})
+    assert status == 401
