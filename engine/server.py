@@ -173,7 +173,8 @@ class VirtualServer:
             self._control = ControlServer(functools.partial(answer, self), socket_path(self.mailroot.root))
             await self._control.start()
             self._start_protocol_log()
-            self._tracking = TrackingIndex(tracking_path(self.mailroot.root), self.mailroot.queue, self.bus)
+            self._tracking = TrackingIndex(tracking_path(self.mailroot.root), self.mailroot.queue, self.bus,
+                                           badmail_dir=lambda: self.mailroot.badmail)
             await self._tracking.start()
             self.sampler = Sampler(self._sample_values, clock=self.clock)
             self.sampler.start()

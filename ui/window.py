@@ -489,6 +489,8 @@ class ManagerWindow(QMainWindow):
         view = self.pane.view()
         menu = QMenu(self)
         self._fill(menu, self.item_actions() if self.pane.selected_keys() else self.node_actions(self.node))
+        if self.node in MESSAGE_NODES:
+            self._fill(menu, [None, self.actions_.track])
         menu.popup(view.viewport().mapToGlobal(point))
 
     def update_actions(self) -> None:

@@ -15,11 +15,11 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.events import Event, EventBus, MessageDropped, MessageQueued, MessageRemoved, QueueChanged
+from engine.events import Event, EventBus, MessageBadmailed, MessageDropped, MessageQueued, MessageRemoved, QueueChanged
 from engine.store.envelope import split_envelope
 
 log = logging.getLogger(__name__)
@@ -229,9 +229,10 @@ class TrackingIndex:
     """The writer: ``publish`` is a bus subscriber; a task writes batches in a worker thread."""
 
     def __init__(self, path: Path, queue_dir: Path, bus: EventBus, *, max_messages: int = MAX_MESSAGES,
-                 prune_every: int = PRUNE_EVERY) -> None:
+                 prune_every: int = PRUNE_EVERY, badmail_dir: Callable[[], Path] | None = None) -> None:
         self.path = path
         self.queue_dir = queue_dir
+        self.badmail_dir = badmail_dir  # where a badmailed item's .BDP says which queued message it was
         self.max_messages = max_messages
         self.prune_every = prune_every
         self._since_prune = 0
@@ -244,7 +245,7 @@ class TrackingIndex:
         self._unsubscribe = bus.subscribe(self.publish)
 
     def publish(self, event: Event) -> None:
-        if isinstance(event, MessageQueued | MessageDropped | MessageRemoved | QueueChanged):
+        if isinstance(event, MessageQueued | MessageDropped | MessageRemoved | QueueChanged | MessageBadmailed):
             self._pending.append(event)
             self._wake.set()
 
@@ -321,6 +322,10 @@ class TrackingIndex:
                 steps.append((event.queue_id, event.at, "delivered to Drop", ", ".join(event.recipients)))
             elif isinstance(event, MessageRemoved):
                 steps.append((event.queue_id, event.at, "left the queue", event.reason))
+            elif isinstance(event, MessageBadmailed):
+                queue_id = self._badmailed_queue_id(event.name)
+                if queue_id:
+                    steps.append((queue_id, event.at, "moved to Badmail", f"{event.name}: {event.reason}"))
             elif isinstance(event, QueueChanged):
                 steps.append((event.queue_id, event.at, "delivery attempt" if event.what == "attempted"
                               else event.what, event.detail))
@@ -337,6 +342,16 @@ class TrackingIndex:
             connection.executemany("INSERT INTO subjects (rowid, subject) VALUES (?, ?)", rowids)
             connection.executemany("INSERT INTO recipients VALUES (?, ?, ?, ?)", recipients)
             connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", steps)
+
+    def _badmailed_queue_id(self, name: str) -> str:
+        if self.badmail_dir is None:
+            return ""
+        with contextlib.suppress(OSError), open(self.badmail_dir() / f"{name}.BDP", "rb") as file:
+            for line in file.read(HEADER_BYTES).decode("utf-8", "replace").splitlines():
+                key, _, value = line.partition(":")
+                if key.strip().lower() == "x-queue-id":
+                    return value.strip()
+        return ""  # not from the queue (Pickup), or gone already
 
     @staticmethod
     def _headers(path: str, queue_id: str) -> tuple[str, str, str]:

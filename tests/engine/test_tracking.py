@@ -138,3 +138,24 @@ def test_the_index_is_bounded(tmp_path: Path) -> None:
     assert tracking.search(connection, Query(subject="ancient")) == []  # pruned from the full-text index too
     assert len(tracking.search(connection, Query(subject="recent words", limit=1000))) == 50
     connection.close()
+
+
+async def test_a_badmailed_message_ends_its_timeline_in_badmail(config_factory: Callable[..., Config]) -> None:
+    running = await start_server(config_factory())
+    server = running.server
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+            client.sendmail("<>", ["far@relay.test"], b"Subject: a bounce of a bounce\r\n\r\nhi\r\n")
+
+    try:
+        await asyncio.to_thread(send)
+        [track] = await server.track_messages(Query(recipient="far@relay.test"))
+        await running.wait_for(lambda: any(e.__class__.__name__ == "QueueChanged" for e in running.events))
+        await server.bounce_now(track.queue_id)  # nobody to return it to: Badmail
+        await running.wait_for(lambda: any(e.__class__.__name__ == "MessageBadmailed" for e in running.events))
+        [track] = await server.track_messages(Query(queue_id=track.queue_id))
+    finally:
+        await server.stop()
+    whats = [step.what for step in track.steps]
+    assert whats[0] == "received" and "moved to Badmail" in whats, whats
