@@ -68,7 +68,7 @@ RECORDS = DnsRecords(
     servfail=["broken.test"],
 )
 
-TIMEOUT = 1.0
+TIMEOUT = 3.0  # seconds a lookup may take: long enough for dnsmasq on a loaded machine, short for the slow ones
 
 
 @pytest.fixture(scope="module")
