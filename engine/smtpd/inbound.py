@@ -483,6 +483,8 @@ class InboundSMTP(asyncio.Protocol):
             elif isinstance(out, BeginChunk):
                 self._begin_chunk(out)
             elif isinstance(out, Commit):
+                if self.live is not None:
+                    self.live.committing = True  # from now on a terminate() waits for this message's 250
                 self._run(self._commit())
             elif isinstance(out, DropSpool):
                 self._drop_spool()
@@ -622,8 +624,6 @@ class InboundSMTP(asyncio.Protocol):
         assert machine is not None and spool is not None
         self._spool = None
         live = self.live
-        if live is not None:
-            live.committing = True  # a shutdown now waits for the 250 (terminate)
         try:
             await self.services.intake.commit(spool, "smtp")
         except OSError as error:
