@@ -209,6 +209,9 @@ class EngineHost:
 
         return await asyncio.to_thread(make)
 
+    async def session_transcript(self, session_id: str) -> list[str]:
+        return await self.call(lambda server: server.session_transcript(session_id))
+
     async def list_users(self) -> list[str]:
         return await self.call(lambda server: server.list_users())
 

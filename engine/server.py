@@ -504,6 +504,13 @@ class VirtualServer:
     async def list_sessions(self) -> list[SessionInfo]:
         return self.sessions.list()
 
+    async def session_transcript(self, session_id: str) -> list[str]:
+        """The session's latest dialogue lines (bounded; AUTH secrets masked, message data never kept)."""
+        lines = self.sessions.transcript(session_id)
+        if lines is None:
+            raise NotFoundError(f"no session {session_id} (it has ended)")
+        return lines
+
     async def terminate_session(self, session_id: str) -> None:
         session = self.sessions.get(session_id)
         if session is None:

@@ -124,3 +124,10 @@ class CertificateFacade(Protocol):
     async def inspect_certificate(self, certificate: str, key: str) -> PairReport: ...
 
     async def create_certificate(self, fqdn: str, names: tuple[str, ...], days: int) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class TranscriptFacade(Protocol):
+    """A live session's dialogue (Session Properties): the embedded engine has it (a remote computer not yet)."""
+
+    async def session_transcript(self, session_id: str) -> list[str]: ...

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine.smtpd.sessions import SessionInfo
+from engine.errors import NotFoundError
+from engine.smtpd.sessions import TRANSCRIPT_LINES, SessionInfo
 from ui.icons import icon
+from ui.queue_detail import TranscriptHighlighter
+from ui.tasks import TaskRunner
 from ui.units import moment, size_exact, span
 
 REFRESH_MS = 1000
@@ -40,11 +54,15 @@ class SessionDialog(QDialog):
     terminate = Signal(str)
 
     def __init__(self, session_id: str, lookup: Callable[[], SessionInfo | None], clock: Callable[[], float],
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *, runner: TaskRunner | None = None,
+                 transcript: Callable[[], Awaitable[list[str]]] | None = None) -> None:
         super().__init__(parent)
         self.session_id = session_id
         self._lookup = lookup
         self._clock = clock
+        self._runner = runner
+        self._fetch = transcript
+        self._fetching = False
         self.setWindowTitle(f"Session {session_id} Properties")
         self.setMinimumWidth(460)
         form = QFormLayout()
@@ -63,8 +81,24 @@ class SessionDialog(QDialog):
         self.terminate_button.setToolTip("Close this connection (the client gets 421)")
         self.terminate_button.clicked.connect(lambda: self.terminate.emit(self.session_id))
         self.buttons.addButton(self.terminate_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.transcript = QPlainTextEdit()
+        self.transcript.setReadOnly(True)
+        self.transcript.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.transcript.setFont(mono)
+        self.transcript.setMinimumHeight(160)
+        self.highlighter = TranscriptHighlighter(self.transcript.document())
+        transcript_label = QLabel(f"T&ranscript (the latest {TRANSCRIPT_LINES} commands and replies; AUTH secrets "
+                                  "masked, message data not shown):")
+        transcript_label.setBuddy(self.transcript)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        if transcript is not None:
+            layout.addWidget(transcript_label)
+            layout.addWidget(self.transcript, 1)
+        else:
+            transcript_label.hide()
+            self.transcript.hide()
         layout.addWidget(self.ended)
         layout.addWidget(self.buttons)
         self.timer = QTimer(self)
@@ -83,3 +117,22 @@ class SessionDialog(QDialog):
             return
         for name, text in session_fields(info, self._clock()).items():
             self.labels[name].setText(text)
+        if self._fetch is not None and self._runner is not None and not self._fetching:
+            self._fetching = True
+            self._runner.spawn(self._load_transcript(), "Session transcript")
+
+    async def _load_transcript(self) -> None:
+        assert self._fetch is not None
+        try:
+            lines = await self._fetch()
+        except NotFoundError:
+            return  # it ended meanwhile: the next refresh says so
+        finally:
+            self._fetching = False
+        text = "\n".join(lines)
+        if shiboken6.isValid(self.transcript) and self.transcript.toPlainText() != text:
+            bar = self.transcript.verticalScrollBar()
+            following = bar.value() == bar.maximum()
+            self.transcript.setPlainText(text)
+            if following:  # keep showing the newest line, unless the administrator scrolled up
+                bar.setValue(bar.maximum())

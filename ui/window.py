@@ -19,7 +19,7 @@ from ui.columns import ColumnsDialog
 from ui.context import Pane
 from ui.errors import MessageBridge
 from ui.event_viewer import MAX_SHOWN, EventViewer
-from ui.facade import EngineFacade
+from ui.facade import EngineFacade, TranscriptFacade
 from ui.folder_ops import FolderOperations
 from ui.help import show_help
 from ui.icons import state_icon
@@ -333,7 +333,12 @@ class ManagerWindow(QMainWindow):
         return dialog
 
     def show_session(self, session_id: str) -> SessionDialog:
-        dialog = SessionDialog(session_id, lambda: self.sessions_model.get(session_id), time.time, self)
+        engine = self.engine
+        dialog = SessionDialog(session_id, lambda: self.sessions_model.get(session_id), time.time, self,
+                               runner=self.runner,
+                               transcript=(lambda: engine.session_transcript(session_id))
+                               if isinstance(engine, TranscriptFacade) else None)
+        dialog.resize(640, 560)
         dialog.terminate.connect(self.ops.terminate_ids)
         dialog.finished.connect(dialog.deleteLater)
         dialog.show()

@@ -364,6 +364,8 @@ class InboundSMTP(asyncio.Protocol):
         self._last_activity = self.loop.time()
         if self.services.protocol_log is not None and machine.mode == "command":
             self._log_start(line)
+        if self.live is not None:
+            self.live.heard(line, machine.mode[:4] == "auth")
         outs = machine.command(line)
         self._note(line, machine)
         self._carry_out(outs)
@@ -516,6 +518,7 @@ class InboundSMTP(asyncio.Protocol):
         self._out.append(data)
         if self.live is not None:
             self.live.bytes_out += len(data)
+            self.live.said(text)
         self.services.counters.bytes_sent_total += len(data)
 
     def _flush(self) -> None:

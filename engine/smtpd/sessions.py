@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+TRANSCRIPT_LINES = 200  # per session: Session Properties shows the latest
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,30 @@ class LiveSession:
         self.cipher = ""
         self.sender = ""
         self.listener = ""
+        # The last lines of the dialogue, for Session Properties: (">", client line) / ("<", reply); secrets of
+        # AUTH are masked when recorded, message data is never recorded. Kept raw, formatted when asked for.
+        self.transcript: deque[tuple[str, bytes | str]] = deque(maxlen=TRANSCRIPT_LINES)
         self.announced = 0.0  # monotonic time of the last SessionChanged event
         self.close = close  # sends a 421 and closes the connection
         self.committing = False  # a complete message is being committed: a shutdown waits for its reply
+
+    def heard(self, line: bytes, authenticating: bool) -> None:
+        """A command line from the client (``authenticating``: an AUTH exchange's line, all secret)."""
+        if authenticating:
+            line = b"*** (masked)"
+        elif line[:5].upper() == b"AUTH " and line.count(b" ") >= 2:
+            line = b" ".join(line.split(b" ")[:2]) + b" *** (masked)"  # the initial response is the secret
+        self.transcript.append((">", line))
+
+    def said(self, text: str) -> None:
+        self.transcript.append(("<", text))
+
+    def transcript_lines(self) -> list[str]:
+        lines = []
+        for way, text in self.transcript:
+            said = text.decode("utf-8", "backslashreplace") if isinstance(text, bytes) else text
+            lines += [f"{way}{way}{way} {line}" for line in said.split("\r\n")]  # a multi-line reply: each line
+        return lines
 
     def snapshot(self) -> SessionInfo:
         return SessionInfo(self.session_id, self.peer, self.peer_port, self.user or "(anonymous)",
@@ -85,6 +108,11 @@ class SessionRegistry:
 
     def get(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
+
+    def transcript(self, session_id: str) -> list[str] | None:
+        """The session's latest dialogue lines (">>> " client, "<<< " server); None once it has ended."""
+        session = self._sessions.get(session_id)
+        return session.transcript_lines() if session is not None else None
 
     def list(self) -> list[SessionInfo]:
         return [session.snapshot() for session in self._sessions.values()]

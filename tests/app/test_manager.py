@@ -148,6 +148,10 @@ def test_session_columns_and_properties_follow_the_client(running: Run, tmp_path
         [dialog] = [d for d in window.findChildren(SessionDialog) if d.isVisible()]
         assert dialog.labels["EHLO name"].text() == "ws-017.example.test"
         assert dialog.labels["Sender"].text() == "anna@example.test"
+        running.until(lambda: ">>> mail FROM:<anna@example.test>" in dialog.transcript.toPlainText())  # smtplib's
+        lines = dialog.transcript.toPlainText().splitlines()
+        assert ">>> ehlo ws-017.example.test" in lines and "<<< 250 HELP" in lines  # each reply line marked
+        assert any(line.startswith("<<< 250 2.1.0") for line in lines)
         dialog.grab().save(str(tmp_path / "session.png"))
         dialog.terminate_button.click()
         running.until(lambda: dialog.ended.isVisible(), 10)

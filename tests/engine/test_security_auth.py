@@ -142,6 +142,13 @@ async def test_session_lists_its_tls_cipher(config_factory, tls: TlsFiles, users
         client = await asyncio.to_thread(tls_talk, running.port, tls)
         [session] = await running.server.list_sessions()
         assert session.tls and session.cipher.startswith("TLSv1.") and session.helo == "client.test"
+        secret = plain("alice", PASSWORD).split(" ")[-1]
+        assert (await asyncio.to_thread(client.cmd, f"AUTH PLAIN {secret}")).startswith("235")
+        await asyncio.to_thread(client.cmd, "AUTH LOGIN")  # (already authenticated: refused, still masked)
+        transcript = await running.server.session_transcript(session.session_id)
+        assert ">>> EHLO client.test" in transcript and ">>> STARTTLS" in transcript
+        assert ">>> AUTH PLAIN *** (masked)" in transcript and any(line.startswith("<<< 235") for line in transcript)
+        assert not any(secret in line or PASSWORD in line for line in transcript)
         client.close()
     finally:
         await running.server.stop()
