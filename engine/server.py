@@ -45,6 +45,7 @@ from engine.events import (
     StateChanged,
 )
 from engine.log.protocol_log import ProtocolLog
+from engine.log.record import ProtocolRecord
 from engine.log.settings import log_settings
 from engine.oserrors import bind_failure, mailroot_failure
 from engine.qmgr.delivery import RemoteDelivery
@@ -112,6 +113,7 @@ class VirtualServer:
         self._control: ControlServer | None = None
         self.protocol_log: ProtocolLog | None = None
         self._event_log: EventLog | None = None
+        self._services: list[InboundServices] = []  # of every listener: the protocol-log hook is switched in them
         self._tracking: TrackingIndex | None = None
         self.sampler: Sampler | None = None  # the performance counters, sampled each second while running
         self._metrics: MetricsServer | None = None
@@ -276,6 +278,11 @@ class VirtualServer:
             return
         self._metrics = metrics
 
+    def _protocol_log_hook(self) -> Callable[[ProtocolRecord], None] | None:
+        """What sessions report each command to: the protocol log, or nobody while logging is off."""
+        enabled = self.protocol_log is not None and self._config.server.log_enabled
+        return self.protocol_log.record if enabled and self.protocol_log is not None else None
+
     def _start_protocol_log(self) -> None:
         self.protocol_log = ProtocolLog(lambda: log_settings(self._config, self.config_path), self.bus, self.clock,
                                         f"smtpsvc {VERSION}")
@@ -290,7 +297,8 @@ class VirtualServer:
         loop = asyncio.get_running_loop()
         services = InboundServices(self.config, self._intake, self.sessions, self.counters, self.bus,
                                    lambda: self._paused, self._etrn, security=self.security,
-                                   protocol_log=self.protocol_log.record if self.protocol_log else None)
+                                   protocol_log=self._protocol_log_hook())
+        self._services.append(services)
         factory = make_protocol_factory(services, loop)
         tls_factory = make_protocol_factory(services, loop, implicit_tls=True)
         wanted = [*self._config.server.listen, *(f"tls:{a}" for a in self._config.server.tls_listen)]  # SMTPS
@@ -346,7 +354,7 @@ class VirtualServer:
             self._control = None
         for server in self._servers.values():
             server.close()
-        self._servers, self._bound = {}, []
+        self._servers, self._bound, self._services = {}, [], []
         self.sessions.terminate_all(reply("shutting_down"))
         for _ in range(50):  # let closed sessions run their connection_lost
             if not len(self.sessions):
@@ -428,6 +436,8 @@ class VirtualServer:
                 raise
         if self.protocol_log is not None:
             self.protocol_log.refresh()
+            for services in self._services:  # sessions look at it for every command: off costs nothing
+                services.protocol_log = self._protocol_log_hook()
         if "server.metrics_listen" in changed and self.sampler is not None:
             await self._start_metrics()
         self.bus.publish(ConfigChanged(tuple(changed)))
