@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.events import ConfigChanged, ErrorEvent, Event, ListenerFailed, SessionClosed, SessionOpened, StateChanged
+from ui.about import AboutDialog
 from ui.actions import Actions
 from ui.badmail_detail import BadmailDialog
 from ui.columns import ColumnsDialog
@@ -129,7 +131,16 @@ class ManagerWindow(QMainWindow):
                 view.customContextMenuRequested.connect(self._result_menu)
         self.splitter = QSplitter()
         self.splitter.addWidget(self.tree)
-        self.splitter.addWidget(self.stack)
+        self.description_bar = QLabel()  # MMC's description bar: the selected node over its contents
+        self.description_bar.setObjectName("descriptionBar")
+        self.description_bar.setContentsMargins(6, 3, 6, 3)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.setSpacing(0)
+        right_layout.addWidget(self.description_bar)
+        right_layout.addWidget(self.stack, 1)
+        self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([280, 720])  # room for "Default SMTP Virtual Server (Stopped)"
         self.setCentralWidget(self.splitter)
@@ -229,6 +240,7 @@ class ManagerWindow(QMainWindow):
         a.show_chart.toggled.connect(self.queue_pane.show_chart)
         a.columns.triggered.connect(self.choose_columns)
         a.help.triggered.connect(lambda: show_help(self.node.value, self))
+        a.show_description.toggled.connect(self.description_bar.setVisible)
         a.put_pickup.triggered.connect(self._put_files)
         a.paste_pickup.triggered.connect(self._paste)
         self.queue_pane.chart_button.toggled.connect(a.show_chart.setChecked)
@@ -347,6 +359,10 @@ class ManagerWindow(QMainWindow):
     def _node_changed(self) -> None:
         node = self.node
         self.setWindowTitle(f"{APP_TITLE} - [{self.node_path(node)}]")
+        item = self.tree.items.get(node)
+        self.description_bar.setText(f"<b>{html.escape(item.text(0) if item is not None else node.value)}</b>"
+                                     + (f" — {html.escape(NODE_DESCRIPTIONS[node])}" if node in NODE_DESCRIPTIONS
+                                        else ""))
         if not self._navigating and (not self._history or self._history[-1] != node):
             self._history.append(node)
             self._future.clear()
@@ -730,9 +746,8 @@ class ManagerWindow(QMainWindow):
                 self.messages.error("Export List", error)
 
     def _about(self) -> None:
-        QMessageBox.about(self, "About smtpsvc",
-                          "<b>smtpsvc</b><br>The SMTP service of IIS 5/6, re-created in Python.<br><br>"
-                          f"Mailroot: {self.engine.mailroot}")
+        config = getattr(self.engine, "config_path", None)  # the embedded engine's file (not part of the facade)
+        AboutDialog(str(self.engine.mailroot), str(config) if config else "", self).exec()
 
     def restore_layout(self) -> None:
         s = self.settings
@@ -757,7 +772,9 @@ class ManagerWindow(QMainWindow):
         self.actions_.pickup_preview.setChecked(bool(s.value("pickup/preview", True, type=bool)))
         mode = s.value("view/mode", "detail")
         self.set_view_mode(mode if mode in self.actions_.view_mode else "detail")
-        for key, action in (("view/tree", self.actions_.show_tree), ("view/toolbar", self.actions_.show_toolbar),
+        for key, action in (("view/tree", self.actions_.show_tree),
+                            ("view/description", self.actions_.show_description),
+                            ("view/toolbar", self.actions_.show_toolbar),
                             ("view/statusbar", self.actions_.show_statusbar)):
             action.setChecked(bool(s.value(key, True, type=bool)))
 
@@ -785,6 +802,7 @@ class ManagerWindow(QMainWindow):
             s.setValue(column_key(node), pane.header_state())
         s.setValue("view/mode", self.panes[Node.SERVER].mode)
         s.setValue("view/tree", self.actions_.show_tree.isChecked())
+        s.setValue("view/description", self.actions_.show_description.isChecked())
         s.setValue("view/toolbar", self.actions_.show_toolbar.isChecked())
         s.setValue("view/statusbar", self.actions_.show_statusbar.isChecked())
         s.setValue("view/chart", self.actions_.show_chart.isChecked())

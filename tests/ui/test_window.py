@@ -229,6 +229,10 @@ def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -
     shown = [proxy.data(proxy.index(row, 0)) for row in range(proxy.rowCount())]
     assert shown[:6] == ["Domains", "Current Sessions", "Queue", "Pickup", "Drop", "Badmail"]  # not A–Z
     assert window.state_label.frameShadow() == QLabel.Shadow.Sunken
+    window.select_node(Node.QUEUE)
+    assert window.description_bar.text().startswith("<b>Queue</b> — ")  # MMC's description bar
+    window.actions_.show_description.setChecked(False)
+    assert window.description_bar.isHidden()
     assert not window.actions_.show_tree.isIconVisibleInMenu()  # its check shows, not a faint icon frame
 
 
@@ -251,3 +255,17 @@ def test_f1_opens_the_help_of_the_node_and_of_the_sheet_page(window: ManagerWind
     sheet.buttons.button(QDialogButtonBox.StandardButton.Help).click()
     assert helper.topic == "sheet-delivery"
     helper.close()
+
+
+def test_about_names_the_versions_and_places_and_copies_them(qtbot: QtBot, tmp_path: Path) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from ui.about import AboutDialog
+
+    dialog = AboutDialog(str(tmp_path / "Mailroot"), str(tmp_path / "smtpsvc.toml"))
+    qtbot.addWidget(dialog)
+    text = dialog.text()
+    assert text.startswith("smtpsvc: ") and "Python: 3." in text and "Qt / PySide6: 6." in text
+    assert f"Mailroot: {tmp_path / 'Mailroot'}" in text and f"Configuration: {tmp_path / 'smtpsvc.toml'}" in text
+    dialog.copy()
+    assert QApplication.clipboard().text() == text

@@ -46,7 +46,7 @@ class SessionsModel(KeyedTableModel[SessionInfo]):
         self.columns = (
             Column("User", lambda s: s.user, width=120),
             Column("From", lambda s: s.peer, sort=lambda s: (s.peer, s.peer_port), width=90),
-            Column("EHLO Name", lambda s: s.helo, width=140),
+            Column("EHLO Name", lambda s: s.helo, width=190),
             Column("Connected Since", lambda s: since_text(s.since, self._clock()), sort=lambda s: s.since,
                    width=115),
             Column("Connected For", lambda s: duration(self._clock() - s.since),
