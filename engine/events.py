@@ -123,6 +123,16 @@ class ConnectionRefused(Event):
 
 
 @dataclass(frozen=True)
+class ConnectionLimitReached(Event):
+    """A connection was refused (421) because the inbound connection limit is reached (``per_peer``: the
+    limit of one client address)."""
+
+    peer: str
+    limit: int
+    per_peer: bool = False
+
+
+@dataclass(frozen=True)
 class ConfigChanged(Event):
     keys: tuple[str, ...]
 

@@ -17,6 +17,7 @@ from engine.events import (
     BadmailPruned,
     CertificateLoaded,
     ConfigChanged,
+    ConnectionLimitReached,
     ErrorEvent,
     Event,
     ListenerFailed,
@@ -59,6 +60,8 @@ EVENT_TYPES: dict[int, EventType] = {t.event_id: t for t in (
     EventType(3002, "Error", "NDR", "A delivery status notification could not be queued"),
     EventType(3003, "Information", "Badmail", "Old Badmail items were removed (badmail_max_size_mb/_age_days)"),
     EventType(4000, "Error", "Listener", "The virtual server could not listen on an address"),
+    EventType(4001, "Warning", "Listener", "The maximum number of inbound connections was reached (at most one "
+                                           "entry a minute)"),
     EventType(5000, "Error", "Queue", "A queue file is damaged or a message could not be stored (disk full?)"),
     EventType(5001, "Error", "Drop", "A message could not be written to the Drop directory"),
     EventType(5002, "Error", "Pickup", "A Pickup file could not be handled"),
@@ -139,6 +142,9 @@ _RULES: dict[type[Event], Callable[[Any], tuple[int, str] | None]] = {
     MessageQueued: lambda e: (3001, f"Notification {e.queue_id} to {e.recipients[0] if e.recipients else '?'}.")
     if e.source == "dsn" else None,
     ListenerFailed: lambda e: (4000, f"Cannot listen on {e.address}: {e.reason}."),
+    ConnectionLimitReached: lambda e: (4001, (f"{e.peer} has {e.limit} connections, its limit" if e.per_peer else
+                                              f"The limit of {e.limit} inbound connections is reached")
+                                       + f": new connections are refused with 421 (last from {e.peer})."),
     ErrorEvent: lambda e: (_ERROR_IDS.get(e.source, 5099), e.message),
 }
 
@@ -148,6 +154,15 @@ def entry_for(event: Event) -> EventEntry | None:
     rule = _RULES.get(type(event))
     found = rule(event) if rule is not None else None
     return _entry(event, *found) if found is not None else None
+
+
+THROTTLED: dict[int, float] = {4001: 60.0}  # IDs that may come in floods: at most one entry per so many seconds
+
+
+def throttled(event_id: int, last: float | None, now: float) -> bool:
+    """Whether an entry of a flooding kind is left out: one came less than its window ago."""
+    window = THROTTLED.get(event_id)
+    return window is not None and last is not None and now - last < window
 
 
 def at_least(level: Level) -> frozenset[str]:

@@ -14,9 +14,10 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from engine.admin.event_ids import EventEntry, Level, at_least, entry_for
+from engine.admin.event_ids import THROTTLED, EventEntry, Level, at_least, entry_for, throttled
 from engine.events import Event, EventBus
 
 log = logging.getLogger("smtpsvc.events")
@@ -76,13 +77,23 @@ class EventLog:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._writing = asyncio.Lock()  # one batch at a time: the task's and a reader's ``flush``
+        self._writing = asyncio.Lock()
+        self._last: dict[int, float] = {}  # flooding kinds (event_ids.THROTTLED): when each was last written
+        self._suppressed: dict[int, int] = {}  # one batch at a time: the task's and a reader's ``flush``
         self._unsubscribe = bus.subscribe(self.publish)
 
     def publish(self, event: Event) -> None:
         entry = entry_for(event)
         if entry is None:
             return
+        if throttled(entry.event_id, self._last.get(entry.event_id), entry.at):
+            self._suppressed[entry.event_id] = self._suppressed.get(entry.event_id, 0) + 1
+            return
+        if entry.event_id in THROTTLED:
+            self._last[entry.event_id] = entry.at
+            more = self._suppressed.pop(entry.event_id, 0)
+            if more:
+                entry = replace(entry, text=f"{entry.text} ({more} more since the last entry)")
         log.log(_LOG_LEVELS[entry.level], "[%d] %s: %s", entry.event_id, entry.source, entry.text)
         self._pending.append(entry)
         self._wake.set()

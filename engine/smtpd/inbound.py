@@ -26,7 +26,14 @@ from engine.cleanup.headers import HeaderScanner
 from engine.cleanup.intake import DsnRequest, SpoolFile, is_storage_error
 from engine.conf.access import NameResult, access_list, decide, ip_listed
 from engine.conf.hostport import join_hostport
-from engine.events import ConnectionRefused, ErrorEvent, SessionChanged, SessionClosed, SessionOpened
+from engine.events import (
+    ConnectionLimitReached,
+    ConnectionRefused,
+    ErrorEvent,
+    SessionChanged,
+    SessionClosed,
+    SessionOpened,
+)
 from engine.log.record import ProtocolRecord
 from engine.smtpd.data_stream import DataStream
 from engine.smtpd.limits import connection_limits
@@ -183,8 +190,10 @@ class InboundSMTP(asyncio.Protocol):
             return reply("paused")
         total, per_peer = connection_limits(server)
         if len(sessions) > total:
+            self.services.bus.publish(ConnectionLimitReached(self._peer_ip(), total))  # the event log's 4001
             return reply("too_many_connections")
         if self.live is not None and sessions.from_peer(self.live.peer) > per_peer:
+            self.services.bus.publish(ConnectionLimitReached(self.live.peer, per_peer, per_peer=True))
             return reply("too_many_from_peer")
         return None
 

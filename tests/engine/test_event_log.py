@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Callable
@@ -35,7 +36,7 @@ STABLE = {1000: "Service", 1001: "Service", 1002: "Service", 1003: "Service", 10
           1101: "Administration",
           2000: "Security", 2001: "Security", 2002: "Security", 2003: "TLS", 2004: "TLS", 2005: "TLS", 3000: "Badmail",
           3001: "NDR",
-          3002: "NDR", 3003: "Badmail", 4000: "Listener", 5000: "Queue", 5001: "Drop", 5002: "Pickup",
+          3002: "NDR", 3003: "Badmail", 4000: "Listener", 4001: "Listener", 5000: "Queue", 5001: "Drop", 5002: "Pickup",
           5003: "Protocol log", 5004: "SMTP", 5099: "Service"}
 
 
@@ -123,3 +124,32 @@ async def test_certificate_loads_are_logged(tmp_path: Path, config_factory: Call
     entries = list(event_log.read_entries(event_log.event_log_dir(running.server.mailroot.root)))
     [loaded] = [e for e in entries if e.source == "TLS"]
     assert loaded.event_id == 2004 and str(tls.certificate) in loaded.text and "valid until" in loaded.text
+
+
+def test_floods_are_throttled() -> None:
+    from engine.admin.event_ids import throttled
+
+    assert not throttled(4001, None, 100.0) and throttled(4001, 100.0, 159.0) and not throttled(4001, 100.0, 160.0)
+    assert not throttled(1000, 100.0, 100.0)  # only the kinds that come in floods
+
+
+async def test_the_connection_limit_is_logged_once_a_minute(tmp_path: Path,
+                                                          config_factory: Callable[..., Config]) -> None:
+    running = await start_server(config_factory(max_connections=1))
+    held = []
+    try:
+        def connect() -> bytes:
+            sock = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+            held.append(sock)
+            return sock.recv(200)
+
+        assert (await asyncio.to_thread(connect)).startswith(b"220")
+        for _ in range(3):
+            assert (await asyncio.to_thread(connect)).startswith(b"421")
+    finally:
+        for sock in held:
+            sock.close()
+        await running.server.stop()
+    entries = [e for e in event_log.read_entries(event_log.event_log_dir(running.server.mailroot.root))
+               if e.event_id == 4001]
+    assert len(entries) == 1 and "The limit of 1 inbound connections is reached" in entries[0].text
