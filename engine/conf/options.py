@@ -189,7 +189,8 @@ OPTIONS: tuple[Option, ...] = (
     # Security: remote administration (the admin server, its operators)
     Option("admin_listen", "str", "", "",
            "Remote administration: address (HOST:PORT, e.g. 0.0.0.0:8443) of the admin server — the HTML manager, "
-           "the JSON API of `smtpsvc --connect` and the Posting Acceptor, over HTTPS; empty = off.", "Security",
+           "the JSON API of `smtpsvc --connect` and the Posting Acceptor, over HTTPS; empty = off. Read when smtpsvc "
+           "starts.", "Security",
            local=True),
     Option("admin_tls_certificate", "str", "", "",
            "Remote administration: PEM certificate of the admin server; empty = the SMTP certificate "
