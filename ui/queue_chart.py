@@ -11,7 +11,7 @@ from PySide6.QtCharts import (
     QValueAxis,
 )
 from PySide6.QtCore import QMargins, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtGui import QColor, QFont, QPainter, QResizeEvent
 from PySide6.QtWidgets import QToolTip, QWidget
 
 from ui.models.queue_shape import AGE_BUCKETS, OTHER, Shape
@@ -19,6 +19,8 @@ from ui.models.queue_shape import AGE_BUCKETS, OTHER, Shape
 # young (green) to old (dark red): how long mail has waited is what an administrator looks for
 BUCKET_COLORS = ("#6dbb5a", "#a7cf4f", "#e3d33b", "#f2b01e", "#ec8a1c", "#de5a1c", "#c0301d", "#7f1d1d")
 
+
+LEGEND_BESIDE_FROM = 215  # px of chart height for the legend's eight rows beside the bars
 
 class QueueChart(QChartView):
     """``show_shape(shape)`` redraws; ``picked(domain or "", bucket)`` when a segment is clicked."""
@@ -33,7 +35,7 @@ class QueueChart(QChartView):
         small = QFont(self.font())
         small.setPointSizeF(max(7.0, small.pointSizeF() - 1))
         chart.setTitleFont(small)
-        chart.legend().setAlignment(Qt.AlignmentFlag.AlignRight)
+        chart.legend().setAlignment(Qt.AlignmentFlag.AlignRight)  # (under the bars when too low: resizeEvent)
         chart.legend().setFont(small)
         chart.setMargins(QMargins(4, 4, 4, 4))
         chart.setBackgroundRoundness(0)
@@ -56,6 +58,14 @@ class QueueChart(QChartView):
         self._categories: list[str] = []
         self.setMinimumHeight(150)
 
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """The legend's eight rows fit beside the bars only in a tall chart; else one row beneath (never cut)."""
+        wanted = Qt.AlignmentFlag.AlignRight if event.size().height() >= LEGEND_BESIDE_FROM else \
+            Qt.AlignmentFlag.AlignBottom
+        if self.chart().legend().alignment() != wanted:
+            self.chart().legend().setAlignment(wanted)
+        super().resizeEvent(event)
+
     def show_shape(self, shape: Shape) -> None:
         if shape == self.shape:
             return
@@ -74,8 +84,12 @@ class QueueChart(QChartView):
             self.series.append(bar)
         self.domain_axis.setCategories(self._categories or [""])
         most = max((shape.domain_total(i) for i in range(len(shape.domains))), default=0)
-        self.count_axis.setRange(0, max(most, 1) * 1.05)
-        self.count_axis.applyNiceNumbers()
+        if most <= 8:  # whole messages: one tick per message (nice numbers would label 0, 0, 1, 1)
+            self.count_axis.setRange(0, max(most, 1))
+            self.count_axis.setTickCount(max(most, 1) + 1)
+        else:
+            self.count_axis.setRange(0, most * 1.05)
+            self.count_axis.applyNiceNumbers()
         plural = "s" * (shape.total != 1)
         self.chart().setTitle(f"Queue shape: {shape.total:,} message{plural} by target domain and age — click a bar "
                               "to list them" if shape.total else "Queue shape: the queue is empty")
