@@ -119,3 +119,21 @@ def test_rollover_rules() -> None:
 
 def test_the_option_table_offers_exactly_the_fields_written() -> None:
     assert tuple(formats.w3c_values(record(), STAMP)) == W3C_LOG_FIELDS
+
+
+def test_local_time_names_and_ncsa_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9: 07:08 UTC on the 5th is 16:08 on the 5th; 20:00 UTC is the 6th
+    time.tzset()
+    try:
+        late = datetime(2026, 3, 5, 20, 0, 0, tzinfo=UTC).timestamp()
+        assert naming.file_name("w3c", "daily", late, local_time=False) == "ex260305.log"
+        assert naming.file_name("w3c", "daily", late, local_time=True) == "ex260306.log"
+        assert naming.file_name("w3c", "hourly", AT, local_time=True) == "ex26030516.log"
+        line = formats.ncsa_line(record(), Stamp(AT, "mx.example.test", local_time=True))
+        assert "[05/Mar/2026:16:08:09 +0900]" in line
+        assert formats.w3c_line(record(), Stamp(AT, "mx", local_time=True), ("date", "time")) == "2026-03-05 07:08:09"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
