@@ -10,8 +10,9 @@ Invariants: every reply comes from the table and every 500-504 counts toward ``m
 last one is replaced by 421 and a close); a BDAT chunk's bytes are always consumed, even when the command
 is refused, so message bytes are never read as commands (a BDAT whose size cannot be read closes the
 connection for that reason); DATA and BDAT never mix in one transaction, and BODY=BINARYMIME needs BDAT
-(RFC 3030); a STARTTLS handshake starts the session over (no HELO, not authenticated); the password only
-passes through in a ``CheckPassword`` action and is kept nowhere.
+and local recipients (RFC 3030 §3: delivery speaks DATA only, so such mail is refused at RCPT rather
+than accepted and returned); a STARTTLS handshake starts the session over (no HELO, not
+authenticated); the password only passes through in a ``CheckPassword`` action and is kept nowhere.
 """
 
 from __future__ import annotations
