@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.errors import StateError
-from engine.events import Event, MessageQueued
+from engine.events import Event, MessageQueued, QueueRecovery
 from ui.facade import EngineFacade
 from ui.models.queue import QueueModel, Row, prepare_rows
 from ui.tasks import TaskRunner
@@ -114,6 +114,8 @@ class QueueFeed(QObject):
         self.refetch(self.model.apply_events(batch))
         if self.model.live:
             self.want_subjects(e.queue_id for e in batch if isinstance(e, MessageQueued))
+            if any(isinstance(e, QueueRecovery) and e.finished for e in batch):
+                self.load()  # what was listed during the engine's start was partial: the whole queue now
 
     def refetch(self, queue_ids: Iterable[str]) -> None:
         self._refetch.update(queue_ids)
