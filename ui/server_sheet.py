@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -73,7 +74,10 @@ class ServerSheet(PropertySheet):
             field.changed.connect(self.revalidate)
         self.name_edit.textChanged.connect(self.revalidate)
         self.fields["listen"].changed.connect(self._show_listen)
-        self.resize(470, 560)
+        for field in self.fields.values():
+            field.changed.connect(self.show_access_summaries)
+        self.show_access_summaries()
+        self.resize(500, 640)  # the Access page's summary lines fit
         self.revalidate()
 
     def _load(self, config: Config) -> None:
@@ -152,9 +156,14 @@ class ServerSheet(PropertySheet):
             "auth_anonymous", "auth_basic", "auth_plaintext_allowed", "auth_default_domain", "users_file",
             "auth_lockout_failures", "auth_lockout_seconds", "auth_failure_delay_ms"],
             "Select acceptable authentication methods for this resource.", extra=self._users_row())
+        self.summaries = {name: QLabel() for name in ("access", "secure", "connection", "relay")}
+        for label in self.summaries.values():
+            label.setObjectName("summary")
+            label.setWordWrap(True)
         layout.addWidget(group(
             "Access control",
             note("Enable anonymous access and edit the authentication methods for this resource."),
+            self.summaries["access"],
             button_row(opener("Authentication…", authentication))))
         certificate = self._sub("Certificate", ["tls_certificate", "tls_key"],
                                 "The server certificate for STARTTLS and the secure identities (PEM files).",
@@ -164,12 +173,14 @@ class ServerSheet(PropertySheet):
         layout.addWidget(group(
             "Secure communication",
             note("View or set the secure communications method used when this virtual server is accessed."),
+            self.summaries["secure"],
             button_row(opener("Certificate…", certificate), opener("Communication…", communication))))
         connection = self._sub("Connection", ["connection_grant", "connection_list"],
                                "Select which computers may connect to this virtual server.")
         layout.addWidget(group(
             "Connection control",
             note("Grant or deny access to this resource using IP addresses or Internet domain names."),
+            self.summaries["connection"],
             button_row(opener("Connection…", connection))))
         relay = self._sub("Relay Restrictions", ["relay_mode", "relay_allowed", "authenticated_may_relay"],
                           "Select which computers may relay through this virtual server. Mail for the local "
@@ -177,9 +188,42 @@ class ServerSheet(PropertySheet):
         layout.addWidget(group(
             "Relay restrictions",
             note("Grant or deny permissions to relay e-mail through this SMTP virtual server."),
+            self.summaries["relay"],
             button_row(opener("Relay…", relay))))
         layout.addStretch(1)
         return page
+
+    def show_access_summaries(self) -> None:
+        """One line per Access group saying what is set now (IIS's page is all buttons)."""
+        v = {name: field.value() for name, field in self.fields.items()}
+        methods = [m for m, on in (("Anonymous", v["auth_anonymous"]), ("Basic authentication", v["auth_basic"]))
+                   if on] or ["No authentication method: nobody may send mail"]
+        basic = " (also without TLS)" if v["auth_basic"] and v["auth_plaintext_allowed"] else \
+            " (after STARTTLS)" if v["auth_basic"] else ""
+        self.summaries["access"].setText(" and ".join(methods) + basic + ".")
+        certificate = Path(v["tls_certificate"]).name if v["tls_certificate"] else ""
+        secure = [f"Certificate {certificate}" if certificate else "No certificate: STARTTLS is not offered"]
+        if v["require_tls"]:
+            secure.append("TLS required")
+        if v["tls_listen"]:
+            secure.append(f"SMTPS on {', '.join(v['tls_listen'])}")
+        self.summaries["secure"].setText("; ".join(secure) + ".")
+        listed = len(v["connection_list"])
+        if v["connection_grant"] == "all_except_listed":
+            connect = f"Every computer except the {listed} listed may connect" if listed else \
+                "Every computer may connect"
+        else:
+            connect = f"Only the {listed} listed may connect" if listed else "Nobody may connect (the list is empty)"
+        self.summaries["connection"].setText(connect + ".")
+        relayed, authenticated = len(v["relay_allowed"]), bool(v["authenticated_may_relay"])
+        if v["relay_mode"] == "only_listed":
+            who = [f"the {relayed} listed computer{'s' * (relayed != 1)}"] if relayed else []
+        else:
+            who = [f"every computer except the {relayed} listed" if relayed else "every computer"]
+        who += ["authenticated users"] if authenticated else []
+        self.summaries["relay"].setText("Relay: " + (" and ".join(who) or "nobody")
+                                        + (" (the list is empty)" if not relayed and
+                                           v["relay_mode"] == "only_listed" else "") + ".")
 
     def _messages_tab(self) -> QWidget:
         page = QWidget()

@@ -300,3 +300,16 @@ def test_every_label_and_button_has_its_own_accelerator(qtbot: QtBot, fake_engin
         unmarked = [t for t in texts if "&" not in t.replace("&&", "")]
         assert len(unmarked) <= max(0, len(texts) - 30), (page, unmarked)  # 26 letters + digits, then none
         assert len(letters) == len(set(letters)), (page, sorted(letters))
+
+
+def test_access_page_says_what_is_set(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    summaries = {name: label.text() for name, label in sheet.summaries.items()}
+    assert summaries == {"access": "Anonymous.", "secure": "No certificate: STARTTLS is not offered.",
+                         "connection": "Every computer may connect.",
+                         "relay": "Relay: authenticated users (the list is empty)."}
+    sheet.fields["auth_basic"].set_value(True)
+    sheet.fields["relay_allowed"].set_value(("192.0.2.0/24", "198.51.100.7"))
+    sheet.fields["relay_allowed"].changed.emit()
+    assert sheet.summaries["access"].text() == "Anonymous and Basic authentication (after STARTTLS)."
+    assert sheet.summaries["relay"].text() == "Relay: the 2 listed computers and authenticated users."
