@@ -7,6 +7,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QLabel,
     QLineEdit,
     QRadioButton,
@@ -69,12 +70,16 @@ class NamePage(QWizardPage):
         layout.addWidget(self.edit)
         layout.addWidget(self.problem)
         layout.addStretch(1)
+        # A remote domain always needs its route and relay settings: offer its sheet at once, as IIS's habit.
+        self.open_properties = QCheckBox("&Open the new domain's properties when I click Finish")
+        layout.addWidget(self.open_properties)
         self.edit.textChanged.connect(self._check)
         self.config: Config | None = None
 
     def initializePage(self) -> None:
         example = "*.example.com" if self._types.domain_type == "remote" else "example.com"
         self.edit.setPlaceholderText(example)
+        self.open_properties.setChecked(self._types.domain_type == "remote")
         self._check()
 
     def domain(self) -> DomainConfig:

@@ -49,11 +49,14 @@ class Operations:
         await self.engine.apply_config(config)
         self.w.refresh_config()
 
-    def _apply_domains(self, config: Config, title: str, select: str | None = None) -> None:
+    def _apply_domains(self, config: Config, title: str, select: str | None = None,
+                       then_properties: bool = False) -> None:
         async def run() -> None:
             await self.apply(config)
             if select:
                 self.w.panes[Node.DOMAINS].select_key(select.casefold())
+                if then_properties and self.w.node == Node.DOMAINS:
+                    self.properties()
 
         self.runner.spawn(run(), title)
 
@@ -73,7 +76,8 @@ class Operations:
     def _domain_added(self, wizard: DomainWizard, config: Config) -> None:
         name = wizard.names.domain().name
         self.w.select_node(Node.DOMAINS)
-        self._apply_domains(config, "New Domain", select=name)
+        self._apply_domains(config, "New Domain", select=name,
+                            then_properties=wizard.names.open_properties.isChecked())
 
     def set_default(self) -> None:
         names = self._domains()

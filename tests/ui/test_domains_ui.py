@@ -111,6 +111,7 @@ def run_wizard(qtbot: QtBot, engine: FakeEngine, kind: str, name: str) -> tuple[
 def test_wizard_adds_remote_domain(qtbot: QtBot, fake_engine: FakeEngine) -> None:
     wizard, finished = run_wizard(qtbot, fake_engine, "remote", "*.Partner.example")
     assert wizard.names.isComplete() and wizard.button(QWizard.WizardButton.FinishButton).isEnabled()
+    assert wizard.names.open_properties.isChecked()  # a remote domain needs its route: its sheet follows
     wizard.button(QWizard.WizardButton.FinishButton).click()
     assert len(finished) == 1
     added = finished[0].domains[-1]
@@ -119,7 +120,7 @@ def test_wizard_adds_remote_domain(qtbot: QtBot, fake_engine: FakeEngine) -> Non
 
 def test_wizard_validates_name(qtbot: QtBot, fake_engine: FakeEngine) -> None:
     wizard, finished = run_wizard(qtbot, fake_engine, "alias", "*.wild.example")
-    assert not wizard.names.isComplete()
+    assert not wizard.names.isComplete() and not wizard.names.open_properties.isChecked()
     assert "wildcards" in wizard.names.problem.text()
     wizard.names.edit.setText("ALIAS.test")
     assert not wizard.names.isComplete() and "already exists" in wizard.names.problem.text()

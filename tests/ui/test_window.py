@@ -269,3 +269,21 @@ def test_about_names_the_versions_and_places_and_copies_them(qtbot: QtBot, tmp_p
     assert f"Mailroot: {tmp_path / 'Mailroot'}" in text and f"Configuration: {tmp_path / 'smtpsvc.toml'}" in text
     dialog.copy()
     assert QApplication.clipboard().text() == text
+
+
+def test_new_remote_domain_opens_its_properties(window: ManagerWindow, qtbot: QtBot, qloop: QLoop) -> None:
+    from PySide6.QtWidgets import QWizard
+
+    from ui.domain_sheet import DomainSheet
+
+    window.select_node(Node.DOMAINS)
+    window.ops.new_domain()
+    wizard = window.ops.wizard
+    assert wizard is not None
+    wizard.types.remote.setChecked(True)
+    wizard.next()
+    qtbot.keyClicks(wizard.names.edit, "partner.example")
+    wizard.button(QWizard.WizardButton.FinishButton).click()
+    qloop.run(qloop.until(lambda: isinstance(window.ops.sheet, DomainSheet) and window.ops.sheet.isVisible()))
+    assert window.pane.selected_keys() == ["partner.example"]
+    window.ops.sheet.reject()  # type: ignore[union-attr]
