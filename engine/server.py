@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_GRACE = 10.0  # seconds a stopping server waits for commits under way to be answered
 QUEUE_COUNT_SPACING = 50  # the sampler counts the queue again after 50 times the last count took
+QUEUE_COUNT_EXACT = 10_000  # below this many queued messages a counters request always counts afresh
 
 STATES = ("starting", "started", "stopping", "stopped", "pausing", "paused", "continuing")
 QUEUE_SORT_KEYS: dict[str, Callable[[QueueEntry], object]] = {  # on entries: only the page shown is copied
@@ -707,8 +708,11 @@ class VirtualServer:
         return await asyncio.to_thread(lambda: list(iter_tracks(path, query)))
 
     async def counters_snapshot(self) -> dict[str, float]:
-        """Every counter now, with the derived sums and the "/sec" rates of the last second."""
-        self._count_queue()
+        """Every counter now, with the derived sums and the "/sec" rates of the last second. A large queue is
+        counted at most as often as the sampler counts it (`smtpsvc counters --watch` must not stall the loop)."""
+        if self._queue is None or len(self._queue.entries) < QUEUE_COUNT_EXACT \
+                or time.monotonic() >= self._queue_lengths_due:
+            self._count_queue()
         values = with_derived(self.counters.snapshot())
         latest = self.sampler.latest if self.sampler is not None else {}
         values.update({name: latest.get(name, 0.0) for name in RATES})
