@@ -85,10 +85,11 @@ async def test_message_bytes_sent_counts_the_data_each_accepted_transaction_carr
         await asyncio.to_thread(send, engine.port, "s@example.test", ["b@one.test", "c@one.test"])
         await until(lambda: len(mx.messages) == 2 and not engine.queue_files())
         second = len(mx.messages[1].content)
+        connections = mx.connections  # 1 when the second batch reused the cached connection (within 2 s), else 2
     values = await counters(engine)
     assert first > len(MESSAGE) and values["Message Bytes Sent Total"] == first + second
     assert values["Messages Sent Total"] == 2  # two messages, three recipients
-    assert values["Outbound Connections Total"] == 2
+    assert connections in (1, 2) and values["Outbound Connections Total"] == connections
     assert values["Outbound Connections Refused"] == 0 and values["Total Connection Errors"] == 0
 
 
