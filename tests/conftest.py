@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from engine_support import Running, make_config
 
 from engine.conf.config import Config
+from engine.events import ErrorEvent, Event, EventBus
 from engine.server import VirtualServer
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -28,3 +30,44 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
     finally:
         await running.server.stop()
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def logfail(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a test on an unexpected ERROR log record (a traceback in the log, "Task exception was never
+    retrieved"...) or ErrorEvent from any engine in this process. A test that provokes them on purpose
+    is marked ``@pytest.mark.expect_errors`` (and should check them itself)."""
+    if request.node.get_closest_marker("expect_errors"):
+        yield
+        return
+    handler = _ErrorRecords()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    events: list[ErrorEvent] = []
+    publish = EventBus.publish
+
+    def watched(bus: EventBus, event: Event) -> None:
+        if isinstance(event, ErrorEvent):
+            events.append(event)
+        publish(bus, event)
+
+    monkeypatch.setattr(EventBus, "publish", watched)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+    problems = [f"ERROR log {r.name}: {r.getMessage()}" + (" (with a traceback)" if r.exc_info else "")
+                for r in handler.records]
+    problems += [f"ErrorEvent {e.source}: {e.message}" for e in events]
+    if problems:
+        pytest.fail("unexpected errors (mark the test expect_errors if they are its point):\n  "
+                    + "\n  ".join(problems[:20]), pytrace=False)

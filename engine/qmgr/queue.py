@@ -664,5 +664,7 @@ def _unlink_entry(path: Path) -> None:
 
 
 def _append(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as handle:
+    # Transcripts name recipients and remote replies: private like the messages (0600, whatever the umask).
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with open(fd, "a", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(text)

@@ -7,6 +7,7 @@ records. Chunks run on worker threads while the engine already serves; a file th
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -80,12 +81,20 @@ def read_chunk(queue_dir: Path, ids: Iterable[str], records: Container[str]) -> 
     return results
 
 
+def _open_regular(name: str, dir_fd: int) -> int:
+    """Open a queue file for reading: never through a symbolic link, never blocking on a FIFO (either is
+    someone else's file in the queue: an OSError, so it goes to Queue/corrupt)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", name)
+    return fd
+
+
 def _read_one(dir_fd: int, queue_id: str, has_record: bool) -> Loaded:
-    fd = os.open(queue_id + ".eml", os.O_RDONLY | os.O_NONBLOCK, dir_fd=dir_fd)  # a FIFO must not hang it
+    fd = _open_regular(queue_id + ".eml", dir_fd)
     try:
         status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise EnvelopeError("not a regular file")
         head = os.read(fd, HEAD_READ)
         sender, recipients, offset = split_envelope(head)
         if len(head) == HEAD_READ and head.find(b"\n", offset) < 0:
@@ -104,7 +113,7 @@ def _read_one(dir_fd: int, queue_id: str, has_record: bool) -> Loaded:
                 return Loaded(queue_id, record, size, offset, status.st_ino, env_ino)
         except FileNotFoundError:
             pass
-        except EnvelopeError as error:
+        except (OSError, EnvelopeError) as error:  # a bad record never costs the message: it is rebuilt
             bad = str(error)
     record = StateRecord(queue_id, sys.intern(sender), [RecipientState(r) for r in recipients], status.st_mtime)
     return Loaded(queue_id, record, size, offset, status.st_ino, 0, bad)
@@ -112,7 +121,7 @@ def _read_one(dir_fd: int, queue_id: str, has_record: bool) -> Loaded:
 
 def _read_all(dir_fd: int, name: str) -> tuple[bytes, int]:
     """The file's bytes and its inode."""
-    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    fd = _open_regular(name, dir_fd)
     try:
         ino = os.fstat(fd).st_ino
         data = os.read(fd, RECORD_READ)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import smtplib
 import subprocess
 from collections.abc import Iterator
@@ -76,3 +77,28 @@ async def test_finishing_on_a_full_disk_defers_and_every_message_goes_once_space
             assert not list(run.server.mailroot.queue.glob("*.eml"))
         finally:
             await run.server.stop()
+
+
+@pytest.mark.expect_errors  # each odd file is reported as it goes to Queue/corrupt
+async def test_fifo_and_symlinks_in_queue_go_to_corrupt_without_hanging_the_start(tmp_path: Path) -> None:
+    """Finding 15: a FIFO in Queue blocked the start in open() for ever; symbolic links were followed."""
+    config = make_config(tmp_path)
+    queue = tmp_path / "Mailroot" / "Queue"
+    queue.mkdir(parents=True)
+    os.mkfifo(queue / "18EEF0000000000000000001.eml")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"x-sender: a@b.example\r\nx-receiver: c@d.example\r\n\r\nsecret\r\n")
+    (queue / "18EEF0000000000000000002.eml").symlink_to(secret)
+    os.mkfifo(queue / "18EEF0000000000000000003.env")  # a good message whose record is a FIFO
+    (queue / "18EEF0000000000000000003.eml").write_bytes(
+        b"x-sender: a@example.test\r\nx-receiver: u@remote.example\r\n\r\nkept\r\n")
+    run = await asyncio.wait_for(start_server(config), 30)
+    try:
+        corrupt = sorted(p.name for p in (queue / "corrupt").iterdir())
+        assert corrupt == ["18EEF0000000000000000001.eml", "18EEF0000000000000000002.eml",
+                           "18EEF0000000000000000003.env"]
+        assert list(run.server._store().entries) == ["18EEF0000000000000000003"]
+        assert secret.exists()
+        assert len([e for e in run.events if isinstance(e, ErrorEvent)]) == 3
+    finally:
+        await run.server.stop()

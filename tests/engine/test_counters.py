@@ -147,6 +147,7 @@ async def test_a_null_sender_failure_is_one_general_failure_not_two(engine: Runn
     assert sum(values[IIS_NAMES[name]] for name in BADMAIL_COUNTERS.values()) == 1
 
 
+@pytest.mark.expect_errors
 async def test_local_delivery_retries_and_the_local_retry_queue(engine: Running, port: int) -> None:
     queue = engine.server._queue
     assert queue is not None

@@ -90,6 +90,7 @@ def test_rotation_is_bounded_and_reading_filters(tmp_path: Path) -> None:
     assert [e.at for e in errors] == [float(n) for n in range(150, 200) if n % 3 == 0]
 
 
+@pytest.mark.expect_errors
 async def test_the_engine_writes_its_events(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
     running = await start_server(config_factory())
     server = running.server

@@ -418,6 +418,7 @@ async def test_facade_domain_operations_take_effect_at_once(running: Running) ->
         await asyncio.to_thread(send, running.port, "a@example.test", ["x@alias.test"], MESSAGE)
 
 
+@pytest.mark.expect_errors
 async def test_apply_config_changes_ehlo_size_and_rebinds_listener(running: Running, config_factory) -> None:
     from engine.errors import BindError, ConfigError
 

@@ -237,6 +237,7 @@ async def test_watch_lost_falls_back_to_polling_and_watches_again(
 # -- failures
 
 
+@pytest.mark.expect_errors
 async def test_queue_write_error_keeps_the_file_and_retries(
     mailroot: Mailroot, submitter: Submitter, events: list[Event], start: Start, mode: str
 ) -> None:
@@ -253,6 +254,7 @@ async def test_queue_write_error_keeps_the_file_and_retries(
     assert names(mailroot.pickup) == [] and claims(mailroot) == []
 
 
+@pytest.mark.expect_errors
 async def test_returned_file_never_overwrites_a_new_one(
     mailroot: Mailroot, submitter: Submitter, start: Start
 ) -> None:
@@ -355,6 +357,7 @@ def unclaimable(mailroot: Mailroot, path: Path) -> Iterator[None]:
             mailroot.pickup.chmod(0o755)
 
 
+@pytest.mark.expect_errors
 async def test_file_that_cannot_be_claimed_is_reported_once_and_left(
     mailroot: Mailroot, submitter: Submitter, events: list[Event], start: Start, mode: str
 ) -> None:

@@ -156,6 +156,7 @@ async def test_outbound_sessions_are_logged(tmp_path: Path, config_factory: Call
     assert all(e["c-ip"] == "127.0.0.1" and e["sc-status"].startswith(("2", "3")) for e in outbound)
 
 
+@pytest.mark.expect_errors
 async def test_a_full_disk_costs_log_lines_not_mail(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
     config = config_factory(log_dir=str(tmp_path / "Logs"))
     site = tmp_path / "Logs" / "SMTPSVC1"

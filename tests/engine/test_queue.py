@@ -63,6 +63,7 @@ async def test_queue_file_without_state_record_is_delivered_after_restart(config
         await again.server.stop()
 
 
+@pytest.mark.expect_errors
 async def test_corrupt_queue_files_are_quarantined_with_an_event(config_factory) -> None:
     config = config_factory()
     run = await start_server(config)
@@ -188,6 +189,7 @@ async def test_offline_administration_of_the_queue(config_factory) -> None:
         await again.server.stop()
 
 
+@pytest.mark.expect_errors
 async def test_unwritable_drop_queues_then_notifies_on_the_local_schedule(tmp_path: Path, config_factory) -> None:
     from dataclasses import replace
 

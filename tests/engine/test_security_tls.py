@@ -117,6 +117,7 @@ async def test_require_tls_refuses_mail_before_starttls(config_factory, tls: Tls
         await running.server.stop()
 
 
+@pytest.mark.expect_errors
 async def test_require_tls_without_a_certificate_accepts_no_mail(config_factory) -> None:
     running = await start_server(config_factory(require_tls=True))
     try:
@@ -218,6 +219,7 @@ def peer_certificate(port: int, context: ssl.SSLContext) -> bytes:
     return der
 
 
+@pytest.mark.expect_errors
 async def test_certificate_replaced_on_disk_is_used_without_restart(tmp_path: Path, config_factory,
                                                                     tls: TlsFiles) -> None:
     running = await start_server(config_factory(tls_certificate=str(tls.certificate), tls_key=str(tls.key)))

@@ -37,6 +37,7 @@ def _message(raw: RawSMTP, size: int) -> str:
     return raw.cmd(b"Subject: fill\r\n\r\n" + (b"z" * 998 + b"\r\n") * (size // 1000) + b".")
 
 
+@pytest.mark.expect_errors
 async def test_full_disk_answers_452_and_recovers(tiny_disk: Path, config_factory) -> None:
     run = await start_server(replace(config_factory(max_message_size_kb=0), mailroot=str(tiny_disk / "Mailroot")))
     try:
