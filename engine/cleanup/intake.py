@@ -109,8 +109,8 @@ class SpoolFile:
         self.path.unlink(missing_ok=True)
 
 
-def _create_spool(folder: Path) -> tuple[str, Path, int]:
-    queue_id = new_id()
+def _create_spool(folder: Path, queue_id: str = "") -> tuple[str, Path, int]:
+    queue_id = queue_id or new_id()
     path = folder / f"spool-{queue_id}.eml"
     return queue_id, path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
 
@@ -190,9 +190,10 @@ class Intake:
         self._config = config
         self.spools = SpoolPool(mailroot.sorttemp, committer)
 
-    def open_spool(self, sender: str, recipients: tuple[str, ...]) -> SpoolFile:
-        """Start a spool with the envelope lines written; raises OSError (disk full, unwritable)."""
-        queue_id, path, fd = self.spools.take()
+    def open_spool(self, sender: str, recipients: tuple[str, ...], queue_id: str = "") -> SpoolFile:
+        """Start a spool with the envelope lines written; raises OSError (disk full, unwritable).
+        ``queue_id``: this id rather than a fresh one (Pickup's claim id, so that a crash can tell it was sent)."""
+        queue_id, path, fd = _create_spool(self.mailroot.sorttemp, queue_id) if queue_id else self.spools.take()
         spool = SpoolFile(path, queue_id, sender, recipients, fd)
         header = envelope_lines(sender, recipients)
         spool.write(header)
@@ -263,8 +264,9 @@ class Intake:
                 await self.committer.run(self.mailroot.write_atomic, target.with_suffix(".env"), record.to_bytes())
             self.queue.add(record, target, size, spool.offset)
 
-    async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
-        """Commit a whole message held in memory (Pickup, DSNs); returns its queue id.
+    async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str,
+                     queue_id: str = "") -> str:
+        """Commit a whole message held in memory (Pickup, DSNs); returns its queue id (``queue_id`` if given).
 
         Raises HopCountExceeded (a MessageRejected) or QueueWriteError (could not store it durably).
         """
@@ -274,7 +276,7 @@ class Intake:
         if scanner.received_count() > hops:
             raise HopCountExceeded(f"hop count exceeded: more than {hops} Received headers (mail loop?)")
         try:
-            spool = self.open_spool(sender, recipients)
+            spool = self.open_spool(sender, recipients, queue_id)
             spool.write(content)
             spool.size = len(content)
             await self.commit(spool, source)

@@ -24,6 +24,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from engine.bounce.badmail import write_badmail
 from engine.errors import MessageRejected, QueueWriteError
@@ -34,7 +35,11 @@ from engine.store.mailroot import Mailroot, fsync_dir, new_id
 
 log = logging.getLogger(__name__)
 
-SubmitFn = Callable[[str, tuple[str, ...], bytes, str], Awaitable[str]]
+class SubmitFn(Protocol):
+    """Intake.submit: commit a message; ``queue_id`` is the claim's id, so that ``recover`` can tell."""
+
+    def __call__(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str,
+                 queue_id: str = "") -> Awaitable[str]: ...
 
 SOURCE = "pickup"
 CLAIM_PREFIX = "pickup-"
@@ -49,18 +54,31 @@ _Signature = tuple[int, int, int]  # inode, size, mtime_ns
 
 
 def recover(mailroot: Mailroot) -> int:
-    """Move claims left in SortTemp by a crash back into Pickup; returns how many were moved."""
+    """Move claims left in SortTemp by a crash back into Pickup; returns how many were moved.
+
+    A claim whose message was committed (it is submitted under the claim's id: Queue/<id>.eml or a Drop's
+    <id>.eml exists) was sent already: it is removed, not sent twice. (Sent and already taken out of Drop
+    by its reader before this start: sent again, at least once.)
+    """
     try:
         with os.scandir(mailroot.sorttemp) as entries:
             claims = [Path(entry.path) for entry in entries if entry.name.startswith(CLAIM_PREFIX)]
     except FileNotFoundError:
         return 0
-    if claims:
+    folders = [mailroot.queue, *(folder for folder, _ in mailroot.drop_folders())]
+    moved = 0
+    for claim in claims:
+        stored = f"{_claim_id(claim.name)}.eml"
+        if any((folder / stored).exists() for folder in folders):
+            log.info("Pickup: %s was queued before a crash; not sent again", printable_name(claim.name))
+            claim.unlink(missing_ok=True)
+            continue
         mailroot.pickup.mkdir(parents=True, exist_ok=True)
-        for claim in claims:
-            _move_no_replace(claim, mailroot.pickup, _original_name(claim.name))
+        _move_no_replace(claim, mailroot.pickup, _original_name(claim.name))
+        moved += 1
+    if moved:
         fsync_dir(mailroot.pickup)
-    return len(claims)
+    return moved
 
 
 def printable_name(name: str) -> str:
@@ -73,6 +91,10 @@ def _fit(prefix: str, name: str) -> str:
     room = _NAME_MAX - len(os.fsencode(prefix))
     raw = os.fsencode(name)
     return prefix + (os.fsdecode(raw[-room:]) if len(raw) > room else name)
+
+
+def _claim_id(claim_name: str) -> str:
+    return claim_name.removeprefix(CLAIM_PREFIX).partition("-")[0]
 
 
 def _original_name(claim_name: str) -> str:
@@ -416,7 +438,8 @@ class PickupService:
             await self._badmail(name, claim, str(result), None, cause)
             return
         try:
-            await self._submit(result.sender, result.recipients, result.content, SOURCE)
+            await self._submit(result.sender, result.recipients, result.content, SOURCE,
+                               queue_id=_claim_id(claim.name))
         except MessageRejected as exc:
             await self._badmail(name, claim, str(exc) or "rejected by the queue", result,
                                 exc.cause or PickupError.cause)

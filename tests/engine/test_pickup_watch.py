@@ -55,7 +55,8 @@ class Submitter:
         self.error: Exception | None = None
         self.gate: asyncio.Event | None = None
 
-    async def __call__(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
+    async def __call__(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str,
+                       queue_id: str = "") -> str:
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()
