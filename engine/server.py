@@ -195,7 +195,7 @@ class VirtualServer:
 
     async def _open_parts(self) -> None:
         try:
-            self.mailroot.root.mkdir(parents=True, exist_ok=True)
+            self.mailroot.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # mail is private
             await asyncio.to_thread(self._lock.acquire)  # waits a moment for a `smtpsvc queue` command
         except OSError as error:
             raise MailrootError(mailroot_failure(self.mailroot.root, error)) from error

@@ -273,7 +273,9 @@ class Mailroot:
         folders = (self.badmail, *(path for _, path in self.drops), self.drop, self.pickup, self.queue,
                    self.sorttemp, self.corrupt)
         for path in folders:
-            path.mkdir(parents=True, exist_ok=True)
+            # Mail is private: new directories 0700 (an existing one keeps the mode its owner gave it, e.g.
+            # a Drop opened to a reader's group).
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def sweep_temps(self) -> list[Path]:
         """Remove the temporary files a crash left in Badmail, the Drops and Queue (none is ever referenced)."""

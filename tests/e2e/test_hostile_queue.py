@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import smtplib
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,5 +101,32 @@ async def test_fifo_and_symlinks_in_queue_go_to_corrupt_without_hanging_the_star
         assert list(run.server._store().entries) == ["18EEF0000000000000000003"]
         assert secret.exists()
         assert len([e for e in run.events if isinstance(e, ErrorEvent)]) == 3
+    finally:
+        await run.server.stop()
+
+
+async def test_mailroot_directories_transcripts_and_drop_copies_are_private(tmp_path: Path) -> None:
+    """Finding 12: Drop files written by the queue's copy, the .rtr transcripts and the directories were
+    world-readable."""
+    old = os.umask(0o022)
+    try:
+        run = await start_server(make_config(tmp_path, relay_allowed=("127.0.0.0/8",)))
+    finally:
+        os.umask(old)
+    try:
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", run.port, timeout=10) as client:
+                client.ehlo()
+                client.sendmail("a@example.test", ["u@example.test"], MESSAGE, rcpt_options=["NOTIFY=SUCCESS"])
+                client.sendmail("a@example.test", ["v@example.test", "w@remote.example"], MESSAGE)
+
+        await asyncio.to_thread(send)
+        mailroot = run.server.mailroot
+        await run.wait_for(lambda: len(run.drop_files()) >= 2 and list(mailroot.queue.glob("*.rtr")))
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in
+                 [*run.drop_files(), *mailroot.queue.glob("*.rtr"), *mailroot.queue.glob("*.eml")]}
+        assert set(modes.values()) == {0o600}, modes
+        folders = [mailroot.root, mailroot.badmail, mailroot.drop, mailroot.pickup, mailroot.queue, mailroot.sorttemp]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in folders} == {f.name: 0o700 for f in folders}
     finally:
         await run.server.stop()
