@@ -7,9 +7,12 @@ and addresses without a domain get the default domain (IIS behaviour).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import idna
 
 from engine.conf.config import DomainConfig
 
@@ -161,8 +164,21 @@ class Route:
     domain: DomainConfig | None  # the configured domain that matched, if any
 
 
+@functools.lru_cache(maxsize=4096)
+def ascii_domain(domain: str) -> str:
+    """The domain as A-labels (UTS-46: ``tëst.example`` → ``xn--tst-jma.example``), the form the configuration
+    holds; unchanged when it is ASCII already or not a valid IDN."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return domain
+
+
 def classify(domain: str, domains: Iterable[DomainConfig]) -> Route:
     """Local (default or alias) or remote; a matching remote DomainConfig carries its settings."""
+    domain = ascii_domain(domain)  # an SMTPUTF8 client names IDN domains with U-labels
     remote_match: DomainConfig | None = None
     for candidate in domains:
         if candidate.type in ("default", "alias"):

@@ -8,11 +8,13 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 
 from engine_support import start_server
 from serve_support import ServeProcess
 from smtp_helpers import RawSMTP
 
+from engine.conf.config import DomainConfig
 from engine.events import ErrorEvent
 
 
@@ -130,3 +132,25 @@ async def test_invalid_utf8_arguments_are_refused_without_tracebacks(running, ca
     assert not [e for e in running.events if isinstance(e, ErrorEvent)]
     [drop] = running.drop_files()
     assert b"x-receiver: good@example.test" in drop.read_bytes().lower()
+
+
+async def test_idn_local_domain_takes_u_label_recipients(config_factory) -> None:
+    """Finding 13: with the alias xn--tst-jma.example, RCPT TO:<u@tëst.example> (SMTPUTF8) got 550 Unable to relay."""
+    config = config_factory()
+    config = replace(config, domains=(*config.domains, DomainConfig("xn--tst-jma.example", "alias")))
+    run = await start_server(config)
+    try:
+        def talk() -> list[str]:
+            raw = RawSMTP(run.port)
+            replies = [raw.cmd("EHLO x"), raw.cmd("MAIL FROM:<a@b.example> SMTPUTF8"),
+                       raw.cmd("RCPT TO:<u@t\u00ebst.example>".encode()), raw.cmd("RCPT TO:<v@xn--tst-jma.example>"),
+                       raw.cmd("DATA"), raw.cmd(b"Subject: idn\r\n\r\nhi\r\n."), raw.cmd("QUIT")]
+            raw.close()
+            return replies
+
+        replies = await asyncio.to_thread(talk)
+        assert [r[:3] for r in replies] == ["250", "250", "250", "250", "354", "250", "221"], replies
+        [drop] = run.drop_files()
+        assert "x-receiver: u@t\u00ebst.example" in drop.read_bytes().decode("utf-8").lower()
+    finally:
+        await run.server.stop()
