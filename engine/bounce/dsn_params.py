@@ -9,6 +9,9 @@ MAX_ENVID = 100  # RFC 3461 §4.4
 MAX_ORCPT = 500
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*\Z")
 _ADDR_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*\Z")
+# RFC 6533 utf-8-addr-xtext / -unitext: printable ASCII but "+", "=" and "\\", UTF-8 beyond the C1 controls,
+# and \x{HEX} escapes; never a control character.
+_UTF8_XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e]|[^\x00-\x9f]|\\x\{[0-9A-F]{1,6}\})+\Z")
 
 
 class DsnParamError(ValueError):
@@ -46,7 +49,10 @@ def parse_orcpt(value: str | None) -> str:
     addr_type, semicolon, address = value.partition(";")
     if not semicolon or not address or not _ADDR_TYPE.match(addr_type):
         raise DsnParamError("ORCPT must be addr-type;address")
-    if addr_type.lower() != "utf-8" and not _XTEXT.match(address):
+    if addr_type.lower() == "utf-8":
+        if not _UTF8_XTEXT.match(address):
+            raise DsnParamError("ORCPT utf-8 address must be utf-8-addr-xtext (RFC 6533)")
+    elif not _XTEXT.match(address):
         raise DsnParamError("ORCPT address must be xtext")
     return value
 

@@ -138,7 +138,8 @@ class SpoolPool:
     def take(self) -> tuple[str, Path, int]:
         """A fresh (queue id, path, open descriptor); raises OSError when SortTemp is unwritable."""
         try:
-            return self._ready.pop() if self._ready else _create_spool(self._folder)
+            # Oldest first: queue ids then follow arrival order, as their time-ordered form promises.
+            return self._ready.pop(0) if self._ready else _create_spool(self._folder)
         finally:
             self._refill()
 

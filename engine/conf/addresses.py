@@ -32,6 +32,10 @@ class AddressError(ValueError):
     """A path or parameter that cannot be parsed; ``str`` is a short reason."""
 
 
+class ParamError(AddressError):
+    """An ESMTP parameter that cannot be parsed (the address itself was fine): 501 5.5.4, not 5.1.x."""
+
+
 @dataclass(frozen=True)
 class Path:
     """A parsed MAIL FROM / RCPT TO argument."""
@@ -98,10 +102,10 @@ def parse_params(text: str) -> dict[str, str | None]:
     for item in text.split():
         key, eq, value = item.partition("=")
         if not _PARAM.match(key) or (eq and not value):
-            raise AddressError(f"bad parameter {item[:40]!r}")
+            raise ParamError(f"bad parameter {item[:40]!r}")
         key = key.upper()
         if key in params:
-            raise AddressError(f"duplicate parameter {key}")
+            raise ParamError(f"duplicate parameter {key}")
         params[key] = value if eq else None
     return params
 

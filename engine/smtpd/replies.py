@@ -65,6 +65,7 @@ R: dict[str, str] = {
     "bad_sender_address": "501 5.1.7 Invalid sender address: {addr}",
     "bad_param": "555 5.5.4 Parameter not recognized or not implemented: {param}",
     "bad_param_value": "501 5.5.4 Invalid value for {param}",
+    "bad_param_syntax": "501 5.5.4 Syntax error in parameters: {addr}",
     "smtputf8_needed": "553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter",
     "relay_denied": "550 5.7.1 Unable to relay for {addr}",
     "relay_deferred": "451 4.7.1 Cannot check your address for relaying to {addr} now, try again later",

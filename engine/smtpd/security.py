@@ -12,6 +12,8 @@ event loop, nor every core, nor the loop's default executor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import ssl
 import time
@@ -81,6 +83,10 @@ class Security:
         self.tls_context(config, bus)
         if config.server.auth_basic:
             self._users_problem(config, bus)
+        relay = open_relay(config.server.relay_mode, config.server.relay_allowed)
+        if relay:
+            self.warn_once(bus, f"open_relay:{relay}", f"{relay}: this server is an open relay (spammers look for "
+                                                       "them); list the clients that may relay instead")
 
     def tls_context(self, config: Config, bus: EventBus) -> ssl.SSLContext | None:
         server = config.server
@@ -158,6 +164,17 @@ class Security:
         if self._checks is not None:
             self._checks.shutdown(wait=False, cancel_futures=True)
             self._checks = None
+
+
+def open_relay(relay_mode: str, relay_allowed: tuple[str, ...]) -> str:
+    """Why the relay settings let any address on the Internet relay, or "" when they do not."""
+    if relay_mode != "only_listed":
+        return "relay_mode lets every client that is not listed relay"
+    for entry in relay_allowed:
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_network(entry, strict=False).prefixlen == 0:
+                return f"relay_allowed has {entry}"
+    return ""
 
 
 def _error(bus: EventBus, source: str, message: str) -> None:

@@ -16,6 +16,7 @@ from smtp_helpers import RawSMTP
 
 from engine.conf.config import DomainConfig
 from engine.events import ErrorEvent
+from engine.smtpd.security import SecurityWarning
 
 
 async def test_smuggling_in_normalize_mode_split_after_the_dot_line(config_factory) -> None:
@@ -152,5 +153,38 @@ async def test_idn_local_domain_takes_u_label_recipients(config_factory) -> None
         assert [r[:3] for r in replies] == ["250", "250", "250", "250", "354", "250", "221"], replies
         [drop] = run.drop_files()
         assert "x-receiver: u@t\u00ebst.example" in drop.read_bytes().decode("utf-8").lower()
+    finally:
+        await run.server.stop()
+
+
+async def test_orcpt_body_and_queue_id_order(running) -> None:
+    """Findings 17 and 18: ORCPT=utf-8 with control characters was taken (and relayed); ``BODY=`` got a
+    5.1.7 sender-address reply; queue ids came from the spool pool newest first, against their time order."""
+    def talk() -> list[str]:
+        raw = RawSMTP(running.port)
+        replies = [raw.cmd("EHLO x"), raw.cmd("MAIL FROM:<a@b.example> BODY="), raw.cmd("MAIL FROM:<a@b.example>"),
+                   raw.cmd(b"RCPT TO:<x@example.test> ORCPT=utf-8;a\x01\x1bb\x7f"),
+                   raw.cmd("RCPT TO:<x@example.test> ORCPT=utf-8;\u00e9t\u00e9@b.example".encode()), raw.cmd("RSET")]
+        for _ in range(3):
+            for line in ("MAIL FROM:<a@b.example>", "RCPT TO:<x@example.test>", "DATA"):
+                raw.cmd(line)
+            replies.append(raw.cmd(b"Subject: order\r\n\r\nhi\r\n."))
+        raw.cmd("QUIT")
+        raw.close()
+        return replies
+
+    replies = await asyncio.to_thread(talk)
+    assert replies[1].startswith("501 5.5.4"), replies[1]
+    assert replies[3].startswith("501 5.5.4") and replies[4].startswith("250"), replies[3:5]
+    ids = [QUEUED.match(r).group(1) for r in replies[6:]]  # type: ignore[union-attr]
+    assert ids == sorted(ids), ids
+
+
+async def test_open_relay_settings_are_warned_about(config_factory) -> None:
+    """Finding 18: ``relay_allowed = ["0.0.0.0/0"]`` was taken without a word."""
+    run = await start_server(config_factory(relay_allowed=("0.0.0.0/0",)))
+    try:
+        warnings = [e.message for e in run.events if isinstance(e, SecurityWarning)]
+        assert any("open relay" in w and "0.0.0.0/0" in w for w in warnings), warnings
     finally:
         await run.server.stop()
