@@ -22,7 +22,7 @@ from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config
 from engine.counters import Counters
 from engine.errors import HopCountExceeded, QueueWriteError
-from engine.events import EventBus, MessageDropped, MessageQueued
+from engine.events import ErrorEvent, EventBus, MessageDropped, MessageQueued
 from engine.qmgr.queue import QueueStore
 from engine.store.commit import Committer, TargetUnavailable
 from engine.store.envelope import envelope_lines
@@ -213,6 +213,23 @@ class Intake:
             folders.add(self.mailroot.drop_for(route.domain.name))
         return folders.pop() if len(folders) == 1 else None
 
+    def _queue_recreated(self) -> bool:
+        """The Queue directory was deleted under the running engine: make the Mailroot's directories again
+        (and say so) rather than refuse every message from now on; True when Queue was missing."""
+        if self.mailroot.queue.is_dir():
+            return False
+        try:
+            self.mailroot.create()
+        except OSError as error:
+            log.error("the Queue directory %s is gone and cannot be created again: %s", self.mailroot.queue, error)
+            self.bus.publish(ErrorEvent("queue", f"the Queue directory is gone and cannot be created again: {error}"))
+            return False
+        log.error("the Queue directory %s was gone (deleted while the engine runs); created again; the messages "
+                  "it held are lost unless restored", self.mailroot.queue)
+        self.bus.publish(ErrorEvent("queue", "the Queue directory was gone (deleted while the engine runs); "
+                                             "created again"))
+        return True
+
     async def commit(self, spool: SpoolFile, source: str) -> None:
         """Make the spool durable in Drop or Queue; raises OSError when it could not be."""
         name = f"{spool.queue_id}.eml"
@@ -230,12 +247,14 @@ class Intake:
         try:
             await self.committer.commit(fd, spool.path, target, tail)
         except TargetUnavailable as error:
-            if drop is None:
+            if drop is None and not self._queue_recreated():
                 spool.path.unlink(missing_ok=True)
                 raise
-            # Drop is on another filesystem or cannot be written now: queue the message; local delivery
-            # copies it across, or retries and notifies on the local schedule.
-            log.warning("direct delivery to %s failed (%s); queueing %s", drop, error, spool.queue_id)
+            if drop is not None:
+                # Drop is on another filesystem or cannot be written now: queue the message; local delivery
+                # copies it across, or retries and notifies on the local schedule.
+                log.warning("direct delivery to %s failed (%s); queueing %s", drop, error, spool.queue_id)
+                self._queue_recreated()
             drop, target = None, self.mailroot.queue / name
             try:
                 await self.committer.commit(os.open(spool.path, os.O_RDONLY), spool.path, target)

@@ -351,6 +351,14 @@ class RemoteDelivery:
     async def _conclude_safely(self, attempt: _Round, now: float) -> None:
         """Conclude; on any failure leave the entry retryable at its next retry and say why."""
         entry = attempt.entry
+        if not entry.path.exists():  # deleted under the engine (the Queue directory removed): nothing to send
+            self._report(entry, "the queued message file is gone; the message leaves the queue",
+                         FileNotFoundError(str(entry.path)))
+            entry.active = False
+            self._unfinished.pop(entry.queue_id, None)
+            with contextlib.suppress(OSError):
+                await self.store.remove(entry, "lost")
+            return
         try:
             await self._conclude(attempt, now)
         except Exception as error:  # a stuck "active" entry would never be tried again

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import shutil
 import smtplib
 import stat
 import subprocess
@@ -128,5 +129,34 @@ async def test_mailroot_directories_transcripts_and_drop_copies_are_private(tmp_
         assert set(modes.values()) == {0o600}, modes
         folders = [mailroot.root, mailroot.badmail, mailroot.drop, mailroot.pickup, mailroot.queue, mailroot.sorttemp]
         assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in folders} == {f.name: 0o700 for f in folders}
+    finally:
+        await run.server.stop()
+
+
+@pytest.mark.expect_errors  # the missing Queue is reported, as it must be
+async def test_queue_directory_deleted_while_running(tmp_path: Path) -> None:
+    """Finding 19: every message got 451 from then on and the lost entries stayed "active" in the queue."""
+    run = await start_server(make_config(tmp_path, relay_allowed=("127.0.0.0/8",)))
+    store = run.server._store()
+    try:
+        def send(rcpt: str) -> None:
+            with smtplib.SMTP("127.0.0.1", run.port, timeout=10) as client:
+                client.sendmail("a@example.test", [rcpt], MESSAGE)
+
+        await asyncio.to_thread(send, "u@remote.example")
+        await run.wait_for(lambda: len(store.entries) == 1 and all(
+            e.record.attempts >= 1 and not e.active for e in store.entries.values()))
+        shutil.rmtree(run.server.mailroot.queue)
+        await asyncio.to_thread(send, "v@remote.example")  # accepted: Queue made again
+        assert run.server.mailroot.queue.is_dir()
+        assert await run.server.retry_now() == 2
+        # The lost message leaves the queue with an error; the new one is there, deferred as usual.
+        await run.wait_for(lambda: len(store.entries) == 1 and all(
+            e.record.attempts >= 1 and not e.active for e in store.entries.values()))
+        [entry] = store.entries.values()
+        assert entry.path.exists() and entry.record.recipients[0].address == "v@remote.example"
+        messages = [e.message for e in run.events if isinstance(e, ErrorEvent)]
+        assert any("Queue directory was gone" in m for m in messages), messages
+        assert any("message file is gone" in m for m in messages), messages
     finally:
         await run.server.stop()
