@@ -30,7 +30,9 @@ from engine.store.mailroot import Mailroot, drop_ref, new_id
 
 log = logging.getLogger(__name__)
 
-_FLUSH_AT = 256 * 1024
+# What a session holds in memory before it writes to its spool file: a client that stalls mid-DATA costs at
+# most this much (plus the socket's buffers), whatever it sent before.
+_FLUSH_AT = 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,20 @@ async def test_open_relay_settings_are_warned_about(config_factory) -> None:
         assert any("open relay" in w and "0.0.0.0/0" in w for w in warnings), warnings
     finally:
         await run.server.stop()
+
+
+async def test_stalled_data_is_on_disk_not_in_memory(running) -> None:
+    """Finding 16: 250 KB of DATA then a stall cost about 411 KB of memory per connection (a 256 KB buffer)."""
+    sent = 250 * 1024
+    raw = await asyncio.to_thread(RawSMTP, running.port)
+    try:
+        for line in ("EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<x@example.test>", "DATA"):
+            await asyncio.to_thread(raw.cmd, line)
+        await asyncio.to_thread(raw.send, b"Subject: stall\r\n\r\n" + (b"y" * 998 + b"\r\n") * (sent // 1000))
+
+        def spooled() -> int:
+            return max((p.stat().st_size for p in running.server.mailroot.sorttemp.glob("spool-*")), default=0)
+
+        await running.wait_for(lambda: spooled() >= sent - 64 * 1024)  # all but the last 64 KB written out
+    finally:
+        raw.close()
