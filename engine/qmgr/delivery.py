@@ -238,8 +238,13 @@ class RemoteDelivery:
                 # Read the messages only once a connection slot is ours: a large queue made due at once
                 # must not sit in memory while it waits.
                 for attempt, addresses in batch:
-                    content = await asyncio.get_running_loop().run_in_executor(
-                        None, self.store.read_message, attempt.entry)
+                    try:
+                        content = await asyncio.get_running_loop().run_in_executor(
+                            None, self.store.read_message, attempt.entry)
+                    except FileNotFoundError:
+                        if attempt.entry.queue_id not in self.store.entries:
+                            continue  # deleted by the administrator meanwhile: nothing to send
+                        raise
                     record = attempt.entry.record
                     params = {r.address: (r.notify, r.orcpt) for r in record.recipients
                               if r.address in addresses and (r.notify or r.orcpt)}
@@ -351,6 +356,10 @@ class RemoteDelivery:
     async def _conclude_safely(self, attempt: _Round, now: float) -> None:
         """Conclude; on any failure leave the entry retryable at its next retry and say why."""
         entry = attempt.entry
+        if entry.queue_id not in self.store.entries:  # deleted by the administrator during the attempt
+            entry.active = False
+            self._unfinished.pop(entry.queue_id, None)
+            return
         if not entry.path.exists():  # deleted under the engine (the Queue directory removed): nothing to send
             self._report(entry, "the queued message file is gone; the message leaves the queue",
                          FileNotFoundError(str(entry.path)))
