@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 from engine.conf.config import Config, DomainConfig, ServerConfig
 from engine.conf.config_file import validate_config
 from engine.events import ConfigChanged, Event, StateChanged
+from engine.qmgr.queue import QueuePage
 from engine.smtpd.sessions import SessionInfo
 from ui.errors import MessageBridge
 
@@ -124,6 +125,10 @@ class FakeEngine:
 
     async def list_sessions(self) -> list[SessionInfo]:
         return list(self.sessions)
+
+    async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
+                         descending: bool = False) -> QueuePage:
+        return QueuePage((), 0)  # an empty queue (the window's Queue node may be shown in any test)
 
     async def terminate_session(self, session_id: str) -> None:
         self.calls.append(f"terminate {session_id}")
