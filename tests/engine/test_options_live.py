@@ -788,6 +788,8 @@ def test_every_option_has_a_live_probe() -> None:
     assert not (set(PROBES) | set(NOT_YET_PROBED)) - set(names), "probes for options that do not exist"
 
 
-@pytest.mark.parametrize("name", sorted(PROBES))
+# require_tls without a certificate is said at ERROR level, as it must be (tests/conftest.py's logfail).
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.expect_errors) if name == "require_tls" else name
+                                  for name in sorted(PROBES)])
 async def test_option_applies_to_the_running_engine(live: Live, name: str) -> None:
     await PROBES[name](live)
