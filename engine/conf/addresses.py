@@ -32,7 +32,7 @@ class AddressError(ValueError):
     """A path or parameter that cannot be parsed; ``str`` is a short reason."""
 
 
-class ParamError(AddressError):
+class ParamSyntaxError(AddressError):
     """An ESMTP parameter that cannot be parsed (the address itself was fine): 501 5.5.4, not 5.1.x."""
 
 
@@ -102,10 +102,10 @@ def parse_params(text: str) -> dict[str, str | None]:
     for item in text.split():
         key, eq, value = item.partition("=")
         if not _PARAM.match(key) or (eq and not value):
-            raise ParamError(f"bad parameter {item[:40]!r}")
+            raise ParamSyntaxError(f"bad parameter {item[:40]!r}")
         key = key.upper()
         if key in params:
-            raise ParamError(f"duplicate parameter {key}")
+            raise ParamSyntaxError(f"duplicate parameter {key}")
         params[key] = value if eq else None
     return params
 

@@ -27,7 +27,7 @@ from typing import Literal
 
 from engine.bounce import dsn_params
 from engine.conf.access import NameResult
-from engine.conf.addresses import AddressError, ParamError, Path, classify, domain_of, parse_path
+from engine.conf.addresses import AddressError, ParamSyntaxError, Path, classify, domain_of, parse_path
 from engine.conf.config import Config
 from engine.events import Event
 from engine.smtpd.policy import RELAY_NAME_NEEDED, recipient_refusal
@@ -466,7 +466,7 @@ class SmtpMachine:
         except AddressError as error:
             if not arg.upper().startswith(prefix):
                 return reply("syntax_mail" if allow_null else "syntax_rcpt")
-            if isinstance(error, ParamError):  # the address was fine: a parameter's syntax is 5.5.4
+            if isinstance(error, ParamSyntaxError):  # the address was fine: a parameter's syntax is 5.5.4
                 return reply("bad_param_syntax", addr=str(error))
             return reply("bad_sender_address" if allow_null else "bad_address", addr=str(error))
 
