@@ -13,7 +13,17 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtWidgets import QAbstractItemView, QListView, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui.columns import fit_to_contents, install_header_menu
 from ui.models.table import KEY_ROLE, SORT_ROLE, KeyedTableModel
@@ -183,3 +193,41 @@ class FramedPane(QWidget):
 
     def export_rows(self) -> tuple[list[str], list[list[str]]]:
         return self.inner.export_rows()
+
+
+class SearchBar(QWidget):
+    """A search box over a list (Drop, Badmail): rows containing the text in any column; Ctrl+F focuses it."""
+
+    def __init__(self, pane: ResultPane, placeholder: str) -> None:
+        super().__init__()
+        self.setObjectName("filterBar")
+        self.pane = pane
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder + "  (Ctrl+F)")
+        self.edit.setClearButtonEnabled(True)
+        self.count = QLabel()
+        pane.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        pane.proxy.setFilterKeyColumn(-1)  # every column
+        self.edit.textChanged.connect(self.apply)
+        for signal in (pane.model.rowsInserted, pane.model.rowsRemoved, pane.model.modelReset):
+            signal.connect(self._count)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 4, 2)
+        row.addWidget(self.edit, 1)
+        row.addWidget(self.count)
+        find = QShortcut(QKeySequence(QKeySequence.StandardKey.Find), pane)
+        find.activated.connect(self.focus)
+        self._count()
+
+    def focus(self) -> None:
+        self.edit.setFocus()
+        self.edit.selectAll()
+
+    def apply(self) -> None:
+        self.pane.proxy.setFilterFixedString(self.edit.text().strip())
+        self._count()
+
+    def _count(self, *_: object) -> None:
+        shown, total = self.pane.proxy.rowCount(), self.pane.model.rowCount()
+        noun = "item" if total == 1 else "items"
+        self.count.setText(f"{shown:,} of {total:,} {noun}" if self.edit.text().strip() else f"{total:,} {noun}")

@@ -38,7 +38,7 @@ from ui.pickup_drop import PickupDrop, PickupRow, drop_hint
 from ui.queue_feed import QueueFeed
 from ui.queue_ops import QueueOperations
 from ui.queue_pane import QueuePane
-from ui.result_pane import FramedPane, ResultPane
+from ui.result_pane import FramedPane, ResultPane, SearchBar
 from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SERVER_CHILDREN, Node, ScopeTree
 from ui.session_detail import SessionDialog
 from ui.tasks import TaskRunner
@@ -60,6 +60,11 @@ STOPPED_QUEUE_READ = ("The virtual server is stopped. This is what its Queue fol
 
 # A list whose columns changed order gets a new key: a layout saved for the old order would scramble it.
 COLUMN_LAYOUTS = {Node.QUEUE: 2}
+
+
+def searchable(pane: ResultPane, placeholder: str) -> FramedPane:
+    """A list with a search box over it (the Queue pane has its own filter bar)."""
+    return FramedPane(SearchBar(pane, placeholder), pane)
 
 
 def column_key(node: Node) -> str:
@@ -117,8 +122,10 @@ class ManagerWindow(QMainWindow):
             Node.SESSIONS: ResultPane(self.sessions_model, "sessions", sort_column=2),
             Node.QUEUE: self.queue_pane,
             Node.PICKUP: FramedPane(drop_hint(), ResultPane(self.pickup.results, "pickup")),
-            Node.DROP: ResultPane(self.drop_model, "drop", descending=True),
-            Node.BADMAIL: ResultPane(self.badmail_model, "badmail", descending=True),
+            Node.DROP: searchable(ResultPane(self.drop_model, "drop", descending=True),
+                                  "Search sender, recipients, subject or file"),
+            Node.BADMAIL: searchable(ResultPane(self.badmail_model, "badmail", descending=True),
+                                     "Search file, reason, sender or recipients"),
             Node.EVENTS: self.event_viewer.pane,
             Node.PERFORMANCE: self.performance.pane,
         }

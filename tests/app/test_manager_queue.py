@@ -32,6 +32,7 @@ from ui.badmail_detail import BadmailDialog
 from ui.mail_ops import MessageRef
 from ui.models.queue import COLUMN
 from ui.pickup_drop import PreviewDialog
+from ui.result_pane import FramedPane, SearchBar
 from ui.scope import Node
 
 SINK_HOST = "127.0.0.9"
@@ -473,6 +474,12 @@ def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running:
     assert shown == {("alias.test", ("x@alias.test",)), ("alias.test", ("z@alias.test",)),
                      ("example.test", ("y@example.test",))}
     window.grab().save("/tmp/mailroot-drop-pane.png")
+    pane = window.panes[Node.DROP]
+    assert isinstance(pane, FramedPane) and isinstance(pane.top, SearchBar)  # Drop can be searched
+    pane.top.edit.setText("Y@EXAMPLE")  # any column, any case
+    assert pane.proxy.rowCount() == 1 and pane.top.count.text() == "1 of 3 items"
+    pane.top.edit.clear()
+    assert pane.proxy.rowCount() == 3
     [x] = [r for r in model.rows() if r.recipients == ("x@alias.test",)]
     window.panes[Node.DROP].select_key(x.ref)
     opened: list[str] = []
