@@ -170,12 +170,19 @@ async def test_offline_administration_of_the_queue(config_factory) -> None:
     await asyncio.to_thread(_send, run.port, ["r@relay.test"])
     await run.wait_for(lambda: all(e.record.attempts for e in run.server._queue.entries.values()))  # type: ignore[union-attr]
     await run.server.stop()
+    queue_dir = Path(config.mailroot) / "Queue"
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in queue_dir.iterdir())
+    stopped = await run.server.list_queue()  # stopped, not even offline: a read-only scan (like mailq)
+    [seen] = stopped.items
+    assert stopped.offline and stopped.total == 1 and seen.attempts >= 1 and seen.pending == ("r@relay.test",)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in queue_dir.iterdir()) == before  # nothing changed
 
     offline = VirtualServer(config)
     await offline.start(offline=True)
     try:
         assert offline.state == "stopped" and offline.bound_addresses == []
         [item] = (await offline.list_queue()).items
+        assert item.queue_id == seen.queue_id
         await offline.freeze(item.queue_id)
         with pytest.raises(MailrootLockedError):
             await VirtualServer(config).start()
