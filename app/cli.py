@@ -20,6 +20,30 @@ from app import (
     user_cmd,
 )
 
+# The commands that act on a live engine, and so on another computer's with --connect. Every other command
+# reads or writes this computer's files (or runs here) and refuses --connect rather than ignore it.
+REMOTE_COMMANDS = ("config", "queue", "counters", "events", "track", "operator", "replicate")
+# Name this computer's files and addresses (the main parser's --domain is left out: it shares its name with
+# `queue flush --domain`, a remote command's own option).
+LOCAL_OPTIONS = ("config", "mailroot", "listen")
+
+
+def remote_refusal(args: argparse.Namespace) -> str | None:
+    """Why this command line cannot run with --connect; None when it can (or there is no --connect)."""
+    if not remote.connecting(args):
+        return None
+    if args.command is None:
+        return ("smtpsvc: --connect needs a command (" + ", ".join(REMOTE_COMMANDS) + "); the window connects "
+                "to another computer with File → Connect to Computer…")
+    if args.command not in REMOTE_COMMANDS:
+        return (f"smtpsvc {args.command}: acts on this computer's files only; run it without --connect "
+                f"(on the computer of {args.connect} itself)")
+    given = [f"--{name}" for name in LOCAL_OPTIONS if getattr(args, name, None) is not None]
+    if given:
+        return (f"smtpsvc {args.command}: {' and '.join(given)} name{'s' * (len(given) == 1)} this computer's "
+                f"files; with --connect the engine at {args.connect} uses its own")
+    return None
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -47,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    refusal = remote_refusal(args)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     func = getattr(args, "func", None)
     if func is None:
         problem = desktop.display_problem()

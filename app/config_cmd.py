@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from engine.conf.config import (
     find_domain,
     set_default_domain,
     update_domain,
+    with_domain_settings,
 )
 from engine.conf.config_file import (
     config_from_dict,
@@ -171,9 +171,7 @@ async def _engine_ops(args: argparse.Namespace, invoke: Callable[[str, dict[str,
                                     "smart_host": args.smart_host, "tls_required": args.tls_required,
                                     "use_helo": args.use_helo, "etrn": args.etrn, "drop_dir": args.drop_dir})
     elif action == "domain" and args.domain_action == "set":
-        if args.drop_dir is None:
-            raise _Failed("nothing to change: give --drop-dir DIR", EXIT_USAGE)
-        await invoke("domain.set", {"name": args.name, "drop_dir": args.drop_dir})
+        await invoke("domain.set", {"name": args.name, **_domain_settings(args)})
     elif action == "domain" and args.domain_action in ("delete", "set-default"):
         op = "domain.delete" if args.domain_action == "delete" else "domain.set_default"
         await invoke(op, {"name": args.name})
@@ -185,6 +183,23 @@ async def _engine_ops(args: argparse.Namespace, invoke: Callable[[str, dict[str,
             print(_get(config, args.key))
         else:
             _list_domains(config)
+
+
+def _domain_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """`domain set`'s flags as domain.set's arguments (those given only); the password is read from standard
+    input once, however many times the command runs (the running engine's change, then the file's)."""
+    if getattr(args, "domain_settings", None) is None:
+        settings: dict[str, Any] = {"drop_dir": args.drop_dir, "outbound_auth": args.outbound_auth,
+                                    "outbound_user": args.outbound_user}
+        if args.tls_required is not None:
+            settings["tls_required"] = args.tls_required == "yes"
+        if args.outbound_password_stdin:
+            settings["outbound_password"] = sys.stdin.readline().rstrip("\r\n")
+        args.domain_settings = {key: value for key, value in settings.items() if value is not None}
+    if not args.domain_settings:
+        raise _Failed("nothing to change: give --drop-dir, --tls-required, --outbound-auth, --outbound-user "
+                      "or --outbound-password-stdin", EXIT_USAGE)
+    return dict(args.domain_settings)
 
 
 def _describe(exc: ConfigError | DomainError) -> str:
@@ -298,24 +313,7 @@ def _change_domains(config: Config, args: argparse.Namespace) -> Config:
                               drop_dir=args.drop_dir)
         return add_domain(config, domain)
     if args.domain_action == "set":
-        current = find_domain(config, args.name)
-        changes: dict[str, object] = {}
-        if args.drop_dir is not None:
-            changes["drop_dir"] = args.drop_dir
-        if args.tls_required is not None:
-            changes["tls_required"] = args.tls_required == "yes"
-        if args.outbound_auth is not None:
-            changes["outbound_auth"] = args.outbound_auth
-            if args.outbound_auth != "basic":  # the account goes with basic authentication
-                changes["outbound_user"] = changes["outbound_password"] = ""
-        if args.outbound_user is not None:
-            changes["outbound_user"] = args.outbound_user
-        if args.outbound_password_stdin:
-            changes["outbound_password"] = sys.stdin.readline().rstrip("\r\n")
-        if not changes:
-            raise _Failed("nothing to change: give --drop-dir, --tls-required, --outbound-auth, --outbound-user "
-                          "or --outbound-password-stdin", EXIT_USAGE)
-        return update_domain(config, replace(current, **changes))  # type: ignore[arg-type]
+        return update_domain(config, with_domain_settings(find_domain(config, args.name), **_domain_settings(args)))
     if args.domain_action == "delete":
         return delete_domain(config, args.name)
     return set_default_domain(config, args.name)

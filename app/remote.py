@@ -72,7 +72,9 @@ async def remote_call(args: argparse.Namespace) -> AsyncIterator[Call]:
 async def peer_call(args: argparse.Namespace, url: str) -> AsyncIterator[Call]:
     """How to run ops on the admin server at ``url``, as the operator of --user (with --cafile's trust)."""
     user = getattr(args, "user", None) or getpass.getuser()
-    client = AdminClient(url, user, _password(user, url), cafile=getattr(args, "cafile", None), confirm=_confirm)
+    asked: dict[str, str] = vars(args).setdefault("remote_passwords", {})  # asked once: --watch and --follow
+    password = asked[f"{user} {url}"] = asked.get(f"{user} {url}") or _password(user, url)  # call again
+    client = AdminClient(url, user, password, cafile=getattr(args, "cafile", None), confirm=_confirm)
     async with client:
         async def invoke(op: str, op_args: dict[str, Any]) -> Any:
             return await client.call(op, op_args)

@@ -56,6 +56,7 @@ def _remote_tracks(args: argparse.Namespace, query: Query) -> list[Track]:
     """--connect: the track op of another computer's engine."""
     found = call_sync(args, "track", {"sender": query.sender or None, "recipient": query.recipient or None,
                                       "message_id": query.message_id or None, "queue_id": query.queue_id or None,
+                                      "subject": query.subject or None,
                                       "since": int(query.since) if query.since is not None else None,
                                       "limit": query.limit})
     return [Track(**{**t, "recipients": tuple(t["recipients"]), "steps": tuple(Step(**s) for s in t["steps"])})

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.remote import call_sync, connecting
+from engine.admin.control_ops import RequestError
 from engine.admin.operators import OPERATORS_NAME, ROLES, operator_store
 from engine.conf.config import Config, default_config_path
 from engine.conf.config_file import load_config, save_config, with_option
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineError, NotFoundError, StateError
 from engine.smtpd.users import UserError, UserStore
 
 USERS_NAME = "smtpsvc-users"
@@ -78,6 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
 def run(args: argparse.Namespace) -> int:
     kind: Accounts = args.accounts
     prog = kind.prog
+    if connecting(args):  # the command line lets only `operator` through (the operators.* ops)
+        return _run_remote(args, prog)
     path: Path = getattr(args, "config", None) or default_config_path()
     try:
         config = load_config(path)
@@ -113,6 +117,35 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except (KeyboardInterrupt, EOFError):
         print(f"\n{prog}: cancelled", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_remote(args: argparse.Namespace, prog: str) -> int:
+    """`smtpsvc --connect URL operator ...`: the same actions through the engine at URL (operators.* ops)."""
+    try:
+        if args.user_action == "list":
+            found = call_sync(args, "operators.list")
+            print("\n".join(f"{o['name']}  ({o['role']})" for o in found) if found else "(no accounts)")
+        elif args.user_action == "add":
+            password = _password(args.password_stdin)
+            call_sync(args, "operators.add", {"name": args.name, "password": password, "role": args.role})
+            print(f"added {args.name} as {args.role} at {args.connect}")
+        elif args.user_action == "passwd":
+            password = _password(args.password_stdin)
+            call_sync(args, "operators.passwd", {"name": args.name, "password": password})
+            print(f"changed the password of {args.name} at {args.connect}")
+        else:
+            call_sync(args, "operators.delete", {"name": args.name})
+            print(f"deleted {args.name} at {args.connect}")
+    except (UserError, NotFoundError, RequestError, StateError) as error:  # refused: the name, the password…
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    except EngineError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, EOFError) as error:
+        print(f"\n{prog}: {error or 'cancelled'}", file=sys.stderr)
         return 1
     return 0
 

@@ -409,10 +409,16 @@ async def _domain_add(server: ControlTarget, args: dict[str, Any]) -> None:
     await server.apply_config(domain_ops.add_domain(server.config(), domain))
 
 
+_DOMAIN_SETTINGS = ("drop_dir", "tls_required", "outbound_auth", "outbound_user", "outbound_password")
+
+
 async def _domain_set(server: ControlTarget, args: dict[str, Any]) -> None:
-    """`smtpsvc config domain set NAME --drop-dir DIR`: a local domain's Drop directory."""
+    """`smtpsvc config domain set NAME ...`: the settings given change, the others stay as they are."""
+    given = {key: args[key] for key in _DOMAIN_SETTINGS if args[key] is not None}
+    if not given:
+        raise RequestError(f"domain.set: nothing to change: give one of {', '.join(_DOMAIN_SETTINGS)}")
     current = server.config()
-    domain = dataclasses.replace(domain_ops.find_domain(current, args["name"]), drop_dir=args["drop_dir"])
+    domain = domain_ops.with_domain_settings(domain_ops.find_domain(current, args["name"]), **given)
     await server.apply_config(domain_ops.update_domain(current, domain))
 
 
@@ -543,8 +549,12 @@ OPS: dict[str, Op] = {
                                    "tls_required": Arg(bool, default=False), "use_helo": Arg(bool, default=False),
                                    "etrn": Arg(bool, default=False), "drop_dir": Arg(str, default="")},
                      "add a local alias or a remote domain"),
-    "domain.set": Op(_domain_set, {"name": Arg(str, required=True), "drop_dir": Arg(str, required=True)},
-                     "set a local domain's Drop directory ('' = the default domain's)"),
+    "domain.set": Op(_domain_set, {"name": Arg(str, required=True), "drop_dir": Arg(str),
+                                   "tls_required": Arg(bool), "outbound_auth": Arg(str), "outbound_user": Arg(str),
+                                   "outbound_password": Arg(str)},
+                     "change the settings given of a domain, as `smtpsvc config domain set`: a local domain's "
+                     "Drop directory ('' = the default domain's); a remote domain's TLS required and Outbound "
+                     "Security (outbound_auth server, anonymous or basic, with outbound_user and _password)"),
     "domain.update": Op(_domain_update, {"name": Arg(str, required=True), "relay": Arg(bool, required=True),
                                          "smart_host": Arg(str, required=True),
                                          "tls_required": Arg(bool, required=True),

@@ -30,7 +30,7 @@ from aiohttp import web
 from engine.admin.control_ops import OPS, ControlTarget, RequestError, call, error_reply
 from engine.admin.http_auth import AuthError, ForbiddenError, Identity, OperatorAuth, parse_basic
 from engine.admin.operators import may_run
-from engine.conf.config import Config
+from engine.conf.config import DOMAIN_SECRETS, Config
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.conf.options import OPTIONS_BY_NAME
 from engine.errors import BindError, ConfigError, DomainError, EngineError, NotFoundError, StateError
@@ -132,7 +132,8 @@ def _audit_detail(op: str, args: dict[str, Any]) -> str:
         settings = args.get("settings")
         server = settings.get("server", {}) if isinstance(settings, dict) else {}
         return f"{len(server) if isinstance(server, dict) else 0} settings and the domains"
-    shown_args = {k: "********" if k == "password" else v for k, v in args.items()}  # never a password
+    secret = ("password", *DOMAIN_SECRETS)
+    shown_args = {k: "********" if k in secret else v for k, v in args.items()}  # never a password
     return json.dumps(shown_args, separators=(",", ":"), default=str)[:300]
 
 

@@ -367,3 +367,24 @@ def update_domain(config: Config, domain: DomainConfig) -> Config:
         raise DomainError("The type of a domain cannot be changed; delete the domain and add it again "
                           "(Set as Default makes an alias the default domain)")
     return _checked(replace(config, domains=tuple(domain if d is target else d for d in config.domains)))
+
+
+def with_domain_settings(domain: DomainConfig, *, drop_dir: str | None = None, tls_required: bool | None = None,
+                         outbound_auth: str | None = None, outbound_user: str | None = None,
+                         outbound_password: str | None = None) -> DomainConfig:
+    """`config domain set`: ``domain`` with the settings given (None: left as it is); an Outbound Security other
+    than basic drops the account, which only basic authentication uses. update_domain validates the result."""
+    changes: dict[str, object] = {}
+    if drop_dir is not None:
+        changes["drop_dir"] = drop_dir
+    if tls_required is not None:
+        changes["tls_required"] = tls_required
+    if outbound_auth is not None:
+        changes["outbound_auth"] = outbound_auth
+        if outbound_auth != "basic":
+            changes["outbound_user"] = changes["outbound_password"] = ""
+    if outbound_user is not None:
+        changes["outbound_user"] = outbound_user
+    if outbound_password is not None:
+        changes["outbound_password"] = outbound_password
+    return replace(domain, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,153 @@
+"""`smtpsvc --connect`: every command that acts on a live engine, run against a real `smtpsvc serve` over HTTPS,
+and every other command refused rather than run on this computer."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from admin_support import OPERATORS, AdminServe, cli
+
+from engine.conf.config_file import load_config
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AdminServe]:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # this test's known_servers
+    monkeypatch.setenv("SMTPSVC_PASSWORD", OPERATORS["boss"][0])
+    process = AdminServe(tmp_path / "a")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def queued_id(engine: AdminServe, capsys: pytest.CaptureFixture[str], remote: tuple[str, ...], subject: str) -> str:
+    """Send a message that stays queued (its domain's smart host refuses connections); its queue ID."""
+    with smtplib.SMTP("127.0.0.1", engine.port, timeout=10) as client:
+        client.sendmail("ann@example.test", ["zed@partner.test"], f"Subject: {subject}\r\n\r\nhi\r\n".encode())
+    assert cli(*remote, "track", "--subject", subject, "--json") == 0
+    return str(json.loads(capsys.readouterr().out.splitlines()[0])["queue_id"])
+
+
+def test_config_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str]) -> None:
+    remote = ("--connect", engine.url, "--user", "boss")
+    assert cli(*remote, "config", "show", stdin="yes\n") == 0  # first use: the fingerprint confirmed, pinned
+    assert "max_message_size_kb = 2048" in capsys.readouterr().out
+    assert cli(*remote, "config", "set", "max_recipients", "42") == 0
+    assert cli(*remote, "config", "show", "-n") == 0
+    assert "max_recipients = 42" in capsys.readouterr().out
+    assert cli(*remote, "config", "get", "max_recipients") == 0
+    assert capsys.readouterr().out.strip() == "42"
+
+    assert cli(*remote, "config", "domain", "add", "partner.test", "--type", "remote", "--relay") == 0
+    assert cli(*remote, "config", "domain", "set", "partner.test", "--tls-required", "yes") == 0
+    saved = {d.name: d for d in load_config(engine.config).domains}
+    assert saved["partner.test"].tls_required and saved["partner.test"].relay_allowed
+    assert cli(*remote, "config", "domain", "set", "partner.test", "--outbound-auth", "basic", "--outbound-user",
+               "relay", "--outbound-password-stdin", stdin="relay-secret\n") == 0
+    saved = {d.name: d for d in load_config(engine.config).domains}
+    assert (saved["partner.test"].outbound_auth, saved["partner.test"].outbound_user,
+            saved["partner.test"].outbound_password) == ("basic", "relay", "relay-secret")
+    assert cli(*remote, "config", "domain", "set", "partner.test", "--outbound-auth", "anonymous") == 0
+    saved = {d.name: d for d in load_config(engine.config).domains}
+    assert (saved["partner.test"].outbound_auth, saved["partner.test"].outbound_user) == ("anonymous", "")
+    capsys.readouterr()
+
+    assert cli(*remote, "config", "domain", "set", "partner.test") == 2
+    assert "nothing to change" in capsys.readouterr().err
+    assert cli(*remote, "config", "domain", "set", "nowhere.test", "--tls-required", "yes") == 2
+    assert "no domain named 'nowhere.test'" in capsys.readouterr().err
+    assert cli(*remote, "config", "domain", "set", "partner.test", "--drop-dir", "Elsewhere") == 2
+    assert "Only local domains" in capsys.readouterr().err
+
+    assert cli(*remote, "config", "domain", "add", "local.test", "--type", "alias") == 0
+    assert cli(*remote, "config", "domain", "set", "local.test", "--drop-dir", "LocalDrop") == 0
+    assert cli(*remote, "config", "domain", "set-default", "local.test") == 0
+    assert cli(*remote, "config", "domain", "delete", "partner.test") == 0
+    saved = {d.name: d for d in load_config(engine.config).domains}
+    assert "partner.test" not in saved and saved["local.test"].type == "default"
+    assert saved["local.test"].drop_dir == "LocalDrop"
+    assert cli(*remote, "config", "domain", "list") == 0
+    listing = capsys.readouterr().out
+    assert "local.test" in listing and "partner.test" not in listing
+
+    assert cli(*remote, "events") == 0
+    log = capsys.readouterr().out
+    assert "domain.set" in log and "relay-secret" not in log  # audited, the password never
+
+
+def test_queue_and_monitoring_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str]) -> None:
+    remote = ("--connect", engine.url, "--user", "boss")
+    assert cli(*remote, "config", "domain", "add", "partner.test", "--type", "remote", "--relay", "--smart-host",
+               "127.0.0.1:1", stdin="yes\n") == 0  # port 1: connections refused, mail stays queued
+    first = queued_id(engine, capsys, remote, "first")
+    second = queued_id(engine, capsys, remote, "second")
+    assert cli(*remote, "track", "--subject", "nothing-like-this") == 1
+
+    assert cli(*remote, "queue", "list") == 0
+    listing = capsys.readouterr().out
+    assert first in listing and second in listing and "zed@partner.test" in listing
+    assert cli(*remote, "queue", "show", first) == 0
+    assert "Recipients:" in capsys.readouterr().out
+    assert cli(*remote, "queue", "freeze", first) == 0
+    assert cli(*remote, "queue", "list") == 0
+    assert f"{first}!" in capsys.readouterr().out
+    assert cli(*remote, "queue", "thaw", first) == 0
+    assert cli(*remote, "queue", "flush", "--domain", "partner.test") == 0
+    assert "due for delivery now" in capsys.readouterr().out
+    assert cli(*remote, "queue", "bounce", second) == 0
+    assert cli(*remote, "queue", "delete", first) == 0
+    assert cli(*remote, "queue", "delete", "NOSUCHID") == 2
+    capsys.readouterr()
+    assert cli(*remote, "queue", "list") == 0
+    listing = capsys.readouterr().out
+    assert first not in listing and second not in listing
+
+    assert cli(*remote, "counters", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["Messages Received Total"] >= 2
+    assert cli(*remote, "events", "--json") == 0
+    assert "queue.delete" in capsys.readouterr().out
+
+
+def test_operator_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    remote = ("--connect", engine.url, "--user", "boss")
+    assert cli(*remote, "operator", "list", stdin="yes\n") == 0
+    out = capsys.readouterr().out
+    assert "boss  (admin)" in out and "watcher  (viewer)" in out
+    assert cli(*remote, "operator", "add", "carol", "--role", "viewer", "--password-stdin", stdin="carol-pw\n") == 0
+    assert cli(*remote, "operator", "passwd", "carol", "--password-stdin", stdin="carol-pw2\n") == 0
+    monkeypatch.setenv("SMTPSVC_PASSWORD", "carol-pw2")
+    assert cli("--connect", engine.url, "--user", "carol", "operator", "list") == 0  # the new password works
+    assert "carol  (viewer)" in capsys.readouterr().out
+    assert cli("--connect", engine.url, "--user", "carol", "operator", "del", "watcher") == 1
+    assert "viewer (read-only)" in capsys.readouterr().err
+    monkeypatch.setenv("SMTPSVC_PASSWORD", OPERATORS["boss"][0])
+    assert cli(*remote, "operator", "del", "boss") == 2
+    assert "last admin operator" in capsys.readouterr().err
+    assert cli(*remote, "operator", "del", "carol") == 0
+    assert "deleted carol" in capsys.readouterr().out
+    assert cli(*remote, "operator", "list") == 0
+    assert "carol" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["serve"], ["cert", "show"], ["cert", "new"], ["user", "list"],
+                                     ["log", "path"], ["log", "tail"], ["desktop-entry"]])
+def test_local_commands_refuse_connect(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing listens on port 9: a command that tried to connect would fail differently.
+    assert cli("--connect", "https://127.0.0.1:9", *command) == 2
+    assert f"smtpsvc {command[0]}: acts on this computer's files only" in capsys.readouterr().err
+
+
+def test_connect_refuses_local_options_and_the_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("--connect", "https://127.0.0.1:9", "--mailroot", str(tmp_path), "queue", "list") == 2
+    assert "--mailroot names this computer's files" in capsys.readouterr().err
+    assert cli("--connect", "https://127.0.0.1:9", "config", "show", "--config", str(tmp_path / "x.toml")) == 2
+    assert "--config names this computer's files" in capsys.readouterr().err
+    assert cli("--connect", "https://127.0.0.1:9") == 2
+    assert "File → Connect to Computer" in capsys.readouterr().err
