@@ -20,7 +20,7 @@ from typing import TypeVar
 from app.cert_cmd import CERT_NAME, KEY_NAME
 from engine.admin import mailroot_items
 from engine.admin.event_ids import EventEntry, Level
-from engine.admin.mailroot_items import DropItem, PickupPreview
+from engine.admin.mailroot_items import DropItem, PickupFile, PickupPreview
 from engine.admin.perf import History
 from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
@@ -208,6 +208,9 @@ class EngineHost:
             return str(cert), str(key)
 
         return await asyncio.to_thread(make)
+
+    async def list_pickup(self) -> list[PickupFile]:
+        return await self.call(lambda server: server.list_pickup())
 
     async def session_transcript(self, session_id: str) -> list[str]:
         return await self.call(lambda server: server.session_transcript(session_id))

@@ -683,6 +683,10 @@ class VirtualServer:
         store = self._store()
         return await asyncio.to_thread(store.read_message, store.require(queue_id))
 
+    async def list_pickup(self) -> list[items.PickupFile]:
+        """What sits in the Pickup directory now (read-only; also while stopped)."""
+        return await asyncio.to_thread(items.list_pickup, self.mailroot.pickup)
+
     async def preview_pickup(self, data: bytes) -> items.PickupPreview:
         return items.preview_pickup(data, self._config.default_domain.name)
 

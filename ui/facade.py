@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from engine.admin.event_ids import EventEntry, Level
-from engine.admin.mailroot_items import DropItem, PickupPreview
+from engine.admin.mailroot_items import DropItem, PickupFile, PickupPreview
 from engine.admin.perf import History
 from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
@@ -131,3 +131,10 @@ class TranscriptFacade(Protocol):
     """A live session's dialogue (Session Properties): the embedded engine has it (a remote computer not yet)."""
 
     async def session_transcript(self, session_id: str) -> list[str]: ...
+
+
+@runtime_checkable
+class PickupFolderFacade(Protocol):
+    """What sits in the Pickup directory now (the Pickup pane's "In the Pickup folder now" line)."""
+
+    async def list_pickup(self) -> list[PickupFile]: ...

@@ -10,6 +10,7 @@ from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTime
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
+from engine.admin.mailroot_items import PickupFile
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.conf.hostport import join_hostport, split_hostport
@@ -21,7 +22,7 @@ from ui.columns import ColumnsDialog
 from ui.context import Pane
 from ui.errors import MessageBridge
 from ui.event_viewer import MAX_SHOWN, EventViewer
-from ui.facade import EngineFacade, TranscriptFacade
+from ui.facade import EngineFacade, PickupFolderFacade, TranscriptFacade
 from ui.folder_ops import FolderOperations
 from ui.help import show_help
 from ui.icons import state_icon
@@ -60,6 +61,15 @@ STOPPED_QUEUE_READ = ("The virtual server is stopped. This is what its Queue fol
 
 # A list whose columns changed order gets a new key: a layout saved for the old order would scramble it.
 COLUMN_LAYOUTS = {Node.QUEUE: 2}
+
+
+def pickup_now_text(files: list[PickupFile], running: bool) -> str:
+    """The Pickup pane's line about the folder's content now."""
+    if not files:
+        return "The Pickup folder is empty: every file put there has been taken."
+    names = ", ".join(f.name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    waiting = "being taken now" if running else "waiting: the server is stopped; they are sent when it starts"
+    return f"In the Pickup folder now: {len(files)} file{'s' * (len(files) != 1)} ({names}), {waiting}."
 
 
 def searchable(pane: ResultPane, placeholder: str) -> FramedPane:
@@ -121,7 +131,7 @@ class ManagerWindow(QMainWindow):
             Node.DOMAINS: ResultPane(self.domains_model, "domains", sort_column=1),
             Node.SESSIONS: ResultPane(self.sessions_model, "sessions", sort_column=2),
             Node.QUEUE: self.queue_pane,
-            Node.PICKUP: FramedPane(drop_hint(), ResultPane(self.pickup.results, "pickup")),
+            Node.PICKUP: FramedPane(self._pickup_top(), ResultPane(self.pickup.results, "pickup")),
             Node.DROP: searchable(ResultPane(self.drop_model, "drop", descending=True),
                                   "Search sender, recipients, subject or file"),
             Node.BADMAIL: searchable(ResultPane(self.badmail_model, "badmail", descending=True),
@@ -726,7 +736,37 @@ class ManagerWindow(QMainWindow):
         if not loading and self.queue_pane.isVisible():
             self.queue_pane.refresh_chart(force=True)  # the shape of what the list now shows, not of before
 
+    def _pickup_top(self) -> QWidget:
+        """The drop hint and, under it, what sits in the Pickup folder now (refreshed while the node shows)."""
+        top = QWidget()
+        layout = QVBoxLayout(top)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(drop_hint())
+        self.pickup_now = QLabel()
+        self.pickup_now.setWordWrap(True)
+        self.pickup_now.setObjectName("summary")
+        layout.addWidget(self.pickup_now)
+        self._pickup_listing = False
+        return top
+
+    def _refresh_pickup_now(self) -> None:
+        engine = self.engine
+        if self._pickup_listing or not isinstance(engine, PickupFolderFacade):
+            return
+        self._pickup_listing = True
+
+        async def run() -> None:
+            try:
+                files = await engine.list_pickup()
+            finally:
+                self._pickup_listing = False
+            self.pickup_now.setText(pickup_now_text(files, self.state in RUNNING))
+
+        self.runner.spawn(run(), "Pickup")
+
     def _tick(self) -> None:
+        if self.node == Node.PICKUP:
+            self._refresh_pickup_now()
         if self._session_events:
             self._apply_session_events()
         self.sessions_model.tick()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,33 @@ class PickupPreview:
     recipients: tuple[str, ...]
     problem: str  # empty when the file is a message Pickup will queue
     size: int
+
+
+@dataclass(frozen=True)
+class PickupFile:
+    """A file sitting in the Pickup directory now (waiting: the server is stopped, or it was just put there)."""
+
+    name: str
+    size: int
+    at: float
+
+
+def list_pickup(folder: Path) -> list[PickupFile]:
+    """The Pickup directory's files, oldest first (names starting with "." are files being written)."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # picked up meanwhile
+                    continue
+                found.append(PickupFile(entry.name, stat.st_size, stat.st_mtime))
+    except FileNotFoundError:
+        return []
+    return sorted(found, key=lambda f: (f.at, f.name))
 
 
 def _subject(data: bytes, offset: int) -> str:

@@ -344,6 +344,20 @@ def test_put_files_into_pickup_with_ctrl_o_and_paste(running: Run, tmp_path: Pat
     assert notes == ["Paste into Pickup: the clipboard holds no file and no text"]
 
 
+def test_pickup_pane_says_what_sits_in_the_folder_now(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    running.click("stop")
+    running.until(lambda: window.state == "stopped")
+    (mailroot(tmp_path) / "Pickup" / "waiting.eml").write_bytes(
+        b"From: a@example.test\r\nTo: b@example.test\r\nSubject: waited\r\n\r\nbody\r\n")
+    window.select_node(Node.PICKUP)
+    running.until(lambda: "waiting.eml" in window.pickup_now.text(), 10)
+    assert "1 file (waiting.eml), waiting: the server is stopped" in window.pickup_now.text()
+    running.click("start")
+    running.until(lambda: window.pickup_now.text().startswith("The Pickup folder is empty"), 20)
+    running.until(lambda: "waited" in drop_subjects(tmp_path), 20)
+
+
 def test_own_drag_out_is_not_taken_back(running: Run) -> None:
     window = running.window
     mime = file_mime([Path("/etc/hostname")])
