@@ -215,6 +215,18 @@ class EngineHost:
     async def session_transcript(self, session_id: str) -> list[str]:
         return await self.call(lambda server: server.session_transcript(session_id))
 
+    async def list_operators(self) -> list[tuple[str, str]]:
+        return await self.call(lambda server: server.list_operators())
+
+    async def add_operator(self, name: str, password: str, role: str = "admin") -> None:
+        await self.call(lambda server: server.add_operator(name, password, role))
+
+    async def set_operator_password(self, name: str, password: str) -> None:
+        await self.call(lambda server: server.set_operator_password(name, password))
+
+    async def delete_operator(self, name: str) -> None:
+        await self.call(lambda server: server.delete_operator(name))
+
     async def list_users(self) -> list[str]:
         return await self.call(lambda server: server.list_users())
 

@@ -264,6 +264,18 @@ class RemoteHost:
     async def list_sessions(self) -> list[SessionInfo]:
         return [make(SessionInfo, s) for s in await self._call("sessions.list")]
 
+    async def list_operators(self) -> list[tuple[str, str]]:
+        return [(o["name"], o["role"]) for o in await self._call("operators.list")]
+
+    async def add_operator(self, name: str, password: str, role: str = "admin") -> None:
+        await self._call("operators.add", {"name": name, "password": password, "role": role})
+
+    async def set_operator_password(self, name: str, password: str) -> None:
+        await self._call("operators.passwd", {"name": name, "password": password})
+
+    async def delete_operator(self, name: str) -> None:
+        await self._call("operators.delete", {"name": name})
+
     async def terminate_session(self, session_id: str) -> None:
         await self._call("sessions.terminate", {"id": session_id})
 

@@ -471,6 +471,31 @@ class VirtualServer:
             raise StateError("no operators file is configured (operators_file); `smtpsvc operator add` makes one")
         return operator_store(self.config_path.expanduser().resolve().parent / OPERATORS_NAME)
 
+    async def list_operators(self) -> list[tuple[str, str]]:
+        """The Operators and their roles: [(name, "admin" or "viewer")]."""
+        store = self.operators()
+        return await asyncio.to_thread(lambda: [(name, store.role(name) or "") for name in store.names()])
+
+    async def add_operator(self, name: str, password: str, role: str = "admin") -> None:
+        store = self.operators()
+        await asyncio.to_thread(store.add, name, password, role)
+
+    async def set_operator_password(self, name: str, password: str) -> None:
+        store = self.operators()
+        await asyncio.to_thread(store.set_password, name, password)
+
+    async def delete_operator(self, name: str) -> None:
+        """Delete an operator, unless that leaves no admin (nobody could administer remotely any more)."""
+        store = self.operators()
+
+        def delete() -> None:
+            admins = [n for n in store.names() if store.role(n) == "admin"]
+            if store.role(name) == "admin" and len(admins) == 1:
+                raise StateError(f"{store.canonical(name)} is the last admin operator; add another admin first")
+            store.delete(name)
+
+        await asyncio.to_thread(delete)
+
     async def list_users(self) -> list[str]:
         return await asyncio.to_thread(self._users().names)
 

@@ -118,6 +118,19 @@ class AccountsFacade(Protocol):
 
 
 @runtime_checkable
+class OperatorsFacade(Protocol):
+    """The Operators (remote administrators) with their roles; the engine refuses to delete the last admin."""
+
+    async def list_operators(self) -> list[tuple[str, str]]: ...
+
+    async def add_operator(self, name: str, password: str, role: str = "admin") -> None: ...
+
+    async def set_operator_password(self, name: str, password: str) -> None: ...
+
+    async def delete_operator(self, name: str) -> None: ...
+
+
+@runtime_checkable
 class CertificateFacade(Protocol):
     """The Certificate page's calls: describe and check a certificate/key pair, make a self-signed one."""
 

@@ -13,7 +13,7 @@ from engine.errors import DomainError, NotFoundError
 from ui.context import WindowPort
 from ui.domain_sheet import DomainSheet
 from ui.domain_wizard import DomainWizard
-from ui.facade import AccountsFacade, CertificateFacade
+from ui.facade import AccountsFacade, CertificateFacade, OperatorsFacade
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
 from ui.users_dialog import UsersDialog
@@ -158,7 +158,8 @@ class Operations:
             self.sheet = ServerSheet(self.engine.config, self.w.state, self.apply, self.runner, self.messages,
                                      self.w.window(),
                                      open_users=self.open_users if isinstance(self.engine, AccountsFacade) else None,
-                                     certificates=self.engine if isinstance(self.engine, CertificateFacade) else None)
+                                     certificates=self.engine if isinstance(self.engine, CertificateFacade) else None,
+                                     operators=self.engine if isinstance(self.engine, OperatorsFacade) else None)
         else:
             return
         self.sheet.finished.connect(self.sheet.deleteLater)

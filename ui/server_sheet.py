@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,8 +23,9 @@ from engine.errors import ConfigError
 from engine.store.mailroot import Mailroot
 from ui.certificate_panel import CertificatePanel
 from ui.errors import MessageBridge
-from ui.facade import CertificateFacade
+from ui.facade import CertificateFacade, OperatorsFacade
 from ui.icons import state_icon
+from ui.operators_panel import OperatorsPanel
 from ui.option_fields import OptionField, TextField, make_field
 from ui.sheet import ApplyFn, Problems, PropertySheet
 from ui.sheet_parts import SubDialog, assign_mnemonics, button_row, form, group, note, opener
@@ -44,9 +44,11 @@ class ServerSheet(PropertySheet):
     def __init__(self, current: Callable[[], Config], state: str, apply: ApplyFn, runner: TaskRunner,
                  messages: MessageBridge, parent: QWidget | None = None, *,
                  open_users: Callable[[QWidget], object] | None = None,
-                 certificates: CertificateFacade | None = None) -> None:
+                 certificates: CertificateFacade | None = None, operators: OperatorsFacade | None = None) -> None:
         self._open_users = open_users
         self._certificates = certificates
+        self._operators = operators
+        self.operators_panel: OperatorsPanel | None = None
         self.certificate_panel: CertificatePanel | None = None
         config = current()
         super().__init__(f"{config.name} Properties", apply, runner, messages, parent)
@@ -263,10 +265,9 @@ class ServerSheet(PropertySheet):
     def _security(self) -> QWidget:
         page = QWidget()
         layout = QVBoxLayout(page)
-        # The truth instead of IIS's (here inert) operator list: local administration is the file permissions.
-        layout.addWidget(note(f"On this computer, whoever can run smtpsvc as {getpass.getuser()} (and so read "
-                              "its configuration file, mode 0600) administers this virtual server. From other "
-                              "computers, the accounts of the operators file below do, over HTTPS."))
+        if self._operators is not None:  # IIS's Operators list, through the engine
+            self.operators_panel = OperatorsPanel(self._operators, self._runner, self._messages)
+            layout.addWidget(group("Operators", self.operators_panel), 1)
         layout.addWidget(group("Remote administration (HTTPS)", form(self._take(
             ["admin_listen", "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback",
              "operators_file"], "Security"))))

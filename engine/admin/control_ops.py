@@ -30,11 +30,10 @@ from engine.conf.config import DOMAIN_SECRETS, Config, DomainConfig
 from engine.conf.config_file import config_from_dict, config_to_dict, parse_value, resolve_key, with_option
 from engine.conf.hostport import join_hostport
 from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
-from engine.errors import ConfigError, EngineError, StateError
+from engine.errors import ConfigError, EngineError
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueDetail, QueuePage
 from engine.smtpd.sessions import SessionInfo
-from engine.smtpd.users import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,10 @@ class ControlTarget(Protocol):
     async def resume(self) -> None: ...
     async def apply_config(self, config: Config) -> None: ...
     async def list_sessions(self) -> list[SessionInfo]: ...
-    def operators(self) -> UserStore: ...
+    async def list_operators(self) -> list[tuple[str, str]]: ...
+    async def add_operator(self, name: str, password: str, role: str = "admin") -> None: ...
+    async def set_operator_password(self, name: str, password: str) -> None: ...
+    async def delete_operator(self, name: str) -> None: ...
     async def terminate_session(self, session_id: str) -> None: ...
     async def terminate_all_sessions(self) -> int: ...
     async def list_events(self, since: float | None = None, level: Level = "Information",
@@ -476,28 +478,19 @@ async def _events_list(server: ControlTarget, args: dict[str, Any]) -> list[dict
 
 
 async def _operators_list(server: ControlTarget, args: dict[str, Any]) -> list[dict[str, str]]:
-    store = server.operators()
-    names = await asyncio.to_thread(store.names)
-    return [{"name": name, "role": store.role(name) or ""} for name in names]
+    return [{"name": name, "role": role} for name, role in await server.list_operators()]
 
 
 async def _operators_add(server: ControlTarget, args: dict[str, Any]) -> None:
-    store = server.operators()
-    await asyncio.to_thread(store.add, args["name"], args["password"], args["role"])
+    await server.add_operator(args["name"], args["password"], args["role"])
 
 
 async def _operators_passwd(server: ControlTarget, args: dict[str, Any]) -> None:
-    store = server.operators()
-    await asyncio.to_thread(store.set_password, args["name"], args["password"])
+    await server.set_operator_password(args["name"], args["password"])
 
 
 async def _operators_delete(server: ControlTarget, args: dict[str, Any]) -> None:
-    """Delete an operator, unless that leaves no admin (nobody could administer remotely any more)."""
-    store = server.operators()
-    admins = [name for name in store.names() if store.role(name) == "admin"]
-    if store.role(args["name"]) == "admin" and len(admins) == 1:
-        raise StateError(f"{store.canonical(args['name'])} is the last admin operator; add another admin first")
-    await asyncio.to_thread(store.delete, args["name"])
+    await server.delete_operator(args["name"])  # refused for the last admin
 
 
 _ID = {"id": Arg(str, required=True)}
