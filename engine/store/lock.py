@@ -1,4 +1,6 @@
-"""One engine per Mailroot: an exclusive advisory lock on Mailroot/smtpsvc.lock holding the owner's pid."""
+"""One engine per Mailroot: an exclusive advisory lock on the Mailroot directory itself, with the owner's pid
+in Mailroot/smtpsvc.lock. (Locking the directory, not the file, means a lock file deleted under a running
+engine cannot let a second engine in.)"""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from engine.errors import MailrootLockedError
 
 class MailrootLock:
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
+        self.path = path  # the pid file, inside the Mailroot that is locked
+        self._fd: int | None = None  # the Mailroot directory, locked
 
     def acquire(self, wait: float = 3.0) -> None:
         """Take the lock; a holder that lets go within ``wait`` seconds (a `smtpsvc queue` command) is waited for."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -27,14 +29,26 @@ class MailrootLock:
                 if time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
-                owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
                 os.close(fd)
                 raise MailrootLockedError(
-                    f"the Mailroot {self.path.parent} is in use by another smtpsvc engine (pid {owner})"
+                    f"the Mailroot {self.path.parent} is in use by another smtpsvc engine (pid {self._owner()})"
                 ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            pid_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(pid_fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(pid_fd)
+        except OSError:
+            os.close(fd)
+            raise
         self._fd = fd
+
+    def _owner(self) -> str:
+        try:
+            return self.path.read_text("ascii", "replace").strip() or "unknown"
+        except OSError:
+            return "unknown"
 
     def release(self) -> None:
         if self._fd is not None:

@@ -14,7 +14,9 @@ from engine_support import start_server
 from security_support import tls_files
 from serve_support import REPO, ServeProcess
 
+from engine.errors import MailrootLockedError
 from engine.events import ErrorEvent
+from engine.server import VirtualServer
 
 
 def wait_for_line(log: Path, text: str, timeout: float = 20.0) -> str:
@@ -90,3 +92,18 @@ def test_a_bad_mailroot_is_one_clear_line(tmp_path: Path, case: str) -> None:
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr, result.stderr
     assert f"cannot use the Mailroot {mailroot}: " in result.stderr, result.stderr
+
+
+async def test_a_second_engine_is_refused_even_with_the_lock_file_deleted(tmp_path: Path, config_factory) -> None:
+    """Finding 18: with smtpsvc.lock and control.sock deleted, a second engine started on the same Mailroot."""
+    first = await start_server(config_factory())
+    try:
+        (first.mailroot / "smtpsvc.lock").unlink()
+        (first.mailroot / "control.sock").unlink(missing_ok=True)
+        second = VirtualServer(config_factory())
+        with pytest.raises(MailrootLockedError, match="in use by another smtpsvc engine"):
+            await second.start()
+    finally:
+        await first.server.stop()
+    again = await start_server(config_factory())  # and once the first has stopped, it is free
+    await again.server.stop()
