@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.remote import call_sync, connecting
 from engine.admin.control_ops import RequestError
-from engine.admin.operators import OPERATORS_NAME, ROLES, operator_store
+from engine.admin.operators import OPERATORS_NAME, ROLES, delete_operator, operator_store
 from engine.conf.config import Config, default_config_path
 from engine.conf.config_file import load_config, save_config, with_option
 from engine.errors import ConfigError, EngineError, NotFoundError, StateError
@@ -104,12 +104,12 @@ def run(args: argparse.Namespace) -> int:
             store.set_password(args.name, _password(args.password_stdin))
             print(f"changed the password of {args.name}")
         else:
-            store.delete(args.name)
+            (delete_operator if kind.roles else UserStore.delete)(store, args.name)  # operators: never the last admin
             print(f"deleted {args.name}")
     except ConfigError as error:
         print(f"{prog}: " + "\n  ".join(f"{key}: {why}" for key, why in error.problems), file=sys.stderr)
         return 2
-    except UserError as error:
+    except (UserError, StateError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -23,7 +23,7 @@ from engine.admin.control_ops import answer
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.event_log import EventLog, event_log_dir, read_entries
 from engine.admin.metrics import MetricsServer
-from engine.admin.operators import OPERATORS_NAME, operator_store
+from engine.admin.operators import OPERATORS_NAME, delete_operator, operator_store
 from engine.admin.perf import RATES, History, Sampler, with_derived
 from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
 from engine.bounce.badmail import BadmailItem, list_badmail
@@ -485,16 +485,8 @@ class VirtualServer:
         await asyncio.to_thread(store.set_password, name, password)
 
     async def delete_operator(self, name: str) -> None:
-        """Delete an operator, unless that leaves no admin (nobody could administer remotely any more)."""
-        store = self.operators()
-
-        def delete() -> None:
-            admins = [n for n in store.names() if store.role(n) == "admin"]
-            if store.role(name) == "admin" and len(admins) == 1:
-                raise StateError(f"{store.canonical(name)} is the last admin operator; add another admin first")
-            store.delete(name)
-
-        await asyncio.to_thread(delete)
+        """Delete an operator; StateError for the last admin (nobody could administer remotely any more)."""
+        await asyncio.to_thread(delete_operator, self.operators(), name)
 
     async def list_users(self) -> list[str]:
         return await asyncio.to_thread(self._users().names)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from engine.admin.control_ops import OPS, Access
+from engine.errors import StateError
 from engine.smtpd.users import UserStore
 
 Role = Literal["admin", "viewer"]
@@ -32,3 +33,11 @@ def may(role: str, access: Access) -> bool:
 def may_run(role: str, op: str) -> bool:
     spec = OPS.get(op)
     return spec is not None and may(role, spec.access)
+
+
+def delete_operator(store: UserStore, name: str) -> None:
+    """Delete an operator, unless that leaves no admin (nobody could administer remotely any more)."""
+    admins = [n for n in store.names() if store.role(n) == "admin"]
+    if store.role(name) == "admin" and len(admins) == 1:
+        raise StateError(f"{store.canonical(name)} is the last admin operator; add another admin first")
+    store.delete(name)

@@ -23,6 +23,7 @@ from app.remote_window import RemoteComputers
 from engine.conf.config_file import with_option
 from ui.errors import MessageBridge
 from ui.scope import Node
+from ui.server_sheet import ServerSheet
 
 T = TypeVar("T")
 FAR = b"From: a@example.test\r\nTo: x@partner.test\r\nSubject: far away\r\n\r\nbody\r\n"
@@ -178,3 +179,61 @@ def test_the_window_process_serves_remote_administration(qapp: QApplication, tmp
         manager.shutdown()
         manager.window.close()
         kept.append(manager.window)  # deleting it now would leave its panes' pending layout timers dangling
+
+
+def test_remote_security_tab_lists_operators(qapp: QApplication, engine: AdminServe, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Operators list of a remote computer's Security tab goes through its admin server (operators.* ops)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    application()
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+
+    def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+        async def wait() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+        run(wait(), timeout)
+
+    boxes: list[str] = []
+    messages = MessageBridge()
+    messages.show_box = lambda title, text, unexpected: boxes.append(f"{title}: {text}")
+    parent = QWidget()
+    computers = RemoteComputers(QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat), messages,
+                                lambda: parent)
+    computers.confirm_certificate = lambda host_port, fingerprint: True  # type: ignore[method-assign]
+    try:
+        window = run(computers.connect(engine.url, "boss", OPERATORS["boss"][0]))
+        assert window is not None
+        _, host = computers.windows[f"127.0.0.1:{engine.admin_port}"]
+        window.select_node(Node.SERVER)
+        window.actions_.properties.trigger()
+        sheet = window.ops.sheet
+        assert isinstance(sheet, ServerSheet) and sheet.operators_panel is not None
+        panel = sheet.operators_panel
+        panel.messages.show_box = lambda title, text, unexpected: boxes.append(f"{title}: {text}")
+        until(lambda: panel.rows() == [("boss", "admin"), ("watcher", "viewer")])
+        panel.list.setCurrentItem(panel.list.topLevelItem(0))
+        panel.confirm_remove = lambda name: True  # type: ignore[method-assign]
+        panel.remove_button.click()
+        until(lambda: bool(boxes) and not panel.busy)
+        assert boxes == ["Remove Operator: Boss is the last admin operator; add another admin first"]
+        panel.ask_operator = lambda name="": ("carol", "carol-secret", "admin")  # type: ignore[method-assign]
+        panel.add_button.click()
+        until(lambda: ("carol", "admin") in panel.rows() and not panel.busy)
+        assert ("carol", "admin") in run(host.list_operators())
+        sheet.reject()
+        window.close()
+        until(lambda: not computers.windows)
+    finally:
+        run(computers.drain())
+        computers.shutdown()
+        run(asyncio.sleep(0))
+        parent.deleteLater()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        gc.collect()
+        loop.close()
+        asyncio.set_event_loop(None)

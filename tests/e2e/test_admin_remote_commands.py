@@ -151,3 +151,15 @@ def test_connect_refuses_local_options_and_the_window(tmp_path: Path, capsys: py
     assert "--config names this computer's files" in capsys.readouterr().err
     assert cli("--connect", "https://127.0.0.1:9") == 2
     assert "File → Connect to Computer" in capsys.readouterr().err
+
+
+def test_operator_del_keeps_the_last_admin_locally_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(tmp_path / "smtpsvc.toml")
+    for name, role in (("boss", "admin"), ("watcher", "viewer")):
+        assert cli("operator", "add", name, "--role", role, "--password-stdin", "--config", config,
+                   stdin="a-secret\n") == 0
+    assert cli("operator", "del", "boss", "--config", config) == 2
+    assert "boss is the last admin operator" in capsys.readouterr().err
+    assert cli("operator", "del", "watcher", "--config", config) == 0
+    assert cli("operator", "list", "--config", config) == 0
+    assert capsys.readouterr().out.strip().endswith("boss  (admin)")

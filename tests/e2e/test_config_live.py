@@ -76,3 +76,19 @@ def test_config_changes_reach_the_running_engine(serve: ServeProcess) -> None:
     assert refused.returncode == 2 and "Pickup" in refused.stderr
     moved = config(serve, "set", "mailroot", str(serve.mailroot.parent / "Elsewhere"))
     assert moved.returncode == 0 and "takes effect when the running engine is restarted" in moved.stdout
+
+
+def test_remote_domain_settings_reach_the_running_engine(serve: ServeProcess) -> None:
+    """`config domain set` of a remote domain's TLS and Outbound Security, an engine running: the engine takes the
+    change (domain.set over its control socket), then the file is saved; the password is read once."""
+    assert config(serve, "domain", "add", "partner.test", "--type", "remote").returncode == 0
+    done = subprocess.run([sys.executable, "-m", "app.cli", "config", "--config", str(serve.config), "domain", "set",
+                           "partner.test", "--tls-required", "yes", "--outbound-auth", "basic", "--outbound-user",
+                           "relay", "--outbound-password-stdin"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          input="relay-secret\n", capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "Saved and applied to the running engine.\n", "")
+    [saved] = [d for d in load_config(serve.config).domains if d.name == "partner.test"]
+    assert (saved.tls_required, saved.outbound_auth, saved.outbound_user, saved.outbound_password) == \
+        (True, "basic", "relay", "relay-secret")
+    refused = config(serve, "domain", "set", "partner.test", "--outbound-auth", "basic", "--outbound-user", "")
+    assert refused.returncode == 2 and "needs a user name" in refused.stderr
