@@ -63,6 +63,13 @@ STOPPED_QUEUE_READ = ("The virtual server is stopped. This is what its Queue fol
 COLUMN_LAYOUTS = {Node.QUEUE: 2}
 
 
+EMPTY_TEXTS = {
+    Node.DROP: "No message has been delivered to a local domain yet.",
+    Node.BADMAIL: "Badmail is empty: everything could be delivered or returned.",
+    Node.PICKUP: "No file has been put into Pickup from this window yet.",
+}
+
+
 def pickup_now_text(files: list[PickupFile], running: bool) -> str:
     """The Pickup pane's line about the folder's content now."""
     if not files:
@@ -173,6 +180,10 @@ class ManagerWindow(QMainWindow):
         self.tree.drop_to = self.pickup.drop
         for node in MESSAGE_NODES:
             self._drag_out(self.panes[node].detail)
+        for node, why in EMPTY_TEXTS.items():  # an empty list says why (not a blank page)
+            view = self.panes[node].detail
+            if isinstance(view, ItemView):
+                view.set_empty_text(why)
         self._connect()
         self.children_model.sync(NodeRow(node.value, NODE_TITLES[node], NODE_ICONS[node], NODE_DESCRIPTIONS[node],
                                          order) for order, node in enumerate(SERVER_CHILDREN))

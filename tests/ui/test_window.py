@@ -18,6 +18,7 @@ from ui.help import HelpWindow, manual_html
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
 from ui.tasks import TaskRunner
+from ui.views import ItemView
 from ui.window import ManagerWindow
 
 
@@ -233,6 +234,8 @@ def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -
     assert window.description_bar.text().startswith("<b>Queue</b> — ")  # MMC's description bar
     window.actions_.show_description.setChecked(False)
     assert window.description_bar.isHidden()
+    drop = window.panes[Node.DROP].detail
+    assert isinstance(drop, ItemView) and drop.empty_text.startswith("No message has been delivered")
     assert not window.actions_.show_tree.isIconVisibleInMenu()  # its check shows, not a faint icon frame
 
 
