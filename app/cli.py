@@ -22,7 +22,7 @@ from app import (
 
 # The commands that act on a live engine, and so on another computer's with --connect. Every other command
 # reads or writes this computer's files (or runs here) and refuses --connect rather than ignore it.
-REMOTE_COMMANDS = ("config", "queue", "counters", "events", "track", "operator", "replicate")
+REMOTE_COMMANDS = ("config", "queue", "counters", "events", "track", "user", "operator", "replicate")
 # Name this computer's files and addresses (the main parser's --domain is left out: it shares its name with
 # `queue flush --domain`, a remote command's own option).
 LOCAL_OPTIONS = ("config", "mailroot", "listen")

@@ -159,6 +159,11 @@ def _run_remote(args: argparse.Namespace) -> int:
 async def _remote(args: argparse.Namespace) -> None:
     async with remote_call(args) as invoke:
         await _engine_ops(args, invoke)
+    changed = args.config_action == "set" or getattr(args, "domain_action", "list") != "list"
+    if changed and args.config_action == "set" and resolve_key(args.key) in RESTART_KEYS:
+        print(f"Saved; {resolve_key(args.key)} takes effect when the engine at {args.connect} is restarted.")
+    elif changed:
+        print(f"Saved and applied to the engine at {args.connect}.")
 
 
 async def _engine_ops(args: argparse.Namespace, invoke: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:

@@ -264,6 +264,18 @@ class RemoteHost:
     async def list_sessions(self) -> list[SessionInfo]:
         return [make(SessionInfo, s) for s in await self._call("sessions.list")]
 
+    async def list_users(self) -> list[str]:
+        return [str(name) for name in await self._call("users.list")]
+
+    async def add_user(self, name: str, password: str) -> None:
+        await self._call("users.add", {"name": name, "password": password})
+
+    async def set_user_password(self, name: str, password: str) -> None:
+        await self._call("users.passwd", {"name": name, "password": password})
+
+    async def delete_user(self, name: str) -> None:
+        await self._call("users.delete", {"name": name})
+
     async def list_operators(self) -> list[tuple[str, str]]:
         return [(o["name"], o["role"]) for o in await self._call("operators.list")]
 

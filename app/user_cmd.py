@@ -80,8 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
 def run(args: argparse.Namespace) -> int:
     kind: Accounts = args.accounts
     prog = kind.prog
-    if connecting(args):  # the command line lets only `operator` through (the operators.* ops)
-        return _run_remote(args, prog)
+    if connecting(args):
+        return _run_remote(args, kind)
     path: Path = getattr(args, "config", None) or default_config_path()
     try:
         config = load_config(path)
@@ -121,22 +121,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_remote(args: argparse.Namespace, prog: str) -> int:
-    """`smtpsvc --connect URL operator ...`: the same actions through the engine at URL (operators.* ops)."""
+def _run_remote(args: argparse.Namespace, kind: Accounts) -> int:
+    """`smtpsvc --connect URL user|operator ...`: the same actions through the engine at URL (users.* or
+    operators.* ops), on the accounts file that engine is configured with."""
+    prog, ops = kind.prog, "operators" if kind.roles else "users"
     try:
         if args.user_action == "list":
-            found = call_sync(args, "operators.list")
-            print("\n".join(f"{o['name']}  ({o['role']})" for o in found) if found else "(no accounts)")
+            found = call_sync(args, f"{ops}.list")
+            names = [f"{o['name']}  ({o['role']})" for o in found] if kind.roles else [str(n) for n in found]
+            print("\n".join(names) if names else "(no accounts)")
         elif args.user_action == "add":
             password = _password(args.password_stdin)
-            call_sync(args, "operators.add", {"name": args.name, "password": password, "role": args.role})
-            print(f"added {args.name} as {args.role} at {args.connect}")
+            role = {"role": args.role} if kind.roles else {}
+            call_sync(args, f"{ops}.add", {"name": args.name, "password": password, **role})
+            print(f"added {args.name}{' as ' + args.role if kind.roles else ''} at {args.connect}")
         elif args.user_action == "passwd":
             password = _password(args.password_stdin)
-            call_sync(args, "operators.passwd", {"name": args.name, "password": password})
+            call_sync(args, f"{ops}.passwd", {"name": args.name, "password": password})
             print(f"changed the password of {args.name} at {args.connect}")
         else:
-            call_sync(args, "operators.delete", {"name": args.name})
+            call_sync(args, f"{ops}.delete", {"name": args.name})
             print(f"deleted {args.name} at {args.connect}")
     except (UserError, NotFoundError, RequestError, StateError) as error:  # refused: the name, the password…
         print(f"{prog}: {error}", file=sys.stderr)

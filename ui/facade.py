@@ -106,7 +106,7 @@ class EngineFacade(Protocol):
 
 @runtime_checkable
 class AccountsFacade(Protocol):
-    """The AUTH accounts of the users file: the embedded engine has them (a remote computer does not yet)."""
+    """The AUTH accounts of the users file (the embedded engine's, or a remote computer's through users.* ops)."""
 
     async def list_users(self) -> list[str]: ...
 

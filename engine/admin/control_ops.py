@@ -86,6 +86,10 @@ class ControlTarget(Protocol):
     async def resume(self) -> None: ...
     async def apply_config(self, config: Config) -> None: ...
     async def list_sessions(self) -> list[SessionInfo]: ...
+    async def list_users(self) -> list[str]: ...
+    async def add_user(self, name: str, password: str) -> None: ...
+    async def set_user_password(self, name: str, password: str) -> None: ...
+    async def delete_user(self, name: str) -> None: ...
     async def list_operators(self) -> list[tuple[str, str]]: ...
     async def add_operator(self, name: str, password: str, role: str = "admin") -> None: ...
     async def set_operator_password(self, name: str, password: str) -> None: ...
@@ -493,6 +497,22 @@ async def _operators_delete(server: ControlTarget, args: dict[str, Any]) -> None
     await server.delete_operator(args["name"])  # refused for the last admin
 
 
+async def _users_list(server: ControlTarget, args: dict[str, Any]) -> list[str]:
+    return await server.list_users()
+
+
+async def _users_add(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.add_user(args["name"], args["password"])
+
+
+async def _users_passwd(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.set_user_password(args["name"], args["password"])
+
+
+async def _users_delete(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.delete_user(args["name"])
+
+
 _ID = {"id": Arg(str, required=True)}
 _NAME = {"name": Arg(str, required=True)}
 
@@ -562,6 +582,12 @@ OPS: dict[str, Op] = {
     "operators.passwd": Op(_operators_passwd, {"name": Arg(str, required=True), "password": Arg(str, required=True)},
                            "change an operator's password"),
     "operators.delete": Op(_operators_delete, _NAME, "delete an operator (not the last admin)"),
+    "users.list": Op(_users_list, {}, "the accounts of AUTH (the users file): [name]", "read"),
+    "users.add": Op(_users_add, {"name": Arg(str, required=True), "password": Arg(str, required=True)},
+                    "add an account of AUTH to the configured users file"),
+    "users.passwd": Op(_users_passwd, {"name": Arg(str, required=True), "password": Arg(str, required=True)},
+                       "change the password of an account of AUTH"),
+    "users.delete": Op(_users_delete, _NAME, "delete an account of AUTH"),
     "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),
     "sessions.terminate": Op(_sessions_terminate, _ID, "end one session"),
     "sessions.terminate_all": Op(_sessions_terminate_all, {}, "end every session: {count}"),

@@ -213,6 +213,7 @@ def test_remote_security_tab_lists_operators(qapp: QApplication, engine: AdminSe
         window.actions_.properties.trigger()
         sheet = window.ops.sheet
         assert isinstance(sheet, ServerSheet) and sheet.operators_panel is not None
+        assert not sheet.users_button.isHidden()  # the accounts of AUTH too (users.* ops)
         panel = sheet.operators_panel
         panel.messages.show_box = lambda title, text, unexpected: boxes.append(f"{title}: {text}")
         until(lambda: panel.rows() == [("boss", "admin"), ("watcher", "viewer")])

@@ -62,6 +62,7 @@ def test_admin_administers_queue_and_configuration(engine: AdminServe, known: Pa
 
     assert ehlo_size(engine.port) == 2048 * 1024
     assert cli(*remote, "config", "set", "max_message_size_kb", "1000") == 0
+    assert capsys.readouterr().out == f"Saved and applied to the engine at {engine.url}.\n"
     assert ehlo_size(engine.port) == 1000 * 1024
     assert cli(*remote, "config", "get", "max_message_size_kb") == 0
     assert capsys.readouterr().out.strip() == "1000"

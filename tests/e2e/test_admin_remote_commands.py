@@ -12,6 +12,7 @@ import pytest
 from admin_support import OPERATORS, AdminServe, cli
 
 from engine.conf.config_file import load_config
+from engine.smtpd.users import UserStore
 
 
 @pytest.fixture
@@ -85,6 +86,7 @@ def test_queue_and_monitoring_commands_remotely(engine: AdminServe, capsys: pyte
     remote = ("--connect", engine.url, "--user", "boss")
     assert cli(*remote, "config", "domain", "add", "partner.test", "--type", "remote", "--relay", "--smart-host",
                "127.0.0.1:1", stdin="yes\n") == 0  # port 1: connections refused, mail stays queued
+    assert f"Saved and applied to the engine at {engine.url}." in capsys.readouterr().out
     first = queued_id(engine, capsys, remote, "first")
     second = queued_id(engine, capsys, remote, "second")
     assert cli(*remote, "track", "--subject", "nothing-like-this") == 1
@@ -136,8 +138,28 @@ def test_operator_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFi
     assert "carol" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [["serve"], ["cert", "show"], ["cert", "new"], ["user", "list"],
-                                     ["log", "path"], ["log", "tail"], ["desktop-entry"]])
+def test_user_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    remote = ("--connect", engine.url, "--user", "boss")
+    assert cli(*remote, "user", "list", stdin="yes\n") == 2
+    assert "no users file is configured" in capsys.readouterr().err
+    users = tmp_path / "remote-users"  # a path on the engine's computer (this one, here)
+    assert cli(*remote, "config", "set", "users_file", str(users)) == 0
+    assert cli(*remote, "user", "add", "alice", "--password-stdin", stdin="first-secret\n") == 0
+    assert cli(*remote, "user", "add", "alice", "--password-stdin", stdin="again\n") == 2
+    assert "exists already" in capsys.readouterr().err
+    assert cli(*remote, "user", "passwd", "alice", "--password-stdin", stdin="second-secret\n") == 0
+    assert cli(*remote, "user", "list") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "alice"
+    assert UserStore(users).check("alice", "second-secret")
+    assert cli(*remote, "user", "del", "alice") == 0
+    assert UserStore(users).names() == []
+    assert cli(*remote, "events") == 0
+    log = capsys.readouterr().out
+    assert "users.passwd" in log and "second-secret" not in log
+
+
+@pytest.mark.parametrize("command", [["serve"], ["cert", "show"], ["cert", "new"], ["log", "path"], ["log", "tail"],
+                                     ["desktop-entry"]])
 def test_local_commands_refuse_connect(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     # Nothing listens on port 9: a command that tried to connect would fail differently.
     assert cli("--connect", "https://127.0.0.1:9", *command) == 2
