@@ -20,6 +20,7 @@ from engine.conf.config_file import load_config
 from engine.errors import EngineError
 from engine.store.mailroot import Mailroot
 
+REMOTE_LIMIT = 10_000  # entries one events.list brings from another computer (about 2 MB of JSON)
 FOLLOW_POLL = 1.0  # seconds between looks for new entries
 _RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -64,7 +65,10 @@ def _fetcher(args: argparse.Namespace) -> Callable[[float, Level], Iterable[Even
     if connecting(args):
         def remote(since: float, level: Level) -> list[EventEntry]:
             start = None if since == float("-inf") else int(since)
-            found = call_sync(args, "events.list", {"since": start, "level": level})
+            found = call_sync(args, "events.list", {"since": start, "level": level, "limit": REMOTE_LIMIT})
+            if len(found) == REMOTE_LIMIT:  # the op answers the newest entries only: say so rather than hide it
+                print(f"smtpsvc events: the newest {REMOTE_LIMIT} entries of {args.connect} (earlier ones: "
+                      "--since)", file=sys.stderr)
             return [entry for entry in map(EventEntry.from_json, found) if entry.at >= since]
         return remote
     path: Path = getattr(args, "config", None) or default_config_path()
