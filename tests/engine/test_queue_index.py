@@ -171,6 +171,7 @@ def test_any_record_reads_back_from_its_line_as_it_was(sender: str, error: str, 
     assert found == {"Q1": (record, 10, 2)}
 
 
+@pytest.mark.expect_errors  # the FIFO is reported (an ErrorEvent) and quarantined
 async def test_a_fifo_in_the_queue_does_not_hold_recovery(config_factory, caplog) -> None:
     config = config_factory()
     queue = _queue(config)
