@@ -14,6 +14,9 @@ from PySide6.QtCore import QEventLoop, QMimeData, Qt, QTemporaryDir, QTimer, QUr
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from engine.admin.mailroot_items import DropItem
+from engine.bounce.badmail import BadmailItem
+from engine.qmgr.queue import QueueItem
 from ui.batch import Batch
 from ui.context import WindowPort
 from ui.facade import EngineFacade
@@ -93,12 +96,24 @@ class MailOperations:
             self.open_viewer(ref, data, parts)
 
     def open_viewer(self, ref: MessageRef, data: bytes, parts: object) -> MessageViewer:
-        viewer = MessageViewer(ref.title, data, parts, ref.file_name, self.save_file, self.w.window())  # type: ignore[arg-type]
+        viewer = MessageViewer(ref.title, data, parts, ref.file_name, self.save_file, self.w.window(),  # type: ignore[arg-type]
+                               envelope=self.envelope(ref))
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         viewer.destroyed.connect(lambda *_: self.viewers.remove(viewer) if viewer in self.viewers else None)
         self.viewers.append(viewer)
         viewer.show()
         return viewer
+
+    def envelope(self, ref: MessageRef) -> tuple[str, tuple[str, ...]] | None:
+        """The envelope the list knows for ``ref`` (the file's x-sender/x-receiver lines, the queue's record)."""
+        item: QueueItem | DropItem | BadmailItem | None
+        if ref.kind == "queue":
+            item = self.w.queue_model.get(ref.key)
+        elif ref.kind == "drop":
+            item = self.w.drop_model.get(ref.key)
+        else:
+            item = self.w.badmail_model.get(ref.key)
+        return (item.sender, tuple(item.recipients)) if item is not None else None
 
     # -- save -----------------------------------------------------------------------------------
 

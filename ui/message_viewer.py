@@ -7,6 +7,7 @@ Links are never followed; hovering one shows where it leads.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,11 +85,22 @@ def _mono() -> QFont:
     return font
 
 
+def local_date(value: str) -> str:
+    """A Date: header in this computer's local time ("2026-12-07 15:20 (+0000)"); as written if unreadable."""
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return value
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") + f"  (sent {moment.strftime('%H:%M %z')})"
+
+
 class MessageViewer(QDialog):
     """``save_file(path, data)`` writes a file chosen in a dialog (the window's, so errors reach the user)."""
 
     def __init__(self, title: str, data: bytes, parts: MessageParts, file_name: str, save_file: SaveFile,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *, envelope: tuple[str, tuple[str, ...]] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("messageViewer")
         self.setWindowTitle(f"{parts.subject or '(no subject)'} — {title}")
@@ -98,11 +110,18 @@ class MessageViewer(QDialog):
         self.file_name = file_name
         self.save_file = save_file
         summary = QFormLayout()
-        for label, value in (("From:", parts.sender), ("To:", parts.to), ("Subject:", parts.subject),
-                             ("Date:", parts.date)):
+        self.summary: dict[str, QLabel] = {}
+        rows = [("From:", parts.sender), ("To:", parts.to), ("Subject:", parts.subject),
+                ("Date:", local_date(parts.date))]
+        if envelope is not None:  # who it was really sent by and delivered to (Bcc, aliases): not in the headers
+            rows.append(("Envelope:", f"from {envelope[0] or '<>'} to {', '.join(envelope[1]) or '(nobody)'}"))
+        for label, value in rows:
             text = QLabel(value or "—")
             text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             text.setWordWrap(True)
+            if label == "Date:" and parts.date:
+                text.setToolTip(parts.date)  # as written in the message
+            self.summary[label] = text
             summary.addRow(label, text)
         self.problems = QLabel()
         self.problems.setObjectName("notice")

@@ -505,6 +505,8 @@ def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running:
     assert opened == [str(alias_drop)]  # the selected item's Drop
     window.actions_.view_message.trigger()
     running.until(lambda: any(v.parts.subject == "to a far domain" for v in window.mail_ops.viewers))
+    [viewer] = window.mail_ops.viewers  # the envelope: who it was delivered to (To: says bob@far.example)
+    assert viewer.summary["Envelope:"].text() == "from anna@example.test to x@alias.test"
     for viewer in list(window.mail_ops.viewers):
         viewer.close()
     window.actions_.delete.trigger()

@@ -143,3 +143,11 @@ def test_safe_names() -> None:
     assert safe_name("../../etc/passwd") == "_.._etc_passwd"
     assert safe_name("a\x00b:c?.pdf") == "a_b_c_.pdf"
     assert safe_name("  ") == "attachment"
+
+
+def test_dates_in_local_time_with_the_written_one_kept() -> None:
+    from ui.message_viewer import local_date
+
+    shown = local_date("Mon, 07 Dec 2026 14:22:52 +0100")
+    assert shown.endswith("(sent 14:22 +0100)") and shown[:4] == "2026"
+    assert local_date("not a date") == "not a date"
