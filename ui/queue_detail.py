@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QIcon, QSyntaxHighlighter, QTextCharFormat, QTextDocument
 from PySide6.QtWidgets import (
+    QApplication,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
@@ -213,15 +215,26 @@ class QueueDetailDialog(QDialog):
         self.highlighter = TranscriptHighlighter(self.transcript.document())
         self.tabs.addTab(self.general, "General")
         self.tabs.addTab(schedule_page, "Schedule Ahead")
-        self.tabs.addTab(self.transcript, "Transcript")
+        transcript_page = QWidget()
+        transcript_layout = QVBoxLayout(transcript_page)
+        transcript_layout.addWidget(self.transcript, 1)
+        copy = QPushButton("&Copy Transcript")
+        copy.setAutoDefault(False)
+        copy.clicked.connect(lambda: QApplication.clipboard().setText(self.transcript.toPlainText()))
+        copy_row = QHBoxLayout()
+        copy_row.addStretch(1)
+        copy_row.addWidget(copy)
+        transcript_layout.addLayout(copy_row)
+        self.tabs.addTab(transcript_page, "Transcript")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.buttons.rejected.connect(self.reject)
         self.action_buttons: dict[str, QPushButton] = {}
-        for name, text, icon_name in (("retry", "&Retry Now", "retry"), ("release", "Re&lease for ETRN", "start"),
+        for name, text, icon_name in (("previous", "▲ Pre&vious", ""), ("next", "▼ Ne&xt", ""),
+                                      ("retry", "&Retry Now", "retry"), ("release", "Re&lease for ETRN", "start"),
                                       ("freeze", "&Freeze", "freeze"),
                                       ("thaw", "T&haw", "thaw"), ("bounce", "&Bounce Now", "bounce"),
                                       ("delete", "&Delete", "delete"), ("view", "&View Message", "view")):
-            button = QPushButton(icon(icon_name), text)
+            button = QPushButton(icon(icon_name), text) if icon_name else QPushButton(text)
             button.setAutoDefault(False)
             button.clicked.connect(lambda _=False, action=name: self.act.emit(action))
             self.buttons.addButton(button, QDialogButtonBox.ButtonRole.ActionRole)

@@ -213,6 +213,23 @@ class QueueOperations:
         self.refresh_detail(queue_id)
         dialog.show()
 
+    def step_detail(self, queue_id: str, step: int) -> None:
+        """▲/▼ in the detail: the message above or below in the list as sorted and filtered now."""
+        model = self.w.queue_model
+        row = model.row_of(queue_id)
+        neighbour = model.id_at(row + step) if row >= 0 and 0 <= row + step < model.rowCount() else None
+        if neighbour is None:
+            return
+        dialog = self.details.get(queue_id)
+        where = dialog.pos() if dialog is not None and shiboken6.isValid(dialog) else None
+        self.w.queue_pane.select_key(neighbour)
+        if dialog is not None and shiboken6.isValid(dialog):
+            dialog.close()
+        self.show_detail(neighbour)
+        following = self.details.get(neighbour)
+        if following is not None and where is not None:
+            following.move(where)
+
     def _detail_closed(self, queue_id: str) -> None:
         dialog = self.details.pop(queue_id, None)
         if dialog is not None and shiboken6.isValid(dialog):
@@ -251,7 +268,9 @@ class QueueOperations:
 
         single: dict[str, Callable[[str], Awaitable[object]]] = {
             "freeze": self.engine.freeze, "thaw": self.engine.thaw, "bounce": self.engine.bounce_now}
-        if action == "view":
+        if action in ("previous", "next"):
+            self.step_detail(queue_id, -1 if action == "previous" else 1)
+        elif action == "view":
             self.view([MessageRef("queue", queue_id)])
         elif action == "retry":
             self.runner.spawn(self.engine.retry_now([queue_id]), "Retry Now")

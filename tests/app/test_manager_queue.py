@@ -214,6 +214,14 @@ def test_delete_many_with_progress_and_view_and_drag_out(running: Run, tmp_path:
     model = window.queue_model
     running.until(lambda: model.total == 12, 20)
     [first] = [i.queue_id for i in model.items() if i.recipients == ("user0@far.example",)]
+    top, second = model.id_at(0), model.id_at(1)
+    window.queue_ops.show_detail(top)
+    dialog = window.queue_ops.details[top]
+    dialog.action_buttons["next"].click()  # ▼: the message below, in the list's order
+    assert list(window.queue_ops.details) == [second] and window.queue_pane.selected_keys() == [second]
+    window.queue_ops.details[second].action_buttons["previous"].click()
+    assert list(window.queue_ops.details) == [top]
+    window.queue_ops.details[top].close()
 
     async def dragged() -> bytes:
         mime = await window.mail_ops.drag_data([MessageRef("queue", first)])
