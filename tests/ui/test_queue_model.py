@@ -4,7 +4,6 @@ snapshot invariant (no resurrection, no stale overwrite, removes only what the s
 from __future__ import annotations
 
 import random
-import time
 
 from PySide6.QtCore import QPersistentModelIndex, Qt
 from pytestqt.modeltest import ModelTester
@@ -74,12 +73,9 @@ def test_hundred_thousand_messages_first_page_then_the_rest_sort_and_filter(qtmo
     assert model.rowCount() == 200
     assert model.id_at(0) == "Q00099999"  # the oldest message is on top already
     rest = model.snapshot_started()
-    started = time.perf_counter()
-    model.apply_snapshot(rest, every, complete=True)
-    loading = time.perf_counter() - started
+    model.apply_snapshot(rest, every, complete=True)  # how long it takes is bench/queue_view.py's figure
     assert model.rowCount() == 100_000 and model.total == 100_000
     assert signals.resets == 2  # the first page into the empty model, then the rest in bulk: a reset each
-    assert loading < 5  # a generous bound: the figure itself is bench/queue_view.py's
     model.sort(COLUMN["Size"], Qt.SortOrder.AscendingOrder)
     sizes = [model.row_at(model.index(row, 0)).item.size for row in range(0, 100_000, 997)]  # type: ignore[union-attr]
     assert sizes == sorted(sizes)
