@@ -28,6 +28,7 @@ from engine.errors import EngineError, MailrootLockedError
 from engine.server import VirtualServer
 from ui.errors import MessageBridge, describe
 from ui.icons import state_icon
+from ui.main_thread_gc import MainThreadGC
 from ui.window import ManagerWindow
 
 log = logging.getLogger("smtpsvc")
@@ -42,6 +43,8 @@ def application() -> QApplication:
     # No application display name: Qt would append it to every dialog's title ("… Properties — SMTP Service
     # Manager"), cutting long titles; the main window names itself.
     app.setQuitOnLastWindowClosed(False)  # the window's `closed` ends the run, after the engine stopped
+    if app.findChild(MainThreadGC) is None:  # Qt objects must never be freed by a collection in the engine's thread
+        MainThreadGC(app)
     app.setWindowIcon(state_icon("computer", "started"))
     app.setStyleSheet(resources.files("resources").joinpath("manager.qss").read_text(encoding="utf-8"))
     return app

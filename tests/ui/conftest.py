@@ -18,6 +18,7 @@ from engine.events import ConfigChanged, Event, StateChanged
 from engine.qmgr.queue import QueuePage
 from engine.smtpd.sessions import SessionInfo
 from ui.errors import MessageBridge
+from ui.main_thread_gc import MainThreadGC
 
 T = TypeVar("T")
 
@@ -145,5 +146,8 @@ def fake_engine(tmp_path: Path) -> FakeEngine:
 
 @pytest.fixture(autouse=True)
 def _application(qapp: QApplication) -> QApplication:
-    """Every UI test needs the QApplication (icons are pixmaps), even model-only ones."""
+    """Every UI test needs the QApplication (icons are pixmaps), even model-only ones; Python's garbage is
+    collected on the GUI thread only, as in the manager (ui/main_thread_gc.py)."""
+    if qapp.findChild(MainThreadGC) is None:
+        MainThreadGC(qapp)
     return qapp
