@@ -135,6 +135,7 @@ class ConnectionLimitReached(Event):
 @dataclass(frozen=True)
 class ConfigChanged(Event):
     keys: tuple[str, ...]
+    by: str = ""  # who: engine.actor.current_actor()
 
 
 @dataclass(frozen=True)

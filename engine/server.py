@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from engine.actor import current_actor
 from engine.admin import mailroot_items as items
 from engine.admin.control import ControlServer, socket_path
 from engine.admin.control_ops import answer
@@ -441,7 +442,7 @@ class VirtualServer:
                 services.protocol_log = self._protocol_log_hook()
         if "server.metrics_listen" in changed and self.sampler is not None:
             await self._start_metrics()
-        self.bus.publish(ConfigChanged(tuple(changed)))
+        self.bus.publish(ConfigChanged(tuple(changed), by=current_actor()))
         if self._state != "stopped":
             self.security.check(config, self.bus)
         if self._save_config is not None:

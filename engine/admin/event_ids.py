@@ -129,7 +129,7 @@ def _auth_failed(event: AuthFailed) -> tuple[int, str] | None:
 _RULES: dict[type[Event], Callable[[Any], tuple[int, str] | None]] = {
     StateChanged: _state,
     QueueRecovery: _recovery,
-    ConfigChanged: lambda e: (1100, "Changed: " + ", ".join(e.keys) + "."),
+    ConfigChanged: lambda e: (1100, (f"Changed by {e.by}: " if e.by else "Changed: ") + ", ".join(e.keys) + "."),
     AdminAction: lambda e: (1101, f"Operator {e.operator} from {e.peer}: {e.op} {e.detail}".rstrip() + "."),
     AuthFailed: _auth_failed,
     AuthRefusedLocked: lambda e: (2001, f"A login from {e.peer} was refused: locked out for "

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from engine.actor import ACTOR
 from engine.admin.control_ops import OPS, ControlTarget, RequestError, call, error_reply
 from engine.admin.http_auth import AuthError, ForbiddenError, Identity, OperatorAuth, parse_basic
 from engine.admin.operators import may_run
@@ -294,7 +295,11 @@ class AdminServer:
         if not may_run(identity.role, op):
             raise ForbiddenError(f"{op} changes the server, and the operator {identity.name} is a "
                                  f"{identity.role or 'nobody'} (read-only)")
-        result = await call(self.target, op, args)
+        token = ACTOR.set(f"{identity.name} (remote, {peer})")
+        try:
+            result = await call(self.target, op, args)
+        finally:
+            ACTOR.reset(token)
         if spec.access == "change":
             detail = _audit_detail(op, args)
             log.info("operator %s from %s: %s %s", identity.name, peer, op, detail)

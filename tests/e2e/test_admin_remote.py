@@ -164,6 +164,7 @@ async def test_api_refuses_bad_requests(engine: AdminServe) -> None:
         status, reply = await post("events.list", b"{}")
         texts = [entry["text"] for entry in reply["result"]]  # type: ignore[union-attr]
         assert "Operator boss from 127.0.0.1: config.set max_recipients = 50." in texts
+        assert "Changed by boss (remote, 127.0.0.1): server.max_recipients." in texts  # who, beside what
         async with session.get("/static/", ssl=False) as response:
             assert response.status in (403, 404)  # no directory listing
             assert response.headers["X-Frame-Options"] == "DENY"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from engine_support import start_server
 
+from engine.actor import local_account
 from engine.admin import event_log
 from engine.admin.control import request
 from engine.admin.event_ids import EVENT_TYPES, EventEntry, entry_for
@@ -112,7 +113,7 @@ async def test_the_engine_writes_its_events(tmp_path: Path, config_factory: Call
     lines = (directory / "events.jsonl").read_text().splitlines()
     ids = [json.loads(line)["id"] for line in lines]
     assert ids == [1000, 1002, 1003, 1100, 4000, 1001]
-    assert json.loads(lines[3])["text"] == "Changed: server.max_recipients."
+    assert json.loads(lines[3])["text"] == f"Changed by {local_account()} (local): server.max_recipients."
     assert all(e.source for e in event_log.read_entries(directory))
 
 
