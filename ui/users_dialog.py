@@ -161,9 +161,11 @@ class UsersDialog(QDialog):
         self.status.setText(f"{len(names)} account{'s' * (len(names) != 1)}.")
 
     def _run(self, title: str, work: Awaitable[None]) -> None:
+        # Busy from the click on, not from when the task first runs: a second click cannot start a second change.
+        self.busy = True
+        self._selection()
+
         async def run() -> None:
-            self.busy = True
-            self._selection()
             try:
                 await work
             except EngineError as error:
