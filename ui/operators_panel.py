@@ -10,12 +10,9 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
     QTreeWidget,
@@ -28,59 +25,24 @@ from engine.errors import EngineError
 from ui.errors import MessageBridge, describe
 from ui.facade import OperatorsFacade
 from ui.tasks import TaskRunner
+from ui.users_dialog import AccountDialog
 
 ROLES = {"admin": "Administrator (everything)", "viewer": "Viewer (read-only)"}  # the engine's two roles
 
 
-class OperatorDialog(QDialog):
+class OperatorDialog(AccountDialog):
     """Add Operator (name, role, password twice) or, given a name, Set Password (the password twice)."""
 
-    def __init__(self, name: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(f"Set Password for {name}" if name else "Add Operator")
-        self.name = QLineEdit(name)
-        self.name.setReadOnly(bool(name))
+    NOUN = "operator"
+    NAME_LABEL = "&Name:"
+    PLACEHOLDER = ""
+    NAME_MISSING = "Type an operator name."
+
+    def extra_rows(self, *, adding: bool) -> list[tuple[str, QWidget]]:
         self.role = QComboBox()
         for role, text in ROLES.items():
             self.role.addItem(text, role)
-        self.password = QLineEdit()
-        self.password.setEchoMode(QLineEdit.EchoMode.Password)
-        self.again = QLineEdit()
-        self.again.setEchoMode(QLineEdit.EchoMode.Password)
-        self.problem = QLabel()
-        form = QFormLayout()
-        rows: list[tuple[str, QWidget]] = [("&Name:", self.name)]
-        rows += [] if name else [("&Role:", self.role)]
-        rows += [("&Password:", self.password), ("&Confirm password:", self.again)]
-        for text, edit in rows:
-            label = QLabel(text)
-            label.setBuddy(edit)
-            form.addRow(label, edit)
-        for edit in (self.name, self.password, self.again):
-            edit.textChanged.connect(self._check)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.problem)
-        layout.addWidget(self.buttons)
-        self.setMinimumWidth(380)
-        self._check()
-
-    def why_not(self) -> str:
-        if not self.name.text().strip():
-            return "Type an operator name."
-        if not self.password.text():
-            return "Type a password."
-        if self.password.text() != self.again.text():
-            return "The two passwords differ."
-        return ""
-
-    def _check(self) -> None:
-        why = self.why_not()
-        self.problem.setText(why)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not why)
+        return [("&Role:", self.role)] if adding else []
 
     def values(self) -> tuple[str, str, str]:
         """(name, password, role)."""

@@ -26,14 +26,20 @@ from ui.tasks import TaskRunner
 
 
 class AccountDialog(QDialog):
-    """A name (Add only) and the password twice; OK only when both passwords match and are not empty."""
+    """A name (Add only) and the password twice; OK only when both passwords match and are not empty.
+    Subclasses name the kind of account and may add rows after the name (the operators' role)."""
+
+    NOUN = "user"
+    NAME_LABEL = "&User name:"
+    PLACEHOLDER = "e.g. alice or alice@example.com"
+    NAME_MISSING = "Type a user name."
 
     def __init__(self, name: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle(f"Set Password for {name}" if name else "Add User")
+        self.setWindowTitle(f"Set Password for {name}" if name else f"Add {self.NOUN.capitalize()}")
         self.name = QLineEdit(name)
         self.name.setReadOnly(bool(name))
-        self.name.setPlaceholderText("e.g. alice or alice@example.com")
+        self.name.setPlaceholderText(self.PLACEHOLDER)
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.again = QLineEdit()
@@ -41,11 +47,13 @@ class AccountDialog(QDialog):
         self.problem = QLabel()
         self.problem.setObjectName("problem")
         form = QFormLayout()
-        for text, edit in (("&User name:", self.name), ("&Password:", self.password),
-                           ("&Confirm password:", self.again)):
+        rows = [(self.NAME_LABEL, self.name), *self.extra_rows(adding=not name),
+                ("&Password:", self.password), ("&Confirm password:", self.again)]
+        for text, widget in rows:
             label = QLabel(text)
-            label.setBuddy(edit)
-            form.addRow(label, edit)
+            label.setBuddy(widget)
+            form.addRow(label, widget)
+        for edit in (self.name, self.password, self.again):
             edit.textChanged.connect(self._check)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
@@ -57,9 +65,13 @@ class AccountDialog(QDialog):
         self.setMinimumWidth(380)
         self._check()
 
+    def extra_rows(self, *, adding: bool) -> list[tuple[str, QWidget]]:
+        """Rows shown between the name and the passwords; none for an AUTH user."""
+        return []
+
     def why_not(self) -> str:
         if not self.name.text().strip():
-            return "Type a user name."
+            return self.NAME_MISSING
         if not self.password.text():
             return "Type a password."
         if self.password.text() != self.again.text():
