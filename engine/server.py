@@ -50,7 +50,7 @@ from engine.log.record import ProtocolRecord
 from engine.log.settings import log_settings
 from engine.oserrors import bind_failure, mailroot_failure
 from engine.qmgr.delivery import RemoteDelivery
-from engine.qmgr.etrn import held_domains, holds
+from engine.qmgr.etrn import held_domains, holds, load_releases, releases_path, save_releases
 from engine.qmgr.queue import QueueDetail, QueueEntry, QueueItem, QueuePage, QueueStore, read_offline
 from engine.smtp.resolver import Resolver
 from engine.smtpd.inbound import make_protocol_factory
@@ -210,6 +210,7 @@ class VirtualServer:
         self._resolver = Resolver(self._config.server.dns_servers, timeout=10.0)
         self._delivery = RemoteDelivery(self._queue, self._resolver, self.config, self.bus, self.counters,
                                         self._intake.submit, self.mailroot, clock=self.clock)
+        self._delivery.etrn_released.update(await asyncio.to_thread(load_releases, releases_path(self.mailroot.root)))
         self._queue.on_added = self._delivery.kick
         self._queue.on_local_delivery = self._delivery.notify_local_delivery
         self._queue.on_local_failure = self._delivery.local_failure
@@ -617,6 +618,9 @@ class VirtualServer:
                                                   for r in e.pending())]
         if domain is not None and self._delivery is not None:
             self._delivery.etrn_released[domain.lower()] = self.clock()
+            # Durable before the mail goes: after a restart, released-but-undelivered mail is not held again.
+            await asyncio.to_thread(save_releases, releases_path(self.mailroot.root),
+                                    dict(self._delivery.etrn_released))
         return await store.schedule_now(queue_ids, persist=self._state == "stopped")
 
     async def _etrn(self, domain: str) -> int | None:

@@ -468,3 +468,29 @@ async def test_held_for_etrn_is_listed_and_released_by_the_administrator(tmp_pat
             assert mx.connections == 1
     finally:
         await run.server.stop()
+
+
+async def test_an_etrn_release_outlives_a_restart(tmp_path: Path, dnsmasq: Dnsmasq, port: int) -> None:
+    base = delivery_config(tmp_path, dnsmasq, port)
+    config = replace(base, domains=(*base.domains,
+                                    DomainConfig("single.test", "remote", relay_allowed=True, etrn_queue=True)))
+    run = await start_server(config)
+    try:
+        await asyncio.to_thread(send, run.port, "s@example.test", ["x@single.test"])
+        assert await run.server.release_etrn("single.test") == 1  # nobody listens: the attempt is deferred
+        await wait_until(lambda: any(e.record.attempts and not e.active
+                                     for e in run.server._queue.entries.values()))  # type: ignore[union-attr]
+    finally:
+        await run.server.stop()
+    run = await start_server(config)
+    try:
+        [item] = (await run.server.list_queue()).items
+        assert item.etrn_held == ()  # released before the restart: not held again
+        async with remote_mta("127.0.0.4", port) as mx:
+            await run.server.retry_now([item.queue_id])
+            await wait_until(lambda: len(mx.messages) == 1)
+        await asyncio.to_thread(send, run.port, "s@example.test", ["y@single.test"])
+        [later] = (await run.server.list_queue()).items
+        assert later.etrn_held == ("single.test",)  # arrived after the release: waits for the next one
+    finally:
+        await run.server.stop()
