@@ -82,6 +82,10 @@ class Actions:
         self.show_chart.setIconVisibleInMenu(False)
         self.show_chart.setCheckable(True)
         self.show_chart.setChecked(True)
+        self.show_preview = _action(a, "Pre&view Pane", shortcut="Ctrl+Shift+P",
+                                    tip="Show the selected message's envelope, state, last error and header "
+                                    "beside the Queue list")
+        self.show_preview.setCheckable(True)
         self.pickup_preview = _action(a, "&Preview Files Dropped into Pickup",
                                       tip="Show what dropped files will become before they go into Pickup")
         self.pickup_preview.setCheckable(True)
@@ -123,7 +127,7 @@ class Actions:
         view_menu.addSeparator()
         view_menu.addAction(self.columns)
         view_menu.addSeparator()
-        view_menu.addActions([self.show_chart, self.pickup_preview])
+        view_menu.addActions([self.show_chart, self.show_preview, self.pickup_preview])
         view_menu.addSeparator()
         view_menu.addAction(self.refresh)
         help_menu = bar.addMenu("&Help")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
@@ -22,17 +23,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.errors import EngineError, NotFoundError, StateError
 from ui.columns import install_header_menu
+from ui.facade import EngineFacade
 from ui.icons import icon
 from ui.models.queue import COLUMN, STATE_LABELS, STATES, QueueFilter, QueueModel
 from ui.models.queue_shape import AGE_BUCKETS, ShapeCounter, bucket_range
 from ui.queue_chart import QueueChart
+from ui.queue_preview import QueuePreview, header_start
+from ui.tasks import TaskRunner
 from ui.views import ItemTable
 
 SEARCH_DELAY_MS = 250  # typing pauses this long before the list is filtered
 CHART_REFRESH_MS = 3000  # a changed queue redraws the chart at most this often
 CHART_MAX_AGE_S = 60.0  # ... and an unchanged one this often (ages move on)
 CHART_CHUNK = 12_000  # messages counted per event-loop turn
+PREVIEW_DELAY_MS = 120  # arrowing through the list reads only the message the cursor stops at
 KEEP_SELECTION_UP_TO = 20_000  # a larger selection is not restored after a reset (it would cost more than it helps)
 
 
@@ -67,6 +73,25 @@ class QueuePane(QWidget):
         self._fitting = False
         self.detail.activated.connect(self.activated)
         self.detail.selectionModel().selectionChanged.connect(self.selection_changed)
+        self.preview = QueuePreview()
+        self.preview.hide()
+        self.list_split = QSplitter(Qt.Orientation.Horizontal)
+        self.list_split.setObjectName("queuePreviewSplit")
+        self.list_split.addWidget(self.detail)
+        self.list_split.addWidget(self.preview)
+        self.list_split.setStretchFactor(0, 3)
+        self.list_split.setStretchFactor(1, 2)
+        self.list_split.setSizes([620, 380])
+        self._source: tuple[EngineFacade, TaskRunner] | None = None
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(PREVIEW_DELAY_MS)
+        self._preview_timer.timeout.connect(self.preview_current)
+        self.detail.selectionModel().currentRowChanged.connect(self._preview_soon)
+        self.detail.selectionModel().selectionChanged.connect(self._preview_soon)
+        model.dataChanged.connect(self._preview_row_changed)
+        model.modelReset.connect(self._preview_soon)
+        model.rowsRemoved.connect(self._preview_soon)
         self.chart = QueueChart()
         self.chart.picked.connect(self._chart_picked)
         self.placeholder = QLabel()
@@ -75,7 +100,7 @@ class QueuePane(QWidget):
         self.placeholder.setWordWrap(True)
         self.placeholder.hide()
         self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(self.detail)
+        self.splitter.addWidget(self.list_split)
         self.splitter.addWidget(self.chart)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
@@ -413,3 +438,86 @@ class QueuePane(QWidget):
             if row >= 0:
                 self.detail.scrollTo(self.model.index(row, 0), QAbstractItemView.ScrollHint.EnsureVisible)
         self._saved, self._saved_current = [], None
+
+    # -- the preview pane -------------------------------------------------------------------------
+
+    def set_source(self, engine: EngineFacade, runner: TaskRunner) -> None:
+        """Where the preview reads the selected message's recipients and header (the window's engine)."""
+        self._source = (engine, runner)
+        self.preview.shown.item = None  # what it shows came from another engine: read it again
+        self._preview_soon()
+
+    def show_preview(self, visible: bool) -> None:
+        self.preview.setVisible(visible)
+        if visible:
+            self.preview.shown.item = None
+            self.preview_current()
+
+    @property
+    def preview_on(self) -> bool:
+        return not self.preview.isHidden()
+
+    def _preview_soon(self, *_: object) -> None:
+        if self.preview_on:
+            self._preview_timer.start()
+
+    def _previewed_id(self) -> str | None:
+        """The current row if it is selected, else the first selected message."""
+        current = self.detail.currentIndex()
+        keys = self.selected_keys()
+        queue_id = self.model.id_at(current.row()) if current.isValid() else None
+        return queue_id if queue_id is not None and queue_id in keys else (keys[0] if keys else None)
+
+    def preview_current(self) -> None:
+        """Show the selected message: its row at once, its recipients and header when the engine has read them."""
+        self._preview_timer.stop()
+        if not self.preview_on:
+            return
+        queue_id = self._previewed_id()
+        item = self.model.get(queue_id) if queue_id is not None else None
+        if queue_id is None or item is None:
+            self.preview.clear("Select a message to see its envelope, state and header here.")
+            return
+        fresh = self.preview.queue_id != queue_id
+        self.preview.show_item(item, self.model.now)
+        if fresh:
+            self._load(queue_id)
+
+    def _preview_row_changed(self, top: QModelIndex, bottom: QModelIndex, *_: object) -> None:
+        """The previewed message changed (a tick, an attempt): its row again; a new attempt or state reads it again."""
+        queue_id = self.preview.queue_id
+        if not self.preview_on or queue_id is None:
+            return
+        row = self.model.row_of(queue_id)
+        if not top.row() <= row <= bottom.row():
+            return
+        item = self.model.get(queue_id)
+        before = self.preview.shown.item
+        if item is None or before is None:
+            return
+        self.preview.show_item(item, self.model.now)
+        if (item.attempts, item.state, item.last_error) != (before.attempts, before.state, before.last_error):
+            self._load(queue_id)
+
+    def _load(self, queue_id: str) -> None:
+        if self._source is None:
+            self.preview.show_loaded(queue_id, None, "", "")
+            return
+        engine, runner = self._source
+        preview = self.preview
+
+        async def load() -> None:
+            detail, head, note = None, "", ""
+            try:
+                detail = await engine.queue_detail(queue_id)
+                head = header_start(await engine.read_queued(queue_id))
+            except NotFoundError:
+                note = "This message is no longer in the queue (delivered, returned or deleted)."
+            except StateError:
+                note = "The server is stopped: start it to see the recipients and the header."
+            except (EngineError, OSError) as error:
+                note = f"The message could not be read: {error}"
+            if shiboken6.isValid(preview):
+                preview.show_loaded(queue_id, detail, head, note)
+
+        runner.spawn(load(), "Queue Preview")

@@ -130,6 +130,7 @@ class ManagerWindow(QMainWindow):
         self.pickup = PickupDrop(self)
         self.tree = ScopeTree(f"{computer} (local computer)", engine.config().name)
         self.queue_pane = QueuePane(self.queue_model)
+        self.queue_pane.set_source(engine, self.runner)
         self.event_viewer = EventViewer()
         self.performance = Performance(engine, self.runner)
         self.panes: dict[Node, Pane] = {
@@ -266,6 +267,8 @@ class ManagerWindow(QMainWindow):
             self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue",
             next(iter(self.pane.selected_keys()), "") if self.node == Node.DROP else ""))  # that item's Drop
         a.show_chart.toggled.connect(self.queue_pane.show_chart)
+        a.show_preview.toggled.connect(self.queue_pane.show_preview)
+        a.show_preview.toggled.connect(lambda on: self.settings.setValue("queue/preview", on))
         a.columns.triggered.connect(self.choose_columns)
         a.help.triggered.connect(lambda: show_help(self.node.value, self))
         a.show_description.toggled.connect(self.description_bar.setVisible)
@@ -828,6 +831,7 @@ class ManagerWindow(QMainWindow):
             self.queue_pane.splitter.restoreState(splitter)
         self.actions_.show_chart.setChecked(bool(s.value("view/chart", True, type=bool)))
         self.actions_.pickup_preview.setChecked(bool(s.value("pickup/preview", True, type=bool)))
+        self.actions_.show_preview.setChecked(bool(s.value("queue/preview", False, type=bool)))
         mode = s.value("view/mode", "detail")
         self.set_view_mode(mode if mode in self.actions_.view_mode else "detail")
         for key, action in (("view/tree", self.actions_.show_tree),

@@ -528,3 +528,34 @@ def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running:
     send(running.port, "anna@example.test", ["w@example.test"])
     running.until(lambda: any(r.recipients == ("w@example.test",) for r in model.rows()), 20)
     assert len(list((mailroot(tmp_path) / "Drop2").glob("*.eml"))) == 1
+
+
+def test_preview_pane_follows_the_selection_and_the_message(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    window.select_node(Node.QUEUE)
+    send(running.port, "anna@example.test", ["bob@far.example", "carl@far.example"])
+    send(running.port, "carl@example.test", ["dora@far.example"], MESSAGE.replace(b"to a far", b"another far"))
+    model = window.queue_model
+    running.until(lambda: model.rowCount() == 2 and all(i.attempts >= 1 and i.state != "active"
+                                                        for i in model.items()), 20)
+    pane = window.queue_pane
+    assert not pane.preview.isVisible()  # off by default
+    window.actions_.show_preview.trigger()  # View ▸ Preview Pane
+    assert pane.preview.isVisible() and running.window.settings.value("queue/preview", type=bool)
+    first = next(i.queue_id for i in model.items() if i.sender == "anna@example.test")
+    second = next(i.queue_id for i in model.items() if i.sender == "carl@example.test")
+    pane.select_key(first)
+    text = pane.preview.browser.toPlainText
+    running.until(lambda: "Subject: to a far domain" in text())
+    assert "anna@example.test" in text() and "Deferred" in text() and GREYLISTED in text()
+    assert "bob@far.example" in text() and "carl@far.example" in text() and "body" not in text()
+    window.grab().save(str(tmp_path / "queue-preview.png"))
+    pane.select_key(second)
+    running.until(lambda: "Subject: another far domain" in text())
+    assert "carl@example.test" in text() and "to a far domain" not in text()
+    window.queue_ops.confirm = lambda title, question: True  # type: ignore[method-assign]
+    window.actions_.freeze.trigger()
+    running.until(lambda: "Frozen" in text())  # the pane follows the message it shows
+    running.run(running.manager.host.delete_message(second))
+    running.until(lambda: model.get(second) is None)
+    running.until(lambda: "Select a message" in text() or "Subject: to a far domain" in text())

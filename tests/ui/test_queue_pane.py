@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from conftest import QLoop, Recorder
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QDialogButtonBox, QToolTip
@@ -16,7 +17,7 @@ from engine.admin.mailroot_items import DropItem
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config, DomainConfig, ServerConfig
 from engine.events import MessageRemoved
-from engine.qmgr.queue import QueueDetail, RecipientDetail
+from engine.qmgr.queue import QueueDetail, QueueItem, RecipientDetail
 from ui.columns import ColumnsDialog, header_menu
 from ui.models.folders import BadmailModel, DropModel
 from ui.models.queue import COLUMN
@@ -24,6 +25,8 @@ from ui.models.queue_shape import AGE_BUCKETS, OTHER, bucket_of, bucket_range, q
 from ui.pickup_drop import PickupResultsModel, PickupRow, PreviewDialog
 from ui.queue_detail import QueueDetailDialog, recipient_status
 from ui.queue_pane import QueuePane
+from ui.queue_preview import HEAD_LINES, header_start
+from ui.tasks import TaskRunner
 from ui.views import elided_tooltip
 
 
@@ -204,3 +207,51 @@ def test_an_elided_cell_shows_its_whole_text_as_tooltip(qtbot: QtBot) -> None:
     view.setColumnWidth(COLUMN["Target Domains"], 400)  # it fits: no tooltip of its own
     assert not elided_tooltip(view, QHelpEvent(QEvent.Type.ToolTip, view.visualRect(index).center(),
                                                view.viewport().mapToGlobal(point)))
+
+
+class CountingQueue:
+    """The two calls the preview makes, counted (the real engine's are in tests/app/test_manager_queue.py)."""
+
+    def __init__(self, model_items: dict[str, QueueItem]) -> None:
+        self.items = model_items
+        self.read: list[str] = []
+
+    async def queue_detail(self, queue_id: str) -> QueueDetail:
+        self.read.append(queue_id)
+        return QueueDetail(self.items[queue_id], (), "", 0.0, False)
+
+    async def read_queued(self, queue_id: str) -> bytes:
+        return f"Subject: message {queue_id}\r\nX-Long: {'x' * 300}\r\n\r\nthe body".encode()
+
+
+def test_preview_reads_only_where_the_selection_stops(qtbot: QtBot, qloop: QLoop, messages: Recorder) -> None:
+    items = [item(n, attempts=1, error="451 4.7.1 try later") for n in range(20_000)]
+    pane = QueuePane(loaded(items))
+    qtbot.addWidget(pane)
+    pane.resize(1000, 600)
+    pane.show()
+    engine = CountingQueue({i.queue_id: i for i in items})
+    runner = TaskRunner(messages)
+    pane.set_source(engine, runner)  # type: ignore[arg-type]
+    pane.select_key(items[0].queue_id)
+    assert engine.read == [] and pane.preview.isHidden()  # no pane, no reading
+    pane.show_preview(True)
+    qloop.run(qloop.until(lambda: "Subject: message Q00000000" in pane.preview.browser.toPlainText()))
+    assert engine.read == ["Q00000000"]
+    for number in range(1, 200):  # arrowing down 199 rows: only where it stops is read
+        pane.select_key(items[number].queue_id)
+    qloop.run(qloop.until(lambda: "Subject: message Q00000199" in pane.preview.browser.toPlainText()))
+    qloop.run(runner.drain())
+    assert engine.read == ["Q00000000", "Q00000199"]
+    text = pane.preview.browser.toPlainText()
+    assert "451 4.7.1 try later" in text and "the body" not in text and "x" * 241 not in text
+    pane.detail.selectionModel().clearSelection()
+    qtbot.waitUntil(lambda: "Select a message" in pane.preview.browser.toPlainText())
+
+
+def test_header_start_stops_at_the_body_and_cuts_long_headers() -> None:
+    message = b"".join(b"Received: from hop%d\r\n" % n for n in range(40)) + b"Subject: s\r\n\r\nbody\r\n"
+    text = header_start(message)
+    assert text.splitlines()[0] == "Received: from hop0" and len(text.splitlines()) == HEAD_LINES + 1
+    assert text.endswith("\n…") and "body" not in text
+    assert header_start(b"Subject: short\n\nbody") == "Subject: short"

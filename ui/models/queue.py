@@ -529,6 +529,11 @@ class QueueModel(QAbstractTableModel):
         self._rebuild_view()
         self.endResetModel()
 
+    @property
+    def now(self) -> float:
+        """The moment the Age and Next Retry columns are written for (the last tick)."""
+        return self._now
+
     def tick(self) -> None:
         """The clock moved: Age and Next Retry change in every row (one dataChanged, no reset)."""
         self._now = self.clock()
