@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from engine.admin.http_client import AdminClient
-
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
 PASSWORD_ENV = "SMTPSVC_PASSWORD"
 
@@ -74,6 +72,8 @@ async def peer_call(args: argparse.Namespace, url: str) -> AsyncIterator[Call]:
     user = getattr(args, "user", None) or getpass.getuser()
     asked: dict[str, str] = vars(args).setdefault("remote_passwords", {})  # asked once: --watch and --follow
     password = asked[f"{user} {url}"] = asked.get(f"{user} {url}") or _password(user, url)  # call again
+    from engine.admin.http_client import AdminClient  # aiohttp and cryptography: only when connecting
+
     client = AdminClient(url, user, password, cafile=getattr(args, "cafile", None), confirm=_confirm)
     async with client:
         async def invoke(op: str, op_args: dict[str, Any]) -> Any:

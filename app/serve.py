@@ -12,27 +12,21 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.admin import http_pages, http_post
-from engine.admin.http_server import AdminServer, Setup
+from app.locations import add_location_options
 from engine.admin.operators import OPERATORS_NAME
 from engine.conf.config import Config, DomainConfig, default_config_path
 from engine.conf.config_file import load_config, save_config, validate_config
 from engine.conf.hostport import join_hostport
 from engine.errors import ConfigError, EngineError
+from engine.events import ConfigChanged, ErrorEvent, Event
 from engine.server import VirtualServer
 
+if TYPE_CHECKING:
+    from engine.admin.http_server import AdminServer, Setup
+
 log = logging.getLogger("smtpsvc")
-
-
-def add_location_options(parser: argparse.ArgumentParser) -> None:
-    """The options `smtpsvc` and `smtpsvc serve` share: where the configuration and the mail live."""
-    parser.add_argument("--config", type=Path, default=None,
-                        help="configuration file (default: %(default)s → the user's config directory)")
-    parser.add_argument("--mailroot", type=Path, default=None, help="Mailroot directory (overrides the file)")
-    parser.add_argument("--listen", action="append", default=None, metavar="HOST:PORT",
-                        help="address to listen on; repeat for several (overrides the file)")
-    parser.add_argument("--domain", default=None, help="default domain name (overrides the file)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,13 +86,69 @@ def config_saver(path: Path, args: argparse.Namespace) -> Callable[[Config], Non
 def start_admin(server: VirtualServer, config_path: Path) -> AdminServer:
     """The admin server of ``server`` (not started): the API, the HTML manager and the Posting Acceptor; its
     operators file defaults to the one `smtpsvc operator add` makes beside the configuration file."""
+    from engine.admin.http_server import AdminServer  # aiohttp: imported only where an admin server is made
+
     return AdminServer(server, operators_default=config_path.expanduser().resolve().parent / OPERATORS_NAME,
                        setups=admin_setups())
 
 
 def admin_setups() -> tuple[Setup, ...]:
     """What the admin server serves beside its API: the HTML manager and the Posting Acceptor."""
+    from engine.admin import http_pages, http_post  # Jinja2 and aiohttp
+
     return (http_pages.setup, http_post.setup)
+
+
+class AdminWhenListening:
+    """The admin server of `smtpsvc serve`, made only once ``admin_listen`` is set (at start or later): its
+    imports (aiohttp, Jinja2) cost a quarter of a second that an engine without it does not pay."""
+
+    def __init__(self, server: VirtualServer, config_path: Path) -> None:
+        self._server = server
+        self._path = config_path
+        self.admin: AdminServer | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._making: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Listen now when ``admin_listen`` is set (EngineError when it cannot); else wait for it to be set."""
+        if self._server.config().server.admin_listen:
+            await self._make()
+        else:
+            self._unsubscribe = self._server.subscribe(self._changed)
+
+    def _changed(self, event: Event) -> None:
+        if (self.admin is None and isinstance(event, ConfigChanged) and "server.admin_listen" in event.keys
+                and self._server.config().server.admin_listen):
+            task = asyncio.get_running_loop().create_task(self._make_live())
+            self._making.add(task)
+            task.add_done_callback(self._making.discard)
+
+    async def _make(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.admin = start_admin(self._server, self._path)
+        self.admin.follow()  # from now on the admin server applies its own settings' changes
+        await self.admin.start()
+
+    async def _make_live(self) -> None:
+        if self.admin is not None:
+            return
+        try:
+            await self._make()
+        except EngineError as error:  # a bad address or certificate: said once, the engine keeps running
+            log.error("admin server: %s", error)
+            self._server.publish(ErrorEvent("admin", str(error)))
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for task in list(self._making):
+            await task
+        if self.admin is not None:
+            await self.admin.stop()
 
 
 async def _freeze_when_recovered(server: VirtualServer) -> None:
@@ -113,11 +163,10 @@ async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    admin = start_admin(server, path)
+    admin = AdminWhenListening(server, path)
     try:
         await server.start()
-        await admin.start()
-        admin.follow()  # admin_listen and its certificate apply live
+        await admin.start()  # admin_listen and its certificate apply live
     except EngineError as error:
         log.error("%s", error)
         await server.stop()

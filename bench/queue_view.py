@@ -417,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=2048, help="bytes per message (default 2048)")
     parser.add_argument("--headless", action="store_true",
                         help="only `smtpsvc serve`: time to SMTP, to the control socket, to the queue recovered; RSS")
+    parser.add_argument("--indexed-only", action="store_true",
+                        help="--headless: two starts with the index, none from the files (a reused --keep queue)")
     parser.add_argument("--child", choices=("recover", "window"), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -439,7 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         count = sum(1 for _ in (mailroot / "Queue").glob("*.eml"))
         if args.headless:
             runs = {}
-            for name in ("first start (no index: from the files)", "second start (with the index)"):
+            starts = ("first start (with the index)", "second start (with the index)") if args.indexed_only else (
+                "first start (no index: from the files)", "second start (with the index)")
+            for number, name in enumerate(starts):
+                if number == 0 and not args.indexed_only:
+                    (mailroot / "Queue" / "queue.idx").unlink(missing_ok=True)  # a queue kept from a former run
                 print(f"smtpsvc serve, {name} ...", flush=True)
                 runs[name] = headless(workdir, mailroot)
                 print(f"  {runs[name]}", flush=True)
@@ -450,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             (OUT_DIR / f"queue_serve-{stamp}.json").write_text(json.dumps(
                 {"count": count, "serve": runs, "load": os.getloadavg()}, indent=2))
+            print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return 0
         config = write_config(workdir, mailroot)
         print("recovery ...", flush=True)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.actor import current_actor
 from engine.admin import mailroot_items as items
@@ -23,7 +24,6 @@ from engine.admin.control import ControlServer, socket_path
 from engine.admin.control_ops import answer
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.event_log import EventLog, event_log_dir, read_entries
-from engine.admin.metrics import MetricsServer
 from engine.admin.operators import OPERATORS_NAME, delete_operator, operator_store
 from engine.admin.perf import RATES, History, Sampler, with_derived
 from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
@@ -63,6 +63,9 @@ from engine.smtpd.users import UserStore
 from engine.store.commit import Committer
 from engine.store.lock import MailrootLock
 from engine.store.mailroot import Mailroot, split_drop_ref
+
+if TYPE_CHECKING:
+    from engine.admin.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +274,8 @@ class VirtualServer:
         if not address or self.sampler is None:
             return
         sampler = self.sampler
+        from engine.admin.metrics import MetricsServer  # aiohttp and prometheus-client: only when it is on
+
         metrics = MetricsServer(address, lambda: sampler.latest)
         try:
             await metrics.start()
