@@ -25,7 +25,7 @@ from engine.errors import HopCountExceeded, QueueWriteError
 from engine.events import ErrorEvent, EventBus, MessageDropped, MessageQueued
 from engine.qmgr.queue import QueueStore
 from engine.store.commit import Committer, TargetUnavailable
-from engine.store.envelope import envelope_lines
+from engine.store.envelope import BINARYMIME, BODY, envelope_lines
 from engine.store.mailroot import Mailroot, drop_ref, new_id
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class SpoolFile:
         self.size = 0  # bytes after the envelope lines
         self._tail = b""  # the last bytes written, to spot a message ending in a lone "." line
         self.dsn = DsnRequest()
+        self.binarymime = False  # BODY=BINARYMIME: delivery converts it for a hop that cannot take it
 
     def write(self, data: bytes) -> None:
         if self.error is not None or self.fd is None:
@@ -278,7 +279,9 @@ class Intake:
                                             drop_ref(self.mailroot, target)))
         else:
             record = self.queue.new_record(spool.queue_id, spool.sender, spool.recipients, source)
-            if spool.dsn:
+            if spool.binarymime:
+                record.extra[BODY] = BINARYMIME
+            if spool.dsn or spool.binarymime:
                 record.ret, record.envid = spool.dsn.ret, spool.dsn.envid
                 for rcpt in record.recipients:
                     rcpt.notify, rcpt.orcpt = spool.dsn.recipients.get(rcpt.address, ("", ""))

@@ -39,7 +39,7 @@ from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Sett
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
 from engine.smtp.scache import ConnectionCache
 from engine.smtp.tls_policy import outbound_verification
-from engine.store.envelope import RecipientState
+from engine.store.envelope import BINARYMIME, BODY, RecipientState
 from engine.store.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class RemoteDelivery:
                               if r.address in addresses and (r.notify or r.orcpt)}
                     jobs.append(Job(attempt.entry.queue_id, self._mail_from(record.sender, config),
                                     list(addresses), content, ret=record.ret, envid=record.envid,
-                                    rcpt_params=params))
+                                    rcpt_params=params, binarymime=record.extra.get(BODY) == BINARYMIME))
                 try:
                     targets = await self._targets(domain, config, transcript)
                 except RouteError as error:

@@ -9,6 +9,7 @@ Every command and reply goes into a transcript (authentication secrets masked).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from aiosmtplib import SMTPResponse
 
 from engine.log.formats import OUTBOUND_USER
 from engine.log.record import ProtocolRecord
+from engine.smtp import binarymime
 from engine.smtp.resolver import Target
 from engine.smtp.scache import ConnectionCache, Key
 
@@ -45,6 +47,7 @@ class Job:
     ret: str = ""  # RFC 3461 parameters, passed on when the next hop supports DSN
     envid: str = ""
     rcpt_params: dict[str, tuple[str, str]] = field(default_factory=dict)  # address -> (NOTIFY, ORCPT)
+    binarymime: bool = False  # came with BODY=BINARYMIME: converted before DATA (RFC 3030 §3)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     dsn_passed: bool = False  # the next hop took over success notices (it supports DSN)
     bytes_sent: int = 0  # message data the next hop accepted (counted once per accepted DATA)
@@ -286,6 +289,17 @@ async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, tr
 async def _send_job(client: aiosmtplib.SMTP, target: Target, job: Job, settings: Settings,
                     transcript: Transcript) -> None:
     undecided = job.undecided()
+    if job.binarymime:
+        # Sent with DATA (aiosmtplib has no BDAT), so no hop can take BINARYMIME from us: convert it once.
+        try:
+            job.content, job.binarymime = await asyncio.to_thread(binarymime.convert, job.content), False
+        except binarymime.Unconvertible as error:
+            transcript.note(f"*** BINARYMIME message {job.queue_id} cannot be converted: {error}")
+            for rcpt in undecided:
+                job.outcomes[rcpt] = Outcome(FAILED, f"554 5.6.3 Conversion required but not possible: {error}",
+                                             "5.6.3")
+            return
+        transcript.note(f"BINARYMIME message {job.queue_id} converted for DATA ({len(job.content)} bytes)")
     encoding = "ascii" if job.sender.isascii() and all(r.isascii() for r in undecided) else "utf-8"
     options = list(job.mail_options)
     if encoding == "utf-8":

@@ -589,6 +589,7 @@ class InboundSMTP(asyncio.Protocol):
             self._report_storage(error)
             return "storage" if is_storage_error(error) else "local"
         spool.dsn = DsnRequest(transaction.ret, transaction.envid, dict(transaction.rcpt_params))
+        spool.binarymime = transaction.body_type == "BINARYMIME"
         received = received_header(
             helo=machine.helo or "",
             peer_ip=self._peer_ip(),

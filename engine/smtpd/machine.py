@@ -10,9 +10,9 @@ Invariants: every reply comes from the table and every 500-504 counts toward ``m
 last one is replaced by 421 and a close); a BDAT chunk's bytes are always consumed, even when the command
 is refused, so message bytes are never read as commands (a BDAT whose size cannot be read closes the
 connection for that reason); DATA and BDAT never mix in one transaction, and BODY=BINARYMIME needs BDAT
-and local recipients (RFC 3030 §3: delivery speaks DATA only, so such mail is refused at RCPT rather
-than accepted and returned); a STARTTLS handshake starts the session over (no HELO, not
-authenticated); the password only passes through in a ``CheckPassword`` action and is kept nowhere.
+(remote recipients too: delivery converts the message for a hop without BINARYMIME, RFC 3030 §3, see
+smtp/binarymime.py); a STARTTLS handshake starts the session over (no HELO, not authenticated); the
+password only passes through in a ``CheckPassword`` action and is kept nowhere.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Literal
 
 from engine.bounce import dsn_params
 from engine.conf.access import NameResult
-from engine.conf.addresses import AddressError, ParamSyntaxError, Path, classify, domain_of, parse_path
+from engine.conf.addresses import AddressError, ParamSyntaxError, Path, parse_path
 from engine.conf.config import Config
 from engine.events import Event
 from engine.smtpd.policy import RELAY_NAME_NEEDED, recipient_refusal
@@ -535,9 +535,6 @@ class SmtpMachine:
             return self._say("relay_deferred", addr=path.address)
         if refusal is not None:
             return [Count("messages_refused_for_relay"), *self._say("relay_denied", addr=path.address)]
-        if transaction.body_type == "BINARYMIME" and not self._local(path.address):
-            # RFC 3030 §3: never accept what cannot go on; delivery speaks DATA only (aiosmtplib has no BDAT).
-            return self._say("binarymime_not_relayed", addr=path.address)
         if path.address not in transaction.recipients:
             transaction.recipients.append(path.address)
         if notify or orcpt:
@@ -550,9 +547,6 @@ class SmtpMachine:
         self.peer_names, self.names_looked_up = names, True
         arg, self._pending_rcpt = self._pending_rcpt, None
         return self.rcpt(arg)
-
-    def _local(self, address: str) -> bool:
-        return classify(domain_of(address), self.config.effective_domains).kind == "local"
 
     def _body_refusal(self, body: Body) -> str:
         """Why DATA or BDAT cannot start a body now (a reply), or "" when it can."""

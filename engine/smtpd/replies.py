@@ -38,7 +38,6 @@ R: dict[str, str] = {
     "syntax_bdat": "421 4.5.4 Syntax: BDAT size [LAST]; its chunk cannot be found, closing transmission channel",
     "data_after_bdat": "503 5.5.1 DATA not permitted in a BDAT transaction",
     "binarymime_needs_bdat": "503 5.6.1 BODY=BINARYMIME requires BDAT",
-    "binarymime_not_relayed": "554 5.6.3 Conversion required: BINARYMIME mail cannot be relayed to {addr}",
     "too_many_connections": "421 4.3.2 Too many connections, try again later",
     "too_many_from_peer": "421 4.3.2 Too many connections from your address, try again later",
     "paused": "421 4.3.2 Service paused, try again later",

@@ -17,6 +17,9 @@ MAX_ENVELOPE_BYTES = 4 << 20
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
+BODY, BINARYMIME = "body", "BINARYMIME"  # StateRecord.extra[BODY]: the message came with BODY=BINARYMIME
+
+
 class EnvelopeError(ValueError):
     """The envelope lines or the state record cannot be read."""
 
