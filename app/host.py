@@ -30,6 +30,7 @@ from engine.errors import EngineError, NotFoundError
 from engine.events import Event
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
 from engine.server import VirtualServer
+from engine.smtpd.pkcs12_import import import_pkcs12
 from engine.smtpd.sessions import SessionInfo
 from engine.smtpd.tls import PairReport, create_self_signed, free_pair, inspect_pair
 
@@ -208,6 +209,20 @@ class EngineHost:
             return str(cert), str(key)
 
         return await asyncio.to_thread(make)
+
+    async def import_certificate(self, pkcs12: str, password: str) -> tuple[str, str]:
+        """A PKCS#12 (.pfx, .p12) file's certificate (with its chain) and key as PEM files beside the configuration
+        file, under names that replace nothing; returns their paths, for the Certificate page to use."""
+        directory = (self._config_path.expanduser().parent if self._config_path is not None
+                     else self.mailroot).resolve()
+
+        def convert() -> tuple[str, str]:
+            directory.mkdir(parents=True, exist_ok=True)
+            cert, key = free_pair(directory, CERT_NAME, KEY_NAME)
+            import_pkcs12(Path(pkcs12), password, cert, key)
+            return str(cert), str(key)
+
+        return await asyncio.to_thread(convert)
 
     async def list_pickup(self) -> list[PickupFile]:
         return await self.call(lambda server: server.list_pickup())

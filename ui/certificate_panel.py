@@ -1,5 +1,5 @@
-"""The Certificate page's details: subject, names, issuer kind, validity, fingerprint, key match; Create
-Self-Signed…, Import… and Remove (the files are read and made by the engine side, through the facade)."""
+"""The Certificate page: details and key match; View Certificate…, Create Self-Signed…, Import… (PEM or PKCS#12) and
+Remove (the files are read and made by the engine side, through the facade)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -22,12 +23,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.smtpd.tls import PairReport
+from engine.smtpd.tls import PairReport, TlsError
+from ui.certificate_view import CertificateDialog
 from ui.errors import MessageBridge
 from ui.facade import CertificateFacade
 from ui.option_fields import TextField
 from ui.tasks import TaskRunner
 
+PKCS12_SUFFIXES = (".pfx", ".p12")
 EXPIRY_WARNING_DAYS = 30
 CHECK_DELAY_MS = 300
 
@@ -101,16 +104,22 @@ class CertificatePanel(QWidget):
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.details.setMinimumHeight(120)
         self.details.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.view_button = QPushButton("&View Certificate…")
+        self.view_button.setToolTip("Every detail: names, issuer, validity, serial number, fingerprints, key, chain")
+        self.view_button.setEnabled(False)
+        self.view_button.clicked.connect(self.view)
         self.create_button = QPushButton("&Create Self-Signed…")
         self.import_button = QPushButton("&Import…")
         self.remove_button = QPushButton("Re&move")
         self.create_button.setToolTip("Make a new key and a self-signed certificate (as `smtpsvc cert new`)")
-        self.import_button.setToolTip("Use an existing certificate (PEM) and its private key")
+        self.import_button.setToolTip("Use an existing certificate: a PEM file and its private key, or a PKCS#12 "
+                                      "file (.pfx, .p12) with its password")
         self.remove_button.setToolTip("Use no certificate: STARTTLS is no longer offered")
         self.create_button.clicked.connect(self.create_new)
         self.import_button.clicked.connect(self.import_files)
         self.remove_button.clicked.connect(self.remove)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.view_button)
         buttons.addStretch(1)
         for button in (self.create_button, self.import_button, self.remove_button):
             buttons.addWidget(button)
@@ -133,13 +142,24 @@ class CertificatePanel(QWidget):
         return box.request() if box.exec() == QDialog.DialogCode.Accepted else None
 
     def ask_files(self) -> tuple[str, str] | None:
-        certificate, _ = QFileDialog.getOpenFileName(self, "Import Certificate (PEM)", self.certificate.value(),
-                                                     "Certificates (*.pem *.crt *.cer);;All files (*)")
+        """A PEM certificate and its key ("" = in the same file), or a PKCS#12 file and ""."""
+        certificate, _ = QFileDialog.getOpenFileName(
+            self, "Import Certificate", self.certificate.value(),
+            "Certificates (*.pem *.crt *.cer *.pfx *.p12);;PKCS#12 (*.pfx *.p12);;All files (*)")
         if not certificate:
             return None
+        if certificate.lower().endswith(PKCS12_SUFFIXES):
+            return certificate, ""
         key, _ = QFileDialog.getOpenFileName(self, "Private Key of the Certificate (PEM; Cancel: in the same file)",
                                              certificate, "Keys (*.pem *.key);;All files (*)")
         return certificate, key
+
+    def ask_password(self, path: str, again: bool) -> str | None:
+        text = (f"The password that protects {path}:" if not again else
+                f"That password does not open {path}. Try again:")
+        password, accepted = QInputDialog.getText(self, "Import PKCS#12 Certificate", text,
+                                                  QLineEdit.EchoMode.Password)
+        return password if accepted else None
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -151,6 +171,7 @@ class CertificatePanel(QWidget):
             if (certificate, key) == (self.certificate.value(), self.key.value()):
                 self.report = report
                 self.details.setText(report_html(report, datetime.datetime.now(datetime.UTC)))
+                self.view_button.setEnabled(report.info is not None)
                 self.remove_button.setEnabled(bool(certificate))
 
         self.runner.spawn(run(), "Certificate")
@@ -168,11 +189,45 @@ class CertificatePanel(QWidget):
 
         self.runner.spawn(run(), "Create Self-Signed Certificate")
 
+    def view(self) -> CertificateDialog | None:
+        info = self.report.info if self.report is not None else None
+        if info is None:
+            return None
+        dialog = CertificateDialog(info, self.certificate.value(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
     def import_files(self) -> None:
         chosen = self.ask_files()
-        if chosen is not None:
-            self.certificate.set_value(chosen[0])
-            self.key.set_value(chosen[1])
+        if chosen is None:
+            return
+        if chosen[0].lower().endswith(PKCS12_SUFFIXES):
+            self.import_pkcs12(chosen[0])
+            return
+        self.certificate.set_value(chosen[0])
+        self.key.set_value(chosen[1])
+
+    def import_pkcs12(self, path: str, again: bool = False) -> None:
+        """Ask the file's password; the engine side writes its certificate and key as PEM files, then the page
+        uses them. A wrong password asks again; any other failure is said."""
+        password = self.ask_password(path, again)
+        if password is None:
+            return
+
+        async def run() -> None:
+            try:
+                certificate, key = await self.facade.import_certificate(path, password)
+            except TlsError as error:
+                if "password" in str(error):
+                    self.import_pkcs12(path, again=True)
+                    return
+                raise
+            self.certificate.set_value(certificate)
+            self.key.set_value(key)
+            self.messages.inform(f"Imported {path} as {certificate} and its key; OK and Apply put them to use")
+
+        self.runner.spawn(run(), "Import Certificate")
 
     def remove(self) -> None:
         self.certificate.set_value("")

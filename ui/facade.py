@@ -132,11 +132,14 @@ class OperatorsFacade(Protocol):
 
 @runtime_checkable
 class CertificateFacade(Protocol):
-    """The Certificate page's calls: describe and check a certificate/key pair, make a self-signed one."""
+    """The Certificate page's calls: describe and check a certificate/key pair, make a self-signed one, import a
+    PKCS#12 (.pfx) file as a PEM pair."""
 
     async def inspect_certificate(self, certificate: str, key: str) -> PairReport: ...
 
     async def create_certificate(self, fqdn: str, names: tuple[str, ...], days: int) -> tuple[str, str]: ...
+
+    async def import_certificate(self, pkcs12: str, password: str) -> tuple[str, str]: ...
 
 
 @runtime_checkable

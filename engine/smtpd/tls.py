@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
 from engine.errors import EngineError
 from engine.smtp.tls_policy import MINIMUM_VERSION
@@ -111,6 +111,16 @@ def describe(ssl_object: object) -> str:
 
 
 @dataclass(frozen=True)
+class ChainLink:
+    """A further certificate of the same file (an intermediate or the root), as View Certificate lists it."""
+
+    subject: str
+    issuer: str
+    not_after: datetime.datetime
+    sha256: str
+
+
+@dataclass(frozen=True)
 class CertificateInfo:
     subject: str
     names: tuple[str, ...]
@@ -118,6 +128,12 @@ class CertificateInfo:
     not_after: datetime.datetime
     sha256: str  # colon-separated hex fingerprint
     self_signed: bool
+    issuer: str = ""
+    serial: str = ""  # colon-separated hex, as certificate viewers show it
+    sha1: str = ""  # colon-separated hex (what older tools and Windows call the thumbprint)
+    key: str = ""  # "RSA 2048 bits", "EC secp256r1 (256 bits)", "Ed25519"
+    signature: str = ""  # e.g. sha256WithRSAEncryption
+    chain: tuple[ChainLink, ...] = ()  # the file's further certificates, in file order
 
 
 def create_self_signed(fqdn: str, certificate: Path, key: Path, *, days: int = DEFAULT_DAYS,
@@ -151,16 +167,44 @@ def create_self_signed(fqdn: str, certificate: Path, key: Path, *, days: int = D
 
 
 def certificate_info(path: Path) -> CertificateInfo:
-    """The first certificate of a PEM file, described."""
+    """The first certificate of a PEM file, described, with the further ones of the file as its chain."""
     try:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError) as error:
         raise TlsError(f"cannot read the certificate {path}: {getattr(error, 'strerror', None) or error}") \
             from error
-    return _info(cert)
+    return _info(certs[0], tuple(certs[1:]))
 
 
-def _info(cert: x509.Certificate) -> CertificateInfo:
+_S = SignatureAlgorithmOID
+SIGNATURES = {_S.RSA_WITH_SHA1: "sha1WithRSAEncryption", _S.RSA_WITH_SHA256: "sha256WithRSAEncryption",
+              _S.RSA_WITH_SHA384: "sha384WithRSAEncryption", _S.RSA_WITH_SHA512: "sha512WithRSAEncryption",
+              _S.RSASSA_PSS: "RSASSA-PSS", _S.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
+              _S.ECDSA_WITH_SHA384: "ecdsa-with-SHA384", _S.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
+              _S.ED25519: "Ed25519", _S.ED448: "Ed448"}
+
+
+def _hex(data: bytes) -> str:
+    text = data.hex().upper()
+    return ":".join(text[i:i + 2] for i in range(0, len(text), 2))
+
+
+def key_text(key: object) -> str:
+    """A public or private key's kind and size as viewers write it."""
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return f"RSA {key.key_size} bits"
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        return f"EC {key.curve.name} ({key.curve.key_size} bits)"
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey | ed448.Ed448PrivateKey):
+        return "Ed448"
+    if isinstance(key, dsa.DSAPublicKey | dsa.DSAPrivateKey):
+        return f"DSA {key.key_size} bits"
+    return type(key).__name__
+
+
+def _info(cert: x509.Certificate, chain: tuple[x509.Certificate, ...] = ()) -> CertificateInfo:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = tuple(san.value.get_values_for_type(x509.DNSName))
@@ -174,6 +218,13 @@ def _info(cert: x509.Certificate) -> CertificateInfo:
         not_after=cert.not_valid_after_utc,
         sha256=":".join(digest[i:i + 2] for i in range(0, len(digest), 2)),
         self_signed=cert.issuer == cert.subject,
+        issuer=cert.issuer.rfc4514_string(),
+        serial=_hex(cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8 or 1, "big")),
+        sha1=_hex(cert.fingerprint(hashes.SHA1())),
+        key=key_text(cert.public_key()),
+        signature=SIGNATURES.get(cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string),
+        chain=tuple(ChainLink(c.subject.rfc4514_string(), c.issuer.rfc4514_string(), c.not_valid_after_utc,
+                              _hex(c.fingerprint(hashes.SHA256()))) for c in chain),
     )
 
 

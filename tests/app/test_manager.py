@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import smtplib
 import socket
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -15,6 +17,11 @@ from typing import TypeVar
 
 import pytest
 import qasync
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 from PySide6.QtCore import QEvent, QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QToolButton
 
@@ -239,6 +246,59 @@ def test_certificate_page_creates_checks_and_uses_a_certificate(running: Run, tm
     with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
         client.ehlo("c")
         assert client.has_extn("starttls")
+
+
+def test_certificate_page_imports_a_pfx_and_views_it(running: Run, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.example.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(0x5EED).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=60))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("mx.example.test")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    pfx = tmp_path / "exported.pfx"
+    pfx.write_bytes(pkcs12.serialize_key_and_certificates(b"mx", key, cert, None,
+                                                          serialization.BestAvailableEncryption(b"open sesame")))
+    window = running.window
+    window.select_node(Node.SERVER)
+    window.actions_.properties.trigger()
+    sheet = window.ops.sheet
+    assert isinstance(sheet, ServerSheet)
+    panel = sheet.certificate_panel
+    assert panel is not None
+    running.until(lambda: panel.report is not None)
+    assert not panel.view_button.isEnabled()  # nothing to view yet
+    asked: list[bool] = []
+    answers = iter(["wrong", "open sesame"])
+    panel.ask_files = lambda: (str(pfx), "")  # type: ignore[method-assign]
+    panel.ask_password = lambda path, again: asked.append(again) or next(answers)  # type: ignore[method-assign]
+    panel.import_button.click()
+    running.until(lambda: sheet.fields["tls_certificate"].value() != "")
+    assert asked == [False, True]  # the wrong password was asked again, saying so
+    certificate, key_file = sheet.fields["tls_certificate"].value(), sheet.fields["tls_key"].value()
+    assert certificate.endswith(".pem") and key_file.endswith(".pem") and Path(key_file).stat().st_mode & 0o077 == 0
+    running.until(lambda: panel.report is not None and panel.report.info is not None)
+    assert panel.report is not None and panel.report.problem == "" and panel.view_button.isEnabled()
+    viewer = panel.view()
+    assert viewer is not None
+    fields = {viewer.details.topLevelItem(row).text(0): viewer.details.topLevelItem(row).text(1)
+              for row in range(viewer.details.topLevelItemCount())}
+    digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+    assert fields["SHA-256 fingerprint"].replace(":", "") == digest
+    assert fields["Serial number"] == "5E:ED" and fields["Public key"] == "EC secp256r1 (256 bits)"
+    assert len(fields["SHA-1 fingerprint"].split(":")) == 20
+    viewer.tabs.setCurrentIndex(1)
+    viewer.grab().save(str(tmp_path / "view-certificate.png"))
+    viewer.close()
+    sheet.ok_button.click()
+    running.until(lambda: running.manager.host.config().server.tls_certificate == certificate)
+    with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed: the digest is compared
+        client.starttls(context=context)
+        presented = client.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+    assert x509.load_der_x509_certificate(presented).fingerprint(hashes.SHA256()).hex().upper() == digest
 
 
 def test_terminate_all_from_the_window(running: Run) -> None:
