@@ -37,6 +37,9 @@ class Behaviour:
     tls: ssl.SSLContext | None = None  # offer STARTTLS with this context
     account: tuple[str, str] | None = None  # AUTH PLAIN/LOGIN with this user and password
     drop_at_data: bool = False  # close the connection after receiving the data, before replying
+    hold_first: asyncio.Event | None = None  # the first message's reply to its data waits until this is set
+    holding: asyncio.Event = field(default_factory=asyncio.Event)  # set once that first message is held
+    held_taken: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is recorded after the hold
 
 
 class Handler:
@@ -70,11 +73,18 @@ class Handler:
             return "250 never seen"
         if self.behaviour.at_data:
             return self.behaviour.at_data
+        held = self.behaviour.hold_first is not None and not self.behaviour.holding.is_set()
+        if held:
+            self.behaviour.holding.set()
+            assert self.behaviour.hold_first is not None
+            await self.behaviour.hold_first.wait()  # a slow remote: the sender's attempt stays in flight
         content = envelope.original_content or b""
         user = session.auth_data if isinstance(session.auth_data, str) else None
         self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content,
                                       list(envelope.mail_options), list(envelope.rcpt_options),
                                       user, session.ssl is not None))
+        if held:
+            self.behaviour.held_taken.set()
         return "250 2.0.0 Message accepted for delivery"
 
 

@@ -1,9 +1,10 @@
 """Remote delivery: picks due queue entries, groups recipients by destination, sends, records, retries, notifies.
 
-Invariants: an entry is in at most one delivery at a time (``QueueEntry.active``); every recipient
+Invariants: a recipient is in at most one attempt at a time: an attempt claims the recipients it sends to
+and releases them with its outcome (``engine.qmgr.fate``; local delivery claims its own); every recipient
 ends delivered, failed (with an NDR to the sender, or Badmail when there is nobody to tell) or
 still pending with a next attempt; the state record is saved before the entry leaves memory.
-Finishing an attempt can fail (disk full, Queue or Badmail gone): the entry is then left inactive
+Finishing an attempt can fail (disk full, Queue or Badmail gone): its claim is then released
 and due again at its next retry, each attempt of a batch is finished on its own, and the error is
 logged and published; whatever the attempt still owed (state, notices, removal) is done next time.
 Destinations are delivered concurrently within the global and per-domain connection limits;
@@ -28,11 +29,12 @@ from engine.bounce.badmail import write_badmail
 from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config, DomainConfig
 from engine.counters import Counters
-from engine.errors import EngineError
+from engine.errors import EngineError, StateError
 from engine.events import ErrorEvent, EventBus, MessageBadmailed, QueueChanged
 from engine.log.record import ProtocolRecord
-from engine.qmgr import schedule
+from engine.qmgr import fate, schedule
 from engine.qmgr.etrn import is_held
+from engine.qmgr.fate import Claim
 from engine.qmgr.gates import Gate
 from engine.qmgr.queue import QueueEntry, QueueStore
 from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
@@ -55,6 +57,7 @@ class _Round:
     """One delivery attempt of one entry, possibly spread over several destinations."""
 
     entry: QueueEntry
+    claim: Claim  # the recipients this attempt acts on, released when it is concluded
     outstanding: int
     started: float
     transcripts: list[str] = field(default_factory=list)
@@ -107,7 +110,8 @@ class RemoteDelivery:
         self._tasks.clear()
         await self.cache.close()
         for entry in self.store.entries.values():
-            entry.active = False
+            # Its attempts were cancelled with their claims; local delivery's claims are its own to release.
+            entry.claims = fate.cancelled(entry.claims, ("remote", "notice", "finish", "bounce"))
 
     def wake_at(self, queue_id: str, when: float) -> None:
         """Look at this message again at ``when`` (new message: now; after an attempt: the schedule's time)."""
@@ -132,16 +136,22 @@ class RemoteDelivery:
             while self._heap and self._heap[0][0] <= now:
                 _, _, queue_id = heapq.heappop(self._heap)
                 entry = self.store.entries.get(queue_id)
-                if entry is None or queue_id in seen or entry.active or entry.record.frozen:
-                    continue  # gone, duplicate wake-up, busy (it gets a new wake-up when done), or frozen
+                if entry is None or queue_id in seen or entry.record.frozen:
+                    continue  # gone, duplicate wake-up, or frozen
                 seen.add(queue_id)
                 remote = self._remote_pending(entry)
                 if not remote:
-                    unfinished = self._unfinished.pop(queue_id, None)
-                    if unfinished is not None:  # nothing to send, but notices, state or removal still owed
-                        entry.active = True
+                    unfinished = self._unfinished.get(queue_id)
+                    claim = entry.claim("finish", (), whole=True) if unfinished is not None else None
+                    if unfinished is not None and claim is not None:
+                        # nothing to send, but notices, state or removal still owed
+                        del self._unfinished[queue_id]
+                        unfinished.claim = claim
                         self._spawn(self._conclude_safely(unfinished, self.clock()))
                     continue
+                remote = entry.free(remote)
+                if not remote:
+                    continue  # every one is in an attempt already, which wakes it again when done
                 if entry.record.next_attempt <= now:
                     due.append((entry, remote))
                 else:
@@ -165,17 +175,18 @@ class RemoteDelivery:
     async def _delay_notice_if_due(self, entry: QueueEntry) -> None:
         """The delay notice has its own time: it is not held back until the next attempt."""
         decision = self._decide(entry, self.clock())
-        if decision.send_delay_notice and not entry.active:
-            entry.active = True
+        waiting = [r.address for r in self._remote_pending(entry)]
+        claim = entry.claim("notice", waiting) if decision.send_delay_notice and waiting else None
+        if claim is not None:
             try:
-                await self._notify(entry, "delay", self._remote_pending(entry), self._config(),
-                                   retry_until=decision.expires_at)
+                await self._notify(entry, "delay", [r for r in entry.pending() if claim.covers(r.address)],
+                                   self._config(), retry_until=decision.expires_at)
                 entry.record.delay_notice_sent = True
                 await self.store.save_state(entry)
             except Exception as error:  # tried again at the next attempt, and said
                 self._report(entry, "the delay notice could not be completed", error)
             finally:
-                entry.active = False
+                entry.release(claim)
         self.wake_at(entry.queue_id, entry.record.next_attempt)
 
     def _remote_pending(self, entry: QueueEntry) -> list[RecipientState]:
@@ -195,11 +206,13 @@ class RemoteDelivery:
         config = self._config()
         by_destination: dict[str, list[tuple[_Round, list[str]]]] = defaultdict(list)
         for entry, recipients in due:
-            entry.active = True
+            claim = entry.claim("remote", [rcpt.address for rcpt in recipients])
+            if claim is None:
+                continue  # taken meanwhile (cannot happen between _run and here: no await), never twice
             groups: dict[str, list[str]] = defaultdict(list)
             for rcpt in recipients:
                 groups[domain_of(rcpt.address)].append(rcpt.address)
-            attempt = _Round(entry, len(groups), self.clock())
+            attempt = _Round(entry, claim, len(groups), self.clock())
             for domain, addresses in groups.items():
                 by_destination[domain].append((attempt, addresses))
         per_connection = config.server.max_messages_per_connection
@@ -338,10 +351,7 @@ class RemoteDelivery:
             rcpt.last_error = "" if outcome.status == DELIVERED else outcome.reply
             rcpt.enhanced = outcome.enhanced
             rcpt.remote = outcome.remote
-            if outcome.status == DELIVERED:
-                rcpt.status = "delivered"
-            elif outcome.status == FAILED:
-                rcpt.status = "failed"
+            rcpt.status = fate.step(fate.status_of(rcpt.status), fate.outcome_event(outcome.status))
 
     # -- after an attempt -----------------------------------------------------------------------
 
@@ -357,29 +367,37 @@ class RemoteDelivery:
         """Conclude; on any failure leave the entry retryable at its next retry and say why."""
         entry = attempt.entry
         if entry.queue_id not in self.store.entries:  # deleted by the administrator during the attempt
-            entry.active = False
+            self._let_go(attempt)
             self._unfinished.pop(entry.queue_id, None)
             return
         if not entry.path.exists():  # deleted under the engine (the Queue directory removed): nothing to send
             self._report(entry, "the queued message file is gone; the message leaves the queue",
                          FileNotFoundError(str(entry.path)))
-            entry.active = False
+            self._let_go(attempt)
             self._unfinished.pop(entry.queue_id, None)
             with contextlib.suppress(OSError):
                 await self.store.remove(entry, "lost")
             return
         try:
             await self._conclude(attempt, now)
-        except Exception as error:  # a stuck "active" entry would never be tried again
+        except Exception as error:  # a claim never released would keep its recipients from every attempt
             self._report(entry, "finishing a delivery attempt failed; it is tried again at the next retry", error)
             self._unfinished[entry.queue_id] = attempt
             decision = self._decide(entry, now)
             retry_at = decision.retry_at if decision.retry_at is not None else \
                 schedule.next_attempt(max(entry.record.attempts, 1), now, self._config().server.retry_intervals_min)
             entry.record.next_attempt = retry_at
-            entry.active = False
+            self._let_go(attempt)
             if entry.queue_id in self.store.entries:
                 self.wake_at(entry.queue_id, retry_at)
+
+    def _let_go(self, attempt: _Round) -> None:
+        """The attempt's outcome is recorded: its recipients are free for the next one."""
+        entry, claim = attempt.entry, attempt.claim
+        if any(held is claim for held in entry.claims):
+            entry.release(claim)
+            if claim.whole:
+                self.store.wake_local(entry.queue_id)  # local recipients it kept local delivery from
 
     def _report(self, entry: QueueEntry, what: str, error: Exception) -> None:
         log.error("%s: %s: %s", entry.queue_id, what, error)
@@ -391,7 +409,7 @@ class RemoteDelivery:
         record = entry.record
         config = self._config()
         newly_failed = [r for r in record.recipients if r.status == "failed" and not r.reported]
-        pending = self._remote_pending(entry)
+        pending = [r for r in self._remote_pending(entry) if attempt.claim.covers(r.address)]  # its own only
         if attempt.transcripts and (pending or newly_failed or entry.path.with_suffix(".rtr").exists()):
             # Transcripts are for messages that did not simply go (IIS 4 kept them for failed attempts).
             # They are diagnostics: one that cannot be written must not hold the message back.
@@ -405,7 +423,7 @@ class RemoteDelivery:
         decision = self._decide(entry, now)
         if pending and decision.expired:
             for rcpt in pending:
-                rcpt.status = "failed"
+                rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
                 rcpt.enhanced = dsn.expired_status(rcpt.enhanced or "4.0.0")
                 rcpt.last_error = (f"Delivery time expired after {config.server.expiration_min} minutes; "
                                    f"last error: {rcpt.last_error or 'none'}")
@@ -429,14 +447,14 @@ class RemoteDelivery:
             self.counters.message_send_retries += 1
         if entry.pending():
             await self.store.save_state(entry)
-            entry.active = False
+            self._let_go(attempt)
             replies = "; ".join(f"{r.address}: {r.last_error}" for r in record.recipients if r.last_error)
             self.bus.publish(QueueChanged(entry.queue_id, "attempted", replies[:1000]))
             if pending:
                 wake = decision.wake_at
                 self.wake_at(entry.queue_id, wake if wake is not None else record.next_attempt)
         else:
-            entry.active = False
+            self._let_go(attempt)
             await self.store.remove(entry, "delivered" if not newly_failed else "returned")
         self._unfinished.pop(entry.queue_id, None)
 
@@ -448,27 +466,25 @@ class RemoteDelivery:
         await self._notify(entry, "success", recipients, self._config())
 
     async def local_failure(self, entry: QueueEntry, recipients: list[RecipientState]) -> None:
-        """Drop could not be written: the local delay-notification and expiration times apply (IIS's Local)."""
-        if not recipients or entry.active:
+        """Drop could not be written: the local delay-notification and expiration times apply (IIS's Local).
+
+        The caller (local delivery) holds the claim of ``recipients`` until this returns."""
+        if not recipients:
             return
         record = entry.record
         config = self._config()
         now = self.clock()
         timing = schedule.timing(config.server, local=True)
         expires = record.arrived + 60 * config.server.local_expiration_min
-        entry.active = True
-        try:
-            if now >= expires:
-                for rcpt in recipients:
-                    rcpt.status = "failed"
-                    rcpt.enhanced = dsn.expired_status("4.3.0")
-                    rcpt.reported = True
-                await self._notify(entry, "failure", recipients, config)
-            elif not record.delay_notice_sent and now >= record.arrived + 60 * timing.delay_notification_min:
-                await self._notify(entry, "delay", recipients, config, retry_until=expires)
-                record.delay_notice_sent = True
-        finally:
-            entry.active = False
+        if now >= expires:
+            for rcpt in recipients:
+                rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
+                rcpt.enhanced = dsn.expired_status("4.3.0")
+                rcpt.reported = True
+            await self._notify(entry, "failure", recipients, config)
+        elif not record.delay_notice_sent and now >= record.arrived + 60 * timing.delay_notification_min:
+            await self._notify(entry, "delay", recipients, config, retry_until=expires)
+            record.delay_notice_sent = True
         if entry.pending():
             self.counters.message_delivery_retries += 1  # local delivery is tried again (IIS: Delivery Retries)
             await self.store.save_state(entry)
@@ -477,11 +493,13 @@ class RemoteDelivery:
 
     async def bounce(self, entry: QueueEntry, reason: str) -> None:
         """Bounce Now: every pending recipient fails at once with ``reason``; the sender gets one NDR."""
-        entry.active = True
+        claim = entry.claim("bounce", (), whole=True)
+        if claim is None:
+            raise StateError(f"message {entry.queue_id} is being delivered right now; try again in a moment")
         try:
             pending = entry.pending()
             for rcpt in pending:
-                rcpt.status = "failed"
+                rcpt.status = fate.step(fate.status_of(rcpt.status), "bounced")
                 rcpt.enhanced = reason.split(" ", 1)[0]
                 rcpt.last_error = reason
                 rcpt.reported = True
@@ -489,7 +507,7 @@ class RemoteDelivery:
             await self._notify(entry, "failure", pending, self._config())
             await self.store.remove(entry, "returned")
         finally:
-            entry.active = False
+            entry.release(claim)
 
     async def _notify(self, entry: QueueEntry, kind: dsn.Kind, recipients: list[RecipientState], config: Config,
                       retry_until: float | None = None) -> None:

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config
 from engine.errors import NotFoundError
 from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved, QueueChanged, QueueRecovery
-from engine.qmgr import queue_index, recovery
+from engine.qmgr import fate, queue_index, recovery
 from engine.store.commit import Committer
 from engine.store.envelope import (
     RecipientState,
@@ -111,15 +111,32 @@ class QueueEntry:
     Slotted and without a Path of its own (the Queue directory is shared): 100,000 of these stay small.
     """
 
-    __slots__ = ("active", "folder", "held_locally", "offset", "record", "size")
+    __slots__ = ("claims", "folder", "offset", "record", "size")
 
     def __init__(self, record: StateRecord, folder: Path, size: int, offset: int) -> None:
         self.record = record
         self.folder = folder  # the Queue directory (one object shared by every entry)
         self.size = size
         self.offset = offset  # where the message starts after the envelope lines
-        self.active = False
-        self.held_locally = False  # local delivery took it from idle (remote delivery may have skipped it)
+        self.claims: fate.Held = ()  # the attempts acting on it now, each on its own recipients (engine.qmgr.fate)
+
+    @property
+    def active(self) -> bool:
+        """Some attempt, notice or bounce is acting on this message now."""
+        return bool(self.claims)
+
+    def claim(self, owner: fate.Owner, wanted: Iterable[str], *, whole: bool = False) -> fate.Claim | None:
+        """Hold the recipients of ``wanted`` that no other attempt holds (None: none free); see fate.take."""
+        granted, self.claims = fate.take(self.claims, owner, wanted, whole=whole)
+        return granted
+
+    def release(self, claim: fate.Claim) -> None:
+        self.claims = fate.release(self.claims, claim)
+
+    def free(self, recipients: Iterable[RecipientState]) -> list[RecipientState]:
+        """The recipients of ``recipients`` that no claim holds."""
+        held = fate.claimed(self.claims)
+        return [] if any(c.whole for c in self.claims) else [r for r in recipients if r.address not in held]
 
     @property
     def path(self) -> Path:
@@ -551,12 +568,16 @@ class QueueStore:
             entry = self.entries.get(queue_id)
             if entry is None or entry.record.frozen:
                 continue
+            local = [r for r in entry.pending() if self.drop_dir_for(r.address) is not None]
+            claim = entry.claim("local", [r.address for r in local]) if local else None
+            if claim is None:
+                continue  # nothing local, or held by another attempt (which hands it back here: wake_local)
+            local = [r for r in local if claim.covers(r.address)]
             try:
-                await self.deliver_local(entry)
+                await self.deliver_local(entry, claim)
             except OSError as error:
                 log.error("local delivery of %s failed: %s", queue_id, error)
                 self.bus.publish(ErrorEvent("drop", f"{queue_id}: {error}"))
-                local = [r for r in entry.pending() if self.drop_dir_for(r.address) is not None]
                 for rcpt in local:
                     rcpt.attempts += 1
                     rcpt.enhanced = "4.3.0"
@@ -566,10 +587,14 @@ class QueueStore:
                     await self.on_local_failure(entry, local)  # delay notice / NDR on the local schedule
                 if queue_id in self.entries and any(r.status == "pending" for r in local):
                     asyncio.get_running_loop().call_later(self.local_retry, self._local.put_nowait, queue_id)
-            if entry.held_locally and queue_id in self.entries:
-                # Remote delivery skips an entry while local delivery holds it: its wake-up is not lost.
-                entry.held_locally = False
-                self.on_added(queue_id)
+            finally:
+                entry.release(claim)
+            if queue_id in self.entries:
+                self.on_added(queue_id)  # what remote delivery skipped while this claim was held is due now
+
+    def wake_local(self, queue_id: str) -> None:
+        """Look at this message's local recipients again (a claim that held them was released)."""
+        self._local.put_nowait(queue_id)
 
     def drop_dir_for(self, address: str) -> Path | None:
         """The Drop directory of a local recipient, or None when the address is not local."""
@@ -578,8 +603,9 @@ class QueueStore:
             return None
         return self.mailroot.drop_for(route.domain.name)
 
-    async def deliver_local(self, entry: QueueEntry) -> None:
-        pending = entry.pending()
+    async def deliver_local(self, entry: QueueEntry, claim: fate.Claim) -> None:
+        """Write the claimed local recipients' copies to Drop (the caller holds and releases ``claim``)."""
+        pending = [r for r in entry.pending() if claim.covers(r.address)]
         by_dir: dict[Path, list[RecipientState]] = {}
         for rcpt in pending:
             folder = self.drop_dir_for(rcpt.address)
@@ -587,44 +613,39 @@ class QueueStore:
                 by_dir.setdefault(folder, []).append(rcpt)
         if not by_dir:
             return
-        entry.held_locally = not entry.active  # remote delivery skipped it meanwhile: wake it when done
-        entry.active = True
-        try:
-            all_local = sum(len(group) for group in by_dir.values()) == len(entry.record.recipients)
-            # A success notice reads the queued message after delivery: then copy, don't move.
-            notices = [r for group in by_dir.values() for r in group if wants_success(r.notify)]
-            movable = not notices and not await self.committer.run(ends_with_lone_dot, entry.path)
-            if all_local and len(by_dir) == 1 and movable:
-                folder = next(iter(by_dir))
-                await self._move_to_drop(entry, folder)
-                for rcpt in pending:
-                    rcpt.status = "delivered"
-                self._forget(entry.queue_id)
-                target = folder / entry.path.name
-                self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in pending),
-                                                drop_ref(self.mailroot, target)))
-                self.bus.publish(MessageRemoved(entry.queue_id, "delivered"))
-                self.on_dropped(1)
-                return
-            for folder, group in by_dir.items():
-                target = folder / entry.path.name
-                await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
-                                         [r.address for r in group], target, self.committer.sync)
-                if self.committer.sync:
-                    await self.committer.sync_directory(folder)
-                for rcpt in group:
-                    rcpt.status = "delivered"
-                self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group),
-                                                drop_ref(self.mailroot, target)))
-                self.on_dropped(1)
-            if notices and self.on_local_delivery is not None:
-                await self.on_local_delivery(entry, notices)
-            if entry.pending():
-                await self.save_state(entry)
-            else:
-                await self.remove(entry, "delivered")
-        finally:
-            entry.active = False
+        all_local = sum(len(group) for group in by_dir.values()) == len(entry.record.recipients)
+        # A success notice reads the queued message after delivery: then copy, don't move.
+        notices = [r for group in by_dir.values() for r in group if wants_success(r.notify)]
+        movable = not notices and not await self.committer.run(ends_with_lone_dot, entry.path)
+        if all_local and len(by_dir) == 1 and movable:
+            folder = next(iter(by_dir))
+            await self._move_to_drop(entry, folder)
+            for rcpt in pending:
+                rcpt.status = "delivered"
+            self._forget(entry.queue_id)
+            target = folder / entry.path.name
+            self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in pending),
+                                            drop_ref(self.mailroot, target)))
+            self.bus.publish(MessageRemoved(entry.queue_id, "delivered"))
+            self.on_dropped(1)
+            return
+        for folder, group in by_dir.items():
+            target = folder / entry.path.name
+            await self.committer.run(_copy_for_drop, entry.path, entry.offset, entry.record.sender,
+                                     [r.address for r in group], target, self.committer.sync)
+            if self.committer.sync:
+                await self.committer.sync_directory(folder)
+            for rcpt in group:
+                rcpt.status = "delivered"
+            self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group),
+                                            drop_ref(self.mailroot, target)))
+            self.on_dropped(1)
+        if notices and self.on_local_delivery is not None:
+            await self.on_local_delivery(entry, notices)
+        if entry.pending():
+            await self.save_state(entry)
+        else:
+            await self.remove(entry, "delivered")
 
     async def _move_to_drop(self, entry: QueueEntry, folder: Path) -> None:
         target = folder / entry.path.name

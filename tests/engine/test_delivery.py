@@ -494,3 +494,48 @@ async def test_an_etrn_release_outlives_a_restart(tmp_path: Path, dnsmasq: Dnsma
         assert later.etrn_held == ("single.test",)  # arrived after the release: waits for the next one
     finally:
         await run.server.stop()
+
+
+@pytest.mark.expect_errors  # the Drop directory is unwritable on purpose for a moment
+async def test_retry_now_while_local_and_remote_deliveries_overlap_sends_the_remote_part_once(
+        tmp_path: Path, dnsmasq: Dnsmasq, port: int) -> None:
+    """Local delivery ends while the remote attempt of the same message is still in flight, then Retry Now.
+
+    Before per-recipient claims, local delivery's end marked the whole message idle, and Retry Now sent the
+    remote part a second time while the first attempt waited for the remote's reply."""
+    blocked = tmp_path / "Drop elsewhere"
+    blocked.mkdir()
+    base = delivery_config(tmp_path, dnsmasq, port)
+    config = replace(base, domains=(replace(base.domains[0], drop_dir=str(blocked)), *base.domains[1:]))
+    run = await start_server(config)
+    hold = asyncio.Event()
+    behaviour = Behaviour(hold_first=hold)
+    try:
+        store = run.server._queue
+        assert store is not None
+        store.local_retry = 0.05  # the local retry comes back at once (the Drop directory is fixed meanwhile)
+        blocked.rmdir()
+        blocked.write_text("a file where the Drop directory should be")
+        async with remote_mta("127.0.0.4", port, behaviour) as mx:
+            await asyncio.to_thread(send, run.port, "s@example.test", ["local@example.test", "far@single.test"])
+            await asyncio.wait_for(behaviour.holding.wait(), 15)  # the remote attempt is in flight
+            [entry] = store.entries.values()
+            await run.wait_for(lambda: entry.record.recipients[0].attempts >= 1)  # local delivery failed
+            blocked.unlink()
+            blocked.mkdir()  # the next local retry succeeds while the remote attempt still waits
+            await run.wait_for(lambda: entry.record.recipients[0].status == "delivered")
+            assert entry.record.recipients[1].status == "pending" and mx.connections == 1
+
+            assert await run.server.retry_now([entry.queue_id]) == 1  # the administrator's Retry Now
+            # A probe after it: once the probe is through, the scheduler has acted on the Retry Now.
+            await asyncio.to_thread(send, run.port, "probe@example.test", ["other@single.test"])
+            await run.wait_for(lambda: any(m.sender == "probe@example.test" for m in mx.messages))
+            hold.set()
+            await asyncio.wait_for(behaviour.held_taken.wait(), 15)  # the first attempt's message is in
+            await run.wait_for(lambda: not store.entries)
+        sent = [m for m in mx.messages if m.sender == "s@example.test"]
+        assert [m.recipients for m in sent] == [["far@single.test"]]  # once, not twice
+        assert len(list(blocked.glob("*.eml"))) == 1
+    finally:
+        hold.set()
+        await run.server.stop()
