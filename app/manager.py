@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app.bridge import EngineBridge
 from app.desktop import display_problem
 from app.export import write_csv
-from app.host import EngineHost
+from app.host import EngineHost, LocalEngine
 from app.remote_window import RemoteComputers
 from app.serve import config_failure, effective_config, start_admin
 from engine.admin.http_server import AdminServer
@@ -93,7 +93,8 @@ class Manager:
         self.admin: AdminServer | None = None
         self.host.add_event_sink(self.bridge.deliver)
         self.host.start_thread()
-        self.window = ManagerWindow(self.host, platform.node() or "localhost", settings or QSettings(),
+        self.engine = LocalEngine(self.host)
+        self.window = ManagerWindow(self.engine, platform.node() or "localhost", settings or QSettings(),
                                     write_csv, self.messages)
         self.messages.parent_widget = lambda: self.window
         self.bridge.events.connect(self.window.on_engine_events)

@@ -1,9 +1,10 @@
-"""A remote computer's engine for the window: the facade (ui.facade.EngineFacade) over an admin server's op table.
+"""A remote computer's engine for the window: the transport that runs facade calls over its admin server.
 
-Like app/host.py's EngineHost, the network runs on a thread and loop of its own: every call is submitted there
-and awaited on the window's loop; engine events arrive over the server-sent event stream and leave that
-thread in batches. When the link drops, the host says so (``link``), retries with a growing pause, and on
-reconnecting reads the state and the configuration again and tells the window the state it found.
+The network runs on a thread and loop of its own (app/loop_thread.py): each call is looked up in ``ROUTES``
+(the VirtualServer method → the admin server's op, its arguments and how its JSON answer becomes the
+facade's type) and awaited on the window's loop; engine events arrive over the server-sent event stream and
+leave that thread in batches. When the link drops, the host says so (``link``), retries with a growing pause,
+and on reconnecting reads the state and the configuration again and tells the window the state it found.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import inspect
 import logging
-import threading
-from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
+from app.engine_proxy import EngineProxy, counter_history
+from app.loop_thread import LoopThread
 from engine.admin import mailroot_items
-from engine.admin.event_ids import EventEntry, Level
-from engine.admin.http_client import AdminClient
-from engine.admin.mailroot_items import DropItem, PickupPreview
+from engine.admin.event_ids import EventEntry
+from engine.admin.http_auth import AuthError
+from engine.admin.http_client import AdminClient, TrustError
 from engine.admin.perf import History
 from engine.admin.tracking import Query, Step, Track
 from engine.bounce.badmail import BadmailItem
@@ -31,17 +33,18 @@ from engine.conf.hostport import split_hostport
 from engine.errors import EngineError, NotFoundError
 from engine.events import Event, StateChanged
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage, RecipientDetail
+from engine.server import VirtualServer
 from engine.smtpd import security
 from engine.smtpd.sessions import SessionInfo
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
 T = TypeVar("T")
 D = TypeVar("D")
-EVENT_BATCH_S = 0.2
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # pauses between reconnection attempts
 Link = Literal["connecting", "connected", "disconnected"]
-EventSink = Callable[[list[Event]], None]
+Args = dict[str, Any]
 
 
 def _event_types() -> dict[str, type[Event]]:
@@ -85,87 +88,209 @@ def _detail(data: dict[str, Any]) -> QueueDetail:
                        delay_notice_sent=data["delay_notice_sent"])
 
 
-class RemoteHost:
+def _whole(value: float | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _raw(data: dict[str, Any]) -> bytes:
+    return base64.b64decode(data["data"])
+
+
+def _track(t: dict[str, Any]) -> Track:
+    return Track(t["queue_id"], t["received"], t["sender"], tuple(t["recipients"]), t["message_id"], t["subject"],
+                 t["size"], t["source"], tuple(Step(**step) for step in t["steps"]))
+
+
+def _query(query: Query) -> Args:
+    return {"sender": query.sender or None, "recipient": query.recipient or None,
+            "message_id": query.message_id or None, "queue_id": query.queue_id or None,
+            "subject": query.subject or None, "since": _whole(query.since), "limit": query.limit}
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """One facade call as an op: ``args`` makes the op's arguments from the call's (by parameter name),
+    ``answer`` the facade's value from the op's result."""
+
+    op: str
+    args: Callable[[Args], Args] = lambda a: {}
+    answer: Callable[[Any], Any] = lambda result: None
+
+
+Composed = Callable[["RemoteHost", Args], Coroutine[Any, Any, Any]]  # a call the admin server has no single op for
+
+
+def _one(key: str, parameter: str) -> Callable[[Args], Args]:
+    return lambda a: {key: a[parameter]}
+
+
+def _same(*names: str) -> Callable[[Args], Args]:
+    return lambda a: {name: list(a[name]) if isinstance(a[name], tuple | list) else a[name] for name in names}
+
+
+async def _queue_items(host: RemoteHost, a: Args) -> list[QueueItem]:
+    found = []
+    for queue_id in a["queue_ids"]:
+        try:
+            found.append(_detail(await host.client.call("queue.show", {"id": queue_id})).item)
+        except NotFoundError:
+            continue
+    return found
+
+
+async def _badmail_items(host: RemoteHost, a: Args) -> list[BadmailItem]:
+    wanted = set(a["names"])
+    return [item for item in map(lambda i: make(BadmailItem, i), await host.client.call("badmail.list"))
+            if item.name in wanted]
+
+
+async def _drop_items(host: RemoteHost, a: Args) -> list[mailroot_items.DropItem]:
+    wanted = set(a["refs"])
+    return [item for item in map(lambda i: make(mailroot_items.DropItem, i), await host.client.call("drop.list"))
+            if item.ref in wanted]
+
+
+async def _apply_config(host: RemoteHost, a: Args) -> None:
+    await host.client.call("config.apply", {"config": config_to_dict(a["config"])})
+    host.snapshot_config(a["config"])
+
+
+async def _preview_pickup(host: RemoteHost, a: Args) -> mailroot_items.PickupPreview:
+    return mailroot_items.preview_pickup(a["data"], host.config().default_domain.name)  # pure: read here
+
+
+async def _submit_to_pickup(host: RemoteHost, a: Args) -> str:
+    """Through the Posting Acceptor (the file is committed at once); the answer is its queue id."""
+    hint = a["name_hint"]
+    name = hint if hint.lower().endswith((".eml", ".txt")) else f"{hint or 'message'}.eml"
+    result = (await host.client.post_messages([(name, a["data"])]))[0]
+    if not result.get("accepted"):
+        raise EngineError(f"{name}: {result.get('reason')}")
+    return str(result["queue_id"])
+
+
+def _events(entries: list[dict[str, Any]]) -> list[EventEntry]:
+    return [EventEntry.from_json(e) for e in entries]
+
+
+def _count(result: dict[str, Any]) -> int:
+    return int(result["count"])
+
+
+ROUTES: dict[Callable[..., Any], Route | Composed] = {
+    VirtualServer.start: Route("server.start"),
+    VirtualServer.stop: Route("server.stop"),
+    VirtualServer.pause: Route("server.pause"),
+    VirtualServer.resume: Route("server.continue"),
+    VirtualServer.apply_config: _apply_config,
+    VirtualServer.list_sessions: Route("sessions.list", answer=lambda r: [make(SessionInfo, s) for s in r]),
+    VirtualServer.terminate_session: Route("sessions.terminate", _one("id", "session_id")),
+    VirtualServer.terminate_all_sessions: Route("sessions.terminate_all", answer=_count),
+    VirtualServer.list_users: Route("users.list", answer=lambda r: [str(name) for name in r]),
+    VirtualServer.add_user: Route("users.add", _same("name", "password")),
+    VirtualServer.set_user_password: Route("users.passwd", _same("name", "password")),
+    VirtualServer.delete_user: Route("users.delete", _same("name")),
+    VirtualServer.list_operators: Route("operators.list", answer=lambda r: [(o["name"], o["role"]) for o in r]),
+    VirtualServer.add_operator: Route("operators.add", _same("name", "password", "role")),
+    VirtualServer.set_operator_password: Route("operators.passwd", _same("name", "password")),
+    VirtualServer.delete_operator: Route("operators.delete", _same("name")),
+    VirtualServer.list_queue: Route("queue.list", _same("offset", "limit", "sort", "descending"), lambda r: QueuePage(
+        tuple(make(QueueItem, i) for i in r["items"]), r["total"], bool(r.get("recovering", False)))),
+    VirtualServer.queue_items: _queue_items,
+    VirtualServer.queue_subjects: Route("queue.subjects", lambda a: {"ids": list(a["queue_ids"])}, dict),
+    VirtualServer.queue_detail: Route("queue.show", _one("id", "queue_id"), _detail),
+    VirtualServer.retry_now: Route("queue.flush", lambda a: {"ids": None if a["queue_ids"] is None
+                                                             else list(a["queue_ids"]), "domain": a["domain"]},
+                                   answer=_count),
+    VirtualServer.release_etrn: Route("queue.flush", lambda a: {"domain": a["domain"]}, answer=_count),
+    VirtualServer.freeze: Route("queue.freeze", _one("id", "queue_id")),
+    VirtualServer.thaw: Route("queue.thaw", _one("id", "queue_id")),
+    VirtualServer.delete_message: Route("queue.delete", _one("id", "queue_id")),
+    VirtualServer.bounce_now: Route("queue.bounce", _one("id", "queue_id")),
+    VirtualServer.read_queued: Route("queue.read", lambda a: {"id": a["queue_id"], "raw": True}, _raw),
+    VirtualServer.list_badmail: Route("badmail.list", answer=lambda r: [make(BadmailItem, i) for i in r]),
+    VirtualServer.badmail_items: _badmail_items,
+    VirtualServer.read_badmail: Route("badmail.read", lambda a: {"name": a["name"], "raw": True}, _raw),
+    VirtualServer.resend_badmail: Route("badmail.resend", _same("name"), lambda r: str(r["pickup"])),
+    VirtualServer.delete_badmail: Route("badmail.delete", _same("name")),
+    VirtualServer.list_drop: Route("drop.list", answer=lambda r: [make(mailroot_items.DropItem, i) for i in r]),
+    VirtualServer.drop_items: _drop_items,
+    VirtualServer.read_drop: Route("drop.read", lambda a: {"name": a["ref"], "raw": True}, _raw),
+    VirtualServer.delete_drop: Route("drop.delete", _one("name", "ref")),
+    VirtualServer.preview_pickup: _preview_pickup,
+    VirtualServer.submit_to_pickup: _submit_to_pickup,
+    VirtualServer.list_events: Route("events.list", lambda a: {"since": _whole(a["since"]), "level": a["level"],
+                                                               "limit": a["limit"]}, _events),
+    counter_history: Route("counters.history", lambda a: {"seconds": _whole(a["seconds"])}, lambda r: History(
+        tuple(r["names"]), tuple((s[0], tuple(s[1:])) for s in r["samples"]))),
+    VirtualServer.track_messages: Route("track", lambda a: _query(a["query"]), lambda r: [_track(t) for t in r]),
+}
+
+
+class RemoteHost(LoopThread):
     """One remote computer; ``open`` connects (raising the trust or login error), ``shutdown`` disconnects."""
 
     def __init__(self, client: AdminClient) -> None:
+        super().__init__(f"smtpsvc-remote-{client.target.base}")
         self.client = client
         self.url = client.target.base
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._sinks: list[EventSink] = []
-        self._pending: list[Event] = []
-        self._flush_scheduled = False
         self._follower: asyncio.Task[None] | None = None
         self._state = "stopped"
         self._bound: list[tuple[str, int]] = []
         self._mailroot = Path()
         self._config = Config()
+        self._session_open = False
         self.link: Link = "connecting"
+        self.reason = ""  # why the link is down
         self.link_changed: Callable[[Link], None] = lambda link: None  # called on the network thread
 
-    # -- thread and connection ----------------------------------------------------------------------------
+    # -- connection -------------------------------------------------------------------------------------
 
-    def start_thread(self) -> None:
-        if self._thread is not None:
-            return
-        ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name=f"smtpsvc-remote-{self.url}",
-                                        daemon=True)
-        self._thread.start()
-        ready.result(timeout=30)
-
-    def _run(self, ready: Future[None]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        ready.set_result(None)
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    def _submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
-        if self._loop is None:
-            coroutine.close()
-            raise EngineError(f"not connected to {self.url}")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-
-    async def open(self) -> None:
-        """Connect and read the state and configuration (call from the window's loop)."""
+    async def open(self, *, retry: bool = False) -> None:
+        """Connect and read the state and configuration (call from the window's loop). ``retry``: a computer
+        that cannot be reached now is retried in the background instead (an untrusted certificate or a refused
+        login is still raised)."""
         self.start_thread()
-        await asyncio.wrap_future(self._submit(self._open()))
+        await self.on_loop(self._open(retry))
 
-    async def _open(self) -> None:
-        await self.client.__aenter__()
-        await self._refresh()
-        self._set_link("connected")
+    async def _open(self, retry: bool) -> None:
+        try:
+            await self._connect()
+        except (TrustError, AuthError):
+            raise
+        except EngineError as error:
+            if not retry:
+                raise
+            self._down(error)
+        else:
+            self._set_link("connected")
         self._follower = asyncio.ensure_future(self._follow())
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None or not thread.is_alive():
-            return
+    async def _connect(self) -> None:
+        if not self._session_open:
+            await self.client.__aenter__()
+            self._session_open = True
+        await self._refresh()
 
+    def shutdown(self, timeout: float = 30.0) -> None:
         async def close() -> None:
             if self._follower is not None:
                 self._follower.cancel()
                 await asyncio.gather(self._follower, return_exceptions=True)
-            await self.client.__aexit__(None, None, None)
+            if self._session_open:
+                await self.client.__aexit__(None, None, None)
 
-        try:
-            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout)
-        except Exception:
-            log.exception("closing the connection to %s failed", self.url)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        self._thread = None
+        self.stop_thread(close(), timeout)
 
     def _set_link(self, link: Link) -> None:
         if link != self.link:
             self.link = link
             self.link_changed(link)
+
+    def _down(self, error: Exception) -> None:
+        log.info("connection to %s lost: %s", self.url, error)
+        self.reason = str(error)
+        self._set_link("disconnected")
 
     async def _refresh(self) -> None:
         state = await self.client.call("state")
@@ -179,6 +304,13 @@ class RemoteHost:
         failures = 0
         while True:
             try:
+                if self.link != "connected":
+                    await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
+                    failures += 1
+                    await self._connect()
+                    self.reason = ""
+                    self._set_link("connected")
+                    self.collect(StateChanged(self._state, self._state))
                 async for data in self.client.events():
                     failures = 0
                     event = event_from_json(data)
@@ -188,47 +320,27 @@ class RemoteHost:
                         self._state = event.state
                     if type(event).__name__ == "ConfigChanged":
                         self._config = config_from_dict(await self.client.call("config.get"))
-                    self._collect(event)
+                    self.collect(event)
                 raise EngineError("the event stream ended")
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the link dropped, or the server restarted: say so, then retry
-                log.info("connection to %s lost: %s", self.url, error)
-                self._set_link("disconnected")
-                await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
-                failures += 1
-                try:
-                    await self._refresh()
-                except Exception as again:
-                    log.info("reconnecting to %s failed: %s", self.url, again)
-                    continue
-                self._set_link("connected")
-                self._collect(StateChanged(self._state, self._state))
+                self._down(error)
 
-    # -- events ---------------------------------------------------------------------------------------
+    # -- the transport ----------------------------------------------------------------------------------
 
-    def add_event_sink(self, sink: EventSink) -> None:
-        """``sink(batch)`` is called on the network thread with the events of the last few milliseconds."""
-        self._sinks.append(sink)
-
-    def _collect(self, event: Event) -> None:
-        self._pending.append(event)
-        if not self._flush_scheduled and self._loop is not None:
-            self._flush_scheduled = True
-            self._loop.call_later(EVENT_BATCH_S, self._flush)
-
-    def _flush(self) -> None:
-        batch, self._pending, self._flush_scheduled = self._pending, [], False
-        for sink in tuple(self._sinks):
-            try:
-                sink(batch)
-            except Exception:
-                log.exception("event sink failed")
-
-    # -- the facade -------------------------------------------------------------------------------------
-
-    async def _call(self, op: str, args: dict[str, Any] | None = None) -> Any:
-        return await asyncio.wrap_future(self._submit(self.client.call(op, args or {})))
+    async def run(self, method: Callable[Concatenate[VirtualServer, P], Awaitable[T]], /,
+                  *args: P.args, **kwargs: P.kwargs) -> T:
+        route = ROUTES.get(method)
+        if route is None:
+            raise EngineError(f"{getattr(method, '__name__', method)} is not available on a remote computer")
+        bound = inspect.signature(method).bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        named = dict(list(bound.arguments.items())[1:])  # without the server
+        if isinstance(route, Route):
+            result = await self.on_loop(self.client.call(route.op, route.args(named)))
+            return cast(T, route.answer(result))
+        return cast(T, await self.on_loop(route(self, named)))
 
     @property
     def state(self) -> str:
@@ -245,156 +357,10 @@ class RemoteHost:
     def config(self) -> Config:
         return self._config
 
-    async def start(self) -> None:
-        await self._call("server.start")
-
-    async def stop(self) -> None:
-        await self._call("server.stop")
-
-    async def pause(self) -> None:
-        await self._call("server.pause")
-
-    async def resume(self) -> None:
-        await self._call("server.continue")
-
-    async def apply_config(self, config: Config) -> None:
-        await self._call("config.apply", {"config": config_to_dict(config)})
+    def snapshot_config(self, config: Config) -> None:
         self._config = config
 
-    async def list_sessions(self) -> list[SessionInfo]:
-        return [make(SessionInfo, s) for s in await self._call("sessions.list")]
 
-    async def list_users(self) -> list[str]:
-        return [str(name) for name in await self._call("users.list")]
-
-    async def add_user(self, name: str, password: str) -> None:
-        await self._call("users.add", {"name": name, "password": password})
-
-    async def set_user_password(self, name: str, password: str) -> None:
-        await self._call("users.passwd", {"name": name, "password": password})
-
-    async def delete_user(self, name: str) -> None:
-        await self._call("users.delete", {"name": name})
-
-    async def list_operators(self) -> list[tuple[str, str]]:
-        return [(o["name"], o["role"]) for o in await self._call("operators.list")]
-
-    async def add_operator(self, name: str, password: str, role: str = "admin") -> None:
-        await self._call("operators.add", {"name": name, "password": password, "role": role})
-
-    async def set_operator_password(self, name: str, password: str) -> None:
-        await self._call("operators.passwd", {"name": name, "password": password})
-
-    async def delete_operator(self, name: str) -> None:
-        await self._call("operators.delete", {"name": name})
-
-    async def terminate_session(self, session_id: str) -> None:
-        await self._call("sessions.terminate", {"id": session_id})
-
-    async def terminate_all_sessions(self) -> int:
-        return int((await self._call("sessions.terminate_all"))["count"])
-
-    async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
-                         descending: bool = False) -> QueuePage:
-        page = await self._call("queue.list", {"offset": offset, "limit": limit, "sort": sort,
-                                               "descending": descending})
-        return QueuePage(tuple(make(QueueItem, i) for i in page["items"]), page["total"],
-                         bool(page.get("recovering", False)))
-
-    async def queue_items(self, queue_ids: Sequence[str]) -> list[QueueItem]:
-        found = []
-        for queue_id in queue_ids:
-            try:
-                found.append((await self.queue_detail(queue_id)).item)
-            except NotFoundError:
-                continue
-        return found
-
-    async def queue_subjects(self, queue_ids: Sequence[str]) -> dict[str, str]:
-        return dict(await self._call("queue.subjects", {"ids": list(queue_ids)}))
-
-    async def queue_detail(self, queue_id: str) -> QueueDetail:
-        return _detail(await self._call("queue.show", {"id": queue_id}))
-
-    async def retry_now(self, queue_ids: Sequence[str] | None = None, domain: str | None = None) -> int:
-        ids = list(queue_ids) if queue_ids is not None else None
-        return int((await self._call("queue.flush", {"ids": ids, "domain": domain}))["count"])
-
-    async def release_etrn(self, domain: str) -> int:
-        return await self.retry_now(domain=domain)
-
-    async def freeze(self, queue_id: str) -> None:
-        await self._call("queue.freeze", {"id": queue_id})
-
-    async def thaw(self, queue_id: str) -> None:
-        await self._call("queue.thaw", {"id": queue_id})
-
-    async def delete_message(self, queue_id: str) -> None:
-        await self._call("queue.delete", {"id": queue_id})
-
-    async def bounce_now(self, queue_id: str) -> None:
-        await self._call("queue.bounce", {"id": queue_id})
-
-    async def read_queued(self, queue_id: str) -> bytes:
-        return base64.b64decode((await self._call("queue.read", {"id": queue_id, "raw": True}))["data"])
-
-    async def list_badmail(self) -> list[BadmailItem]:
-        return [make(BadmailItem, i) for i in await self._call("badmail.list")]
-
-    async def badmail_items(self, names: Sequence[str]) -> list[BadmailItem]:
-        wanted = set(names)
-        return [item for item in await self.list_badmail() if item.name in wanted]
-
-    async def read_badmail(self, name: str) -> bytes:
-        return base64.b64decode((await self._call("badmail.read", {"name": name, "raw": True}))["data"])
-
-    async def resend_badmail(self, name: str) -> str:
-        return str((await self._call("badmail.resend", {"name": name}))["pickup"])
-
-    async def delete_badmail(self, name: str) -> None:
-        await self._call("badmail.delete", {"name": name})
-
-    async def list_drop(self) -> list[DropItem]:
-        return [make(DropItem, i) for i in await self._call("drop.list")]
-
-    async def drop_items(self, names: Sequence[str]) -> list[DropItem]:
-        wanted = set(names)
-        return [item for item in await self.list_drop() if item.name in wanted]
-
-    async def read_drop(self, name: str) -> bytes:
-        return base64.b64decode((await self._call("drop.read", {"name": name, "raw": True}))["data"])
-
-    async def delete_drop(self, name: str) -> None:
-        await self._call("drop.delete", {"name": name})
-
-    async def preview_pickup(self, data: bytes) -> PickupPreview:
-        return mailroot_items.preview_pickup(data, self._config.default_domain.name)  # pure: read here
-
-    async def submit_to_pickup(self, data: bytes, name_hint: str = "") -> str:
-        """Through the Posting Acceptor (the file is committed at once); the answer is its queue id."""
-        name = name_hint if name_hint.lower().endswith((".eml", ".txt")) else f"{name_hint or 'message'}.eml"
-        results = await asyncio.wrap_future(self._submit(self.client.post_messages([(name, data)])))
-        result = results[0]
-        if not result.get("accepted"):
-            raise EngineError(f"{name}: {result.get('reason')}")
-        return str(result["queue_id"])
-
-    async def list_events(self, since: float | None = None, level: Level = "Information",
-                          limit: int = 1000) -> list[EventEntry]:
-        entries = await self._call("events.list", {"since": int(since) if since is not None else None,
-                                                   "level": level, "limit": limit})
-        return [EventEntry.from_json(e) for e in entries if since is None or e["at"] >= since]
-
-    async def counter_history(self, seconds: float | None = None) -> History:
-        history = await self._call("counters.history", {"seconds": int(seconds) if seconds is not None else None})
-        return History(tuple(history["names"]), tuple((s[0], tuple(s[1:])) for s in history["samples"]))
-
-    async def track_messages(self, query: Query) -> list[Track]:
-        found = await self._call("track", {"sender": query.sender or None, "recipient": query.recipient or None,
-                                           "message_id": query.message_id or None,
-                                           "queue_id": query.queue_id or None, "subject": query.subject or None,
-                                           "since": int(query.since) if query.since is not None else None,
-                                           "limit": query.limit})
-        return [Track(t["queue_id"], t["received"], t["sender"], tuple(t["recipients"]), t["message_id"],
-                      t["subject"], t["size"], t["source"], tuple(Step(**step) for step in t["steps"]))
-                for t in found]
+def remote_engine(client: AdminClient) -> EngineProxy:
+    """The facade of the computer ``client`` reaches (not connected yet: ``engine.transport.open()``)."""
+    return EngineProxy(RemoteHost(client))

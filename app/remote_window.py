@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.bridge import EngineBridge
+from app.engine_proxy import EngineProxy
 from app.export import write_csv
 from app.remote import Call
 from app.remote_host import RemoteHost
@@ -103,7 +104,7 @@ class RemoteComputers:
         name = host.client.target.host_port
         bridge, link = EngineBridge(), LinkBridge()
         host.add_event_sink(bridge.deliver)
-        window = ManagerWindow(host, f"{name} (remote)", self.settings, write_csv, MessageBridge())
+        window = ManagerWindow(EngineProxy(host), f"{name} (remote)", self.settings, write_csv, MessageBridge())
         window.setWindowTitle(f"smtpsvc — SMTP Service Manager — {name}")
         bridge.events.connect(window.on_engine_events)
 

@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -607,6 +607,15 @@ class VirtualServer:
         detail = store.detail(queue_id)
         return replace(detail, item=self._snapshots([store.require(queue_id)])[0])
 
+    async def queue_items(self, queue_ids: Sequence[str]) -> list[QueueItem]:
+        """The current snapshot of these messages (those no longer queued are left out)."""
+        store = self._store()
+        return list(self._snapshots(entry for queue_id in queue_ids if (entry := store.get(queue_id)) is not None))
+
+    async def queue_subjects(self, queue_ids: Sequence[str]) -> dict[str, str]:
+        """The Subject of these queued messages (those no longer queued are left out)."""
+        return await asyncio.to_thread(items.queue_subjects, self.mailroot.queue, list(queue_ids))
+
     async def release_etrn(self, domain: str) -> int:
         """Release the mail held for ETRN to ``domain`` now, as an ETRN from that domain would (the manager's
         "Release"); the number of messages scheduled. Only for domains that queue for ETRN."""
@@ -614,7 +623,7 @@ class VirtualServer:
             raise NotFoundError(f"{domain} does not queue mail for ETRN (remote domain, Advanced tab)")
         return await self.retry_now(domain=domain)
 
-    async def retry_now(self, queue_ids: list[str] | None = None, domain: str | None = None) -> int:
+    async def retry_now(self, queue_ids: Sequence[str] | None = None, domain: str | None = None) -> int:
         """Retry Now: the given messages, every message for ``domain``, or (neither given) the whole queue."""
         store = self._store()
         if queue_ids is None:
@@ -626,7 +635,7 @@ class VirtualServer:
             # Durable before the mail goes: after a restart, released-but-undelivered mail is not held again.
             await asyncio.to_thread(save_releases, releases_path(self.mailroot.root),
                                     dict(self._delivery.etrn_released))
-        return await store.schedule_now(queue_ids, persist=self._state == "stopped")
+        return await store.schedule_now(list(queue_ids), persist=self._state == "stopped")
 
     async def _etrn(self, domain: str) -> int | None:
         """ETRN from a client: only for remote domains marked "queue for remote triggered delivery"."""
@@ -657,6 +666,10 @@ class VirtualServer:
     async def list_badmail(self) -> list[BadmailItem]:
         return await asyncio.to_thread(list_badmail, self.mailroot.badmail)
 
+    async def badmail_items(self, names: Sequence[str]) -> list[BadmailItem]:
+        """These Badmail items (those gone are left out), read in one go."""
+        return await asyncio.to_thread(items.badmail_items, self.mailroot.badmail, list(names))
+
     async def read_badmail(self, name: str) -> bytes:
         return await asyncio.to_thread(items.read_badmail_message, self.mailroot.badmail, name)
 
@@ -684,7 +697,7 @@ class VirtualServer:
                     for item in items.list_drop(folder, domains[0])]
         return await asyncio.to_thread(read)
 
-    async def drop_items(self, refs: list[str]) -> list[items.DropItem]:
+    async def drop_items(self, refs: Sequence[str]) -> list[items.DropItem]:
         """These Drop items (``DropItem.ref``; those gone are left out), read in one go."""
         def read() -> list[items.DropItem]:
             found: list[items.DropItem] = []

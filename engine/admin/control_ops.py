@@ -14,13 +14,13 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from engine.admin.event_ids import LEVELS, EventEntry, Level
-from engine.admin.mailroot_items import DropItem, read_drop_item
+from engine.admin.mailroot_items import DropItem
 from engine.admin.perf import History
 from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
@@ -67,6 +67,7 @@ class ControlTarget(Protocol):
     async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
                          descending: bool = False) -> QueuePage: ...
     async def queue_detail(self, queue_id: str) -> QueueDetail: ...
+    async def queue_subjects(self, queue_ids: Sequence[str]) -> dict[str, str]: ...
     async def retry_now(self, queue_ids: list[str] | None = None, domain: str | None = None) -> int: ...
     async def freeze(self, queue_id: str) -> None: ...
     async def thaw(self, queue_id: str) -> None: ...
@@ -310,22 +311,7 @@ async def _queue_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, 
 
 
 async def _queue_subjects(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
-    """The Subject of these queued messages (those no longer queued are left out): a Queue file's head is
-    envelope lines then the message, as in a Drop file."""
-    folder = server.mailroot_path / "Queue"
-
-    def read() -> dict[str, str]:
-        subjects = {}
-        for queue_id in args["ids"]:
-            if not queue_id or "/" in queue_id or "\\" in queue_id or queue_id.startswith("."):
-                continue
-            try:
-                subjects[queue_id] = read_drop_item(folder / f"{queue_id}.eml").subject
-            except OSError:
-                continue  # delivered or deleted meanwhile
-        return subjects
-
-    return await asyncio.to_thread(read)
+    return await server.queue_subjects(args["ids"])
 
 
 async def _config_apply(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:

@@ -146,6 +146,31 @@ def badmail_item(folder: Path, name: str) -> BadmailItem:
     return read_badmail(folder, name)
 
 
+def badmail_items(folder: Path, names: Sequence[str]) -> list[BadmailItem]:
+    """These Badmail items; those gone (or not Badmail names) are left out."""
+    found = []
+    for name in names:
+        try:
+            found.append(badmail_item(folder, name))
+        except (NotFoundError, OSError):
+            continue
+    return found
+
+
+def queue_subjects(folder: Path, queue_ids: Sequence[str]) -> dict[str, str]:
+    """The Subject of these queued messages (those no longer queued are left out): a Queue file's head is
+    envelope lines then the message, as in a Drop file."""
+    subjects = {}
+    for queue_id in queue_ids:
+        if not queue_id or "/" in queue_id or "\\" in queue_id or queue_id.startswith("."):
+            continue
+        try:
+            subjects[queue_id] = read_drop_item(folder / f"{queue_id}.eml").subject
+        except OSError:
+            continue  # delivered or deleted meanwhile
+    return subjects
+
+
 def read_badmail_message(folder: Path, name: str) -> bytes:
     return _inside(folder, f"{name}.BAD").read_bytes()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.host import EngineHost
+from app.host import EngineHost, LocalEngine
 from engine.conf.config import Config, DomainConfig, ServerConfig
 from engine.conf.config_file import load_config
 from engine.errors import EngineError, MailrootLockedError
@@ -38,14 +38,14 @@ async def test_calls_run_on_the_engine_thread(host: EngineHost) -> None:
     assert await host.call(where) == "smtpsvc-engine"
     assert threading.current_thread().name != "smtpsvc-engine"
     assert host.state == "stopped"
-    await host.start()
+    await LocalEngine(host).start()
     assert host.state == "started" and host.bound_addresses[0][0] == "127.0.0.1"
 
 
 async def test_events_arrive_in_batches_from_the_engine_thread(host: EngineHost) -> None:
     batches: list[tuple[str, list[Event]]] = []
     host.add_event_sink(lambda batch: batches.append((threading.current_thread().name, batch)))
-    await host.start()
+    await LocalEngine(host).start()
     port = host.bound_addresses[0][1]
     await asyncio.to_thread(lambda: smtplib.SMTP("127.0.0.1", port).quit())
     deadline = asyncio.get_running_loop().time() + 5
@@ -62,7 +62,7 @@ async def test_events_arrive_in_batches_from_the_engine_thread(host: EngineHost)
 async def test_shutdown_stops_the_engine_and_keeps_committed_mail(tmp_path: Path) -> None:
     host = EngineHost(config(tmp_path))
     host.start_thread()
-    await host.start()
+    await LocalEngine(host).start()
     port = host.bound_addresses[0][1]
 
     def send() -> None:
@@ -74,31 +74,31 @@ async def test_shutdown_stops_the_engine_and_keeps_committed_mail(tmp_path: Path
     assert not host.running
     assert len(list((tmp_path / "Mailroot" / "Drop").glob("*.eml"))) == 1
     with pytest.raises(EngineError, match="not running"):
-        await host.start()
+        await LocalEngine(host).start()
     again = EngineHost(config(tmp_path))  # the Mailroot lock was released
     again.start_thread()
     try:
-        await again.start()
+        await LocalEngine(again).start()
     finally:
         await asyncio.to_thread(again.shutdown)
 
 
 async def test_second_engine_on_the_same_mailroot_is_refused(host: EngineHost, tmp_path: Path) -> None:
-    await host.start()
+    await LocalEngine(host).start()
     second = EngineHost(config(tmp_path))
     second.start_thread()
     try:
         with pytest.raises(MailrootLockedError, match="in use by another smtpsvc engine"):
-            await second.start()
+            await LocalEngine(second).start()
         assert second.state == "stopped" and host.state == "started"
     finally:
         await asyncio.to_thread(second.shutdown)
 
 
 async def test_apply_config_is_saved(host: EngineHost, tmp_path: Path) -> None:
-    await host.start()
+    await LocalEngine(host).start()
     changed = Config(server=ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test", max_recipients=7),
                      domains=host.config().domains, mailroot=host.config().mailroot)
-    await host.apply_config(changed)
+    await LocalEngine(host).apply_config(changed)
     assert host.config().server.max_recipients == 7
     assert load_config(tmp_path / "smtpsvc.toml").server.max_recipients == 7

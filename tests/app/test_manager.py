@@ -169,7 +169,7 @@ def test_session_columns_and_properties_follow_the_client(running: Run, tmp_path
 
 def test_users_dialog_manages_the_accounts_that_authenticate(running: Run, tmp_path: Path) -> None:
     window = running.window
-    host = running.manager.host
+    host = running.manager.engine
     config = host.config()
     server = replace(config.server, users_file=str(tmp_path / "users"), auth_basic=True,
                      auth_plaintext_allowed=True)

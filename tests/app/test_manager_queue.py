@@ -171,7 +171,7 @@ def test_deferred_message_detail_retry_freeze_thaw_bounce(running: Run, tmp_path
 
 def test_held_for_etrn_says_so_without_a_schedule_and_is_released(running: Run, tmp_path: Path) -> None:
     window = running.window
-    host = running.manager.host
+    host = running.manager.engine
     config = host.config()
     held = DomainConfig("far.example", "remote", relay_allowed=True, etrn_queue=True)
     running.run(host.apply_config(replace(config, domains=(*config.domains, held))))
@@ -483,7 +483,7 @@ def test_stopped_server_shows_a_read_only_queue_and_reloads_on_start(running: Ru
 
 def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running: Run, tmp_path: Path) -> None:
     window = running.window
-    host = running.manager.host
+    host = running.manager.engine
     config = host.config()
     alias_drop = tmp_path / "AliasDrop"
     running.run(host.apply_config(replace(config, domains=(

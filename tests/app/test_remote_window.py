@@ -88,7 +88,8 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, pee
         assert window is not None and len(asked) == 1  # asked once, then pinned
         assert (tmp_path / "xdg" / "smtpsvc" / "known_servers").exists()
         assert computers.recent() == [engine.url]
-        _, host = computers.windows[f"127.0.0.1:{engine.admin_port}"]
+        remote_window, transport = computers.windows[f"127.0.0.1:{engine.admin_port}"]
+        host = remote_window.engine
         assert window.state == "started" and host.bound_addresses[0][1] == engine.port
 
         # Drag and drop into Pickup goes through the Posting Acceptor; the queue pane follows the events.
@@ -132,7 +133,7 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, pee
 
         # The remote engine restarts: the window says so, reconnects, and shows the state it finds.
         links: list[str] = []
-        host.link_changed = links.append
+        transport.link_changed = links.append
         engine.stop()
         until(lambda: "disconnected" in links)
         engine.start()
@@ -208,7 +209,7 @@ def test_remote_security_tab_lists_operators(qapp: QApplication, engine: AdminSe
     try:
         window = run(computers.connect(engine.url, "boss", OPERATORS["boss"][0]))
         assert window is not None
-        _, host = computers.windows[f"127.0.0.1:{engine.admin_port}"]
+        host = computers.windows[f"127.0.0.1:{engine.admin_port}"][0].engine
         window.select_node(Node.SERVER)
         window.actions_.properties.trigger()
         sheet = window.ops.sheet

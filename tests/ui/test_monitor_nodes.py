@@ -82,9 +82,9 @@ def test_event_viewer_lists_filters_and_follows_the_log(running: Run) -> None:
     running.until(lambda: viewer.loaded and viewer.model.rowCount() >= 1)
     assert [e.event_id for e in viewer.model.rows()] == [1000]
     config = running.manager.host.config()
-    running.run(running.manager.host.apply_config(replace(config, server=replace(config.server, max_recipients=9))))
-    running.run(running.manager.host.pause())
-    running.run(running.manager.host.resume())
+    running.run(running.manager.engine.apply_config(replace(config, server=replace(config.server, max_recipients=9))))
+    running.run(running.manager.engine.pause())
+    running.run(running.manager.engine.resume())
     running.until(lambda: viewer.model.rowCount() == 4)  # live, without a refresh
     assert sorted(e.event_id for e in viewer.model.rows()) == [1000, 1002, 1003, 1100]
     window.grab().save("/tmp/monitor-event-viewer.png")

@@ -10,24 +10,24 @@ import pytest
 from conftest import QLoop, Recorder, sample_config
 from pytestqt.qtbot import QtBot
 
-from app.host import EngineHost
+from app.host import EngineHost, LocalEngine
 from engine.admin.operators import OPERATORS_NAME, operator_store
 from ui.server_sheet import ServerSheet
 from ui.tasks import TaskRunner
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[EngineHost]:
+def host(tmp_path: Path) -> Iterator[LocalEngine]:
     config_path = tmp_path / "smtpsvc.toml"
     engine = EngineHost(sample_config(tmp_path), config_path=config_path)
     engine.start_thread()
     try:
-        yield engine
+        yield LocalEngine(engine)
     finally:
         engine.shutdown()
 
 
-def test_operators_list_adds_changes_and_removes(qtbot: QtBot, qloop: QLoop, host: EngineHost, messages: Recorder,
+def test_operators_list_adds_changes_and_removes(qtbot: QtBot, qloop: QLoop, host: LocalEngine, messages: Recorder,
                                                  tmp_path: Path) -> None:
     sheet = ServerSheet(host.config, "stopped", host.apply_config, TaskRunner(messages), messages, operators=host)
     qtbot.addWidget(sheet)
@@ -70,7 +70,7 @@ def test_operators_list_adds_changes_and_removes(qtbot: QtBot, qloop: QLoop, hos
     sheet.reject()
 
 
-def test_add_refused_by_the_engine_is_shown(qtbot: QtBot, qloop: QLoop, host: EngineHost,
+def test_add_refused_by_the_engine_is_shown(qtbot: QtBot, qloop: QLoop, host: LocalEngine,
                                             messages: Recorder) -> None:
     sheet = ServerSheet(host.config, "stopped", host.apply_config, TaskRunner(messages), messages, operators=host)
     qtbot.addWidget(sheet)
@@ -83,7 +83,7 @@ def test_add_refused_by_the_engine_is_shown(qtbot: QtBot, qloop: QLoop, host: En
     assert messages.shown[0][0] == "Add Operator" and panel.rows() == []
 
 
-def test_without_the_facade_there_is_no_list(qtbot: QtBot, host: EngineHost, messages: Recorder) -> None:
+def test_without_the_facade_there_is_no_list(qtbot: QtBot, host: LocalEngine, messages: Recorder) -> None:
     sheet = ServerSheet(host.config, "stopped", host.apply_config, TaskRunner(messages), messages)
     qtbot.addWidget(sheet)
     assert sheet.operators_panel is None
