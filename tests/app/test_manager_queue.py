@@ -556,6 +556,6 @@ def test_preview_pane_follows_the_selection_and_the_message(running: Run, tmp_pa
     window.queue_ops.confirm = lambda title, question: True  # type: ignore[method-assign]
     window.actions_.freeze.trigger()
     running.until(lambda: "Frozen" in text())  # the pane follows the message it shows
-    running.run(running.manager.host.delete_message(second))
+    running.run(running.manager.engine.delete_message(second))
     running.until(lambda: model.get(second) is None)
     running.until(lambda: "Select a message" in text() or "Subject: to a far domain" in text())
