@@ -75,18 +75,19 @@ QUEUE_COUNT_EXACT = 10_000  # below this many queued messages a counters request
 
 STATES = ("starting", "started", "stopping", "stopped", "pausing", "paused", "continuing")
 QUEUE_SORT_KEYS: dict[str, Callable[[QueueEntry], object]] = {  # on entries: only the page shown is copied
-    "age": lambda entry: entry.record.arrived,
-    "sender": lambda entry: entry.record.sender.lower(),
+    "age": lambda entry: entry.field("arrived"),
+    "sender": lambda entry: entry.field("sender").lower(),
     "size": lambda entry: entry.size,
-    "attempts": lambda entry: entry.record.attempts,
-    "next_retry": lambda entry: entry.record.next_attempt,
+    "attempts": lambda entry: entry.field("attempts"),
+    "next_retry": lambda entry: entry.field("next_attempt"),
     "domain": lambda entry: _first_domain(entry),
 }
 
 
 def _first_domain(entry: QueueEntry) -> str:
-    recipients = entry.pending() or entry.record.recipients
-    return recipients[0].address.rpartition("@")[2].lower() if recipients else ""
+    rows = entry.recipient_rows()  # (a cold entry stays cold: the whole queue is sorted)
+    pending = [row for row in rows if row[1] == "pending"] or rows
+    return pending[0][0].rpartition("@")[2].lower() if pending else ""
 
 
 class VirtualServer:
@@ -218,7 +219,7 @@ class VirtualServer:
         self._queue.on_local_delivery = self._delivery.notify_local_delivery
         self._queue.on_local_failure = self._delivery.local_failure
         delivery = self._delivery
-        self._queue.on_recovered = lambda entry: delivery.wake_at(entry.queue_id, entry.record.next_attempt)
+        self._queue.on_recovered = delivery.wake_many
         # Before listening: what is left in SortTemp was never acknowledged; new sessions spool there.
         await asyncio.to_thread(self._queue.clear_sorttemp)
 
@@ -628,8 +629,9 @@ class VirtualServer:
         store = self._store()
         if queue_ids is None:
             queue_ids = [e.queue_id for e in store.entries.values()
-                         if domain is None or any(r.address.lower().endswith("@" + domain.lower())
-                                                  for r in e.pending())]
+                         if domain is None or any(address.lower().endswith("@" + domain.lower())
+                                                  for address, status, _, _ in e.recipient_rows()
+                                                  if status == "pending")]
         if domain is not None and self._delivery is not None:
             self._delivery.etrn_released[domain.lower()] = self.clock()
             # Durable before the mail goes: after a restart, released-but-undelivered mail is not held again.

@@ -119,6 +119,14 @@ class RemoteDelivery:
         if when <= self.clock():
             self._wake.set()
 
+    def wake_many(self, wakes: list[tuple[float, str]]) -> None:
+        """``wake_at`` for a batch of (when, id), the recovered queue: one heap build rather than a push each."""
+        sequence = self._sequence
+        self._heap.extend([(when, next(sequence), queue_id) for when, queue_id in wakes])
+        heapq.heapify(self._heap)
+        if self._heap and self._heap[0][0] <= self.clock():
+            self._wake.set()
+
     def kick(self, queue_id: str | None = None) -> None:
         """Look at the queue now (new message, Retry Now, ETRN)."""
         if queue_id is not None:

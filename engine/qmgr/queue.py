@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.bounce.dsn_params import wants_success
 from engine.conf.addresses import classify, domain_of
@@ -45,6 +46,9 @@ RECOVERY_THREADS = 2
 RECOVERY_EVENT_INTERVAL = 0.25  # seconds between QueueRecovery progress events
 RECOVERY_BATCH = 5000  # messages from the index taken per loop turn
 COMPACT_SLACK = 10_000  # index lines beyond twice the messages queued before it is compacted
+
+
+Admitted = tuple["QueueEntry", float, tuple[str, ...]]  # a recovered entry, its next attempt, its pending domains
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,19 @@ class QueueDetail:
 class QueueEntry:
     """In-memory state of one queued message (the record plus where its file is).
 
-    Slotted and without a Path of its own (the Queue directory is shared): 100,000 of these stay small.
+    Slotted and without a Path of its own (the Queue directory is shared): 100,000 of these stay small. An entry
+    recovered from the index is *cold*: it keeps its record as the index line's bytes and decodes it the first
+    time ``record`` is asked for (delivery, an operation, a change); listings, sorting and the counters read
+    cold entries through ``peek``/``field``/``recipient_rows`` without keeping what they decoded.
     """
 
-    __slots__ = ("claims", "folder", "offset", "record", "size")
+    __slots__ = ("_fields", "_record", "claims", "folder", "offset", "queue_id", "size")
 
-    def __init__(self, record: StateRecord, folder: Path, size: int, offset: int) -> None:
-        self.record = record
+    def __init__(self, record: StateRecord | None, folder: Path, size: int, offset: int, *,
+                 queue_id: str = "", fields: bytes = b"") -> None:
+        self._record = record
+        self._fields = fields  # the encoded record while cold (b"" once decoded)
+        self.queue_id = record.queue_id if record is not None else queue_id
         self.folder = folder  # the Queue directory (one object shared by every entry)
         self.size = size
         self.offset = offset  # where the message starts after the envelope lines
@@ -138,26 +148,66 @@ class QueueEntry:
         held = fate.claimed(self.claims)
         return [] if any(c.whole for c in self.claims) else [r for r in recipients if r.address not in held]
 
+    @classmethod
+    def cold(cls, queue_id: str, folder: Path, indexed: queue_index.Indexed) -> QueueEntry:
+        return cls(None, folder, indexed.size, indexed.offset, queue_id=queue_id, fields=indexed.fields)
+
+    @property
+    def record(self) -> StateRecord:
+        """The message's state, decoded once and kept (the object that delivery and operations change)."""
+        if self._record is None:
+            self._record = self.peek()
+            self._fields = b""
+        return self._record
+
+    def peek(self) -> StateRecord:
+        """The record, without keeping it decoded when it is cold (a listing or a count over the whole queue)."""
+        if self._record is not None:
+            return self._record
+        try:
+            return queue_index.decode_record(self._fields)
+        except ValueError:
+            # Checksummed lines are our own; should one still not decode, the files are the truth.
+            for found in recovery.read_chunk(self.folder, [self.queue_id], {self.queue_id}):
+                if isinstance(found, recovery.Loaded):
+                    self._record, self._fields = found.record, b""
+                    return found.record
+            raise
+
+    def field(self, name: str) -> Any:
+        """One field of the record (a sort key), decoding nothing else when cold."""
+        if self._record is not None or not self._fields:
+            return getattr(self.peek(), name)
+        try:
+            return queue_index.record_field(self._fields, name)
+        except ValueError:
+            return getattr(self.peek(), name)
+
+    def recipient_rows(self) -> list[tuple[str, str, int, str]]:
+        """(address, status, attempts, enhanced status) of every recipient, decoding nothing else when cold."""
+        if self._record is None:
+            try:
+                return queue_index.recipient_rows(self._fields)
+            except ValueError:
+                pass
+        return [(r.address, r.status, r.attempts, r.enhanced) for r in self.peek().recipients]
+
     @property
     def path(self) -> Path:
         """The message file, ``Queue/<id>.eml`` (made when asked for, not kept)."""
-        return self.folder / f"{self.record.queue_id}.eml"
-
-    @property
-    def queue_id(self) -> str:
-        return self.record.queue_id
+        return self.folder / f"{self.queue_id}.eml"
 
     def pending(self) -> list[RecipientState]:
         return [r for r in self.record.recipients if r.status == "pending"]
 
     def snapshot(self) -> QueueItem:
-        record = self.record
+        record = self.peek()
         state = "frozen" if record.frozen else "active" if self.active else "queued"
         return QueueItem(
             record.queue_id,
             record.sender,
             tuple(r.address for r in record.recipients),
-            tuple(r.address for r in self.pending()),
+            tuple(r.address for r in record.recipients if r.status == "pending"),
             self.size,
             record.arrived,
             record.attempts,
@@ -220,7 +270,9 @@ class QueueStore:
         self.on_local_delivery: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
         self.local_retry = LOCAL_RETRY
         self.on_local_failure: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
-        self.on_recovered: Callable[[QueueEntry], None] = lambda entry: None
+        # Recovered messages, (next attempt, id) each, handed to delivery in batches (one heap build, not 100,000)
+        self.on_recovered: Callable[[list[tuple[float, str]]], None] = lambda wakes: None
+        self._local_domains: dict[str, bool] = {}
         self._recovery: asyncio.Task[int] | None = None
         self._live: set[str] = set()  # ids queued or finished by the running engine while recovery runs
         self._recovered = 0
@@ -297,6 +349,7 @@ class QueueStore:
                 # The message was delivered and removed but its record was not: nothing to lose.
                 (queue_dir / f"{queue_id}.env").unlink(missing_ok=True)
         self._live.clear()
+        self._local_domains.clear()
         self._recovered_all = True
         self._publish_recovery(True)
         log.info("recovered %d queued message(s), %d from the index", self._recovered,
@@ -320,18 +373,18 @@ class QueueStore:
                 log.warning("queue index not read (the messages are read from their files): %s", error)
                 return listing.order
             missing: list[str] = []
-            batch: list[recovery.Loaded | recovery.Unreadable] = []
-            for queue_id in listing.order:  # oldest first, so that the oldest are scheduled first
+            batch: list[Admitted] = []
+            for queue_id in listing.order:  # oldest first
                 known = indexed.pop(queue_id, None)
                 if known is None:
                     missing.append(queue_id)
                     continue
-                batch.append(recovery.Loaded(queue_id, known[0], known[1], known[2], 0, 0))
+                batch.append((QueueEntry.cold(queue_id, queue_dir, known), known.next_attempt, known.pending_domains))
                 if len(batch) >= RECOVERY_BATCH:
-                    self._take(batch, queue_dir)
+                    self._admit(batch)
                     batch = []
                     await asyncio.sleep(0)  # let sessions and delivery run between batches
-            self._take(batch, queue_dir)
+            self._admit(batch)
             return missing
         finally:
             if collecting:
@@ -363,34 +416,42 @@ class QueueStore:
             log.warning("could not compact the queue index: %s", task.exception())
 
     def _take(self, results: list[recovery.Loaded | recovery.Unreadable], queue_dir: Path) -> None:
-        """Put one batch of read-back messages into memory and hand them to delivery (on the loop)."""
-        live = self._live
-        domains = self._config().effective_domains
-        local_domains: dict[str, bool] = {}  # per batch: the classification of each domain seen
+        """Put one batch of messages read from their files into memory (on the loop)."""
+        batch: list[Admitted] = []
         for result in results:
-            queue_id = result.queue_id
-            if queue_id in live or queue_id in self.entries:
-                continue  # queued (and perhaps finished) by the running engine since the start
             if isinstance(result, recovery.Unreadable):
-                self._quarantine(queue_dir / f"{queue_id}.eml", f"unreadable queue file: {result.reason}")
+                if result.queue_id not in self._live and result.queue_id not in self.entries:
+                    self._quarantine(queue_dir / f"{result.queue_id}.eml", f"unreadable queue file: {result.reason}")
                 continue
-            if result.bad_record:
-                self._quarantine(queue_dir / f"{queue_id}.env", f"unreadable state record: {result.bad_record}")
+            if result.bad_record and result.queue_id not in self._live and result.queue_id not in self.entries:
+                self._quarantine(queue_dir / f"{result.queue_id}.env", f"unreadable state record: {result.bad_record}")
             record = result.record
-            entry = QueueEntry(record, queue_dir, result.size, result.offset)
-            self.entries[record.queue_id] = entry  # the record's own id string: not one more copy per entry
+            pending = tuple(domain_of(r.address) for r in record.recipients if r.status == "pending")
+            batch.append((QueueEntry(record, queue_dir, result.size, result.offset), record.next_attempt, pending))
+        self._admit(batch)
+
+    def _admit(self, batch: list[Admitted]) -> None:
+        """Make these recovered messages known, local ones queued for Drop, and hand them to delivery at once."""
+        live, entries = self._live, self.entries
+        domains = self._config().effective_domains
+        local_domains = self._local_domains  # each domain classified once per recovery
+        wakes: list[tuple[float, str]] = []
+        for entry, next_attempt, pending_domains in batch:
+            queue_id = entry.queue_id
+            if queue_id in live or queue_id in entries:
+                continue  # queued (and perhaps finished) by the running engine since the start
+            entries[queue_id] = entry
             self._recovered += 1
-            for rcpt in record.recipients:
-                if rcpt.status != "pending":
-                    continue
-                domain = domain_of(rcpt.address)
+            for domain in pending_domains:
                 local = local_domains.get(domain)
                 if local is None:
                     local = local_domains[domain] = classify(domain, domains).kind == "local"
                 if local:
                     self._local.put_nowait(queue_id)
                     break
-            self.on_recovered(entry)
+            wakes.append((next_attempt, queue_id))
+        if wakes:
+            self.on_recovered(wakes)
 
     def _publish_recovery(self, finished: bool) -> None:
         self.bus.publish(QueueRecovery(self._recovered, self._expected, finished))
@@ -450,20 +511,27 @@ class QueueStore:
         return self.entries.get(queue_id)
 
     def counts(self) -> QueueLengths:
-        """Messages with pending recipients by kind, for the queue-length counters."""
-        config = self._config()
+        """Messages with pending recipients by kind, for the queue-length counters (cold entries stay cold;
+        each domain is classified once per count)."""
+        domains = self._config().effective_domains
+        kinds_of: dict[str, str] = {}
         local = remote = local_retry = remote_retry = undeliverable = 0
         for entry in self.entries.values():
             kinds: set[str] = set()
             retried: set[str] = set()
             unreachable = False
-            for rcpt in entry.pending():
-                kind = classify(domain_of(rcpt.address), config.effective_domains).kind
+            for address, status, attempts, enhanced in entry.recipient_rows():
+                if status != "pending":
+                    continue
+                domain = domain_of(address)
+                kind = kinds_of.get(domain)
+                if kind is None:
+                    kind = kinds_of[domain] = classify(domain, domains).kind
                 kinds.add(kind)
-                if rcpt.attempts:
+                if attempts:
                     retried.add(kind)
                     # X.4.X is RFC 3463's "network and routing": no route, no answer, connection lost
-                    unreachable = unreachable or rcpt.enhanced[1:4] == ".4."
+                    unreachable = unreachable or enhanced[1:4] == ".4."
             local += "local" in kinds
             remote += "remote" in kinds
             local_retry += "local" in retried

@@ -12,6 +12,10 @@ fields split by U+001F in dataclass order (recipients by U+001E, a recipient's f
 with a control character is written as JSON. Plain text is read about four times faster than JSON. A damaged
 line is skipped: its message is read from its files. The last valid line of a message wins; compaction keeps
 only those.
+
+At start a message's fields stay as the bytes of its line (``Indexed``): the queue keeps them and decodes a
+record only when something needs it (``decode_record``; one field: ``record_field``), so 100,000 recovered
+messages cost a few hundred bytes each, not a thousand in Python objects.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from engine.conf.addresses import domain_of
 from engine.store.envelope import RecipientState, StateRecord
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,14 @@ SAME_ERROR = "\x00"  # a recipient's last error that is the message's (written o
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _SHARED = {"sender", "source", "last_error", "status", "enhanced", "remote", "notify"}  # repeated: interned
 
-Indexed = tuple[StateRecord, int, int]  # record, size, offset
+class Indexed(NamedTuple):
+    """One message as its last valid line has it: the record still encoded, and what recovery needs now."""
+
+    fields: bytes  # the record's fields as written (``encode_record``), decoded on demand
+    size: int
+    offset: int
+    next_attempt: float
+    pending_domains: tuple[str, ...]  # the domains of its pending recipients (local ones go to Drop at once)
 
 
 def boot_id() -> str:
@@ -100,6 +112,11 @@ _RECORD_CODECS = _codecs(_RECORD_FIELDS)
 _RCPT_CODECS = _codecs(_RCPT_FIELDS)
 _RECIPIENTS = [f.name for f in _RECORD_FIELDS].index("recipients")
 _RCPT_ERROR = [f.name for f in _RCPT_FIELDS].index("last_error")
+_RCPT_ADDRESS, _RCPT_STATUS, _RCPT_ATTEMPTS, _RCPT_ENHANCED = (
+    [f.name for f in _RCPT_FIELDS].index(name) for name in ("address", "status", "attempts", "enhanced"))
+_FIELD_NUMBER = {f.name: number for number, f in enumerate(_RECORD_FIELDS)}
+_QUEUE_ID, _NEXT_ATTEMPT = _FIELD_NUMBER["queue_id"], _FIELD_NUMBER["next_attempt"]
+_FIELD_BYTES, _RECIPIENT_BYTES, _RECIPIENT_FIELD_BYTES = (b"\x1f", b"\x1e", b"\x1d")
 # The recipients field is split apart after the others are decoded.
 _RECORD_DECODERS = [str if n == _RECIPIENTS else decode for n, (_, decode) in enumerate(_RECORD_CODECS)]
 _RCPT_DECODERS = [decode for _, decode in _RCPT_CODECS]
@@ -131,14 +148,18 @@ def line(queue_id: str, eml_ino: int, env_ino: int, size: int, offset: int, reco
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
-def _decode_line(payload: bytes, strings: dict[str, str]) -> tuple[int, int, int, int, StateRecord]:
-    """One line; equal repeated strings (states, errors, senders) become one object through ``strings``
-    (a dictionary for one load: interning them for good would keep every unique error for the process's life)."""
-    parts = payload.decode("utf-8").split(FIELD)
-    if len(parts) != len(_RECORD_DECODERS) + 4:
-        raise ValueError("not a line of this layout")
+def decode_record(fields: bytes) -> StateRecord:
+    """The record of an index line's fields (``Indexed.fields``); ValueError when they are not of this layout."""
+    return _decode_fields(fields.decode("utf-8").split(FIELD), {})
+
+
+def _decode_fields(parts: list[str], strings: dict[str, str]) -> StateRecord:
+    """Equal repeated strings (states, errors, senders) become one object through ``strings`` (a dictionary for
+    one load: interning them for good would keep every unique error for the process's life)."""
+    if len(parts) != len(_RECORD_DECODERS):
+        raise ValueError("not a record of this layout")
     values: list[Any] = [strings.setdefault(v, v) if decode is _shared and v[:1] != '"' else decode(v)
-                         for decode, v in zip(_RECORD_DECODERS, parts[4:], strict=True)]
+                         for decode, v in zip(_RECORD_DECODERS, parts, strict=True)]
     record = StateRecord(*values)
     error = record.last_error
     rcpts = []
@@ -152,7 +173,54 @@ def _decode_line(payload: bytes, strings: dict[str, str]) -> tuple[int, int, int
             decoded[_RCPT_ERROR] = error  # (already decoded)
         rcpts.append(RecipientState(*decoded))
     record.recipients = rcpts
-    return int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), record
+    return record
+
+
+def record_field(fields: bytes, name: str) -> Any:
+    """One field of an encoded record, without decoding the others (sorting a cold queue)."""
+    number = _FIELD_NUMBER[name]
+    parts = fields.split(_FIELD_BYTES, number + 1)
+    if len(parts) <= number:
+        raise ValueError("not a record of this layout")
+    return _RECORD_DECODERS[number](parts[number].decode("utf-8"))
+
+
+def recipient_rows(fields: bytes) -> list[tuple[str, str, int, str]]:
+    """(address, status, attempts, enhanced status) of each recipient of an encoded record, for the counters
+    and the domain sort: the recipients' part decoded alone, no objects kept."""
+    parts = fields.split(_FIELD_BYTES, _RECIPIENTS + 1)
+    if len(parts) <= _RECIPIENTS:
+        raise ValueError("not a record of this layout")
+    rows = []
+    for text in (parts[_RECIPIENTS].decode("utf-8").split(RECIPIENT) if parts[_RECIPIENTS] else ()):
+        rcpt = text.split(RECIPIENT_FIELD)
+        if len(rcpt) != len(_RCPT_DECODERS):
+            raise ValueError("not a recipient of this layout")
+        rows.append((_decode_str(rcpt[_RCPT_ADDRESS]), _decode_str(rcpt[_RCPT_STATUS]), int(rcpt[_RCPT_ATTEMPTS]),
+                     _decode_str(rcpt[_RCPT_ENHANCED])))
+    return rows
+
+
+def _parse_line(payload: bytes) -> tuple[str, int, int, Indexed]:
+    """(queue id, eml inode, env inode, the message) of one line; checks its layout, decodes only what recovery
+    needs now (ValueError when it is not of this layout)."""
+    numbers = payload.split(_FIELD_BYTES, 4)
+    if len(numbers) != 5:
+        raise ValueError("not a line of this layout")
+    fields = numbers[4]
+    parts = fields.split(_FIELD_BYTES)
+    if len(parts) != len(_RECORD_DECODERS):
+        raise ValueError("not a record of this layout")
+    domains = []
+    for text in (parts[_RECIPIENTS].split(_RECIPIENT_BYTES) if parts[_RECIPIENTS] else ()):
+        rcpt = text.split(_RECIPIENT_FIELD_BYTES)
+        if len(rcpt) != len(_RCPT_DECODERS):
+            raise ValueError("not a recipient of this layout")
+        if rcpt[_RCPT_STATUS] == b"pending":
+            domains.append(domain_of(_decode_str(rcpt[_RCPT_ADDRESS].decode("utf-8"))))
+    queue_id = parts[_QUEUE_ID].decode("ascii")
+    message = Indexed(fields, int(numbers[2]), int(numbers[3]), float(parts[_NEXT_ATTEMPT]), tuple(domains))
+    return queue_id, int(numbers[0]), int(numbers[1]), message
 
 
 def _payloads(data: bytes) -> Iterator[bytes]:
@@ -223,9 +291,9 @@ class QueueIndex:
             return usable
 
     def load(self, messages: dict[str, int], records: dict[str, int]) -> dict[str, Indexed]:
-        """The records whose files are still those on disk (``messages``/``records``: id → inode)."""
+        """The messages whose files are still those on disk (``messages``/``records``: id → inode), their records
+        left encoded."""
         found: dict[str, Indexed] = {}
-        strings: dict[str, str] = {}
         count = 0
         with self.path.open("rb") as handle:
             handle.readline()
@@ -233,14 +301,13 @@ class QueueIndex:
                 for payload in _payloads(block):
                     count += 1
                     try:
-                        eml_ino, env_ino, size, offset, record = _decode_line(payload, strings)
-                    except (TypeError, ValueError):
+                        queue_id, eml_ino, env_ino, message = _parse_line(payload)
+                    except (TypeError, ValueError, UnicodeDecodeError):
                         continue
-                    queue_id = record.queue_id
                     if messages.get(queue_id) != eml_ino or records.get(queue_id, 0) != env_ino:
                         found.pop(queue_id, None)  # an older line of a file since replaced
                         continue
-                    found[queue_id] = (record, size, offset)
+                    found[queue_id] = message
         self.lines = max(self.lines, count)
         return found
 

@@ -145,7 +145,8 @@ def test_compaction_keeps_the_last_line_of_each_live_message(tmp_path: Path) -> 
     assert index.lines == 3
     index.append([line("C", 2)])
     found = index.load({"A": 11, "B": 11, "C": 11, "D": 11}, {})
-    assert {name: record.attempts for name, (record, _, _) in found.items()} == {"A": 3, "C": 2, "D": 1}
+    assert {name: queue_index.decode_record(known.fields).attempts for name, known in found.items()} == {
+        "A": 3, "C": 2, "D": 1}
     index.close()
 
 
@@ -168,7 +169,11 @@ def test_any_record_reads_back_from_its_line_as_it_was(sender: str, error: str, 
         index.append([queue_index.line("Q1", 7, 0, 10, 2, text)])
         found = index.load({"Q1": 7}, {})
         index.close()
-    assert found == {"Q1": (record, 10, 2)}
+    (known,) = found.values()
+    assert (list(found), queue_index.decode_record(known.fields), known.size, known.offset) == (["Q1"], record, 10, 2)
+    pending = [r.address.rpartition("@")[2].lower().removesuffix(".") for r in record.recipients
+               if r.status == "pending"]
+    assert (known.next_attempt, known.pending_domains) == (record.next_attempt, tuple(pending))
 
 
 @pytest.mark.expect_errors  # the FIFO is reported (an ErrorEvent) and quarantined
