@@ -48,7 +48,8 @@ USERS = Accounts(
 OPERATORS = Accounts(
     "operator", "operators_file", OPERATORS_NAME, "manage the Operators (remote administrators)",
     "Operators may administer this server over HTTPS (smtpsvc --connect, the HTML manager): role admin "
-    "(everything) or viewer (read-only). Kept as scrypt hashes in the operators file (server option "
+    "(everything), viewer (read-only) or poster (may only post messages: POST /post and the upload page). "
+    "Kept as scrypt hashes in the operators file (server option "
     "operators_file), separate from the accounts of AUTH.",
     operator_store, ROLES,
     note=lambda config: "" if config.server.admin_listen else

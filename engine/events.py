@@ -106,6 +106,7 @@ class MessageBadmailed(Event):
     reason: str
     source: str
     cause: str = ""  # the counter it counts in: a key of counters.BADMAIL_COUNTERS ("" = by source)
+    queue_id: str = ""  # the id the message had, or (Pickup) was to be queued under; "" when unknown
 
 
 @dataclass(frozen=True)

@@ -785,6 +785,12 @@ class VirtualServer:
             self._count_queue()
         return self.counters.snapshot()
 
+    @property
+    def pickup_taking(self) -> bool:
+        """Whether the Pickup service takes files now (the server runs and its Pickup is not waiting out a
+        storage failure); a file put into Pickup otherwise waits there until it does."""
+        return bool(getattr(self._pickup, "taking", False))
+
     async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
         if self._intake is None:
             raise StateError("the server is not running")

@@ -27,7 +27,8 @@ from ui.facade import OperatorsFacade
 from ui.tasks import TaskRunner
 from ui.users_dialog import AccountDialog
 
-ROLES = {"admin": "Administrator (everything)", "viewer": "Viewer (read-only)"}  # the engine's two roles
+ROLES = {"admin": "Administrator (everything)", "viewer": "Viewer (read-only)",
+         "poster": "Poster (may only post messages)"}  # the engine's roles (engine.admin.operators.ROLES)
 
 
 class OperatorDialog(AccountDialog):

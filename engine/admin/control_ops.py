@@ -564,7 +564,7 @@ OPS: dict[str, Op] = {
     "operators.list": Op(_operators_list, {}, "the Operators: [{name, role}]", "read"),
     "operators.add": Op(_operators_add, {"name": Arg(str, required=True), "password": Arg(str, required=True),
                                          "role": Arg(str, default="admin")},
-                        "add an operator (role admin or viewer)"),
+                        "add an operator (role admin, viewer or poster)"),
     "operators.passwd": Op(_operators_passwd, {"name": Arg(str, required=True), "password": Arg(str, required=True)},
                            "change an operator's password"),
     "operators.delete": Op(_operators_delete, _NAME, "delete an operator (not the last admin)"),

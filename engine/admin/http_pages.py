@@ -22,6 +22,7 @@ from aiohttp import web
 
 from engine.admin.http_auth import AuthError, ForbiddenError, Identity
 from engine.admin.http_server import COOKIE, IDENTITY, AdminServer
+from engine.admin.operators import home, may_post, may_visit
 from engine.conf.config_file import config_from_dict, format_value
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME, Option
 from engine.errors import ConfigError, EngineError
@@ -117,10 +118,12 @@ class Pages:
                **context: Any) -> web.Response:
         identity: Identity | None = request.get(IDENTITY)
         flash = self._flash.pop(identity.session, None) if identity and identity.session else None
+        nav = [(href, text) for href, text in NAV if identity is not None and may_visit(identity.role, href)]
         html = _env.get_template(template).render(
-            identity=identity, csrf=identity.csrf if identity else "", nav=NAV, section=section, title=title,
+            identity=identity, csrf=identity.csrf if identity else "", nav=nav, section=section, title=title,
             server_name=self.admin.target.config().name, flash=flash, when=when,
-            admin=identity is not None and identity.role == "admin", **context)
+            admin=identity is not None and identity.role == "admin",
+            poster=identity is not None and may_post(identity.role), **context)
         return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
 
     def error_page(self, request: web.Request, error: EngineError, status: int) -> web.Response:
@@ -184,7 +187,7 @@ class Pages:
         except AuthError as error:
             return await self.login_page(request, str(error), name, status=403 if error.locked else 401)
         session = self.admin.auth.open_session(identity)
-        response = web.HTTPSeeOther("/")
+        response = web.HTTPSeeOther(home(identity.role))
         response.set_cookie(COOKIE, session.session, httponly=True, secure=self.admin.tls, samesite="Strict",
                             path="/")
         response.del_cookie(LOGIN_COOKIE, path="/login")

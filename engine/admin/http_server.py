@@ -30,7 +30,7 @@ from aiohttp import web
 from engine.actor import ACTOR
 from engine.admin.control_ops import OPS, ControlTarget, RequestError, call, error_reply
 from engine.admin.http_auth import AuthError, ForbiddenError, Identity, OperatorAuth, parse_basic
-from engine.admin.operators import may_run
+from engine.admin.operators import home, may_run, may_visit
 from engine.conf.config import DOMAIN_SECRETS, Config
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.conf.options import OPTIONS_BY_NAME
@@ -60,14 +60,15 @@ ADMIN_KEYS = frozenset(f"server.{name}" for name in (
 
 
 class AdminTarget(ControlTarget, Protocol):
-    """What the admin server needs of the facade beyond the op table: the event bus, the Mailroot and the
-    intake (the Posting Acceptor)."""
+    """What the admin server needs of the facade beyond the op table: the event bus, the Mailroot and whether
+    its Pickup service takes files (the Posting Acceptor)."""
 
     @property
     def mailroot(self) -> Mailroot: ...
+    @property
+    def pickup_taking(self) -> bool: ...
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]: ...
     def publish(self, event: Event) -> None: ...
-    async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str: ...
 
 
 Setup = Callable[["AdminServer", web.Application], None]  # adds routes (the HTML manager, the Posting Acceptor)
@@ -260,12 +261,17 @@ class AdminServer:
             return await handler(request)
         api = request.path.startswith(("/api/", "/post")) and "text/html" not in request.headers.get("Accept", "")
         try:
-            request[IDENTITY] = await self.identify(request)
+            request[IDENTITY] = identity = await self.identify(request)
         except AuthError as error:
             if api or request.headers.get("Authorization"):
                 return json_error(error)
             raise web.HTTPSeeOther("/login") from None
         try:
+            if not may_visit(identity.role, request.path):
+                if request.path == "/" and request.method == "GET" and not api:
+                    raise web.HTTPSeeOther(home(identity.role))
+                raise ForbiddenError(f"the operator {identity.name} is a {identity.role or 'nobody'}: it may only "
+                                     "post messages (POST /post, the upload page /upload)")
             return await handler(request)
         except EngineError as error:  # a page's op failed, or a form was refused: say so on a page
             if api or self.page_error is None:

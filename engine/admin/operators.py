@@ -2,7 +2,8 @@
 
 The operators file has the users file's format and code (engine.smtpd.users) with a role per account:
 ``name:role:scrypt$...``, mode 0600. ``admin`` may run every op; ``viewer`` only the ops the op table marks
-"read" (lists, counters, logs).
+"read" (lists, counters, logs); ``poster`` no op at all: it may only post messages (``POST /post``, the
+Posting Acceptor) and see the upload page — the IIS Posting Acceptor's "account allowed to post".
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from engine.admin.control_ops import OPS, Access
 from engine.errors import StateError
 from engine.smtpd.users import UserStore
 
-Role = Literal["admin", "viewer"]
-ROLES: tuple[Role, ...] = ("admin", "viewer")  # the first is the default of `smtpsvc operator add`
+Role = Literal["admin", "viewer", "poster"]
+ROLES: tuple[Role, ...] = ("admin", "viewer", "poster")  # the first is the default of `smtpsvc operator add`
 OPERATORS_NAME = "smtpsvc-operators"
 
-_ALLOWED: dict[str, frozenset[Access]] = {"admin": frozenset({"read", "change"}), "viewer": frozenset({"read"})}
+_ALLOWED: dict[str, frozenset[Access]] = {"admin": frozenset({"read", "change"}), "viewer": frozenset({"read"}),
+                                          "poster": frozenset()}
+_POSTERS = frozenset({"admin", "poster"})  # who may post messages (a viewer changes nothing, mail included)
+# The only paths of the admin server a poster may reach (beside /login and /static/, which need no login).
+_POSTER_PATHS = frozenset({"/post", "/upload", "/logout"})
 
 
 def operator_store(path: Path) -> UserStore:
@@ -33,6 +38,24 @@ def may(role: str, access: Access) -> bool:
 def may_run(role: str, op: str) -> bool:
     spec = OPS.get(op)
     return spec is not None and may(role, spec.access)
+
+
+def may_post(role: str) -> bool:
+    """Whether an operator of ``role`` may post messages (the Posting Acceptor)."""
+    return role in _POSTERS
+
+
+def may_visit(role: str, path: str) -> bool:
+    """Whether an operator of ``role`` may reach ``path`` of the admin server at all (before any op check):
+    a poster only the Posting Acceptor and its upload page; an unknown role nothing."""
+    if role == "poster":
+        return path in _POSTER_PATHS
+    return role in _ALLOWED
+
+
+def home(role: str) -> str:
+    """The page an operator lands on after logging in."""
+    return "/upload" if role == "poster" else "/"
 
 
 def delete_operator(store: UserStore, name: str) -> None:

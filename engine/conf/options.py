@@ -202,9 +202,9 @@ OPTIONS: tuple[Option, ...] = (
            "Remote administration: allow plain HTTP when the admin server listens on a loopback address and no "
            "certificate is configured (never on any other address).", "Security", local=True),
     Option("operators_file", "str", "", "",
-           "The Operators: accounts allowed to administer this server remotely (admin or viewer), as scrypt "
-           "hashes in their own file (mode 0600), managed with `smtpsvc operator`. An absolute path.", "Security",
-           local=True),
+           "The Operators: accounts allowed to administer this server remotely (admin, viewer, or poster: may "
+           "only post messages), as scrypt hashes in their own file (mode 0600), managed with `smtpsvc operator`. "
+           "An absolute path.", "Security", local=True),
     # Protocol (not on an IIS sheet; hardening knobs)
     Option("max_bad_commands", "int", 10, "",
            "Bad or unknown commands in a session before 421 and disconnect (unconfirmed IIS value).",

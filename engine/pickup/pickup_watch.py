@@ -12,6 +12,9 @@ Invariants:
   were unchanged across two polls.
 - Names starting with "." (writers' temporary files) and subdirectories are ignored. A file that cannot be
   claimed is left alone and reported once per inode and mtime — never sent.
+- A file whose name starts with a queue id (``<ID>-anything``, as the Posting Acceptor names what it drops) is
+  submitted under that id, so its writer knows the queue id before the file is taken — unless a message with
+  that id exists or is being taken, when it gets a fresh id like any other file (an id is never reused).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -51,6 +55,7 @@ _WATCH_MASK = (
 )
 _WATCH_LOST = inotify.IN_IGNORED | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT
 _Signature = tuple[int, int, int]  # inode, size, mtime_ns
+_NAMED_ID = re.compile(r"([0-9A-F]{24,32})-")  # a name starting with a queue id (mailroot.new_id's form)
 
 
 def recover(mailroot: Mailroot) -> int:
@@ -65,11 +70,9 @@ def recover(mailroot: Mailroot) -> int:
             claims = [Path(entry.path) for entry in entries if entry.name.startswith(CLAIM_PREFIX)]
     except FileNotFoundError:
         return 0
-    folders = [mailroot.queue, *(folder for folder, _ in mailroot.drop_folders())]
     moved = 0
     for claim in claims:
-        stored = f"{_claim_id(claim.name)}.eml"
-        if any((folder / stored).exists() for folder in folders):
+        if _stored(mailroot, _claim_id(claim.name)):
             log.info("Pickup: %s was queued before a crash; not sent again", printable_name(claim.name))
             claim.unlink(missing_ok=True)
             continue
@@ -79,6 +82,18 @@ def recover(mailroot: Mailroot) -> int:
     if moved:
         fsync_dir(mailroot.pickup)
     return moved
+
+
+def _stored(mailroot: Mailroot, queue_id: str) -> bool:
+    """Whether a message with this id was committed: Queue/<id>.eml or a Drop's <id>.eml exists."""
+    stored = f"{queue_id}.eml"
+    return any((folder / stored).exists() for folder in (mailroot.queue, *(f for f, _ in mailroot.drop_folders())))
+
+
+def named_id(name: str) -> str | None:
+    """The queue id a Pickup file's name asks for (``<ID>-anything``), or None."""
+    match = _NAMED_ID.match(name)
+    return match[1] if match else None
 
 
 def printable_name(name: str) -> str:
@@ -190,10 +205,16 @@ class PickupService:
         self._writing: set[str] = set()  # names with an IN_MODIFY not yet followed by IN_CLOSE_WRITE
         self._reported: dict[str, tuple[int, int]] = {}
         self._retrieved = 0
+        self._taking_ids: set[str] = set()  # ids of the claims being processed
 
     @property
     def files_retrieved(self) -> int:
         return self._retrieved
+
+    @property
+    def taking(self) -> bool:
+        """Whether files put into Pickup are taken now: running, and not waiting out a storage failure."""
+        return self._running and not self._paused()
 
     @property
     def uses_inotify(self) -> bool:
@@ -406,7 +427,7 @@ class PickupService:
         if info.st_size == 0 and time.time() - info.st_mtime < self._settle:
             self._schedule_scan(self._settle)  # likely created empty and written next: look again later
             return None
-        claim = self._mailroot.sorttemp / _fit(f"{CLAIM_PREFIX}{new_id()}-", name)
+        claim = self._mailroot.sorttemp / _fit(f"{CLAIM_PREFIX}{self._claim_id_for(name)}-", name)
         try:
             os.rename(source, claim)
         except OSError as exc:
@@ -420,7 +441,16 @@ class PickupService:
             return None
         return claim
 
+    def _claim_id_for(self, name: str) -> str:
+        """The id the file is submitted under: the one its name asks for when that id is free, else a new one."""
+        wanted = named_id(name)
+        if wanted is None or wanted in self._taking_ids or _stored(self._mailroot, wanted):
+            return new_id()
+        return wanted
+
     async def _process(self, name: str, claim: Path) -> None:
+        queue_id = _claim_id(claim.name)
+        self._taking_ids.add(queue_id)
         try:
             await self._handle(name, claim)
         except asyncio.CancelledError:
@@ -430,6 +460,8 @@ class PickupService:
             log.exception("Pickup: processing %r failed", name)
             self._put_back(name, claim)
             self._pause(f"processing {name!r} from Pickup failed ({exc})")
+        finally:
+            self._taking_ids.discard(queue_id)
 
     async def _handle(self, name: str, claim: Path) -> None:
         result = await asyncio.to_thread(self._load, claim, self._default_domain())
@@ -502,7 +534,7 @@ class PickupService:
             return
         self._retrieved += 1
         log.info("Pickup: %r went to Badmail as %s: %s", name, bad, reason)
-        self._bus.publish(MessageBadmailed(bad, reason, SOURCE, cause))
+        self._bus.publish(MessageBadmailed(bad, reason, SOURCE, cause, queue_id=_claim_id(claim.name)))
 
     def _write_badmail(self, name: str, claim: Path, reason: str, message: PickupMessage | None) -> str:
         """Write the triple; the claimed file itself becomes the .BAD, byte for byte (in a worker thread)."""

@@ -167,7 +167,7 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         d.get(f"{engine.url}/upload")
         d.find_element(By.ID, "files").send_keys(str(message(tmp_path / "up.eml", "carol@example.test", "Uploaded")))
         d.find_element(By.CSS_SELECTOR, "form.properties button[type=submit]").click()
-        see("accepted as")
+        see("accepted, queue ID")
         shot("10-upload")
 
         # A form whose CSRF token was taken out is refused, and nothing happens.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import smtplib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,39 +171,6 @@ async def test_api_refuses_bad_requests(engine: AdminServe) -> None:
     async with aiohttp.ClientSession(engine.url) as anonymous, \
             anonymous.post("/api/v1/state", json={}, ssl=False) as response:
         assert response.status == 401 and "Basic" in response.headers["WWW-Authenticate"]
-
-
-def test_posting_acceptor_with_curl(engine: AdminServe, tmp_path: Path) -> None:
-    files = {
-        "local.eml": b"From: a@example.test\r\nTo: bob@example.test\r\nSubject: posted\r\n\r\nhello\r\n",
-        "envelope.txt": b"x-sender: s@example.test\r\nx-receiver: carol@example.test\r\n"
-                        b"From: s@example.test\r\nSubject: with envelope\r\n\r\nhi\r\n",
-        "notes.txt": b"just some words, no headers\r\n",
-        "nobody.eml": b"From: a@example.test\r\nSubject: no one\r\n\r\nbody\r\n",
-        "picture.png": b"\x89PNG\r\n\x1a\n",
-        "huge.eml": b"From: a@example.test\r\nTo: bob@example.test\r\n\r\n" + b"x" * (2100 * 1024) + b"\r\n",
-    }
-    form = []
-    for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
-        form += ["-F", f"file=@{tmp_path / name}"]
-    user = f"boss:{OPERATORS['boss'][0]}"
-    out = subprocess.run(["curl", "-sSk", "-u", user, *form, f"{engine.url}/post"], check=True,
-                         capture_output=True, text=True, timeout=60).stdout
-    results = {r["file"]: r for r in json.loads(out)["result"]["files"]}
-    assert results["local.eml"]["accepted"] and results["envelope.txt"]["accepted"]
-    assert "no 'Name: value' header" in results["notes.txt"]["reason"]
-    assert "no recipients" in results["nobody.eml"]["reason"]
-    assert "only .eml and .txt" in results["picture.png"]["reason"]
-    assert "too large" in results["huge.eml"]["reason"]
-    dropped = {p.name for p in (engine.mailroot / "Drop").iterdir()}
-    assert {f"{results['local.eml']['queue_id']}.eml", f"{results['envelope.txt']['queue_id']}.eml"} <= dropped
-    assert not list((engine.mailroot / "SortTemp").glob("post-*"))  # every spooled upload was cleaned up
-
-    viewer = f"watcher:{OPERATORS['watcher'][0]}"
-    refused = subprocess.run(["curl", "-sSk", "-u", viewer, "-F", f"file=@{tmp_path / 'local.eml'}",
-                              f"{engine.url}/post"], capture_output=True, text=True, timeout=60).stdout
-    assert "needs the admin role" in refused
 
 
 def expired_certificate(directory: Path) -> tuple[Path, Path]:

@@ -20,7 +20,7 @@ from engine.errors import MessageRejected, QueueWriteError
 from engine.events import ErrorEvent, Event, EventBus, MessageBadmailed
 from engine.pickup import inotify
 from engine.pickup.pickup_watch import CLAIM_PREFIX, PickupService, recover
-from engine.store.mailroot import Mailroot
+from engine.store.mailroot import Mailroot, new_id
 
 DOMAIN = "example.com"
 
@@ -51,6 +51,7 @@ class Submitter:
 
     def __init__(self) -> None:
         self.messages: list[Submitted] = []
+        self.ids: list[str] = []  # the queue_id asked for, per message
         self.calls = 0
         self.error: Exception | None = None
         self.gate: asyncio.Event | None = None
@@ -64,7 +65,8 @@ class Submitter:
         if self.error is not None:
             raise self.error
         self.messages.append((sender, recipients, content, source))
-        return f"Q{len(self.messages)}"
+        self.ids.append(queue_id)
+        return queue_id or f"Q{len(self.messages)}"
 
     def subjects(self) -> list[str]:
         return [
@@ -302,6 +304,24 @@ async def test_rejected_message_goes_to_badmail_with_envelope(
     item = read_badmail(mailroot.badmail, event.name)
     assert (item.reason, item.sender, item.recipients) == ("hop count exceeded", "f@a.org", ("t@b.org",))
     assert (mailroot.badmail / f"{event.name}.BAD").read_bytes() == mail("loop")
+
+
+async def test_a_name_starting_with_a_free_queue_id_is_submitted_under_it(
+    mailroot: Mailroot, submitter: Submitter, events: list[Event], start: Start
+) -> None:
+    wanted, taken, refused = new_id(), new_id(), new_id()
+    (mailroot.queue / f"{taken}.eml").write_bytes(mail("queued before"))  # that id is in use: never reused
+    await start()
+    (mailroot.pickup / f"{wanted}-named.eml").write_bytes(mail("named"))
+    (mailroot.pickup / f"{taken}-taken.eml").write_bytes(mail("taken"))
+    (mailroot.pickup / "plain.eml").write_bytes(mail("plain"))
+    (mailroot.pickup / f"{refused}-nofrom.eml").write_bytes(b"To: t@b.org\r\n\r\nno sender\r\n")
+    await eventually(lambda: len(submitter.ids) == 3 and any(isinstance(e, MessageBadmailed) for e in events))
+    by_subject = dict(zip(submitter.subjects(), submitter.ids, strict=True))
+    assert by_subject["named"] == wanted
+    assert by_subject["taken"] not in ("", taken) and by_subject["plain"] not in ("", wanted, taken)
+    [bad] = [e for e in events if isinstance(e, MessageBadmailed)]
+    assert bad.queue_id == refused and bad.reason == "no From: header"
 
 
 async def test_empty_file_goes_to_badmail_after_settling(
