@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -50,9 +51,23 @@ class OperatorDialog(AccountDialog):
         return self.name.text().strip(), self.password.text(), str(self.role.currentData())
 
 
+@dataclass(frozen=True)
+class Pending:
+    """One change of the list not yet made in the engine: made at the sheet's OK or Apply, dropped at Cancel.
+    A password stays here, in memory only, until then."""
+
+    kind: Literal["add", "remove", "password"]
+    name: str
+    password: str = ""
+    role: str = ""
+
+
 class OperatorsPanel(QWidget):
-    """The operators of the engine's operators file, read and changed through the engine (which refuses to
-    remove the last admin); every change takes effect at once, not at the sheet's Apply."""
+    """The operators of the engine's operators file, read through the engine. Add, Remove and Set Password
+    are pending until the sheet's OK or Apply (``apply``), like every other property on the sheet; Cancel
+    drops them. The engine still has the last word (it refuses to remove the last admin)."""
+
+    changed = Signal()  # the pending changes changed: the sheet enables or disables Apply
 
     def __init__(self, engine: OperatorsFacade, runner: TaskRunner, messages: MessageBridge,
                  parent: QWidget | None = None) -> None:
@@ -60,6 +75,8 @@ class OperatorsPanel(QWidget):
         self.engine = engine
         self.runner = runner
         self.messages = messages
+        self.pending: list[Pending] = []
+        self._engine_rows: list[tuple[str, str]] = []
         intro = QLabel("Grant operator permissions to these accounts: they administer this virtual server from "
                        "other computers over HTTPS (the admin server below). On this computer, whoever can run "
                        f"smtpsvc as {getpass.getuser()} administers it.")
@@ -93,6 +110,7 @@ class OperatorsPanel(QWidget):
         layout.addLayout(row, 1)
         layout.addWidget(self.status)
         self.busy = False
+        self._loaded = False
         self._selection()
         self.reload()
 
@@ -107,79 +125,153 @@ class OperatorsPanel(QWidget):
 
     def confirm_remove(self, name: str) -> bool:
         answer = QMessageBox.question(self, "Remove Operator", f"Remove the operator {name}?\n\nIt can no longer "
-                                      "administer this virtual server remotely.")
+                                      "administer this virtual server remotely once you choose OK or Apply.")
         return answer == QMessageBox.StandardButton.Yes
 
-    # -- actions ---------------------------------------------------------------------------------
+    # -- what the list shows ---------------------------------------------------------------------
 
     def selected(self) -> str | None:
         items = self.list.selectedItems()
         return items[0].text(0) if items else None
 
     def rows(self) -> list[tuple[str, str]]:
-        """What the list shows: (name, role)."""
+        """What the list shows: (name, role), the pending changes included."""
         return [(item.text(0), str(item.data(1, Qt.ItemDataRole.UserRole))) for item in
                 (self.list.topLevelItem(i) for i in range(self.list.topLevelItemCount())) if item is not None]
+
+    def has_changes(self) -> bool:
+        return bool(self.pending)
+
+    def _shown(self) -> list[tuple[str, str, bool]]:
+        """(name, role, pending) of the engine's operators with the pending changes made."""
+        rows = [(name, role, False) for name, role in self._engine_rows]
+        for change in self.pending:
+            if change.kind == "remove":
+                rows = [row for row in rows if row[0].casefold() != change.name.casefold()]
+            elif change.kind == "add":
+                rows.append((change.name, change.role, True))
+        return rows
 
     def _selection(self) -> None:
         chosen = self.selected() is not None and not self.busy
         self.remove_button.setEnabled(chosen)
         self.password_button.setEnabled(chosen)
+        self.add_button.setEnabled(self._loaded and not self.busy)
+
+    def _show(self) -> None:
+        current = self.selected()
+        self.list.clear()
+        shown = self._shown()
+        for name, role, new in shown:
+            item = QTreeWidgetItem([name, ROLES.get(role, role).split(" (")[0]])
+            item.setData(1, Qt.ItemDataRole.UserRole, role)  # Qt.UserRole: the engine's word for the role
+            if new:
+                item.setToolTip(0, "Added: made when you choose OK or Apply")
+                font = item.font(0)
+                font.setItalic(True)
+                item.setFont(0, font)
+                item.setFont(1, font)
+            self.list.addTopLevelItem(item)
+            if name == current:
+                self.list.setCurrentItem(item)
+        self.list.resizeColumnToContents(1)
+        admins = sum(role == "admin" for _, role, _ in shown)
+        text = (f"{len(shown)} operator{'s' * (len(shown) != 1)}, {admins} administrator{'s' * (admins != 1)}."
+                if shown else "No operators yet: add one to administer this virtual server from other computers.")
+        if self.pending:
+            count = len(self.pending)
+            text += f" {count} change{'s' * (count != 1)} not made yet: choose OK or Apply to make them."
+        self.status.setText(text)
+        self._selection()
 
     def reload(self) -> None:
         self.runner.spawn(self._reload(), "Operators")
 
     async def _reload(self) -> None:
         try:
-            operators = await self.engine.list_operators()
+            self._engine_rows = list(await self.engine.list_operators())
         except EngineError as error:
             self.list.clear()
             self.status.setText(f"{describe(error)}.".replace("..", "."))
-            self.add_button.setEnabled(False)
-            return
-        current = self.selected()
-        self.list.clear()
-        for name, role in operators:
-            item = QTreeWidgetItem([name, ROLES.get(role, role).split(" (")[0]])
-            item.setData(1, Qt.ItemDataRole.UserRole, role)  # Qt.UserRole: the engine's word for the role
-            self.list.addTopLevelItem(item)
-            if name == current:
-                self.list.setCurrentItem(item)
-        self.list.resizeColumnToContents(1)
-        self.add_button.setEnabled(True)
-        admins = sum(role == "admin" for _, role in operators)
-        self.status.setText(f"{len(operators)} operator{'s' * (len(operators) != 1)}, {admins} administrator"
-                            f"{'s' * (admins != 1)}." if operators else
-                            "No operators yet: add one to administer this virtual server from other computers.")
-
-    def _run(self, title: str, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            self.busy = True
+            self._loaded = False
             self._selection()
-            try:
-                await work
-            except EngineError as error:
-                self.messages.error(title, error)  # e.g. the engine keeps the last admin
-            finally:
-                self.busy = False
-                await self._reload()
-                self._selection()
+            return
+        self._loaded = True
+        self._show()
 
-        self.runner.spawn(run(), title)
+    # -- changes (pending) ---------------------------------------------------------------------------
+
+    def _change(self, change: Pending) -> None:
+        self.pending.append(change)
+        self._show()
+        self.changed.emit()
 
     def add(self) -> None:
         answer = self.ask_operator()
-        if answer is not None:
-            name, password, role = answer
-            self._run("Add Operator", self.engine.add_operator(name, password, role))
+        if answer is None:
+            return
+        name, password, role = answer
+        if any(shown.casefold() == name.casefold() for shown, _, _ in self._shown()):
+            self.messages.error("Add Operator", EngineError(f"{name} is an operator already"))
+            return
+        self._change(Pending("add", name, password, role))
 
     def set_password(self) -> None:
         name = self.selected()
         answer = self.ask_operator(name) if name else None
-        if name and answer is not None:
-            self._run("Set Password", self.engine.set_operator_password(name, answer[1]))
+        if name is None or answer is None:
+            return
+        for index, change in enumerate(self.pending):
+            if change.kind == "add" and change.name == name:  # not in the engine yet: the pending add changes
+                self.pending[index] = Pending("add", name, answer[1], change.role)
+                self._show()
+                self.changed.emit()
+                return
+        self.pending = [c for c in self.pending if not (c.kind == "password" and c.name == name)]
+        self._change(Pending("password", name, answer[1]))
 
     def remove(self) -> None:
         name = self.selected()
-        if name and self.confirm_remove(name):
-            self._run("Remove Operator", self.engine.delete_operator(name))
+        if not name or not self.confirm_remove(name):
+            return
+        added = [c for c in self.pending if c.kind == "add" and c.name == name]
+        # Removing what was only added here just forgets it (and its password); otherwise the removal is pending.
+        self.pending = [c for c in self.pending if c.name != name or c.kind == "remove"]
+        if added:
+            self._show()
+            self.changed.emit()
+        else:
+            self._change(Pending("remove", name))
+
+    def discard(self) -> None:
+        """Forget the pending changes (the sheet's Cancel)."""
+        self.pending = []
+        self._show()
+        self.changed.emit()
+
+    async def apply(self) -> None:
+        """Make the pending changes in the engine: new accounts first, then removals (so that replacing the
+        only admin works), then re-added names and passwords. Stops at the first refusal, which is raised;
+        what was not made stays pending."""
+        existing = {name.casefold() for name, _ in self._engine_rows}
+
+        def order(change: Pending) -> int:
+            if change.kind == "add":
+                return 2 if change.name.casefold() in existing else 0
+            return 1 if change.kind == "remove" else 3
+
+        self.busy = True
+        self._selection()
+        try:
+            for change in sorted(self.pending, key=order):
+                if change.kind == "add":
+                    await self.engine.add_operator(change.name, change.password, change.role)
+                elif change.kind == "remove":
+                    await self.engine.delete_operator(change.name)
+                else:
+                    await self.engine.set_operator_password(change.name, change.password)
+                self.pending.remove(change)
+        finally:
+            self.busy = False
+            await self._reload()
+            self.changed.emit()

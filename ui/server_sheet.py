@@ -267,6 +267,8 @@ class ServerSheet(PropertySheet):
         layout = QVBoxLayout(page)
         if self._operators is not None:  # IIS's Operators list, through the engine
             self.operators_panel = OperatorsPanel(self._operators, self._runner, self._messages)
+            self.operators_panel.changed.connect(self.revalidate)  # pending until OK or Apply
+            self.rejected.connect(self.operators_panel.discard)
             layout.addWidget(group("Operators", self.operators_panel), 1)
         layout.addWidget(group("Remote administration (HTTPS)", form(self._take(
             ["admin_listen", "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback",
@@ -290,7 +292,12 @@ class ServerSheet(PropertySheet):
         return config
 
     def dirty(self) -> bool:
-        return bool(self.changes()) or self.name_edit.text().strip() != self._initial_name
+        operators = self.operators_panel is not None and self.operators_panel.has_changes()
+        return bool(self.changes()) or self.name_edit.text().strip() != self._initial_name or operators
+
+    async def apply_extra(self) -> None:
+        if self.operators_panel is not None and self.operators_panel.has_changes():
+            await self.operators_panel.apply()
 
     def mark_clean(self) -> None:
         for field in self.fields.values():

@@ -93,6 +93,9 @@ class PropertySheet(QDialog):
     def mark_clean(self) -> None:
         raise NotImplementedError
 
+    async def apply_extra(self) -> None:
+        """Changes the sheet makes beside the configuration, after it (the Security tab's Operators list)."""
+
     def show_problems(self, problems: Problems) -> Problems:
         """Mark the fields ``problems`` name; return the problems no field shows."""
         return problems
@@ -142,6 +145,7 @@ class PropertySheet(QDialog):
     async def _apply(self, config: Config, close: bool) -> None:
         try:
             await self._apply_fn(config)
+            await self.apply_extra()
         except Exception as error:
             self._busy = False
             self._update_buttons()

@@ -220,12 +220,17 @@ def test_remote_security_tab_lists_operators(qapp: QApplication, engine: AdminSe
         until(lambda: panel.rows() == [("boss", "admin"), ("watcher", "viewer")])
         panel.list.setCurrentItem(panel.list.topLevelItem(0))
         panel.confirm_remove = lambda name: True  # type: ignore[method-assign]
-        panel.remove_button.click()
-        until(lambda: bool(boxes) and not panel.busy)
-        assert boxes == ["Remove Operator: Boss is the last admin operator; add another admin first"]
+        panel.remove_button.click()  # pending until Apply, where the engine refuses
+        sheet.apply_button.click()
+        until(lambda: bool(boxes) and not sheet.busy)
+        assert boxes[0].endswith("the changes were not applied: Boss is the last admin operator; add another "
+                                 "admin first")
+        panel.discard()
         panel.ask_operator = lambda name="": ("carol", "carol-secret", "admin")  # type: ignore[method-assign]
         panel.add_button.click()
-        until(lambda: ("carol", "admin") in panel.rows() and not panel.busy)
+        assert ("carol", "admin") in panel.rows() and ("carol", "admin") not in run(host.list_operators())
+        sheet.apply_button.click()
+        until(lambda: not panel.pending and not sheet.busy)
         assert ("carol", "admin") in run(host.list_operators())
         sheet.reject()
         window.close()
