@@ -112,6 +112,7 @@ class InboundSMTP(asyncio.Protocol):
         self._logged: tuple[str, str, float, int, int] | None = None
         self._last_reply = ""
         self._close_after_commit: str | None = None  # terminate() during a commit: the 421 after the 250
+        self._eof = False  # the client shut its sending side down (its last input is still answered)
 
     # -- connection lifecycle -------------------------------------------------------------------
 
@@ -326,7 +327,16 @@ class InboundSMTP(asyncio.Protocol):
         return plain
 
     def eof_received(self) -> bool | None:
-        return None  # close: a client that stops sending is done
+        """The client will send nothing more; what it sent is still answered before the connection closes.
+
+        Exim pipelines its last ``BDAT … LAST`` with QUIT and then shuts its sending side down: its message
+        must be committed and answered, not dropped with the connection."""
+        if self.machine is None or self._closing or (self._tls is not None and not self._tls.established):
+            return None  # nothing to answer (or a TLS handshake that cannot finish now): close
+        self._eof = True
+        if not self._busy and not self._writing_paused:
+            self._process()
+        return True  # keep the transport open for the replies; _process closes it once the input is done
 
     def _process(self) -> None:
         """Work through the buffered input until it runs out or the session must wait; then write the replies."""
@@ -351,6 +361,8 @@ class InboundSMTP(asyncio.Protocol):
         except Exception as error:  # a bug of ours: never read on, the input cannot be trusted any more
             self._unexpected(error)
         self._flush()
+        if self._eof and not self._busy and not self._writing_paused and not self._closing:
+            self._close()  # the client half-closed and all it sent is answered: nothing more can come
 
     def _feed_line(self, machine: SmtpMachine) -> bool:
         """One command line out of the buffer; False when no whole line is there yet."""

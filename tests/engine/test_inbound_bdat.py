@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from engine_support import Running, start_server
 from smtp_helpers import RawSMTP
@@ -148,6 +149,41 @@ async def test_pipelined_transaction_with_bdat(running: Running) -> None:
     assert [line[:9] for line in out] == ["250 2.1.0", "250 2.1.5", "250 2.6.0", "250 2.0.0", "221 2.0.0"]
     [drop] = running.drop_files()
     assert drop.read_bytes().endswith(message)
+
+
+async def test_a_client_that_half_closes_after_its_pipelined_bdat_and_quit_is_answered(running: Running) -> None:
+    """Exim's way: MAIL, RCPT, BDAT … LAST with the message and QUIT in one go, then shutdown(SHUT_WR)."""
+    message = b"Subject: half-closed\r\n\r\nthe client sends nothing more after this\r\n"
+
+    def talk() -> list[str]:
+        raw = RawSMTP(running.port)
+        raw.cmd("EHLO c")
+        raw.send(b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nBDAT %d LAST\r\n" % len(message)
+                 + message + b"QUIT\r\n")
+        raw.sock.shutdown(socket.SHUT_WR)
+        out = [raw.read_reply()[-1] for _ in range(4)]
+        out.append("closed" if raw.closed() else "open")
+        raw.close()
+        return out
+
+    out = await asyncio.to_thread(talk)
+    assert [line[:9] for line in out] == ["250 2.1.0", "250 2.1.5", "250 2.6.0", "221 2.0.0", "closed"]
+    [drop] = running.drop_files()
+    assert drop.read_bytes().endswith(message)
+
+
+async def test_a_half_close_mid_message_stores_nothing_and_closes(running: Running) -> None:
+    def talk() -> list[str]:
+        raw = RawSMTP(running.port)
+        envelope(raw)
+        raw.send(b"BDAT 100 LAST\r\nonly part of it")
+        raw.sock.shutdown(socket.SHUT_WR)
+        out = ["closed" if raw.closed() else "open"]
+        raw.close()
+        return out
+
+    assert await asyncio.to_thread(talk) == ["closed"]
+    assert running.drop_files() == [] and running.queue_files() == []
 
 
 async def test_bdat_with_an_unreadable_size_closes(running: Running) -> None:
