@@ -51,15 +51,23 @@ class DsnRequest:
 
 
 class SpoolFile:
-    """A message being written to SortTemp; write errors are remembered, not raised mid-DATA."""
+    """A message being received; write errors are remembered, not raised mid-DATA.
 
-    def __init__(self, path: Path, queue_id: str, sender: str, recipients: tuple[str, ...], fd: int) -> None:
-        self.path = path
+    Held in memory up to ``_FLUSH_AT`` bytes: a small message never touches SortTemp before its commit,
+    which writes it whole (one create, one write) on a commit thread. Beyond that, the bytes go to an open
+    SortTemp file from the pool, ``_FLUSH_AT`` at a time.
+    """
+
+    def __init__(self, path: Path, queue_id: str, sender: str, recipients: tuple[str, ...],
+                 pool: SpoolPool) -> None:
+        self.path = path  # the SortTemp name: this one when created at the commit, else the pool file's
         self.queue_id = queue_id
         self.sender = sender
         self.recipients = recipients
-        self.fd: int | None = fd
+        self.fd: int | None = None
+        self._pool = pool
         self._buffer = bytearray()
+        self._finished = False
         self.error: OSError | None = None
         self.offset = 0  # length of the envelope lines
         self.size = 0  # bytes after the envelope lines
@@ -68,7 +76,7 @@ class SpoolFile:
         self.binarymime = False  # BODY=BINARYMIME: delivery converts it for a hop that cannot take it
 
     def write(self, data: bytes) -> None:
-        if self.error is not None or self.fd is None:
+        if self.error is not None or self._finished:
             return
         self._tail = (self._tail + data[-5:])[-5:]
         self._buffer += data
@@ -76,8 +84,15 @@ class SpoolFile:
             self._flush()
 
     def _flush(self) -> None:
-        if self.fd is None or not self._buffer:
+        if not self._buffer:
             return
+        if self.fd is None:
+            try:
+                self.path, self.fd = self._pool.take() or _create_spool(self.path.parent)
+            except OSError as error:
+                self.error = error
+                self._buffer.clear()
+                return
         with memoryview(self._buffer) as whole:
             view = whole
             try:
@@ -93,58 +108,61 @@ class SpoolFile:
     def ends_with_lone_dot(self) -> bool:
         return self._tail.endswith(b"\r\n.\r\n")
 
-    def finish(self) -> tuple[int, bytearray]:
+    def finish(self) -> tuple[int | None, bytearray]:
         """Hand over the open descriptor and the bytes not yet written (the Committer writes them, off the loop);
-        raises a stored write error."""
+        raises a stored write error. A message held whole in memory gets a pool file now, or None: the
+        Committer creates ``path``."""
         if self.error is not None:
             raise self.error
-        if self.fd is None:
+        if self._finished:
             raise OSError(errno.EBADF, "spool already closed")
+        self._finished = True
+        if self.fd is None:
+            self.path, self.fd = self._pool.take() or (self.path, None)
         fd, self.fd = self.fd, None
         tail, self._buffer = self._buffer, bytearray()
         return fd, tail
 
     def discard(self) -> None:
+        """Forget the message; removes its SortTemp file if it has one."""
+        self._finished = True
+        self._buffer.clear()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        self._buffer.clear()
-        self.path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
 
 
-def _create_spool(folder: Path, queue_id: str = "") -> tuple[str, Path, int]:
-    queue_id = queue_id or new_id()
-    path = folder / f"spool-{queue_id}.eml"
-    return queue_id, path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+def _create_spool(folder: Path) -> tuple[Path, int]:
+    path = folder / f"spool-{new_id()}.eml"
+    return path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
 
-def _create_spools(folder: Path, count: int) -> list[tuple[str, Path, int]]:
+def _create_spools(folder: Path, count: int) -> list[tuple[Path, int]]:
     return [_create_spool(folder) for _ in range(count)]
 
 
 class SpoolPool:
-    """Empty spool files created ahead of need on a worker thread.
+    """Empty spool files created ahead of need on a commit thread.
 
     Creating a file costs about half a millisecond on these disks (inode allocation next to
-    concurrent fsyncs and renames); done on the loop thread for every message, it stalls every
-    session. Left-over pool files are ordinary SortTemp leftovers, removed at the next start.
+    concurrent fsyncs and renames): done on the loop thread it stalls every session, done in the
+    commit it lengthens every message's wait for its 250. Left-over pool files are ordinary
+    SortTemp leftovers, removed at the next start.
     """
 
-    def __init__(self, folder: Path, committer: Committer, size: int = 32) -> None:
+    def __init__(self, folder: Path, committer: Committer, size: int = 64) -> None:
         self._folder = folder
         self._committer = committer
         self._size = size
-        self._ready: list[tuple[str, Path, int]] = []
+        self._ready: list[tuple[Path, int]] = []
         self._refill_task: asyncio.Task[None] | None = None
         self._closed = False
 
-    def take(self) -> tuple[str, Path, int]:
-        """A fresh (queue id, path, open descriptor); raises OSError when SortTemp is unwritable."""
-        try:
-            # Oldest first: queue ids then follow arrival order, as their time-ordered form promises.
-            return self._ready.pop(0) if self._ready else _create_spool(self._folder)
-        finally:
-            self._refill()
+    def take(self) -> tuple[Path, int] | None:
+        """A fresh (path, open descriptor), or None when none is ready (the caller creates its own)."""
+        self._refill()
+        return self._ready.pop() if self._ready else None
 
     def _refill(self) -> None:
         if self._closed or len(self._ready) > self._size // 2:
@@ -171,8 +189,8 @@ class SpoolPool:
         self._ready.clear()
 
 
-def _discard_all(spools: list[tuple[str, Path, int]]) -> None:
-    for _, path, fd in spools:
+def _discard_all(spools: list[tuple[Path, int]]) -> None:
+    for path, fd in spools:
         os.close(fd)
         path.unlink(missing_ok=True)
 
@@ -195,10 +213,11 @@ class Intake:
         self.spools = SpoolPool(mailroot.sorttemp, committer)
 
     def open_spool(self, sender: str, recipients: tuple[str, ...], queue_id: str = "") -> SpoolFile:
-        """Start a spool with the envelope lines written; raises OSError (disk full, unwritable).
+        """Start a spool with the envelope lines written (in memory: nothing touches the disk yet).
         ``queue_id``: this id rather than a fresh one (Pickup's claim id, so that a crash can tell it was sent)."""
-        queue_id, path, fd = _create_spool(self.mailroot.sorttemp, queue_id) if queue_id else self.spools.take()
-        spool = SpoolFile(path, queue_id, sender, recipients, fd)
+        queue_id = queue_id or new_id()
+        spool = SpoolFile(self.mailroot.sorttemp / f"spool-{queue_id}.eml", queue_id, sender, recipients,
+                          self.spools)
         header = envelope_lines(sender, recipients)
         spool.write(header)
         spool.offset = len(header)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from engine.conf.addresses import AddressError, ParamSyntaxError, Path, parse_pa
 from engine.conf.config import Config
 from engine.events import Event
 from engine.smtpd.policy import RELAY_NAME_NEEDED, recipient_refusal
+from engine.smtpd.received import rfc5322_now
 from engine.smtpd.replies import is_syntax_or_sequence_error, reply
 from engine.smtpd.security import AuthRefusedLocked, AuthSucceeded
 
@@ -359,7 +359,7 @@ class SmtpMachine:
         return [Reply(text)]
 
     def greeting(self) -> list[Out]:
-        stamp = self._stamp or email.utils.formatdate(localtime=True)
+        stamp = self._stamp or rfc5322_now()
         return [Reply(reply("greeting", fqdn=self.fqdn, version=VERSION, stamp=stamp))]
 
     def timed_out(self) -> list[Out]:

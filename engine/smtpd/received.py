@@ -3,6 +3,28 @@
 from __future__ import annotations
 
 import email.utils
+import time
+
+_SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"(", ")"}
+
+
+class _SecondClock:
+    """The RFC 5322 date of now, formatted once per second: ``formatdate`` costs tens of microseconds, and every
+    connection's greeting and every message's Received header ask for it."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._text = email.utils.formatdate(second, localtime=True)
+            self._second = second
+        return self._text
+
+
+rfc5322_now = _SecondClock().now
 
 
 def protocol_name(extended: bool, tls: bool, authenticated: bool) -> str:
@@ -13,6 +35,8 @@ def protocol_name(extended: bool, tls: bool, authenticated: bool) -> str:
 
 def _clean(text: str) -> str:
     """Keep client-supplied words from breaking the header (no CR/LF, no parentheses games)."""
+    if _SAFE.issuperset(text):  # the usual case: printable ASCII
+        return text[:255]
     return "".join(c if c.isprintable() and c not in "()" else "?" for c in text)[:255]
 
 
@@ -39,5 +63,5 @@ def received_header(
     if len(recipients) == 1:
         by += f"\r\n\tfor <{_clean(recipients[0])}>"
     lines.append(by + ";")
-    lines.append("\t" + email.utils.formatdate(when, localtime=True))
+    lines.append("\t" + (rfc5322_now() if when is None else email.utils.formatdate(when, localtime=True)))
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", errors="replace")

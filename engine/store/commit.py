@@ -1,4 +1,4 @@
-"""Durable commit of spooled files, grouped: fsyncs run in parallel off the loop, directory fsyncs are shared.
+"""Durable commit of spooled files, grouped: one trip to a commit thread per file, directory fsyncs shared.
 
 Invariant: ``commit()`` returns only after the file's data, its rename into the final directory,
 and that directory's entry are on disk. Concurrent commits into one directory share one
@@ -8,49 +8,64 @@ directory fsync (group commit), which is where durable throughput comes from on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.store.mailroot import fsync_dir
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
 
 class _DirectorySync:
-    """Coalesces fsyncs of one directory: a waiter is released by the first fsync that began after it asked."""
+    """Coalesces fsyncs of one directory on the commit threads (group commit).
 
-    def __init__(self, path: Path, executor: ThreadPoolExecutor) -> None:
+    A caller returns once an fsync that *began after it asked* has completed: one caller runs the fsync, the
+    others that asked meanwhile wait for the next one, which one of them runs for all. Done on the commit
+    threads (not the loop) so that a message costs one trip to a thread, not two.
+    """
+
+    def __init__(self, path: Path) -> None:
         self._path = path
-        self._executor = executor
-        self._requested = 0
-        self._completed = 0
-        self._changed = asyncio.Condition()
-        self._runner: asyncio.Task[None] | None = None
+        self._changed = threading.Condition()
+        self._started = 0  # fsyncs begun, numbered from 1, one at a time
+        self._done = 0  # the last one that succeeded
+        self._failed = 0  # the last one that failed
+        self._running = False
 
-    async def sync(self) -> None:
-        self._requested += 1
-        ticket = self._requested
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self._run())
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._completed >= ticket or self._failed(ticket))
-        if self._completed < ticket:
-            raise OSError(f"fsync of {self._path} failed")
-
-    def _failed(self, ticket: int) -> bool:
-        return self._runner is not None and self._runner.done() and self._completed < ticket
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def sync(self) -> None:
+        with self._changed:
+            ticket = self._started + 1  # the first fsync to begin from now on covers this caller
+            while self._done < ticket:
+                if self._failed >= ticket:
+                    raise OSError(errno.EIO, f"fsync of {self._path} failed")
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    number = self._started
+                    break
+                self._changed.wait()
+            else:
+                return
+        error: OSError | None = None
         try:
-            while self._completed < self._requested:
-                upto = self._requested
-                await loop.run_in_executor(self._executor, fsync_dir, self._path)
-                self._completed = upto
-                async with self._changed:
-                    self._changed.notify_all()
-        finally:
-            async with self._changed:
-                self._changed.notify_all()
+            fsync_dir(self._path)
+        except OSError as failed:
+            error = failed
+        with self._changed:
+            self._running = False
+            if error is None:
+                self._done = number
+            else:
+                self._failed = number
+            self._changed.notify_all()
+        if error is not None:
+            raise error
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -59,11 +74,16 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _sync_close_rename(fd: int, source: Path, target: Path, sync: bool, tail: bytes | bytearray) -> None:
+def _commit_file(fd: int | None, source: Path, target: Path, data: bytes | bytearray,
+                 directory: _DirectorySync | None) -> None:
+    """On a commit thread: (create ``source`` when ``fd`` is None,) write ``data``, fsync, close, rename, and
+    (when ``directory``) make the rename durable."""
+    if fd is None:
+        fd = os.open(source, _CREATE, 0o600)
     try:
-        if tail:
-            _write_all(fd, tail)
-        if sync:
+        if data:
+            _write_all(fd, data)
+        if directory is not None:
             os.fsync(fd)
     finally:
         os.close(fd)
@@ -72,6 +92,8 @@ def _sync_close_rename(fd: int, source: Path, target: Path, sync: bool, tail: by
     except OSError as error:
         raise TargetUnavailable(error.errno, f"cannot move the message into {target.parent}: {error.strerror}") \
             from error
+    if directory is not None:
+        directory.sync()
 
 
 class TargetUnavailable(OSError):
@@ -79,32 +101,96 @@ class TargetUnavailable(OSError):
     another filesystem, no permission): the caller may commit it elsewhere."""
 
 
+class _Workers:
+    """The commit threads: a queue of calls, each answered on the loop by resolving its future.
+
+    Leaner than ``run_in_executor`` (no concurrent future, no work item, no chained futures): one queue put
+    and one ``call_soon_threadsafe`` per call, which matters at a few thousand calls a second.
+    Threads start as calls wait for one, up to ``limit``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._calls: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any],
+                                             tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._pending = 0  # calls handed over and not yet answered (counted on the loop thread)
+        self._closed = False
+
+    def call(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        if self._closed:
+            raise RuntimeError("the commit threads are closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending += 1
+        if self._pending > len(self._threads) and len(self._threads) < self._limit:
+            thread = threading.Thread(target=self._work, name=f"smtpsvc-commit_{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        self._calls.put((loop, future, func, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            loop, future, func, args = item
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = func(*args)
+            except BaseException as failed:  # (handed to the awaiting caller, raised there)
+                error = failed
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for the answer any more
+                loop.call_soon_threadsafe(self._settle, future, result, error)
+
+    def _settle(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self._pending -= 1
+        if future.cancelled():
+            return  # the caller went away; the work itself was done (or failed) all the same
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def close(self) -> None:
+        """Finish the calls already queued, then stop the threads (blocking: call it off the loop)."""
+        self._closed = True
+        for _ in self._threads:
+            self._calls.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
 class Committer:
     """Moves finished spool files to their final place durably; safe to call from many sessions at once."""
 
     def __init__(self, threads: int = 16, *, sync: bool = True) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smtpsvc-commit")
+        self._workers = _Workers(threads)
         self._dirs: dict[Path, _DirectorySync] = {}
         self.sync = sync  # False only for tests of logic that never crash
 
-    async def commit(self, fd: int, source: Path, target: Path, tail: bytes | bytearray = b"") -> None:
-        """Write ``tail``, fsync + close ``fd`` (the open spool file), rename ``source`` to ``target``, fsync its
-        directory. Writing the tail here keeps disk writes (slow next to concurrent fsyncs) off the loop thread."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, _sync_close_rename, fd, source, target, self.sync, tail)
-        if self.sync:
-            await self.sync_directory(target.parent)
+    async def commit(self, fd: int | None, source: Path, target: Path, data: bytes | bytearray = b"") -> None:
+        """Write ``data`` to ``fd`` (the open spool file; None: create ``source`` first, for a message held whole
+        in memory), fsync + close it, rename ``source`` to ``target``, fsync its directory: all in one trip to a
+        commit thread, which keeps disk writes (slow next to concurrent fsyncs) off the loop thread."""
+        directory = self._directory(target.parent) if self.sync else None
+        await self._workers.call(_commit_file, fd, source, target, data, directory)
+
+    def _directory(self, path: Path) -> _DirectorySync:
+        syncer = self._dirs.get(path)  # (created on the loop thread only: no lock needed for the dict)
+        if syncer is None:
+            syncer = self._dirs[path] = _DirectorySync(path)
+        return syncer
 
     async def sync_directory(self, path: Path) -> None:
-        syncer = self._dirs.get(path)
-        if syncer is None:
-            syncer = self._dirs[path] = _DirectorySync(path, self._executor)
-        await syncer.sync()
+        """Make the entries of ``path`` durable, sharing the fsync with concurrent callers."""
+        await self._workers.call(self._directory(path).sync)
 
     async def run(self, func: object, *args: object) -> object:
         """Run blocking file work on the commit threads."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, func, *args)  # type: ignore[arg-type]
+        return await self._workers.call(func, *args)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._workers.close()
