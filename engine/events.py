@@ -101,6 +101,14 @@ class QueueRecovery(Event):
 
 
 @dataclass(frozen=True)
+class PickupTaken(Event):
+    """A Pickup file became queued message ``queue_id`` (message tracking keeps the file's name)."""
+
+    queue_id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class MessageBadmailed(Event):
     name: str  # base name of the .BAD/.BDR/.BDP triple
     reason: str

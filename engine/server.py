@@ -26,6 +26,7 @@ from engine.admin.event_ids import EventEntry, Level
 from engine.admin.event_log import EventLog, event_log_dir, read_entries
 from engine.admin.operators import OPERATORS_NAME, delete_operator, operator_store
 from engine.admin.perf import RATES, History, Sampler, with_derived
+from engine.admin.pickup_history import PICKUP_SOURCE, PickupRecord, pickup_records
 from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
 from engine.bounce.badmail import BadmailItem, list_badmail
 from engine.bounce.badmail_prune import BadmailPruner
@@ -752,6 +753,13 @@ class VirtualServer:
         if self._tracking is not None:
             await self._tracking.flush()
         return await asyncio.to_thread(lambda: list(iter_tracks(path, query)))
+
+    async def pickup_history(self, limit: int = 500) -> list[PickupRecord]:
+        """What became of the files put into Pickup, newest first, from any tool and any earlier run (the
+        tracking index and Badmail; also while stopped)."""
+        tracks = await self.track_messages(Query(source=PICKUP_SOURCE, limit=limit))
+        badmail = await self.list_badmail()
+        return pickup_records(tracks, badmail, limit)
 
     async def counters_snapshot(self) -> dict[str, float]:
         """Every counter now, with the derived sums and the "/sec" rates of the last second. A large queue is

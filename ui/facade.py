@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.mailroot_items import DropItem, PickupFile, PickupPreview
 from engine.admin.perf import History
+from engine.admin.pickup_history import PickupRecord
 from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
@@ -154,3 +155,10 @@ class PickupFolderFacade(Protocol):
     """What sits in the Pickup directory now (the Pickup pane's "In the Pickup folder now" line)."""
 
     async def list_pickup(self) -> list[PickupFile]: ...
+
+
+@runtime_checkable
+class PickupHistoryFacade(Protocol):
+    """What became of the files put into Pickup, by any tool and in earlier sessions (the Pickup pane's list)."""
+
+    async def pickup_history(self, limit: int = 500) -> list[PickupRecord]: ...

@@ -2,7 +2,8 @@
 
 Flow: read and check every file (the envelope Pickup will use, or why it is not a message) → the preview
 dialog (unless "don't ask again") → submit the good ones one after another with progress and Cancel → one
-result row per file, which follows the message (queued as id, delivered, or refused into Badmail).
+result row per file, which follows the message (queued as id, delivered, or refused into Badmail). Under them:
+what sits in the Pickup folder now, and the history the engine keeps (earlier sessions, other tools' files).
 
 Invariants: the engine writes each file elsewhere and renames it into Pickup, so Pickup never sees half a
 file; Cancel stops between files and the file being submitted is finished, so every file is either in Pickup
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QObject, Qt, Signal
+from PySide6.QtCore import QMimeData, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
     QApplication,
@@ -30,12 +32,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.admin.mailroot_items import PickupFile
+from engine.admin.pickup_history import PickupRecord
+from engine.errors import EngineError
 from engine.events import Event, MessageBadmailed, MessageDropped, MessageQueued, MessageRemoved
 from ui.batch import Batch
 from ui.context import WindowPort
+from ui.facade import PickupHistoryFacade
 from ui.icons import icon
 from ui.models.table import Column, KeyedTableModel
-from ui.units import size_text
+from ui.units import moment, size_text
 from ui.views import ItemView
 
 MAX_FILES = 10_000  # one drop takes at most this many files
@@ -43,6 +49,9 @@ MAX_FILE_BYTES = 256 << 20  # a bigger file is refused before it is read
 PREVIEW_SETTING = "pickup/preview"
 LAST_FOLDER_SETTING = "pickup/folder"
 TEXT_NAME = "dragged text"
+HISTORY_LIMIT = 500  # earlier Pickup submissions listed (newest first)
+HISTORY_DELAY_MS = 1000  # a burst of Pickup events reads the history once
+HISTORY_KEY, FOLDER_KEY = "h:", "p:"  # row keys of the engine's history and of the folder's files
 
 
 @dataclass(frozen=True)
@@ -64,27 +73,45 @@ class PickupRow:
     recipients: tuple[str, ...] = ()
     queue_id: str = ""
     batch: int = 0
+    at: float = 0.0
+    subject: str = ""
+    badmail: str = ""  # the Badmail item a refused file became
+    listed: str = ""  # "" = put here by this window; "history" = from the engine's history; "folder" = in Pickup now
 
 
 STATUS_TEXT = {
     "checking": "Checking…", "ready": "Ready", "problem": "Not a message", "submitting": "Submitting…",
     "in pickup": "In Pickup", "queued": "Queued", "delivered": "Delivered", "returned": "Returned to sender",
     "refused": "Refused (Badmail)", "not submitted": "Not submitted", "failed": "Failed",
-    "deleted": "Deleted from the queue",
+    "deleted": "Deleted from the queue", "lost": "Lost (see the event log)", "waiting": "In Pickup now",
 }
+OUTCOME_STATUS = {"queued": "queued", "delivered": "delivered", "returned": "returned", "deleted": "deleted",
+                  "lost": "lost", "refused": "refused"}
 REMOVED_DETAIL = {"returned": "returned to the sender with a non-delivery report",
                   "deleted": "deleted by the administrator", "delivered": ""}
-STATUS_COLORS = {"problem": "#a4262c", "refused": "#a4262c", "failed": "#a4262c", "not submitted": "#8a6d1c",
+STATUS_COLORS = {"problem": "#a4262c", "refused": "#a4262c", "failed": "#a4262c", "lost": "#a4262c",
+                 "not submitted": "#8a6d1c",
                  "queued": "#1f5fae", "delivered": "#2e7d32", "returned": "#8a6d1c"}
-BAD = ("problem", "refused", "failed")
+BAD = ("problem", "refused", "failed", "lost")
+ORIGIN = {"": "", "history": "From the server's history (an earlier session, or a file another program put "
+          "into Pickup)", "folder": "In the Pickup folder now: the server takes it when it runs"}
+
+
+def _number(row: PickupRow) -> float:
+    """This window's files first, in their order; then what is in the folder now; then the history, newest first."""
+    if not row.listed:
+        return float(row.key)
+    return (2e12 if row.listed == "folder" else 4e12) - row.at
 
 
 class PickupResultsModel(KeyedTableModel[PickupRow]):
     columns = (
-        Column("#", lambda r: r.key, sort=lambda r: int(r.key), right=True, width=40),
+        Column("#", lambda r: "" if r.listed else r.key, sort=_number, right=True, width=40),
         Column("File", lambda r: r.name, width=160),
         Column("Status", lambda r: STATUS_TEXT.get(r.status, r.status), width=110),
         Column("Queue ID", lambda r: r.queue_id, width=150),
+        Column("Time", lambda r: moment(r.at) if r.at else "", sort=lambda r: r.at, width=130),
+        Column("Subject", lambda r: r.subject, width=160),
         Column("Sender", lambda r: r.sender, width=150),
         Column("Recipients", lambda r: r.recipients[0] + (f" (+{len(r.recipients) - 1})" if len(r.recipients) > 1
                                                            else "") if r.recipients else "", width=170),
@@ -92,6 +119,7 @@ class PickupResultsModel(KeyedTableModel[PickupRow]):
         Column("Detail", lambda r: r.detail, width=300),
     )
     STATUS_COLUMN = 2
+    TIME_COLUMN = 4
 
     def key(self, row: PickupRow) -> str:
         return row.key
@@ -100,7 +128,8 @@ class PickupResultsModel(KeyedTableModel[PickupRow]):
         return icon("badmail") if row.status in BAD else icon("message")
 
     def tooltip(self, row: PickupRow) -> str | None:
-        lines = [row.detail] if row.detail else []
+        lines = [ORIGIN[row.listed]] if row.listed else []
+        lines += [row.detail] if row.detail else []
         if len(row.recipients) > 1:
             lines += row.recipients
         return "\n".join(lines) or None
@@ -167,6 +196,7 @@ class PreviewDialog(QDialog):
         for column, spec in enumerate(self.model.columns):
             view.setColumnWidth(column, spec.width)
         view.setColumnHidden(3, True)  # no queue ids yet
+        view.setColumnHidden(PickupResultsModel.TIME_COLUMN, True)
         self.view = view
         text = f"{good:,} message{'s' * (good != 1)} will be put into the Pickup directory and delivered with " \
                "the envelope shown (from x-sender/x-receiver lines, else from the headers)."
@@ -209,6 +239,14 @@ class PickupDrop(QObject):
         self._by_queue_id: dict[str, str] = {}
         self.active: Batch[PickupRow] | None = None
         self.preview: PreviewDialog | None = None
+        self._history_timer = QTimer(self)
+        self._history_timer.setSingleShot(True)
+        self._history_timer.setInterval(HISTORY_DELAY_MS)
+        self._history_timer.timeout.connect(self.load_history)
+        self._history_loading = False
+        self._history_queued: set[str] = set()  # history rows still queued: their events read the history again
+        self._history_loaded = False  # read when the Pickup node first shows (show_folder), then on events
+        self._closed = False
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -261,7 +299,9 @@ class PickupDrop(QObject):
         return batch
 
     async def take(self, sources: list[DropSource], batch: int) -> None:
-        rows = [PickupRow(f"{next(self._numbers)}", source.name, 0, "checking", batch=batch) for source in sources]
+        now = time.time()
+        rows = [PickupRow(f"{next(self._numbers)}", source.name, 0, "checking", batch=batch, at=now)
+                for source in sources]
         for row in rows:
             self.results.upsert(row)
         by_key = dict(zip((row.key for row in rows), sources, strict=True))
@@ -347,6 +387,11 @@ class PickupDrop(QObject):
         if self.active is not None:
             self.active.cancel()
 
+    def close(self) -> None:
+        """The window closes: no more reading of the history."""
+        self._closed = True
+        self._history_timer.stop()
+
     def _announce(self, batch: int) -> None:
         rows = [row for row in self.results.rows() if row.batch == batch]
         taken = sum(row.status not in ("problem", "not submitted", "failed", "checking") for row in rows)
@@ -360,6 +405,11 @@ class PickupDrop(QObject):
     # -- following the messages -----------------------------------------------------------------
 
     def on_events(self, batch: list[Event]) -> None:
+        followed = self._history_queued
+        if any((isinstance(event, MessageQueued | MessageBadmailed) and event.source == "pickup")
+               or (isinstance(event, MessageRemoved | MessageDropped) and event.queue_id in followed)
+               for event in batch):
+            self._history_timer.start()  # (other mail's events read nothing: a busy server is not slowed)
         bad: list[str] = []
         for event in batch:
             if isinstance(event, MessageQueued) and event.source == "pickup" and self._waiting:
@@ -400,10 +450,61 @@ class PickupDrop(QObject):
         for item in await self.engine.badmail_items(names):
             key = self._match(_envelope(item.sender, item.recipients))
             if key is not None:
-                self.results.change(key, status="refused", detail=" ".join(item.reason.split()))
+                self.results.change(key, status="refused", detail=" ".join(item.reason.split()), badmail=item.name)
 
     def rows_of(self, batch: int) -> list[PickupRow]:
         return [row for row in self.results.rows() if row.batch == batch]
+
+    def own_rows(self) -> list[PickupRow]:
+        """The rows of the files this window put into Pickup (not the history, not the folder's files)."""
+        return [row for row in self.results.rows() if not row.listed]
+
+    # -- the history and the folder, from the engine ----------------------------------------------
+
+    def load_history(self) -> None:
+        """Read what became of earlier Pickup files (the engine's tracking index and Badmail) into the list."""
+        engine = self.engine
+        if self._history_loading or self._closed or not isinstance(engine, PickupHistoryFacade):
+            return
+        self._history_loading = True
+        self._history_loaded = True
+
+        async def run() -> None:
+            try:
+                records = await engine.pickup_history(HISTORY_LIMIT)
+            except EngineError:
+                return  # not running yet, or any more: the list stays as it was (the next event reads again)
+            finally:
+                self._history_loading = False
+            self.show_history(records)
+
+        self.runner.spawn(run(), "Pickup")
+
+    def show_history(self, records: list[PickupRecord]) -> None:
+        """The engine's records as rows, except those of this window's own files (already listed, and followed)."""
+        own = self.own_rows()
+        queue_ids = {row.queue_id for row in own if row.queue_id}
+        badmail = {row.badmail for row in own if row.badmail}
+        rows = [history_row(record) for record in records
+                if record.queue_id not in queue_ids and record.badmail not in badmail]
+        self.results.sync([*(row for row in self.results.rows() if row.listed != "history"), *rows])
+        self._history_queued = {row.queue_id for row in rows if row.status == "queued"}
+
+    def show_folder(self, files: list[PickupFile]) -> None:
+        """The files sitting in the Pickup folder now, as rows (they leave the list when the server takes them)."""
+        if not self._history_loaded:
+            self.load_history()
+        mine = {row.detail for row in self.own_rows() if row.status == "in pickup"}  # "Pickup file <name>"
+        rows = [PickupRow(FOLDER_KEY + f.name, f.name, f.size, "waiting", at=f.at, listed="folder") for f in files
+                if f"Pickup file {f.name}" not in mine]
+        self.results.sync([*(row for row in self.results.rows() if row.listed != "folder"), *rows])
+
+
+def history_row(record: PickupRecord) -> PickupRow:
+    key = HISTORY_KEY + (record.queue_id or record.badmail)
+    return PickupRow(key, record.file, record.size, OUTCOME_STATUS[record.outcome], record.detail, record.sender,
+                     record.recipients, record.queue_id, at=record.at, subject=record.subject,
+                     badmail=record.badmail, listed="history")
 
 
 def drop_hint() -> QLabel:

@@ -341,7 +341,8 @@ class ManagerWindow(QMainWindow):
         elif row.status == "refused":
             self.select_node(Node.BADMAIL)
             self._select_when_listed(Node.BADMAIL, lambda: next(
-                (b.name for b in self.badmail_model.rows() if b.property("pickup-file") == row.name), None))
+                (b.name for b in self.badmail_model.rows()
+                 if b.name == row.badmail or (not row.badmail and b.property("pickup-file") == row.name)), None))
 
     def _select_when_listed(self, node: Node, find: Callable[[], str | None], tries: int = 50) -> None:
         """Select the row ``find`` names once the list has it (the folder may still be being read)."""
@@ -775,6 +776,7 @@ class ManagerWindow(QMainWindow):
             finally:
                 self._pickup_listing = False
             self.pickup_now.setText(pickup_now_text(files, self.state in RUNNING))
+            self.pickup.show_folder(files)
 
         self.runner.spawn(run(), "Pickup")
 
@@ -876,6 +878,7 @@ class ManagerWindow(QMainWindow):
         self._soon.stop()
         self.queue_feed.close()
         self.folder_ops.close()
+        self.pickup.close()
         self.queue_pane.hide()  # stops its chart timer
         self.save_layout()
         event.accept()

@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.events import Event, EventBus, MessageBadmailed, MessageDropped, MessageQueued, MessageRemoved, QueueChanged
+from engine.events import (
+    Event,
+    EventBus,
+    MessageBadmailed,
+    MessageDropped,
+    MessageQueued,
+    MessageRemoved,
+    PickupTaken,
+    QueueChanged,
+)
 from engine.store.envelope import split_envelope
 
 log = logging.getLogger(__name__)
@@ -63,7 +72,8 @@ def _domain(address: str) -> str:
 @dataclass(frozen=True)
 class Step:
     at: float
-    what: str  # received | delivered to Drop | delivery attempt | frozen | thawed | retry scheduled | removed
+    what: str  # received | taken from Pickup | delivered to Drop | delivery attempt | frozen | thawed | retry
+    #            scheduled | left the queue | moved to Badmail
     detail: str = ""
 
 
@@ -89,6 +99,7 @@ class Query:
     message_id: str = ""  # with or without <>
     queue_id: str = ""
     subject: str = ""  # words of the Subject (full-text index), e.g. "quarterly report"
+    source: str = ""  # smtp | pickup | dsn (the Pickup pane's history)
     since: float | None = None
     until: float | None = None
     limit: int = 100
@@ -120,6 +131,9 @@ class Query:
         if self.queue_id:
             clauses.append("m.queue_id = ?")
             params.append(self.queue_id.upper())
+        if self.source:
+            clauses.append("m.source = ?")
+            params.append(self.source)
         words = subject_words(self.subject)
         if words:
             clauses.append("m.rowid IN (SELECT rowid FROM subjects WHERE subjects MATCH ?)")
@@ -245,7 +259,8 @@ class TrackingIndex:
         self._unsubscribe = bus.subscribe(self.publish)
 
     def publish(self, event: Event) -> None:
-        if isinstance(event, MessageQueued | MessageDropped | MessageRemoved | QueueChanged | MessageBadmailed):
+        if isinstance(event, MessageQueued | MessageDropped | MessageRemoved | QueueChanged | MessageBadmailed
+                      | PickupTaken):
             self._pending.append(event)
             self._wake.set()
 
@@ -322,6 +337,8 @@ class TrackingIndex:
                 steps.append((event.queue_id, event.at, "delivered to Drop", ", ".join(event.recipients)))
             elif isinstance(event, MessageRemoved):
                 steps.append((event.queue_id, event.at, "left the queue", event.reason))
+            elif isinstance(event, PickupTaken):
+                steps.append((event.queue_id, event.at, "taken from Pickup", event.name))
             elif isinstance(event, MessageBadmailed):
                 queue_id = self._badmailed_queue_id(event.name)
                 if queue_id:

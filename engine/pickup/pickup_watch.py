@@ -32,7 +32,7 @@ from typing import Protocol
 
 from engine.bounce.badmail import write_badmail
 from engine.errors import MessageRejected, QueueWriteError
-from engine.events import ErrorEvent, EventBus, MessageBadmailed
+from engine.events import ErrorEvent, EventBus, MessageBadmailed, PickupTaken
 from engine.pickup import inotify
 from engine.pickup.pickup import PickupError, PickupMessage, parse_pickup
 from engine.store.mailroot import Mailroot, fsync_dir, new_id
@@ -470,8 +470,8 @@ class PickupService:
             await self._badmail(name, claim, str(result), None, cause)
             return
         try:
-            await self._submit(result.sender, result.recipients, result.content, SOURCE,
-                               queue_id=_claim_id(claim.name))
+            queue_id = await self._submit(result.sender, result.recipients, result.content, SOURCE,
+                                          queue_id=_claim_id(claim.name))
         except MessageRejected as exc:
             await self._badmail(name, claim, str(exc) or "rejected by the queue", result,
                                 exc.cause or PickupError.cause)
@@ -481,6 +481,7 @@ class PickupService:
             self._pause(f"the queue could not store {name!r} from Pickup ({exc})")
             return
         self._retrieved += 1
+        self._bus.publish(PickupTaken(queue_id, printable_name(name)))
         try:
             os.unlink(claim)
         except OSError as exc:

@@ -31,7 +31,7 @@ from engine.store.mailroot import Mailroot
 from ui.badmail_detail import BadmailDialog
 from ui.mail_ops import MessageRef
 from ui.models.queue import COLUMN
-from ui.pickup_drop import PreviewDialog
+from ui.pickup_drop import PickupRow, PreviewDialog
 from ui.result_pane import FramedPane, SearchBar
 from ui.scope import Node
 
@@ -308,7 +308,7 @@ def test_files_dropped_on_the_window_are_previewed_then_delivered(running: Run, 
     preview.dont_ask.setChecked(True)
     preview.accept()
     results = window.pickup.results
-    running.until(lambda: sum(r.status == "delivered" for r in results.rows()) == 3, 20)
+    running.until(lambda: sum(r.status == "delivered" for r in window.pickup.own_rows()) == 3, 20)
     assert sorted(drop_subjects(tmp_path)) == ["dropped 0", "dropped 1", "dropped 2"]
     assert all(r.queue_id for r in results.rows() if r.status == "delivered")
     assert next(r for r in results.rows() if r.name == "notes.txt").status == "problem"
@@ -334,7 +334,7 @@ def test_put_files_into_pickup_with_ctrl_o_and_paste(running: Run, tmp_path: Pat
     window.actions_.put_pickup.trigger()
     assert window.node == Node.PICKUP  # where the results show
     results = window.pickup.results
-    running.until(lambda: sum(r.status == "delivered" for r in results.rows()) == 2, 20)
+    running.until(lambda: sum(r.status == "delivered" for r in window.pickup.own_rows()) == 2, 20)
     assert {"dropped 7", "dropped 8"} <= set(drop_subjects(tmp_path))
     [seven] = [r for r in results.rows() if r.name == "message0007.eml"]
     pane = window.panes[Node.PICKUP]
@@ -369,6 +369,47 @@ def test_pickup_pane_says_what_sits_in_the_folder_now(running: Run, tmp_path: Pa
     running.until(lambda: "waited" in drop_subjects(tmp_path), 20)
 
 
+def test_pickup_lists_what_other_tools_put_there_and_leads_to_it(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    pickup = mailroot(tmp_path) / "Pickup"
+    head = b"From: a@example.test\r\nTo: "
+    for name, data in (("by-script.eml", head + b"b@example.test\r\nSubject: scripted\r\n\r\nx\r\n"),
+                       ("far.eml", head + b"bob@far.example\r\nSubject: far away\r\n\r\nx\r\n"),
+                       ("garbage.txt", b"not a message\r\n")):
+        (tmp_path / name).write_bytes(data)
+        (tmp_path / name).rename(pickup / name)  # another program's drop, as a rename
+    window.select_node(Node.PICKUP)
+    results = window.pickup.results
+
+    def history(status: str) -> list[PickupRow]:
+        return [r for r in results.rows() if r.listed == "history" and r.status == status]
+
+    running.until(lambda: len(history("delivered")) == 1 and len(history("refused")) == 1
+                  and len(history("queued")) == 1, 20)
+    [delivered], [refused], [queued] = history("delivered"), history("refused"), history("queued")
+    assert delivered.subject == "scripted" and delivered.queue_id and delivered.recipients == ("b@example.test",)
+    assert refused.name == "garbage.txt" and refused.badmail and refused.detail
+    assert queued.subject == "far away" and "451 4.7.1" in queued.detail and queued.name == "far.eml"
+    assert delivered.name == "by-script.eml"  # the file's own name, kept by message tracking
+    assert window.pickup.own_rows() == []  # none of them was put there by this window
+    view = window.panes[Node.PICKUP].detail
+    view.resizeColumnToContents(0)
+    window.grab().save(str(tmp_path / "pickup-history.png"))
+    pane = window.panes[Node.PICKUP]
+    pane.activated.emit(results.index(results.row_of(refused.key), 0))  # the Badmail item it became
+    assert window.node == Node.BADMAIL
+    running.until(lambda: window.pane.selected_keys() == [refused.badmail], 20)
+    window.select_node(Node.PICKUP)
+    pane.activated.emit(results.index(results.row_of(queued.key), 0))  # the queued message's detail
+    assert window.node == Node.QUEUE and queued.queue_id in window.queue_ops.details
+    window.select_node(Node.PICKUP)
+    pane.activated.emit(results.index(results.row_of(delivered.key), 0))  # its Drop file
+    assert window.node == Node.DROP
+    running.until(lambda: any(delivered.queue_id in key for key in window.pane.selected_keys()), 20)
+    running.run(running.manager.host.delete_message(queued.queue_id))
+    running.until(lambda: [r.status for r in results.rows() if r.key == queued.key] == ["deleted"], 20)
+
+
 def test_own_drag_out_is_not_taken_back(running: Run) -> None:
     window = running.window
     mime = file_mime([Path("/etc/hostname")])
@@ -382,11 +423,10 @@ def test_cancelling_a_large_drop_half_way_loses_and_duplicates_nothing(running: 
     files = tmp_path / "many"
     files.mkdir()
     paths = [message_file(files, number) for number in range(300)]
-    results = window.pickup.results
     submitted = ("in pickup", "queued", "delivered")
 
     async def cancel_half_way() -> None:
-        while sum(r.status in submitted for r in results.rows()) < 150:
+        while sum(r.status in submitted for r in window.pickup.own_rows()) < 150:
             await asyncio.sleep(0.005)
         window.pickup.cancel()
 
@@ -395,7 +435,7 @@ def test_cancelling_a_large_drop_half_way_loses_and_duplicates_nothing(running: 
     drop_event(window, file_mime(paths))
     running.run(cancel_half_way())
     running.until(lambda: bool(finished), 30)
-    rows = results.rows()
+    rows = window.pickup.own_rows()  # (the server's history of Pickup is listed too: not these)
     taken = {row.name for row in rows if row.status in submitted}
     left = {row.name for row in rows if row.status == "not submitted"}
     assert len(rows) == 300 and taken | left == {path.name for path in paths} and not taken & left
@@ -405,7 +445,7 @@ def test_cancelling_a_large_drop_half_way_loses_and_duplicates_nothing(running: 
     running.run(asyncio.sleep(0.5))  # nothing more arrives
     assert sorted(drop_subjects(tmp_path)) == expected  # every submitted file once, no other
     assert not list((mailroot(tmp_path) / "Pickup").iterdir())
-    running.until(lambda: all(row.status in ("delivered", "not submitted") for row in results.rows()), 20)
+    running.until(lambda: all(row.status in ("delivered", "not submitted") for row in window.pickup.own_rows()), 20)
 
 
 def test_badmail_resend_view_delete_and_live_rows(running: Run, tmp_path: Path) -> None:

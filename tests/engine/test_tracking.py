@@ -36,7 +36,7 @@ def test_every_query_is_an_index_lookup(tmp_path: Path) -> None:
     connection = tracking.open_index(tmp_path / "t.sqlite")
     for query in (Query(sender="a@b"), Query(sender="@b"), Query(recipient="a@b"), Query(recipient="@b"),
                   Query(message_id="x"), Query(queue_id="Q"), Query(since=1.0), Query(), Query(subject="word"),
-                  Query(recipient="@b", since=1.0, sender="@c")):
+                  Query(recipient="@b", since=1.0, sender="@c"), Query(source="pickup")):
         statement, params = query.sql()
         plan = [str(row[-1]) for row in connection.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
         scans = [step for step in plan if step.startswith("SCAN") and "USING INDEX" not in step
