@@ -406,7 +406,7 @@ def test_pickup_lists_what_other_tools_put_there_and_leads_to_it(running: Run, t
     pane.activated.emit(results.index(results.row_of(delivered.key), 0))  # its Drop file
     assert window.node == Node.DROP
     running.until(lambda: any(delivered.queue_id in key for key in window.pane.selected_keys()), 20)
-    running.run(running.manager.host.delete_message(queued.queue_id))
+    running.run(running.manager.engine.delete_message(queued.queue_id))
     running.until(lambda: [r.status for r in results.rows() if r.key == queued.key] == ["deleted"], 20)
 
 
