@@ -37,6 +37,7 @@ from engine.qmgr.etrn import is_held
 from engine.qmgr.fate import Claim
 from engine.qmgr.gates import Gate
 from engine.qmgr.queue import QueueEntry, QueueStore
+from engine.smtp import binarymime
 from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
 from engine.smtp.scache import ConnectionCache
@@ -541,9 +542,15 @@ class RemoteDelivery:
                 self._badmail(entry, message, dsn.badmail_cause(headers), statuses)
             return
         full = record.ret.upper() == "FULL" and len(message) <= FULL_RETURN_LIMIT
+        returned = message if full else None
+        if returned is not None and record.extra.get(BODY) == BINARYMIME:
+            try:  # the notice goes by DATA like any message: the copy it returns must be converted too
+                returned = binarymime.convert(message)
+            except binarymime.Unconvertible:
+                returned = None  # (a signed message that cannot change: its header section only)
         sender, rcpts, content = dsn.build_dsn(
             kind=kind, reporting_mta=config.fqdn, original_sender=record.sender, original_headers=headers,
-            original_message=message if full else None, recipients=statuses, arrival=record.arrived,
+            original_message=returned, recipients=statuses, arrival=record.arrived,
             envid=record.envid or None, postmaster=f"postmaster@{config.default_domain.name}",
             ndr_copy_to=config.server.ndr_copy_to, now=self.clock(),
         )

@@ -7,6 +7,8 @@ import email.policy
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from engine.smtp.binarymime import Unconvertible, convert, line_safe
 
@@ -141,3 +143,45 @@ def test_a_message_without_a_final_line_end_gets_one() -> None:
                                          (b"\r\r\n", False), (b"\r\n\n", False)])
 def test_line_safe(data: bytes, safe: bool) -> None:
     assert line_safe(data) is safe
+
+
+# -- properties (hypothesis) --------------------------------------------------------------------------------
+
+LEAF = st.tuples(st.sampled_from([b"application/octet-stream", b"text/plain; charset=utf-8", b"image/png"]),
+                 st.sampled_from([b"binary", b"8bit", b"7bit", None]), st.binary(max_size=2000))
+BOUNDARY = b"=_hypothesis_boundary_="
+
+
+def leaf_entity(ctype: bytes, cte: bytes | None, body: bytes) -> bytes:
+    head = b"Content-Type: " + ctype + b"\r\n" + (b"Content-Transfer-Encoding: " + cte + b"\r\n" if cte else b"")
+    return head + b"\r\n" + body
+
+
+@given(st.binary(max_size=3000))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_give_a_message_or_a_reason(data: bytes) -> None:
+    try:
+        out = convert(data)
+    except Unconvertible:
+        return
+    assert out.endswith(b"\r\n")
+
+
+@given(st.lists(LEAF, min_size=1, max_size=4), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_every_part_comes_out_line_safe_with_the_same_bytes(leaves: list[tuple[bytes, bytes | None, bytes]],
+                                                              nested: bool) -> None:
+    assume(all(BOUNDARY not in body for _, _, body in leaves))
+    parts = [leaf_entity(*leaf) for leaf in leaves]
+    body = b"".join(b"--" + BOUNDARY + b"\r\n" + part + b"\r\n" for part in parts) + b"--" + BOUNDARY + b"--\r\n"
+    message = b"Subject: p\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + BOUNDARY \
+              + b"\"\r\nContent-Transfer-Encoding: binary\r\n\r\n" + body
+    if nested:  # the same, forwarded as an attachment
+        message = mixed(b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: binary\r\n\r\n" + message)
+    out = convert(message)
+    assert line_safe(out)
+    top = parsed(out)
+    inner = next(p for p in top.walk() if p.get_content_type() == "message/rfc822").get_payload(0) if nested else top
+    assert isinstance(inner, EmailMessage)
+    got = [part.get_payload(decode=True) for part in inner.iter_parts()]
+    assert got == [body for _, _, body in leaves]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from engine_support import Running, free_port, make_config, start_server
-from mta_support import remote_mta
+from mta_support import Behaviour, remote_mta
 from smtp_helpers import RawSMTP
 
 from engine.store.envelope import split_envelope
@@ -37,10 +37,10 @@ def signed_message(attachment: bytes) -> bytes:
               b"MIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n--s--\r\n")
 
 
-def send_bdat(port: int, rcpts: list[str], message: bytes) -> list[str]:
+def send_bdat(port: int, rcpts: list[str], message: bytes, params: str = "") -> list[str]:
     """BODY=BINARYMIME by BDAT in three chunks (the middle one splits the attachment)."""
     raw = RawSMTP(port)
-    replies = [raw.cmd("EHLO client.test"), raw.cmd("MAIL FROM:<s@example.test> BODY=BINARYMIME")]
+    replies = [raw.cmd("EHLO client.test"), raw.cmd(f"MAIL FROM:<s@example.test> BODY=BINARYMIME {params}".strip())]
     replies += [raw.cmd(f"RCPT TO:<{rcpt}>") for rcpt in rcpts]
     cuts = [0, 1000, len(message) // 2, len(message)]
     for start, end in itertools.pairwise(cuts):
@@ -113,6 +113,23 @@ async def test_a_signed_binary_message_is_returned_with_5_6_3(engine: Running, p
     block = dict(blocks[1].items())
     assert block["Status"] == "5.6.3" and block["Action"] == "failed"
     assert "multipart/signed" in block["Diagnostic-Code"]
+
+
+async def test_an_ndr_with_ret_full_returns_the_message_converted(engine: Running, port: int) -> None:
+    attachment = ATTACHMENT[:20_000]  # RET=FULL returns up to 50 KB
+    behaviour = Behaviour(reject={"x@relay.test": "550 5.1.1 <x@relay.test>: no such user"})
+    async with remote_mta("127.0.0.4", port, behaviour):
+        replies = await asyncio.to_thread(send_bdat, engine.port, ["x@relay.test"], binary_message(attachment),
+                                          "RET=FULL")
+        assert all(r.startswith(("2", "3")) for r in replies), replies
+        await engine.wait_for(lambda: len(engine.drop_files()) == 1 and not engine.queue_files(), timeout=20)
+    [drop] = engine.drop_files()
+    data = drop.read_bytes()
+    ndr = email.message_from_bytes(data[split_envelope(data)[2]:], policy=email.policy.default)
+    [returned] = [part for part in ndr.walk() if part.get_content_type() == "message/rfc822"]
+    [original] = returned.iter_parts()
+    [part] = [p for p in original.walk() if p.get_filename() == "a.bin"]
+    assert part["Content-Transfer-Encoding"] == "base64" and part.get_payload(decode=True) == attachment
 
 
 async def test_the_body_type_is_durable_across_a_restart_without_the_queue_index(tmp_path: Path, port: int) -> None:
