@@ -41,7 +41,6 @@ def stored_body(path: Path) -> tuple[str, bytes]:
     return subject[len(b"Subject: "):].decode(), body
 
 
-@pytest.mark.slow
 async def test_exim_delivers_into_smtpsvc_with_bdat(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
     running = await start_server(config_factory(max_message_size_kb=10_240, log_dir=str(tmp_path / "Logs"),
                                                 log_fields=W3C_LOG_FIELDS))
