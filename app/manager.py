@@ -123,8 +123,8 @@ class Manager:
     async def _start_admin(self, server: VirtualServer) -> None:
         """The admin server (admin_listen), on the engine's loop like the rest of the engine."""
         admin = start_admin(server, self.path)
+        self.admin = admin  # kept even when it cannot listen now: a corrected admin_listen applies live
         await admin.start()
-        self.admin = admin
 
     def shutdown(self) -> None:
         self.remote.shutdown()

@@ -20,7 +20,6 @@ from engine.conf.config import Config, DomainConfig, default_config_path
 from engine.conf.config_file import load_config, save_config, validate_config
 from engine.conf.hostport import join_hostport
 from engine.errors import ConfigError, EngineError
-from engine.events import ConfigChanged, ErrorEvent, Event
 from engine.server import VirtualServer
 
 if TYPE_CHECKING:
@@ -107,46 +106,36 @@ class AdminWhenListening:
         self._server = server
         self._path = config_path
         self.admin: AdminServer | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._making: set[asyncio.Task[None]] = set()
+        self._unfollow: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Listen now when ``admin_listen`` is set (EngineError when it cannot); else wait for it to be set."""
         if self._server.config().server.admin_listen:
-            await self._make()
+            await self._make(self._server.config())
         else:
-            self._unsubscribe = self._server.subscribe(self._changed)
+            self._unfollow = self._server.before_config(self._take)
 
-    def _changed(self, event: Event) -> None:
-        if (self.admin is None and isinstance(event, ConfigChanged) and "server.admin_listen" in event.keys
-                and self._server.config().server.admin_listen):
-            task = asyncio.get_running_loop().create_task(self._make_live())
-            self._making.add(task)
-            task.add_done_callback(self._making.discard)
+    async def _take(self, old: Config, new: Config) -> None:
+        """Before the engine takes ``admin_listen`` set: listen, or refuse the change (BindError)."""
+        if self.admin is None and new.server.admin_listen:
+            await self._make(new)
 
-    async def _make(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        self.admin = start_admin(self._server, self._path)
-        self.admin.follow()  # from now on the admin server applies its own settings' changes
-        await self.admin.start()
-
-    async def _make_live(self) -> None:
-        if self.admin is not None:
-            return
+    async def _make(self, config: Config) -> None:
+        admin = start_admin(self._server, self._path)
         try:
-            await self._make()
-        except EngineError as error:  # a bad address or certificate: said once, the engine keeps running
-            log.error("admin server: %s", error)
-            self._server.publish(ErrorEvent("admin", str(error)))
+            await admin.start(config)  # from now on the admin server applies its own settings' changes
+        except EngineError:
+            await admin.stop()
+            raise
+        self.admin = admin
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        for task in list(self._making):
-            await task
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         if self.admin is not None:
             await self.admin.stop()
 

@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,6 +91,9 @@ def _first_domain(entry: QueueEntry) -> str:
     return pending[0][0].rpartition("@")[2].lower() if pending else ""
 
 
+ConfigTaker = Callable[[Config, Config], Awaitable[None]]  # (old, new): see VirtualServer.before_config
+
+
 class VirtualServer:
     """One SMTP virtual server; create it on the loop that will run it."""
 
@@ -127,6 +130,7 @@ class VirtualServer:
         self._queue_lengths_due = 0.0  # monotonic time the queue lengths are counted again
         self.security = Security()  # TLS contexts, the users file, the AUTH limiter: shared by all sessions
         self._pruner: BadmailPruner | None = None
+        self._takers: list[ConfigTaker] = []  # parts applying their own settings first (the admin listener)
         self.bus.subscribe(self._count_event)
 
     # -- state ----------------------------------------------------------------------------------
@@ -418,6 +422,20 @@ class VirtualServer:
 
     # -- configuration --------------------------------------------------------------------------
 
+    def before_config(self, take: ConfigTaker) -> Callable[[], None]:
+        """Have ``take(old, new)`` run before each changed configuration is taken — a part that applies its own
+        settings, such as the admin server's listener. An EngineError from it refuses the whole change (nothing
+        is taken); should a later step refuse it, ``take(new, old)`` goes back. Returns the remover."""
+        self._takers.append(take)
+        return lambda: self._takers.remove(take) if take in self._takers else None
+
+    async def _untake(self, taken: list[ConfigTaker], new: Config, old: Config) -> None:
+        for take in reversed(taken):
+            try:
+                await take(new, old)
+            except EngineError as error:  # it keeps what it has; said, not raised over the first refusal
+                log.error("going back to the previous settings failed: %s", error)
+
     async def apply_config(self, config: Config) -> None:
         """Validate and take a configuration; a changed listener list re-binds (old listeners kept on failure)."""
         validate_config(config)
@@ -430,6 +448,14 @@ class VirtualServer:
             wanted.reconfigure(config)
             if (wanted.badmail, wanted.drops) != (self.mailroot.badmail, self.mailroot.drops):
                 await asyncio.to_thread(self._create_dirs, wanted)
+        taken: list[ConfigTaker] = []
+        for take in list(self._takers):
+            try:
+                await take(old, config)
+            except EngineError:
+                await self._untake(taken, config, old)
+                raise
+            taken.append(take)
         self._config = config
         self.mailroot.reconfigure(config)
         if self._delivery is not None:
@@ -443,6 +469,7 @@ class VirtualServer:
             except BindError:
                 self._config = old
                 self.mailroot.reconfigure(old)
+                await self._untake(taken, config, old)
                 raise
         if self.protocol_log is not None:
             self.protocol_log.refresh()

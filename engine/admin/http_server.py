@@ -35,7 +35,7 @@ from engine.conf.config import DOMAIN_SECRETS, Config
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.conf.options import OPTIONS_BY_NAME
 from engine.errors import BindError, ConfigError, DomainError, EngineError, NotFoundError, StateError
-from engine.events import AdminAction, ConfigChanged, ErrorEvent, Event
+from engine.events import AdminAction, Event
 from engine.smtpd.tls import TlsError, server_context
 from engine.store.mailroot import Mailroot
 
@@ -69,6 +69,7 @@ class AdminTarget(ControlTarget, Protocol):
     def pickup_taking(self) -> bool: ...
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]: ...
     def publish(self, event: Event) -> None: ...
+    def before_config(self, take: Callable[[Config, Config], Awaitable[None]]) -> Callable[[], None]: ...
 
 
 Setup = Callable[["AdminServer", web.Application], None]  # adds routes (the HTML manager, the Posting Acceptor)
@@ -120,6 +121,16 @@ def admin_tls(config: Config) -> ssl.SSLContext | None:
                     "address with admin_allow_plain_loopback")
 
 
+def _admin_settings(config: Config) -> tuple[object, ...]:
+    return tuple(getattr(config.server, key.removeprefix("server.")) for key in sorted(ADMIN_KEYS))
+
+
+def _overlaps(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether two listening addresses take the same port: equal, or the same port with a wildcard host."""
+    wildcard = ("", "0.0.0.0", "::")
+    return a[1] != 0 and a[1] == b[1] and (a[0] == b[0] or a[0] in wildcard or b[0] in wildcard)
+
+
 def _audit_detail(op: str, args: dict[str, Any]) -> str:
     """What an AdminAction says about the arguments: never a secret value, never a whole configuration."""
     def shown(key: object, value: object) -> str:
@@ -158,61 +169,90 @@ class AdminServer:
         self.tls = False
         self.page_error: Callable[[web.Request, EngineError, int], web.StreamResponse] | None = None
         self._restarting = asyncio.Lock()
+        self._site: web.TCPSite | None = None
+        self._spec: tuple[str, int, ssl.SSLContext | None] | None = None  # what _site listens on
+        self._unfollow: Callable[[], None] | None = None
 
     # -- lifetime ---------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on ``admin_listen`` (nothing when it is empty); BindError when it cannot."""
-        config = self.target.config()
-        address = config.server.admin_listen
-        if not address:
-            return
-        context = admin_tls(config)
-        self.tls = context is not None
-        app = self.application()
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
-        await runner.setup()
-        host, port = split_hostport(address)
-        site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as error:
-            await runner.cleanup()
-            raise BindError(f"cannot listen on {address} for the admin server: {error.strerror or error}") from error
-        self._runner = runner
-        self.bound = [(str(a[0]), int(a[1])) for a in runner.addresses]
-        log.info("admin server on %s://%s", "https" if self.tls else "http",
-                 ", ".join(join_hostport(h, p) for h, p in self.bound))
+    async def start(self, config: Config | None = None) -> None:
+        """Listen on ``admin_listen`` of ``config`` (default: the engine's; nothing when it is empty); BindError
+        when it cannot. From then on a changed ``admin_listen`` or admin certificate is applied before the
+        engine takes it (``VirtualServer.before_config``): refused, with the old listener kept, when it cannot."""
+        if self._unfollow is None:  # first: a corrected address applies even when this one cannot be bound
+            self._unfollow = self.target.before_config(self._take)
+        await self.listen(config or self.target.config())
 
     def follow(self) -> Callable[[], None]:
-        """Apply a changed ``admin_listen`` or admin certificate at once: the listener is started again (after
-        the request that changed it has been answered). Returns the unsubscribe function."""
-        restarts: set[asyncio.Task[None]] = set()
+        """Apply changed admin settings live from now on (``start`` does it too); returns the remover."""
+        if self._unfollow is None:
+            self._unfollow = self.target.before_config(self._take)
+        return self._stop_following
 
-        def changed(event: Event) -> None:
-            if isinstance(event, ConfigChanged) and ADMIN_KEYS & set(event.keys):
-                task = asyncio.get_running_loop().create_task(self._restart())
-                restarts.add(task)
-                task.add_done_callback(restarts.discard)
+    def _stop_following(self) -> None:
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
 
-        return self.target.subscribe(changed)
+    async def _take(self, old: Config, new: Config) -> None:
+        if _admin_settings(old) != _admin_settings(new):
+            await self.listen(new)
 
-    async def _restart(self) -> None:
+    async def listen(self, config: Config) -> None:
+        """Listen as ``config`` says, in place of the current listener: the new address is bound before the old
+        one is let go, so a BindError (an address in use, a bad certificate) leaves the old listener serving.
+        Connections already open stay open (the request that made the change gets its answer)."""
         async with self._restarting:
-            await self.stop()
+            address = config.server.admin_listen
+            old = self._site
+            if not address:
+                if old is not None:
+                    await old.stop()
+                self._site, self._spec, self.bound = None, None, []
+                return
+            context = admin_tls(config)
+            if self._runner is None:
+                runner = web.AppRunner(self.application(), access_log=None, handle_signals=False,
+                                       shutdown_timeout=5.0)
+                await runner.setup()
+                self._runner = runner
+            host, port = split_hostport(address)
+            # The same port again (a new certificate): it is free only once the old listener is let go.
+            same = self._spec is not None and _overlaps((host, port), self._spec[:2])
+            if same and old is not None:
+                await old.stop()
+            site = web.TCPSite(self._runner, host, port, ssl_context=context, reuse_address=True)
             try:
-                await self.start()
-            except EngineError as error:  # a bad address or certificate: said once, the engine keeps running
-                log.error("admin server: %s", error)
-                self.target.publish(ErrorEvent("admin", str(error)))
+                await site.start()
+            except OSError as error:
+                await site.stop()
+                if same and self._spec is not None:
+                    self._site = await self._listen_on(*self._spec)  # as before
+                still = f"; it still listens on {self.url}" if self.bound else ""
+                raise BindError(f"cannot listen on {address} for the admin server: {error.strerror or error}"
+                                f"{still}") from error
+            if not same and old is not None:
+                await old.stop()
+            self._site, self._spec = site, (host, port, context)
+            self.tls = context is not None
+            self.bound = [(str(a[0]), int(a[1])) for a in self._runner.addresses]
+            log.info("admin server on %s", self.url)
+
+    async def _listen_on(self, host: str, port: int, context: ssl.SSLContext | None) -> web.TCPSite:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, host, port, ssl_context=context, reuse_address=True)
+        await site.start()
+        return site
 
     async def stop(self) -> None:
+        self._stop_following()
         for queue in list(self._streams):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)  # ends the event streams, so the runner need not wait for them
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._site, self._spec = None, None
         self.bound = []
 
     @property

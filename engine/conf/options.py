@@ -189,15 +189,18 @@ OPTIONS: tuple[Option, ...] = (
     # Security: remote administration (the admin server, its operators)
     Option("admin_listen", "str", "", "",
            "Remote administration: address (HOST:PORT, e.g. 0.0.0.0:8443) of the admin server — the HTML manager, "
-           "the JSON API of `smtpsvc --connect` and the Posting Acceptor, over HTTPS; empty = off. Read when smtpsvc "
-           "starts.", "Security",
+           "the JSON API of `smtpsvc --connect` and the Posting Acceptor, over HTTPS; empty = off. A change applies "
+           "at once: the new address is bound before the old one is let go, and a change that cannot be bound is "
+           "refused with the old address kept.", "Security",
            local=True),
     Option("admin_tls_certificate", "str", "", "",
            "Remote administration: PEM certificate of the admin server; empty = the SMTP certificate "
-           "(tls_certificate, made by `smtpsvc cert new`). An absolute path.", "Security", local=True),
+           "(tls_certificate, made by `smtpsvc cert new`). An absolute path. A changed setting applies at once "
+           "(refused when the certificate cannot be used); a file replaced under the same name is read when an "
+           "admin setting changes or at the next start.", "Security", local=True),
     Option("admin_tls_key", "str", "", "",
            "Remote administration: PEM private key of that certificate; empty = tls_key, or in the certificate "
-           "file. An absolute path.", "Security", local=True),
+           "file. An absolute path. Applies with the certificate, at once.", "Security", local=True),
     Option("admin_allow_plain_loopback", "bool", False, "",
            "Remote administration: allow plain HTTP when the admin server listens on a loopback address and no "
            "certificate is configured (never on any other address).", "Security", local=True),

@@ -4,6 +4,7 @@ admin server of `smtpsvc serve` made only once admin_listen is set."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,14 @@ def test_the_admin_server_starts_when_admin_listen_is_set_on_a_running_serve(tmp
             [sys.executable, "-m", "app.cli", "config", "--config", str(config), "set", "admin_allow_plain_loopback",
              "yes"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
+        with socket.socket() as busy:  # an address in use: the change is refused, saying why
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            done = subprocess.run(
+                [sys.executable, "-m", "app.cli", "config", "--config", str(config), "set", "admin_listen",
+                 f"127.0.0.1:{busy.getsockname()[1]}"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                timeout=60, check=False)
+        assert done.returncode != 0 and "for the admin server" in done.stderr, done.stderr
         done = subprocess.run(
             [sys.executable, "-m", "app.cli", "config", "--config", str(config), "set", "admin_listen",
              f"127.0.0.1:{admin_port}"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60, check=False)

@@ -31,6 +31,7 @@ from engine.admin.http_server import AdminServer
 from engine.admin.operators import operator_store
 from engine.bounce.badmail import write_badmail
 from engine.conf.options import OPTIONS
+from engine.errors import BindError
 from engine.server import VirtualServer
 from engine.smtpd.tls import create_self_signed
 from engine.smtpd.users import UserStore
@@ -587,27 +588,60 @@ async def _admin_server(live: Live) -> None:
 
 async def _admin_server_checked(live: Live) -> None:
     admin = AdminServer(live.server, operators_default=live.tmp_path / "no-operators")
-    await admin.start()  # admin_listen empty: nothing yet
-    unfollow = admin.follow()
+    await admin.start()  # admin_listen empty: nothing yet, but its changes are followed from now on
     try:
         await live.set(admin_listen="127.0.0.1:0", admin_allow_plain_loopback=True)
-        await live.wait(lambda: bool(admin.bound))
+        assert admin.bound  # listening before apply_config returned
         plain = f"http://127.0.0.1:{admin.bound[0][1]}/api/v1/ops"
         assert await asyncio.to_thread(_http_status, plain, "ann", PASSWORD) == 401  # no operators yet
         operators = live.tmp_path / "operators"
         operator_store(operators).add("ann", PASSWORD, "admin")
         await live.set(operators_file=str(operators))
         assert await asyncio.to_thread(_http_status, plain, "ann", PASSWORD) == 200
+
+        # An address in use is refused, the setting is not taken, and the old listener keeps serving.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = f"127.0.0.1:{taken.getsockname()[1]}"
+            with pytest.raises(BindError, match=f"cannot listen on {busy} for the admin server.*still listens on"):
+                await live.set(admin_listen=busy)
+        assert live.server.config().server.admin_listen == "127.0.0.1:0"
+        assert await asyncio.to_thread(_http_status, plain, "ann", PASSWORD) == 200
+
+        # Another free address: the new one is bound, the old one let go.
+        port = _free_port()
+        await live.set(admin_listen=f"127.0.0.1:{port}")
+        assert admin.bound == [("127.0.0.1", port)]
+        with pytest.raises(OSError):
+            await asyncio.to_thread(_http_status, plain, "ann", PASSWORD)
+        plain = f"http://127.0.0.1:{port}/api/v1/ops"
+
+        # A certificate that cannot be used is refused too, the plain listener kept; a good one replaces it
+        # on the same port.
+        with pytest.raises(BindError, match="cannot use its certificate"):
+            await live.set(admin_tls_certificate=str(live.tmp_path / "missing.pem"))
+        assert await asyncio.to_thread(_http_status, plain, "ann", PASSWORD) == 200
         certificate, key = live.tmp_path / "admin.pem", live.tmp_path / "admin-key.pem"
         await asyncio.to_thread(create_self_signed, "mx.example.test", certificate, key)
         await live.set(admin_tls_certificate=str(certificate), admin_tls_key=str(key),
                        admin_allow_plain_loopback=False)
-        await live.wait(lambda: admin.tls and bool(admin.bound))
-        secure = f"https://127.0.0.1:{admin.bound[0][1]}/api/v1/ops"
+        assert admin.tls and admin.bound == [("127.0.0.1", port)]
+        secure = f"https://127.0.0.1:{port}/api/v1/ops"
         assert await asyncio.to_thread(_http_status, secure, "ann", PASSWORD) == 200
+
+        await live.set(admin_listen="")  # off
+        assert admin.bound == []
+        with pytest.raises(OSError):
+            await asyncio.to_thread(_http_status, secure, "ann", PASSWORD)
     finally:
-        unfollow()
         await admin.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @probe("outbound_user", "outbound_password")
