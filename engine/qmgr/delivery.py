@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import itertools
 import logging
 import time
 from collections import defaultdict
@@ -86,8 +85,7 @@ class RemoteDelivery:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.cache = ConnectionCache()  # idle connections kept a moment for the next batch
-        self._heap: list[tuple[float, int, str]] = []
-        self._sequence = itertools.count()
+        self._heap: list[tuple[float, str]] = []  # (when, queue id): equal times go in id (arrival) order
         # Both limits are read at every connection, so a changed setting applies at once (engine.qmgr.gates).
         self._global = Gate(lambda: self._config().server.max_outbound_connections)
         self._per_domain: dict[str, Gate] = {}
@@ -116,14 +114,13 @@ class RemoteDelivery:
 
     def wake_at(self, queue_id: str, when: float) -> None:
         """Look at this message again at ``when`` (new message: now; after an attempt: the schedule's time)."""
-        heapq.heappush(self._heap, (when, next(self._sequence), queue_id))
+        heapq.heappush(self._heap, (when, queue_id))
         if when <= self.clock():
             self._wake.set()
 
     def wake_many(self, wakes: list[tuple[float, str]]) -> None:
         """``wake_at`` for a batch of (when, id), the recovered queue: one heap build rather than a push each."""
-        sequence = self._sequence
-        self._heap.extend([(when, next(sequence), queue_id) for when, queue_id in wakes])
+        self._heap.extend(wakes)
         heapq.heapify(self._heap)
         if self._heap and self._heap[0][0] <= self.clock():
             self._wake.set()
@@ -143,7 +140,7 @@ class RemoteDelivery:
             due: list[tuple[QueueEntry, list[RecipientState]]] = []
             seen: set[str] = set()
             while self._heap and self._heap[0][0] <= now:
-                _, _, queue_id = heapq.heappop(self._heap)
+                _, queue_id = heapq.heappop(self._heap)
                 entry = self.store.entries.get(queue_id)
                 if entry is None or queue_id in seen or entry.record.frozen:
                     continue  # gone, duplicate wake-up, or frozen

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any
 
 from engine.bounce.dsn_params import wants_success
 from engine.conf.addresses import classify, domain_of
-from engine.conf.config import Config
+from engine.conf.config import Config, DomainConfig
 from engine.errors import NotFoundError
 from engine.events import ErrorEvent, EventBus, MessageDropped, MessageRemoved, QueueChanged, QueueRecovery
 from engine.qmgr import fate, queue_index, recovery
@@ -46,9 +46,6 @@ RECOVERY_THREADS = 2
 RECOVERY_EVENT_INTERVAL = 0.25  # seconds between QueueRecovery progress events
 RECOVERY_BATCH = 5000  # messages from the index taken per loop turn
 COMPACT_SLACK = 10_000  # index lines beyond twice the messages queued before it is compacted
-
-
-Admitted = tuple["QueueEntry", float, tuple[str, ...]]  # a recovered entry, its next attempt, its pending domains
 
 
 @dataclass(frozen=True)
@@ -148,10 +145,6 @@ class QueueEntry:
         held = fate.claimed(self.claims)
         return [] if any(c.whole for c in self.claims) else [r for r in recipients if r.address not in held]
 
-    @classmethod
-    def cold(cls, queue_id: str, folder: Path, indexed: queue_index.Indexed) -> QueueEntry:
-        return cls(None, folder, indexed.size, indexed.offset, queue_id=queue_id, fields=indexed.fields)
-
     @property
     def record(self) -> StateRecord:
         """The message's state, decoded once and kept (the object that delivery and operations change)."""
@@ -192,6 +185,12 @@ class QueueEntry:
                 pass
         return [(r.address, r.status, r.attempts, r.enhanced) for r in self.peek().recipients]
 
+    def _cold_snapshot(self) -> QueueItem:
+        seen = queue_index.summary(self._fields)
+        state = "frozen" if seen.frozen else "active" if self.active else "queued"
+        return QueueItem(self.queue_id, seen.sender, seen.recipients, seen.pending, self.size, seen.arrived,
+                         seen.attempts, seen.next_attempt, state, seen.last_error, seen.source)
+
     @property
     def path(self) -> Path:
         """The message file, ``Queue/<id>.eml`` (made when asked for, not kept)."""
@@ -201,6 +200,11 @@ class QueueEntry:
         return [r for r in self.record.recipients if r.status == "pending"]
 
     def snapshot(self) -> QueueItem:
+        if self._record is None:
+            try:
+                return self._cold_snapshot()
+            except ValueError:
+                pass  # (peek reads the files)
         record = self.peek()
         state = "frozen" if record.frozen else "active" if self.active else "queued"
         return QueueItem(
@@ -322,15 +326,23 @@ class QueueStore:
         loop = asyncio.get_running_loop()
         queue_dir = self.mailroot.queue
         self._publish_recovery(False)
-        usable = await asyncio.to_thread(self.index.open)
-        listing = await asyncio.to_thread(recovery.scan, queue_dir)
-        self._expected = len(listing.messages)
-        self._publish_recovery(False)
-        missing = await self._from_index(listing, queue_dir) if usable else listing.order
+        collecting = gc.isenabled()
+        gc.disable()  # see _look; the engine serves meanwhile, so only for this short part
+        try:
+            plan, records, orphans = await self._look(queue_dir)
+            missing = plan.missing
+            if plan.winners:
+                failed = await self._from_index(plan, queue_dir)
+                missing += failed
+                if failed:  # (whether they have a state record is seen when they are read)
+                    records = {q for q in missing if q in records} | set(failed)
+        finally:
+            if collecting:
+                gc.enable()
         chunks = [missing[start:start + RECOVERY_CHUNK] for start in range(0, len(missing), RECOVERY_CHUNK)]
         with ThreadPoolExecutor(RECOVERY_THREADS, thread_name_prefix="recovery") as pool:
             def read(chunk: list[str]) -> asyncio.Future[list[recovery.Loaded | recovery.Unreadable]]:
-                return loop.run_in_executor(pool, self._read_and_index, queue_dir, chunk, listing.records)
+                return loop.run_in_executor(pool, self._read_and_index, queue_dir, chunk, records)
 
             pending = [read(chunk) for chunk in chunks[:RECOVERY_THREADS * 2]]
             following = RECOVERY_THREADS * 2
@@ -344,7 +356,7 @@ class QueueStore:
                 if loop.time() - last_event >= RECOVERY_EVENT_INTERVAL:
                     last_event = loop.time()
                     self._publish_recovery(False)
-        for queue_id in listing.orphans():
+        for queue_id in orphans:
             if queue_id not in self._live and not (queue_dir / f"{queue_id}.eml").exists():
                 # The message was delivered and removed but its record was not: nothing to lose.
                 (queue_dir / f"{queue_id}.env").unlink(missing_ok=True)
@@ -357,41 +369,56 @@ class QueueStore:
         self._compact_if_due()
         return self._recovered
 
-    async def _from_index(self, listing: recovery.Listing, queue_dir: Path) -> list[str]:
-        """Take every message the index knows as it is on disk; returns the ids to read from their files.
+    async def _look(self, queue_dir: Path) -> tuple[queue_index.Plan, Container[str], list[str]]:
+        """The listing of Queue/ and the index's first pass: (what to take from the index and what to read from
+        the files, the ids with a state record among the latter, orphan state records).
 
-        The cyclic GC waits meanwhile: 100,000 records made in a second or two would have it walk the
-        growing queue again and again (a third of the time), and none of them is garbage. Only this
-        short part: the engine serves meanwhile, and its sessions' garbage must not pile up for long.
+        The listing goes when this returns, before the recovered queue is built: its 200,000 names would
+        otherwise leave as many holes among the queue's objects. The cyclic GC waits meanwhile (the caller):
+        100,000 entries made in a second would have it walk the growing queue again and again.
         """
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        usable = await asyncio.to_thread(self.index.open)
+        listing = await asyncio.to_thread(recovery.scan, queue_dir)
+        self._expected = len(listing.messages)
+        self._publish_recovery(False)
+        plan = queue_index.Plan(0, bytearray(), listing.order)
+        if usable:
             try:
-                indexed = await asyncio.to_thread(self.index.load, listing.messages, listing.records)
+                plan = await asyncio.to_thread(self.index.plan, listing.messages, listing.records, listing.order)
             except OSError as error:
                 log.warning("queue index not read (the messages are read from their files): %s", error)
-                return listing.order
-            missing: list[str] = []
-            batch: list[Admitted] = []
-            for queue_id in listing.order:  # oldest first
-                known = indexed.pop(queue_id, None)
-                if known is None:
-                    missing.append(queue_id)
-                    continue
-                batch.append((QueueEntry.cold(queue_id, queue_dir, known), known.next_attempt, known.pending_domains))
-                if len(batch) >= RECOVERY_BATCH:
-                    self._admit(batch)
-                    batch = []
-                    await asyncio.sleep(0)  # let sessions and delivery run between batches
-            self._admit(batch)
-            return missing
-        finally:
-            if collecting:
-                gc.enable()
+        records = listing.records if not plan.winners else {q for q in plan.missing if q in listing.records}
+        return plan, records, listing.orphans()
+
+    async def _from_index(self, plan: queue_index.Plan, queue_dir: Path) -> list[str]:
+        """Take every message the index knows as it is on disk; returns the ids to read from their files after
+        all (a line that did not decode)."""
+        domains = self._config().effective_domains
+        local_domains: dict[str, bool] = {}
+
+        def is_local(domain: str) -> bool:  # (on the thread: classify is pure, the configuration immutable)
+            local = local_domains.get(domain)
+            if local is None:
+                local = local_domains[domain] = classify(domain, domains).kind == "local"
+            return local
+
+        def make(queue_id: str, fields: bytes, size: int, offset: int) -> QueueEntry:
+            return QueueEntry(None, queue_dir, size, offset, queue_id=queue_id, fields=fields)
+
+        try:
+            taken = await asyncio.to_thread(self.index.take, plan, make, is_local)
+        except OSError as error:
+            log.warning("queue index not read (the messages are read from their files): %s", error)
+            return (await asyncio.to_thread(recovery.scan, queue_dir)).order
+        local = set(taken.local)
+        for start in range(0, len(taken.entries), RECOVERY_BATCH):
+            self._admit(taken.entries[start:start + RECOVERY_BATCH], taken.wakes[start:start + RECOVERY_BATCH],
+                        local)
+            await asyncio.sleep(0)  # let sessions and delivery run between batches
+        return taken.failed
 
     def _read_and_index(self, queue_dir: Path, ids: list[str],
-                        records: dict[str, int]) -> list[recovery.Loaded | recovery.Unreadable]:
+                        records: Container[str]) -> list[recovery.Loaded | recovery.Unreadable]:
         """Read messages from their files (worker thread) and put them into the index for the next start."""
         results = recovery.read_chunk(queue_dir, ids, records)
         self.index.append(queue_index.line(r.queue_id, r.eml_ino, r.env_ino, r.size, r.offset,
@@ -417,39 +444,45 @@ class QueueStore:
 
     def _take(self, results: list[recovery.Loaded | recovery.Unreadable], queue_dir: Path) -> None:
         """Put one batch of messages read from their files into memory (on the loop)."""
-        batch: list[Admitted] = []
-        for result in results:
-            if isinstance(result, recovery.Unreadable):
-                if result.queue_id not in self._live and result.queue_id not in self.entries:
-                    self._quarantine(queue_dir / f"{result.queue_id}.eml", f"unreadable queue file: {result.reason}")
-                continue
-            if result.bad_record and result.queue_id not in self._live and result.queue_id not in self.entries:
-                self._quarantine(queue_dir / f"{result.queue_id}.env", f"unreadable state record: {result.bad_record}")
-            record = result.record
-            pending = tuple(domain_of(r.address) for r in record.recipients if r.status == "pending")
-            batch.append((QueueEntry(record, queue_dir, result.size, result.offset), record.next_attempt, pending))
-        self._admit(batch)
-
-    def _admit(self, batch: list[Admitted]) -> None:
-        """Make these recovered messages known, local ones queued for Drop, and hand them to delivery at once."""
-        live, entries = self._live, self.entries
-        domains = self._config().effective_domains
-        local_domains = self._local_domains  # each domain classified once per recovery
+        entries: list[QueueEntry] = []
         wakes: list[tuple[float, str]] = []
-        for entry, next_attempt, pending_domains in batch:
-            queue_id = entry.queue_id
-            if queue_id in live or queue_id in entries:
+        local: set[str] = set()
+        domains = self._config().effective_domains
+        for result in results:
+            queue_id = result.queue_id
+            if queue_id in self._live or queue_id in self.entries:
                 continue  # queued (and perhaps finished) by the running engine since the start
-            entries[queue_id] = entry
-            self._recovered += 1
-            for domain in pending_domains:
-                local = local_domains.get(domain)
-                if local is None:
-                    local = local_domains[domain] = classify(domain, domains).kind == "local"
-                if local:
-                    self._local.put_nowait(queue_id)
-                    break
-            wakes.append((next_attempt, queue_id))
+            if isinstance(result, recovery.Unreadable):
+                self._quarantine(queue_dir / f"{queue_id}.eml", f"unreadable queue file: {result.reason}")
+                continue
+            if result.bad_record:
+                self._quarantine(queue_dir / f"{queue_id}.env", f"unreadable state record: {result.bad_record}")
+            record = result.record
+            entries.append(QueueEntry(record, queue_dir, result.size, result.offset))
+            wakes.append((record.next_attempt, queue_id))
+            if any(self._is_local(domain_of(r.address), domains) for r in record.recipients if r.status == "pending"):
+                local.add(queue_id)
+        self._admit(entries, wakes, local)
+
+    def _is_local(self, domain: str, domains: tuple[DomainConfig, ...]) -> bool:
+        local = self._local_domains.get(domain)
+        if local is None:
+            local = self._local_domains[domain] = classify(domain, domains).kind == "local"
+        return local
+
+    def _admit(self, entries: list[QueueEntry], wakes: list[tuple[float, str]], local: set[str]) -> None:
+        """Make these recovered messages known (``wakes``: theirs, in the same order), local ones queued for
+        Drop, and hand them to delivery at once."""
+        live, known = self._live, self.entries
+        if any(entry.queue_id in live or entry.queue_id in known for entry in entries):
+            # queued (and perhaps finished) by the running engine since the start: not again
+            kept = [n for n, entry in enumerate(entries) if entry.queue_id not in live and entry.queue_id not in known]
+            entries, wakes = [entries[n] for n in kept], [wakes[n] for n in kept]
+        for entry in entries:
+            known[entry.queue_id] = entry
+            if entry.queue_id in local:
+                self._local.put_nowait(entry.queue_id)
+        self._recovered += len(entries)
         if wakes:
             self.on_recovered(wakes)
 

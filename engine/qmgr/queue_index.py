@@ -13,7 +13,7 @@ with a control character is written as JSON. Plain text is read about four times
 line is skipped: its message is read from its files. The last valid line of a message wins; compaction keeps
 only those.
 
-At start a message's fields stay as the bytes of its line (``Indexed``): the queue keeps them and decodes a
+At start a message's fields stay as the bytes of its line (``take``): the queue keeps them and decodes a
 record only when something needs it (``decode_record``; one field: ``record_field``), so 100,000 recovered
 messages cost a few hundred bytes each, not a thousand in Python objects.
 """
@@ -28,13 +28,15 @@ import re
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from engine.conf.addresses import domain_of
 from engine.store.envelope import RecipientState, StateRecord
 
 log = logging.getLogger(__name__)
+E = TypeVar("E")
 
 NAME = "queue.idx"
 MAGIC = b"smtpsvc-queue-index 1"
@@ -48,14 +50,25 @@ SAME_ERROR = "\x00"  # a recipient's last error that is the message's (written o
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _SHARED = {"sender", "source", "last_error", "status", "enhanced", "remote", "notify"}  # repeated: interned
 
-class Indexed(NamedTuple):
-    """One message as its last valid line has it: the record still encoded, and what recovery needs now."""
+@dataclass(slots=True)
+class Plan:
+    """What the first pass over the index found: which lines to take, and what the index does not know. Only
+    this is kept for the second pass, so that the listing and the first pass's strings are gone before the
+    recovered queue is built (its objects then fill their room densely: less memory, no holes)."""
 
-    fields: bytes  # the record's fields as written (``encode_record``), decoded on demand
-    size: int
-    offset: int
-    next_attempt: float
-    pending_domains: tuple[str, ...]  # the domains of its pending recipients (local ones go to Drop at once)
+    end: int  # the passes read up to here (lines appended meanwhile are the running engine's own)
+    winners: bytearray  # 1 at the number of each valid line that is its message's last and matches its files
+    missing: list[str]  # messages on disk that the index does not know as they are: read from their files
+
+
+@dataclass(slots=True)
+class Taken(Generic[E]):
+    """The second pass: the recovered messages, in the order of their lines."""
+
+    entries: list[E]
+    wakes: list[tuple[float, str]]  # (next attempt, id) of each entry, for delivery's heap
+    local: list[str]  # ids with a pending recipient in a local domain (to Drop at once)
+    failed: list[str]  # winning lines that did not decode after all: those messages are read from their files
 
 
 def boot_id() -> str:
@@ -115,7 +128,13 @@ _RCPT_ERROR = [f.name for f in _RCPT_FIELDS].index("last_error")
 _RCPT_ADDRESS, _RCPT_STATUS, _RCPT_ATTEMPTS, _RCPT_ENHANCED = (
     [f.name for f in _RCPT_FIELDS].index(name) for name in ("address", "status", "attempts", "enhanced"))
 _FIELD_NUMBER = {f.name: number for number, f in enumerate(_RECORD_FIELDS)}
-_QUEUE_ID, _NEXT_ATTEMPT = _FIELD_NUMBER["queue_id"], _FIELD_NUMBER["next_attempt"]
+_QUEUE_ID, _SENDER, _ARRIVED, _ATTEMPTS, _NEXT_ATTEMPT, _FROZEN, _LAST_ERROR, _SOURCE = (
+    _FIELD_NUMBER[name] for name in
+    ("queue_id", "sender", "arrived", "attempts", "next_attempt", "frozen", "last_error", "source"))
+# numbers read straight from the line's bytes (a sort over 100,000 cold messages)
+_BYTES_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    _FIELD_NUMBER[f.name]: float if str(f.type) == "float" else int
+    for f in _RECORD_FIELDS if str(f.type) in ("float", "int")}
 _FIELD_BYTES, _RECIPIENT_BYTES, _RECIPIENT_FIELD_BYTES = (b"\x1f", b"\x1e", b"\x1d")
 # The recipients field is split apart after the others are decoded.
 _RECORD_DECODERS = [str if n == _RECIPIENTS else decode for n, (_, decode) in enumerate(_RECORD_CODECS)]
@@ -182,7 +201,8 @@ def record_field(fields: bytes, name: str) -> Any:
     parts = fields.split(_FIELD_BYTES, number + 1)
     if len(parts) <= number:
         raise ValueError("not a record of this layout")
-    return _RECORD_DECODERS[number](parts[number].decode("utf-8"))
+    decode = _BYTES_DECODERS.get(number)
+    return decode(parts[number]) if decode is not None else _RECORD_DECODERS[number](parts[number].decode("utf-8"))
 
 
 def recipient_rows(fields: bytes) -> list[tuple[str, str, int, str]]:
@@ -201,9 +221,50 @@ def recipient_rows(fields: bytes) -> list[tuple[str, str, int, str]]:
     return rows
 
 
-def _parse_line(payload: bytes) -> tuple[str, int, int, Indexed]:
-    """(queue id, eml inode, env inode, the message) of one line; checks its layout, decodes only what recovery
-    needs now (ValueError when it is not of this layout)."""
+class Summary(NamedTuple):
+    """What a queue listing shows of a message, read from its encoded record without building the record."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    pending: tuple[str, ...]
+    arrived: float
+    attempts: int
+    next_attempt: float
+    frozen: bool
+    last_error: str
+    source: str
+
+
+def summary(fields: bytes) -> Summary:
+    """The listing's view of an encoded record (a page of 100,000 cold messages: no objects kept)."""
+    parts = fields.decode("utf-8").split(FIELD)
+    if len(parts) != len(_RECORD_DECODERS):
+        raise ValueError("not a record of this layout")
+    recipients, pending = [], []
+    for text in (parts[_RECIPIENTS].split(RECIPIENT) if parts[_RECIPIENTS] else ()):
+        rcpt = text.split(RECIPIENT_FIELD)
+        if len(rcpt) != len(_RCPT_DECODERS):
+            raise ValueError("not a recipient of this layout")
+        address = _decode_str(rcpt[_RCPT_ADDRESS])
+        recipients.append(address)
+        if _decode_str(rcpt[_RCPT_STATUS]) == "pending":
+            pending.append(address)
+    return Summary(_decode_str(parts[_SENDER]), tuple(recipients), tuple(pending), float(parts[_ARRIVED]),
+                   int(parts[_ATTEMPTS]), float(parts[_NEXT_ATTEMPT]), parts[_FROZEN] == "1",
+                   _decode_str(parts[_LAST_ERROR]), _decode_str(parts[_SOURCE]))
+
+
+def _head(payload: bytes) -> tuple[str, int, int]:
+    """(queue id, eml inode, env inode) of a line, nothing else decoded."""
+    parts = payload.split(_FIELD_BYTES, 5)
+    if len(parts) != 6:
+        raise ValueError("not a line of this layout")
+    return parts[4].decode("ascii"), int(parts[0]), int(parts[1])
+
+
+def _parse_line(payload: bytes) -> tuple[str, bytes, int, int, float, list[str]]:
+    """(queue id, the record's fields, size, offset, next attempt, pending recipients' domains) of one line;
+    checks its layout and decodes only that (ValueError when it is not of this layout)."""
     numbers = payload.split(_FIELD_BYTES, 4)
     if len(numbers) != 5:
         raise ValueError("not a line of this layout")
@@ -219,8 +280,7 @@ def _parse_line(payload: bytes) -> tuple[str, int, int, Indexed]:
         if rcpt[_RCPT_STATUS] == b"pending":
             domains.append(domain_of(_decode_str(rcpt[_RCPT_ADDRESS].decode("utf-8"))))
     queue_id = parts[_QUEUE_ID].decode("ascii")
-    message = Indexed(fields, int(numbers[2]), int(numbers[3]), float(parts[_NEXT_ATTEMPT]), tuple(domains))
-    return queue_id, int(numbers[0]), int(numbers[1]), message
+    return queue_id, fields, int(numbers[2]), int(numbers[3]), float(parts[_NEXT_ATTEMPT]), domains
 
 
 def _payloads(data: bytes) -> Iterator[bytes]:
@@ -290,26 +350,53 @@ class QueueIndex:
                 os.write(self._fd, b"\n")  # end a line torn by a crash: the next one must not be glued to it
             return usable
 
-    def load(self, messages: dict[str, int], records: dict[str, int]) -> dict[str, Indexed]:
-        """The messages whose files are still those on disk (``messages``/``records``: id → inode), their records
-        left encoded."""
-        found: dict[str, Indexed] = {}
-        count = 0
+    def plan(self, messages: dict[str, int], records: dict[str, int], order: list[str]) -> Plan:
+        """First pass: the last valid line of each message whose files are still those on disk
+        (``messages``/``records``: id → inode; ``order``: the ids on disk, oldest first)."""
+        last: dict[str, int] = {}
+        number = 0
+        with self.path.open("rb") as handle:
+            end = os.fstat(handle.fileno()).st_size
+            handle.readline()
+            for block in _blocks(_Bounded(handle, end)):
+                for payload in _payloads(block):
+                    try:
+                        queue_id, eml_ino, env_ino = _head(payload)
+                    except (ValueError, UnicodeDecodeError):
+                        queue_id = ""
+                    if queue_id and messages.get(queue_id) == eml_ino and records.get(queue_id, 0) == env_ino:
+                        last[queue_id] = number
+                    elif queue_id:
+                        last.pop(queue_id, None)  # an older line of a file since replaced
+                    number += 1
+        self.lines = max(self.lines, number)
+        winners = bytearray(number)
+        for line_number in last.values():
+            winners[line_number] = 1
+        return Plan(end, winners, [queue_id for queue_id in order if queue_id not in last])
+
+    def take(self, plan: Plan, make: Callable[[str, bytes, int, int], E], is_local: Callable[[str], bool],
+             ) -> Taken[E]:
+        """Second pass: ``make(id, fields, size, offset)`` for each winning line of ``plan``, in line order."""
+        taken: Taken[E] = Taken([], [], [], [])
+        winners = plan.winners
+        number = 0
         with self.path.open("rb") as handle:
             handle.readline()
-            for block in _blocks(handle):
+            for block in _blocks(_Bounded(handle, plan.end)):
                 for payload in _payloads(block):
-                    count += 1
-                    try:
-                        queue_id, eml_ino, env_ino, message = _parse_line(payload)
-                    except (TypeError, ValueError, UnicodeDecodeError):
-                        continue
-                    if messages.get(queue_id) != eml_ino or records.get(queue_id, 0) != env_ino:
-                        found.pop(queue_id, None)  # an older line of a file since replaced
-                        continue
-                    found[queue_id] = message
-        self.lines = max(self.lines, count)
-        return found
+                    if number < len(winners) and winners[number]:
+                        try:
+                            queue_id, fields, size, offset, next_attempt, domains = _parse_line(payload)
+                        except (ValueError, UnicodeDecodeError):
+                            taken.failed.append(_head(payload)[0])  # (its head was read in the first pass)
+                        else:
+                            taken.entries.append(make(queue_id, fields, size, offset))
+                            taken.wakes.append((next_attempt, queue_id))
+                            if any(is_local(domain) for domain in domains):
+                                taken.local.append(queue_id)
+                    number += 1
+        return taken
 
     # -- changes --------------------------------------------------------------------------------
 

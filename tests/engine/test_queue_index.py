@@ -3,12 +3,15 @@ index, another boot, messages gone); compaction keeps each message's last line o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import stat
 import tempfile
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from queue_support import queue_id, write_queued
 
+from engine.conf.addresses import domain_of
 from engine.conf.config import Config
 from engine.qmgr import queue_index
 from engine.qmgr.queue import QueueItem
@@ -129,6 +133,16 @@ async def test_a_message_gone_from_the_queue_is_not_brought_back_by_the_index(co
     assert not (queue / f"{queue_id(4)}.env").exists()  # its orphan record went too
 
 
+def load(index: queue_index.QueueIndex, messages: dict[str, int],
+         records: dict[str, int]) -> dict[str, tuple[bytes, int, int]]:
+    """Both passes: id → (the record's fields, size, offset) of each message the index knows as on disk."""
+    plan = index.plan(messages, records, sorted(messages))
+    taken = index.take(plan, lambda queue_id, fields, size, offset: (queue_id, fields, size, offset),
+                       lambda domain: False)
+    assert sorted(plan.missing + [made[0] for made in taken.entries]) == sorted(messages)
+    return {queue_id: (fields, size, offset) for queue_id, fields, size, offset in taken.entries}
+
+
 def test_compaction_keeps_the_last_line_of_each_live_message(tmp_path: Path) -> None:
     index = queue_index.QueueIndex(tmp_path)
     assert not index.open()  # nothing to load: started afresh
@@ -144,8 +158,8 @@ def test_compaction_keeps_the_last_line_of_each_live_message(tmp_path: Path) -> 
     index.compact({"A", "C"}, end)
     assert index.lines == 3
     index.append([line("C", 2)])
-    found = index.load({"A": 11, "B": 11, "C": 11, "D": 11}, {})
-    assert {name: queue_index.decode_record(known.fields).attempts for name, known in found.items()} == {
+    found = load(index, {"A": 11, "B": 11, "C": 11, "D": 11}, {})
+    assert {name: queue_index.decode_record(fields).attempts for name, (fields, _, _) in found.items()} == {
         "A": 3, "C": 2, "D": 1}
     index.close()
 
@@ -167,13 +181,15 @@ def test_any_record_reads_back_from_its_line_as_it_was(sender: str, error: str, 
         index = queue_index.QueueIndex(Path(folder))
         index.open()
         index.append([queue_index.line("Q1", 7, 0, 10, 2, text)])
-        found = index.load({"Q1": 7}, {})
+        plan = index.plan({"Q1": 7}, {}, ["Q1"])
+        taken = index.take(plan, lambda *made: made, lambda domain: domain == address.rpartition("@")[2].lower())
         index.close()
-    (known,) = found.values()
-    assert (list(found), queue_index.decode_record(known.fields), known.size, known.offset) == (["Q1"], record, 10, 2)
-    pending = [r.address.rpartition("@")[2].lower().removesuffix(".") for r in record.recipients
-               if r.status == "pending"]
-    assert (known.next_attempt, known.pending_domains) == (record.next_attempt, tuple(pending))
+    assert plan.missing == [] and taken.failed == []
+    ((queue_id, fields, size, offset),) = taken.entries
+    assert (queue_id, queue_index.decode_record(fields), size, offset) == ("Q1", record, 10, 2)
+    assert taken.wakes == [(record.next_attempt, "Q1")]
+    local = address.rpartition("@")[2].lower() == domain_of(address)  # (a trailing dot is not part of it)
+    assert taken.local == (["Q1"] if local else [])
 
 
 @pytest.mark.expect_errors  # the FIFO is reported (an ErrorEvent) and quarantined
@@ -185,3 +201,92 @@ async def test_a_fifo_in_the_queue_does_not_hold_recovery(config_factory, caplog
     items, _ = await _recover(config, caplog)
     assert sorted(items) == [queue_id(n) for n in range(5)]
     assert stat.S_ISFIFO((queue / "corrupt" / "FIFO1.eml").lstat().st_mode)  # quarantined, not deleted
+
+
+# -- the record codec of cold entries: every reader agrees with the record, bad lines cost nothing ---------
+
+CODEC_CASES = {
+    "plain": StateRecord("Q1", "a@example.test", [RecipientState("b@example.test")], NOW),
+    "deferred, error shared": StateRecord(
+        "Q2", "a@example.test", [RecipientState("b@example.test", last_error="451 4.7.1 later", attempts=3,
+                                                enhanced="4.7.1", remote="mx.example.test")],
+        NOW, attempts=3, next_attempt=NOW + 900, last_error="451 4.7.1 later", last_attempt=NOW - 60),
+    "mixed recipients": StateRecord(
+        "Q3", "", [RecipientState("x@one.example", "delivered"), RecipientState("y@TWO.example."),
+                   RecipientState("z@three.example", "failed", "550 5.1.1 no", reported=True)],
+        NOW, source="pickup", frozen=True, ret="FULL", envid="e1", extra={"k": "v"}),
+    "odd strings": StateRecord("Q4", '"quoted', [RecipientState("tab\there@example.test", last_error="\x00\x1f")],
+                               NOW, last_error="\ud800 lone", source="smtp"),
+    "no recipients": StateRecord("Q5", "a@example.test", [], 0.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CODEC_CASES))
+def test_every_reader_of_an_encoded_record_agrees_with_it(name: str) -> None:
+    record = CODEC_CASES[name]
+    fields = queue_index.line(record.queue_id, 1, 0, 10, 2, queue_index.encode_record(record)).split(b"\x1f", 4)[4]
+    fields = fields.removesuffix(b"\n")  # what the queue keeps of a line: the record's fields
+    assert queue_index.decode_record(fields) == record
+    for item in dataclasses.fields(StateRecord):
+        if item.name != "recipients":
+            assert queue_index.record_field(fields, item.name) == getattr(record, item.name), item.name
+    assert queue_index.recipient_rows(fields) == [(r.address, r.status, r.attempts, r.enhanced)
+                                                  for r in record.recipients]
+    seen = queue_index.summary(fields)
+    assert seen == queue_index.Summary(
+        record.sender, tuple(r.address for r in record.recipients),
+        tuple(r.address for r in record.recipients if r.status == "pending"), record.arrived, record.attempts,
+        record.next_attempt, record.frozen, record.last_error, record.source)
+
+
+def _index_of(tmp_path: Path, names: list[str]) -> queue_index.QueueIndex:
+    index = queue_index.QueueIndex(tmp_path)
+    index.open()
+    index.append([queue_index.line(name, 11, 0, 100, 10, queue_index.encode_record(
+        StateRecord(name, "s@example.test", [RecipientState(f"r@{name.lower()}.example")], NOW))) for name in names])
+    index.close()
+    return index
+
+
+def _flip(data: bytes) -> bytes:
+    return data.replace(b"r@b.example", b"r@B.example")  # one byte of B's line
+
+
+def _truncate(data: bytes) -> bytes:
+    return data[:-7]  # the last line (C's) torn by a crash
+
+
+def _glue(data: bytes) -> bytes:
+    first_end = data.index(b"\n", data.index(b"\n") + 1)  # (after the header) the end of A's line
+    return data[:first_end - 5] + data[first_end + 1:]  # A's line torn, B's appended right after it
+
+
+def _other_layout(data: bytes) -> bytes:
+    payload = b"11\x1f0\x1f100\x1f10\x1fC\x1ftoo few fields"
+    return data + b"%08x %s\n" % (zlib.crc32(payload), payload)  # C's newest line, checksummed
+
+
+def _garbage(data: bytes) -> bytes:
+    return data + b"not a line at all\n\x00\x01\n"
+
+
+BAD_LINES: dict[str, tuple[Callable[[bytes], bytes], list[str]]] = {  # the spoiling → read from the files
+    "a flipped byte": (_flip, ["B"]),
+    "a truncated tail": (_truncate, ["C"]),
+    "a torn line glued to the next": (_glue, ["A", "B"]),
+    "checksummed but not of this layout": (_other_layout, ["C"]),
+    "garbage": (_garbage, []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_LINES))
+def test_a_bad_line_costs_only_its_own_message(tmp_path: Path, name: str) -> None:
+    spoil, from_files = BAD_LINES[name]
+    index = _index_of(tmp_path, ["A", "B", "C"])
+    index.path.write_bytes(spoil(index.path.read_bytes()))
+    assert index.open()  # the header is intact: the index is used, line by line
+    plan = index.plan({"A": 11, "B": 11, "C": 11}, {}, ["A", "B", "C"])
+    taken = index.take(plan, lambda queue_id, *_: queue_id, lambda domain: False)
+    index.close()
+    assert sorted(plan.missing + taken.failed) == from_files
+    assert sorted(taken.entries) == sorted({"A", "B", "C"} - set(from_files))
