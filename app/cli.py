@@ -31,9 +31,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 # The commands that act on a live engine, and so on another computer's with --connect. Every other command
 # reads or writes this computer's files (or runs here) and refuses --connect rather than ignore it.
 REMOTE_COMMANDS = ("config", "queue", "counters", "events", "track", "user", "operator", "replicate")
-# Name this computer's files and addresses (the main parser's --domain is left out: it shares its name with
-# `queue flush --domain`, a remote command's own option).
-LOCAL_OPTIONS = ("config", "mailroot", "listen")
+# Name this computer's files and addresses (`queue flush --domain` has a dest of its own).
+LOCAL_OPTIONS = ("config", "mailroot", "listen", "domain")
 
 
 def remote_refusal(args: argparse.Namespace) -> str | None:

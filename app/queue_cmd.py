@@ -61,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show.add_argument("id", metavar="ID")
     flush = actions.add_parser("flush", parents=[common],
                                help="Retry Now: the given messages, one domain's, or (neither) all of them")
-    flush.add_argument("--domain", metavar="D", default=None, help="the messages for domain D")
+    # Its own dest: the main parser's --domain (the default domain override) is another option.
+    flush.add_argument("--domain", dest="flush_domain", metavar="D", default=None, help="the messages for domain D")
     flush.add_argument("ids", metavar="ID", nargs="*")
     for action, text in (("freeze", "hold messages: no delivery until thawed"), ("thaw", "release held messages"),
                          ("delete", "delete messages without notifying anyone"),
@@ -81,7 +82,7 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.queue_action == "flush" and args.ids and args.domain:
+    if args.queue_action == "flush" and args.ids and args.flush_domain:
         return _fail(RequestError("give message ids or --domain, not both"))
     try:
         config = None if connecting(args) else _config(args)
@@ -122,7 +123,7 @@ async def _run(args: argparse.Namespace, config: Config | None) -> int:
         elif action == "show":
             _print_detail(await invoke("queue.show", {"id": args.id}))
         elif action == "flush":
-            count = (await invoke("queue.flush", {"ids": args.ids or None, "domain": args.domain}))["count"]
+            count = (await invoke("queue.flush", {"ids": args.ids or None, "domain": args.flush_domain}))["count"]
             when = "now" if live else "when the engine starts (no engine is running)"
             print(f"{count} message{_s(count)} due for delivery {when}")
         else:

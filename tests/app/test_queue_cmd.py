@@ -152,6 +152,21 @@ async def test_flush(capsys: pytest.CaptureFixture[str], config_file: str, engin
     assert (code, out, err) == (2, "", "smtpsvc queue: give message ids or --domain, not both\n")
 
 
+async def test_flush_domain_is_not_the_main_domain_option(capsys: pytest.CaptureFixture[str], config_file: str,
+                                                          engine: Engine) -> None:
+    # `smtpsvc --domain X` overrides the default domain; `queue flush --domain D` picks the messages: two options.
+    args = parser().parse_args(["--domain", "other.test", "queue", "flush", "--domain", "relay.test",
+                                "--config", config_file])
+    assert (args.domain, args.flush_domain) == ("other.test", "relay.test")
+    assert queue_cmd._config(args).default_domain.name == "other.test"
+    args = parser().parse_args(["queue", "flush", "--domain", "relay.test", "--config", config_file])
+    assert args.domain is None and queue_cmd._config(args).default_domain.name != "relay.test"
+    assert (await smtpsvc(capsys, "--domain", "other.test", "queue", "flush", "--domain", "nowhere.test",
+                          "--config", config_file))[1] == "0 messages due for delivery now\n"
+    assert (await smtpsvc(capsys, "--domain", "other.test", "queue", "flush", "--domain", "relay.test",
+                          "--config", config_file))[1] == "3 messages due for delivery now\n"
+
+
 async def test_not_found_and_usage_errors(capsys: pytest.CaptureFixture[str], config_file: str,
                                           engine: Engine) -> None:
     assert await smtpsvc(capsys, "queue", "show", "NOPE", "--config", config_file) == \

@@ -171,6 +171,8 @@ def test_connect_refuses_local_options_and_the_window(tmp_path: Path, capsys: py
     assert "--mailroot names this computer's files" in capsys.readouterr().err
     assert cli("--connect", "https://127.0.0.1:9", "config", "show", "--config", str(tmp_path / "x.toml")) == 2
     assert "--config names this computer's files" in capsys.readouterr().err
+    assert cli("--connect", "https://127.0.0.1:9", "--domain", "x.test", "queue", "flush") == 2
+    assert "--domain names this computer's files" in capsys.readouterr().err
     assert cli("--connect", "https://127.0.0.1:9") == 2
     assert "File → Connect to Computer" in capsys.readouterr().err
 
