@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.bounce.badmail import BadmailItem
+from ui.elide import ElidedLabel, is_name
 from ui.icons import icon
 from ui.models.folders import source_label
 from ui.units import moment
@@ -43,9 +44,9 @@ class BadmailDialog(QDialog):
                 ("Sender", item.sender or ("(none)" if item.source == "pickup" else "<> (null sender)")),
                 ("Recipients", "\n".join(item.recipients) or "(none)")]
         for name, text in rows:
-            label = QLabel(text)
+            label = QLabel(text) if "\n" in text or not is_name(text) else ElidedLabel(text)  # prose wraps
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            label.setWordWrap(True)
+            label.setWordWrap(not isinstance(label, ElidedLabel))
             self.labels[name] = label
             form.addRow(f"{name}:", label)
         self.reason = QPlainTextEdit(item.reason)

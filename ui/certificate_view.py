@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.smtpd.tls import CertificateInfo
+from ui.elide import ElidedLabel
 from ui.icons import icon
 
 
@@ -71,8 +72,7 @@ class CertificateDialog(QDialog):
         general.setWordWrap(True)
         general.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         general.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        file_label = QLabel(f"File: {html.escape(path)}")
-        file_label.setToolTip(path)
+        file_label = ElidedLabel(f"File: {path}")
         file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         page = QWidget()
         page_layout = QVBoxLayout(page)

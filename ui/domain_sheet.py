@@ -24,6 +24,7 @@ from engine.conf.config import Config, DomainConfig, smart_host_problem, update_
 from engine.conf.options import DOMAIN_TYPE_LABELS
 from engine.errors import DomainError
 from engine.store.mailroot import Mailroot
+from ui.elide import ElidedLabel
 from ui.errors import MessageBridge
 from ui.icons import domain_icon
 from ui.outbound_security import OutboundSecurityDialog
@@ -115,8 +116,7 @@ class DomainSheet(PropertySheet):
             replace(d, drop_dir="") if d.name.lower() == domain.name.lower() else d for d in current.domains)))
         self.drop_edit.setPlaceholderText(str(fallback.drop_for(domain.name)))
         self.drop_edit.setClearButtonEnabled(True)
-        self.drop_where = QLabel()
-        self.drop_where.setWordWrap(True)
+        self.drop_where = ElidedLabel()  # a long path: both ends shown, the whole in the tooltip
         self.drop_where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form = QFormLayout()
         form.addRow("Drop directory:", row)

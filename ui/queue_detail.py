@@ -27,6 +27,7 @@ from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueDetail, RecipientDetail
+from ui.elide import ElidedLabel
 from ui.icons import icon
 from ui.models.queue import STATE_LABELS, countdown, display_state
 from ui.models.table import Column, KeyedTableModel
@@ -181,9 +182,9 @@ class QueueDetailDialog(QDialog):
         self.labels: dict[str, QLabel] = {}
         for name in ("Queue ID", "Subject", "State", "Sender", "Arrived", "Size", "Source", "Attempts", "Next attempt",
                      "Delay notice", "Last error"):
-            label = QLabel()
+            label = ElidedLabel() if name in ("Queue ID", "Sender") else QLabel()  # one address: never wrapped
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            label.setWordWrap(True)
+            label.setWordWrap(not isinstance(label, ElidedLabel))
             self.labels[name] = label
             self.form.addRow(f"{name}:", label)
         self.recipients = RecipientsModel()

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import NotFoundError
 from engine.smtpd.sessions import TRANSCRIPT_LINES, SessionInfo
+from ui.elide import ElidedLabel
 from ui.icons import icon
 from ui.queue_detail import TranscriptHighlighter
 from ui.tasks import TaskRunner
@@ -68,7 +69,7 @@ class SessionDialog(QDialog):
         form = QFormLayout()
         self.labels: dict[str, QLabel] = {}
         for name in FIELDS:
-            label = QLabel()
+            label = ElidedLabel()  # host names, addresses, listeners: cut in the middle, whole in the tooltip
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.labels[name] = label
             form.addRow(f"{name}:", label)

@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.elide import elide_mode
+
 DragStarter = Callable[[], None]
 
 
@@ -27,6 +29,11 @@ class ElidedTipDelegate(QStyledItemDelegate):
 
     Qt's own hook for item tooltips (``helpEvent``): no override of the view's event handlers, which Qt also
     calls while a view is being destroyed."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        """Paths, host names and addresses are cut in the middle (both ends tell them apart), prose at the end."""
+        super().initStyleOption(option, index)
+        option.textElideMode = elide_mode(option.text)
 
     def helpEvent(self, event: QHelpEvent, view: QAbstractItemView, option: QStyleOptionViewItem,
                   index: QModelIndex | QPersistentModelIndex) -> bool:

@@ -84,12 +84,12 @@ def test_alias_sheet_picks_its_own_drop_directory(qtbot: QtBot, qloop: QLoop, fa
     assert not sheet.dirty() and sheet.ok_button.isEnabled() and not sheet.apply_button.isEnabled()
     root = fake_engine.mailroot
     assert sheet.drop_edit.placeholderText() == str(root / "Drop")  # empty: the default domain's Drop
-    assert sheet.drop_where.text() == f"Delivered to: {root / 'Drop'}"
+    assert sheet.drop_where.full == f"Delivered to: {root / 'Drop'}"
     sheet.drop_edit.setText("Drop/alias")  # inside the default domain's Drop
     assert not sheet.ok_button.isEnabled() and sheet.drop_edit.property("invalid") is True
     assert "inside the Drop directory of example.test" in sheet.problem_label.text()
     sheet.drop_edit.setText("AliasDrop")  # relative: inside the Mailroot, by the one rule
-    assert sheet.drop_where.text() == f"Delivered to: {root / 'AliasDrop'}"
+    assert sheet.drop_where.full == f"Delivered to: {root / 'AliasDrop'}"
     sheet.grab().save("/tmp/mailroot-alias-sheet.png")
     sheet.ok_button.click()
     qloop.run(qloop.until(lambda: bool(fake_engine.applied) and not sheet.isVisible()))
