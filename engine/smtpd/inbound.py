@@ -1,12 +1,10 @@
 """Inbound SMTP's I/O: a plain asyncio Protocol that reads, feeds the session machine and carries out its actions.
 
-All rules live in ``machine.SmtpMachine``; this module owns the socket, the timer, the spool, TLS (every
-byte through ``tls_layer.TlsLayer`` once it starts) and the few awaits a session has (connection
-screening, a password check, a name lookup, ETRN, the commit).
-While one of those runs, input waits in the buffer (reading pauses when it grows), so pipelined commands
-are answered in order. Replies are written once per batch of input (RFC 2920 PIPELINING: one write for
-all the replies to the commands that came together), and reading stops while the client does not read
-what we write.
+All rules live in ``machine.SmtpMachine``. The jobs around it have their own modules: ``flow`` (input held
+while the session waits, replies batched per read, reading paused under backpressure), ``body`` (DATA and
+BDAT into the spool), ``command_log`` (the protocol log's record per command), ``steps`` (the awaited checks)
+and ``tls_layer`` (every byte through TLS once it starts). What is left here is the loop: read → machine →
+carry out its actions, and the connection's life (greeting, idle timer, terminate, close).
 
 Invariants: ``250`` after DATA or BDAT LAST is sent only after ``Intake.commit`` returned. Nothing a
 client sent in clear text with STARTTLS is ever read as a command: the buffer is dropped when the 220
@@ -19,23 +17,16 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from engine.cleanup.headers import HeaderScanner
-from engine.cleanup.intake import DsnRequest, SpoolFile, is_storage_error
-from engine.conf.access import NameResult, access_list, decide, ip_listed
+from engine.cleanup.intake import is_storage_error
+from engine.conf.access import NameResult
 from engine.conf.hostport import join_hostport
-from engine.events import (
-    ConnectionLimitReached,
-    ConnectionRefused,
-    ErrorEvent,
-    SessionChanged,
-    SessionClosed,
-    SessionOpened,
-)
-from engine.log.record import ProtocolRecord
-from engine.smtpd.data_stream import DataStream
+from engine.events import ConnectionLimitReached, ErrorEvent, SessionChanged, SessionClosed, SessionOpened
+from engine.smtpd.body import Body, open_body
+from engine.smtpd.command_log import CommandLog
+from engine.smtpd.flow import Flow
 from engine.smtpd.limits import connection_limits
 from engine.smtpd.machine import (
     BeginChunk,
@@ -55,20 +46,18 @@ from engine.smtpd.machine import (
     Reply,
     SmtpMachine,
     StorageError,
-    shown_name,
 )
-from engine.smtpd.received import protocol_name, received_header
 from engine.smtpd.replies import reply
-from engine.smtpd.security import AuthFailed, shared_security
+from engine.smtpd.security import shared_security
 from engine.smtpd.services import InboundServices
 from engine.smtpd.sessions import LiveSession
+from engine.smtpd.steps import check_password, needs_screening, screen
 from engine.smtpd.tls import describe
 from engine.smtpd.tls_layer import TlsFailed, TlsLayer
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 30  # seconds a client gets for its TLS handshake (less if the idle time-out is)
-INPUT_HIGH_WATER = 1024 * 1024  # input buffered while the session waits before we stop reading
 SESSION_EVENT_INTERVAL = 1.0  # at most one SessionChanged per session per second
 
 
@@ -82,47 +71,40 @@ class InboundSMTP(asyncio.Protocol):
         self.loop = loop
         self.implicit_tls = implicit_tls
         self.security = services.security or shared_security(services.sessions)
-        self.transport: asyncio.Transport | None = None
+        self.flow = Flow()
         self.live: LiveSession | None = None
         self.machine: SmtpMachine | None = None
         self.peer_names: NameResult | None = None
         self.tls_info = ""
-        self._tls: TlsLayer | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
-        self._in = bytearray()
-        self._out: list[bytes] = []
         self._busy = True  # until the greeting: input waits
-        self._closing = False
-        self._reading_paused = False
-        self._writing_paused = False
         self._skipping = False  # throwing away the rest of an over-long line
         self._timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
         self._timeout = float(self.config.server.connection_timeout)
         self._task: asyncio.Task[None] | None = None
-        # The body being read: DATA (``_stream``) or one BDAT chunk (``_chunk_left`` bytes still to come).
-        self._spool: SpoolFile | None = None
-        self._stream: DataStream | None = None
-        self._headers: HeaderScanner | None = None
-        self._chunk: BeginChunk | None = None
-        self._chunk_left = 0
-        self._size = 0
-        self._prefix = 0  # our Received header's length
-        # The protocol log: the command being answered (verb, argument, started, bytes out and in before it).
-        self._logged: tuple[str, str, float, int, int] | None = None
+        self._body: Body | None = None  # the message being read (DATA, or BDAT up to LAST)
+        self._chunk: BeginChunk | None = None  # the BDAT chunk being read
+        self._log: CommandLog | None = None
         self._last_reply = ""
         self._close_after_commit: str | None = None  # terminate() during a commit: the 421 after the 250
         self._eof = False  # the client shut its sending side down (its last input is still answered)
 
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self.flow.transport
+
     # -- connection lifecycle -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(asyncio.Transport, transport)  # (uvloop's are not asyncio's classes)
+        self.flow.transport = transport = cast(asyncio.Transport, transport)  # (uvloop's are not asyncio's)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.live = live = self.services.sessions.open(str(peer[0]), int(peer[1]), self.terminate)
         local = transport.get_extra_info("sockname")
         if local:
             live.listener = join_hostport(str(local[0]), int(local[1]))
+        if self.services.protocol_log is not None:
+            self._log = CommandLog(self.services.protocol_log, live.peer, local)
         counters = self.services.counters
         counters.inbound_connections_current += 1
         counters.inbound_connections_total += 1
@@ -146,7 +128,7 @@ class InboundSMTP(asyncio.Protocol):
     def connection_lost(self, error: Exception | None) -> None:
         if error is not None:  # reset or broken by the network, not closed by either side
             self.services.counters.total_connection_errors += 1
-        self._closing = True
+        self.flow.closing = True
         self._close_live()
         for timer in (self._timer, self._handshake_timer):
             if timer is not None:
@@ -154,7 +136,7 @@ class InboundSMTP(asyncio.Protocol):
         self._timer = self._handshake_timer = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        self._drop_spool()
+        self._drop_body()
 
     def _close_live(self) -> None:
         live = self.live
@@ -166,9 +148,15 @@ class InboundSMTP(asyncio.Protocol):
     def _open_session(self) -> None:
         """Limits and connection control, then the greeting."""
         refusal = self._refusal()
-        if refusal is None and self._needs_screening():
+        if refusal is None and needs_screening(self.config):
             self._run(self._screen())
             return
+        self._greet(refusal)
+
+    async def _screen(self) -> None:
+        assert self.machine is not None
+        refusal, self.peer_names = await screen(self.config, self.security, self.services.bus, self._peer_ip(),
+                                                self.machine)
         self._greet(refusal)
 
     def _greet(self, refusal: str | None) -> None:
@@ -176,7 +164,7 @@ class InboundSMTP(asyncio.Protocol):
         if refusal is not None:
             self.services.counters.inbound_connections_refused += 1
             self._carry_out([Reply(refusal), Close()])
-            self._flush()
+            self.flow.flush()
             return
         self._last_activity = self.loop.time()
         self._timer = self.loop.call_later(self._timeout, self._on_timer)
@@ -198,31 +186,6 @@ class InboundSMTP(asyncio.Protocol):
             return reply("too_many_from_peer")
         return None
 
-    def _needs_screening(self) -> bool:
-        server = self.config.server
-        return bool(server.reverse_dns_lookup or server.connection_list
-                    or server.connection_grant != "all_except_listed")
-
-    async def _screen(self) -> None:
-        """Connection control (and the reverse lookup for Received), then the greeting or the refusal."""
-        server = self.config.server
-        peer = self._peer_ip()
-        rules = access_list(server.connection_list)
-        if server.reverse_dns_lookup or (rules.needs_name and not ip_listed(peer, rules)):
-            self.peer_names = await self.security.names(self.config).lookup(peer)
-            if self.machine is not None:  # relay rules by name use the same answer
-                self.machine.peer_names, self.machine.names_looked_up = self.peer_names, True
-        decision = decide(server.connection_grant, rules, peer, self.peer_names)
-        if decision == "allow":
-            self._greet(None)
-            return
-        reason = "not granted by connection control" if decision == "deny" else \
-            "connection control needs the client's name and the reverse DNS lookup failed for now"
-        self.services.bus.publish(ConnectionRefused(peer, reason))
-        log.info("connection from %s refused: %s", peer, reason)
-        key = "access_denied" if decision == "deny" else "access_deferred"
-        self._greet(reply(key, fqdn=self.config.fqdn, peer=peer))
-
     def _received_name(self) -> str:
         """The client's name for the Received header: verified reverse DNS, "unverified", or "" (lookups off)."""
         if not self.config.server.reverse_dns_lookup:
@@ -242,7 +205,7 @@ class InboundSMTP(asyncio.Protocol):
         self._timer = None
         assert self.machine is not None
         self._carry_out(self.machine.timed_out())
-        self._flush()
+        self.flow.flush()
 
     def terminate(self, text: str) -> None:
         """Close the session from outside (administrator, shutdown) with a 421 reply.
@@ -253,38 +216,20 @@ class InboundSMTP(asyncio.Protocol):
         if self.live is not None and self.live.committing:
             self._close_after_commit = text
             return
-        self._out.append(text.encode("utf-8") + b"\r\n")
-        self._close()
+        self.flow.replies.append(text.encode("utf-8") + b"\r\n")
+        self.flow.close()
 
-    def _close(self) -> None:
-        self._flush()
-        self._closing = True
-        if self.transport is not None:
-            if self._tls is not None and self._tls.established and not self.transport.is_closing():
-                self.transport.write(self._tls.close())
-            self.transport.close()
-
-    # -- flow control ---------------------------------------------------------------------------
+    # -- flow control (asyncio's callbacks) -----------------------------------------------------
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
-        self._pause_reading()
+        self.flow.writing_paused = True
+        self.flow.pause_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.flow.writing_paused = False
         if not self._busy:
-            self._resume_reading()
+            self.flow.resume_reading()
             self._process()
-
-    def _pause_reading(self) -> None:
-        if not self._reading_paused and self.transport is not None and not self._closing:
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._reading_paused and self.transport is not None and not self._closing:
-            self._reading_paused = False
-            self.transport.resume_reading()
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -293,16 +238,16 @@ class InboundSMTP(asyncio.Protocol):
         if self.live is not None:
             self.live.bytes_in += size
         self.services.counters.bytes_received_total += size
-        if self._closing:
+        flow = self.flow
+        if flow.closing:
             return
-        if self._tls is not None:
-            data = self._decrypt(self._tls, data)
+        if flow.tls is not None:
+            data = self._decrypt(flow.tls, data)
             if not data:
                 return
-        self._in += data
-        if self._busy or self._writing_paused:
-            if len(self._in) > INPUT_HIGH_WATER:
-                self._pause_reading()
+        flow.input += data
+        if self._busy or flow.writing_paused:
+            flow.hold()
             return
         self._process()
 
@@ -313,16 +258,14 @@ class InboundSMTP(asyncio.Protocol):
             plain, reply_records = tls.receive(data)
         except TlsFailed as error:
             log.info("session %s: TLS failed: %s", self.live.session_id if self.live else "?", error)
-            self._closing = True
-            if self.transport is not None:
-                self.transport.close()
+            self.flow.abort()
             return b""
         if reply_records and self.transport is not None:
             self.transport.write(reply_records)
         if tls.established and not was_established:
             self._tls_established(tls)
         if tls.closed:
-            self._close()
+            self.flow.close()
             return b""
         return plain
 
@@ -331,10 +274,11 @@ class InboundSMTP(asyncio.Protocol):
 
         Exim pipelines its last ``BDAT … LAST`` with QUIT and then shuts its sending side down: its message
         must be committed and answered, not dropped with the connection."""
-        if self.machine is None or self._closing or (self._tls is not None and not self._tls.established):
+        tls = self.flow.tls
+        if self.machine is None or self.flow.closing or (tls is not None and not tls.established):
             return None  # nothing to answer (or a TLS handshake that cannot finish now): close
         self._eof = True
-        if not self._busy and not self._writing_paused:
+        if not self._busy and not self.flow.writing_paused:
             self._process()
         return True  # keep the transport open for the replies; _process closes it once the input is done
 
@@ -342,31 +286,32 @@ class InboundSMTP(asyncio.Protocol):
         """Work through the buffered input until it runs out or the session must wait; then write the replies."""
         machine = self.machine
         assert machine is not None
+        flow = self.flow
         try:
-            while not self._busy and not self._closing and not self._writing_paused:
-                if self._logged is not None and machine.mode in ("command", "closed"):
+            while not self._busy and not flow.closing and not flow.writing_paused:
+                if self._log is not None and self._log.pending and machine.mode in ("command", "closed"):
                     self._log_end()
-                if not self._in:
+                if not flow.input:
                     break
                 mode = machine.mode
                 if mode == "data":
                     self._feed_data()
                 elif mode == "chunk":
                     self._feed_chunk()
-                else:
-                    if not self._feed_line(machine):
-                        break
-            if self._logged is not None and machine.mode in ("command", "closed") and not self._busy:
+                elif not self._feed_line(machine):
+                    break
+            if (self._log is not None and self._log.pending and machine.mode in ("command", "closed")
+                    and not self._busy):
                 self._log_end()  # the last command of the batch, or QUIT
         except Exception as error:  # a bug of ours: never read on, the input cannot be trusted any more
             self._unexpected(error)
-        self._flush()
-        if self._eof and not self._busy and not self._writing_paused and not self._closing:
-            self._close()  # the client half-closed and all it sent is answered: nothing more can come
+        flow.flush()
+        if self._eof and not self._busy and not flow.writing_paused and not flow.closing:
+            self.flow.close()  # the client half-closed and all it sent is answered: nothing more can come
 
     def _feed_line(self, machine: SmtpMachine) -> bool:
         """One command line out of the buffer; False when no whole line is there yet."""
-        buffer = self._in
+        buffer = self.flow.input
         end = buffer.find(b"\n")
         limit = machine.line_limit
         if end < 0:
@@ -383,41 +328,26 @@ class InboundSMTP(asyncio.Protocol):
             self._carry_out(machine.line_too_long())
             return True
         self._last_activity = self.loop.time()
-        if self.services.protocol_log is not None and machine.mode == "command":
-            self._log_start(line)
-        if self.live is not None:
-            self.live.heard(line, machine.mode[:4] == "auth")
+        live = self.live
+        if self._log is not None and machine.mode == "command" and live is not None:
+            self._log.start(line, live.bytes_out, live.bytes_in - len(buffer) - len(line))
+        if live is not None:
+            live.heard(line, machine.mode[:4] == "auth")
         outs = machine.command(line)
-        self._note(line, machine)
+        if live is not None:
+            self._note(live, line, machine)
         self._carry_out(outs)
         return True
 
-    def _log_start(self, line: bytes) -> None:
-        live = self.live
-        verb, _, arg = line.decode("utf-8", "replace").partition(" ")
-        self._logged = (verb.upper(), arg.strip(), time.monotonic(), live.bytes_out if live else 0,
-                        (live.bytes_in if live else 0) - len(self._in) - len(line))
-
     def _log_end(self) -> None:
         """The protocol log's one call site: the command is answered (its last reply is out)."""
-        logged, self._logged = self._logged, None
-        record = self.services.protocol_log
-        if logged is None or record is None:
+        live, command_log = self.live, self._log
+        if live is None or command_log is None:
             return
-        verb, arg, started, sent_before, received_before = logged
-        live = self.live
-        local = self.transport.get_extra_info("sockname") if self.transport is not None else None
         helo = self.machine.helo if self.machine is not None else None
-        record(ProtocolRecord(
-            "in", self._peer_ip(), helo or "", str(local[0]) if local else "", int(local[1]) if local else 0,
-            verb, arg, self._last_reply, (live.bytes_out if live else 0) - sent_before,
-            (live.bytes_in if live else 0) - len(self._in) - received_before,
-            int((time.monotonic() - started) * 1000)))
+        command_log.end(helo or "", self._last_reply, live.bytes_out, live.bytes_in - len(self.flow.input))
 
-    def _note(self, line: bytes, machine: SmtpMachine) -> None:
-        live = self.live
-        if live is None:
-            return
+    def _note(self, live: LiveSession, line: bytes, machine: SmtpMachine) -> None:
         live.command = line[:4].decode("ascii", "replace").upper() if machine.mode[:4] != "auth" else "AUTH"
         self._sync_live(live, machine)
         now = time.monotonic()
@@ -433,221 +363,91 @@ class InboundSMTP(asyncio.Protocol):
         transaction = machine.transaction
         live.sender = (transaction.sender or "<>") if transaction is not None else ""
 
+    # -- the message body -----------------------------------------------------------------------
+
     def _feed_data(self) -> None:
-        stream, spool, headers = self._stream, self._spool, self._headers
-        assert stream is not None and spool is not None and headers is not None
-        chunk = bytes(self._in)
-        self._in.clear()
+        body = self._body
+        assert body is not None
         self._last_activity = self.loop.time()
-        content, leftover = stream.feed(chunk)
-        if content:
-            self._size += len(content)
-            limit = self.config.server.max_message_size_kb * 1024
-            if not limit or self._size <= limit:
-                headers.feed(content)
-                spool.write(content)
-        if leftover:
-            self._in += leftover  # commands pipelined after the end of DATA
-        if stream.done:
-            self._stream = None
-            self._body_end(stream.bare_newline)
+        if body.feed_data(self.flow.input):
+            self._body_end(body)
 
     def _feed_chunk(self) -> None:
-        chunk = self._chunk
-        assert chunk is not None
-        take = min(self._chunk_left, len(self._in))
-        if take:
+        body, chunk = self._body, self._chunk
+        assert body is not None and chunk is not None
+        if self.flow.input:
             self._last_activity = self.loop.time()
-            if chunk.keep and self._spool is not None:
-                with memoryview(self._in) as view:
-                    data = bytes(view[:take])
-                if self._headers is not None:
-                    self._headers.feed(data)
-                self._spool.write(data)
-            del self._in[:take]
-            self._chunk_left -= take
-            self._size += take
-        if self._chunk_left:
-            return
-        self._end_chunk(chunk)
+        if body.feed_chunk(self.flow.input):
+            self._end_chunk(body)
 
-    def _end_chunk(self, chunk: BeginChunk) -> None:
+    def _end_chunk(self, body: Body) -> None:
         machine = self.machine
         assert machine is not None
         self._chunk = None
         if machine.last_chunk_kept:
-            self._body_end(False)
+            self._body_end(body)
             return
-        self._carry_out(machine.chunk_end(self._spool_error()))
+        self._carry_out(machine.chunk_end(self._storage_error(body)))
 
-    def _spool_error(self) -> StorageError:
-        spool = self._spool
+    def _body_end(self, body: Body) -> None:
+        machine = self.machine
+        assert machine is not None
+        body.finish()
+        self._carry_out(machine.body_end(
+            BodyFacts(body.size, body.bare_newline, body.headers.received_count(), self._storage_error(body))))
+
+    def _storage_error(self, body: Body) -> StorageError:
+        spool = body.spool
         if spool is None or spool.error is None:
             return "" if spool is not None else "local"
         self._report_storage(spool.error)
         return "storage" if is_storage_error(spool.error) else "local"
 
-    def _body_end(self, bare_newline: bool) -> None:
-        machine = self.machine
-        assert machine is not None and self._spool is not None
-        self._spool.size = self._size + self._prefix
-        headers = self._headers
-        facts = BodyFacts(self._size, bare_newline, headers.received_count() if headers else 0, self._spool_error())
-        self._carry_out(machine.body_end(facts))
-
-    # -- actions --------------------------------------------------------------------------------
-
-    def _carry_out(self, outs: list[Out]) -> None:
-        for out in outs:
-            if isinstance(out, Reply | Challenge):
-                self._say(out.text)
-            elif isinstance(out, BeginData):
-                self._begin_data(out)
-            elif isinstance(out, BeginChunk):
-                self._begin_chunk(out)
-            elif isinstance(out, Commit):
-                if self.live is not None:
-                    self.live.committing = True  # from now on a terminate() waits for this message's 250
-                self._run(self._commit())
-            elif isinstance(out, DropSpool):
-                self._drop_spool()
-            elif isinstance(out, Count):
-                counters: Any = self.services.counters
-                setattr(counters, out.counter, getattr(counters, out.counter) + 1)
-            elif isinstance(out, Publish):
-                self.services.bus.publish(out.event)
-            elif isinstance(out, CheckPassword):
-                self._run(self._check_password(out))
-            elif isinstance(out, Etrn):
-                self._run(self._etrn(out.domain))
-            elif isinstance(out, LookUpName):
-                self._run(self._look_up())
-            elif isinstance(out, BeginTls):
-                self._flush()  # the 220, in clear text
-                self._in.clear()  # sent in clear text with STARTTLS: never read as commands
-                context = self.security.tls_context(self.config, self.services.bus)
-                if context is None:  # the certificate went away since EHLO
-                    self._carry_out([Reply(reply("tls_failed")), Close()])
-                    continue
-                self._start_tls(context)
-            elif isinstance(out, Close):
-                self._close()
-
-    def _say(self, text: str) -> None:
-        self._last_reply = text
-        data = text.encode("utf-8", "backslashreplace") + b"\r\n"  # an echoed argument's invalid UTF-8, escaped
-        self._out.append(data)
-        if self.live is not None:
-            self.live.bytes_out += len(data)
-            self.live.said(text)
-        self.services.counters.bytes_sent_total += len(data)
-
-    def _flush(self) -> None:
-        if not self._out:
-            return
-        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-        self._out.clear()
-        if self.transport is None or self.transport.is_closing():
-            return
-        tls = self._tls
-        if tls is not None:
-            if not tls.established:
-                return  # (nothing is said to a client in the middle of its handshake)
-            try:
-                data = tls.send(data)
-            except TlsFailed:
-                self.transport.close()
-                return
-        self.transport.write(data)
-
-    def _run(self, step: Any) -> None:
-        """Start one awaited step; input waits until it is done."""
-        self._busy = True
-        self._flush()
-        self._task = self.loop.create_task(self._step(step))
-
-    async def _step(self, step: Any) -> None:
+    def _open_body(self) -> Body | StorageError:
+        assert self.machine is not None
         try:
-            await step
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            self._unexpected(error)
-            self._flush()
-            return
-        if self._closing or self._task is not asyncio.current_task():
-            return  # closed, or the step started the next one
-        self._busy = False
-        if not self._writing_paused:
-            self._resume_reading()
-        self._process()
-
-    def _unexpected(self, error: Exception) -> None:
-        log.error("session %s: unexpected error", self.live.session_id if self.live else "?", exc_info=error)
-        self.services.bus.publish(ErrorEvent("smtp", f"unexpected error in a session: {error!r}"))
-        self._drop_spool()
-        self._out.append(reply("local_error_closing").encode() + b"\r\n")
-        self._close()
-
-    # -- the message body -----------------------------------------------------------------------
-
-    def _open_spool(self) -> StorageError:
-        machine = self.machine
-        assert machine is not None and machine.transaction is not None
-        transaction = machine.transaction
-        try:
-            spool = self.services.intake.open_spool(transaction.sender, tuple(transaction.recipients))
+            return open_body(self.services.intake, self.machine, peer_ip=self._peer_ip(),
+                             peer_name=self._received_name(), fqdn=self.config.fqdn, tls_info=self.tls_info)
         except OSError as error:
             self._report_storage(error)
             return "storage" if is_storage_error(error) else "local"
-        spool.dsn = DsnRequest(transaction.ret, transaction.envid, dict(transaction.rcpt_params))
-        spool.binarymime = transaction.body_type == "BINARYMIME"
-        received = received_header(
-            helo=machine.helo or "",
-            peer_ip=self._peer_ip(),
-            peer_name=self._received_name(),
-            fqdn=self.config.fqdn,
-            protocol=protocol_name(machine.extended, machine.tls_active, machine.authenticated),
-            queue_id=spool.queue_id,
-            recipients=transaction.recipients,
-            tls_info=self.tls_info,
-        )
-        spool.write(received)
-        self._spool = spool
-        self._headers = HeaderScanner()
-        self._size = 0
-        self._prefix = len(received)
-        return ""
 
     def _begin_data(self, out: BeginData) -> None:
         machine = self.machine
         assert machine is not None
-        failed = self._open_spool()
-        if failed:
-            self._carry_out(machine.spool_failed(failed == "storage"))
+        self._drop_body()  # (none is left over: the machine ends every transaction's body)
+        body = self._open_body()
+        if not isinstance(body, Body):
+            self._carry_out(machine.spool_failed(body == "storage"))
             return
+        self._body = body
         self._say(out.go_ahead)
-        self._stream = DataStream(normalize_bare_newlines=self.config.server.bare_newline == "normalize")
+        body.begin_data(self.config.server.bare_newline == "normalize")
 
     def _begin_chunk(self, out: BeginChunk) -> None:
+        if out.first:
+            self._drop_body()  # a kept chunk's spool from a transaction that ended with RSET
         if out.first and out.keep:
-            self._open_spool()  # a failure shows as no spool: the chunk is read and refused at its end
+            opened = self._open_body()  # a failure shows as no spool: the chunk is read and refused at its end
+            self._body = opened if isinstance(opened, Body) else Body()
+        elif self._body is None:
+            self._body = Body()  # (a refused chunk: read and thrown away)
+        body = self._body
         self._chunk = out
-        self._chunk_left = out.size
+        body.begin_chunk(out.size, out.keep)
         if not out.size:
-            self._end_chunk(out)
+            self._end_chunk(body)
 
-    def _drop_spool(self) -> None:
-        spool, self._spool = self._spool, None
-        self._stream = None
-        if spool is not None:
-            spool.discard()
+    def _drop_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.drop()
 
     async def _commit(self) -> None:
-        machine = self.machine
-        spool = self._spool
-        assert machine is not None and spool is not None
-        self._spool = None
+        machine, body = self.machine, self._body
+        assert machine is not None and body is not None and body.spool is not None
+        spool = body.spool
+        self._body = None
         live = self.live
         try:
             await self.services.intake.commit(spool, "smtp")
@@ -675,20 +475,83 @@ class InboundSMTP(asyncio.Protocol):
         log.error("cannot store a message: %s", error)
         self.services.bus.publish(ErrorEvent("queue", f"cannot store a message: {error}"))
 
-    # -- TLS, AUTH, ETRN ------------------------------------------------------------------------
+    # -- actions --------------------------------------------------------------------------------
+
+    def _carry_out(self, outs: list[Out]) -> None:
+        for out in outs:
+            _ACTIONS[type(out)](self, out)
+
+    def _say(self, text: str) -> None:
+        self._last_reply = text
+        data = text.encode("utf-8", "backslashreplace") + b"\r\n"  # an echoed argument's invalid UTF-8, escaped
+        self.flow.replies.append(data)
+        if self.live is not None:
+            self.live.bytes_out += len(data)
+            self.live.said(text)
+        self.services.counters.bytes_sent_total += len(data)
+
+    def _reply(self, out: Reply | Challenge) -> None:
+        self._say(out.text)
+
+    def _commit_out(self, _out: Commit) -> None:
+        if self.live is not None:
+            self.live.committing = True  # from now on a terminate() waits for this message's 250
+        self._run(self._commit())
+
+    def _count(self, out: Count) -> None:
+        counters: Any = self.services.counters
+        setattr(counters, out.counter, getattr(counters, out.counter) + 1)
+
+    def _begin_tls(self, _out: BeginTls) -> None:
+        self.flow.flush()  # the 220, in clear text
+        self.flow.input.clear()  # sent in clear text with STARTTLS: never read as commands
+        context = self.security.tls_context(self.config, self.services.bus)
+        if context is None:  # the certificate went away since EHLO
+            self._carry_out([Reply(reply("tls_failed")), Close()])
+            return
+        self._start_tls(context)
+
+    def _run(self, step: Awaitable[None]) -> None:
+        """Start one awaited step; input waits until it is done."""
+        self._busy = True
+        self.flow.flush()
+        self._task = self.loop.create_task(self._step(step))
+
+    async def _step(self, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._unexpected(error)
+            self.flow.flush()
+            return
+        if self.flow.closing or self._task is not asyncio.current_task():
+            return  # closed, or the step started the next one
+        self._busy = False
+        if not self.flow.writing_paused:
+            self.flow.resume_reading()
+        self._process()
+
+    def _unexpected(self, error: Exception) -> None:
+        log.error("session %s: unexpected error", self.live.session_id if self.live else "?", exc_info=error)
+        self.services.bus.publish(ErrorEvent("smtp", f"unexpected error in a session: {error!r}"))
+        self._drop_body()
+        self.flow.replies.append(reply("local_error_closing").encode() + b"\r\n")
+        self.flow.close()
+
+    # -- TLS, AUTH, name lookup, ETRN -----------------------------------------------------------
 
     def _start_tls(self, context: ssl.SSLContext) -> None:
         """From now on every byte goes through TLS; the session waits for the handshake (and its time limit)."""
-        self._tls = TlsLayer(context)
+        self.flow.tls = TlsLayer(context)
         self._busy = True
         timeout = max(1, min(HANDSHAKE_TIMEOUT, int(self._timeout)))
         self._handshake_timer = self.loop.call_later(timeout, self._handshake_timed_out)
 
     def _handshake_timed_out(self) -> None:
         log.info("session %s: no TLS handshake in time", self.live.session_id if self.live else "?")
-        self._closing = True
-        if self.transport is not None:
-            self.transport.close()
+        self.flow.abort()
 
     def _tls_established(self, tls: TlsLayer) -> None:
         if self._handshake_timer is not None:
@@ -711,38 +574,9 @@ class InboundSMTP(asyncio.Protocol):
             self._busy = False  # the plaintext that came with the handshake is processed next
 
     async def _check_password(self, out: CheckPassword) -> None:
-        machine = self.machine
-        assert machine is not None
-        server = self.config.server
-        peer = self._peer_ip()
-        limiter = self.security.limiter
-        # The slot is taken before the check: parallel connections cannot all get a verdict.
-        locked = limiter.begin(peer, threshold=server.auth_lockout_failures, period=float(server.auth_lockout_seconds))
-        if locked:
-            self._carry_out(machine.auth_locked(locked))
-            return
-        account = None
-        try:
-            if not out.for_other:  # acting for another identity is not supported
-                account = await self.security.check_password(self.config, self.services.bus, out.login, out.password)
-        finally:
-            limiter.end(peer)  # a failure is recorded right after, with no await between
-        if account is not None:
-            if self.live is not None:
-                self.live.user = account
-                self.services.bus.publish(SessionChanged(self.live.session_id))
-            self._carry_out(machine.auth_checked(account))
-            return
-        verdict = limiter.failed(peer, threshold=server.auth_lockout_failures,
-                                               period=float(server.auth_lockout_seconds),
-                                               base_delay=server.auth_failure_delay_ms / 1000)
-        name = shown_name(out.login)
-        log.info("AUTH failed from %s for %r (%d failure(s)%s)", peer, name, verdict.failures,
-                 ", locked out" if verdict.locked else "")
-        self.services.bus.publish(AuthFailed(peer, name, verdict.failures, verdict.locked))
-        if verdict.delay:
-            await asyncio.sleep(verdict.delay)
-        self._carry_out(machine.auth_checked(None))
+        assert self.machine is not None
+        self._carry_out(await check_password(self.config, self.security, self.services.bus, self._peer_ip(),
+                                             self.machine, out, self.live))
 
     async def _look_up(self) -> None:
         machine = self.machine
@@ -754,6 +588,24 @@ class InboundSMTP(asyncio.Protocol):
         machine = self.machine
         assert machine is not None
         self._carry_out(machine.etrn_done(domain, await self.services.etrn(domain)))
+
+
+# What each of the machine's actions makes the protocol do (one dictionary look-up per action).
+_ACTIONS: dict[type, Callable[[InboundSMTP, Any], None]] = {
+    Reply: InboundSMTP._reply,
+    Challenge: InboundSMTP._reply,
+    BeginData: InboundSMTP._begin_data,
+    BeginChunk: InboundSMTP._begin_chunk,
+    Commit: InboundSMTP._commit_out,
+    DropSpool: lambda session, _out: session._drop_body(),
+    Count: InboundSMTP._count,
+    Publish: lambda session, out: session.services.bus.publish(out.event),
+    CheckPassword: lambda session, out: session._run(session._check_password(out)),
+    Etrn: lambda session, out: session._run(session._etrn(out.domain)),
+    LookUpName: lambda session, _out: session._run(session._look_up()),
+    BeginTls: InboundSMTP._begin_tls,
+    Close: lambda session, _out: session.flow.close(),
+}
 
 
 def make_protocol_factory(services: InboundServices, loop: asyncio.AbstractEventLoop, *,
