@@ -89,18 +89,22 @@ class Handler:
 
 
 class _Protocol(SMTP):
-    def __init__(self, handler: Handler, behaviour: Behaviour, **kwargs: Any) -> None:
+    def __init__(self, handler: Handler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
-        self._behaviour = behaviour
         handler.connections += 1
 
-    async def _handle_client(self) -> None:
-        if self._behaviour.greeting:
-            await self.push(self._behaviour.greeting)
-            assert self.transport is not None
-            self.transport.close()
-            return
-        await super()._handle_client()
+
+class _Refuser(asyncio.Protocol):
+    """A remote that says its greeting (a 4xx/5xx instead of 220) and closes: no SMTP session at all."""
+
+    def __init__(self, handler: Handler, greeting: str) -> None:
+        self._greeting = greeting
+        handler.connections += 1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self._greeting.encode() + b"\r\n")
+        transport.close()
 
 
 def _authenticator(account: tuple[str, str] | None):  # type: ignore[no-untyped-def]
@@ -119,8 +123,10 @@ async def remote_mta(host: str, port: int, behaviour: Behaviour | None = None) -
     handler = Handler(behaviour)
     loop = asyncio.get_running_loop()
 
-    def factory() -> SMTP:
-        return _Protocol(handler, behaviour, hostname=f"mta-{host}", loop=loop, enable_SMTPUTF8=True,
+    def factory() -> asyncio.Protocol:
+        if behaviour.greeting:
+            return _Refuser(handler, behaviour.greeting)
+        return _Protocol(handler, hostname=f"mta-{host}", loop=loop, enable_SMTPUTF8=True,
                          tls_context=behaviour.tls, auth_require_tls=False,
                          authenticator=_authenticator(behaviour.account), data_size_limit=None)
 

@@ -193,6 +193,8 @@ async def test_a_pickup_file_with_an_x_sender_line_and_no_from_header_is_deliver
     await running.wait_for(lambda: len(running.drop_files()) == 1)
     badmail = running.mailroot / "Badmail"
     await running.wait_for(lambda: running.server.counters.badmailed_messages_bad_pickup_file == 1)
+    # Counted from the MessageQueued event, published a moment after the file is in Drop.
+    await running.wait_for(lambda: running.server.counters.pickup_directory_messages_retrieved_total >= 1)
     [delivered] = running.drop_files()
     assert delivered.read_bytes().endswith(b"Subject: from a script\r\n\r\nno From: header\r\n")
     [reason] = badmail.glob("*.BDR")
