@@ -106,6 +106,8 @@ class Actions:
         self.show_description = _action(a, "&Description Bar", tip="Show the selected node's name over the list")
         self.show_description.setCheckable(True)
         self.show_description.setChecked(True)
+        self.customize = _action(a, "Customi&ze…", tip="Show or hide the console tree, description bar, status bar "
+                                 "and toolbar")
         self.show_statusbar = _action(a, "Status &Bar")
         self.show_statusbar.setCheckable(True)
         self.show_statusbar.setChecked(True)
@@ -124,6 +126,7 @@ class Actions:
         view_menu.addActions(self.view_modes.actions())
         view_menu.addSeparator()
         view_menu.addActions([self.show_tree, self.show_description, self.show_toolbar, self.show_statusbar])
+        view_menu.addAction(self.customize)
         view_menu.addSeparator()
         view_menu.addAction(self.columns)
         view_menu.addSeparator()

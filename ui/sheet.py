@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QTabWidget,
     QVBoxLayout,
+    QWhatsThis,
     QWidget,
 )
 
@@ -62,6 +63,18 @@ class PropertySheet(QDialog):
         self.buttons.helpRequested.connect(self.show_help)
         help_key = QShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents), self)
         help_key.activated.connect(self.show_help)
+        # What's This? (MMC's "?" on a property sheet): the "?" of the title bar where the window manager draws
+        # one, a button beside Help, and Shift+F1; then a click on a field shows that field's help.
+        self.setWindowFlag(Qt.WindowType.WindowContextHelpButtonHint, True)
+        self.whats_this_button = QPushButton("?")
+        self.whats_this_button.setToolTip("What's This? (Shift+F1): then click a field to read what it does")
+        self.whats_this_button.setFixedWidth(self.whats_this_button.fontMetrics().horizontalAdvance("?") + 24)
+        self.whats_this_button.setAutoDefault(False)
+        self.whats_this_button.clicked.connect(QWhatsThis.enterWhatsThisMode)
+        self.buttons.addButton(self.whats_this_button, QDialogButtonBox.ButtonRole.HelpRole)
+        self.whats_this_key = QShortcut(QKeySequence(QKeySequence.StandardKey.WhatsThis), self)
+        self.whats_this_key.activated.connect(QWhatsThis.enterWhatsThisMode)
+        self._explained = False
         self.ok_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.cancel_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
         self.apply_button: QPushButton = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
@@ -73,6 +86,23 @@ class PropertySheet(QDialog):
         layout.addLayout(problem_row)
         layout.addWidget(self.buttons)
         self._show_problem_line()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if not self._explained:
+            self._explained = True
+            self.explain_fields()
+        super().showEvent(event)
+
+    def explain_fields(self) -> None:
+        """Each field's What's This? text is its tooltip (what it does and the IIS metabase name); a label says
+        what its field says."""
+        for widget in self.findChildren(QWidget):
+            if widget.toolTip() and not widget.whatsThis():
+                widget.setWhatsThis(widget.toolTip())
+        for label in self.findChildren(QLabel):
+            buddy = label.buddy()
+            if buddy is not None and buddy.whatsThis() and not label.whatsThis():
+                label.setWhatsThis(buddy.whatsThis())
 
     # -- to implement ---------------------------------------------------------------------------
 

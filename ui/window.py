@@ -8,7 +8,17 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QSplitter, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QSizePolicy,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.admin.mailroot_items import PickupFile
 from engine.bounce.badmail import BadmailItem
@@ -20,6 +30,7 @@ from ui.actions import Actions
 from ui.badmail_detail import BadmailDialog
 from ui.columns import ColumnsDialog
 from ui.context import Pane
+from ui.customize import CustomizeDialog
 from ui.errors import MessageBridge
 from ui.event_viewer import MAX_SHOWN, EventViewer
 from ui.facade import EngineFacade, PickupFolderFacade, TranscriptFacade
@@ -159,6 +170,7 @@ class ManagerWindow(QMainWindow):
         self.description_bar = QLabel()  # MMC's description bar: the selected node over its contents
         self.description_bar.setObjectName("descriptionBar")
         self.description_bar.setContentsMargins(6, 3, 6, 3)
+        self.description_bar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -238,6 +250,7 @@ class ManagerWindow(QMainWindow):
         a.show_toolbar.toggled.connect(self.toolbar.setVisible)
         a.show_toolbar.toggled.connect(lambda on: self.message_toolbar.setVisible(on and self.node in MESSAGE_NODES))
         a.show_statusbar.toggled.connect(self.statusBar().setVisible)
+        a.customize.triggered.connect(self.customize)
         a.view_modes.triggered.connect(lambda action: self.set_view_mode(str(action.data())))
         a.start.triggered.connect(ops.start)
         a.stop.triggered.connect(ops.stop)
@@ -391,8 +404,7 @@ class ManagerWindow(QMainWindow):
     def _node_changed(self) -> None:
         node = self.node
         self.setWindowTitle(f"{APP_TITLE} - [{self.node_path(node)}]")
-        item = self.tree.items.get(node)
-        self.description_bar.setText(f"<b>{html.escape(item.text(0) if item is not None else node.value)}</b>"
+        self.description_bar.setText(f"<b>{html.escape(self.node_path(node))}</b>"
                                      + (f" — {html.escape(NODE_DESCRIPTIONS[node])}" if node in NODE_DESCRIPTIONS
                                         else ""))
         if not self._navigating and (not self._history or self._history[-1] != node):
@@ -849,6 +861,15 @@ class ManagerWindow(QMainWindow):
     def _paste(self) -> None:
         if self.pickup.paste():
             self.select_node(Node.PICKUP)
+
+    def customize(self) -> CustomizeDialog:
+        """View ▸ Customize…: MMC's Customize View, bound to the View menu's own items."""
+        a = self.actions_
+        dialog = CustomizeDialog([("Console &tree", a.show_tree), ("&Description bar", a.show_description),
+                                  ("&Status bar", a.show_statusbar), ("Standard t&oolbar", a.show_toolbar)], self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     def choose_columns(self) -> None:
         """View ▸ Add/Remove Columns… for the list in the result pane."""

@@ -313,3 +313,23 @@ def test_access_page_says_what_is_set(qtbot: QtBot, fake_engine: FakeEngine, mes
     sheet.fields["relay_allowed"].changed.emit()
     assert sheet.summaries["access"].text() == "Anonymous and Basic authentication (after STARTTLS)."
     assert sheet.summaries["relay"].text() == "Relay: the 2 listed computers and authenticated users."
+
+
+def test_whats_this_explains_each_field(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
+    from PySide6.QtWidgets import QLabel, QWhatsThis
+
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    size = sheet.fields["max_message_size_kb"]
+    assert isinstance(size, LimitField)
+    assert size.spin.whatsThis() == size.spin.toolTip() and "MaxMessageSize" in size.spin.whatsThis()
+    labels = [label for label in sheet.findChildren(QLabel) if label.buddy() is not None and label.buddy().whatsThis()]
+    assert labels and all(label.whatsThis() == label.buddy().whatsThis() for label in labels)  # the label says it too
+    assert sheet.windowFlags() & Qt.WindowType.WindowContextHelpButtonHint
+    assert sheet.whats_this_button.parent() is not None and sheet.whats_this_button.isVisible()
+    assert sheet.whats_this_key.key().toString() == "Shift+F1"
+    sheet.whats_this_key.activated.emit()
+    assert QWhatsThis.inWhatsThisMode()
+    QWhatsThis.leaveWhatsThisMode()
+    sheet.whats_this_button.click()
+    assert QWhatsThis.inWhatsThisMode()
+    QWhatsThis.leaveWhatsThisMode()

@@ -231,7 +231,8 @@ def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -
     assert shown[:6] == ["Domains", "Current Sessions", "Queue", "Pickup", "Drop", "Badmail"]  # not A–Z
     assert window.state_label.frameShadow() == QLabel.Shadow.Sunken
     window.select_node(Node.QUEUE)
-    assert window.description_bar.text().startswith("<b>Queue</b> — ")  # MMC's description bar
+    assert window.description_bar.text().startswith(  # MMC's description bar: the node's path
+        "<b>testhost (local computer)\\Default SMTP Virtual Server\\Queue</b> — ")
     window.actions_.show_description.setChecked(False)
     assert window.description_bar.isHidden()
     drop = window.panes[Node.DROP].detail
@@ -290,3 +291,28 @@ def test_new_remote_domain_opens_its_properties(window: ManagerWindow, qtbot: Qt
     qloop.run(qloop.until(lambda: isinstance(window.ops.sheet, DomainSheet) and window.ops.sheet.isVisible()))
     assert window.pane.selected_keys() == ["partner.example"]
     window.ops.sheet.reject()  # type: ignore[union-attr]
+
+
+def test_customize_view_shows_and_hides_parts_and_is_remembered(qtbot: QtBot, qloop: QLoop, fake_engine: FakeEngine,
+                                                                messages: Recorder, settings: QSettings) -> None:
+    first = ManagerWindow(fake_engine, "h", settings, write_rows, messages)
+    qtbot.addWidget(first)
+    first.show()
+    dialog = first.customize()  # View ▸ Customize…
+    assert first.actions_.customize in first.menuBar().actions()[2].menu().actions()
+    assert all(box.isChecked() for box in dialog.boxes.values())
+    dialog.boxes["Console tree"].setChecked(False)
+    dialog.boxes["Status bar"].setChecked(False)
+    assert first.tree.isHidden() and first.statusBar().isHidden()  # at once, not on OK
+    assert not first.actions_.show_tree.isChecked()  # the View menu's check follows
+    first.actions_.show_description.setChecked(False)  # and the dialog follows the menu
+    assert not dialog.boxes["Description bar"].isChecked() and first.description_bar.isHidden()
+    dialog.grab().save(str(settings.fileName()) + ".customize.png")
+    dialog.accept()
+    first.close()
+    second = ManagerWindow(fake_engine, "h", settings, write_rows, messages)
+    qtbot.addWidget(second)
+    second.show()
+    assert second.tree.isHidden() and second.statusBar().isHidden() and second.description_bar.isHidden()
+    assert second.toolbar.isVisible()
+    second.close()
