@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.remote import connecting, remote_call
+from app.running import running_mailroot
 from engine.admin.control import ControlUnavailableError, request, socket_path
 from engine.admin.control_ops import RequestError
 from engine.conf.config import (
@@ -225,7 +226,8 @@ def _load(path: Path) -> Config:
 def _save(path: Path, config: Config, old: Config, args: argparse.Namespace, key: str = "") -> None:
     """Save the file; an engine running on this Mailroot is given the same change first, through its control
     socket, and applies it at once (nothing is saved if it refuses): `config set` changes the running engine."""
-    control = socket_path(Mailroot.from_config(old).root)
+    # The engine serving this file may run on another Mailroot than the file names (`serve --mailroot`).
+    control = socket_path(running_mailroot(path) or Mailroot.from_config(old).root)
     try:
         applied = asyncio.run(_apply_running(control, args))
     except (ConfigError, DomainError):

@@ -17,6 +17,7 @@ import qasync
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app import running
 from app.bridge import EngineBridge
 from app.desktop import display_problem
 from app.export import write_csv
@@ -26,6 +27,7 @@ from app.serve import config_failure, effective_config, start_admin
 from engine.admin.http_server import AdminServer
 from engine.errors import EngineError, MailrootLockedError
 from engine.server import VirtualServer
+from engine.store.mailroot import Mailroot
 from ui.errors import MessageBridge, describe
 from ui.icons import state_icon
 from ui.main_thread_gc import MainThreadGC
@@ -114,6 +116,7 @@ class Manager:
         finally:
             self.window.set_state(self.host.state)  # its events are on their way; show the state now
         freeze_long_lived()  # the recovered queue
+        running.write_note(self.path, Mailroot.from_config(self.config).root)  # for `smtpsvc config set`
         try:
             self.host.call_blocking(self._start_admin)
         except EngineError as error:  # SMTP runs; only remote administration is missing
@@ -127,6 +130,7 @@ class Manager:
         await admin.start()
 
     def shutdown(self) -> None:
+        running.remove_note(self.path)
         self.remote.shutdown()
         admin, self.admin = self.admin, None
         if admin is not None and self.host.running:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.remote import connecting, remote_call
+from app.running import running_mailroot
 from app.serve import effective_config
 from engine.admin.control import ControlUnavailableError, request, socket_path
 from engine.admin.control_ops import RequestError, call
@@ -98,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> Config:
     """The configuration as `smtpsvc serve` would see it, so both find the same Mailroot."""
-    location = argparse.Namespace(config=getattr(args, "config", None), mailroot=getattr(args, "mailroot", None),
+    path = getattr(args, "config", None) or default_config_path()
+    # Without --mailroot: the engine serving this file, wherever it runs (`serve --mailroot`), else the file's.
+    mailroot = getattr(args, "mailroot", None) or running_mailroot(path)
+    location = argparse.Namespace(config=getattr(args, "config", None), mailroot=mailroot,
                                   listen=getattr(args, "listen", None), domain=getattr(args, "domain", None))
     return effective_config(location)[0]
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app import running
 from app.locations import add_location_options
 from engine.admin.operators import OPERATORS_NAME
 from engine.conf.config import Config, DomainConfig, default_config_path
@@ -163,6 +164,7 @@ async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
     # The recovered queue is long-lived: keep the cyclic GC from walking it again and again (0.5 s stalls
     # with 100,000 queued messages). The queue is read back in the background: freeze once it is.
     freezer = loop.create_task(_freeze_when_recovered(server))
+    running.write_note(path, server.mailroot.root)  # how `smtpsvc config set --config` finds this engine
     addresses = ", ".join(join_hostport(h, p) for h, p in server.bound_addresses)
     log.info("smtpsvc: %s started; listening on %s; Mailroot %s", config.name, addresses, server.mailroot.root)
     await stop.wait()
@@ -170,6 +172,7 @@ async def _serve(config: Config, path: Path, args: argparse.Namespace) -> int:
     freezer.cancel()
     await admin.stop()
     await server.stop()
+    running.remove_note(path)
     log.info("smtpsvc: stopped")
     return 0
 

@@ -15,9 +15,7 @@ from engine.admin.operators import OPERATORS_NAME, ROLES, delete_operator, opera
 from engine.conf.config import Config, default_config_path
 from engine.conf.config_file import load_config, save_config, with_option
 from engine.errors import ConfigError, EngineError, NotFoundError, StateError
-from engine.smtpd.users import UserError, UserStore
-
-USERS_NAME = "smtpsvc-users"
+from engine.smtpd.users import USERS_NAME, UserError, UserStore
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ from engine.smtpd.replies import reply
 from engine.smtpd.security import Security
 from engine.smtpd.services import InboundServices
 from engine.smtpd.sessions import SessionInfo, SessionRegistry
-from engine.smtpd.users import UserStore
+from engine.smtpd.users import USERS_NAME, UserStore
 from engine.store.commit import Committer
 from engine.store.lock import MailrootLock
 from engine.store.mailroot import Mailroot, split_drop_ref
@@ -494,7 +494,8 @@ class VirtualServer:
     def _users(self) -> UserStore:
         store = self.security.users(self._config)
         if store is None:
-            raise StateError("no users file is configured (users_file); `smtpsvc user add` creates one")
+            raise StateError("no users file is configured (users_file); the first `smtpsvc user add NAME` makes "
+                             "one beside the configuration file")
         return store
 
     def operators(self) -> UserStore:
@@ -528,7 +529,17 @@ class VirtualServer:
         return await asyncio.to_thread(self._users().names)
 
     async def add_user(self, name: str, password: str) -> None:
-        await asyncio.to_thread(self._users().add, name, password)
+        """Add an account of AUTH; the first one (no users_file yet) makes the users file beside the
+        configuration file and names it in users_file, as `smtpsvc user add` does on this computer."""
+        store = self.security.users(self._config)
+        if store is not None:
+            await asyncio.to_thread(store.add, name, password)
+            return
+        if self.config_path is None:
+            raise StateError("no users file is configured (users_file): set users_file first")
+        path = self.config_path.expanduser().resolve().parent / USERS_NAME
+        await asyncio.to_thread(UserStore(path).add, name, password)  # a bad name or password: nothing named
+        await self.apply_config(replace(self._config, server=replace(self._config.server, users_file=str(path))))
 
     async def set_user_password(self, name: str, password: str) -> None:
         await asyncio.to_thread(self._users().set_password, name, password)

@@ -85,6 +85,7 @@ def password_problem(password: str) -> None:
         raise UserError("the password contains NUL, CR or LF")
 
 
+USERS_NAME = "smtpsvc-users"  # the users file the first `smtpsvc user add` makes beside the configuration file
 Record = tuple[str, str, str]  # (name as written, encoded hash, role or "")
 
 

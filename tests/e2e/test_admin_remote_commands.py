@@ -138,13 +138,17 @@ def test_operator_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFi
     assert "carol" not in capsys.readouterr().out
 
 
-def test_user_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_user_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str]) -> None:
     remote = ("--connect", engine.url, "--user", "boss")
     assert cli(*remote, "user", "list", stdin="yes\n") == 2
     assert "no users file is configured" in capsys.readouterr().err
-    users = tmp_path / "remote-users"  # a path on the engine's computer (this one, here)
-    assert cli(*remote, "config", "set", "users_file", str(users)) == 0
+    # The first account makes the users file beside that server's configuration file and names it there.
     assert cli(*remote, "user", "add", "alice", "--password-stdin", stdin="first-secret\n") == 0
+    users = engine.config.parent / "smtpsvc-users"  # a path on the engine's computer (this one, here)
+    assert load_config(engine.config).server.users_file == str(users.resolve())
+    assert UserStore(users).check("alice", "first-secret")
+    assert cli(*remote, "user", "add", "bob", "--password-stdin", stdin="bob-secret\n") == 0
+    assert cli(*remote, "user", "del", "bob") == 0
     assert cli(*remote, "user", "add", "alice", "--password-stdin", stdin="again\n") == 2
     assert "exists already" in capsys.readouterr().err
     assert cli(*remote, "user", "passwd", "alice", "--password-stdin", stdin="second-secret\n") == 0

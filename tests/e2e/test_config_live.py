@@ -92,3 +92,29 @@ def test_remote_domain_settings_reach_the_running_engine(serve: ServeProcess) ->
         (True, "basic", "relay", "relay-secret")
     refused = config(serve, "domain", "set", "partner.test", "--outbound-auth", "basic", "--outbound-user", "")
     assert refused.returncode == 2 and "needs a user name" in refused.stderr
+
+
+def test_config_and_queue_find_an_engine_started_with_its_own_mailroot(tmp_path: Path) -> None:
+    # The file names one Mailroot; `serve --mailroot` runs the engine on another.
+    path = tmp_path / "smtpsvc.toml"
+    save_config(path, Config(server=ServerConfig(fqdn="mx.example.test"),
+                             domains=(DomainConfig("example.test", "default"),), mailroot=str(tmp_path / "Named")))
+    process = ServeProcess(tmp_path / "Elsewhere", free_port(), path)
+    process.start()
+    try:
+        done = config(process, "set", "max_recipients", "1")
+        assert (done.returncode, done.stdout, done.stderr) == (0, "Saved and applied to the running engine.\n", "")
+        with smtplib.SMTP("127.0.0.1", process.port, timeout=20) as client:
+            client.ehlo()
+            client.mail("a@example.test")
+            assert client.rcpt("b@example.test")[0] == 250
+            assert client.rcpt("c@example.test")[0] == 452  # the engine took it at once
+        flushed = subprocess.run([sys.executable, "-m", "app.cli", "queue", "flush", "--config", str(path)],
+                                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                                 text=True, timeout=60, check=False)
+        assert (flushed.returncode, flushed.stdout) == (0, "0 messages due for delivery now\n"), flushed.stderr
+    finally:
+        assert process.stop() == 0
+    assert not (tmp_path / ".smtpsvc.toml.engine").exists()  # the note goes with the engine
+    done = config(process, "set", "max_recipients", "5")  # no engine: the file only
+    assert (done.returncode, done.stderr) == (0, "") and "applied" not in done.stdout
