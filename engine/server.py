@@ -53,6 +53,7 @@ from engine.oserrors import bind_failure, mailroot_failure
 from engine.qmgr.delivery import RemoteDelivery
 from engine.qmgr.etrn import held_domains, holds, load_releases, releases_path, save_releases
 from engine.qmgr.queue import QueueDetail, QueueEntry, QueueItem, QueuePage, QueueStore, read_offline
+from engine.smtp.dns_check import DnsReport, check_name
 from engine.smtp.resolver import Resolver
 from engine.smtpd.inbound import make_protocol_factory
 from engine.smtpd.machine import VERSION
@@ -791,6 +792,11 @@ class VirtualServer:
         if self._tracking is not None:
             await self._tracking.flush()
         return await asyncio.to_thread(lambda: list(iter_tracks(path, query)))
+
+    async def check_dns(self, name: str, dns_servers: tuple[str, ...] | None = None) -> DnsReport:
+        """Check DNS (Advanced Delivery): ``name``'s addresses and MX hosts, asked of ``dns_servers`` (the ones
+        configured when None), as delivery would; also while stopped."""
+        return await check_name(name, self._config.server.dns_servers if dns_servers is None else dns_servers)
 
     async def pickup_history(self, limit: int = 500) -> list[PickupRecord]:
         """What became of the files put into Pickup, newest first, from any tool and any earlier run (the

@@ -14,6 +14,7 @@ from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
+from engine.smtp.dns_check import DnsReport
 from engine.smtpd.sessions import SessionInfo
 from engine.smtpd.tls import PairReport
 
@@ -155,6 +156,13 @@ class PickupFolderFacade(Protocol):
     """What sits in the Pickup directory now (the Pickup pane's "In the Pickup folder now" line)."""
 
     async def list_pickup(self) -> list[PickupFile]: ...
+
+
+@runtime_checkable
+class DnsCheckFacade(Protocol):
+    """Check DNS (Advanced Delivery): a host name's addresses and MX hosts as the engine's resolver finds them."""
+
+    async def check_dns(self, name: str, dns_servers: tuple[str, ...] | None = None) -> DnsReport: ...
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from engine.errors import DomainError, NotFoundError
 from ui.context import WindowPort
 from ui.domain_sheet import DomainSheet
 from ui.domain_wizard import DomainWizard
-from ui.facade import AccountsFacade, CertificateFacade, OperatorsFacade
+from ui.facade import AccountsFacade, CertificateFacade, DnsCheckFacade, OperatorsFacade
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
 from ui.users_dialog import UsersDialog
@@ -159,7 +159,8 @@ class Operations:
                                      self.w.window(),
                                      open_users=self.open_users if isinstance(self.engine, AccountsFacade) else None,
                                      certificates=self.engine if isinstance(self.engine, CertificateFacade) else None,
-                                     operators=self.engine if isinstance(self.engine, OperatorsFacade) else None)
+                                     operators=self.engine if isinstance(self.engine, OperatorsFacade) else None,
+                                     dns=self.engine if isinstance(self.engine, DnsCheckFacade) else None)
         else:
             return
         self.sheet.finished.connect(self.sheet.deleteLater)

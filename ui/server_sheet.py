@@ -22,8 +22,9 @@ from engine.conf.options import OPTIONS
 from engine.errors import ConfigError
 from engine.store.mailroot import Mailroot
 from ui.certificate_panel import CertificatePanel
+from ui.dns_check import CheckDnsButton
 from ui.errors import MessageBridge
-from ui.facade import CertificateFacade, OperatorsFacade
+from ui.facade import CertificateFacade, DnsCheckFacade, OperatorsFacade
 from ui.icons import state_icon
 from ui.operators_panel import OperatorsPanel
 from ui.option_fields import OptionField, TextField, make_field
@@ -44,8 +45,11 @@ class ServerSheet(PropertySheet):
     def __init__(self, current: Callable[[], Config], state: str, apply: ApplyFn, runner: TaskRunner,
                  messages: MessageBridge, parent: QWidget | None = None, *,
                  open_users: Callable[[QWidget], object] | None = None,
-                 certificates: CertificateFacade | None = None, operators: OperatorsFacade | None = None) -> None:
+                 certificates: CertificateFacade | None = None, operators: OperatorsFacade | None = None,
+                 dns: DnsCheckFacade | None = None) -> None:
         self._open_users = open_users
+        self._dns = dns
+        self.check_dns: CheckDnsButton | None = None
         self._certificates = certificates
         self._operators = operators
         self.operators_panel: OperatorsPanel | None = None
@@ -114,6 +118,10 @@ class ServerSheet(PropertySheet):
         layout.addStretch(1)
         layout.addWidget(self.users_button)
         return row
+
+    def _fqdn_typed(self) -> str:
+        """The FQDN field as typed; empty means this computer's name, which the engine uses then."""
+        return str(self.fields["fqdn"].value()) or self._current().fqdn
 
     def _sub(self, title: str, names: list[str], intro: str = "", extra: QWidget | None = None) -> SubDialog:
         return SubDialog(title, self._take(names, title), intro, self, extra)
@@ -251,9 +259,13 @@ class ServerSheet(PropertySheet):
             ["local_delay_notification_min", "local_expiration_min"], "Delivery"))))
         connections = self._sub("Outbound Connections", ["max_outbound_connections", "max_outbound_per_domain",
                                                          "outbound_timeout", "outbound_port"])
+        if self._dns is not None:  # IIS's Check DNS, with the names and DNS servers as typed
+            self.check_dns = CheckDnsButton(self._dns, self._runner, lambda: self._fqdn_typed(),
+                                            lambda: tuple(self.fields["dns_servers"].value()))
         advanced = self._sub("Advanced Delivery", ["max_hop_count", "masquerade_domain", "fqdn", "smart_host",
                                                    "attempt_direct_before_smart_host", "reverse_dns_lookup",
-                                                   "dns_servers"])
+                                                   "dns_servers"], extra=self.check_dns)
+        self.advanced_delivery = advanced
         security = self._sub("Outbound Security", ["outbound_tls", "outbound_user", "outbound_password",
                                                    "outbound_tls_verify", "outbound_tls_ca_file"])
         layout.addLayout(button_row(opener("Outbound Security…", security),

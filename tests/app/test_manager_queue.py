@@ -34,6 +34,7 @@ from ui.models.queue import COLUMN
 from ui.pickup_drop import PickupRow, PreviewDialog
 from ui.result_pane import FramedPane, SearchBar
 from ui.scope import Node
+from ui.server_sheet import ServerSheet
 
 SINK_HOST = "127.0.0.9"
 GREYLISTED = "451 4.7.1 Greylisted, please try again later"
@@ -599,3 +600,28 @@ def test_preview_pane_follows_the_selection_and_the_message(running: Run, tmp_pa
     running.run(running.manager.engine.delete_message(second))
     running.until(lambda: model.get(second) is None)
     running.until(lambda: "Select a message" in text() or "Subject: to a far domain" in text())
+
+
+def test_check_dns_on_advanced_delivery_asks_the_engines_resolver(running: Run, tmp_path: Path,
+                                                                  dnsmasq: Dnsmasq) -> None:
+    window = running.window
+    window.select_node(Node.SERVER)
+    window.actions_.properties.trigger()
+    sheet = window.ops.sheet
+    assert isinstance(sheet, ServerSheet) and sheet.check_dns is not None
+    told: list[tuple[str, str, bool]] = []
+    sheet.check_dns.tell = lambda title, text, ok: told.append((title, text, ok))  # type: ignore[method-assign]
+    sheet.fields["fqdn"].set_value("far.example")  # as typed, not applied
+    sheet.advanced_delivery.show()
+    sheet.check_dns.button.click()
+    running.until(lambda: bool(told), 20)
+    title, text, ok = told[0]
+    assert ok and title == "Check DNS" and "MX: mail for far.example goes to mx.far.example." in text
+    assert f"Asked: {dnsmasq.server}." in text and "far.example has no address" in text
+    sheet.fields["fqdn"].set_value("mx.far.example")
+    sheet.check_dns.button.click()
+    running.until(lambda: len(told) == 2, 20)
+    assert told[1][2] and f"Addresses of mx.far.example: {SINK_HOST}" in told[1][1]
+    sheet.advanced_delivery.grab().save(str(tmp_path / "advanced-delivery.png"))
+    sheet.advanced_delivery.reject()
+    sheet.reject()
