@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QSplitter,
+    QStackedWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -30,6 +31,7 @@ from ui.icons import icon
 from ui.models.queue import COLUMN, STATE_LABELS, STATES, QueueFilter, QueueModel
 from ui.models.queue_shape import AGE_BUCKETS, ShapeCounter, bucket_range
 from ui.queue_chart import QueueChart
+from ui.queue_domains import REFRESH_MS, QueueDomains
 from ui.queue_preview import QueuePreview, header_start
 from ui.tasks import TaskRunner
 from ui.views import ItemTable
@@ -77,8 +79,21 @@ class QueuePane(QWidget):
         self.preview.hide()
         self.list_split = QSplitter(Qt.Orientation.Horizontal)
         self.list_split.setObjectName("queuePreviewSplit")
-        self.list_split.addWidget(self.detail)
+        self.domains = QueueDomains()
+        self.domains.force.connect(self._force_domain)
+        self.domains.freeze.connect(self._freeze_domain)
+        self.domains.open_domain.connect(self._open_domain)
+        self.lists = QStackedWidget()  # the messages, or the Domains view
+        self.lists.addWidget(self.detail)
+        self.lists.addWidget(self.domains)
+        self.list_split.addWidget(self.lists)
         self.list_split.addWidget(self.preview)
+        self._domains_timer = QTimer(self)
+        self._domains_timer.setSingleShot(True)
+        self._domains_timer.setInterval(REFRESH_MS)
+        self._domains_timer.timeout.connect(self.refresh_domains)
+        for signal in (model.rowsInserted, model.rowsRemoved, model.modelReset, model.dataChanged):
+            signal.connect(self._domains_soon)
         self.list_split.setStretchFactor(0, 3)
         self.list_split.setStretchFactor(1, 2)
         self.list_split.setSizes([620, 380])
@@ -184,6 +199,12 @@ class QueuePane(QWidget):
         self.clear_button.clicked.connect(self.clear_filter)
         self.count_label = QLabel()
         self.count_label.setObjectName("queueCount")
+        self.domains_button = QToolButton()
+        self.domains_button.setText("By &Domain")
+        self.domains_button.setCheckable(True)
+        self.domains_button.setToolTip("One row per target domain: messages, state, next retry, last error; "
+                                       "Force Connection, Freeze, Thaw")
+        self.domains_button.toggled.connect(self.show_domains)
         self.chart_button = QToolButton()
         self.chart_button.setIcon(icon("chart"))
         self.chart_button.setCheckable(True)
@@ -196,6 +217,7 @@ class QueuePane(QWidget):
         row.addWidget(self.age_button)
         row.addWidget(self.clear_button)
         row.addWidget(self.count_label)
+        row.addWidget(self.domains_button)
         row.addWidget(self.chart_button)
         self.domain_box.installEventFilter(self)
         return bar
@@ -521,3 +543,49 @@ class QueuePane(QWidget):
                 preview.show_loaded(queue_id, detail, head, note)
 
         runner.spawn(load(), "Queue Preview")
+
+    # -- the Domains view -------------------------------------------------------------------------
+
+    def show_domains(self, on: bool) -> None:
+        """Switch the list between the messages and one row per target domain."""
+        if self.domains_button.isChecked() != on:
+            self.domains_button.setChecked(on)
+            return
+        self.lists.setCurrentWidget(self.domains if on else self.detail)
+        if on:
+            self.refresh_domains()
+
+    def _domains_soon(self, *_: object) -> None:
+        if self.lists.currentWidget() is self.domains and not self._domains_timer.isActive():
+            self._domains_timer.start()
+
+    def refresh_domains(self) -> None:
+        self._domains_timer.stop()
+        self.domains.show_rows(self.model.rows(), self.model.now)
+
+    def _open_domain(self, domain: str) -> None:
+        self.show_domains(False)
+        self.filter_domain(domain)
+
+    def _force_domain(self, domain: str) -> None:
+        if self._source is None:
+            return
+        engine, runner = self._source
+        runner.spawn(engine.retry_now(domain=domain), f"Force Connection to {domain}")
+
+    def _freeze_domain(self, domain: str, frozen: bool) -> None:
+        row = self.domains.model.get(domain)
+        if self._source is None or row is None:
+            return
+        engine, runner = self._source
+        wanted = [queue_id for queue_id in row.queue_ids
+                  if (item := self.model.get(queue_id)) is not None and (item.state == "frozen") != frozen]
+
+        async def run() -> None:
+            for queue_id in wanted:  # one call each: a message delivered meanwhile is skipped
+                try:
+                    await (engine.freeze(queue_id) if frozen else engine.thaw(queue_id))
+                except NotFoundError:
+                    continue
+
+        runner.spawn(run(), f"{'Freeze' if frozen else 'Thaw'} {domain}")

@@ -625,3 +625,38 @@ def test_check_dns_on_advanced_delivery_asks_the_engines_resolver(running: Run, 
     sheet.advanced_delivery.grab().save(str(tmp_path / "advanced-delivery.png"))
     sheet.advanced_delivery.reject()
     sheet.reject()
+
+
+def test_queue_by_domain_forces_freezes_and_thaws_a_domain(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    window.select_node(Node.QUEUE)
+    send(running.port, "anna@example.test", ["bob@far.example"])
+    send(running.port, "carl@example.test", ["dora@far.example"])
+    model = window.queue_model
+    running.until(lambda: model.rowCount() == 2 and all(i.attempts >= 1 and i.state != "active"
+                                                        for i in model.items()), 20)
+    pane = window.queue_pane
+    pane.domains_button.click()  # By Domain
+    domains = pane.domains
+    assert pane.lists.currentWidget() is domains and domains.model.rowCount() == 1
+    [row] = domains.model.rows()
+    assert (row.domain, row.messages, row.state) == ("far.example", 2, "deferred")
+    assert row.last_error.startswith(GREYLISTED) and row.next_retry > 0
+    texts = [domains.model.data(domains.model.index(0, column)) for column in range(domains.model.columnCount())]
+    assert texts[:3] == ["far.example", "2", "Deferred"] and texts[3].startswith("in ")
+    domains.view.setCurrentIndex(domains.proxy.index(0, 0))
+    assert domains.force_button.isEnabled() and domains.freeze_button.isEnabled()
+    assert not domains.thaw_button.isEnabled()
+    domains.freeze_button.click()
+    running.until(lambda: all(i.state == "frozen" for i in model.items()), 20)
+    running.until(lambda: domains.model.rows()[0].state == "frozen", 10)  # the view follows
+    assert domains.thaw_button.isEnabled() and not domains.force_button.isEnabled()
+    window.grab().save(str(tmp_path / "queue-domains.png"))
+    domains.thaw_button.click()
+    running.until(lambda: all(i.state != "frozen" for i in model.items()), 20)
+    running.until(lambda: domains.force_button.isEnabled(), 10)
+    domains.force_button.click()  # Force Connection: both are tried again now
+    running.until(lambda: all(i.attempts >= 2 for i in model.items()), 20)
+    domains.open_domain.emit("far.example")  # double-click: its messages
+    assert pane.lists.currentWidget() is pane.detail and not pane.domains_button.isChecked()
+    assert pane.current_filter().domain == "far.example"
