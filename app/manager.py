@@ -26,6 +26,7 @@ from app.remote_window import RemoteComputers
 from app.serve import config_failure, effective_config, start_admin
 from engine.admin.http_server import AdminServer
 from engine.errors import EngineError, MailrootLockedError
+from engine.events import Event, QueueRecovery
 from engine.server import VirtualServer
 from engine.store.mailroot import Mailroot
 from ui.errors import MessageBridge, describe
@@ -103,7 +104,10 @@ class Manager:
         self.remote = RemoteComputers(self.window.settings, self.messages, lambda: self.window)
         self.window.connect_requested.connect(self.remote.ask)
         self.window.replicate_requested.connect(lambda: self.remote.replicate(self.window))
-        self.window.queue_feed.loaded.connect(freeze_long_lived)
+        # Freeze what lives once the queue is whole: the engine's recovered queue when its recovery ends, the
+        # Queue pane's rows when the load that follows it is in (a load during recovery is partial).
+        self.bridge.events.connect(self._freeze_when_recovered)
+        self.window.queue_feed.loaded.connect(self._freeze_when_loaded)
 
     def start_engine(self) -> EngineError | None:
         """Start the engine before the window shows; a locked Mailroot is raised, other errors returned."""
@@ -115,13 +119,20 @@ class Manager:
             return error
         finally:
             self.window.set_state(self.host.state)  # its events are on their way; show the state now
-        freeze_long_lived()  # the recovered queue
         running.write_note(self.path, Mailroot.from_config(self.config).root)  # for `smtpsvc config set`
         try:
             self.host.call_blocking(self._start_admin)
         except EngineError as error:  # SMTP runs; only remote administration is missing
             return error
         return None
+
+    def _freeze_when_recovered(self, batch: list[Event]) -> None:
+        if any(isinstance(event, QueueRecovery) and event.finished for event in batch):
+            freeze_long_lived()
+
+    def _freeze_when_loaded(self) -> None:
+        if not self.window.queue_feed.partial:
+            freeze_long_lived()
 
     async def _start_admin(self, server: VirtualServer) -> None:
         """The admin server (admin_listen), on the engine's loop like the rest of the engine."""

@@ -46,6 +46,7 @@ class QueueFeed(QObject):
         self._busy_subjects = False
         self.closed = False
         self.offline = False  # the rows are a read-only scan of the Queue folder (the server is stopped)
+        self.partial = False  # the last load was listed while the engine was still recovering its queue
         self.read_at = 0.0  # when they were read (time.time())
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -90,7 +91,7 @@ class QueueFeed(QObject):
             model.snapshot_failed(generation)
             raise
         complete = page.total <= len(page.items)
-        self.offline, self.read_at = page.offline, time.time()
+        self.offline, self.read_at, self.partial = page.offline, time.time(), page.recovering
         newer = model.apply_snapshot(generation, page.items, complete=complete)
         self.want_subjects(item.queue_id for item in page.items)
         if not complete:
@@ -100,6 +101,7 @@ class QueueFeed(QObject):
             except BaseException:
                 model.snapshot_failed(generation)
                 raise
+            self.partial = page.recovering
             rows: dict[str, Row] = {}
             for start in range(0, len(page.items), PREPARE_CHUNK):  # the window stays responsive meanwhile
                 rows.update(prepare_rows(page.items[start:start + PREPARE_CHUNK]))

@@ -221,6 +221,12 @@ def recipient_rows(fields: bytes) -> list[tuple[str, str, int, str]]:
     return rows
 
 
+# Senders, errors and sources of listed rows, one object for equal strings: a window that keeps 100,000 rows keeps
+# a few thousand distinct ones, not 300,000 (bounded: cleared when it grows past this many).
+LISTED_STRINGS = 50_000
+_LISTED: dict[str, str] = {}
+
+
 class Summary(NamedTuple):
     """What a queue listing shows of a message, read from its encoded record without building the record."""
 
@@ -249,9 +255,17 @@ def summary(fields: bytes) -> Summary:
         recipients.append(address)
         if _decode_str(rcpt[_RCPT_STATUS]) == "pending":
             pending.append(address)
-    return Summary(_decode_str(parts[_SENDER]), tuple(recipients), tuple(pending), float(parts[_ARRIVED]),
-                   int(parts[_ATTEMPTS]), float(parts[_NEXT_ATTEMPT]), parts[_FROZEN] == "1",
-                   _decode_str(parts[_LAST_ERROR]), _decode_str(parts[_SOURCE]))
+    if len(_LISTED) > LISTED_STRINGS:
+        _LISTED.clear()
+    everyone = tuple(recipients)
+    return Summary(_listed(parts[_SENDER]), everyone, everyone if len(pending) == len(everyone) else tuple(pending),
+                   float(parts[_ARRIVED]), int(parts[_ATTEMPTS]), float(parts[_NEXT_ATTEMPT]), parts[_FROZEN] == "1",
+                   _listed(parts[_LAST_ERROR]), _listed(parts[_SOURCE]))
+
+
+def _listed(field: str) -> str:
+    text = _decode_str(field)
+    return _LISTED.setdefault(text, text)
 
 
 def _head(payload: bytes) -> tuple[str, int, int]:
