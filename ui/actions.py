@@ -86,6 +86,9 @@ class Actions:
                                     tip="Show the selected message's envelope, state, last error and header "
                                     "beside the Queue list")
         self.show_preview.setCheckable(True)
+        self.tray_notices = _action(a, "Tray &Notices", tip="Tell about new Badmail and returned mail with a "
+                                    "notification from the system tray")
+        self.tray_notices.setCheckable(True)
         self.pickup_preview = _action(a, "&Preview Files Dropped into Pickup",
                                       tip="Show what dropped files will become before they go into Pickup")
         self.pickup_preview.setCheckable(True)
@@ -130,7 +133,7 @@ class Actions:
         view_menu.addSeparator()
         view_menu.addAction(self.columns)
         view_menu.addSeparator()
-        view_menu.addActions([self.show_chart, self.show_preview, self.pickup_preview])
+        view_menu.addActions([self.show_chart, self.show_preview, self.pickup_preview, self.tray_notices])
         view_menu.addSeparator()
         view_menu.addAction(self.refresh)
         help_menu = bar.addMenu("&Help")

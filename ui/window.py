@@ -55,6 +55,7 @@ from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SE
 from ui.session_detail import SessionDialog
 from ui.tasks import TaskRunner
 from ui.track_dialog import TrackDialog
+from ui.tray import TrayNotices
 from ui.views import ItemTable, ItemView
 
 APP_TITLE = "SMTP Service Manager"
@@ -142,6 +143,8 @@ class ManagerWindow(QMainWindow):
         self.tree = ScopeTree(f"{computer} (local computer)", engine.config().name)
         self.queue_pane = QueuePane(self.queue_model)
         self.queue_pane.set_source(engine, self.runner)
+        self.tray = TrayNotices(self.windowIcon(), self)
+        self.tray.clicked.connect(self._raise)
         self.event_viewer = EventViewer()
         self.performance = Performance(engine, self.runner)
         self.panes: dict[Node, Pane] = {
@@ -251,6 +254,11 @@ class ManagerWindow(QMainWindow):
         a.show_toolbar.toggled.connect(lambda on: self.message_toolbar.setVisible(on and self.node in MESSAGE_NODES))
         a.show_statusbar.toggled.connect(self.statusBar().setVisible)
         a.customize.triggered.connect(self.customize)
+        a.tray_notices.toggled.connect(self.tray.set_enabled)
+        a.tray_notices.toggled.connect(lambda on: self.settings.setValue("view/tray", on))
+        if not self.tray.available():
+            a.tray_notices.setEnabled(False)
+            a.tray_notices.setStatusTip("Tray notices: this desktop has no system tray")
         a.view_modes.triggered.connect(lambda action: self.set_view_mode(str(action.data())))
         a.start.triggered.connect(ops.start)
         a.stop.triggered.connect(ops.stop)
@@ -625,6 +633,7 @@ class ManagerWindow(QMainWindow):
         self.queue_ops.on_events(batch)
         self.folder_ops.on_events(batch)
         self.pickup.on_events(batch)
+        self.tray.on_events(batch)
         self.event_viewer.on_events(batch)
         self._session_events += [e for e in batch if isinstance(e, SessionOpened | SessionClosed)]
         if len(self._session_events) <= SESSION_BURST:
@@ -846,6 +855,7 @@ class ManagerWindow(QMainWindow):
         self.actions_.show_chart.setChecked(bool(s.value("view/chart", True, type=bool)))
         self.actions_.pickup_preview.setChecked(bool(s.value("pickup/preview", True, type=bool)))
         self.actions_.show_preview.setChecked(bool(s.value("queue/preview", False, type=bool)))
+        self.actions_.tray_notices.setChecked(bool(s.value("view/tray", False, type=bool)))
         mode = s.value("view/mode", "detail")
         self.set_view_mode(mode if mode in self.actions_.view_mode else "detail")
         for key, action in (("view/tree", self.actions_.show_tree),
@@ -861,6 +871,11 @@ class ManagerWindow(QMainWindow):
     def _paste(self) -> None:
         if self.pickup.paste():
             self.select_node(Node.PICKUP)
+
+    def _raise(self) -> None:
+        self.showNormal()
+        self.raise_()
+        self.activateWindow()
 
     def customize(self) -> CustomizeDialog:
         """View ▸ Customize…: MMC's Customize View, bound to the View menu's own items."""
@@ -900,6 +915,7 @@ class ManagerWindow(QMainWindow):
         self.queue_feed.close()
         self.folder_ops.close()
         self.pickup.close()
+        self.tray.close()
         self.queue_pane.hide()  # stops its chart timer
         self.save_layout()
         event.accept()

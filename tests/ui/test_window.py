@@ -13,11 +13,12 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDialogButtonBox, QLabel, QToolButton
 from pytestqt.qtbot import QtBot
 
-from engine.events import SessionClosed, SessionOpened
+from engine.events import MessageBadmailed, MessageRemoved, SessionClosed, SessionOpened
 from ui.help import HelpWindow, manual_html
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
 from ui.tasks import TaskRunner
+from ui.tray import TrayNotices, notice_for
 from ui.views import ItemView
 from ui.window import ManagerWindow
 
@@ -316,3 +317,29 @@ def test_customize_view_shows_and_hides_parts_and_is_remembered(qtbot: QtBot, ql
     assert second.tree.isHidden() and second.statusBar().isHidden() and second.description_bar.isHidden()
     assert second.toolbar.isVisible()
     second.close()
+
+
+def test_tray_notices_are_off_by_default_and_tell_badmail_and_returned_mail(window: ManagerWindow,
+                                                                           settings: QSettings) -> None:
+    tray = window.tray
+    assert not window.actions_.tray_notices.isChecked() and not tray.enabled
+    assert window.actions_.tray_notices.isEnabled() == TrayNotices.available()  # no tray: greyed, and says why
+    window.on_engine_events([MessageBadmailed("B1", "no recipient", "pickup")])
+    assert tray.shown == []  # off
+    window.actions_.tray_notices.setChecked(True)
+    assert tray.enabled and settings.value("view/tray", type=bool)
+    window.on_engine_events([MessageRemoved("Q1", "delivered")])
+    assert tray.shown == []  # nothing worth a notice
+    window.on_engine_events([MessageBadmailed("B2", "hop count   exceeded", "pickup"),
+                             MessageRemoved("Q2", "returned")])
+    assert tray.shown == [("SMTP Service: Badmail and delivery failures",
+                           "New Badmail: hop count exceeded\n"
+                           "A message could not be delivered and was returned to its sender")]
+
+
+def test_tray_notice_texts() -> None:
+    assert notice_for([]) is None
+    assert notice_for([MessageRemoved("Q", "returned"), MessageRemoved("R", "returned")]) == (
+        "SMTP Service: Delivery failure", "2 messages could not be delivered and were returned to their senders")
+    assert notice_for([MessageBadmailed("A", "x", "smtp"), MessageBadmailed("B", "y", "smtp")]) == (
+        "SMTP Service: Badmail", "2 new Badmail items")
