@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engine.admin.http_auth import AuthError, ForbiddenError, Identity
 from engine.admin.http_server import COOKIE, IDENTITY, AdminServer
-from engine.admin.operators import home, may_post, may_visit
+from engine.admin.operators import ROLES, home, may_post, may_visit
 from engine.conf.config_file import config_from_dict, format_value
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME, Option
 from engine.errors import ConfigError, EngineError
@@ -458,7 +458,7 @@ class Pages:
 
     async def operators_page(self, request: web.Request) -> web.Response:
         operators = await self.op(request, request[IDENTITY], "operators.list", {})
-        return self.render(request, "operators.html", "Operators", "Operators", operators=operators)
+        return self.render(request, "operators.html", "Operators", "Operators", operators=operators, roles=ROLES)
 
     async def operators_action(self, request: web.Request) -> web.Response:
         data = await request.post()

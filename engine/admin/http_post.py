@@ -51,7 +51,7 @@ def _refused(name: str, reason: str) -> dict[str, Any]:
 
 def _in_pickup(name: str, queue_id: str, why: str) -> dict[str, Any]:
     return {"file": name, "accepted": True, "state": "pickup", "queue_id": queue_id,
-            "detail": f"accepted into Pickup; {why}, it is queued as {queue_id}"}
+            "detail": f"accepted into Pickup; {why}. It is queued as {queue_id} when the service takes it."}
 
 
 def pickup_name(queue_id: str, name: str) -> str:
@@ -152,9 +152,8 @@ class PostingAcceptor:
             return
         taking = self.admin.target.pickup_taking
         known = await outcomes.wait(WAIT_S) if taking else {}
-        why = ("the Pickup service has not taken it yet; when it does" if taking else
-               "the Pickup service is not running (the server is stopped, or its queue cannot store now); "
-               "when it runs")
+        why = ("the Pickup service has not taken it yet" if taking else
+               "the Pickup service is not running (the server is stopped, or its queue cannot store now)")
         for index, result in enumerate(results):
             if result["state"] != "pickup":
                 continue
@@ -198,7 +197,7 @@ class PostingAcceptor:
                 spool.unlink()
         log.info("operator %s from %s posted %s into Pickup as %s", identity.name, peer, name, target.name)
         self.admin.target.publish(AdminAction(identity.name, peer, "post", f"{name}: into Pickup as {queue_id}"))
-        return _in_pickup(name, queue_id, "not answered yet; when it is taken")
+        return _in_pickup(name, queue_id, "not answered yet")
 
     async def _spool(self, part: BodyPartReader, path: Path, limit: int) -> int:
         """Write the part to ``path`` chunk by chunk and fsync it; past ``limit`` the rest is read and dropped.

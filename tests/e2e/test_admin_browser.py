@@ -186,6 +186,12 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         d.find_element(By.ID, "o-pw2").send_keys("dave-password")
         d.find_element(By.CSS_SELECTOR, "button[value=add]").click()
         see("Added the operator dave")
+        d.find_element(By.ID, "o-name").send_keys("mia")
+        Select(d.find_element(By.ID, "o-role")).select_by_visible_text("poster")
+        d.find_element(By.ID, "o-pw").send_keys("mia-password")
+        d.find_element(By.ID, "o-pw2").send_keys("mia-password")
+        d.find_element(By.CSS_SELECTOR, "button[value=add]").click()
+        see("Added the operator mia")
         shot("12-operators")
 
         # A viewer sees everything and can change nothing: no action buttons, read-only fields.
@@ -208,3 +214,25 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         shot("14-phone-queue")
         d.get(f"{engine.url}/properties/Access")
         shot("15-phone-properties")
+
+        # A poster lands on the upload page, sees no other section, and gets an answer per file; with the
+        # server stopped, an upload waits in Pickup.
+        d.find_element(By.CSS_SELECTOR, "form.logout button").click()
+        see("Operator")
+        d.find_element(By.ID, "name").send_keys("mia")
+        d.find_element(By.ID, "password").send_keys("mia-password")
+        d.find_element(By.CSS_SELECTOR, "form.login button").click()
+        see("Message files")
+        assert d.current_url.endswith("/upload")
+        assert [a.text for a in d.find_elements(By.CSS_SELECTOR, "nav a")] == ["Post messages"]
+        curl(engine, "-H", "Content-Type: application/json", "-d", "{}", f"{engine.url}/api/v1/server.stop")
+        (tmp_path / "notes.txt").write_bytes(b"no headers here\r\n")
+        files = [message(tmp_path / "later.eml", "carol@example.test", "Later"), tmp_path / "notes.txt"]
+        d.find_element(By.ID, "files").send_keys("\n".join(str(f) for f in files))
+        d.find_element(By.CSS_SELECTOR, "form.properties button[type=submit]").click()
+        see("accepted into Pickup")
+        assert "refused: not a message" in main_text()
+        shot("16-poster-upload")
+        d.get(f"{engine.url}/queue")
+        assert "may only post messages" in main_text()
+        curl(engine, "-H", "Content-Type: application/json", "-d", "{}", f"{engine.url}/api/v1/server.start")

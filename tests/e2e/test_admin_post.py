@@ -116,7 +116,9 @@ def test_stopped_pickup_answers_202_and_loses_nothing_to_a_kill(engine: AdminSer
     status, answer = curl_post(engine, boss(), {"later.eml": LOCAL}, tmp_path)
     [result] = answer["result"]["files"]
     assert status == 202 and result["state"] == "pickup" and result["accepted"]
-    assert "when it runs, it is queued as" in result["detail"]
+    assert result["detail"] == (f"accepted into Pickup; the Pickup service is not running (the server is stopped, "
+                                f"or its queue cannot store now). It is queued as {result['queue_id']} when the "
+                                "service takes it.")
     queue_id = result["queue_id"]
     assert [p.name for p in (engine.mailroot / "Pickup").iterdir()] == [f"{queue_id}-later.eml"]
     engine.kill()
