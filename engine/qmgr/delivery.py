@@ -60,7 +60,7 @@ class _Round:
     claim: Claim  # the recipients this attempt acts on, released when it is concluded
     outstanding: int
     started: float
-    transcripts: list[str] = field(default_factory=list)
+    transcripts: list[tuple[str, ...]] = field(default_factory=list)  # lines of the dialogue, per connection
     relayed: list[str] = field(default_factory=list)  # delivered to a next hop that took no DSN request
 
 
@@ -252,18 +252,17 @@ class RemoteDelivery:
         remote_domain = classify(domain, config.effective_domains).domain
         transcript = Transcript(self.protocol_log)
         jobs: list[Job] = []
+        attempts = {attempt.entry.queue_id: (attempt, addresses) for attempt, addresses in batch}  # not yet done
         try:
             async with self._global, self._domain_gate(domain):
                 # Read the messages only once a connection slot is ours: a large queue made due at once
-                # must not sit in memory while it waits.
-                for attempt, addresses in batch:
-                    try:
-                        content = await asyncio.get_running_loop().run_in_executor(
-                            None, self.store.read_message, attempt.entry)
-                    except FileNotFoundError:
+                # must not sit in memory while it waits. All of the batch in one trip to a thread.
+                contents = await asyncio.get_running_loop().run_in_executor(None, self._read_batch, batch)
+                for (attempt, addresses), content in zip(batch, contents, strict=True):
+                    if content is None:
                         if attempt.entry.queue_id not in self.store.entries:
                             continue  # deleted by the administrator meanwhile: nothing to send
-                        raise
+                        raise FileNotFoundError(str(attempt.entry.path))
                     record = attempt.entry.record
                     params = {r.address: (r.notify, r.orcpt) for r in record.recipients
                               if r.address in addresses and (r.notify or r.orcpt)}
@@ -283,7 +282,8 @@ class RemoteDelivery:
                     tally = Tally()
                     try:
                         await deliver(targets, jobs, self._settings(config, remote_domain), transcript, tally,
-                                      self.cache, config.server.max_messages_per_connection)
+                                      self.cache, config.server.max_messages_per_connection,
+                                      lambda job: self._part_done(attempts.pop(job.queue_id), job, transcript))
                     finally:
                         self.counters.outbound_connections_current -= 1
                         self.counters.outbound_connections_total += tally.connections
@@ -298,17 +298,31 @@ class RemoteDelivery:
                 for rcpt in job.undecided():
                     job.outcomes[rcpt] = Outcome(DEFERRED, f"451 4.3.0 Internal error: {error}", "4.3.0")
         by_id = {job.queue_id: job for job in jobs}
-        text = "\n".join(transcript.lines) + "\n"
-        for attempt, addresses in batch:
-            done = by_id.get(attempt.entry.queue_id)
-            self._record(attempt.entry, addresses, done.outcomes if done else {})
-            if done is not None and not done.dsn_passed:
-                attempt.relayed += [r for r in addresses
-                                    if done.outcomes.get(r, _NOT_TRIED).status == DELIVERED]
-            attempt.transcripts.append(text)
-            attempt.outstanding -= 1
-            if attempt.outstanding == 0:
-                await self._finish(attempt)  # never raises: the batch's other attempts are finished too
+        for queue_id, part in attempts.items():  # those not told done: not sent, deferred, or a failed session
+            self._part_done(part, by_id.get(queue_id), transcript)
+
+    def _read_batch(self, batch: list[tuple[_Round, list[str]]]) -> list[bytes | None]:
+        """The batch's messages (worker thread); None for one whose file is gone."""
+        contents: list[bytes | None] = []
+        for attempt, _ in batch:
+            try:
+                contents.append(self.store.read_message(attempt.entry))
+            except FileNotFoundError:
+                contents.append(None)
+        return contents
+
+    def _part_done(self, part: tuple[_Round, list[str]], job: Job | None, transcript: Transcript) -> None:
+        """A message's outcome at this destination is known: record it, and finish the message's attempt once
+        every destination is done, at once, while the batch goes on (its removal or state write overlaps the
+        sending of the next messages)."""
+        attempt, addresses = part
+        self._record(attempt.entry, addresses, job.outcomes if job else {})
+        if job is not None and not job.dsn_passed:
+            attempt.relayed += [r for r in addresses if job.outcomes.get(r, _NOT_TRIED).status == DELIVERED]
+        attempt.transcripts.append(tuple(transcript.lines))
+        attempt.outstanding -= 1
+        if attempt.outstanding == 0:
+            self._spawn(self._finish(attempt))  # never raises
 
     async def _targets(self, domain: str, config: Config, transcript: Transcript) -> list[Target]:
         route = route_for(domain, config)
@@ -376,7 +390,11 @@ class RemoteDelivery:
             self._let_go(attempt)
             self._unfinished.pop(entry.queue_id, None)
             return
-        if not entry.path.exists():  # deleted under the engine (the Queue directory removed): nothing to send
+        # Deleted under the engine (the Queue directory removed): nothing to send. Asked only when the file is
+        # still needed (a retry, or a notice that quotes it): a message simply delivered leaves without a stat.
+        needed = any((r.status == "pending" and attempt.claim.covers(r.address))
+                     or (r.status == "failed" and not r.reported) for r in entry.record.recipients) or attempt.relayed
+        if needed and not entry.path.exists():
             self._report(entry, "the queued message file is gone; the message leaves the queue",
                          FileNotFoundError(str(entry.path)))
             self._let_go(attempt)
@@ -416,13 +434,16 @@ class RemoteDelivery:
         config = self._config()
         newly_failed = [r for r in record.recipients if r.status == "failed" and not r.reported]
         pending = [r for r in self._remote_pending(entry) if attempt.claim.covers(r.address)]  # its own only
-        if attempt.transcripts and (pending or newly_failed or entry.path.with_suffix(".rtr").exists()):
+        # Not for a message that leaves the queue now: its transcript file goes with it.
+        if attempt.transcripts and entry.pending() \
+                and (pending or newly_failed or entry.path.with_suffix(".rtr").exists()):
             # Transcripts are for messages that did not simply go (IIS 4 kept them for failed attempts).
             # They are diagnostics: one that cannot be written must not hold the message back.
             try:
                 await self.store.append_transcript(entry, f"=== attempt {record.attempts} at "
                                                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}\n"
-                                                   + "".join(attempt.transcripts))
+                                                   + "".join("\n".join(lines) + "\n"
+                                                             for lines in attempt.transcripts))
             except OSError as error:
                 self._report(entry, "the transcript could not be written", error)
             attempt.transcripts = []

@@ -145,11 +145,14 @@ def _outcome_for(code: int, message: str, remote: str) -> Outcome:
 
 
 async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings, transcript: Transcript,
-                  tally: Tally | None = None, cache: ConnectionCache | None = None, per_connection: int = 0) -> None:
+                  tally: Tally | None = None, cache: ConnectionCache | None = None, per_connection: int = 0,
+                  on_done: Callable[[Job], None] | None = None) -> None:
     """Try ``targets`` in order until every recipient of ``jobs`` has an outcome; whatever is left is deferred.
 
     With ``cache``: an idle connection to a target may be reused, and the connection is kept a moment after a
-    clean batch, as long as it carries at most ``per_connection`` messages in all."""
+    clean batch, as long as it carries at most ``per_connection`` messages in all. ``on_done`` is told of each job
+    whose every recipient has its outcome as soon as it has it (a decided job is never tried again); jobs still
+    undecided at the end are deferred here and not told."""
     tally = tally if tally is not None else Tally()
     last_failure = ("451 4.4.0 No target to deliver to", "4.4.0")
     for target in targets:
@@ -157,7 +160,7 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
         if not pending:
             return
         try:
-            await _session(target, pending, settings, transcript, tally, cache, per_connection)
+            await _session(target, pending, settings, transcript, tally, cache, per_connection, on_done)
         except SessionFailed as failure:
             transcript.note(f"*** {target.host} [{target.address}]: {failure.reply}")
             last_failure = (failure.reply, failure.enhanced)
@@ -183,7 +186,8 @@ def _cache_key(target: Target, settings: Settings) -> Key:
 
 
 async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript,
-                   tally: Tally, cache: ConnectionCache | None = None, per_connection: int = 0) -> None:
+                   tally: Tally, cache: ConnectionCache | None = None, per_connection: int = 0,
+                   on_done: Callable[[Job], None] | None = None) -> None:
     transcript.remote = target.address
     key = _cache_key(target, settings)
     reused = cache.take(key, len(jobs), per_connection) if cache is not None and per_connection else None
@@ -209,6 +213,8 @@ async def _session(target: Target, jobs: list[Job], settings: Settings, transcri
         for job in jobs:
             await _send_job(client, target, job, settings, transcript)
             sent += 1
+            if on_done is not None and not job.undecided():
+                on_done(job)
         if cache is not None and per_connection and sent < per_connection and client.is_connected \
                 and cache.put(key, client, sent):
             client = None  # kept for the next batch to this host
