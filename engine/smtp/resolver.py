@@ -136,6 +136,9 @@ class Resolver:
         self._rng = rng or random.Random()
         self._clock = clock
         self._cache: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], tuple[float, Records]] = {}
+        # Lookups on the wire now: the same question asked meanwhile waits for that answer (a drain starts many
+        # connections to one domain at once, and an answer that may not be cached is asked once, not per batch).
+        self._asking: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], asyncio.Task[Records | None]] = {}
         self._dns: dns.asyncresolver.Resolver | None = None
 
     def use_servers(self, servers: Sequence[str]) -> None:
@@ -167,6 +170,21 @@ class Resolver:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > self._clock():
             return cached[1]
+        asking = self._asking.get(key)
+        if asking is None:
+            # Its own task, not the asker's: an asker that is cancelled leaves the answer to the others.
+            asking = self._asking[key] = asyncio.get_running_loop().create_task(self._ask(name, rdtype))
+            asking.add_done_callback(lambda done: self._asked(key, done))
+        return await asyncio.shield(asking)
+
+    def _asked(self, key: tuple[dns.name.Name, dns.rdatatype.RdataType], done: asyncio.Task[Records | None]) -> None:
+        del self._asking[key]
+        if not done.cancelled():
+            done.exception()  # seen here: an error nobody waited for any more is not "never retrieved"
+
+    async def _ask(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Records | None:
+        """One lookup on the wire (cached by its TTL)."""
+        key = (name, rdtype)
         resolver = self._resolver()
         self.queries += 1
         what = f"{name.to_text(omit_final_dot=True)} ({dns.rdatatype.to_text(rdtype)})"

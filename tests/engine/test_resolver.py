@@ -240,6 +240,22 @@ async def test_query_counter_counts_each_lookup(resolver: Resolver) -> None:
     assert resolver.queries == 5
 
 
+async def test_the_same_question_asked_at_once_goes_out_once(resolver: Resolver) -> None:
+    """A drain starts many connections to one domain together: one MX, one A and one AAAA lookup for all of them
+    (the AAAA no-data answer, which may not be cached, included)."""
+    mx = await asyncio.gather(*(resolver.mx_hosts("multi.test") for _ in range(20)))
+    assert len({frozenset(result.hosts) for result in mx}) == 1 and resolver.queries == 1  # equal MX shuffled
+    addresses = await asyncio.gather(*(resolver.addresses("mx1.multi.test") for _ in range(20)))
+    assert all(found == addresses[0] for found in addresses) and resolver.queries == 1 + 2
+    waiting = asyncio.ensure_future(resolver.addresses("mx1.multi.test"))
+    other = asyncio.ensure_future(resolver.addresses("mx1.multi.test"))
+    await asyncio.sleep(0)
+    waiting.cancel()  # one asker gives up: the other still gets the answer
+    assert await other == addresses[0] and resolver.queries == 1 + 2 + 2
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
 async def test_cache_respects_ttl(tmp_path: Path) -> None:
     now = [1000.0]
     records = DnsRecords(mx=[("ttl.test", "mx.ttl.test", 5)], hosts=[("mx.ttl.test", "127.0.0.5")], ttl=60)
