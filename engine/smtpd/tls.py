@@ -9,20 +9,23 @@ version, never a half-configured context.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
+from typing import TYPE_CHECKING
 
 from engine.errors import EngineError
 from engine.smtp.tls_policy import MINIMUM_VERSION
 from engine.store.mailroot import write_private
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# cryptography (10 MB, a tenth of a second) is imported only where a certificate is made or described: an
+# engine without TLS never needs it, and `smtpsvc serve` answers sooner without it.
 
 DEFAULT_DAYS = 825  # the longest validity clients accept for a server certificate
 
@@ -139,6 +142,11 @@ class CertificateInfo:
 def create_self_signed(fqdn: str, certificate: Path, key: Path, *, days: int = DEFAULT_DAYS,
                        extra_names: tuple[str, ...] = ()) -> CertificateInfo:
     """Write a new RSA-2048 key and a self-signed certificate for ``fqdn`` (mode 0600, atomically)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)])
@@ -168,6 +176,8 @@ def create_self_signed(fqdn: str, certificate: Path, key: Path, *, days: int = D
 
 def certificate_info(path: Path) -> CertificateInfo:
     """The first certificate of a PEM file, described, with the further ones of the file as its chain."""
+    from cryptography import x509
+
     try:
         certs = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError) as error:
@@ -176,12 +186,15 @@ def certificate_info(path: Path) -> CertificateInfo:
     return _info(certs[0], tuple(certs[1:]))
 
 
-_S = SignatureAlgorithmOID
-SIGNATURES = {_S.RSA_WITH_SHA1: "sha1WithRSAEncryption", _S.RSA_WITH_SHA256: "sha256WithRSAEncryption",
+@functools.cache
+def _signatures() -> dict[x509.ObjectIdentifier, str]:
+    from cryptography.x509.oid import SignatureAlgorithmOID as _S
+
+    return {_S.RSA_WITH_SHA1: "sha1WithRSAEncryption", _S.RSA_WITH_SHA256: "sha256WithRSAEncryption",
               _S.RSA_WITH_SHA384: "sha384WithRSAEncryption", _S.RSA_WITH_SHA512: "sha512WithRSAEncryption",
               _S.RSASSA_PSS: "RSASSA-PSS", _S.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
               _S.ECDSA_WITH_SHA384: "ecdsa-with-SHA384", _S.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
-              _S.ED25519: "Ed25519", _S.ED448: "Ed448"}
+            _S.ED25519: "Ed25519", _S.ED448: "Ed448"}
 
 
 def _hex(data: bytes) -> str:
@@ -191,6 +204,8 @@ def _hex(data: bytes) -> str:
 
 def key_text(key: object) -> str:
     """A public or private key's kind and size as viewers write it."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
     if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
         return f"RSA {key.key_size} bits"
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
@@ -205,6 +220,9 @@ def key_text(key: object) -> str:
 
 
 def _info(cert: x509.Certificate, chain: tuple[x509.Certificate, ...] = ()) -> CertificateInfo:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = tuple(san.value.get_values_for_type(x509.DNSName))
@@ -222,7 +240,7 @@ def _info(cert: x509.Certificate, chain: tuple[x509.Certificate, ...] = ()) -> C
         serial=_hex(cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8 or 1, "big")),
         sha1=_hex(cert.fingerprint(hashes.SHA1())),
         key=key_text(cert.public_key()),
-        signature=SIGNATURES.get(cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string),
+        signature=_signatures().get(cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string),
         chain=tuple(ChainLink(c.subject.rfc4514_string(), c.issuer.rfc4514_string(), c.not_valid_after_utc,
                               _hex(c.fingerprint(hashes.SHA256()))) for c in chain),
     )

@@ -56,7 +56,7 @@ def test_serve_imports_neither_qt_nor_the_web_stack_nor_other_commands() -> None
     assert done.returncode == 0, done.stderr
     modules = set(done.stdout.splitlines()[-1].split())
     assert "app.serve" in modules
-    unwanted = {"PySide6", "aiohttp", "jinja2", "prometheus_client", "app.config_cmd", "app.queue_cmd",
+    unwanted = {"PySide6", "aiohttp", "jinja2", "prometheus_client", "cryptography", "app.config_cmd", "app.queue_cmd",
                 "app.cert_cmd", "app.manager", "engine.admin.http_server", "engine.admin.metrics"}
     assert unwanted & modules == set()
 
