@@ -309,6 +309,7 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
             while any(not row.subject for row in list(model.rows())[:2000]):
                 await asyncio.sleep(0.05)
             deferred = next(row.queue_id for row in model.rows() if row.state == "deferred")
+            window.actions_.show_preview.setChecked(True)  # the preview pane beside the list
             pane.select_key(deferred)
             pane.detail.scrollTo(model.index(model.row_of(deferred), 0))
             pane.refresh_chart(force=True)

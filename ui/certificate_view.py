@@ -123,4 +123,4 @@ class CertificateDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(buttons)
-        self.resize(max(780, self.sizeHint().width()), 480)  # a SHA-256 fingerprint fits whole
+        self.resize(max(860, self.sizeHint().width()), 480)  # a SHA-256 fingerprint fits whole

@@ -77,6 +77,7 @@ class QueuePane(QWidget):
         self.detail.selectionModel().selectionChanged.connect(self.selection_changed)
         self.preview = QueuePreview()
         self.preview.hide()
+        self._preview_wanted = False
         self.list_split = QSplitter(Qt.Orientation.Horizontal)
         self.list_split.setObjectName("queuePreviewSplit")
         self.domains = QueueDomains()
@@ -470,14 +471,15 @@ class QueuePane(QWidget):
         self._preview_soon()
 
     def show_preview(self, visible: bool) -> None:
-        self.preview.setVisible(visible)
-        if visible:
+        self._preview_wanted = visible
+        self.preview.setVisible(self.preview_on)  # (not beside the Domains view: it previews messages)
+        if self.preview_on:
             self.preview.shown.item = None
             self.preview_current()
 
     @property
     def preview_on(self) -> bool:
-        return not self.preview.isHidden()
+        return self._preview_wanted and self.lists.currentWidget() is self.detail
 
     def _preview_soon(self, *_: object) -> None:
         if self.preview_on:
@@ -552,6 +554,7 @@ class QueuePane(QWidget):
             self.domains_button.setChecked(on)
             return
         self.lists.setCurrentWidget(self.domains if on else self.detail)
+        self.show_preview(self._preview_wanted)
         if on:
             self.refresh_domains()
 

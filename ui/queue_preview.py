@@ -109,7 +109,8 @@ class QueuePreview(QFrame):
                             for r in shown.detail.recipients)
             parts.append(f"<p><b>Recipients</b></p><table cellspacing='0' cellpadding='1'>{lines}</table>")
         if shown.head:
-            parts.append(f"<p><b>Header</b></p><pre style='font-size:small'>{html.escape(shown.head)}</pre>")
+            parts.append(f"<p><b>Header</b></p><pre style='font-size:small; white-space:pre-wrap'>"
+                         f"{html.escape(shown.head)}</pre>")  # wrapped: no sideways scrolling
         if shown.note:
             parts.append(f"<p style='color:gray'>{html.escape(shown.note)}</p>")
         bar = self.browser.verticalScrollBar()

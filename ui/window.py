@@ -412,7 +412,8 @@ class ManagerWindow(QMainWindow):
     def _node_changed(self) -> None:
         node = self.node
         self.setWindowTitle(f"{APP_TITLE} - [{self.node_path(node)}]")
-        self.description_bar.setText(f"<b>{html.escape(self.node_path(node))}</b>"
+        path = self.node_path(node).split("\\", 1)[-1]  # from the virtual server down (the title has the computer)
+        self.description_bar.setText(f"<b>{html.escape(path)}</b>"
                                      + (f" — {html.escape(NODE_DESCRIPTIONS[node])}" if node in NODE_DESCRIPTIONS
                                         else ""))
         if not self._navigating and (not self._history or self._history[-1] != node):

@@ -636,7 +636,9 @@ def test_queue_by_domain_forces_freezes_and_thaws_a_domain(running: Run, tmp_pat
     running.until(lambda: model.rowCount() == 2 and all(i.attempts >= 1 and i.state != "active"
                                                         for i in model.items()), 20)
     pane = window.queue_pane
+    window.actions_.show_preview.setChecked(True)
     pane.domains_button.click()  # By Domain
+    assert pane.preview.isHidden()  # it previews messages, not domains
     domains = pane.domains
     assert pane.lists.currentWidget() is domains and domains.model.rowCount() == 1
     [row] = domains.model.rows()
@@ -659,4 +661,5 @@ def test_queue_by_domain_forces_freezes_and_thaws_a_domain(running: Run, tmp_pat
     running.until(lambda: all(i.attempts >= 2 for i in model.items()), 20)
     domains.open_domain.emit("far.example")  # double-click: its messages
     assert pane.lists.currentWidget() is pane.detail and not pane.domains_button.isChecked()
+    assert pane.preview.isVisible()
     assert pane.current_filter().domain == "far.example"

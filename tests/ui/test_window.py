@@ -233,7 +233,7 @@ def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -
     assert window.state_label.frameShadow() == QLabel.Shadow.Sunken
     window.select_node(Node.QUEUE)
     assert window.description_bar.text().startswith(  # MMC's description bar: the node's path
-        "<b>testhost (local computer)\\Default SMTP Virtual Server\\Queue</b> — ")
+        "<b>Default SMTP Virtual Server\\Queue</b> — ")
     window.actions_.show_description.setChecked(False)
     assert window.description_bar.isHidden()
     drop = window.panes[Node.DROP].detail
