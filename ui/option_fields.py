@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -15,16 +15,20 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
     QPushButton,
     QSpinBox,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.conf.config_file import item_problem
+from engine.conf.hostport import split_hostport
 from engine.conf.options import OPTIONS_BY_NAME, Option
 
 # The words of the IIS property sheets; the option table's description is the tooltip.
@@ -574,8 +578,89 @@ class StrListField(OptionField):
         return [self.list]
 
 
+ALL_UNASSIGNED = {"0.0.0.0": "(All Unassigned)", "::": "(All Unassigned, IPv6)"}
+
+
+def identity_cells(text: str) -> tuple[str, str]:
+    """An identity ("HOST:PORT") as IIS's Identities table shows it: (IP address, TCP port)."""
+    try:
+        host, port = split_hostport(text, 25)
+    except ValueError:
+        return text, ""  # shown as it is; the field's problem line says what is wrong
+    return ALL_UNASSIGNED.get(host, host), str(port)
+
+
+class IdentitiesField(StrListField):
+    """The virtual server's identities as IIS's address table (IP address, TCP port); the entries stay
+    "HOST:PORT" (the list under the table keeps them, the Add/Edit dialog checks them)."""
+
+    def __init__(self, option: Option) -> None:
+        super().__init__(option)
+        self.table = QTreeWidget()
+        self.table.setHeaderLabels(["IP address", "TCP port"])
+        self.table.setRootIsDecorated(False)
+        self.table.setUniformRowHeights(True)
+        self.table.setToolTip(self.list.toolTip())
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setMinimumHeight(90)
+        self.table.setMinimumWidth(300)
+        header = self.table.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the port column always shows
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.itemSelectionChanged.connect(self._table_selection)
+        self.table.itemActivated.connect(lambda *_: self.edit_entry())
+        layout = self.widget.layout()
+        if isinstance(layout, QHBoxLayout):
+            layout.replaceWidget(self.list, self.table)
+        self.list.hide()
+        self.label.setBuddy(self.table)
+        self.changed.connect(self._fill_table)
+
+    def _fill_table(self) -> None:
+        selected = {self.list.row(item) for item in self.list.selectedItems()}
+        self.table.blockSignals(True)
+        self.table.clear()
+        for row, text in enumerate(self.value()):
+            item = QTreeWidgetItem(self.table, list(identity_cells(text)))
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            item.setToolTip(0, text)
+            item.setSelected(row in selected)
+        self.table.blockSignals(False)
+
+    def _table_selection(self) -> None:
+        """The table's selection is the list's: Edit… and Remove act on it."""
+        rows = {self.table.indexOfTopLevelItem(item) for item in self.table.selectedItems()}
+        self.list.blockSignals(True)
+        for row in range(self.list.count()):
+            self.list.item(row).setSelected(row in rows)
+        current = self.table.currentItem()
+        if current is not None:
+            self.list.setCurrentRow(self.table.indexOfTopLevelItem(current),
+                                    QItemSelectionModel.SelectionFlag.NoUpdate)
+        self.list.blockSignals(False)
+        self._selection()
+
+    def add_entry(self) -> None:
+        super().add_entry()
+        self._fill_table()
+
+    def edit_entry(self) -> None:
+        super().edit_entry()
+        self._fill_table()
+
+    def set_value(self, value: Any) -> None:
+        super().set_value(value)
+        self._fill_table()
+
+    def marked_widgets(self) -> list[QWidget]:
+        return [self.table]
+
+
 def make_field(option: Option) -> OptionField:
     """The editor the option's type calls for."""
+    if option.name == "listen":
+        return IdentitiesField(option)
     if option.type == "int" and option.name in DURATIONS and option.unit in DURATION_UNITS:
         return DurationField(option)
     if option.type == "int":

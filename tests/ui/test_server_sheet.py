@@ -333,3 +333,27 @@ def test_whats_this_explains_each_field(qtbot: QtBot, fake_engine: FakeEngine, m
     sheet.whats_this_button.click()
     assert QWhatsThis.inWhatsThisMode()
     QWhatsThis.leaveWhatsThisMode()
+
+
+def test_identities_are_an_address_table(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder,
+                                         tmp_path: Path) -> None:
+    from ui.option_fields import IdentitiesField
+
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    listen = sheet.fields["listen"]
+    assert isinstance(listen, IdentitiesField)
+    listen.set_value(("0.0.0.0:25", "[::1]:2525", "127.0.0.1:587"))
+    rows = [(listen.table.topLevelItem(i).text(0), listen.table.topLevelItem(i).text(1))
+            for i in range(listen.table.topLevelItemCount())]
+    assert rows == [("(All Unassigned)", "25"), ("::1", "2525"), ("127.0.0.1", "587")]
+    assert not listen.edit_button.isEnabled() and not listen.remove_button.isEnabled()
+    listen.table.setCurrentItem(listen.table.topLevelItem(1))  # select the IPv6 identity in the table
+    assert listen.edit_button.isEnabled() and listen.remove_button.isEnabled()
+    listen.remove_button.click()
+    assert listen.value() == ("0.0.0.0:25", "127.0.0.1:587") and listen.table.topLevelItemCount() == 2
+    listen.list.addItem("localhost:99999")  # (as a hand-edited file could hold it): shown as it is
+    listen.changed.emit()
+    assert listen.table.topLevelItem(2).text(0) == "localhost:99999" and listen.problem is not None
+    dialog = next(d for d in sheet.findChildren(SubDialog) if d.windowTitle() == "Advanced")
+    dialog.show()
+    dialog.grab().save(str(tmp_path / "identities.png"))
