@@ -48,6 +48,11 @@ class Handler:
         self.messages: list[Received] = []
         self.connections = 0
         self.transactions = 0
+        self.quits = 0
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits += 1
+        return "221 Bye"
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           options: list[str]) -> str:

@@ -19,7 +19,7 @@ import heapq
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +34,12 @@ from engine.log.record import ProtocolRecord
 from engine.qmgr import fate, schedule
 from engine.qmgr.etrn import is_held
 from engine.qmgr.fate import Claim
-from engine.qmgr.gates import Gate
+from engine.qmgr.gates import Gate, Places
 from engine.qmgr.queue import QueueEntry, QueueStore
 from engine.smtp import binarymime
 from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Settings, Tally, Transcript, deliver
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
-from engine.smtp.scache import ConnectionCache
+from engine.smtp.scache import ConnectionCache, Held, Idle
 from engine.smtp.tls_policy import outbound_verification
 from engine.store.envelope import BINARYMIME, BODY, RecipientState
 from engine.store.mailroot import Mailroot
@@ -234,6 +234,32 @@ class RemoteDelivery:
             gate = self._per_domain[domain] = Gate(lambda: self._config().server.max_outbound_per_domain)
         return gate
 
+    @contextlib.asynccontextmanager
+    async def _connection_places(self, domain: str, room: int) -> AsyncIterator[tuple[Held, Idle | None]]:
+        """A connection's places in the limits (all connections, this domain), left when the block ends unless the
+        connection went idle into the cache with them. At a full limit, an idle connection of this destination is
+        taken over with its places; else one idle connection is closed to make room (idle ones count)."""
+        gate = self._domain_gate(domain)
+        adopted: Idle | None = None
+        places: Held | None = None
+        if gate.full or self._global.full:
+            adopted = self.cache.adopt(domain, room, self._config().server.max_messages_per_connection)
+            if adopted is not None and adopted.places is not None:
+                places = adopted.places
+            elif adopted is not None:  # kept without places (not by this engine): not one to count on
+                adopted.client.close()
+                adopted = None
+            else:
+                self.cache.evict(domain if gate.full else None)
+        if places is None:
+            places = await Places.enter(self._global, gate)
+        try:
+            yield places, adopted
+        finally:
+            places.leave()
+            if adopted is not None and not adopted.in_use:
+                adopted.client.close()  # taken over, then not used (another target, or nothing to send)
+
     def limits_changed(self) -> None:
         """The connection limits may have been raised: let waiting connections in now."""
         self._global.resized()
@@ -254,7 +280,7 @@ class RemoteDelivery:
         jobs: list[Job] = []
         attempts = {attempt.entry.queue_id: (attempt, addresses) for attempt, addresses in batch}  # not yet done
         try:
-            async with self._global, self._domain_gate(domain):
+            async with self._connection_places(domain, len(batch)) as (places, adopted):
                 # Read the messages only once a connection slot is ours: a large queue made due at once
                 # must not sit in memory while it waits. All of the batch in one trip to a thread.
                 contents = await asyncio.get_running_loop().run_in_executor(None, self._read_batch, batch)
@@ -283,7 +309,8 @@ class RemoteDelivery:
                     try:
                         await deliver(targets, jobs, self._settings(config, remote_domain), transcript, tally,
                                       self.cache, config.server.max_messages_per_connection,
-                                      lambda job: self._part_done(attempts.pop(job.queue_id), job, transcript))
+                                      lambda job: self._part_done(attempts.pop(job.queue_id), job, transcript),
+                                      places=places, destination=domain, adopted=adopted)
                     finally:
                         self.counters.outbound_connections_current -= 1
                         self.counters.outbound_connections_total += tally.connections

@@ -29,6 +29,11 @@ class Gate:
     def waiting(self) -> int:
         return len(self._waiters)
 
+    @property
+    def full(self) -> bool:
+        """A newcomer would wait now."""
+        return bool(self._waiters) or self.inside >= self._capacity()
+
     async def __aenter__(self) -> None:
         if not self._waiters and self.inside < self._capacity():
             self.inside += 1
@@ -48,6 +53,9 @@ class Gate:
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
+        self.leave()
+
+    def leave(self) -> None:
         self.inside -= 1
         self.resized()
 
@@ -58,3 +66,41 @@ class Gate:
             if not waiter.done():
                 self.inside += 1
                 waiter.set_result(None)
+
+
+class Places:
+    """The places one outbound connection holds, one in each of its gates (all connections, its domain).
+
+    Held from the moment they are entered until ``leave``, whoever holds the connection then: the batch that
+    opened it, or the connection cache while it is idle (an idle connection is an open connection and counts
+    against the limits). ``leave`` is done once, whoever calls it again.
+    """
+
+    def __init__(self, gates: tuple[Gate, ...]) -> None:
+        self._gates = gates
+        self.held = True
+
+    @classmethod
+    async def enter(cls, *gates: Gate) -> Places:
+        """Enter every gate in order (waiting at each); a cancelled wait leaves the ones already entered."""
+        entered: list[Gate] = []
+        try:
+            for gate in gates:
+                await gate.__aenter__()
+                entered.append(gate)
+        except BaseException:
+            for gate in entered:
+                gate.leave()
+            raise
+        return cls(gates)
+
+    def leave(self) -> None:
+        if self.held:
+            self.held = False
+            for gate in self._gates:
+                gate.leave()
+
+    def handover(self) -> Places:
+        """The same places for another owner (the connection cache): this one no longer leaves them."""
+        self.held = False
+        return Places(self._gates)

@@ -22,7 +22,7 @@ from engine.log.formats import OUTBOUND_USER
 from engine.log.record import ProtocolRecord
 from engine.smtp import binarymime
 from engine.smtp.resolver import Target
-from engine.smtp.scache import ConnectionCache, Key
+from engine.smtp.scache import ConnectionCache, Held, Idle, Key
 
 DELIVERED, FAILED, DEFERRED = "delivered", "failed", "deferred"
 
@@ -146,21 +146,25 @@ def _outcome_for(code: int, message: str, remote: str) -> Outcome:
 
 async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings, transcript: Transcript,
                   tally: Tally | None = None, cache: ConnectionCache | None = None, per_connection: int = 0,
-                  on_done: Callable[[Job], None] | None = None) -> None:
+                  on_done: Callable[[Job], None] | None = None, *, places: Held | None = None,
+                  destination: str = "", adopted: Idle | None = None) -> None:
     """Try ``targets`` in order until every recipient of ``jobs`` has an outcome; whatever is left is deferred.
 
     With ``cache``: an idle connection to a target may be reused, and the connection is kept a moment after a
     clean batch, as long as it carries at most ``per_connection`` messages in all. ``on_done`` is told of each job
     whose every recipient has its outcome as soon as it has it (a decided job is never tried again); jobs still
-    undecided at the end are deferred here and not told."""
+    undecided at the end are deferred here and not told. ``places`` are the connection-limit places of the
+    connection: they go with it into the cache (for ``destination``); ``adopted`` is an idle connection the caller
+    took over, used for the target it was open to (closed by the caller when no session used it)."""
     tally = tally if tally is not None else Tally()
+    hand = _Hand(places, destination, adopted)
     last_failure = ("451 4.4.0 No target to deliver to", "4.4.0")
     for target in targets:
         pending = [job for job in jobs if job.undecided()]
         if not pending:
             return
         try:
-            await _session(target, pending, settings, transcript, tally, cache, per_connection, on_done)
+            await _session(target, pending, settings, transcript, tally, cache, per_connection, on_done, hand)
         except SessionFailed as failure:
             transcript.note(f"*** {target.host} [{target.address}]: {failure.reply}")
             last_failure = (failure.reply, failure.enhanced)
@@ -178,6 +182,35 @@ async def deliver(targets: Sequence[Target], jobs: list[Job], settings: Settings
             job.outcomes[rcpt] = Outcome(DEFERRED, reply, enhanced)
 
 
+@dataclass
+class _Hand:
+    """What one batch's connection carries from target to target: its places and a connection taken over."""
+
+    places: Held | None
+    destination: str
+    adopted: Idle | None
+
+    def reuse(self, key: Key, room: int, limit: int,
+              cache: ConnectionCache | None) -> tuple[aiosmtplib.SMTP, int] | None:
+        """The connection taken over, when it is to this target and has room; else an idle one from the cache."""
+        adopted = self.adopted
+        if adopted is not None and adopted.key == key and adopted.sent + room <= limit:
+            adopted.in_use, self.adopted = True, None
+            return adopted.client, adopted.sent
+        return cache.take(key, room, limit) if cache is not None and limit else None
+
+    def keep(self, cache: ConnectionCache, key: Key, client: aiosmtplib.SMTP, sent: int) -> bool:
+        """Into the cache with this connection's places (they are the cache's from then on)."""
+        handed = self.places.handover() if self.places is not None else None
+        if cache.put(key, client, sent, handed, self.destination):
+            self.places = None
+            return True
+        if handed is not None:
+            handed.leave()  # the connection closes now: its places are free
+        self.places = None
+        return False
+
+
 def _cache_key(target: Target, settings: Settings) -> Key:
     """Sessions that may share a connection: same place, same EHLO name, TLS and AUTH."""
     return (target.address, target.port, target.host, target.smart_host, settings.fqdn, settings.use_helo,
@@ -187,10 +220,11 @@ def _cache_key(target: Target, settings: Settings) -> Key:
 
 async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript,
                    tally: Tally, cache: ConnectionCache | None = None, per_connection: int = 0,
-                   on_done: Callable[[Job], None] | None = None) -> None:
+                   on_done: Callable[[Job], None] | None = None, hand: _Hand | None = None) -> None:
     transcript.remote = target.address
     key = _cache_key(target, settings)
-    reused = cache.take(key, len(jobs), per_connection) if cache is not None and per_connection else None
+    hand = hand if hand is not None else _Hand(None, "", None)
+    reused = hand.reuse(key, len(jobs), per_connection, cache)
     client: aiosmtplib.SMTP | None = None
     sent = 0
     if reused is not None:
@@ -216,7 +250,7 @@ async def _session(target: Target, jobs: list[Job], settings: Settings, transcri
             if on_done is not None and not job.undecided():
                 on_done(job)
         if cache is not None and per_connection and sent < per_connection and client.is_connected \
-                and cache.put(key, client, sent):
+                and hand.keep(cache, key, client, sent):
             client = None  # kept for the next batch to this host
             return
         try:

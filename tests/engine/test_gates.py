@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.qmgr.gates import Gate
+from engine.qmgr.gates import Gate, Places
 
 
 async def _settle() -> None:
@@ -65,3 +65,21 @@ async def test_a_woken_waiter_cancelled_before_it_runs_hands_its_place_on() -> N
     second.cancel()
     await asyncio.gather(holder, second, third, return_exceptions=True)
     assert done == ["third"] and gate.idle
+
+
+async def test_places_are_held_across_gates_until_left_once_by_their_last_owner() -> None:
+    everyone, domain = Gate(lambda: 2), Gate(lambda: 1)
+    first = await Places.enter(everyone, domain)
+    assert (everyone.inside, domain.inside, domain.full, everyone.full) == (1, 1, True, False)
+    kept = first.handover()  # the connection goes idle into the cache with its places
+    first.leave()  # the batch ends: nothing left, the idle connection still holds them
+    assert (everyone.inside, domain.inside) == (1, 1)
+    second = asyncio.create_task(Places.enter(everyone, domain))
+    await _settle()
+    assert not second.done() and everyone.inside == 2  # in the first gate, waiting at the second
+    second.cancel()  # a cancelled wait leaves the gates it had entered
+    await _settle()
+    assert (everyone.inside, domain.inside, domain.waiting) == (1, 1, 0)
+    kept.leave()
+    kept.leave()  # once only
+    assert (everyone.inside, domain.inside) == (0, 0)

@@ -13,7 +13,8 @@ from dns_support import Dnsmasq, DnsRecords, free_port, running_dnsmasq
 from engine_support import Running, make_config, start_server
 from mta_support import remote_mta
 
-RECORDS = DnsRecords(mx=[("single.test", "mx.single.test", 10)], hosts=[("mx.single.test", "127.0.0.4")])
+RECORDS = DnsRecords(mx=[("single.test", "mx.single.test", 10), ("other.test", "mx.other.test", 10)],
+                     hosts=[("mx.single.test", "127.0.0.4"), ("mx.other.test", "127.0.0.5")])
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +23,19 @@ def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
         yield server
 
 
-async def _engine(tmp_path: Path, dnsmasq: Dnsmasq, port: int, per_connection: int) -> Running:
+async def _engine(tmp_path: Path, dnsmasq: Dnsmasq, port: int, per_connection: int, **server: object) -> Running:
     config = make_config(tmp_path, dns_servers=(dnsmasq.server,), outbound_port=port, smart_host="",
                          relay_allowed=("127.0.0.0/8",), outbound_timeout=10,
-                         max_messages_per_connection=per_connection)
+                         max_messages_per_connection=per_connection, **server)
     run = await start_server(config)
     assert run.server._delivery is not None
     run.server._delivery.cache.idle_time = 60.0  # (2 s in service) the test's pace must not decide
     return run
 
 
-def _send(port: int, number: int) -> None:
+def _send(port: int, number: int, domain: str = "single.test") -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.sendmail("s@example.test", [f"r{number}@single.test"], f"Subject: {number}\r\n\r\nbody\r\n")
+        client.sendmail("s@example.test", [f"r{number}@{domain}"], f"Subject: {number}\r\n\r\nbody\r\n")
 
 
 async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
@@ -45,11 +46,12 @@ async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
     raise AssertionError("timed out")
 
 
-@pytest.mark.parametrize(("per_connection", "connections"), [(20, 1), (2, 2)])
+@pytest.mark.parametrize(("per_connection", "per_domain", "connections"), [(20, 100, 1), (2, 100, 2), (20, 1, 1)])
 async def test_messages_one_at_a_time_share_a_connection_within_the_limit(
-        tmp_path: Path, dnsmasq: Dnsmasq, per_connection: int, connections: int) -> None:
+        tmp_path: Path, dnsmasq: Dnsmasq, per_connection: int, per_domain: int, connections: int) -> None:
+    """With one connection allowed per domain, the idle one holds that place and the next batch takes it over."""
     port = free_port()
-    run = await _engine(tmp_path, dnsmasq, port, per_connection)
+    run = await _engine(tmp_path, dnsmasq, port, per_connection, max_outbound_per_domain=per_domain)
     try:
         async with remote_mta("127.0.0.4", port) as mx:
             for number in range(3):  # each delivered before the next one comes
@@ -63,3 +65,27 @@ async def test_messages_one_at_a_time_share_a_connection_within_the_limit(
     finally:
         await run.server.stop()
     assert sorted(m.recipients[0] for m in mx.messages) == [f"r{n}@single.test" for n in range(3)]
+
+
+async def test_idle_connections_count_against_the_connection_limits(tmp_path: Path, dnsmasq: Dnsmasq) -> None:
+    """max_outbound_connections 1: the connection kept idle after mail for one domain holds the only place, and
+    mail for another domain has it closed first (idle connections used to hold no place: two were open)."""
+    port = free_port()
+    run = await _engine(tmp_path, dnsmasq, port, 20, max_outbound_connections=1)
+    delivery = run.server._delivery
+    assert delivery is not None
+    try:
+        async with remote_mta("127.0.0.4", port) as first, remote_mta("127.0.0.5", port) as second:
+            await asyncio.to_thread(_send, run.port, 0)
+            await _until(lambda: len(first.messages) == 1)
+            await _until(lambda: delivery.connections == (1, {"single.test": 1}))  # idle, and counted
+            assert first.quits == 0
+            await asyncio.to_thread(_send, run.port, 1, "other.test")
+            await _until(lambda: len(second.messages) == 1)
+            await _until(lambda: first.quits == 1)  # closed to make room (its place was freed at once)
+            assert first.connections == 1 and second.connections == 1
+            await _until(lambda: delivery.connections == (1, {"other.test": 1}))
+            await run.server.stop()
+            assert second.quits == 1
+    finally:
+        await run.server.stop()
