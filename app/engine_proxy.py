@@ -89,6 +89,7 @@ class EngineProxy:
     add_operator = forward(VirtualServer.add_operator)
     set_operator_password = forward(VirtualServer.set_operator_password)
     delete_operator = forward(VirtualServer.delete_operator)
+    set_operator_role = forward(VirtualServer.set_operator_role)
     # -- queue
     list_queue = forward(VirtualServer.list_queue)
     queue_items = forward(VirtualServer.queue_items)

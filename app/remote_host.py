@@ -194,6 +194,7 @@ ROUTES: dict[Callable[..., Any], Route | Composed] = {
     VirtualServer.add_operator: Route("operators.add", _same("name", "password", "role")),
     VirtualServer.set_operator_password: Route("operators.passwd", _same("name", "password")),
     VirtualServer.delete_operator: Route("operators.delete", _same("name")),
+    VirtualServer.set_operator_role: Route("operators.role", _same("name", "role")),
     VirtualServer.list_queue: Route("queue.list", _same("offset", "limit", "sort", "descending"), lambda r: QueuePage(
         tuple(make(QueueItem, i) for i in r["items"]), r["total"], bool(r.get("recovering", False)))),
     VirtualServer.queue_items: _queue_items,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.remote import call_sync, connecting
 from engine.admin.control_ops import RequestError
-from engine.admin.operators import OPERATORS_NAME, ROLES, delete_operator, operator_store
+from engine.admin.operators import OPERATORS_NAME, ROLES, delete_operator, operator_store, set_operator_role
 from engine.conf.config import Config, default_config_path
 from engine.conf.config_file import load_config, save_config, with_option
 from engine.errors import ConfigError, EngineError, NotFoundError, StateError
@@ -74,6 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], 
                                 help="what the account may do (default: %(default)s)")
     delete = actions.add_parser("del", parents=[common], help="delete an account")
     delete.add_argument("name", metavar="NAME")
+    if kind.roles:
+        role = actions.add_parser("role", parents=[common], help="give an account another role")
+        role.add_argument("name", metavar="NAME")
+        role.add_argument("role", metavar="ROLE", choices=kind.roles, help=f"one of {', '.join(kind.roles)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.user_action == "passwd":
             store.set_password(args.name, _password(args.password_stdin))
             print(f"changed the password of {args.name}")
+        elif args.user_action == "role":
+            set_operator_role(store, args.name, args.role)  # never leaving no admin
+            print(f"{args.name} is now {args.role}")
         else:
             (delete_operator if kind.roles else UserStore.delete)(store, args.name)  # operators: never the last admin
             print(f"deleted {args.name}")
@@ -138,6 +145,9 @@ def _run_remote(args: argparse.Namespace, kind: Accounts) -> int:
             password = _password(args.password_stdin)
             call_sync(args, f"{ops}.passwd", {"name": args.name, "password": password})
             print(f"changed the password of {args.name} at {args.connect}")
+        elif args.user_action == "role":
+            call_sync(args, f"{ops}.role", {"name": args.name, "role": args.role})
+            print(f"{args.name} is now {args.role} at {args.connect}")
         else:
             call_sync(args, f"{ops}.delete", {"name": args.name})
             print(f"deleted {args.name} at {args.connect}")

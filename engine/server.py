@@ -24,7 +24,7 @@ from engine.admin.control import ControlServer, socket_path
 from engine.admin.control_ops import answer
 from engine.admin.event_ids import EventEntry, Level
 from engine.admin.event_log import EventLog, event_log_dir, read_entries
-from engine.admin.operators import OPERATORS_NAME, delete_operator, operator_store
+from engine.admin.operators import OPERATORS_NAME, delete_operator, operator_store, set_operator_role
 from engine.admin.perf import RATES, History, Sampler, with_derived
 from engine.admin.pickup_history import PICKUP_SOURCE, PickupRecord, pickup_records
 from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
@@ -525,6 +525,10 @@ class VirtualServer:
     async def delete_operator(self, name: str) -> None:
         """Delete an operator; StateError for the last admin (nobody could administer remotely any more)."""
         await asyncio.to_thread(delete_operator, self.operators(), name)
+
+    async def set_operator_role(self, name: str, role: str) -> None:
+        """Give an operator another role; StateError when that would leave no admin."""
+        await asyncio.to_thread(set_operator_role, self.operators(), name, role)
 
     async def list_users(self) -> list[str]:
         return await asyncio.to_thread(self._users().names)

@@ -131,6 +131,8 @@ class OperatorsFacade(Protocol):
 
     async def delete_operator(self, name: str) -> None: ...
 
+    async def set_operator_role(self, name: str, role: str) -> None: ...
+
 
 @runtime_checkable
 class CertificateFacade(Protocol):

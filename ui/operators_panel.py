@@ -1,4 +1,5 @@
-"""The Security tab's Operators list (IIS's Operators tab): who may administer remotely; Add, Remove, Set Password."""
+"""The Security tab's Operators list (IIS's Operators tab): who may administer remotely; Add, Remove, Set Password,
+Role — each pending until the sheet's OK or Apply."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -56,7 +58,7 @@ class Pending:
     """One change of the list not yet made in the engine: made at the sheet's OK or Apply, dropped at Cancel.
     A password stays here, in memory only, until then."""
 
-    kind: Literal["add", "remove", "password"]
+    kind: Literal["add", "remove", "password", "role"]
     name: str
     password: str = ""
     role: str = ""
@@ -91,12 +93,14 @@ class OperatorsPanel(QWidget):
         self.add_button = QPushButton("A&dd…")
         self.remove_button = QPushButton("Re&move")
         self.password_button = QPushButton("Set Pass&word…")
+        self.role_button = QPushButton("R&ole…")
         self.add_button.clicked.connect(self.add)
+        self.role_button.clicked.connect(self.change_role)
         self.remove_button.clicked.connect(self.remove)
         self.password_button.clicked.connect(self.set_password)
         self.list.itemSelectionChanged.connect(self._selection)
         buttons = QVBoxLayout()
-        for button in (self.add_button, self.remove_button, self.password_button):
+        for button in (self.add_button, self.remove_button, self.password_button, self.role_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         row = QHBoxLayout()
@@ -122,6 +126,13 @@ class OperatorsPanel(QWidget):
         if box.exec() != QDialog.DialogCode.Accepted:
             return None
         return box.values()
+
+    def ask_role(self, name: str, current: str) -> str | None:
+        """The role ``name`` is to have; None when cancelled."""
+        texts = list(ROLES.values())
+        text, ok = QInputDialog.getItem(self, "Operator Role", f"Role of {name}:", texts,
+                                        list(ROLES).index(current) if current in ROLES else 0, False)
+        return next((role for role, shown in ROLES.items() if shown == text), None) if ok else None
 
     def confirm_remove(self, name: str) -> bool:
         answer = QMessageBox.question(self, "Remove Operator", f"Remove the operator {name}?\n\nIt can no longer "
@@ -150,12 +161,15 @@ class OperatorsPanel(QWidget):
                 rows = [row for row in rows if row[0].casefold() != change.name.casefold()]
             elif change.kind == "add":
                 rows.append((change.name, change.role, True))
+            elif change.kind == "role":
+                rows = [(n, change.role if n == change.name else r, new) for n, r, new in rows]
         return rows
 
     def _selection(self) -> None:
         chosen = self.selected() is not None and not self.busy
         self.remove_button.setEnabled(chosen)
         self.password_button.setEnabled(chosen)
+        self.role_button.setEnabled(chosen)
         self.add_button.setEnabled(self._loaded and not self.busy)
 
     def _show(self) -> None:
@@ -230,6 +244,26 @@ class OperatorsPanel(QWidget):
         self.pending = [c for c in self.pending if not (c.kind == "password" and c.name == name)]
         self._change(Pending("password", name, answer[1]))
 
+    def change_role(self, *_: object) -> None:
+        name = self.selected()
+        current = dict((n, r) for n, r, _ in self._shown()).get(name or "", "")
+        role = self.ask_role(name, current) if name else None
+        if name is None or role is None or role == current:
+            return
+        for index, change in enumerate(self.pending):
+            if change.kind == "add" and change.name == name:  # not in the engine yet: the pending add changes
+                self.pending[index] = Pending("add", name, change.password, role)
+                self._show()
+                self.changed.emit()
+                return
+        self.pending = [c for c in self.pending if not (c.kind == "role" and c.name == name)]
+        engine_role = dict(self._engine_rows).get(name)
+        if role == engine_role:  # back to what the engine has: nothing to change
+            self._show()
+            self.changed.emit()
+        else:
+            self._change(Pending("role", name, role=role))
+
     def remove(self) -> None:
         name = self.selected()
         if not name or not self.confirm_remove(name):
@@ -250,15 +284,17 @@ class OperatorsPanel(QWidget):
         self.changed.emit()
 
     async def apply(self) -> None:
-        """Make the pending changes in the engine: new accounts first, then removals (so that replacing the
-        only admin works), then re-added names and passwords. Stops at the first refusal, which is raised;
-        what was not made stays pending."""
+        """Make the pending changes in the engine: new accounts first, then roles (promotions first), then
+        removals (so that replacing the only admin works), then re-added names and passwords. Stops at the
+        first refusal, which is raised; what was not made stays pending."""
         existing = {name.casefold() for name, _ in self._engine_rows}
 
         def order(change: Pending) -> int:
             if change.kind == "add":
-                return 2 if change.name.casefold() in existing else 0
-            return 1 if change.kind == "remove" else 3
+                return 4 if change.name.casefold() in existing else 0
+            if change.kind == "role":
+                return 1 if change.role == "admin" else 2  # promotions before demotions
+            return 3 if change.kind == "remove" else 5
 
         self.busy = True
         self._selection()
@@ -268,6 +304,8 @@ class OperatorsPanel(QWidget):
                     await self.engine.add_operator(change.name, change.password, change.role)
                 elif change.kind == "remove":
                     await self.engine.delete_operator(change.name)
+                elif change.kind == "role":
+                    await self.engine.set_operator_role(change.name, change.role)
                 else:
                     await self.engine.set_operator_password(change.name, change.password)
                 self.pending.remove(change)

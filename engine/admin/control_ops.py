@@ -95,6 +95,7 @@ class ControlTarget(Protocol):
     async def add_operator(self, name: str, password: str, role: str = "admin") -> None: ...
     async def set_operator_password(self, name: str, password: str) -> None: ...
     async def delete_operator(self, name: str) -> None: ...
+    async def set_operator_role(self, name: str, role: str) -> None: ...
     async def terminate_session(self, session_id: str) -> None: ...
     async def terminate_all_sessions(self) -> int: ...
     async def list_events(self, since: float | None = None, level: Level = "Information",
@@ -479,6 +480,10 @@ async def _operators_passwd(server: ControlTarget, args: dict[str, Any]) -> None
     await server.set_operator_password(args["name"], args["password"])
 
 
+async def _operators_role(server: ControlTarget, args: dict[str, Any]) -> None:
+    await server.set_operator_role(args["name"], args["role"])  # refused when it leaves no admin
+
+
 async def _operators_delete(server: ControlTarget, args: dict[str, Any]) -> None:
     await server.delete_operator(args["name"])  # refused for the last admin
 
@@ -567,6 +572,8 @@ OPS: dict[str, Op] = {
                         "add an operator (role admin, viewer or poster)"),
     "operators.passwd": Op(_operators_passwd, {"name": Arg(str, required=True), "password": Arg(str, required=True)},
                            "change an operator's password"),
+    "operators.role": Op(_operators_role, {"name": Arg(str, required=True), "role": Arg(str, required=True)},
+                         "give an operator another role (admin, viewer or poster; never leaving no admin)"),
     "operators.delete": Op(_operators_delete, _NAME, "delete an operator (not the last admin)"),
     "users.list": Op(_users_list, {}, "the accounts of AUTH (the users file): [name]", "read"),
     "users.add": Op(_users_add, {"name": Arg(str, required=True), "password": Arg(str, required=True)},

@@ -58,9 +58,21 @@ def home(role: str) -> str:
     return "/upload" if role == "poster" else "/"
 
 
-def delete_operator(store: UserStore, name: str) -> None:
-    """Delete an operator, unless that leaves no admin (nobody could administer remotely any more)."""
+def _keep_an_admin(store: UserStore, name: str) -> None:
+    """StateError when ``name`` is the only admin (nobody could administer remotely any more without it)."""
     admins = [n for n in store.names() if store.role(n) == "admin"]
     if store.role(name) == "admin" and len(admins) == 1:
         raise StateError(f"{store.canonical(name)} is the last admin operator; add another admin first")
+
+
+def delete_operator(store: UserStore, name: str) -> None:
+    """Delete an operator, unless that leaves no admin."""
+    _keep_an_admin(store, name)
     store.delete(name)
+
+
+def set_operator_role(store: UserStore, name: str, role: str) -> None:
+    """Give an operator another role, unless that leaves no admin."""
+    if role != "admin":
+        _keep_an_admin(store, name)
+    store.set_role(name, role)

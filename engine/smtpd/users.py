@@ -217,6 +217,18 @@ class UserStore:
         users[name.casefold()] = (old[0], hash_password(password), old[2])
         self._save(users)
 
+    def set_role(self, name: str, role: str) -> None:
+        """Give the account another role (a store with roles: the operators file)."""
+        if not self.roles:
+            raise UserError(f"{self.kind}s have no roles")
+        role = self._checked_role(role)
+        users = self._load_for_change()
+        if name.casefold() not in users:
+            raise UserError(f"there is no {self.kind} {name!r}")
+        old = users[name.casefold()]
+        users[name.casefold()] = (old[0], old[1], role)
+        self._save(users)
+
     def delete(self, name: str) -> None:
         users = self._load_for_change()
         if users.pop(name.casefold(), None) is None:

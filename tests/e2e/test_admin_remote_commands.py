@@ -132,6 +132,12 @@ def test_operator_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFi
     monkeypatch.setenv("SMTPSVC_PASSWORD", OPERATORS["boss"][0])
     assert cli(*remote, "operator", "del", "boss") == 2
     assert "last admin operator" in capsys.readouterr().err
+    assert cli(*remote, "operator", "role", "carol", "poster") == 0
+    assert "carol is now poster at" in capsys.readouterr().out
+    assert cli(*remote, "operator", "role", "boss", "viewer") == 2  # the last admin stays an admin
+    assert "last admin operator" in capsys.readouterr().err
+    assert cli(*remote, "operator", "list") == 0
+    assert "carol  (poster)" in capsys.readouterr().out
     assert cli(*remote, "operator", "del", "carol") == 0
     assert "deleted carol" in capsys.readouterr().out
     assert cli(*remote, "operator", "list") == 0
@@ -188,6 +194,11 @@ def test_operator_del_keeps_the_last_admin_locally_too(tmp_path: Path, capsys: p
                    stdin="a-secret\n") == 0
     assert cli("operator", "del", "boss", "--config", config) == 2
     assert "boss is the last admin operator" in capsys.readouterr().err
+    assert cli("operator", "role", "boss", "poster", "--config", config) == 2
+    assert "boss is the last admin operator" in capsys.readouterr().err
+    assert cli("operator", "role", "watcher", "poster", "--config", config) == 0
+    assert cli("operator", "list", "--config", config) == 0
+    assert "watcher  (poster)" in capsys.readouterr().out
     assert cli("operator", "del", "watcher", "--config", config) == 0
     assert cli("operator", "list", "--config", config) == 0
     assert capsys.readouterr().out.strip().endswith("boss  (admin)")

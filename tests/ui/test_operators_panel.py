@@ -103,6 +103,26 @@ def test_changes_wait_for_apply_and_cancel_drops_them(qtbot: QtBot, qloop: QLoop
     assert store.names() == ["chief", "watcher"] and not panel.pending
     assert store.check("chief", "changed-secret") and store.role("chief") == "admin"
 
+    # Roles wait for Apply too; promotions go before demotions, so the admin role can change hands at once.
+    sheet, panel = sheet_with_panel()
+    qloop.run(qloop.until(lambda: panel.rows() == [("chief", "admin"), ("watcher", "viewer")]))
+    panel.ask_role = lambda name, current: {"chief": "poster", "watcher": "admin"}[name]  # type: ignore[method-assign]
+    for row in (0, 1):
+        panel.list.setCurrentItem(panel.list.topLevelItem(row))
+        panel.role_button.click()
+    assert panel.rows() == [("chief", "poster"), ("watcher", "admin")] and store.role("watcher") == "viewer"
+    sheet.apply_button.click()
+    qloop.run(qloop.until(lambda: not sheet.busy and not panel.pending))
+    assert (store.role("chief"), store.role("watcher")) == ("poster", "admin")
+    panel.ask_role = lambda name, current: "viewer"  # type: ignore[method-assign]
+    panel.list.setCurrentItem(panel.list.topLevelItem(1))
+    panel.role_button.click()  # the only admin: refused at Apply, the change stays pending
+    messages.shown.clear()
+    sheet.apply_button.click()
+    qloop.run(qloop.until(lambda: not sheet.busy and bool(messages.shown)))
+    assert "Watcher is the last admin operator" in messages.shown[0][1] and store.role("watcher") == "admin"
+    sheet.reject()
+
 
 def test_add_refused_by_the_engine_is_shown(qtbot: QtBot, qloop: QLoop, host: LocalEngine,
                                             messages: Recorder) -> None:
