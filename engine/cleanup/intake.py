@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +135,14 @@ class SpoolFile:
             self.path.unlink(missing_ok=True)
 
 
+# Pool files are named by this process's random tag and a counter (no random bytes per file); the queue id, which
+# names the message, is drawn when the message starts.
+_POOL_TAG = secrets.token_hex(6)
+_pool_numbers = itertools.count(1)
+
+
 def _create_spool(folder: Path) -> tuple[Path, int]:
-    path = folder / f"spool-{new_id()}.eml"
+    path = folder / f"spool-{_POOL_TAG}-{next(_pool_numbers)}.eml"
     return path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
 

@@ -23,11 +23,11 @@ from typing import Any, cast
 from engine.cleanup.intake import is_storage_error
 from engine.conf.access import NameResult
 from engine.conf.hostport import join_hostport
-from engine.events import ConnectionLimitReached, ErrorEvent, SessionChanged, SessionClosed, SessionOpened
+from engine.events import ErrorEvent, SessionChanged, SessionClosed, SessionOpened
 from engine.smtpd.body import Body, open_body
 from engine.smtpd.command_log import CommandLog
 from engine.smtpd.flow import Flow
-from engine.smtpd.limits import connection_limits
+from engine.smtpd.limits import admission
 from engine.smtpd.machine import (
     BeginChunk,
     BeginData,
@@ -173,18 +173,14 @@ class InboundSMTP(asyncio.Protocol):
         self._process()
 
     def _refusal(self) -> str | None:
-        server = self.config.server
-        sessions = self.services.sessions
-        if self.services.paused():
-            return reply("paused")
-        total, per_peer = connection_limits(server)
-        if len(sessions) > total:
-            self.services.bus.publish(ConnectionLimitReached(self._peer_ip(), total))  # the event log's 4001
-            return reply("too_many_connections")
-        if self.live is not None and sessions.from_peer(self.live.peer) > per_peer:
-            self.services.bus.publish(ConnectionLimitReached(self.live.peer, per_peer, per_peer=True))
-            return reply("too_many_from_peer")
-        return None
+        refused = admission(self.config.server, self.services.sessions, self.services.paused(),
+                            self.live.peer if self.live is not None else None)
+        if refused is None:
+            return None
+        key, event = refused
+        if event is not None:
+            self.services.bus.publish(event)
+        return reply(key)
 
     def _received_name(self) -> str:
         """The client's name for the Received header: verified reverse DNS, "unverified", or "" (lookups off)."""

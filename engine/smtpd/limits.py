@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 
 from engine.conf.config import ServerConfig
+from engine.events import ConnectionLimitReached
+from engine.smtpd.sessions import SessionRegistry
 
 FALLBACK_FILES = 4096  # where the open-file limit cannot be read (no ``resource`` module)
 RESERVED_FILES = 64
@@ -38,3 +40,16 @@ def connection_limits(server: ServerConfig, files: int | None = None) -> tuple[i
         return server.max_connections, server.max_connections_per_peer or server.max_connections
     total = automatic_ceiling(open_file_limit() if files is None else files)
     return total, server.max_connections_per_peer or max(1, total // 2)
+
+
+def admission(server: ServerConfig, sessions: SessionRegistry, paused: bool,
+              peer: str | None) -> tuple[str, ConnectionLimitReached | None] | None:
+    """Why a new connection (already counted in ``sessions``) is refused: (reply key, event to publish), or None."""
+    if paused:
+        return "paused", None
+    total, per_peer = connection_limits(server)
+    if len(sessions) > total:
+        return "too_many_connections", ConnectionLimitReached(peer or "?", total)  # the event log's 4001
+    if peer is not None and sessions.from_peer(peer) > per_peer:
+        return "too_many_from_peer", ConnectionLimitReached(peer, per_peer, per_peer=True)
+    return None

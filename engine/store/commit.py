@@ -1,4 +1,4 @@
-"""Durable commit of spooled files, grouped: one trip to a commit thread per file, directory fsyncs shared.
+"""Durable commit of spooled files: one trip to a commit thread per file, directory fsyncs shared (group commit).
 
 Invariant: ``commit()`` returns only after the file's data, its rename into the final directory,
 and that directory's entry are on disk. Concurrent commits into one directory share one
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import queue
 import threading
@@ -23,49 +22,40 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 class _DirectorySync:
-    """Coalesces fsyncs of one directory on the commit threads (group commit).
+    """Coalesces fsyncs of one directory (group commit): a caller is released by the first fsync that began
+    after it asked. Kept on the loop: waiting costs a future, not a sleeping thread woken with all the others."""
 
-    A caller returns once an fsync that *began after it asked* has completed: one caller runs the fsync, the
-    others that asked meanwhile wait for the next one, which one of them runs for all. Done on the commit
-    threads (not the loop) so that a message costs one trip to a thread, not two.
-    """
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, workers: _Workers) -> None:
         self._path = path
-        self._changed = threading.Condition()
-        self._started = 0  # fsyncs begun, numbered from 1, one at a time
-        self._done = 0  # the last one that succeeded
-        self._failed = 0  # the last one that failed
+        self._workers = workers
+        self._waiting: list[asyncio.Future[None]] = []  # callers the next fsync covers
         self._running = False
 
-    def sync(self) -> None:
-        with self._changed:
-            ticket = self._started + 1  # the first fsync to begin from now on covers this caller
-            while self._done < ticket:
-                if self._failed >= ticket:
-                    raise OSError(errno.EIO, f"fsync of {self._path} failed")
-                if not self._running:
-                    self._running = True
-                    self._started += 1
-                    number = self._started
-                    break
-                self._changed.wait()
-            else:
-                return
-        error: OSError | None = None
-        try:
-            fsync_dir(self._path)
-        except OSError as failed:
-            error = failed
-        with self._changed:
-            self._running = False
+    def sync(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        if not self._running:
+            self._start()
+        return future
+
+    def _start(self) -> None:
+        covered, self._waiting = self._waiting, []
+        self._running = True
+        self._workers.call(fsync_dir, self._path).add_done_callback(
+            lambda done: self._finished(done, covered))
+
+    def _finished(self, done: asyncio.Future[Any], covered: list[asyncio.Future[None]]) -> None:
+        self._running = False
+        error = done.exception()
+        for future in covered:
+            if future.done():
+                continue  # (its caller went away)
             if error is None:
-                self._done = number
+                future.set_result(None)
             else:
-                self._failed = number
-            self._changed.notify_all()
-        if error is not None:
-            raise error
+                future.set_exception(OSError(getattr(error, "errno", None), f"fsync of {self._path} failed: {error}"))
+        if self._waiting:
+            self._start()
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -74,16 +64,15 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _commit_file(fd: int | None, source: Path, target: Path, data: bytes | bytearray,
-                 directory: _DirectorySync | None) -> None:
-    """On a commit thread: (create ``source`` when ``fd`` is None,) write ``data``, fsync, close, rename, and
-    (when ``directory``) make the rename durable."""
+def _commit_file(fd: int | None, source: Path, target: Path, data: bytes | bytearray, sync: bool) -> None:
+    """On a commit thread: (create ``source`` when ``fd`` is None,) write ``data``, fsync (when ``sync``), close,
+    rename."""
     if fd is None:
         fd = os.open(source, _CREATE, 0o600)
     try:
         if data:
             _write_all(fd, data)
-        if directory is not None:
+        if sync:
             os.fsync(fd)
     finally:
         os.close(fd)
@@ -92,8 +81,6 @@ def _commit_file(fd: int | None, source: Path, target: Path, data: bytes | bytea
     except OSError as error:
         raise TargetUnavailable(error.errno, f"cannot move the message into {target.parent}: {error.strerror}") \
             from error
-    if directory is not None:
-        directory.sync()
 
 
 class TargetUnavailable(OSError):
@@ -173,20 +160,21 @@ class Committer:
 
     async def commit(self, fd: int | None, source: Path, target: Path, data: bytes | bytearray = b"") -> None:
         """Write ``data`` to ``fd`` (the open spool file; None: create ``source`` first, for a message held whole
-        in memory), fsync + close it, rename ``source`` to ``target``, fsync its directory: all in one trip to a
-        commit thread, which keeps disk writes (slow next to concurrent fsyncs) off the loop thread."""
-        directory = self._directory(target.parent) if self.sync else None
-        await self._workers.call(_commit_file, fd, source, target, data, directory)
+        in memory), fsync + close it, rename ``source`` to ``target`` (one trip to a commit thread, which keeps disk
+        writes, slow next to concurrent fsyncs, off the loop thread), then fsync its directory with others."""
+        await self._workers.call(_commit_file, fd, source, target, data, self.sync)
+        if self.sync:
+            await self._directory(target.parent).sync()
 
     def _directory(self, path: Path) -> _DirectorySync:
-        syncer = self._dirs.get(path)  # (created on the loop thread only: no lock needed for the dict)
+        syncer = self._dirs.get(path)
         if syncer is None:
-            syncer = self._dirs[path] = _DirectorySync(path)
+            syncer = self._dirs[path] = _DirectorySync(path, self._workers)
         return syncer
 
     async def sync_directory(self, path: Path) -> None:
         """Make the entries of ``path`` durable, sharing the fsync with concurrent callers."""
-        await self._workers.call(self._directory(path).sync)
+        await self._directory(path).sync()
 
     async def run(self, func: object, *args: object) -> object:
         """Run blocking file work on the commit threads."""

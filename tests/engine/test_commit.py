@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from engine.cleanup.intake import SpoolFile, SpoolPool
-from engine.store.commit import Committer, TargetUnavailable, _DirectorySync
+from engine.store.commit import Committer, TargetUnavailable
 
 
 async def test_concurrent_commits_land_whole_under_their_names(tmp_path: Path) -> None:
@@ -51,24 +50,16 @@ async def test_a_missing_target_leaves_the_durable_spool_for_the_caller(tmp_path
     assert (tmp_path / "spool").read_bytes() == b"kept"
 
 
-def test_directory_sync_shares_fsyncs_and_reports_failure_to_every_waiter(tmp_path: Path) -> None:
-    missing = _DirectorySync(tmp_path / "not-yet")
-    errors: list[BaseException] = []
-
-    def sync(syncer: _DirectorySync) -> None:
-        try:
-            syncer.sync()
-        except OSError as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=sync, args=(missing,)) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(errors) == 8  # nobody is told "durable" by a failed fsync
-    (tmp_path / "not-yet").mkdir()
-    missing.sync()  # a later fsync that works answers its callers
+async def test_directory_fsyncs_are_shared_and_a_failure_reaches_every_waiter(tmp_path: Path) -> None:
+    committer = Committer(threads=2)
+    try:
+        results = await asyncio.gather(*(committer.sync_directory(tmp_path / "not-yet") for _ in range(8)),
+                                       return_exceptions=True)
+        assert all(isinstance(result, OSError) for result in results)  # nobody is told "durable" by a failed fsync
+        (tmp_path / "not-yet").mkdir()
+        await asyncio.gather(*(committer.sync_directory(tmp_path / "not-yet") for _ in range(8)))
+    finally:
+        await asyncio.to_thread(committer.close)
 
 
 async def test_worker_errors_reach_the_caller_and_close_finishes_queued_calls(tmp_path: Path) -> None:
