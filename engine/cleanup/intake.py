@@ -219,12 +219,14 @@ class Intake:
         self.counters = counters
         self._config = config
         self.spools = SpoolPool(mailroot.sorttemp, committer)
+        self._sorttemp = mailroot.sorttemp  # (the Mailroot's root does not move while the engine runs)
+        self._queue_dir = mailroot.queue
 
     def open_spool(self, sender: str, recipients: tuple[str, ...], queue_id: str = "") -> SpoolFile:
         """Start a spool with the envelope lines written (in memory: nothing touches the disk yet).
         ``queue_id``: this id rather than a fresh one (Pickup's claim id, so that a crash can tell it was sent)."""
         queue_id = queue_id or new_id()
-        spool = SpoolFile(self.mailroot.sorttemp / f"spool-{queue_id}.eml", queue_id, sender, recipients,
+        spool = SpoolFile(self._sorttemp / f"spool-{queue_id}.eml", queue_id, sender, recipients,
                           self.spools)
         header = envelope_lines(sender, recipients)
         spool.write(header)
@@ -273,7 +275,7 @@ class Intake:
         except OSError:
             spool.discard()
             raise
-        target = (drop / name) if drop is not None else (self.mailroot.queue / name)
+        target = (drop / name) if drop is not None else (self._queue_dir / name)
         try:
             await self.committer.commit(fd, spool.path, target, tail)
         except TargetUnavailable as error:
