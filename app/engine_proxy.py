@@ -118,3 +118,5 @@ class EngineProxy:
     list_events = forward(VirtualServer.list_events)
     counter_history = forward(counter_history)
     track_messages = forward(VirtualServer.track_messages)
+    pickup_history = forward(VirtualServer.pickup_history)
+    check_dns = forward(VirtualServer.check_dns)

@@ -109,8 +109,6 @@ class LocalEngine(EngineProxy):
 
     session_transcript = forward(VirtualServer.session_transcript)
     list_pickup = forward(VirtualServer.list_pickup)
-    pickup_history = forward(VirtualServer.pickup_history)
-    check_dns = forward(VirtualServer.check_dns)
 
     async def inspect_certificate(self, certificate: str, key: str) -> PairReport:
         return await asyncio.to_thread(inspect_pair, certificate, key)

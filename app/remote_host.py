@@ -25,6 +25,7 @@ from engine.admin.event_ids import EventEntry
 from engine.admin.http_auth import AuthError
 from engine.admin.http_client import AdminClient, TrustError
 from engine.admin.perf import History
+from engine.admin.pickup_history import PickupRecord
 from engine.admin.tracking import Query, Step, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
@@ -34,6 +35,7 @@ from engine.errors import EngineError, NotFoundError
 from engine.events import Event, StateChanged
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage, RecipientDetail
 from engine.server import VirtualServer
+from engine.smtp.dns_check import DnsReport
 from engine.smtpd import security
 from engine.smtpd.sessions import SessionInfo
 
@@ -225,6 +227,11 @@ ROUTES: dict[Callable[..., Any], Route | Composed] = {
     counter_history: Route("counters.history", lambda a: {"seconds": _whole(a["seconds"])}, lambda r: History(
         tuple(r["names"]), tuple((s[0], tuple(s[1:])) for s in r["samples"]))),
     VirtualServer.track_messages: Route("track", lambda a: _query(a["query"]), lambda r: [_track(t) for t in r]),
+    VirtualServer.pickup_history: Route("pickup.history", _same("limit"),
+                                        lambda r: [make(PickupRecord, record) for record in r]),
+    VirtualServer.check_dns: Route("dns.check", lambda a: {"name": a["name"], "servers": None if a["dns_servers"]
+                                                           is None else list(a["dns_servers"])},
+                                   lambda r: make(DnsReport, r)),
 }
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from engine.admin.event_ids import LEVELS, EventEntry, Level
 from engine.admin.mailroot_items import DropItem
 from engine.admin.perf import History
+from engine.admin.pickup_history import PickupRecord
 from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf import config as domain_ops
@@ -33,6 +34,7 @@ from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
 from engine.errors import ConfigError, EngineError
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueDetail, QueuePage
+from engine.smtp.dns_check import DnsReport
 from engine.smtpd.sessions import SessionInfo
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ class ControlTarget(Protocol):
     async def counters_snapshot(self) -> dict[str, float]: ...
     def counter_history(self, seconds: float | None = None) -> History: ...
     async def track_messages(self, query: Query) -> list[Track]: ...
+    async def pickup_history(self, limit: int = 500) -> list[PickupRecord]: ...
+    async def check_dns(self, name: str, dns_servers: tuple[str, ...] | None = None) -> DnsReport: ...
     async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
                          descending: bool = False) -> QueuePage: ...
     async def queue_detail(self, queue_id: str) -> QueueDetail: ...
@@ -451,6 +455,15 @@ async def _counters_history(server: ControlTarget, args: dict[str, Any]) -> dict
     return {"names": list(history.names), "samples": [[at, *values] for at, values in history.samples]}
 
 
+async def _pickup_history(server: ControlTarget, args: dict[str, Any]) -> list[PickupRecord]:
+    return await server.pickup_history(min(args["limit"], 10_000))
+
+
+async def _dns_check(server: ControlTarget, args: dict[str, Any]) -> DnsReport:
+    servers = args["servers"]
+    return await server.check_dns(args["name"], tuple(servers) if servers is not None else None)
+
+
 async def _track(server: ControlTarget, args: dict[str, Any]) -> list[Track]:
     since = args["since"]
     return await server.track_messages(Query(
@@ -590,6 +603,11 @@ OPS: dict[str, Op] = {
     "track": Op(_track, {"sender": Arg(str), "recipient": Arg(str), "message_id": Arg(str), "queue_id": Arg(str),
                          "subject": Arg(str), "since": Arg(int), "limit": Arg(int, default=100)},
                 "message tracking: the matching messages, newest first, with their timelines", "read"),
+    "pickup.history": Op(_pickup_history, {"limit": Arg(int, default=500)},
+                         "what became of the files put into Pickup (tracking and Badmail), newest first", "read"),
+    "dns.check": Op(_dns_check, {"name": Arg(str, required=True), "servers": Arg(list)},
+                    "Check DNS: a name's addresses and MX hosts, asked of `servers` (default: the configured ones)",
+                    "read"),
     "events.list": Op(_events_list, {"since": Arg(int), "level": Arg(str, default="Information"),
                                      "limit": Arg(int, default=1000)},
                       "event-log entries from `since` (seconds since the epoch) at `level` or worse, oldest first",

@@ -98,6 +98,14 @@ def test_remote_computer_in_a_window(qapp: QApplication, engine: AdminServe, pee
         queue_id = run(host.submit_to_pickup(FAR, "far.eml"))
         window.select_node(Node.QUEUE)
         until(lambda: queue_id in [item.queue_id for item in window.queue_model.items()])
+        # The Pickup history and Check DNS reach the remote engine too (read ops).
+        async def tracked() -> None:
+            while queue_id not in [record.queue_id for record in await host.pickup_history(50)]:
+                await asyncio.sleep(0.1)
+
+        run(tracked())
+        report = run(host.check_dns("127.0.0.5", ()))  # an address: no lookup leaves the machine
+        assert report.addresses == ("127.0.0.5",) and report.name == "127.0.0.5"
         detail = run(host.queue_detail(queue_id))
         assert detail.item.recipients == ("x@partner.test",)
 
