@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 BENCH_DOMAIN = "bench.test"
@@ -197,3 +201,97 @@ def cpu_seconds_tree(root: int) -> float:
         total += ticks.get(pid, 0)
         todo.extend(children.get(pid, ()))
     return total / _CLK_TCK
+
+
+def tests_on_path() -> None:
+    """Put the tests' support modules (tests/dns_support.py: the dnsmasq fixture) on ``sys.path``."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(1, tests)
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float, name: str = "") -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds (said when ``name`` is given); the exit code (None: none)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        wait_or_kill(proc, timeout, name)
+    return proc.returncode
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float, name: str = "") -> None:
+    """Wait ``timeout`` seconds for ``proc`` to end by itself, then SIGKILL it."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        if name:
+            print(f"  {name} (pid {proc.pid}) did not stop within {timeout:.0f} s: killing it", file=sys.stderr)
+        proc.kill()
+        proc.wait(10)
+
+
+class Child:
+    """A process the benchmark started and stops by its PID."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def files_in(folder: Path, suffix: str = "") -> int:
+    """Regular files directly in ``folder`` whose name ends with ``suffix`` (0 when it does not exist): messages
+    in Drop, Queue, Pickup."""
+    try:
+        return sum(1 for entry in os.scandir(folder) if entry.name.endswith(suffix) and entry.is_file())
+    except FileNotFoundError:
+        return 0
+
+
+class Timer(Protocol):
+    def stop(self) -> None: ...
+
+
+def lag_probe(tick_s: float) -> tuple[Timer, list[tuple[float, float]]]:
+    """A Qt timer that fires every ``tick_s`` and records (wall time, lateness in seconds) in the list returned
+    with it (keep the timer referenced while it runs). For the window processes of embedded.py and
+    remote_window.py: Qt is imported only by them."""
+    from PySide6.QtCore import Qt, QTimer
+
+    ticks: list[tuple[float, float]] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        ticks.append((time.time(), max(0.0, now - last[0] - tick_s)))
+        last[0] = now
+
+    probe = QTimer()
+    probe.setTimerType(Qt.TimerType.PreciseTimer)
+    probe.timeout.connect(tick)
+    probe.start(round(tick_s * 1000))
+    return probe, ticks
+
+
+def stop_window(proc: subprocess.Popen[bytes] | None, workdir: Path, timeout: float) -> list[tuple[float, float]]:
+    """Stop a window child (embedded.py, remote_window.py) by its stop file; its lag ticks, as lag_probe made them."""
+    if proc is None:
+        return []
+    (workdir / "stop").write_text("stop")
+    wait_or_kill(proc, timeout)
+    lag = workdir / "lag.json"
+    return [(at, late) for at, late in json.loads(lag.read_text())] if lag.exists() else []
+
+
+def report_head(title: str, facts: dict[str, str], columns: list[str], align: str) -> list[str]:
+    """A report's first lines: its title, the machine facts as a list, then a Markdown table's head; ``align``
+    has one letter per column, ``r`` (figures, right-aligned) or ``l``."""
+    rule = ["---:" if letter == "r" else "---" for letter in align]
+    return [title, "", *(f"- {key}: {value}" for key, value in facts.items()), "",
+            "| " + " | ".join(columns) + " |", "|" + "|".join(rule) + "|"]

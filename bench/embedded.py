@@ -36,10 +36,14 @@ if __package__ in (None, ""):
 
 from bench.common import (  # noqa: E402
     BENCH_DOMAIN,
+    Child,
     clear_dir,
+    files_in,
     free_port,
+    lag_probe,
     median,
     smtp_source,
+    stop_window,
     wait_for_banner,
     wait_until,
 )
@@ -53,7 +57,7 @@ TARGET_RATIO = 0.8
 TARGET_P99_MS = 100.0
 
 
-class Window:
+class Window(Child):
     """The manager window (engine embedded) as a child process; stopped by a stop file, lag read back."""
 
     def __init__(self, workdir: Path, port: int, log: Path, node: str = "sessions") -> None:
@@ -71,19 +75,8 @@ class Window:
     def drop(self) -> Path:
         return self.mailroot / "Drop"
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def dropped(self) -> int:
-        try:
-            return sum(1 for entry in os.scandir(self.drop) if entry.is_file())
-        except FileNotFoundError:
-            return 0
+        return files_in(self.drop)
 
     def start(self, timeout: float = 60.0) -> Window:
         self.mailroot.mkdir(parents=True, exist_ok=True)
@@ -105,18 +98,9 @@ class Window:
 
     def stop(self, timeout: float = 60.0) -> list[tuple[float, float]]:
         """Close the window (its engine stops); returns the ticks as (wall time, lateness in seconds)."""
-        if self.proc is None:
-            return []
-        self.stop_file.write_text("stop")
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        ticks = stop_window(self.proc, self.workdir, timeout)
         self.proc = None
-        if not self.lag_file.exists():
-            return []
-        return [(at, late) for at, late in json.loads(self.lag_file.read_text())]
+        return ticks
 
 
 def window_child(workdir: Path, port: int, node: str = "sessions") -> int:
@@ -124,7 +108,7 @@ def window_child(workdir: Path, port: int, node: str = "sessions") -> int:
     import asyncio
 
     import qasync
-    from PySide6.QtCore import QSettings, Qt, QTimer
+    from PySide6.QtCore import QSettings
 
     from app.manager import Manager, application
     from ui.scope import Node
@@ -145,18 +129,7 @@ def window_child(workdir: Path, port: int, node: str = "sessions") -> int:
     window.resize(1100, 700)
     window.show()
     window.select_node(Node(node))
-    ticks: list[tuple[float, float]] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        ticks.append((time.time(), max(0.0, now - last[0] - TICK_S)))
-        last[0] = now
-
-    probe = QTimer()
-    probe.setTimerType(Qt.TimerType.PreciseTimer)
-    probe.timeout.connect(tick)
-    probe.start(round(TICK_S * 1000))
+    probe, ticks = lag_probe(TICK_S)
     stop_file = workdir / "stop"
 
     async def run() -> None:
@@ -182,6 +155,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def settle(server: Smtpsvc | Window, expected: int, timeout: float = 300.0) -> None:
+    """Wait until ``expected`` messages reached Drop, then empty it for the next run."""
     if not wait_until(lambda: server.dropped() >= expected, timeout):
         raise RuntimeError(f"only {server.dropped()} of {expected} messages reached Drop")
     clear_dir(server.drop)

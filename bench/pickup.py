@@ -42,9 +42,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(REPO / "tests"))  # the dnsmasq fixture of the tests (tests/dns_support.py)
-
-from dns_support import Dnsmasq, DnsRecords  # noqa: E402
 
 from bench.common import (  # noqa: E402
     BENCH_DOMAIN,
@@ -53,12 +50,15 @@ from bench.common import (  # noqa: E402
     count_files,
     cpu_seconds_tree,
     median,
+    report_head,
     tool_version,
 )
 from bench.inbound import machine_facts  # noqa: E402
 from bench.relay import (  # noqa: E402
     MX_NAME,
     OUT_DIR,
+    Dnsmasq,
+    DnsRecords,
     Plan,
     Postfix,
     Smtpsvc,
@@ -215,14 +215,13 @@ def _per_connection(runs: list[Run]) -> str:
 
 
 def report(facts: dict[str, str], runs: list[Run], plan: Plan, jobs: int) -> str:
-    lines = [f"Pickup benchmark: {plan.messages} files of about 2 KB per run, {plan.reps} run(s) per kind; "
+    title = (f"Pickup benchmark: {plan.messages} files of about 2 KB per run, {plan.reps} run(s) per kind; "
              f"remote: {plan.domains} domains, {plan.sinks} smtp-sink processes; Postfix: sendmail -t, "
-             f"{jobs} at a time", ""]
-    lines += [f"- {key}: {value}" for key, value in facts.items()]
-    lines += ["", "| kind | smtpsvc s | Postfix s | smtpsvc msgs/s | Postfix msgs/s | smtpsvc / Postfix | target "
-              "| files in (smtpsvc renames / Postfix sendmails) s | CPU ms/msg smtpsvc | CPU ms/msg Postfix "
-              "| msgs/connection smtpsvc / Postfix |",
-              "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]
+             f"{jobs} at a time")
+    lines = report_head(title, facts, [
+        "kind", "smtpsvc s", "Postfix s", "smtpsvc msgs/s", "Postfix msgs/s", "smtpsvc / Postfix", "target",
+        "files in (smtpsvc renames / Postfix sendmails) s", "CPU ms/msg smtpsvc", "CPU ms/msg Postfix",
+        "msgs/connection smtpsvc / Postfix"], "lrrrrrllrrl")
     for kind in KINDS:
         mine = [r for r in runs if r.kind == kind and r.server == "smtpsvc"]
         theirs = [r for r in runs if r.kind == kind and r.server == "postfix"]

@@ -55,23 +55,29 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(REPO / "tests"))  # the dnsmasq fixture of the tests (tests/dns_support.py)
-
-from dns_support import Dnsmasq, DnsRecords  # noqa: E402
 
 from bench.common import (  # noqa: E402
     BENCH_DOMAIN,
     SENDER,
     SMTP_SOURCE,
+    Child,
     count_files,
     cpu_seconds_tree,
+    files_in,
     free_port,
     median,
+    report_head,
     spawn_serve,
+    stop_process,
+    tests_on_path,
     tool_version,
     wait_for_banner,
     wait_until,
 )
+
+tests_on_path()
+from dns_support import Dnsmasq, DnsRecords  # noqa: E402  # the tests' dnsmasq fixture
+
 from bench.inbound import machine_facts  # noqa: E402
 from bench.postfix_instance import POSTFIX, PostfixInstance  # noqa: E402
 
@@ -159,25 +165,19 @@ class Result:
 
 # --- the sink -----------------------------------------------------------------------------------------
 
-class Sink:
+class Sink(Child):
     """Postfix's smtp-sink on ``host:port``: accepts every message and counts it (``-c``); stopped by PID."""
 
     def __init__(self, host: str, port: int, workdir: Path) -> None:
         self.host, self.port = host, port
         self.counter_file = workdir / f"sink-{host}-counters.txt"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def start(self) -> Sink:
         user = pwd.getpwuid(os.getuid()).pw_name  # smtp-sink wants a user to drop to; it writes nothing
         with open(self.counter_file, "wb") as out:
             self.proc = subprocess.Popen([SMTP_SINK, "-c", "-u", user, f"{self.host}:{self.port}", "256"],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        wait_for_banner(self.host, self.port, 10, alive=lambda: self.proc is not None and self.proc.poll() is None)
+        wait_for_banner(self.host, self.port, 10, alive=self.alive)
         return self
 
     def counters(self) -> dict[str, int]:
@@ -187,13 +187,7 @@ class Sink:
         return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", last[0])}
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 10)
         self.proc = None
 
 
@@ -289,7 +283,7 @@ relay_allowed = ["127.0.0.0/8"]
 {extra}"""
 
 
-class Smtpsvc:
+class Smtpsvc(Child):
     """``smtpsvc serve`` relaying through DNS to the sink; its queue is filled while the sink is down."""
 
     def __init__(self, workdir: Path, python: str, log: Path) -> None:
@@ -299,15 +293,6 @@ class Smtpsvc:
         self.python = python
         self.log = log
         self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self, dns: str, sink_port: int, options: dict[str, int], timeout: float = 60.0) -> None:
         self.mailroot.mkdir(parents=True, exist_ok=True)
@@ -322,17 +307,7 @@ class Smtpsvc:
             raise RuntimeError(f"smtpsvc serve did not start; see {self.log}") from None
 
     def stop(self, timeout: float = 60.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"  smtpsvc (pid {self.proc.pid}) ignored SIGTERM for {timeout:.0f} s: killing it",
-                      file=sys.stderr)
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, timeout, "smtpsvc")
         self.proc = None
 
     def control(self, op: str, **args: Any) -> Any:
@@ -341,10 +316,7 @@ class Smtpsvc:
         return asyncio.run(request(socket_path(self.mailroot), op, timeout=600.0, **args))
 
     def queue_files(self) -> int:
-        try:
-            return sum(1 for entry in os.scandir(self.mailroot / "Queue") if entry.name.endswith(".eml"))
-        except FileNotFoundError:
-            return 0
+        return files_in(self.mailroot / "Queue", ".eml")
 
     def all_deferred(self, expected: int) -> bool:
         """Every message queued, tried once (refused) and waiting for its retry."""
@@ -654,14 +626,13 @@ def run_scenario(scenario: Scenario, plan: Plan, svc: Smtpsvc, pf: Postfix, dns:
 # --- report -------------------------------------------------------------------------------------------
 
 def report(facts: dict[str, str], results: list[Result], plan: Plan, quick: bool) -> str:
-    lines = [f"Relay benchmark ({'quick' if quick else 'full'}: {plan.messages} messages of {plan.size} bytes "
+    title = (f"Relay benchmark ({'quick' if quick else 'full'}: {plan.messages} messages of {plan.size} bytes "
              f"to {plan.domains} domains, {plan.sinks} smtp-sink processes, per run, {plan.reps} repetition(s) "
-             f"after a warm-up of {plan.warmup})", ""]
-    lines += [f"- {key}: {value}" for key, value in facts.items()]
-    lines += ["", "| scenario | smtpsvc s | Postfix s | smtpsvc msgs/s | Postfix msgs/s | smtpsvc / Postfix "
-              "| per-pair ratio | target | CPU ms/msg smtpsvc | CPU ms/msg Postfix | msgs/connection smtpsvc "
-              "| msgs/connection Postfix |",
-              "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+             f"after a warm-up of {plan.warmup})")
+    lines = report_head(title, facts, [
+        "scenario", "smtpsvc s", "Postfix s", "smtpsvc msgs/s", "Postfix msgs/s", "smtpsvc / Postfix",
+        "per-pair ratio", "target", "CPU ms/msg smtpsvc", "CPU ms/msg Postfix", "msgs/connection smtpsvc",
+        "msgs/connection Postfix"], "lrrrrrrlrrrr")
     for res in results:
         svc_s, pf_s = res.med("smtpsvc", lambda r: r.seconds), res.med("postfix", lambda r: r.seconds)
         verdict = "met" if res.ratio() >= TARGET else "NOT met"

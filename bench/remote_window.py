@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
-from bench.common import clear_dir, free_port, median, smtp_source, wait_until  # noqa: E402
-from bench.embedded import TARGET_P99_MS, TARGET_RATIO, TICK_S, percentile  # noqa: E402
+from bench.common import free_port, lag_probe, median, smtp_source, stop_window, wait_until  # noqa: E402
+from bench.embedded import TARGET_P99_MS, TARGET_RATIO, TICK_S, percentile, settle  # noqa: E402
 from bench.inbound import Smtpsvc  # noqa: E402
 
 OUT_DIR = REPO / "bench" / "out"
@@ -79,24 +79,16 @@ class RemoteWindow:
             raise RuntimeError(f"the remote window did not connect; see {self.log}")
 
     def stop(self, timeout: float = 60.0) -> list[tuple[float, float]]:
-        if self.proc is None:
-            return []
-        (self.workdir / "stop").write_text("stop")
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        ticks = stop_window(self.proc, self.workdir, timeout)
         self.proc = None
-        lag = self.workdir / "lag.json"
-        return [(at, late) for at, late in json.loads(lag.read_text())] if lag.exists() else []
+        return ticks
 
 
 def window_child(workdir: Path, url: str) -> int:
     import asyncio
 
     import qasync
-    from PySide6.QtCore import QSettings, Qt, QTimer
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QWidget
 
     from app.manager import application
@@ -118,18 +110,7 @@ def window_child(workdir: Path, url: str) -> int:
         return 1
     window.resize(1100, 700)
     window.select_node(Node.SESSIONS)
-    ticks: list[tuple[float, float]] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        ticks.append((time.time(), max(0.0, now - last[0] - TICK_S)))
-        last[0] = now
-
-    probe = QTimer()
-    probe.setTimerType(Qt.TimerType.PreciseTimer)
-    probe.timeout.connect(tick)
-    probe.start(round(TICK_S * 1000))
+    probe, ticks = lag_probe(TICK_S)
     (workdir / "ready").write_text("ready")
 
     async def run() -> None:
@@ -145,13 +126,6 @@ def window_child(workdir: Path, url: str) -> int:
         (workdir / "lag.json").write_text(json.dumps(ticks))
         loop.close()
     return 0
-
-
-def settle(server: Smtpsvc, expected: int, timeout: float = 300.0) -> None:
-    if not wait_until(lambda: server.dropped() >= expected, timeout):
-        raise RuntimeError(f"only {server.dropped()} of {expected} messages reached Drop")
-    clear_dir(server.drop)
-    subprocess.run(["sync"], check=False)
 
 
 def main(argv: list[str] | None = None) -> int:
