@@ -418,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=2048, help="bytes per message (default 2048)")
     parser.add_argument("--headless", action="store_true",
                         help="only `smtpsvc serve`: time to SMTP, to the control socket, to the queue recovered; RSS")
+    parser.add_argument("--wait", type=float, default=None,
+                        help="seconds until the first next attempt of a new queue (default 1800, 60 for the window):"
+                             " longer for a --keep queue reused over hours (a due message is delivered meanwhile)")
     parser.add_argument("--indexed-only", action="store_true",
                         help="--headless: two starts with the index, none from the files (a reused --keep queue)")
     parser.add_argument("--child", choices=("recover", "window"), help=argparse.SUPPRESS)
@@ -437,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (mailroot / "Queue").is_dir() or not any((mailroot / "Queue").glob("*.eml")):
             print(f"writing {args.count:,} queued messages into {mailroot} ...", flush=True)
             started = time.perf_counter()
-            fill_queue(mailroot, args.count, due=0, size=args.size, wait=1800.0 if args.headless else 60.0)
+            wait = args.wait if args.wait is not None else 1800.0 if args.headless else 60.0
+            fill_queue(mailroot, args.count, due=0, size=args.size, wait=wait)
             fill_s = time.perf_counter() - started
         count = sum(1 for _ in (mailroot / "Queue").glob("*.eml"))
         if args.headless:

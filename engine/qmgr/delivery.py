@@ -119,9 +119,14 @@ class RemoteDelivery:
             self._wake.set()
 
     def wake_many(self, wakes: list[tuple[float, str]]) -> None:
-        """``wake_at`` for a batch of (when, id), the recovered queue: one heap build rather than a push each."""
-        self._heap.extend(wakes)
-        heapq.heapify(self._heap)
+        """``wake_at`` for a batch of (when, id), the recovered queue: one heap build rather than a push each
+        (pushes when the batch is small beside the heap: a build costs the whole heap)."""
+        if len(wakes) * 8 < len(self._heap):
+            for wake in wakes:
+                heapq.heappush(self._heap, wake)
+        else:
+            self._heap.extend(wakes)
+            heapq.heapify(self._heap)
         if self._heap and self._heap[0][0] <= self.clock():
             self._wake.set()
 

@@ -106,6 +106,20 @@ class QueueDetail:
     delay_notice_sent: bool
 
 
+# The queue-length counters' bits of one message (QueueEntry.kinds)
+COUNTED_LOCAL, COUNTED_REMOTE, COUNTED_LOCAL_RETRY, COUNTED_REMOTE_RETRY, COUNTED_UNREACHABLE = 1, 2, 4, 8, 16
+
+
+def counted_bits(local: bool, attempts: int, enhanced: str) -> int:
+    """The counter bits of one pending recipient."""
+    bits = COUNTED_LOCAL if local else COUNTED_REMOTE
+    if attempts:
+        bits |= COUNTED_LOCAL_RETRY if local else COUNTED_REMOTE_RETRY
+        if enhanced[1:4] == ".4.":  # RFC 3463's "network and routing": no route, no answer, connection lost
+            bits |= COUNTED_UNREACHABLE
+    return bits
+
+
 class QueueEntry:
     """In-memory state of one queued message (the record plus where its file is).
 
@@ -115,12 +129,13 @@ class QueueEntry:
     cold entries through ``peek``/``field``/``recipient_rows`` without keeping what they decoded.
     """
 
-    __slots__ = ("_fields", "_record", "claims", "folder", "offset", "queue_id", "size")
+    __slots__ = ("_fields", "_kinds", "_record", "claims", "folder", "offset", "queue_id", "size")
 
     def __init__(self, record: StateRecord | None, folder: Path, size: int, offset: int, *,
                  queue_id: str = "", fields: bytes = b"") -> None:
         self._record = record
         self._fields = fields  # the encoded record while cold (b"" once decoded)
+        self._kinds = -1  # a cold entry's counter bits (``kinds``), kept: it cannot change while cold
         self.queue_id = record.queue_id if record is not None else queue_id
         self.folder = folder  # the Queue directory (one object shared by every entry)
         self.size = size
@@ -190,6 +205,26 @@ class QueueEntry:
         state = "frozen" if seen.frozen else "active" if self.active else "queued"
         return QueueItem(self.queue_id, seen.sender, seen.recipients, seen.pending, self.size, seen.arrived,
                          seen.attempts, seen.next_attempt, state, seen.last_error, seen.source)
+
+    def kinds(self, kind_of: Callable[[str], str]) -> int:
+        """What the queue-length counters count of it (``COUNTED_*`` bits); ``kind_of``: a domain's route kind."""
+        if self._record is None and self._kinds >= 0:
+            return self._kinds
+        bits = 0
+        for address, status, attempts, enhanced in self.recipient_rows():
+            if status == "pending":
+                bits |= counted_bits(kind_of(domain_of(address)) == "local", attempts, enhanced)
+        self.set_kinds(bits)
+        return bits
+
+    def set_kinds(self, bits: int) -> None:
+        """Keep the counter bits (only while cold: a decoded record may change at any moment)."""
+        if self._record is None:
+            self._kinds = bits
+
+    def forget_kinds(self) -> None:
+        """The domains changed: count it afresh."""
+        self._kinds = -1
 
     @property
     def path(self) -> Path:
@@ -277,6 +312,7 @@ class QueueStore:
         # Recovered messages, (next attempt, id) each, handed to delivery in batches (one heap build, not 100,000)
         self.on_recovered: Callable[[list[tuple[float, str]]], None] = lambda wakes: None
         self._local_domains: dict[str, bool] = {}
+        self._counted_domains: tuple[DomainConfig, ...] = ()  # the domains the kept counter bits were made with
         self._recovery: asyncio.Task[int] | None = None
         self._live: set[str] = set()  # ids queued or finished by the running engine while recovery runs
         self._recovered = 0
@@ -394,27 +430,37 @@ class QueueStore:
         """Take every message the index knows as it is on disk; returns the ids to read from their files after
         all (a line that did not decode)."""
         domains = self._config().effective_domains
-        local_domains: dict[str, bool] = {}
+        kinds_of: dict[str, str] = {}
+        local: set[str] = set()
 
-        def is_local(domain: str) -> bool:  # (on the thread: classify is pure, the configuration immutable)
-            local = local_domains.get(domain)
-            if local is None:
-                local = local_domains[domain] = classify(domain, domains).kind == "local"
-            return local
-
-        def make(queue_id: str, fields: bytes, size: int, offset: int) -> QueueEntry:
-            return QueueEntry(None, queue_dir, size, offset, queue_id=queue_id, fields=fields)
+        def make(queue_id: str, fields: bytes, size: int, offset: int,
+                 pending: list[queue_index.Pending]) -> QueueEntry:
+            # (on the thread: classify is pure, the configuration immutable)
+            entry = QueueEntry(None, queue_dir, size, offset, queue_id=queue_id, fields=fields)
+            bits = 0
+            for domain, attempts, enhanced in pending:
+                kind = kinds_of.get(domain)
+                if kind is None:
+                    kind = kinds_of[domain] = classify(domain, domains).kind
+                bits |= counted_bits(kind == "local", attempts, enhanced)
+            entry.set_kinds(bits)
+            if bits & COUNTED_LOCAL:
+                local.add(queue_id)
+            return entry
 
         try:
-            taken = await asyncio.to_thread(self.index.take, plan, make, is_local)
+            taken = await asyncio.to_thread(self.index.take, plan, make)
         except OSError as error:
             log.warning("queue index not read (the messages are read from their files): %s", error)
             return (await asyncio.to_thread(recovery.scan, queue_dir)).order
-        local = set(taken.local)
+        self._counted_domains = domains  # the entries' counter bits were made with these
+        wakes: list[tuple[float, str]] = []
         for start in range(0, len(taken.entries), RECOVERY_BATCH):
-            self._admit(taken.entries[start:start + RECOVERY_BATCH], taken.wakes[start:start + RECOVERY_BATCH],
-                        local)
+            wakes += self._admit(taken.entries[start:start + RECOVERY_BATCH],
+                                 taken.wakes[start:start + RECOVERY_BATCH], local, schedule=False)
             await asyncio.sleep(0)  # let sessions and delivery run between batches
+        if wakes:
+            self.on_recovered(wakes)  # one heap build for all of them
         return taken.failed
 
     def _read_and_index(self, queue_dir: Path, ids: list[str],
@@ -470,11 +516,14 @@ class QueueStore:
             local = self._local_domains[domain] = classify(domain, domains).kind == "local"
         return local
 
-    def _admit(self, entries: list[QueueEntry], wakes: list[tuple[float, str]], local: set[str]) -> None:
+    def _admit(self, entries: list[QueueEntry], wakes: list[tuple[float, str]], local: set[str], *,
+               schedule: bool = True) -> list[tuple[float, str]]:
         """Make these recovered messages known (``wakes``: theirs, in the same order), local ones queued for
-        Drop, and hand them to delivery at once."""
+        Drop, and hand them to delivery (unless ``schedule`` is false: the caller does, for many batches at
+        once); returns the wakes of those taken."""
         live, known = self._live, self.entries
-        if any(entry.queue_id in live or entry.queue_id in known for entry in entries):
+        # (without messages of the running engine, recovery's own entries cannot repeat: each id comes once)
+        if live and any(entry.queue_id in live or entry.queue_id in known for entry in entries):
             # queued (and perhaps finished) by the running engine since the start: not again
             kept = [n for n, entry in enumerate(entries) if entry.queue_id not in live and entry.queue_id not in known]
             entries, wakes = [entries[n] for n in kept], [wakes[n] for n in kept]
@@ -483,8 +532,9 @@ class QueueStore:
             if entry.queue_id in local:
                 self._local.put_nowait(entry.queue_id)
         self._recovered += len(entries)
-        if wakes:
+        if wakes and schedule:
             self.on_recovered(wakes)
+        return wakes
 
     def _publish_recovery(self, finished: bool) -> None:
         self.bus.publish(QueueRecovery(self._recovered, self._expected, finished))
@@ -544,33 +594,30 @@ class QueueStore:
         return self.entries.get(queue_id)
 
     def counts(self) -> QueueLengths:
-        """Messages with pending recipients by kind, for the queue-length counters (cold entries stay cold;
-        each domain is classified once per count)."""
+        """Messages with pending recipients by kind, for the queue-length counters (each domain classified once
+        per count; a cold entry's bits are kept, so counting 100,000 recovered messages again costs little)."""
         domains = self._config().effective_domains
+        if domains != self._counted_domains:
+            for entry in self.entries.values():
+                entry.forget_kinds()
+            self._counted_domains = domains
         kinds_of: dict[str, str] = {}
-        local = remote = local_retry = remote_retry = undeliverable = 0
+
+        def kind_of(domain: str) -> str:
+            kind = kinds_of.get(domain)
+            if kind is None:
+                kind = kinds_of[domain] = classify(domain, domains).kind
+            return kind
+
+        tally = [0] * 32
         for entry in self.entries.values():
-            kinds: set[str] = set()
-            retried: set[str] = set()
-            unreachable = False
-            for address, status, attempts, enhanced in entry.recipient_rows():
-                if status != "pending":
-                    continue
-                domain = domain_of(address)
-                kind = kinds_of.get(domain)
-                if kind is None:
-                    kind = kinds_of[domain] = classify(domain, domains).kind
-                kinds.add(kind)
-                if attempts:
-                    retried.add(kind)
-                    # X.4.X is RFC 3463's "network and routing": no route, no answer, connection lost
-                    unreachable = unreachable or enhanced[1:4] == ".4."
-            local += "local" in kinds
-            remote += "remote" in kinds
-            local_retry += "local" in retried
-            remote_retry += "remote" in retried
-            undeliverable += unreachable
-        return QueueLengths(local, remote, local_retry, remote_retry, undeliverable)
+            tally[entry.kinds(kind_of)] += 1
+
+        def having(bit: int) -> int:
+            return sum(number for bits, number in enumerate(tally) if bits & bit)
+
+        return QueueLengths(having(COUNTED_LOCAL), having(COUNTED_REMOTE), having(COUNTED_LOCAL_RETRY),
+                            having(COUNTED_REMOTE_RETRY), having(COUNTED_UNREACHABLE))
 
     async def save_state(self, entry: QueueEntry) -> None:
         record = entry.record

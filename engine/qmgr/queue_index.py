@@ -50,6 +50,9 @@ SAME_ERROR = "\x00"  # a recipient's last error that is the message's (written o
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _SHARED = {"sender", "source", "last_error", "status", "enhanced", "remote", "notify"}  # repeated: interned
 
+Pending = tuple[str, int, str]  # a pending recipient's domain, attempts and enhanced status (as recovery needs it)
+
+
 @dataclass(slots=True)
 class Plan:
     """What the first pass over the index found: which lines to take, and what the index does not know. Only
@@ -67,7 +70,6 @@ class Taken(Generic[E]):
 
     entries: list[E]
     wakes: list[tuple[float, str]]  # (next attempt, id) of each entry, for delivery's heap
-    local: list[str]  # ids with a pending recipient in a local domain (to Drop at once)
     failed: list[str]  # winning lines that did not decode after all: those messages are read from their files
 
 
@@ -276,9 +278,9 @@ def _head(payload: bytes) -> tuple[str, int, int]:
     return parts[4].decode("ascii"), int(parts[0]), int(parts[1])
 
 
-def _parse_line(payload: bytes) -> tuple[str, bytes, int, int, float, list[str]]:
-    """(queue id, the record's fields, size, offset, next attempt, pending recipients' domains) of one line;
-    checks its layout and decodes only that (ValueError when it is not of this layout)."""
+def _parse_line(payload: bytes) -> tuple[str, bytes, int, int, float, list[Pending]]:
+    """(queue id, the record's fields, size, offset, next attempt, pending recipients) of one line; checks its
+    layout and decodes only that (ValueError when it is not of this layout)."""
     numbers = payload.split(_FIELD_BYTES, 4)
     if len(numbers) != 5:
         raise ValueError("not a line of this layout")
@@ -286,15 +288,16 @@ def _parse_line(payload: bytes) -> tuple[str, bytes, int, int, float, list[str]]
     parts = fields.split(_FIELD_BYTES)
     if len(parts) != len(_RECORD_DECODERS):
         raise ValueError("not a record of this layout")
-    domains = []
+    pending = []
     for text in (parts[_RECIPIENTS].split(_RECIPIENT_BYTES) if parts[_RECIPIENTS] else ()):
         rcpt = text.split(_RECIPIENT_FIELD_BYTES)
         if len(rcpt) != len(_RCPT_DECODERS):
             raise ValueError("not a recipient of this layout")
         if rcpt[_RCPT_STATUS] == b"pending":
-            domains.append(domain_of(_decode_str(rcpt[_RCPT_ADDRESS].decode("utf-8"))))
+            pending.append((domain_of(_decode_str(rcpt[_RCPT_ADDRESS].decode("utf-8"))), int(rcpt[_RCPT_ATTEMPTS]),
+                            rcpt[_RCPT_ENHANCED].decode("utf-8")))
     queue_id = parts[_QUEUE_ID].decode("ascii")
-    return queue_id, fields, int(numbers[2]), int(numbers[3]), float(parts[_NEXT_ATTEMPT]), domains
+    return queue_id, fields, int(numbers[2]), int(numbers[3]), float(parts[_NEXT_ATTEMPT]), pending
 
 
 def _payloads(data: bytes) -> Iterator[bytes]:
@@ -389,10 +392,10 @@ class QueueIndex:
             winners[line_number] = 1
         return Plan(end, winners, [queue_id for queue_id in order if queue_id not in last])
 
-    def take(self, plan: Plan, make: Callable[[str, bytes, int, int], E], is_local: Callable[[str], bool],
-             ) -> Taken[E]:
-        """Second pass: ``make(id, fields, size, offset)`` for each winning line of ``plan``, in line order."""
-        taken: Taken[E] = Taken([], [], [], [])
+    def take(self, plan: Plan, make: Callable[[str, bytes, int, int, list[Pending]], E]) -> Taken[E]:
+        """Second pass: ``make(id, fields, size, offset, pending recipients)`` for each winning line of ``plan``,
+        in line order."""
+        taken: Taken[E] = Taken([], [], [])
         winners = plan.winners
         number = 0
         with self.path.open("rb") as handle:
@@ -401,14 +404,12 @@ class QueueIndex:
                 for payload in _payloads(block):
                     if number < len(winners) and winners[number]:
                         try:
-                            queue_id, fields, size, offset, next_attempt, domains = _parse_line(payload)
+                            queue_id, fields, size, offset, next_attempt, pending = _parse_line(payload)
                         except (ValueError, UnicodeDecodeError):
                             taken.failed.append(_head(payload)[0])  # (its head was read in the first pass)
                         else:
-                            taken.entries.append(make(queue_id, fields, size, offset))
+                            taken.entries.append(make(queue_id, fields, size, offset, pending))
                             taken.wakes.append((next_attempt, queue_id))
-                            if any(is_local(domain) for domain in domains):
-                                taken.local.append(queue_id)
                     number += 1
         return taken
 

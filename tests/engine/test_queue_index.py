@@ -137,8 +137,7 @@ def load(index: queue_index.QueueIndex, messages: dict[str, int],
          records: dict[str, int]) -> dict[str, tuple[bytes, int, int]]:
     """Both passes: id → (the record's fields, size, offset) of each message the index knows as on disk."""
     plan = index.plan(messages, records, sorted(messages))
-    taken = index.take(plan, lambda queue_id, fields, size, offset: (queue_id, fields, size, offset),
-                       lambda domain: False)
+    taken = index.take(plan, lambda queue_id, fields, size, offset, _: (queue_id, fields, size, offset))
     assert sorted(plan.missing + [made[0] for made in taken.entries]) == sorted(messages)
     return {queue_id: (fields, size, offset) for queue_id, fields, size, offset in taken.entries}
 
@@ -182,14 +181,13 @@ def test_any_record_reads_back_from_its_line_as_it_was(sender: str, error: str, 
         index.open()
         index.append([queue_index.line("Q1", 7, 0, 10, 2, text)])
         plan = index.plan({"Q1": 7}, {}, ["Q1"])
-        taken = index.take(plan, lambda *made: made, lambda domain: domain == address.rpartition("@")[2].lower())
+        taken = index.take(plan, lambda *made: made)
         index.close()
     assert plan.missing == [] and taken.failed == []
-    ((queue_id, fields, size, offset),) = taken.entries
+    ((queue_id, fields, size, offset, pending),) = taken.entries
     assert (queue_id, queue_index.decode_record(fields), size, offset) == ("Q1", record, 10, 2)
     assert taken.wakes == [(record.next_attempt, "Q1")]
-    local = address.rpartition("@")[2].lower() == domain_of(address)  # (a trailing dot is not part of it)
-    assert taken.local == (["Q1"] if local else [])
+    assert pending == [(domain_of(address), attempts, "")]  # the pending one (the other has failed)
 
 
 @pytest.mark.expect_errors  # the FIFO is reported (an ErrorEvent) and quarantined
@@ -286,7 +284,28 @@ def test_a_bad_line_costs_only_its_own_message(tmp_path: Path, name: str) -> Non
     index.path.write_bytes(spoil(index.path.read_bytes()))
     assert index.open()  # the header is intact: the index is used, line by line
     plan = index.plan({"A": 11, "B": 11, "C": 11}, {}, ["A", "B", "C"])
-    taken = index.take(plan, lambda queue_id, *_: queue_id, lambda domain: False)
+    taken = index.take(plan, lambda queue_id, *_: queue_id)
     index.close()
     assert sorted(plan.missing + taken.failed) == from_files
     assert sorted(taken.entries) == sorted({"A", "B", "C"} - set(from_files))
+
+
+async def test_the_counters_of_a_cold_queue_are_those_of_its_records(config_factory, caplog) -> None:
+    config = config_factory()
+    queue = _queue(config)
+    write_queued(queue, 30, now=NOW)  # remote, deferred with 4.7.1
+    write_queued(queue, 20, now=NOW, start=30, domain=config.default_domain.name)  # local: to Drop at once
+    await _recover(config, caplog)  # (indexed)
+    server = VirtualServer(config)
+    await server.start(offline=True)
+    try:
+        await server.wait_recovered()
+        store = server._queue  # the store's own counting, cold then decoded
+        assert store is not None
+        cold = store.counts()
+        for entry in store.entries.values():
+            assert entry.record.queue_id == entry.queue_id  # decoded (and kept) from now on
+        assert store.counts() == cold
+        assert (cold.local, cold.local_retry, cold.remote, cold.remote_retry, cold.undeliverable) == (20, 20, 30, 30, 0)
+    finally:
+        await server.stop()
