@@ -477,7 +477,7 @@ class Pages:
     async def upload_page(self, request: web.Request, results: list[dict[str, Any]] | None = None) -> web.Response:
         base = f"{request.scheme}://{request.host}"
         return self.render(request, "upload.html", "Post Messages", "Post messages", results=results or [],
-                           base=base)
+                           base=base, pickup_taking=self.admin.target.pickup_taking)
 
 
 def setup(admin: AdminServer, app: web.Application) -> None:

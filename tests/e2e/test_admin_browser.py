@@ -217,6 +217,7 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
 
         # A poster lands on the upload page, sees no other section, and gets an answer per file; with the
         # server stopped, an upload waits in Pickup.
+        d.set_window_size(1280, 900)
         d.find_element(By.CSS_SELECTOR, "form.logout button").click()
         see("Operator")
         d.find_element(By.ID, "name").send_keys("mia")
