@@ -464,11 +464,14 @@ class RemoteDelivery:
         entry = attempt.entry
         record = entry.record
         config = self._config()
-        newly_failed = [r for r in record.recipients if r.status == "failed" and not r.reported]
-        pending = [r for r in self._remote_pending(entry) if attempt.claim.covers(r.address)]  # its own only
+        waiting = frozenset(r.address for r in self._remote_pending(entry) if attempt.claim.covers(r.address))
+        decision = self._decide(entry, now)
+        plan = fate.settle([fate.Seen(r.address, fate.status_of(r.status), r.reported) for r in record.recipients],
+                           waiting, frozenset(attempt.relayed), decision, now)
+        by_address = {r.address: r for r in record.recipients}
         # Not for a message that leaves the queue now: its transcript file goes with it.
-        if attempt.transcripts and entry.pending() \
-                and (pending or newly_failed or entry.path.with_suffix(".rtr").exists()):
+        if attempt.transcripts and plan.leaves is None \
+                and (waiting or plan.failure or entry.path.with_suffix(".rtr").exists()):
             # Transcripts are for messages that did not simply go (IIS 4 kept them for failed attempts).
             # They are diagnostics: one that cannot be written must not hold the message back.
             try:
@@ -479,42 +482,38 @@ class RemoteDelivery:
             except OSError as error:
                 self._report(entry, "the transcript could not be written", error)
             attempt.transcripts = []
-        decision = self._decide(entry, now)
-        if pending and decision.expired:
-            for rcpt in pending:
-                rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
-                rcpt.enhanced = dsn.expired_status(rcpt.enhanced or "4.0.0")
-                rcpt.last_error = (f"Delivery time expired after {config.server.expiration_min} minutes; "
-                                   f"last error: {rcpt.last_error or 'none'}")
-                newly_failed.append(rcpt)
-            pending = []
+        for address in plan.expire:
+            rcpt = by_address[address]
+            rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
+            rcpt.enhanced = dsn.expired_status(rcpt.enhanced or "4.0.0")
+            rcpt.last_error = (f"Delivery time expired after {config.server.expiration_min} minutes; "
+                               f"last error: {rcpt.last_error or 'none'}")
         record.last_error = next((r.last_error for r in record.recipients if r.last_error), "")
-        if newly_failed:
-            await self._notify(entry, "failure", newly_failed, config)
-            for rcpt in newly_failed:
+        if plan.failure:
+            failed = [by_address[a] for a in plan.failure]
+            await self._notify(entry, "failure", failed, config)
+            for rcpt in failed:
                 rcpt.reported = True
-        relayed = [r for r in record.recipients if r.address in attempt.relayed]
-        if relayed:
-            await self._notify(entry, "relay", relayed, config)
+        if plan.relay:
+            await self._notify(entry, "relay", [by_address[a] for a in plan.relay], config)
             attempt.relayed = []
-        if pending and decision.send_delay_notice:
-            await self._notify(entry, "delay", pending, config, retry_until=decision.expires_at)
+        if plan.delay:
+            await self._notify(entry, "delay", [by_address[a] for a in plan.delay], config,
+                               retry_until=decision.expires_at)
             record.delay_notice_sent = True
-            decision = self._decide(entry, now)
-        if pending:
-            record.next_attempt = decision.retry_at if decision.retry_at is not None else now
+        if plan.retry_at is not None:
+            record.next_attempt = plan.retry_at
             self.counters.message_send_retries += 1
-        if entry.pending():
+        if plan.leaves is None:
             await self.store.save_state(entry)
             self._let_go(attempt)
             replies = "; ".join(f"{r.address}: {r.last_error}" for r in record.recipients if r.last_error)
             self.bus.publish(QueueChanged(entry.queue_id, "attempted", replies[:1000]))
-            if pending:
-                wake = decision.wake_at
-                self.wake_at(entry.queue_id, wake if wake is not None else record.next_attempt)
+            if plan.wake_at is not None:
+                self.wake_at(entry.queue_id, plan.wake_at)
         else:
             self._let_go(attempt)
-            await self.store.remove(entry, "delivered" if not newly_failed else "returned")
+            await self.store.remove(entry, plan.leaves)
         self._unfinished.pop(entry.queue_id, None)
 
     async def notify_local_delivery(self, entry: QueueEntry, recipients: list[RecipientState]) -> None:

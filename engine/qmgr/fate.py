@@ -1,4 +1,4 @@
-"""A queued message's fate as data: which recipients an attempt holds (claims) and how each recipient moves.
+"""A queued message's fate as data: which recipients an attempt holds, how each recipient moves, what follows.
 
 Pure functions over typed states; the queue entry only stores their results (``QueueEntry.claim``/``release``).
 
@@ -9,13 +9,18 @@ claim (finishing a message, Bounce Now) is granted only when nothing is held, an
 A claim is released by its attempt's outcome, once.
 
 Recipients: ``pending`` until an outcome makes them ``delivered`` or ``failed``; a final recipient never changes.
+
+After an attempt, ``settle`` decides the rest from the recipients and the schedule's decision: who expires,
+which notices go to the sender, when the next attempt is, or whether the message leaves the queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
+
+from engine.qmgr.schedule import Decision
 
 Owner = Literal["remote", "local", "notice", "finish", "bounce"]
 Status = Literal["pending", "delivered", "failed"]  # a recipient, as stored in its state record
@@ -113,3 +118,45 @@ def outcome_event(outcome: str) -> Event:
         return _OUTCOME_EVENTS[outcome]
     except KeyError:
         raise ValueError(f"unknown outcome {outcome!r}") from None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A recipient as ``settle`` sees it."""
+
+    address: str
+    status: Status
+    reported: bool  # its final outcome was already told (NDR, success notice, Badmail)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What follows from an attempt's outcomes: each notice once, the next attempt, or the message's departure."""
+
+    expire: tuple[str, ...]  # the attempt's pending recipients whose time ran out: they fail now
+    failure: tuple[str, ...]  # the non-delivery report is for these (failed and not yet told, the expired too)
+    relay: tuple[str, ...]  # delivered to a next hop that takes no DSN request: "relayed" notices
+    delay: tuple[str, ...]  # the delay notice is for these (it is due now)
+    retry_at: float | None  # the next attempt of the attempt's pending recipients (None: none pending)
+    wake_at: float | None  # when to look at the message again (None: nothing of this attempt is due later)
+    leaves: Literal["delivered", "returned"] | None  # nothing is pending any more: it leaves the queue, why
+
+
+def settle(recipients: Sequence[Seen], waiting: frozenset[str], relayed: frozenset[str], decision: Decision,
+           now: float) -> Settlement:
+    """The fate of a message after one attempt, for the attempt's own recipients that still wait (``waiting``).
+
+    The schedule's ``decision`` says whether their time ran out or a delay notice is due; the caller carries
+    out the result (status changes, notices, state write or removal) in this order."""
+    own = [r.address for r in recipients if r.status == "pending" and r.address in waiting]
+    expire = tuple(own) if own and decision.expired else ()
+    still = [] if expire else own
+    failure = tuple(r.address for r in recipients if r.status == "failed" and not r.reported) + expire
+    delay = tuple(still) if still and decision.send_delay_notice else ()
+    retry_at = (decision.retry_at if decision.retry_at is not None else now) if still else None
+    # Once the delay notice is sent, the next thing due is the next attempt.
+    wake_at = (retry_at if delay else decision.wake_at if decision.wake_at is not None else retry_at) \
+        if still else None
+    left = any(r.status == "pending" and r.address not in expire for r in recipients)
+    return Settlement(expire, failure, tuple(r.address for r in recipients if r.address in relayed), delay,
+                      retry_at, wake_at, None if left else "returned" if failure else "delivered")

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.qmgr import fate
-from engine.qmgr.fate import Claim, ClaimError, claimed, release, step, take
+from engine.qmgr.fate import Claim, ClaimError, Seen, Settlement, claimed, release, settle, step, take
+from engine.qmgr.schedule import Decision
 
 A, B, C = "a@x.test", "b@x.test", "c@y.test"
 
@@ -116,3 +117,47 @@ def test_no_recipient_is_ever_in_two_claims(ops: list[tuple[str, list[str], int]
         sets = [claim.addresses for claim in held]
         assert sum(len(s) for s in sets) == len(claimed(held))  # pairwise disjoint
         assert not any(claim.whole for claim in held) or len(held) == 1  # a whole claim stands alone
+
+
+# --- settle: what follows an attempt ------------------------------------------------------------------
+
+NOW = 1_000_000.0
+LATER = Decision(retry_at=NOW + 900, send_delay_notice=False, expired=False, notice_at=NOW + 600, expires_at=NOW + 9e4)
+NOTICE = Decision(retry_at=NOW + 900, send_delay_notice=True, expired=False, notice_at=NOW, expires_at=NOW + 9e4)
+EXPIRED = Decision(retry_at=None, send_delay_notice=False, expired=True, notice_at=None, expires_at=NOW)
+
+P, D, F = "pending", "delivered", "failed"
+
+
+def _seen(*rows: tuple[str, fate.Status, bool]) -> list[Seen]:
+    return [Seen(address, status, reported) for address, status, reported in rows]
+
+
+# (recipients, waiting (the attempt's own pending), relayed, decision) -> expected Settlement
+SETTLE: list[tuple[str, list[Seen], set[str], set[str], Decision, Settlement]] = [
+    ("all delivered: the message leaves", _seen((A, D, False), (B, D, False)), set(), set(), LATER,
+     Settlement((), (), (), (), None, None, "delivered")),
+    ("deferred: the next attempt, woken for the earlier delay notice", _seen((A, P, False)), {A}, set(), LATER,
+     Settlement((), (), (), (), NOW + 900, NOW + 600, None)),
+    ("deferred and the delay notice is due: sent, then woken for the attempt", _seen((A, P, False)), {A}, set(),
+     NOTICE, Settlement((), (), (), (A,), NOW + 900, NOW + 900, None)),
+    ("deferred past the expiry: fails, NDR, returned", _seen((A, P, False), (B, D, False)), {A}, set(), EXPIRED,
+     Settlement((A,), (A,), (), (), None, None, "returned")),
+    ("one failed now, one delivered: NDR, returned", _seen((A, F, False), (B, D, False)), set(), set(), LATER,
+     Settlement((), (A,), (), (), None, None, "returned")),
+    ("a failure already told is not told again", _seen((A, F, True), (B, D, False)), set(), set(), LATER,
+     Settlement((), (), (), (), None, None, "delivered")),
+    ("relayed to a hop without DSN", _seen((A, D, False)), set(), {A}, LATER,
+     Settlement((), (), (A,), (), None, None, "delivered")),
+    ("another attempt's recipient is not this one's to expire", _seen((A, P, False), (C, P, False)), {A}, set(),
+     EXPIRED, Settlement((A,), (A,), (), (), None, None, None)),
+    ("nothing of its own waits (local still pending): kept, not woken", _seen((A, D, False), (C, P, False)), set(),
+     set(), LATER, Settlement((), (), (), (), None, None, None)),
+]
+
+
+@pytest.mark.parametrize(("recipients", "waiting", "relayed", "decision", "expected"),
+                         [case[1:] for case in SETTLE], ids=[case[0] for case in SETTLE])
+def test_settle(recipients: list[Seen], waiting: set[str], relayed: set[str], decision: Decision,
+                expected: Settlement) -> None:
+    assert settle(recipients, frozenset(waiting), frozenset(relayed), decision, NOW) == expected
