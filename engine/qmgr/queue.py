@@ -467,9 +467,14 @@ class QueueStore:
                         records: Container[str]) -> list[recovery.Loaded | recovery.Unreadable]:
         """Read messages from their files (worker thread) and put them into the index for the next start."""
         results = recovery.read_chunk(queue_dir, ids, records)
-        self.index.append(queue_index.line(r.queue_id, r.eml_ino, r.env_ino, r.size, r.offset,
-                                           queue_index.encode_record(r.record))
-                          for r in results if isinstance(r, recovery.Loaded))
+        lines = []
+        for result in results:
+            if isinstance(result, recovery.Loaded):
+                text = queue_index.encode_record(result.record)
+                result.fields = text.encode()  # the entry is kept cold, as from the index
+                lines.append(queue_index.line(result.queue_id, result.eml_ino, result.env_ino, result.size,
+                                              result.offset, text))
+        self.index.append(lines)
         return results
 
     def _compact_if_due(self) -> None:
@@ -504,9 +509,21 @@ class QueueStore:
             if result.bad_record:
                 self._quarantine(queue_dir / f"{queue_id}.env", f"unreadable state record: {result.bad_record}")
             record = result.record
-            entries.append(QueueEntry(record, queue_dir, result.size, result.offset))
+            bits = 0
+            for rcpt in record.recipients:
+                if rcpt.status == "pending":
+                    bits |= counted_bits(self._is_local(domain_of(rcpt.address), domains), rcpt.attempts,
+                                         rcpt.enhanced)
+            if result.fields:  # cold, as an entry from the index (its record is decoded when first needed)
+                entry = QueueEntry(None, queue_dir, result.size, result.offset, queue_id=queue_id, fields=result.fields)
+                if domains == self._counted_domains or not self._counted_domains:
+                    self._counted_domains = domains
+                    entry.set_kinds(bits)
+            else:
+                entry = QueueEntry(record, queue_dir, result.size, result.offset)
+            entries.append(entry)
             wakes.append((record.next_attempt, queue_id))
-            if any(self._is_local(domain_of(r.address), domains) for r in record.recipients if r.status == "pending"):
+            if bits & COUNTED_LOCAL:
                 local.add(queue_id)
         self._admit(entries, wakes, local)
 

@@ -43,6 +43,7 @@ class Loaded:
     eml_ino: int
     env_ino: int  # 0: no state record file (or an unreadable one)
     bad_record: str = ""  # why the .env was unreadable ("" = fine or absent); the record then comes from the head
+    fields: bytes = b""  # the record encoded as in the index (set by the reader that indexes it), kept cold
 
 
 @dataclass(slots=True)
