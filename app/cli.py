@@ -40,8 +40,7 @@ def remote_refusal(args: argparse.Namespace) -> str | None:
     if not remote.connecting(args):
         return None
     if args.command is None:
-        return ("smtpsvc: --connect needs a command (" + ", ".join(REMOTE_COMMANDS) + "); the window connects "
-                "to another computer with File → Connect to Computer…")
+        return None  # the manager window, with that computer added beside this one
     if args.command not in REMOTE_COMMANDS:
         return (f"smtpsvc {args.command}: acts on this computer's files only; run it without --connect "
                 f"(on the computer of {args.connect} itself)")

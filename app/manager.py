@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import getpass
 import logging
 import platform
 import signal
@@ -19,10 +20,10 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import running
 from app.bridge import EngineBridge
+from app.computers import Computers, Local
 from app.desktop import display_problem
 from app.export import write_csv
 from app.host import EngineHost, LocalEngine
-from app.remote_window import RemoteComputers
 from app.serve import config_failure, effective_config, start_admin
 from engine.admin.http_server import AdminServer
 from engine.errors import EngineError, MailrootLockedError
@@ -100,14 +101,18 @@ class Manager:
         self.window = ManagerWindow(self.engine, platform.node() or "localhost", settings or QSettings(),
                                     write_csv, self.messages)
         self.messages.parent_widget = lambda: self.window
-        self.bridge.events.connect(self.window.on_engine_events)
-        self.remote = RemoteComputers(self.window.settings, self.messages, lambda: self.window)
-        self.window.connect_requested.connect(self.remote.ask)
-        self.window.replicate_requested.connect(lambda: self.remote.replicate(self.window))
+        self.bridge.events.connect(self.window.local.on_engine_events)
+        self.computers = Computers(self.window, Local(platform.node() or "localhost", self.engine, self.bridge),
+                                   self.window.settings, self.messages)
         # Freeze what lives once the queue is whole: the engine's recovered queue when its recovery ends, the
         # Queue pane's rows when the load that follows it is in (a load during recovery is partial).
         self.bridge.events.connect(self._freeze_when_recovered)
-        self.window.queue_feed.loaded.connect(self._freeze_when_loaded)
+        self.window.local.queue_feed.loaded.connect(self._freeze_when_loaded)
+        self.connect_to: tuple[str, str, str] | None = None  # `smtpsvc --connect URL`: (url, user, cafile)
+        if getattr(args, "connect", None):
+            cafile = getattr(args, "cafile", None)
+            self.connect_to = (args.connect, getattr(args, "user", None) or getpass.getuser(),
+                               str(cafile) if cafile else "")
 
     def start_engine(self) -> EngineError | None:
         """Start the engine before the window shows; a locked Mailroot is raised, other errors returned."""
@@ -118,7 +123,7 @@ class Manager:
         except EngineError as error:
             return error
         finally:
-            self.window.set_state(self.host.state)  # its events are on their way; show the state now
+            self.window.local.set_state(self.host.state)  # its events are on their way; show the state now
         running.write_note(self.path, Mailroot.from_config(self.config).root)  # for `smtpsvc config set`
         try:
             self.host.call_blocking(self._start_admin)
@@ -131,7 +136,7 @@ class Manager:
             freeze_long_lived()
 
     def _freeze_when_loaded(self) -> None:
-        if not self.window.queue_feed.partial:
+        if not self.window.local.queue_feed.partial:
             freeze_long_lived()
 
     async def _start_admin(self, server: VirtualServer) -> None:
@@ -140,9 +145,18 @@ class Manager:
         self.admin = admin  # kept even when it cannot listen now: a corrected admin_listen applies live
         await admin.start()
 
+    async def connect_remembered(self) -> None:
+        """The remote computers of the last run (and the one of --connect), each after its password prompt."""
+        if self.connect_to is not None:
+            url, user, cafile = self.connect_to
+            password = self.computers.ask_password(url, user)
+            if password is not None:
+                await self.computers.connect(url, user, password, cafile)
+        await self.computers.reconnect()
+
     def shutdown(self) -> None:
         running.remove_note(self.path)
-        self.remote.shutdown()
+        self.computers.shutdown()
         admin, self.admin = self.admin, None
         if admin is not None and self.host.running:
             try:
@@ -161,9 +175,11 @@ async def _run(manager: Manager, start_error: EngineError | None) -> int:
 
     manager.window.closed.connect(on_closed)
     manager.window.show()
+    connecting = asyncio.ensure_future(manager.connect_remembered())
     if start_error is not None:
         manager.messages.error("The virtual server could not start", start_error)
     await closed
+    connecting.cancel()
     await asyncio.to_thread(manager.shutdown)
     return 0
 

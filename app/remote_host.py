@@ -274,10 +274,13 @@ class RemoteHost(LoopThread):
             self._set_link("connected")
         self._follower = asyncio.ensure_future(self._follow())
 
-    async def _connect(self) -> None:
+    async def _session(self) -> None:
         if not self._session_open:
             await self.client.__aenter__()
             self._session_open = True
+
+    async def _connect(self) -> None:
+        await self._session()
         await self._refresh()
 
     def shutdown(self, timeout: float = 30.0) -> None:
@@ -315,11 +318,8 @@ class RemoteHost(LoopThread):
                 if self.link != "connected":
                     await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
                     failures += 1
-                    await self._connect()
-                    self.reason = ""
-                    self._set_link("connected")
-                    self.collect(StateChanged(self._state, self._state))
-                async for data in self.client.events():
+                    await self._session()
+                async for data in self.client.events(on_open=self._opened):
                     failures = 0
                     event = event_from_json(data)
                     if event is None:
@@ -334,6 +334,15 @@ class RemoteHost(LoopThread):
                 raise
             except Exception as error:  # the link dropped, or the server restarted: say so, then retry
                 self._down(error)
+
+    async def _opened(self) -> None:
+        """The event stream follows the engine: its state and configuration read now miss nothing; a link that
+        was down is up again (the window reads everything it shows again)."""
+        await self._refresh()
+        if self.link != "connected":
+            self.reason = ""
+            self._set_link("connected")
+            self.collect(StateChanged(self._state, self._state))
 
     # -- the transport ----------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Remote window benchmark: the manager window administering a `smtpsvc serve` over HTTPS (File → Connect to
-Computer…), and what that costs — the window's loop lateness, and the engine's throughput with and without
+Computer…: the remote computer beside this one in the scope tree), and what that costs — the window's loop
+lateness, and the engine's throughput with and without
 the remote window watching.
 
     python bench/remote_window.py            # 3 alternating repetitions (a few minutes)
@@ -85,44 +86,47 @@ class RemoteWindow:
 
 
 def window_child(workdir: Path, url: str) -> int:
+    """The manager (its own embedded engine idle) with the remote computer added beside it in the scope tree,
+    showing that computer's Current Sessions."""
     import asyncio
 
     import qasync
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QWidget
 
-    from app.manager import application
-    from app.remote_window import RemoteComputers
-    from ui.errors import MessageBridge
+    from app.manager import Manager, application
     from ui.scope import Node
 
     app = application()
+    args = argparse.Namespace(config=workdir / "local.toml", mailroot=workdir / "LocalMailroot",
+                              listen=["127.0.0.1:0"], domain="example.test")
+    manager = Manager(args, QSettings(str(workdir / "ui.ini"), QSettings.Format.IniFormat))
+    manager.messages.show_box = lambda title, text, unexpected: print(f"{title}: {text}", flush=True)
+    manager.computers.confirm_certificate = lambda host_port, fingerprint: True  # type: ignore[method-assign]
+    if manager.start_engine() is not None:
+        return 1
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    parent = QWidget()
-    messages = MessageBridge()
-    messages.show_box = lambda title, text, unexpected: print(f"{title}: {text}", flush=True)
-    computers = RemoteComputers(QSettings(str(workdir / "ui.ini"), QSettings.Format.IniFormat), messages,
-                                lambda: parent)
-    computers.confirm_certificate = lambda host_port, fingerprint: True  # type: ignore[method-assign]
-    window = loop.run_until_complete(computers.connect(url, OPERATOR, PASSWORD))
-    if window is None:
+    computer = loop.run_until_complete(manager.computers.connect(url, OPERATOR, PASSWORD))
+    if computer is None:
         return 1
+    window = manager.window
     window.resize(1100, 700)
-    window.select_node(Node.SESSIONS)
+    window.show()
+    computer.select_node(Node.SESSIONS)
     probe, ticks = lag_probe(TICK_S)
     (workdir / "ready").write_text("ready")
 
     async def run() -> None:
         while not (workdir / "stop").exists():
             await asyncio.sleep(0.1)
-        await computers.drain()
+        await manager.computers.drain()
 
     try:
         loop.run_until_complete(run())
     finally:
         probe.stop()
-        computers.shutdown()
+        window.close()
+        manager.shutdown()
         (workdir / "lag.json").write_text(json.dumps(ticks))
         loop.close()
     return 0

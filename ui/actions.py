@@ -26,6 +26,9 @@ class Actions:
         a = window
         self.connect = _action(a, "&Connect to Computer…", "computer",
                                tip="Administer the SMTP service of another computer")
+        self.remove_computer = _action(a, "Re&move Computer", tip="Stop administering this computer from here")
+        self.new_window = _action(a, "New &Window from Here",
+                                  tip="Open a window whose console tree starts at the selected node")
         self.replicate = _action(a, "&Replicate Configuration…",
                                  tip="Copy the settings that are not specific to this computer to other servers")
         self.export = _action(a, "&Export List…", "export", tip="Save the list in the right pane as a CSV file")
@@ -119,7 +122,7 @@ class Actions:
         """Fill the menu bar; returns the Action menu (rebuilt for the selected node)."""
         bar = window.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.connect, self.export])
+        file_menu.addActions([self.connect, self.remove_computer, self.export])
         file_menu.addSeparator()
         file_menu.addActions([self.put_pickup, self.paste_pickup])
         file_menu.addSeparator()
@@ -136,6 +139,8 @@ class Actions:
         view_menu.addActions([self.show_chart, self.show_preview, self.pickup_preview, self.tray_notices])
         view_menu.addSeparator()
         view_menu.addAction(self.refresh)
+        window_menu = bar.addMenu("&Window")
+        window_menu.addAction(self.new_window)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.help)
         help_menu.addSeparator()

@@ -1,4 +1,5 @@
-"""File → Connect to Computer…: the address of another computer's admin server, the operator and the password."""
+"""File → Connect to Computer…: the address of another computer's admin server, the operator, the password and,
+optionally, the certificate authorities to trust (as `smtpsvc --connect --cafile`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +42,16 @@ class ConnectDialog(QDialog):
         form.addRow("&Address:", self.address)
         form.addRow("&Operator:", self.user)
         form.addRow("&Password:", self.password)
+        self.cafile = QLineEdit()
+        self.cafile.setPlaceholderText("none: the system's authorities, or confirm the fingerprint once")
+        self.cafile.setToolTip("A PEM file of certificate authorities: the server's certificate must be issued by "
+                               "one of them and name its host (as smtpsvc --connect --cafile FILE)")
+        browse = QPushButton("&Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.cafile, 1)
+        row.addWidget(browse)
+        form.addRow("&CA file:", row)
         layout.addLayout(form)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Connect")
@@ -55,5 +69,13 @@ class ConnectDialog(QDialog):
         ready = address.startswith(("https://", "http://")) and len(address) > 8 and bool(self.user.text().strip())
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ready)
 
-    def values(self) -> tuple[str, str, str]:
-        return self.address.currentText().strip(), self.user.text().strip(), self.password.text()
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Certificate Authorities", self.cafile.text(),
+                                              "PEM certificates (*.pem *.crt *.cer);;All files (*)")
+        if path:
+            self.cafile.setText(path)
+
+    def values(self) -> tuple[str, str, str, str]:
+        """(address, operator, password, CA file or "")."""
+        return (self.address.currentText().strip(), self.user.text().strip(), self.password.text(),
+                self.cafile.text().strip())

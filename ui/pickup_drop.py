@@ -412,7 +412,8 @@ class PickupDrop(QObject):
             self._history_timer.start()  # (other mail's events read nothing: a busy server is not slowed)
         bad: list[str] = []
         for event in batch:
-            if isinstance(event, MessageQueued) and event.source == "pickup" and self._waiting:
+            # "post": a remote computer takes the files dropped on its Pickup through its Posting Acceptor
+            if isinstance(event, MessageQueued) and event.source in ("pickup", "post") and self._waiting:
                 key = self._match(_envelope(event.sender, event.recipients))
                 if key is not None:
                     self._by_queue_id[event.queue_id] = key

@@ -1,9 +1,13 @@
-"""The manager's main window: scope tree, result panes, menus, toolbar and status bar around the engine facade."""
+"""The manager's main window: the scope tree of every computer, result panes, menus, toolbar and status bar.
+
+Each computer (this one's embedded engine, remote ones over their admin servers) is a ui.computer.Computer with
+its own facade, nodes, panes and operations; the window shows the panes of the selected node's computer and
+sends the actions there.
+"""
 
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
@@ -16,84 +20,55 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSplitter,
     QStackedWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from engine.admin.mailroot_items import PickupFile
 from engine.bounce.badmail import BadmailItem
-from engine.conf.config import Config
-from engine.conf.hostport import join_hostport, split_hostport
-from engine.events import ConfigChanged, ErrorEvent, Event, ListenerFailed, SessionClosed, SessionOpened, StateChanged
+from engine.events import Event
 from ui.about import AboutDialog
 from ui.actions import Actions
 from ui.badmail_detail import BadmailDialog
 from ui.columns import ColumnsDialog
+from ui.computer import MESSAGE_NODES, RUNNING, Computer, Link
 from ui.context import Pane
 from ui.customize import CustomizeDialog
 from ui.errors import MessageBridge
-from ui.event_viewer import MAX_SHOWN, EventViewer
-from ui.facade import EngineFacade, PickupFolderFacade, TranscriptFacade
+from ui.event_viewer import EventViewer
+from ui.facade import EngineFacade
 from ui.folder_ops import FolderOperations
 from ui.help import show_help
 from ui.icons import state_icon
 from ui.mail_ops import MailOperations, MessageRef
 from ui.models.domains import DomainsModel
 from ui.models.folders import BadmailModel, DropModel
-from ui.models.nodes import ChildrenModel, NodeRow, ServerRow, ServersModel, state_label
+from ui.models.nodes import ChildrenModel, NodeRow, ServersModel, state_label
 from ui.models.queue import QueueModel, display_state
 from ui.models.sessions import SessionsModel
-from ui.models.table import KEY_ROLE
 from ui.operations import Operations
 from ui.performance import Performance
-from ui.pickup_drop import PickupDrop, PickupRow, drop_hint
+from ui.pickup_drop import PickupDrop, PickupRow
 from ui.queue_feed import QueueFeed
 from ui.queue_ops import QueueOperations
 from ui.queue_pane import QueuePane
-from ui.result_pane import FramedPane, ResultPane, SearchBar
-from ui.scope import NODE_DESCRIPTIONS, NODE_ICONS, NODE_TITLES, PARENT_NODE, SERVER_CHILDREN, Node, ScopeTree
+from ui.result_pane import ResultPane
+from ui.scope import NODE_DESCRIPTIONS, ROOT_TITLE, Node, ScopeTree
 from ui.session_detail import SessionDialog
 from ui.tasks import TaskRunner
 from ui.track_dialog import TrackDialog
 from ui.tray import TrayNotices
 from ui.views import ItemTable, ItemView
 
-APP_TITLE = "SMTP Service Manager"
+APP_TITLE = ROOT_TITLE
+LOCAL = "local"  # the key of this computer (the embedded engine)
 ExportRows = Callable[[str, list[str], list[list[str]]], None]
 SESSION_REFRESH_MS = 1000
-RUNNING = ("started", "paused", "pausing", "continuing")
-MESSAGE_NODES = (Node.QUEUE, Node.DROP, Node.BADMAIL)
 ITEM_NODES = (Node.DOMAINS, Node.SESSIONS, *MESSAGE_NODES, Node.PICKUP)
-SESSION_BURST = 50  # more session events than this waiting: they are shown with the next second's refresh
 STATES_CHECKED_UP_TO = 5000  # a larger selection enables every queue action (checking each costs too much)
-STOPPED_QUEUE = "The virtual server is stopped: reading its Queue folder…"
-STOPPED_QUEUE_READ = ("The virtual server is stopped. This is what its Queue folder held at {read} (read-only; F5 "
-                      "reads it again). Start the server (Action ▸ Start) to deliver or change these messages.")
-
 
 # A list whose columns changed order gets a new key: a layout saved for the old order would scramble it.
 COLUMN_LAYOUTS = {Node.QUEUE: 2}
-
-
-EMPTY_TEXTS = {
-    Node.DROP: "No message has been delivered to a local domain yet.",
-    Node.BADMAIL: "Badmail is empty: everything could be delivered or returned.",
-    Node.PICKUP: "No file has been put into Pickup from this window yet.",
-}
-
-
-def pickup_now_text(files: list[PickupFile], running: bool) -> str:
-    """The Pickup pane's line about the folder's content now."""
-    if not files:
-        return "The Pickup folder is empty: every file put there has been taken."
-    names = ", ".join(f.name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-    waiting = "being taken now" if running else "waiting: the server is stopped; they are sent when it starts"
-    return f"In the Pickup folder now: {len(files)} file{'s' * (len(files) != 1)} ({names}), {waiting}."
-
-
-def searchable(pane: ResultPane, placeholder: str) -> FramedPane:
-    """A list with a search box over it (the Queue pane has its own filter bar)."""
-    return FramedPane(SearchBar(pane, placeholder), pane)
 
 
 def column_key(node: Node) -> str:
@@ -103,21 +78,25 @@ def column_key(node: Node) -> str:
 
 class ManagerWindow(QMainWindow):
     closed = Signal()
-    connect_requested = Signal()  # File → Connect to Computer… (app/remote_window.py answers it)
+    connect_requested = Signal()  # File → Connect to Computer… (app/computers.py answers it)
     replicate_requested = Signal()  # All Tasks → Replicate Configuration…
+    remove_requested = Signal(str)  # Remove Computer: the computer's key
+    new_window_requested = Signal(str, str)  # New Window from Here: (computer key, "" for the root; node)
 
-    def __init__(self, engine: EngineFacade, computer: str, settings: QSettings, export_rows: ExportRows,
-                 messages: MessageBridge | None = None) -> None:
+    def __init__(self, engine: EngineFacade | None, computer: str, settings: QSettings, export_rows: ExportRows,
+                 messages: MessageBridge | None = None, *, primary: bool = True) -> None:
+        """``engine``: this computer's (added as "NAME (local computer)"); None: computers are added later.
+        ``primary``: the window of the run (its layout is remembered); New Window from Here makes others."""
         super().__init__()
-        self.engine = engine
         self.settings = settings
         self.export_rows = export_rows
+        self.primary = primary
         self.messages = messages or MessageBridge()
         self.messages.note.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        self.state = engine.state
-        self.messages_received = 0
-        self._history: list[Node] = []
-        self._future: list[Node] = []
+        self.computers: dict[str, Computer] = {}
+        self._last: Computer | None = None  # the computer whose node was shown last
+        self._history: list[tuple[str, Node]] = []
+        self._future: list[tuple[str, Node]] = []
         self._navigating = False
         self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(state_icon("computer", "started"))
@@ -126,48 +105,18 @@ class ManagerWindow(QMainWindow):
         self.toolbar = self.actions_.build_toolbar(self)
         self.message_toolbar = self.actions_.build_message_toolbar(self)
         self.runner = TaskRunner(self.messages)  # keeps the tasks of every operation object alive
-        self.ops = Operations(self)
         self.new_menu = QMenu("&New", self)
         self.new_menu.addAction(self.actions_.new_domain)
         self.all_tasks_menu = QMenu("All Tas&ks", self)
         self.all_tasks_menu.addAction(self.actions_.replicate)
         self._menu_for: tuple[Node, bool] | None = None
-        self.servers_model = ServersModel()
-        self.children_model = ChildrenModel()
-        self.domains_model = DomainsModel()
-        self.sessions_model = SessionsModel()
-        self.queue_model = QueueModel()
-        self.badmail_model = BadmailModel()
-        self.drop_model = DropModel()
-        self.pickup = PickupDrop(self)
-        self.tree = ScopeTree(f"{computer} (local computer)", engine.config().name)
-        self.queue_pane = QueuePane(self.queue_model)
-        self.queue_pane.set_source(engine, self.runner)
+        self.tree = ScopeTree()
         self.tray = TrayNotices(self.windowIcon(), self)
         self.tray.clicked.connect(self._raise)
-        self.event_viewer = EventViewer()
-        self.performance = Performance(engine, self.runner)
-        self.panes: dict[Node, Pane] = {
-            Node.COMPUTER: ResultPane(self.servers_model, "computer"),
-            Node.SERVER: ResultPane(self.children_model, "server"),
-            Node.DOMAINS: ResultPane(self.domains_model, "domains", sort_column=1),
-            Node.SESSIONS: ResultPane(self.sessions_model, "sessions", sort_column=2),
-            Node.QUEUE: self.queue_pane,
-            Node.PICKUP: FramedPane(self._pickup_top(), ResultPane(self.pickup.results, "pickup")),
-            Node.DROP: searchable(ResultPane(self.drop_model, "drop", descending=True),
-                                  "Search sender, recipients, subject or file"),
-            Node.BADMAIL: searchable(ResultPane(self.badmail_model, "badmail", descending=True),
-                                     "Search file, reason, sender or recipients"),
-            Node.EVENTS: self.event_viewer.pane,
-            Node.PERFORMANCE: self.performance.pane,
-        }
+        self.computers_model = ChildrenModel()
+        self.root_pane = ResultPane(self.computers_model, "root")
         self.stack = QStackedWidget()
-        for pane in self.panes.values():
-            self.stack.addWidget(pane)
-            pane.activated.connect(self._activated)
-            pane.selection_changed.connect(self.update_actions)
-            for view in pane.views():
-                view.customContextMenuRequested.connect(self._result_menu)
+        self._add_pane(self.root_pane, None, Node.ROOT)
         self.splitter = QSplitter()
         self.splitter.addWidget(self.tree)
         self.description_bar = QLabel()  # MMC's description bar: the selected node over its contents
@@ -185,42 +134,144 @@ class ManagerWindow(QMainWindow):
         self.splitter.setSizes([280, 720])  # room for "Default SMTP Virtual Server (Stopped)"
         self.setCentralWidget(self.splitter)
         self._status_widgets()
-        self.queue_feed = QueueFeed(engine, self.queue_model, self.runner)
-        self.mail_ops = MailOperations(self)
-        self.queue_ops = QueueOperations(self, view=self.mail_ops.view)
-        self.folder_ops = FolderOperations(self)
-        self._queue_wanted = False  # the Queue node was shown: keep its model live from then on
-        self._session_events: list[SessionOpened | SessionClosed] = []
         self.setAcceptDrops(True)
-        self.tree.drop_accepts = self.pickup.accepts
-        self.tree.drop_to = self.pickup.drop
-        for node in MESSAGE_NODES:
-            self._drag_out(self.panes[node].detail)
-        for node, why in EMPTY_TEXTS.items():  # an empty list says why (not a blank page)
-            view = self.panes[node].detail
-            if isinstance(view, ItemView):
-                view.set_empty_text(why)
+        self.tree.drop_accepts = lambda mime, source: self.current.pickup.accepts(mime, source)
+        self.tree.drop_to = self._drop_on_tree
         self._connect()
-        self.children_model.sync(NodeRow(node.value, NODE_TITLES[node], NODE_ICONS[node], NODE_DESCRIPTIONS[node],
-                                         order) for order, node in enumerate(SERVER_CHILDREN))
-        self.refresh_config()
-        self.set_state(engine.state)
-        self.tree.select(Node.SERVER)
-        self._soon = QTimer(self)  # coalesces action/count updates after row changes
-        self._soon.setSingleShot(True)
-        self._soon.timeout.connect(self._rows_changed)
-        for model in (self.domains_model, self.sessions_model, self.queue_model, self.drop_model,
-                      self.badmail_model):
-            model.rowsInserted.connect(self._soon.start)
-            model.rowsRemoved.connect(self._soon.start)
-            model.modelReset.connect(self._soon.start)
-        # a message's state can change by a snapshot too, not only by an event: the actions follow it
-        self.queue_model.dataChanged.connect(lambda *_: self._soon.start())
         self._timer = QTimer(self)
         self._timer.setInterval(SESSION_REFRESH_MS)
         self._timer.timeout.connect(self._tick)
         self._timer.start()
         self.restore_layout()
+        if engine is not None:
+            self.add_computer(LOCAL, f"{computer} (local computer)", engine)
+            self.tree.select(Node.SERVER, LOCAL)
+
+    # -- computers ------------------------------------------------------------------------------
+
+    def add_computer(self, key: str, label: str, engine: EngineFacade, link: Link = "local") -> Computer:
+        """The computer's nodes under the root, beside the others; its panes work against ``engine``."""
+        if key in self.computers:
+            raise ValueError(f"{key} is already in the window")
+        computer = Computer(self, key, label, engine, link)
+        computer.items = self.tree.add_computer(key, label, engine.config().name)
+        a = self.actions_
+        for node, pane in computer.panes.items():
+            self._add_pane(pane, computer, node)
+            header = self.settings.value(column_key(node))
+            pane.restore_header(header if isinstance(header, QByteArray) else None)
+            pane.set_mode(self.root_pane.mode)
+        for node in MESSAGE_NODES:
+            view = computer.panes[node].detail
+            self._drag_out(computer, view)
+        queue_pane = computer.queue_pane
+        queue_pane.show_chart(a.show_chart.isChecked())
+        queue_pane.show_preview(a.show_preview.isChecked())
+        a.show_chart.toggled.connect(queue_pane.show_chart)
+        a.show_preview.toggled.connect(queue_pane.show_preview)
+        queue_pane.chart_button.toggled.connect(a.show_chart.setChecked)
+        splitter = self.settings.value("queue/splitter")
+        if isinstance(splitter, QByteArray):
+            queue_pane.splitter.restoreState(splitter)
+        computer.queue_feed.loading_changed.connect(computer.queue_loading)
+        self.computers[key] = computer
+        if self._last is None:
+            self._last = computer
+        computer.refresh_config()
+        computer.set_state(engine.state)
+        self._fit_tree()
+        return computer
+
+    def _fit_tree(self) -> None:
+        """Widen the tree for a longer computer name ("mx2.example.com (https://…:8443)"), within reason."""
+        metrics = self.tree.fontMetrics()
+        widest = max((metrics.horizontalAdvance(c.items[Node.COMPUTER].text(0)) for c in self.computers.values()),
+                     default=0)
+        wanted = min(460, widest + self.tree.indentation() * 2 + 48)  # its level's indent, arrow and icon
+        left, right = self.splitter.sizes()
+        if left < wanted and left + right > wanted + 400:
+            self.splitter.setSizes([wanted, left + right - wanted])
+
+    def remove_computer(self, key: str) -> None:
+        """Take the computer and its nodes out of the window (this computer's cannot be)."""
+        computer = self.computers.get(key)
+        if computer is None or key == LOCAL:
+            return
+        if self.tree.key_of(self.tree.currentItem()) == key:
+            self.tree.select(Node.ROOT)
+        computer.close()
+        del self.computers[key]
+        if self._last is computer:
+            self._last = next(iter(self.computers.values()), None)
+        self._history = [entry for entry in self._history if entry[0] != key]
+        self._future = [entry for entry in self._future if entry[0] != key]
+        for pane in computer.panes.values():
+            self.stack.removeWidget(pane)
+            pane.deleteLater()
+        self.tree.remove_computer(key)
+        self._sync_root()
+        self.update_actions()
+
+    def _add_pane(self, pane: Pane, computer: Computer | None, node: Node) -> None:
+        self.stack.addWidget(pane)
+        if computer is None:
+            pane.activated.connect(self._root_activated)
+        else:
+            pane.activated.connect(lambda index: computer.activated(node, index))
+        pane.selection_changed.connect(self.update_actions)
+        for view in pane.views():
+            view.customContextMenuRequested.connect(self._result_menu)
+
+    def _drag_out(self, computer: Computer, view: ItemView | ItemTable) -> None:
+        view.enable_drag_out(lambda: computer.mail_ops.start_drag(view, computer.message_refs()))
+
+    @property
+    def current(self) -> Computer:
+        """The computer of the selected node (the root selected: the computer shown last)."""
+        key = self.tree.key_of(self.tree.currentItem())
+        computer = self.computers.get(key) if key is not None else self._last
+        if computer is None:
+            computer = self._last or next(iter(self.computers.values()))
+        return computer
+
+    @property
+    def local(self) -> Computer:
+        return self.computers.get(LOCAL) or next(iter(self.computers.values()))
+
+    # -- the Shell of the computers (ui.computer.Shell) ---------------------------------------------
+
+    def current_node(self, computer: Computer) -> Node | None:
+        item = self.tree.currentItem()
+        if item is None or self.tree.key_of(item) != computer.key:
+            return None
+        return self.tree.node()
+
+    def show_item(self, item: QTreeWidgetItem) -> None:
+        self.tree.setCurrentItem(item)
+
+    def computer_changed(self, computer: Computer) -> None:
+        """A computer's state, configuration, connection or rows changed: its nodes, and the window if shown."""
+        if self.computers.get(computer.key) is not computer:
+            return  # still being added, or removed
+        config = computer.engine.config()
+        self.tree.set_server(computer.key, config.name, computer.state)
+        self.tree.set_computer(computer.key, computer.label, computer.link_text)
+        self._sync_root()
+        if computer is self.current:
+            self._update_status(computer)
+            self.update_actions()
+            self._update_counts()
+
+    def engine_events(self, computer: Computer, batch: list[Event]) -> None:
+        """Every computer's events, after it took them: the tray's notices."""
+        self.tray.on_events(batch)
+
+    def _sync_root(self) -> None:
+        self.computers_model.sync(
+            NodeRow(key, computer.label, "computer",
+                    computer.link_text.capitalize() or ("This computer" if key == LOCAL
+                                                        else f"Connected: {state_label(computer.state)}"), order)
+            for order, (key, computer) in enumerate(self.computers.items()))
 
     # -- building -------------------------------------------------------------------------------
 
@@ -236,14 +287,18 @@ class ManagerWindow(QMainWindow):
             widget.setContentsMargins(4, 0, 4, 0)
         for widget in (self.state_icon_label, self.state_label, self.address_label, self.count_label):
             bar.addPermanentWidget(widget)
+        # room for the longest state ("Disconnected — retrying"): the fields never overlap when it changes
+        self.state_label.setMinimumWidth(self.state_label.fontMetrics().horizontalAdvance("Disconnected — retrying")
+                                         + 12)
 
     def _connect(self) -> None:
         a = self.actions_
-        ops = self.ops
         self.tree.currentItemChanged.connect(lambda *_: self._node_changed())
         self.tree.customContextMenuRequested.connect(self._tree_menu)
         a.exit.triggered.connect(self.close)
         a.connect.triggered.connect(self.connect_requested.emit)
+        a.remove_computer.triggered.connect(lambda: self.remove_requested.emit(self.current.key))
+        a.new_window.triggered.connect(self._new_window)
         a.replicate.triggered.connect(self.replicate_requested.emit)
         a.export.triggered.connect(self._export)
         a.back.triggered.connect(self._back)
@@ -260,44 +315,39 @@ class ManagerWindow(QMainWindow):
             a.tray_notices.setEnabled(False)
             a.tray_notices.setStatusTip("Tray notices: this desktop has no system tray")
         a.view_modes.triggered.connect(lambda action: self.set_view_mode(str(action.data())))
-        a.start.triggered.connect(ops.start)
-        a.stop.triggered.connect(ops.stop)
-        a.pause.triggered.connect(ops.pause_or_continue)
-        a.new_domain.triggered.connect(ops.new_domain)
-        a.set_default.triggered.connect(ops.set_default)
+        a.start.triggered.connect(lambda: self.current.ops.start())
+        a.stop.triggered.connect(lambda: self.current.ops.stop())
+        a.pause.triggered.connect(lambda: self.current.ops.pause_or_continue())
+        a.new_domain.triggered.connect(lambda: self.current.ops.new_domain())
+        a.set_default.triggered.connect(lambda: self.current.ops.set_default())
         a.delete.triggered.connect(self.delete)
-        a.rename.triggered.connect(ops.rename)
-        a.terminate.triggered.connect(ops.terminate)
-        a.terminate_all.triggered.connect(ops.terminate_all)
+        a.rename.triggered.connect(lambda: self.current.ops.rename())
+        a.terminate.triggered.connect(lambda: self.current.ops.terminate())
+        a.terminate_all.triggered.connect(lambda: self.current.ops.terminate_all())
         a.refresh.triggered.connect(self.refresh)
         a.track.triggered.connect(self.track_message)
         a.properties.triggered.connect(self.properties)
         a.about.triggered.connect(self._about)
-        q, m = self.queue_ops, self.mail_ops
-        a.retry_now.triggered.connect(q.retry_now)
-        a.retry_domain.triggered.connect(q.retry_domain)
-        a.release_etrn.triggered.connect(q.release_selected)
-        a.freeze.triggered.connect(q.freeze)
-        a.thaw.triggered.connect(q.thaw)
-        a.bounce_now.triggered.connect(q.bounce_now)
-        a.details.triggered.connect(lambda: q.show_detail())
-        a.view_message.triggered.connect(lambda: m.view(self.message_refs()))
-        a.save_as.triggered.connect(lambda: m.save(self.message_refs()))
-        a.resend.triggered.connect(lambda: self.folder_ops.resend(self.pane.selected_keys()))
-        a.open_folder.triggered.connect(lambda: self.folder_ops.open_folder(
+        a.retry_now.triggered.connect(lambda: self.current.queue_ops.retry_now())
+        a.retry_domain.triggered.connect(lambda: self.current.queue_ops.retry_domain())
+        a.release_etrn.triggered.connect(lambda: self.current.queue_ops.release_selected())
+        a.freeze.triggered.connect(lambda: self.current.queue_ops.freeze())
+        a.thaw.triggered.connect(lambda: self.current.queue_ops.thaw())
+        a.bounce_now.triggered.connect(lambda: self.current.queue_ops.bounce_now())
+        a.details.triggered.connect(lambda: self.current.queue_ops.show_detail())
+        a.view_message.triggered.connect(lambda: self.current.mail_ops.view(self.current.message_refs()))
+        a.save_as.triggered.connect(lambda: self.current.mail_ops.save(self.current.message_refs()))
+        a.resend.triggered.connect(lambda: self.current.folder_ops.resend(self.pane.selected_keys()))
+        a.open_folder.triggered.connect(lambda: self.current.folder_ops.open_folder(
             self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue",
             next(iter(self.pane.selected_keys()), "") if self.node == Node.DROP else ""))  # that item's Drop
-        a.show_chart.toggled.connect(self.queue_pane.show_chart)
-        a.show_preview.toggled.connect(self.queue_pane.show_preview)
         a.show_preview.toggled.connect(lambda on: self.settings.setValue("queue/preview", on))
         a.columns.triggered.connect(self.choose_columns)
         a.help.triggered.connect(lambda: show_help(self.node.value, self))
         a.show_description.toggled.connect(self.description_bar.setVisible)
         a.put_pickup.triggered.connect(self._put_files)
         a.paste_pickup.triggered.connect(self._paste)
-        self.queue_pane.chart_button.toggled.connect(a.show_chart.setChecked)
         a.pickup_preview.toggled.connect(lambda on: self.settings.setValue("pickup/preview", on))
-        self.queue_feed.loading_changed.connect(self._queue_loading)
 
     # -- navigation -----------------------------------------------------------------------------
 
@@ -305,144 +355,72 @@ class ManagerWindow(QMainWindow):
     def node(self) -> Node:
         return self.tree.node()
 
-    def _drag_out(self, view: ItemView | ItemTable) -> None:
-        view.enable_drag_out(lambda: self.mail_ops.start_drag(view, self.message_refs()))
-
     @property
     def pane(self) -> Pane:
-        return self.panes[self.node]
+        return self.root_pane if self.node == Node.ROOT else self.current.panes[self.node]
 
     def message_refs(self) -> list[MessageRef]:
-        """The selected messages of the Queue, Drop or Badmail pane."""
-        if self.node not in MESSAGE_NODES:
-            return []
-        return [MessageRef(self.node.value, key) for key in self.pane.selected_keys()]
+        return self.current.message_refs()
 
-    def select_node(self, node: Node) -> None:
-        self.tree.select(node)
+    def select_node(self, node: Node, key: str | None = None) -> None:
+        """Select ``node`` of the computer ``key`` (default: the computer shown now)."""
+        self.tree.select(node, key if key is not None or node == Node.ROOT else self.current.key)
 
     def confirm(self, title: str, question: str) -> bool:
         """Asked before destructive actions (Operations.confirm, which tests replace)."""
-        return self.ops.confirm(title, question)
+        return self.current.confirm(title, question)
 
     def delete(self) -> None:
         """Action ▸ Delete for whatever the selected node lists."""
-        if self.node == Node.QUEUE:
-            self.queue_ops.delete()
-        elif self.node in (Node.DROP, Node.BADMAIL):
-            self.folder_ops.delete(self.node.value, self.pane.selected_keys())
-        else:
-            self.ops.delete()
+        if self.node != Node.ROOT:
+            self.current.delete()
 
     def properties(self) -> None:
         """Action ▸ Properties: a queued message's detail, a session's, or the selected node's property sheet."""
-        if self.node == Node.QUEUE:
-            self.queue_ops.show_detail()
-        elif self.node == Node.SESSIONS:
-            keys = self.pane.selected_keys()
-            if keys:
-                self.show_session(keys[0])
-        elif self.node == Node.BADMAIL:
-            keys = self.pane.selected_keys()
-            item = self.badmail_model.get(keys[0]) if keys else None
-            if item is not None:
-                self.show_badmail(item)
-        else:
-            self.ops.properties()
+        if self.node != Node.ROOT:
+            self.current.properties()
 
-    def follow_pickup(self, row: PickupRow) -> None:
-        """A Pickup result leads to what became of the file: the queued message, its Drop file, its Badmail."""
-        if row.status == "queued" and row.queue_id:
-            self.select_node(Node.QUEUE)
-            self.queue_ops.show_detail(row.queue_id)
-        elif row.status == "delivered" and row.queue_id:
-            self.select_node(Node.DROP)
-            self._select_when_listed(Node.DROP, lambda: next(
-                (r.ref for r in self.drop_model.rows() if r.ref.rsplit("/", 1)[-1].startswith(row.queue_id)), None))
-        elif row.status == "refused":
-            self.select_node(Node.BADMAIL)
-            self._select_when_listed(Node.BADMAIL, lambda: next(
-                (b.name for b in self.badmail_model.rows()
-                 if b.name == row.badmail or (not row.badmail and b.property("pickup-file") == row.name)), None))
-
-    def _select_when_listed(self, node: Node, find: Callable[[], str | None], tries: int = 50) -> None:
-        """Select the row ``find`` names once the list has it (the folder may still be being read)."""
-        key = find()
-        if key is not None and self.node == node:
-            self.panes[node].select_key(key)
-        elif tries > 0 and self.node == node:
-            QTimer.singleShot(100, lambda: self._select_when_listed(node, find, tries - 1))
-
-    def node_path(self, node: Node) -> str:
-        """MMC's title: the path of the selected node, "vm\\Default SMTP Virtual Server\\Queue"."""
+    def node_path(self, item: QTreeWidgetItem | None = None) -> str:
+        """MMC's title: the path of the selected node, "vm (local computer)\\Default SMTP Virtual Server\\Queue"."""
+        item = item or self.tree.currentItem()
         parts = []
-        current: Node | None = node
-        while current is not None:
-            item = self.tree.items.get(current)
-            parts.append(item.text(0) if item is not None else current.value)
-            current = PARENT_NODE.get(current)
-        return "\\".join(reversed(parts))
-
-    def show_badmail(self, item: BadmailItem) -> BadmailDialog:
-        dialog = BadmailDialog(item, self)
-
-        def act(action: str) -> None:
-            if action == "view":
-                self.mail_ops.view([MessageRef("badmail", item.name)])
-            else:
-                self.folder_ops.resend([item.name])
-
-        dialog.act.connect(act)
-        dialog.finished.connect(dialog.deleteLater)
-        dialog.show()
-        return dialog
-
-    def show_session(self, session_id: str) -> SessionDialog:
-        engine = self.engine
-        dialog = SessionDialog(session_id, lambda: self.sessions_model.get(session_id), time.time, self,
-                               runner=self.runner,
-                               transcript=(lambda: engine.session_transcript(session_id))
-                               if isinstance(engine, TranscriptFacade) else None)
-        dialog.resize(640, 560)
-        dialog.terminate.connect(self.ops.terminate_ids)
-        dialog.finished.connect(dialog.deleteLater)
-        dialog.show()
-        return dialog
+        while item is not None and item is not self.tree.root:
+            parts.append(item.text(0))
+            item = item.parent()
+        return "\\".join(reversed(parts)) or APP_TITLE
 
     def _node_changed(self) -> None:
         node = self.node
-        self.setWindowTitle(f"{APP_TITLE} - [{self.node_path(node)}]")
-        path = self.node_path(node).split("\\", 1)[-1]  # from the virtual server down (the title has the computer)
+        item = self.tree.currentItem()
+        key = self.tree.key_of(item)
+        self.setWindowTitle(f"{APP_TITLE} - [{self.node_path()}]")
+        path = self.node_path().split("\\", 1)[-1]  # from the virtual server down (the title has the computer)
         self.description_bar.setText(f"<b>{html.escape(path)}</b>"
                                      + (f" — {html.escape(NODE_DESCRIPTIONS[node])}" if node in NODE_DESCRIPTIONS
                                         else ""))
-        if not self._navigating and (not self._history or self._history[-1] != node):
-            self._history.append(node)
+        entry = (key or "", node)
+        if not self._navigating and (not self._history or self._history[-1] != entry):
+            self._history.append(entry)
             self._future.clear()
-        self.stack.setCurrentWidget(self.panes[node])
-        if node == Node.SESSIONS:
-            self.ops.refresh_sessions()
-        elif node == Node.QUEUE:
-            self._queue_wanted = True
-            if not self.queue_model.live and (self.state in RUNNING or self.state == "stopped"):
-                self.queue_feed.load()
-            self._queue_loading(self.queue_feed.loading)
-        elif node == Node.DROP and not self.drop_model.loaded:
-            self.folder_ops.load_drop()
-        elif node == Node.BADMAIL and not self.badmail_model.loaded:
-            self.folder_ops.load_badmail()
-        elif node == Node.EVENTS and not self.event_viewer.loaded:
-            self.load_events()
-        self.performance.set_active(node == Node.PERFORMANCE)
+        computer = self.computers.get(key) if key is not None else None
+        if self._last is not None and self._last is not computer:
+            self._last.hidden()
+        if computer is None:
+            self.stack.setCurrentWidget(self.root_pane)
+        else:
+            self._last = computer
+            self.stack.setCurrentWidget(computer.panes[node])
+            computer.shown(node)
+            self._update_status(computer)
         self.message_toolbar.setVisible(node in MESSAGE_NODES and self.actions_.show_toolbar.isChecked())
         self._rebuild_action_menu()
         self.update_actions()
         self._update_counts()
 
-    def _go(self, node: Node) -> None:
+    def _go(self, entry: tuple[str, Node]) -> None:
         self._navigating = True
         try:
-            self.tree.select(node)
+            self.tree.select(entry[1], entry[0] or None)
         finally:
             self._navigating = False
 
@@ -453,48 +431,40 @@ class ManagerWindow(QMainWindow):
 
     def _forward(self) -> None:
         if self._future:
-            node = self._future.pop()
-            self._history.append(node)
-            self._go(node)
+            entry = self._future.pop()
+            self._history.append(entry)
+            self._go(entry)
 
     def _up(self) -> None:
-        parent = PARENT_NODE.get(self.node)
-        if parent is not None:
-            self.tree.select(parent)
+        item = self.tree.currentItem()
+        parent = item.parent() if item is not None else None
+        if parent is None or (self.tree.rootIndex().isValid()
+                              and self.tree.indexFromItem(parent) == self.tree.rootIndex()):
+            return  # the top of this window's tree
+        self.tree.setCurrentItem(parent)
 
-    def _activated(self, index: QModelIndex) -> None:
-        if self.node == Node.COMPUTER:
-            self.tree.select(Node.SERVER)
-        elif self.node == Node.SERVER:
-            row = self.children_model.row_at(index)
-            if row is not None:
-                self.tree.select(Node(row.node))
-        elif self.node == Node.DOMAINS:
-            self.ops.properties()
-        elif self.node == Node.SESSIONS:
-            key = self.pane.model.data(index, KEY_ROLE)
-            if key:
-                self.show_session(str(key))
-        elif self.node == Node.PICKUP:
-            key = self.pane.model.data(index, KEY_ROLE)
-            result = self.pickup.results.get(str(key)) if key else None
-            if result is not None:
-                self.follow_pickup(result)
-        elif self.node == Node.QUEUE:
-            self.queue_ops.show_detail(self.queue_model.id_at(index.row()))
-        elif self.node in (Node.DROP, Node.BADMAIL):
-            key = self.pane.model.data(index, KEY_ROLE)
-            if key:
-                self.mail_ops.view([MessageRef(self.node.value, str(key))])
-        elif self.node == Node.EVENTS:
-            key = self.pane.model.data(index, KEY_ROLE)
-            if key:
-                self.event_viewer.detail(str(key), self)
+    def _root_activated(self, index: QModelIndex) -> None:
+        row = self.computers_model.row_at(index)
+        if row is not None and row.node in self.computers:
+            self.tree.select(Node.COMPUTER, row.node)
 
     def set_view_mode(self, mode: str) -> None:
-        for pane in self.panes.values():
-            pane.set_mode(mode)
+        self.root_pane.set_mode(mode)
+        for computer in self.computers.values():
+            for pane in computer.panes.values():
+                pane.set_mode(mode)
         self.actions_.view_mode[mode].setChecked(True)
+
+    def _new_window(self) -> None:
+        """New Window from Here: a window whose tree starts at the selected node (app/ opens it)."""
+        self.new_window_requested.emit(self.tree.key_of(self.tree.currentItem()) or "", self.node.value)
+
+    def root_at(self, key: str, node: Node) -> None:
+        """Make this window's tree start at ``node`` of computer ``key`` (a New Window from Here)."""
+        item = self.tree.root if node == Node.ROOT else self.computers[key].items[node]
+        self.tree.root_at(item)
+        self.tree.setCurrentItem(item)
+        self.setWindowTitle(f"{APP_TITLE} - [{self.node_path(item)}]")
 
     # -- menus and action state -----------------------------------------------------------------
 
@@ -504,7 +474,8 @@ class ManagerWindow(QMainWindow):
         server: list[object] = [a.start, a.stop, a.pause, None, new_menu, self.all_tasks_menu, None, a.rename, None,
                                 a.refresh, a.export, None, a.properties]
         actions: dict[Node, list[object]] = {
-            Node.COMPUTER: [a.connect, None, a.refresh, a.export],
+            Node.ROOT: [a.connect, None, a.refresh, a.export],
+            Node.COMPUTER: [a.connect, a.remove_computer, None, a.refresh, a.export],
             Node.SERVER: server,
             Node.DOMAINS: [new_menu, None, a.refresh, a.export],
             Node.SESSIONS: [a.terminate_all, None, a.refresh, a.export],
@@ -556,7 +527,7 @@ class ManagerWindow(QMainWindow):
             return
         self.tree.setCurrentItem(item)
         menu = QMenu(self)
-        self._fill(menu, self.node_actions(self.node))
+        self._fill(menu, [*self.node_actions(self.node), None, self.actions_.new_window])
         menu.popup(self.tree.viewport().mapToGlobal(point))
 
     def _result_menu(self, point: QPoint) -> None:
@@ -569,16 +540,19 @@ class ManagerWindow(QMainWindow):
 
     def update_actions(self) -> None:
         a = self.actions_
-        node, state = self.node, self.state
-        on_server = node != Node.COMPUTER
+        node = self.node
+        computer = self.current
+        state = computer.state if node != Node.ROOT else "stopped"
+        reachable = computer.link in ("local", "connected")
+        on_server = node not in (Node.COMPUTER, Node.ROOT) and reachable
         keys = self.pane.selected_keys()
-        domains = [self.domains_model.get(key) for key in keys] if node == Node.DOMAINS else []
+        domains = [computer.domains_model.get(key) for key in keys] if node == Node.DOMAINS else []
         a.start.setEnabled(on_server and state == "stopped")
         a.stop.setEnabled(on_server and state in ("started", "paused"))
         a.pause.setEnabled(on_server and state in ("started", "paused"))
         a.pause.setChecked(state == "paused")
         a.pause.setText("Continue" if state == "paused" else "&Pause")
-        a.new_domain.setEnabled(node in (Node.SERVER, Node.DOMAINS))
+        a.new_domain.setEnabled(node in (Node.SERVER, Node.DOMAINS) and reachable)
         a.set_default.setEnabled(len(domains) == 1 and domains[0] is not None and domains[0].type == "alias")
         on_queue = node == Node.QUEUE and state in RUNNING
         messages = node in MESSAGE_NODES and bool(keys) and (node != Node.QUEUE or on_queue)
@@ -586,23 +560,27 @@ class ManagerWindow(QMainWindow):
         a.delete.setEnabled(bool(domains) or (node == Node.SESSIONS and bool(keys)) or messages)
         a.rename.setEnabled(node == Node.SERVER or len(domains) == 1)
         a.terminate.setEnabled(node == Node.SESSIONS and bool(keys))
-        a.terminate_all.setEnabled(node == Node.SESSIONS and self.sessions_model.rowCount() > 0)
-        a.properties.setEnabled(node == Node.SERVER or len(domains) == 1 or (on_queue and bool(keys))
+        a.terminate_all.setEnabled(node == Node.SESSIONS and computer.sessions_model.rowCount() > 0)
+        a.properties.setEnabled((node == Node.SERVER and reachable) or len(domains) == 1 or (on_queue and bool(keys))
                                 or (node in (Node.SESSIONS, Node.BADMAIL) and bool(keys)))
         a.export.setEnabled(self.pane.model.rowCount() > 0)
         a.back.setEnabled(len(self._history) > 1)
         a.forward.setEnabled(bool(self._future))
-        a.up.setEnabled(node in PARENT_NODE)
-        self._update_message_actions(node, keys, on_queue, messages)
+        a.up.setEnabled(node != Node.ROOT)
+        a.remove_computer.setEnabled(node == Node.COMPUTER and computer.key != LOCAL)
+        a.put_pickup.setEnabled(node != Node.ROOT)
+        self._update_message_actions(computer, node, keys, on_queue, messages)
         if node in ITEM_NODES:
             self._rebuild_action_menu()
 
-    def _update_message_actions(self, node: Node, keys: list[str], on_queue: bool, messages: bool) -> None:
+    def _update_message_actions(self, computer: Computer, node: Node, keys: list[str], on_queue: bool,
+                                messages: bool) -> None:
         a = self.actions_
+        queue_model = computer.queue_model
         for action in (a.retry_now, a.freeze, a.thaw, a.bounce_now):
             action.setVisible(node == Node.QUEUE)
         held = on_queue and any(item.etrn_held for key in keys[:STATES_CHECKED_UP_TO]
-                                if (item := self.queue_model.get(key)) is not None)
+                                if (item := queue_model.get(key)) is not None)
         a.release_etrn.setVisible(held)
         a.resend.setVisible(node == Node.BADMAIL)
         a.open_folder.setVisible(node != Node.QUEUE)
@@ -611,207 +589,67 @@ class ManagerWindow(QMainWindow):
             if len(keys) > STATES_CHECKED_UP_TO:
                 states = {"queued", "deferred", "frozen"}
             else:
-                states = {display_state(item) for key in keys if (item := self.queue_model.get(key)) is not None}
-        idle = not self.queue_ops.busy
+                states = {display_state(item) for key in keys if (item := queue_model.get(key)) is not None}
+        idle = not computer.queue_ops.busy
         a.retry_now.setEnabled(idle and bool(states - {"frozen", "active", "etrn"}))
         a.release_etrn.setEnabled(idle and held)
         a.freeze.setEnabled(idle and bool(states - {"frozen"}))
         a.thaw.setEnabled(idle and "frozen" in states)
         a.bounce_now.setEnabled(idle and bool(states - {"active"}))
-        a.retry_domain.setEnabled(on_queue and self.queue_model.total > 0)
+        a.retry_domain.setEnabled(on_queue and queue_model.total > 0)
         a.details.setEnabled(on_queue and bool(keys))
         a.view_message.setEnabled(messages)
         a.save_as.setEnabled(messages)
         a.resend.setEnabled(node == Node.BADMAIL and bool(keys))
-        a.open_folder.setEnabled(node in (Node.PICKUP, Node.DROP, Node.BADMAIL))
+        a.open_folder.setEnabled(node in (Node.PICKUP, Node.DROP, Node.BADMAIL) and computer.link == "local")
         a.paste_pickup.setEnabled(node == Node.PICKUP)  # Ctrl+V elsewhere must not send mail by surprise
 
-    # -- engine state ---------------------------------------------------------------------------
+    # -- the status bar -------------------------------------------------------------------------
 
-    def on_engine_events(self, batch: list[Event]) -> None:
-        """Engine events, in order, delivered on the GUI thread (the bridge's queued signal)."""
-        self.queue_feed.on_events(batch)
-        self.queue_ops.on_events(batch)
-        self.folder_ops.on_events(batch)
-        self.pickup.on_events(batch)
-        self.tray.on_events(batch)
-        self.event_viewer.on_events(batch)
-        self._session_events += [e for e in batch if isinstance(e, SessionOpened | SessionClosed)]
-        if len(self._session_events) <= SESSION_BURST:
-            self._apply_session_events()
-        for event in batch:
-            if isinstance(event, SessionClosed):
-                self.messages_received += event.messages
-            elif isinstance(event, StateChanged):
-                self.set_state(event.state)
-            elif isinstance(event, ConfigChanged):
-                self.refresh_config()
-            elif isinstance(event, ListenerFailed):
-                self.messages.inform(f"Cannot listen on {event.address}: {event.reason}")
-            elif isinstance(event, ErrorEvent):
-                self.messages.inform(f"{event.source}: {event.message}")
-        self._rows_changed()
-
-    def _apply_session_events(self) -> None:
-        """Session rows from events. Under a load of short connections they come in bursts and wait for the
-        once-a-second refresh; a session that opened and closed meanwhile never gets a row (each row change
-        is work for the window, which competes with the engine for the GIL)."""
-        events, self._session_events = self._session_events, []
-        closed = [e.session_id for e in events if isinstance(e, SessionClosed)]
-        short = set(closed)
-        opened = [(e.session_id, e.peer, e.at) for e in events
-                  if isinstance(e, SessionOpened) and e.session_id not in short]
-        self.sessions_model.apply_events(opened, closed)
-
-    def set_state(self, state: str) -> None:
-        self.state = state
-        config = self.engine.config()
-        self.tree.set_server(config.name, state)
-        self.state_icon_label.setPixmap(state_icon("server", state).pixmap(16, 16))
-        self.state_label.setText(state_label(state))
-        sessions_pane = self.panes[Node.SESSIONS]
-        if isinstance(sessions_pane, ResultPane):
-            sessions_pane.detail.set_empty_text("No client is connected." if state in RUNNING else
-                                         "The virtual server is stopped: no client can connect.")
-        if state == "stopped":
-            self.sessions_model.clear()
-            self.queue_feed.stopped()
-            self.folder_ops.stopped()
-            if self._queue_wanted:
-                self.queue_feed.load()  # a read-only scan of the Queue folder
-            self.queue_pane.refresh_chart(force=True)  # never the running queue's shape over the stopped one
-        if state in RUNNING and self._queue_wanted and (self.queue_feed.offline or not self.queue_model.live):
-            if self.queue_feed.offline:
-                self.queue_feed.stopped()
-            self.queue_feed.load()
-        self._queue_loading(self.queue_feed.loading)
-        self._update_server_row()
-        self.update_actions()
-
-    def addresses(self) -> tuple[tuple[str, int], ...]:
-        bound = tuple(self.engine.bound_addresses)
-        if bound and self.state in RUNNING:
-            return bound
-        pairs = []
-        for text in self.engine.config().server.listen:
-            try:
-                pairs.append(split_hostport(text, 25))
-            except ValueError:
-                continue
-        return tuple(pairs)
-
-    def _update_server_row(self) -> None:
-        config = self.engine.config()
-        addresses = self.addresses()
-        self.servers_model.sync([ServerRow(config.name, self.state, addresses, str(self.engine.mailroot))])
-        listening = ", ".join(join_hostport(host, port) for host, port in addresses)
-        self.address_label.setText(f"Listening on {listening}" if self.state in RUNNING else f"Configured: {listening}")
-
-    def _rows_changed(self) -> None:
-        self._update_counts()
-        self.update_actions()
+    def _update_status(self, computer: Computer) -> None:
+        state = computer.state
+        if computer.link_text:
+            self.state_icon_label.setPixmap(state_icon("computer", "stopped").pixmap(16, 16))
+            self.state_label.setText(computer.link_text.capitalize())
+            self.state_label.setToolTip(computer.link_reason)
+        else:
+            self.state_icon_label.setPixmap(state_icon("server", state).pixmap(16, 16))
+            self.state_label.setText(state_label(state))
+            self.state_label.setToolTip("")
+        self.address_label.setText(computer.listening_text())
 
     def _update_counts(self) -> None:
-        sessions = self.sessions_model.rowCount()
-        domains = self.domains_model.rowCount()
+        computer = self.current
+        sessions = computer.sessions_model.rowCount()
+        domains = computer.domains_model.rowCount()
         self.count_label.setText(f"{domains} domain{'s' * (domains != 1)}, {sessions} session{'s' * (sessions != 1)}")
         self.actions_.export.setEnabled(self.pane.model.rowCount() > 0)
         self.actions_.terminate_all.setEnabled(self.node == Node.SESSIONS and sessions > 0)
 
-    def refresh_config(self) -> None:
-        config: Config = self.engine.config()
-        self.domains_model.set_domains(config.effective_domains)
-        self.tree.set_server(config.name, self.state)
-        self._update_server_row()
-        self._update_counts()
-
     def refresh(self) -> None:
-        self.refresh_config()
-        self.set_state(self.engine.state)
-        self.ops.refresh_sessions()
-        if self.node == Node.QUEUE and (self.state in RUNNING or self.state == "stopped"):
-            self.queue_feed.load()
-        elif self.node == Node.DROP:
-            self.folder_ops.load_drop()
-        elif self.node == Node.BADMAIL:
-            self.folder_ops.load_badmail()
-        elif self.node == Node.EVENTS:
-            self.load_events()
+        if self.node == Node.ROOT:
+            self._sync_root()
+        else:
+            self.current.refresh()
 
     def track_message(self) -> TrackDialog:
         """Track Message…, for the selected queued or dropped message when there is one."""
+        computer = self.current
         keys = self.pane.selected_keys() if self.node in MESSAGE_NODES else []
         queue_id = keys[0].rpartition("/")[2].removesuffix(".eml") if len(keys) == 1 else ""  # Drop: domain/ID.eml
         if self.node == Node.BADMAIL:  # a Badmail item names the queued message it was in its .BDP
-            item = self.badmail_model.get(keys[0]) if len(keys) == 1 else None
+            item = computer.badmail_model.get(keys[0]) if len(keys) == 1 else None
             queue_id = item.property("queue-id") if item is not None else ""
-        dialog = TrackDialog(self.engine, self.runner, self, queue_id=queue_id)
+        dialog = TrackDialog(computer.engine, self.runner, self, queue_id=queue_id)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         if queue_id:
             dialog.search()
         return dialog
 
-    def load_events(self) -> None:
-        async def load() -> None:
-            self.event_viewer.set_entries(await self.engine.list_events(limit=MAX_SHOWN))
-
-        self.runner.spawn(load(), "Event Viewer")
-
-    def _queue_loading(self, loading: bool) -> None:
-        if self.state not in RUNNING:
-            if self.queue_feed.offline and not loading:
-                read = time.strftime("%H:%M:%S", time.localtime(self.queue_feed.read_at))
-                self.queue_pane.set_placeholder(STOPPED_QUEUE_READ.format(read=read))
-            else:
-                self.queue_pane.set_placeholder(STOPPED_QUEUE)
-            self.queue_pane.refresh_chart(force=True)
-        elif loading and not self.queue_model.total:
-            self.queue_pane.set_placeholder("Reading the queue…")
-        else:
-            self.queue_pane.set_placeholder("")
-        if not loading and self.queue_pane.isVisible():
-            self.queue_pane.refresh_chart(force=True)  # the shape of what the list now shows, not of before
-
-    def _pickup_top(self) -> QWidget:
-        """The drop hint and, under it, what sits in the Pickup folder now (refreshed while the node shows)."""
-        top = QWidget()
-        layout = QVBoxLayout(top)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(drop_hint())
-        self.pickup_now = QLabel()
-        self.pickup_now.setWordWrap(True)
-        self.pickup_now.setObjectName("summary")
-        layout.addWidget(self.pickup_now)
-        self._pickup_listing = False
-        return top
-
-    def _refresh_pickup_now(self) -> None:
-        engine = self.engine
-        if self._pickup_listing or not isinstance(engine, PickupFolderFacade):
-            return
-        self._pickup_listing = True
-
-        async def run() -> None:
-            try:
-                files = await engine.list_pickup()
-            finally:
-                self._pickup_listing = False
-            self.pickup_now.setText(pickup_now_text(files, self.state in RUNNING))
-            self.pickup.show_folder(files)
-
-        self.runner.spawn(run(), "Pickup")
-
     def _tick(self) -> None:
-        if self.node == Node.PICKUP:
-            self._refresh_pickup_now()
-        if self._session_events:
-            self._apply_session_events()
-        self.sessions_model.tick()
-        if self.node == Node.QUEUE:
-            self.queue_model.tick()
-        if self.state in RUNNING and (self.node == Node.SESSIONS or self.sessions_model.rowCount()):
-            self.ops.refresh_sessions()
+        for computer in self.computers.values():
+            computer.tick()
 
     # -- export, about, layout ------------------------------------------------------------------
 
@@ -821,7 +659,8 @@ class ManagerWindow(QMainWindow):
         self.messages.inform(f"Exported {len(rows)} row(s) to {path}")
 
     def _export(self) -> None:
-        name = {Node.COMPUTER: "servers", Node.SERVER: "nodes"}.get(self.node, self.node.value)
+        name = {Node.ROOT: "computers", Node.COMPUTER: "servers", Node.SERVER: "nodes"}.get(self.node,
+                                                                                          self.node.value)
         path, _ = QFileDialog.getSaveFileName(self, "Export List", f"{name}.csv",
                                               "Comma separated values (*.csv);;All files (*)")
         if path:
@@ -831,13 +670,14 @@ class ManagerWindow(QMainWindow):
                 self.messages.error("Export List", error)
 
     def _about(self) -> None:
-        config = getattr(self.engine, "config_path", None)  # the embedded engine's file (not part of the facade)
-        AboutDialog(str(self.engine.mailroot), str(config) if config else "", self).exec()
+        engine = self.current.engine
+        config = getattr(engine, "config_path", None)  # the embedded engine's file (not part of the facade)
+        AboutDialog(str(engine.mailroot), str(config) if config else "", self).exec()
 
     def restore_layout(self) -> None:
         s = self.settings
         geometry = s.value("window/geometry")
-        if isinstance(geometry, QByteArray):
+        if isinstance(geometry, QByteArray) and self.primary:
             self.restoreGeometry(geometry)
         else:
             self.resize(1000, 600)
@@ -847,12 +687,8 @@ class ManagerWindow(QMainWindow):
         splitter = s.value("window/splitter")
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)
-        for node, pane in self.panes.items():
-            header = s.value(column_key(node))
-            pane.restore_header(header if isinstance(header, QByteArray) else None)
-        splitter = s.value("queue/splitter")
-        if isinstance(splitter, QByteArray):
-            self.queue_pane.splitter.restoreState(splitter)
+        header = s.value(column_key(Node.ROOT))
+        self.root_pane.restore_header(header if isinstance(header, QByteArray) else None)
         self.actions_.show_chart.setChecked(bool(s.value("view/chart", True, type=bool)))
         self.actions_.pickup_preview.setChecked(bool(s.value("pickup/preview", True, type=bool)))
         self.actions_.show_preview.setChecked(bool(s.value("queue/preview", False, type=bool)))
@@ -866,12 +702,14 @@ class ManagerWindow(QMainWindow):
             action.setChecked(bool(s.value(key, True, type=bool)))
 
     def _put_files(self) -> None:
-        if self.pickup.put_files():
-            self.select_node(Node.PICKUP)  # where the files' results show
+        computer = self.current
+        if computer.pickup.put_files():
+            computer.select_node(Node.PICKUP)  # where the files' results show
 
     def _paste(self) -> None:
-        if self.pickup.paste():
-            self.select_node(Node.PICKUP)
+        computer = self.current
+        if computer.pickup.paste():
+            computer.select_node(Node.PICKUP)
 
     def _raise(self) -> None:
         self.showNormal()
@@ -896,50 +734,54 @@ class ManagerWindow(QMainWindow):
 
     def save_layout(self) -> None:
         s = self.settings
+        computer = self.current
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
         s.setValue("window/splitter", self.splitter.saveState())
-        for node, pane in self.panes.items():
+        s.setValue(column_key(Node.ROOT), self.root_pane.header_state())
+        for node, pane in computer.panes.items():
             s.setValue(column_key(node), pane.header_state())
-        s.setValue("view/mode", self.panes[Node.SERVER].mode)
+        s.setValue("view/mode", self.root_pane.mode)
         s.setValue("view/tree", self.actions_.show_tree.isChecked())
         s.setValue("view/description", self.actions_.show_description.isChecked())
         s.setValue("view/toolbar", self.actions_.show_toolbar.isChecked())
         s.setValue("view/statusbar", self.actions_.show_statusbar.isChecked())
         s.setValue("view/chart", self.actions_.show_chart.isChecked())
-        s.setValue("queue/splitter", self.queue_pane.splitter.saveState())
+        s.setValue("queue/splitter", computer.queue_pane.splitter.saveState())
         s.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._timer.stop()
-        self._soon.stop()
-        self.queue_feed.close()
-        self.folder_ops.close()
-        self.pickup.close()
+        for computer in self.computers.values():
+            computer.close()
         self.tray.close()
-        self.queue_pane.hide()  # stops its chart timer
-        self.save_layout()
+        if self.primary and self.computers:
+            self.save_layout()
         event.accept()
         self.closed.emit()
 
-    # -- files dropped on the window go into Pickup -----------------------------------------------
+    # -- files dropped on the window go into the Pickup of the computer shown ----------------------
+
+    def _drop_on_tree(self, mime: object, key: str | None) -> None:
+        computer = self.computers.get(key) if key is not None else None
+        (computer or self.current).pickup.drop(mime)  # type: ignore[arg-type]
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self.pickup.accepts(event.mimeData(), event.source()):
+        if self.current.pickup.accepts(event.mimeData(), event.source()):
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
-        if self.pickup.accepts(event.mimeData(), event.source()):
+        if self.current.pickup.accepts(event.mimeData(), event.source()):
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        if self.pickup.accepts(event.mimeData(), event.source()):
+        if self.current.pickup.accepts(event.mimeData(), event.source()):
             event.acceptProposedAction()
-            self.pickup.drop(event.mimeData())
+            self.current.pickup.drop(event.mimeData())
         else:
             event.ignore()
 
@@ -948,3 +790,114 @@ class ManagerWindow(QMainWindow):
 
     def focus_result(self) -> None:
         self.pane.view().setFocus(Qt.FocusReason.OtherFocusReason)
+
+    # -- the computer shown (the local one's, with one computer), as before there were several ------------
+
+    def on_engine_events(self, batch: list[Event]) -> None:
+        """This computer's engine events (app/ connects each computer's own bridge to its Computer)."""
+        self.local.on_engine_events(batch)
+
+    @property
+    def engine(self) -> EngineFacade:
+        return self.current.engine
+
+    @property
+    def state(self) -> str:
+        return self.current.state
+
+    def set_state(self, state: str) -> None:
+        self.current.set_state(state)
+
+    def refresh_config(self) -> None:
+        self.current.refresh_config()
+
+    @property
+    def ops(self) -> Operations:
+        return self.current.ops
+
+    @property
+    def queue_ops(self) -> QueueOperations:
+        return self.current.queue_ops
+
+    @property
+    def mail_ops(self) -> MailOperations:
+        return self.current.mail_ops
+
+    @property
+    def folder_ops(self) -> FolderOperations:
+        return self.current.folder_ops
+
+    @property
+    def pickup(self) -> PickupDrop:
+        return self.current.pickup
+
+    @property
+    def pickup_now(self) -> QLabel:
+        return self.current.pickup_now
+
+    @property
+    def panes(self) -> dict[Node, Pane]:
+        return self.current.panes
+
+    @property
+    def queue_pane(self) -> QueuePane:
+        return self.current.queue_pane
+
+    @property
+    def queue_feed(self) -> QueueFeed:
+        return self.current.queue_feed
+
+    @property
+    def queue_model(self) -> QueueModel:
+        return self.current.queue_model
+
+    @property
+    def sessions_model(self) -> SessionsModel:
+        return self.current.sessions_model
+
+    @property
+    def domains_model(self) -> DomainsModel:
+        return self.current.domains_model
+
+    @property
+    def badmail_model(self) -> BadmailModel:
+        return self.current.badmail_model
+
+    @property
+    def drop_model(self) -> DropModel:
+        return self.current.drop_model
+
+    @property
+    def servers_model(self) -> ServersModel:
+        return self.current.servers_model
+
+    @property
+    def children_model(self) -> ChildrenModel:
+        return self.current.children_model
+
+    @property
+    def event_viewer(self) -> EventViewer:
+        return self.current.event_viewer
+
+    @property
+    def performance(self) -> Performance:
+        return self.current.performance
+
+    @property
+    def messages_received(self) -> int:
+        return self.current.messages_received
+
+    def show_session(self, session_id: str) -> SessionDialog:
+        return self.current.show_session(session_id)
+
+    def show_badmail(self, item: BadmailItem) -> BadmailDialog:
+        return self.current.show_badmail(item)
+
+    def follow_pickup(self, row: PickupRow) -> None:
+        self.current.follow_pickup(row)
+
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        return self.current.addresses()
+
+    def load_events(self) -> None:
+        self.current.load_events()

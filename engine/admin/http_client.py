@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,8 +246,10 @@ class AdminClient:
         files_result: list[dict[str, Any]] = reply["result"]["files"]
         return files_result
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """The server's engine events as they happen (type and fields), until the connection ends."""
+    async def events(self, on_open: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The server's engine events as they happen (type and fields), until the connection ends. ``on_open`` is
+        awaited once the server follows the engine for this stream (its first line): what is read then is not
+        older than what the stream will tell."""
         session = self._require()
         async with session.get("/api/v1/events", ssl=self._ssl,
                                timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as response:
@@ -256,6 +258,9 @@ class AdminClient:
                 raise error_from_reply(reply.get("error"))
             data: list[str] = []
             async for raw in response.content:
+                if on_open is not None:
+                    await on_open()
+                    on_open = None
                 line = raw.decode("utf-8").rstrip("\r\n")
                 if line.startswith("data:"):
                     data.append(line[5:].strip())

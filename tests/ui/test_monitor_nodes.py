@@ -99,7 +99,7 @@ def test_event_viewer_lists_filters_and_follows_the_log(running: Run) -> None:
     viewer.search.clear()
     index = window.pane.model.index(window.pane.model.row_of(next(
         viewer.model.key(e) for e in viewer.model.rows() if e.event_id == 1100)), 0)
-    window._activated(index)  # a double-click on the row
+    window.pane.activated.emit(index)  # a double-click on the row
     [dialog] = [w for w in QApplication.topLevelWidgets() if isinstance(w, EventDetail) and w.isVisible()]
     assert "Event ID: 1100" in dialog.as_text() and "server.max_recipients" in dialog.as_text()
     dialog.grab().save("/tmp/monitor-event-detail.png")

@@ -110,8 +110,10 @@ class SessionsModel(KeyedTableModel[SessionInfo]):
             del self._born[key]
 
     def clear(self) -> None:
+        """No session: the engine stopped, or a remote one may have restarted (its next ids start again)."""
         self.remove_many([self.key(row) for row in self.rows()])
         self._born.clear()
+        self._closed.clear()
 
     def tick(self) -> None:
         self.column_changed(self.DURATION_COLUMN)

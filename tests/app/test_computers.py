@@ -1,0 +1,342 @@
+"""Several computers in one window: this computer's embedded engine and two real `smtpsvc serve` engines added
+with File → Connect to Computer… (HTTPS admin servers on loopback), each node working against its own computer;
+a remote engine's restart; the list remembered and connected again at start; New Window from Here (offscreen)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import smtplib
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import qasync
+from admin_support import OPERATORS, AdminServe, admin_config, cli
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
+from serve_support import free_port
+
+from app.computers import LIST_KEY
+from app.manager import Manager, application
+from engine.conf.config_file import load_config, with_option
+from ui.scope import Node
+from ui.server_sheet import ServerSheet
+from ui.window import LOCAL, ManagerWindow
+
+T = TypeVar("T")
+FAR = b"From: a@example.test\r\nTo: x@partner.test\r\nSubject: far away\r\n\r\nbody\r\n"
+BOSS = OPERATORS["boss"][0]
+
+
+def named(root: Path, fqdn: str) -> AdminServe:
+    """An engine with the admin server, named ``fqdn`` (the label of its node in the window)."""
+    process = AdminServe(root)
+    assert cli("config", "set", "fqdn", fqdn, "--config", str(process.config)) == 0
+    return process
+
+
+@pytest.fixture
+def first(tmp_path: Path) -> Iterator[AdminServe]:
+    process = named(tmp_path / "first", "mx1.example.test")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def second(tmp_path: Path) -> Iterator[AdminServe]:
+    """Made before the test's loop is set: the command line that writes its configuration may run (and end) an
+    asyncio loop of its own on this thread."""
+    process = named(tmp_path / "second", "mx2.example.test")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+class Session:
+    """A Manager (this computer's engine embedded) and the qasync loop its window runs on."""
+
+    def __init__(self, qapp: QApplication, tmp_path: Path, settings: QSettings) -> None:
+        application()
+        args = argparse.Namespace(config=tmp_path / "local" / "smtpsvc.toml", mailroot=tmp_path / "local" / "Mailroot",
+                                  listen=["127.0.0.1:0"], domain="example.test")
+        self.boxes: list[str] = []
+        self.manager = Manager(args, settings)
+        self.manager.messages.show_box = lambda title, text, unexpected: self.boxes.append(f"{title}: {text}")
+        self.computers = self.manager.computers
+        self.computers.confirm_certificate = lambda host_port, fingerprint: True  # type: ignore[method-assign]
+        assert self.manager.start_engine() is None
+        self.loop = qasync.QEventLoop(qapp)
+        asyncio.set_event_loop(self.loop)
+        self.window: ManagerWindow = self.manager.window
+        self.window.show()
+
+    def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+        async def wait() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+        self.run(wait(), timeout)
+
+    def close(self) -> None:
+        self.run(self.window.runner.drain())
+        self.run(self.computers.drain())
+        self.window.close()
+        self.manager.shutdown()
+        self.run(asyncio.sleep(0))
+        self.window.deleteLater()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        gc.collect()
+        self.loop.close()
+        asyncio.set_event_loop(None)
+
+
+def ehlo_size(port: int) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("window.test")
+        return int(client.esmtp_features["size"])
+
+
+def remote_cli(loop: asyncio.AbstractEventLoop, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The output of `smtpsvc --connect URL ...` (it runs a loop of its own: the window's is set again after)."""
+    capsys.readouterr()
+    try:
+        assert cli(*args) == 0
+    finally:
+        asyncio.set_event_loop(loop)
+    return capsys.readouterr().out
+
+
+def config_show(session: Session, engine: AdminServe, capsys: pytest.CaptureFixture[str]) -> str:
+    """`smtpsvc --connect URL config show` of that engine."""
+    return remote_cli(session.loop, capsys, "--connect", engine.url, "--user", "boss", "config", "show")
+
+
+def drop_on(tree_viewport: QWidget, point: QPoint, mime: QMimeData) -> None:
+    with warnings.catch_warnings():  # Qt 6 has only the QPoint constructor, which PySide marks deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        enter = QDragEnterEvent(point, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(tree_viewport, enter)
+    assert enter.isAccepted()
+    event = QDropEvent(QPointF(point), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(tree_viewport, event)
+    assert event.isAccepted()
+
+
+def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, second: AdminServe, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SMTPSVC_PASSWORD", BOSS)
+    shots = Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path))
+    settings = QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat)
+    session = Session(qapp, tmp_path, settings)
+    window, computers = session.window, session.computers
+    try:
+        assert session.run(computers.connect(first.url, "boss", "wrong password")) is None
+        assert session.boxes and "wrong operator name or password" in session.boxes[-1].lower()
+        a = session.run(computers.connect(first.url, "boss", BOSS))
+        b = session.run(computers.connect(second.url, "boss", BOSS))
+        assert a is not None and b is not None and a.key == first.url and b.key == second.url
+        tree = window.tree
+        labels = [tree.root.child(i).text(0) for i in range(tree.root.childCount())]
+        assert tree.root.text(0) == "SMTP Service Manager" and labels[0].endswith("(local computer)")
+        assert labels[1:] == [f"mx1.example.test ({first.url})", f"mx2.example.test ({second.url})"]
+        assert [window.computers[k].engine for k in (LOCAL, a.key, b.key)] == \
+            [session.manager.engine, a.engine, b.engine]  # each node's panes take its own computer's facade
+        assert (a.engine.bound_addresses[0][1], b.engine.bound_addresses[0][1]) == (first.port, second.port)
+
+        # A property sheet under the first remote computer: only that engine changes.
+        a.select_node(Node.SERVER)
+        assert window.current is a
+        window.actions_.properties.trigger()
+        sheet = a.ops.sheet
+        assert isinstance(sheet, ServerSheet)
+        size = sheet.fields["max_message_size_kb"]
+        size.spin.setValue(1000)  # type: ignore[attr-defined]
+        closed: list[int] = []
+        sheet.finished.connect(closed.append)
+        sheet.ok_button.click()
+        session.until(lambda: closed == [1])
+        assert "max_message_size_kb = 1000" in config_show(session, first, capsys)
+        assert "max_message_size_kb = 1000" not in config_show(session, second, capsys)
+        assert (ehlo_size(first.port), ehlo_size(second.port)) == (1000 * 1024, 2048 * 1024)
+        assert session.manager.engine.config().server.max_message_size_kb != 1000
+
+        # A file dropped on the first remote computer's Pickup node goes into THAT computer's queue.
+        session.run(a.engine.apply_config(with_option(with_option(a.engine.config(), "smart_host", "[127.0.0.1]"),
+                                                      "outbound_port", 9)))  # held in its queue: port 9 refuses
+        far = tmp_path / "far.eml"
+        far.write_bytes(FAR)
+        a.pickup.ask_first = False
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(far))])
+        tree.scrollToItem(a.items[Node.PICKUP])
+        drop_on(tree.viewport(), tree.visualItemRect(a.items[Node.PICKUP]).center(), mime)
+        session.until(lambda: any(r.status == "queued" for r in a.pickup.results.rows()))
+        queue_id = next(r.queue_id for r in a.pickup.results.rows() if r.status == "queued")
+        a.select_node(Node.QUEUE)
+        session.until(lambda: queue_id in [item.queue_id for item in a.queue_model.items()])
+        b.select_node(Node.QUEUE)
+        session.until(lambda: not b.queue_feed.loading)
+        assert window.pane is b.queue_pane and queue_id not in [i.queue_id for i in b.queue_model.items()]
+        assert queue_id in remote_cli(session.loop, capsys, "--connect", first.url, "--user", "boss", "queue", "list")
+        assert not (tmp_path / "local" / "Mailroot" / "Queue" / f"{queue_id}.eml").exists()
+        # The Pickup history and Check DNS reach that computer's engine too (read ops).
+        async def tracked() -> None:
+            while queue_id not in [record.queue_id for record in await a.engine.pickup_history(50)]:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.1)
+
+        session.run(tracked())
+        report = session.run(a.engine.check_dns("127.0.0.5", ()))  # type: ignore[attr-defined]
+        assert report.addresses == ("127.0.0.5",) and report.name == "127.0.0.5"
+
+        a.select_node(Node.QUEUE)
+        window.resize(1280, 680)
+        session.until(lambda: window.pane is a.queue_pane and a.queue_model.total >= 1)
+        window.grab().save(str(shots / "three-computers.png"))
+
+        # The second remote engine restarts: its node says so, then comes back by itself.
+        second.stop()
+        session.until(lambda: b.items[Node.COMPUTER].text(0).endswith("disconnected — retrying"))
+        assert not a.items[Node.COMPUTER].text(0).endswith("retrying")
+        b.select_node(Node.COMPUTER)
+        window.grab().save(str(shots / "three-computers-retrying.png"))
+        assert not window.actions_.start.isEnabled()
+        second.start()
+        session.until(lambda: b.items[Node.COMPUTER].text(0) == f"mx2.example.test ({second.url})", 60)
+        session.until(lambda: b.state == "started")
+        b.select_node(Node.SESSIONS)
+        with smtplib.SMTP("127.0.0.1", second.port, timeout=10) as client:
+            client.ehlo("after-restart.test")
+            session.until(lambda: b.sessions_model.rowCount() == 1)  # its events follow again
+
+        # All Tasks → Replicate Configuration… from the first remote computer to the second.
+        a.select_node(Node.SERVER)
+        dialog = computers.replicate(window)
+        dialog.user.setText("boss")
+        dialog.password.setText(BOSS)
+        dialog.peers.setPlainText(second.url)
+        dialog.preview.click()
+        session.until(lambda: "dry run" in dialog.results.toPlainText())
+        assert "max_message_size_kb: 2048 → 1000" in dialog.results.toPlainText()
+        dialog.replicate.click()
+        session.until(lambda: "replicated" in dialog.results.toPlainText())
+        assert ehlo_size(second.port) == 1000 * 1024
+        dialog.close()
+
+        # New Window from Here: a window rooted at the first remote computer's Queue.
+        a.select_node(Node.QUEUE)
+        window.actions_.new_window.trigger()
+        other = computers.windows[-1]
+        assert other is not window and not other.primary
+        assert other.tree.currentItem() is other.computers[a.key].items[Node.QUEUE]
+        assert other.current.engine is a.engine and list(other.computers) == [a.key]
+        session.until(lambda: queue_id in [item.queue_id for item in other.queue_model.items()])
+        session.until(lambda: other.queue_pane.count_label.text() == "1 message")
+        other.grab().save(str(shots / "new-window-from-here.png"))
+        other.close()
+        session.until(lambda: other not in computers.windows)
+
+        # Remove Computer: out of the tree and of the remembered list.
+        remembered = [e["url"] for e in computers.remembered()]
+        assert remembered == [first.url, second.url]
+        a.select_node(Node.COMPUTER)
+        window.actions_.remove_computer.trigger()
+        session.until(lambda: a.key not in window.computers)
+        assert tree.root.childCount() == 2 and [e["url"] for e in computers.remembered()] == [second.url]
+        assert all(BOSS not in str(value) for value in [settings.value(LIST_KEY)])  # no password kept
+        assert len(session.boxes) == 1, session.boxes  # only the wrong password was said
+    finally:
+        session.close()
+
+    # The next start connects the remembered computer again, after asking its password.
+    asked: list[tuple[str, str]] = []
+    again = Session(qapp, tmp_path, settings)
+    try:
+        again.computers.ask_password = lambda url, user: asked.append((url, user)) or BOSS  # type: ignore[method-assign]
+        again.run(again.manager.connect_remembered())
+        assert asked == [(second.url, "boss")]
+        assert list(again.window.computers) == [LOCAL, second.url]
+        assert again.window.computers[second.url].link == "connected"
+        ini = (tmp_path / "ui.ini").read_text()
+        assert BOSS not in ini
+    finally:
+        again.close()
+
+
+def test_the_window_process_serves_remote_administration(qapp: QApplication, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    admin_port = free_port()
+    config = admin_config(tmp_path / "local", admin_port)
+    args = argparse.Namespace(config=config, mailroot=tmp_path / "local" / "Mailroot", listen=["127.0.0.1:0"],
+                              domain="example.test")
+    application()
+    manager = Manager(args, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    try:
+        assert manager.start_engine() is None
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+        monkeypatch.setenv("SMTPSVC_PASSWORD", OPERATORS["watcher"][0])
+        capsys.readouterr()
+        assert cli("--connect", f"https://127.0.0.1:{admin_port}", "--user", "watcher", "queue", "list",
+                   stdin="yes\n") == 0
+        assert "Mail queue is empty" in capsys.readouterr().out
+    finally:
+        manager.shutdown()
+        manager.window.close()
+        kept.append(manager.window)  # deleting it now would leave its panes' pending layout timers dangling
+
+
+kept: list[object] = []
+
+
+def test_remote_security_tab_lists_operators(qapp: QApplication, first: AdminServe, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Operators list of a remote computer's Security tab goes through its admin server (operators.* ops)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    try:
+        computer = session.run(session.computers.connect(first.url, "boss", BOSS))
+        assert computer is not None
+        computer.select_node(Node.SERVER)
+        session.window.actions_.properties.trigger()
+        sheet = computer.ops.sheet
+        assert isinstance(sheet, ServerSheet) and sheet.operators_panel is not None
+        assert not sheet.users_button.isHidden()  # the accounts of AUTH too (users.* ops)
+        panel = sheet.operators_panel
+        boxes: list[str] = []
+        panel.messages.show_box = lambda title, text, unexpected: boxes.append(f"{title}: {text}")
+        session.until(lambda: panel.rows() == [("boss", "admin"), ("watcher", "viewer")])
+        panel.list.setCurrentItem(panel.list.topLevelItem(0))
+        panel.confirm_remove = lambda name: True  # type: ignore[method-assign]
+        panel.remove_button.click()  # pending until Apply, where the engine refuses
+        sheet.apply_button.click()
+        session.until(lambda: bool(boxes) and not sheet.busy)
+        assert boxes[0].endswith("the changes were not applied: Boss is the last admin operator; add another "
+                                 "admin first")
+        panel.discard()
+        panel.ask_operator = lambda name="": ("carol", "carol-secret", "admin")  # type: ignore[method-assign]
+        panel.add_button.click()
+        operators = computer.engine.list_operators  # type: ignore[attr-defined]
+        assert ("carol", "admin") in panel.rows() and ("carol", "admin") not in session.run(operators())
+        sheet.apply_button.click()
+        session.until(lambda: not panel.pending and not sheet.busy)
+        assert ("carol", "admin") in session.run(operators())
+        sheet.reject()
+        assert load_config(first.config).server.admin_listen  # the remote engine's own file, untouched here
+    finally:
+        session.close()
