@@ -107,6 +107,7 @@ class Computer:
         self.messages = shell.messages
         self.runner = shell.runner
         self.state = engine.state
+        self.closed = False  # its window closed: events still on their way are dropped
         self.messages_received = 0
         self.items: dict[Node, QTreeWidgetItem] = {}
         self.servers_model = ServersModel()
@@ -195,6 +196,8 @@ class Computer:
 
     def on_engine_events(self, batch: list[Event]) -> None:
         """Engine events, in order, delivered on the GUI thread (the bridge's queued signal)."""
+        if self.closed:
+            return
         self.queue_feed.on_events(batch)
         self.queue_ops.on_events(batch)
         self.folder_ops.on_events(batch)
@@ -254,6 +257,8 @@ class Computer:
 
     def set_link(self, link: Link, reason: str = "") -> None:
         """The connection to a remote computer's engine; on reconnecting, everything shown is read again."""
+        if self.closed:
+            return
         self.link, self.link_reason = link, reason
         if link == "connected":
             self.sessions_model.clear()  # the engine may have restarted meanwhile, numbering sessions anew
@@ -503,6 +508,7 @@ class Computer:
         return dialog
 
     def close(self) -> None:
+        self.closed = True
         self._soon.stop()
         self.queue_feed.close()
         self.folder_ops.close()

@@ -148,6 +148,9 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
     try:
         assert session.run(computers.connect(first.url, "boss", "wrong password")) is None
         assert session.boxes and "wrong operator name or password" in session.boxes[-1].lower()
+        other_ca = str(second.config.parent / "smtpsvc-cert.pem")  # the Connect dialog's CA file: not first's issuer
+        assert session.run(computers.connect(first.url, "boss", BOSS, other_ca)) is None
+        assert f"not issued by a certificate authority in {other_ca}" in session.boxes[-1]
         a = session.run(computers.connect(first.url, "boss", BOSS))
         b = session.run(computers.connect(second.url, "boss", BOSS))
         assert a is not None and b is not None and a.key == first.url and b.key == second.url
@@ -259,7 +262,7 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
         session.until(lambda: a.key not in window.computers)
         assert tree.root.childCount() == 2 and [e["url"] for e in computers.remembered()] == [second.url]
         assert all(BOSS not in str(value) for value in [settings.value(LIST_KEY)])  # no password kept
-        assert len(session.boxes) == 1, session.boxes  # only the wrong password was said
+        assert len(session.boxes) == 2, session.boxes  # only the wrong password and the wrong CA file were said
     finally:
         session.close()
 
