@@ -12,25 +12,15 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from engine.admin.perf import History
 from engine.conf.config import Config
 from engine.server import VirtualServer
+from ui.facade import EngineSnapshot
 
 P = ParamSpec("P")
 T = TypeVar("T")
 Method = Callable[Concatenate[VirtualServer, P], Awaitable[T]]
 
 
-class Transport(Protocol):
+class Transport(EngineSnapshot, Protocol):
     """Runs a facade call and keeps the snapshots the window reads without waiting."""
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def bound_addresses(self) -> list[tuple[str, int]]: ...
-
-    @property
-    def mailroot(self) -> Path: ...
-
-    def config(self) -> Config: ...
 
     async def run(self, method: Callable[Concatenate[VirtualServer, P], Awaitable[T]], /,
                   *args: P.args, **kwargs: P.kwargs) -> T: ...

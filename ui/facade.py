@@ -19,8 +19,8 @@ from engine.smtpd.sessions import SessionInfo
 from engine.smtpd.tls import PairReport
 
 
-class EngineFacade(Protocol):
-    """Async calls run on the engine's own loop; the properties are snapshots, safe to read from the GUI."""
+class EngineSnapshot(Protocol):
+    """What the window reads without waiting: snapshots kept by whatever carries the engine's calls."""
 
     @property
     def state(self) -> str: ...
@@ -32,6 +32,10 @@ class EngineFacade(Protocol):
     def mailroot(self) -> Path: ...
 
     def config(self) -> Config: ...
+
+
+class EngineFacade(EngineSnapshot, Protocol):
+    """Async calls run on the engine's own loop; the properties are snapshots, safe to read from the GUI."""
 
     async def start(self) -> None: ...
 

@@ -7,6 +7,7 @@ import getpass
 from dataclasses import dataclass
 from typing import Literal
 
+import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -203,13 +204,18 @@ class OperatorsPanel(QWidget):
 
     async def _reload(self) -> None:
         try:
-            self._engine_rows = list(await self.engine.list_operators())
+            rows = list(await self.engine.list_operators())
         except EngineError as error:
+            if not shiboken6.isValid(self.list):
+                return  # the sheet closed meanwhile (a remote computer's answer can come after OK)
             self.list.clear()
             self.status.setText(f"{describe(error)}.".replace("..", "."))
             self._loaded = False
             self._selection()
             return
+        if not shiboken6.isValid(self.list):
+            return
+        self._engine_rows = rows
         self._loaded = True
         self._show()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import smtplib
@@ -41,26 +42,28 @@ def named(root: Path, fqdn: str) -> AdminServe:
     return process
 
 
-@pytest.fixture
-def first(tmp_path: Path) -> Iterator[AdminServe]:
-    process = named(tmp_path / "first", "mx1.example.test")
+@contextlib.contextmanager
+def serving(root: Path, fqdn: str) -> Iterator[AdminServe]:
+    process = named(root, fqdn)
     process.start()
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def first(tmp_path: Path) -> Iterator[AdminServe]:
+    """Made before the test's loop is set: the command line that writes its configuration may run (and end) an
+    asyncio loop of its own on this thread."""
+    with serving(tmp_path / "first", "mx1.example.test") as process:
+        yield process
 
 
 @pytest.fixture
 def second(tmp_path: Path) -> Iterator[AdminServe]:
-    """Made before the test's loop is set: the command line that writes its configuration may run (and end) an
-    asyncio loop of its own on this thread."""
-    process = named(tmp_path / "second", "mx2.example.test")
-    process.start()
-    try:
+    with serving(tmp_path / "second", "mx2.example.test") as process:
         yield process
-    finally:
-        process.stop()
 
 
 class Session:
