@@ -190,6 +190,7 @@ class ScopeTree(QTreeWidget):
         """The computer's node: its name, and the state of the connection when it is not simply up."""
         item = self.computers[key][Node.COMPUTER]
         item.setText(0, f"{label} — {link_text}" if link_text else label)
+        item.setToolTip(0, item.text(0))
         item.setIcon(0, state_icon("computer", "stopped" if link_text else "started"))
 
 

@@ -23,6 +23,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from serve_support import free_port
 
+from app.cli import build_parser, remote_refusal
 from app.computers import LIST_KEY
 from app.manager import Manager, application
 from engine.conf.config_file import load_config, with_option
@@ -69,10 +70,10 @@ def second(tmp_path: Path) -> Iterator[AdminServe]:
 class Session:
     """A Manager (this computer's engine embedded) and the qasync loop its window runs on."""
 
-    def __init__(self, qapp: QApplication, tmp_path: Path, settings: QSettings) -> None:
+    def __init__(self, qapp: QApplication, tmp_path: Path, settings: QSettings, **options: object) -> None:
         application()
         args = argparse.Namespace(config=tmp_path / "local" / "smtpsvc.toml", mailroot=tmp_path / "local" / "Mailroot",
-                                  listen=["127.0.0.1:0"], domain="example.test")
+                                  listen=["127.0.0.1:0"], domain="example.test", **options)
         self.boxes: list[str] = []
         self.manager = Manager(args, settings)
         self.manager.messages.show_box = lambda title, text, unexpected: self.boxes.append(f"{title}: {text}")
@@ -282,6 +283,24 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
         assert BOSS not in ini
     finally:
         again.close()
+
+
+def test_connect_on_the_command_line_opens_the_window_with_that_computer(
+        qapp: QApplication, first: AdminServe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`smtpsvc --connect URL --user NAME` without a command: the manager window, that computer beside this one
+    (its password asked by the window)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert remote_refusal(build_parser().parse_args(["--connect", first.url])) is None
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat),
+                      connect=first.url, user="boss", cafile=None)
+    asked: list[tuple[str, str]] = []
+    session.computers.ask_password = lambda url, user: asked.append((url, user)) or BOSS  # type: ignore[method-assign]
+    try:
+        session.run(session.manager.connect_remembered())
+        assert asked == [(first.url, "boss")] and list(session.window.computers) == [LOCAL, first.url]
+        assert session.window.computers[first.url].label == f"mx1.example.test ({first.url})"
+    finally:
+        session.close()
 
 
 def test_the_window_process_serves_remote_administration(qapp: QApplication, tmp_path: Path,
