@@ -91,41 +91,68 @@ def target_domains(item: QueueItem | Row) -> tuple[str, ...]:
 
 
 class Row:
-    """One message as the model keeps it: the item's fields in slots (a third of a QueueItem's memory; 100,000
-    of them are held), its display state, and — only when asked — its target domains and search text."""
+    """One message as the model keeps it: the engine's item itself (not a copy of its fields: 100,000 rows are
+    held, and the items of a whole-queue listing would otherwise be left behind as garbage the process keeps),
+    its display state, its subject and — only when asked — its target domains and search text."""
 
-    __slots__ = ("_domains", "arrived", "attempts", "engine_state", "etrn_held", "last_error", "next_attempt",
-                 "pending", "queue_id", "recipients", "sender", "size", "source", "state", "subject")
+    __slots__ = ("_domains", "item", "state", "subject")
 
     def __init__(self, item: QueueItem, subject: str = "") -> None:
-        self.queue_id = item.queue_id
-        self.sender = item.sender
-        self.recipients = item.recipients
-        self.pending = item.recipients if item.pending == item.recipients else item.pending  # one tuple, shared
-        self.size = item.size
-        self.arrived = item.arrived
-        self.attempts = item.attempts
-        self.next_attempt = item.next_attempt
-        self.engine_state = item.state
-        self.last_error = item.last_error
-        self.source = item.source
-        self.etrn_held = item.etrn_held
+        self.item = item
         self.subject = subject
         self.state = display_state(item)
         self._domains: tuple[str, ...] | None = None
 
     @property
-    def item(self) -> QueueItem:
-        return QueueItem(self.queue_id, self.sender, self.recipients, self.pending, self.size, self.arrived,
-                         self.attempts, self.next_attempt, self.engine_state, self.last_error, self.source,
-                         self.etrn_held)
+    def queue_id(self) -> str:
+        return self.item.queue_id
+
+    @property
+    def sender(self) -> str:
+        return self.item.sender
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.item.recipients
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        return self.item.pending
+
+    @property
+    def size(self) -> int:
+        return self.item.size
+
+    @property
+    def arrived(self) -> float:
+        return self.item.arrived
+
+    @property
+    def attempts(self) -> int:
+        return self.item.attempts
+
+    @property
+    def next_attempt(self) -> float:
+        return self.item.next_attempt
+
+    @property
+    def engine_state(self) -> str:
+        return self.item.state
+
+    @property
+    def last_error(self) -> str:
+        return self.item.last_error
+
+    @property
+    def source(self) -> str:
+        return self.item.source
+
+    @property
+    def etrn_held(self) -> tuple[str, ...]:
+        return self.item.etrn_held
 
     def same(self, item: QueueItem) -> bool:
-        return (self.attempts == item.attempts and self.next_attempt == item.next_attempt
-                and self.engine_state == item.state and self.last_error == item.last_error
-                and self.pending == item.pending and self.recipients == item.recipients
-                and self.sender == item.sender and self.size == item.size and self.arrived == item.arrived
-                and self.source == item.source and self.etrn_held == item.etrn_held)
+        return self.item == item
 
     @property
     def domains(self) -> tuple[str, ...]:
