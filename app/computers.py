@@ -224,8 +224,12 @@ class Computers:
                                        "connected" if link == "connected" else "disconnected")
         computer.link_reason = remote.host.reason
         self._link(window, remote.events.events, computer.on_engine_events)
-        self._link(window, remote.link.changed, lambda state, reason: computer.set_link(
-            "connected" if state == "connected" else "disconnected", reason))
+        def link_changed(state: str, reason: str) -> None:
+            if state == "connected":
+                computer.label = self._label(remote)  # its name, once known (added while unreachable)
+            computer.set_link("connected" if state == "connected" else "disconnected", reason)
+
+        self._link(window, remote.link.changed, link_changed)
         return computer
 
     def _link(self, window: ManagerWindow, signal: Any, slot: Any) -> None:

@@ -284,6 +284,8 @@ class Computer:
 
     def listening_text(self) -> str:
         listening = ", ".join(join_hostport(host, port) for host, port in self.addresses())
+        if self.link not in ("local", "connected"):
+            return f"Last known: {listening}"
         return f"Listening on {listening}" if self.state in RUNNING else f"Configured: {listening}"
 
     def _update_server_row(self) -> None:

@@ -270,7 +270,9 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
     finally:
         session.close()
 
-    # The next start connects the remembered computer again, after asking its password.
+    # The next start connects the remembered computer again, after asking its password; down at that moment,
+    # it is shown "disconnected — retrying" and connects when its engine answers.
+    second.stop()
     asked: list[tuple[str, str]] = []
     again = Session(qapp, tmp_path, settings)
     try:
@@ -278,6 +280,10 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
         again.run(again.manager.connect_remembered())
         assert asked == [(second.url, "boss")]
         assert list(again.window.computers) == [LOCAL, second.url]
+        node = again.window.computers[second.url].items[Node.COMPUTER]
+        assert node.text(0) == f"127.0.0.1 ({second.url}) — disconnected — retrying"
+        second.start()
+        again.until(lambda: node.text(0) == f"mx2.example.test ({second.url})", 60)
         assert again.window.computers[second.url].link == "connected"
         ini = (tmp_path / "ui.ini").read_text()
         assert BOSS not in ini
