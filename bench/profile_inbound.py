@@ -55,6 +55,8 @@ def group_of(tid: int, pid: int, name: str) -> str:
         return "event loop (main thread)"
     if "commit" in name:
         return "commit threads (fsync, rename)"
+    if name.startswith("python"):  # Python 3.11 gives its threads no OS name: the commit threads, tracking, logs
+        return "worker threads (commit: write, fsync, rename; tracking index; protocol log)"
     return f"other threads ({name.split('_')[0]})"
 
 
