@@ -1,5 +1,7 @@
-"""The awaited steps of an inbound session: screening the connection, checking a password, looking up the client's
-name. Each returns what the session does next; the protocol waits (its input held) while one runs."""
+"""The awaited steps of an inbound session: connection screening and the password check.
+
+Each returns what the session does next; the protocol holds its input while one runs.
+"""
 
 from __future__ import annotations
 
