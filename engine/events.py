@@ -64,6 +64,13 @@ class MessageQueued(Event):
     recipients: tuple[str, ...]
     size: int
     source: str  # "smtp" | "pickup" | "dsn"
+    # What message tracking shows, from the header scan at intake (cleanup.headers.tracked_fields): the Message-ID
+    # (normalised), the Subject (unfolded, bounded), how the message came (our Received header). ``scanned``
+    # False: a producer that did not scan (tracking then reads the stored file); True: "" means the message has none.
+    message_id: str = ""
+    subject: str = ""
+    via: str = ""
+    scanned: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 The engine side subscribes to the bus and writes in batches from a worker thread (one transaction per
 batch, the loop never waits). A search is a lookup in indexed columns — sender, recipient (or @domain),
-Message-ID, queue ID, arrival time — never a scan of logs. Message-ID and Subject are read from the stored
-message's header, in the worker thread, when the message is indexed. The index is bounded: entries older
-than ``KEEP_DAYS`` go, and beyond ``MAX_MESSAGES`` the oldest go (checked every ``PRUNE_EVERY`` messages).
+Message-ID, queue ID, arrival time — never a scan of logs. Message-ID and Subject come in the MessageQueued
+event (the intake's header scan saw them); only an event without them has the stored file read. The index is
+bounded: entries older than ``KEEP_DAYS`` go, and beyond ``MAX_MESSAGES`` the oldest go (checked every
+``PRUNE_EVERY`` messages).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.cleanup.headers import HEADER_BYTES, normal_message_id, tracked_fields
 from engine.events import (
     Event,
     EventBus,
@@ -38,7 +40,11 @@ FILE_NAME = "tracking-v2.sqlite"  # v2: recipients carry the arrival time (a new
 KEEP_DAYS = 30
 MAX_MESSAGES = 1_000_000  # about 0.8 GB of index
 PRUNE_EVERY = 10_000  # messages indexed between two looks at the bounds
-HEADER_BYTES = 16 * 1024  # enough of a message to find Message-ID and Subject
+# The writer lets events gather this long (or until this many wait) before one transaction: at a thousand messages
+# a second, one trip to the worker thread and one commit per few hundred messages rather than per few. A search
+# through the engine writes what waits first, so it sees a message as soon as it is queued.
+BATCH_SECONDS = 0.2
+BATCH_EVENTS = 2_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -153,61 +159,15 @@ def subject_words(text: str) -> str:
     return " AND ".join('"' + word + '"' for word in words[:20])
 
 
-def normal_message_id(value: str) -> str:
-    return value.strip().strip("<>").strip().lower()
-
-
-_RECEIVED_FROM = re.compile(r"from (\S+) \(([^)]*)\)")
-_RECEIVED_WITH = re.compile(r"\bwith (\S+) id (\S+)")
-_RECEIVED_NOTES = re.compile(r"\(([^)]*)\)")
-
-
-def received_summary(received: str, queue_id: str) -> str:
-    """From whom and over what a message came, from the Received header smtpsvc wrote for it (or "")."""
-    text = " ".join(received.split())
-    found_with = _RECEIVED_WITH.search(text)
-    found_from = _RECEIVED_FROM.match(text)
-    if found_with is None or found_from is None or found_with.group(2).rstrip(";") != queue_id:
-        return ""  # not ours (a Pickup file's own, or another server's)
-    notes = [n for n in _RECEIVED_NOTES.findall(text[found_from.end():found_with.start()])]
-    return ", ".join([f"from {found_from.group(1)} ({found_from.group(2)}) with {found_with.group(1)}", *notes])
-
-
-_WANTED = ("message-id", "subject", "received")
-
-
-def first_fields(data: bytes) -> dict[str, str]:
-    """The first Message-ID, Subject and Received of a header block, unfolded (a quick scan: the email
-    package's parser costs ten times as much, and the tracking writer reads every message)."""
-    end = data.find(b"\r\n\r\n")
-    block = data if end < 0 else data[:end]
-    fields: dict[str, str] = {}
-    current = ""
-    for line in block.decode("utf-8", "replace").splitlines():
-        if line[:1] in (" ", "\t"):
-            if current:
-                fields[current] += " " + line.strip()
-            continue
-        name, colon, value = line.partition(":")
-        key = name.strip().lower()
-        current = key if colon and key in _WANTED and key not in fields else ""
-        if current:
-            fields[current] = value.strip()
-    return fields
-
-
 def header_fields(data: bytes, queue_id: str = "") -> tuple[str, str, str]:
     """Message-ID (normalised), Subject, and how it was received (``received_summary``) of a stored message
-    (envelope lines first, as in Queue and Drop)."""
+    (envelope lines first, as in Queue and Drop): for an event that does not carry them."""
     try:
         _sender, _recipients, offset = split_envelope(data)
     except ValueError:
         offset = 0
-    fields = first_fields(data[offset:])
-    message_id = normal_message_id(fields.get("message-id", ""))
-    subject = " ".join(fields.get("subject", "").split())[:300]
-    via = received_summary(fields.get("received", ""), queue_id) if queue_id else ""
-    return message_id, subject, via
+    fields = tracked_fields(data[offset:], queue_id=queue_id)
+    return fields.message_id, fields.subject, fields.via
 
 
 def open_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -251,7 +211,8 @@ class TrackingIndex:
         self.prune_every = prune_every
         self._since_prune = 0
         self._pending: list[Event] = []
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something waits to be written
+        self._hurry = asyncio.Event()  # ... and it should be written now (BATCH_EVENTS, or stopping)
         self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -263,6 +224,8 @@ class TrackingIndex:
                       | PickupTaken):
             self._pending.append(event)
             self._wake.set()
+            if len(self._pending) >= BATCH_EVENTS:
+                self._hurry.set()
 
     async def start(self) -> None:
         self._connection = await asyncio.to_thread(self._open)
@@ -294,6 +257,7 @@ class TrackingIndex:
     async def stop(self) -> None:
         self._closing = True
         self._wake.set()
+        self._hurry.set()
         task, self._task = self._task, None
         if task is not None:
             await task
@@ -306,11 +270,15 @@ class TrackingIndex:
     async def _run(self) -> None:
         while not self._closing:
             await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(BATCH_SECONDS):
+                    await self._hurry.wait()
             await self.flush()
 
     async def flush(self) -> None:
         async with self._writing:
             self._wake.clear()
+            self._hurry.clear()
             batch, self._pending = self._pending, []
             if not batch or self._connection is None:
                 return
@@ -325,8 +293,12 @@ class TrackingIndex:
         messages, recipients, steps = [], [], []
         for event in batch:
             if isinstance(event, MessageQueued):
-                message_id, subject, via = self._headers(dropped.get(event.queue_id) or
-                                                         str(self.queue_dir / f"{event.queue_id}.eml"), event.queue_id)
+                if event.scanned:
+                    message_id, subject, via = event.message_id, event.subject, event.via
+                else:  # a producer that did not scan the header (none of the engine's own): read the file
+                    message_id, subject, via = self._headers(dropped.get(event.queue_id) or
+                                                             str(self.queue_dir / f"{event.queue_id}.eml"),
+                                                             event.queue_id)
                 messages.append((event.queue_id, event.at, event.sender.lower(), _domain(event.sender),
                                  message_id, subject, event.size, event.source))
                 recipients += [(event.queue_id, r.lower(), _domain(r), event.at) for r in event.recipients]
@@ -351,12 +323,10 @@ class TrackingIndex:
             self._since_prune = 0
             self.prune(connection)
         with connection:
-            rowids = []
-            for message in messages:
-                cursor = connection.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", message)
-                if message[5]:
-                    rowids.append((cursor.lastrowid, message[5]))
-            connection.executemany("INSERT INTO subjects (rowid, subject) VALUES (?, ?)", rowids)
+            connection.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", messages)
+            # The full-text row shares the message's rowid (found through the primary key).
+            connection.executemany("INSERT INTO subjects (rowid, subject) SELECT rowid, subject FROM messages "
+                                   "WHERE queue_id = ?", [(m[0],) for m in messages if m[5]])
             connection.executemany("INSERT INTO recipients VALUES (?, ?, ?, ?)", recipients)
             connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", steps)
 

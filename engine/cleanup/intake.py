@@ -262,8 +262,11 @@ class Intake:
                                              "created again"))
         return True
 
-    async def commit(self, spool: SpoolFile, source: str) -> None:
-        """Make the spool durable in Drop or Queue; raises OSError when it could not be."""
+    async def commit(self, spool: SpoolFile, source: str, headers: HeaderScanner | None = None,
+                     received: bytes = b"") -> None:
+        """Make the spool durable in Drop or Queue; raises OSError when it could not be. ``headers``: the scan of
+        the message's header section, ``received``: our Received header when the scan did not see it (what
+        message tracking shows comes from them, so that nobody reads the file again for it)."""
         name = f"{spool.queue_id}.eml"
         # A success notice is sent by local delivery from the queue, so such a message takes that path; so does
         # one ending in a lone "." line, which a Drop file (Pickup-ready) holds dot-stuffed: local delivery writes
@@ -300,7 +303,12 @@ class Intake:
         self.counters.messages_received_total += 1
         self.counters.message_bytes_received_total += size
         self.counters.recipients_received_total += len(spool.recipients)
-        self.bus.publish(MessageQueued(spool.queue_id, spool.sender, spool.recipients, size, source))
+        if headers is None:
+            self.bus.publish(MessageQueued(spool.queue_id, spool.sender, spool.recipients, size, source))
+        else:
+            tracked = headers.tracked(received, spool.queue_id)
+            self.bus.publish(MessageQueued(spool.queue_id, spool.sender, spool.recipients, size, source,
+                                           tracked.message_id, tracked.subject, tracked.via, scanned=True))
         if drop is not None:
             self.counters.directory_drops_total += 1
             self.counters.messages_delivered_total += 1
@@ -333,7 +341,7 @@ class Intake:
             spool = self.open_spool(sender, recipients, queue_id)
             spool.write(content)
             spool.size = len(content)
-            await self.commit(spool, source)
+            await self.commit(spool, source, scanner)
         except OSError as error:
             raise QueueWriteError(f"cannot store the message in the queue: {error}") from error
         return spool.queue_id

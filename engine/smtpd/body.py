@@ -11,14 +11,16 @@ from engine.smtpd.received import protocol_name, received_header
 
 class Body:
     """One transaction's message as it is read: its spool (None: refused, or it could not be opened, and what
-    comes is only consumed), the header scan (for the hop count), and its size without our Received header.
+    comes is only consumed), the header scan (for the hop count and message tracking), and its size without our
+    Received header.
 
     Bytes beyond ``limit`` are counted, not kept: the machine refuses the message at its end.
     """
 
-    def __init__(self, spool: SpoolFile | None = None, prefix: int = 0, limit: int = 0) -> None:
+    def __init__(self, spool: SpoolFile | None = None, received: bytes = b"", limit: int = 0) -> None:
         self.spool = spool
-        self.prefix = prefix  # our Received header's length
+        self.received = received  # our Received header (in the spool already; message tracking reads it)
+        self.prefix = len(received)
         self.limit = limit
         self.headers = HeaderScanner()
         self.size = 0
@@ -106,4 +108,4 @@ def open_body(intake: Intake, machine: SmtpMachine, *, peer_ip: str, peer_name: 
         tls_info=tls_info,
     )
     spool.write(received)
-    return Body(spool, len(received), machine.message_limit)
+    return Body(spool, received, machine.message_limit)

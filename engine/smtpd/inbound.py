@@ -446,7 +446,7 @@ class InboundSMTP(asyncio.Protocol):
         self._body = None
         live = self.live
         try:
-            await self.services.intake.commit(spool, "smtp")
+            await self.services.intake.commit(spool, "smtp", body.headers, body.received)
         except OSError as error:
             self._report_storage(error)
             outs = machine.commit_failed(is_storage_error(error))

@@ -15,6 +15,7 @@ from engine_support import start_server
 from engine.admin import tracking
 from engine.admin.control import request
 from engine.admin.tracking import Query
+from engine.cleanup import headers
 from engine.conf.config import Config
 
 
@@ -54,7 +55,7 @@ def test_header_fields_after_envelope_lines() -> None:
     assert tracking.header_fields(b"no header at all") == ("", "", "")
     folded = (b"X-Long: a\r\n  Subject: not this\r\nsubject:  first\r\n\tline\r\nSubject: second\r\n\r\n"
               b"Subject: body\r\n")
-    assert tracking.first_fields(folded) == {"subject": "first line"}
+    assert headers.first_fields(folded) == {"subject": "first line"}
 
 
 @pytest.mark.parametrize(("received", "summary"), [
@@ -67,7 +68,7 @@ def test_header_fields_after_envelope_lines() -> None:
     ("from elsewhere by relay.example with SMTP; date", ""),
 ])
 def test_received_summary(received: str, summary: str) -> None:
-    assert tracking.received_summary(received, "Q1") == summary
+    assert headers.received_summary(received, "Q1") == summary
 
 
 async def test_timelines_from_the_engine(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
@@ -159,3 +160,94 @@ async def test_a_badmailed_message_ends_its_timeline_in_badmail(config_factory: 
         await server.stop()
     whats = [step.what for step in track.steps]
     assert whats[0] == "received" and "moved to Badmail" in whats, whats
+
+
+async def test_tracking_takes_the_header_from_the_event_not_the_file(config_factory: Callable[..., Config]) -> None:
+    """The intake's header scan carries Message-ID, Subject and how the message came in MessageQueued: the
+    index has them although the stored file is gone before the writer looks (removed the moment it is dropped)."""
+    from engine.events import Event, MessageDropped, MessageQueued
+
+    running = await start_server(config_factory())
+    server = running.server
+    removed: list[str] = []
+
+    def remove_at_once(event: Event) -> None:  # a bus subscriber runs as the event is published
+        if isinstance(event, MessageDropped):
+            Path(event.path).unlink()
+            removed.append(event.queue_id)
+
+    server.subscribe(remove_at_once)
+    long_subject = "x" * 400
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+            client.sendmail("a@example.test", ["b@example.test"],
+                            b"Message-ID:\r\n <Gone.1@Client.test>\r\nSubject: read\r\n  from the\tscan\r\n\r\nhi\r\n")
+            client.sendmail("a@example.test", ["b@example.test"], f"Subject: {long_subject}\r\n\r\nhi\r\n".encode())
+            client.sendmail("a@example.test", ["b@example.test"], b"\r\nno header at all\r\n")
+
+    try:
+        await asyncio.to_thread(send)
+        await running.wait_for(lambda: len(removed) == 3)
+        queued = [e for e in running.events if isinstance(e, MessageQueued)]
+        assert [(e.message_id, e.subject, e.scanned) for e in queued] == [
+            ("gone.1@client.test", "read from the scan", True), ("", "x" * 300, True), ("", "", True)]
+        assert all(e.via.endswith("([127.0.0.1]) with ESMTP") for e in queued)
+        [track] = await server.track_messages(Query(message_id="<GONE.1@client.test>"))
+        assert track.queue_id == removed[0] and track.subject == "read from the scan"
+        assert track.steps[0].detail.endswith("([127.0.0.1]) with ESMTP")
+        assert [t.queue_id for t in await server.track_messages(Query(subject="scan"))] == [removed[0]]
+        assert [t.subject for t in await server.track_messages(Query(queue_id=removed[1]))] == ["x" * 300]
+        assert not running.drop_files()  # (every file was gone before tracking wrote)
+    finally:
+        await server.stop()
+
+
+async def test_submitted_messages_carry_their_header_too(config_factory: Callable[..., Config]) -> None:
+    """Pickup, the Posting Acceptor (through Pickup) and DSNs commit through Intake.submit: scanned as well."""
+    from engine.events import MessageQueued
+
+    running = await start_server(config_factory())
+    server = running.server
+    try:
+        queue_id = await server.submit("", ("b@example.test",), b"Subject: Delivery Status Notification (Failure)"
+                                       b"\r\nMessage-ID: <dsn.1@mx.test>\r\n\r\nsorry\r\n", "dsn")
+        [event] = [e for e in running.events if isinstance(e, MessageQueued)]
+        assert (event.queue_id, event.message_id, event.subject, event.via, event.scanned) == (
+            queue_id, "dsn.1@mx.test", "Delivery Status Notification (Failure)", "", True)
+        [track] = await server.track_messages(Query(queue_id=queue_id))
+        assert track.message_id == "dsn.1@mx.test" and track.source == "dsn"
+    finally:
+        await server.stop()
+
+
+def test_an_event_without_the_header_has_the_file_read(tmp_path: Path) -> None:
+    """A producer that did not scan (``scanned`` False): the writer reads the stored file, as before."""
+    from engine.events import EventBus, MessageQueued
+
+    index = tracking.TrackingIndex(tmp_path / "t.sqlite", tmp_path, EventBus())
+    (tmp_path / "Q1.eml").write_bytes(b"x-sender: a@b.test\r\nx-receiver: c@d.test\r\n"
+                                      b"Message-ID: <from.file@x>\r\nSubject: from the file\r\n\r\nhi\r\n")
+    connection = tracking.open_index(index.path)
+    index.write_batch(connection, [MessageQueued("Q1", "a@b.test", ("c@d.test",), 10, "smtp"),
+                                   MessageQueued("Q2", "a@b.test", ("c@d.test",), 10, "smtp", "in.event@x",
+                                                 "in the event", scanned=True)])
+    found = {t.queue_id: (t.message_id, t.subject) for t in tracking.search(connection, Query())}
+    assert found == {"Q1": ("from.file@x", "from the file"), "Q2": ("in.event@x", "in the event")}
+    assert [t.queue_id for t in tracking.search(connection, Query(subject="event"))] == ["Q2"]
+    connection.close()
+
+
+def test_message_queued_serialises_for_the_event_stream() -> None:
+    """The admin server's event stream sends events as JSON; the new fields go along and come back."""
+    import json
+
+    from engine.admin.http_server import event_json
+    from engine.events import MessageQueued
+
+    event = MessageQueued("Q1", "a@b.test", ("c@d.test", "e@f.test"), 10, "smtp", "id@x", "Grüße", "from x",
+                          scanned=True, at=5.0)
+    data = json.loads(json.dumps(event_json(event)))
+    assert data == {"type": "MessageQueued", "at": 5.0, "queue_id": "Q1", "sender": "a@b.test",
+                    "recipients": ["c@d.test", "e@f.test"], "size": 10, "source": "smtp", "message_id": "id@x",
+                    "subject": "Grüße", "via": "from x", "scanned": True}
