@@ -106,6 +106,7 @@ class Plan:
     size: int = 4096
     drain_timeout: float = 900.0  # one drain; a run that does not finish by then is a failure
     load_timeout: float = 900.0  # loading the queue (smtp-source) and waiting until every message is held
+    trace: bool = False  # print each drain's timeline: (seconds, messages still queued, messages the sinks have)
 
 
 FULL = Plan()
@@ -573,11 +574,16 @@ def drain(name: str, server: Server, plan: Plan, messages: int, sink_port: int, 
         server.release()
         released = time.perf_counter()
         deadline = started + plan.drain_timeout
-        while server.queued() > 0:
+        timeline: list[tuple[float, int, int]] = []
+        while (left := server.queued()) > 0:
+            if plan.trace:
+                timeline.append((round(time.perf_counter() - started, 2), left, sink.counters().get("mesg", 0)))
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"{name}: {server.queued()} messages still queued after {plan.drain_timeout:.0f} s")
             time.sleep(POLL)
         seconds = time.perf_counter() - started
+        if plan.trace:
+            print(f"    {name} timeline (s, queued, at the sinks): {timeline}", flush=True)
         time.sleep(0.5)  # the last sessions end (the sink counts a message at QUIT or ".")
         cpu = cpu_seconds_tree(server.pid) - cpu_before
         counters = sink.counters()
@@ -675,6 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", choices=[s.label for s in SCENARIOS],
                         help="run only this scenario (repeatable)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs smtpsvc serve")
+    parser.add_argument("--trace", action="store_true",
+                        help="print each drain's timeline (queue left and messages at the sinks, every 0.1 s)")
     parser.add_argument("--profile", action="store_true",
                         help="after each scenario, one more smtpsvc drain sampled by py-spy (pip install py-spy; "
                              "not counted in the figures)")
@@ -691,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = QUICK if args.quick else FULL
     changes = {"messages": args.messages, "reps": args.reps, "domains": args.domains, "size": args.size,
-               "sinks": args.sinks}
+               "sinks": args.sinks, "trace": args.trace or None}
     plan = Plan(**{**asdict(plan), **{k: v for k, v in changes.items() if v is not None}})
     if not (1 <= plan.messages <= 1_000_000 and 1 <= plan.reps <= 20 and 1 <= plan.domains <= 1000
             and 1 <= plan.size <= 10 * 1024 * 1024 and 1 <= plan.sinks <= 64):

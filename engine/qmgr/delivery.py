@@ -532,22 +532,31 @@ class RemoteDelivery:
         record = entry.record
         config = self._config()
         now = self.clock()
-        timing = schedule.timing(config.server, local=True)
-        expires = record.arrived + 60 * config.server.local_expiration_min
-        if now >= expires:
-            for rcpt in recipients:
-                rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
-                rcpt.enhanced = dsn.expired_status("4.3.0")
+        # The local schedule decides (expiry, delay notice); local delivery keeps its own retry pace.
+        attempts = max(1, *(r.attempts for r in recipients))
+        decision = schedule.timing(config.server, local=True).decide(
+            record.arrived, attempts, now, now, delay_notice_sent=record.delay_notice_sent)
+        plan = fate.settle([fate.Seen(r.address, fate.status_of(r.status), r.reported) for r in record.recipients],
+                           frozenset(r.address for r in recipients), frozenset(), decision, now)
+        by_address = {r.address: r for r in record.recipients}
+        for address in plan.expire:
+            rcpt = by_address[address]
+            rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
+            rcpt.enhanced = dsn.expired_status("4.3.0")
+        if plan.failure:
+            failed = [by_address[a] for a in plan.failure]
+            await self._notify(entry, "failure", failed, config)
+            for rcpt in failed:
                 rcpt.reported = True
-            await self._notify(entry, "failure", recipients, config)
-        elif not record.delay_notice_sent and now >= record.arrived + 60 * timing.delay_notification_min:
-            await self._notify(entry, "delay", recipients, config, retry_until=expires)
+        if plan.delay:
+            await self._notify(entry, "delay", [by_address[a] for a in plan.delay], config,
+                               retry_until=decision.expires_at)
             record.delay_notice_sent = True
-        if entry.pending():
+        if plan.leaves is None:
             self.counters.message_delivery_retries += 1  # local delivery is tried again (IIS: Delivery Retries)
             await self.store.save_state(entry)
         else:
-            await self.store.remove(entry, "returned")
+            await self.store.remove(entry, plan.leaves)
 
     async def bounce(self, entry: QueueEntry, reason: str) -> None:
         """Bounce Now: every pending recipient fails at once with ``reason``; the sender gets one NDR."""
