@@ -39,6 +39,7 @@ from engine.store.envelope import (
 from engine.store.mailroot import Mailroot, drop_ref, durable_file
 
 log = logging.getLogger(__name__)
+LOCAL_STOP_GRACE = 10.0  # seconds a stop waits for a local delivery under way to record its outcome
 
 LOCAL_RETRY = 60.0  # seconds between tries to write to an unwritable Drop directory
 RECOVERY_CHUNK = 1000  # messages read back per thread task; the loop takes each chunk in one turn
@@ -304,6 +305,8 @@ class QueueStore:
         self.entries: dict[str, QueueEntry] = {}
         self._local: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._saving: dict[str, asyncio.Future[None]] = {}  # messages whose state record is being written
+        self._local_busy = False  # a local delivery is under way: a stop lets it finish (Drop copy + state record)
         self.on_dropped: Callable[[int], None] = lambda count: None
         self.on_added: Callable[[str], None] = lambda queue_id: None
         self.on_local_delivery: Callable[[QueueEntry, list[RecipientState]], Awaitable[None]] | None = None
@@ -575,6 +578,10 @@ class QueueStore:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self._worker is not None:
+            # A local delivery that wrote its Drop copy must also save that it did, or a restart drops it again.
+            deadline = asyncio.get_running_loop().time() + LOCAL_STOP_GRACE
+            while self._local_busy and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
@@ -637,10 +644,22 @@ class QueueStore:
                             having(COUNTED_REMOTE_RETRY), having(COUNTED_UNREACHABLE))
 
     async def save_state(self, entry: QueueEntry) -> None:
-        record = entry.record
-        data, fields = record.to_bytes(), queue_index.encode_record(record)  # the same moment's state, both
-        await self.committer.run(self._write_state, entry.folder, record.queue_id, entry.size, entry.offset,
-                                 data, fields)
+        """Write the entry's state record. Saves of one message are one at a time, each taking the state as it
+        is when its turn comes: two writes on two commit threads could otherwise finish in the other order and
+        leave the older state on disk (a local delivery's 'delivered' overwritten by an attempt begun before it)."""
+        queue_id = entry.record.queue_id
+        while (in_flight := self._saving.get(queue_id)) is not None:
+            await asyncio.shield(in_flight)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._saving[queue_id] = turn
+        try:
+            record = entry.record
+            data, fields = record.to_bytes(), queue_index.encode_record(record)  # the same moment's state, both
+            await self.committer.run(self._write_state, entry.folder, queue_id, entry.size, entry.offset,
+                                     data, fields)
+        finally:
+            del self._saving[queue_id]
+            turn.set_result(None)
         self._compact_if_due()
 
     def _write_state(self, folder: Path, queue_id: str, size: int, offset: int, data: bytes, fields: str) -> None:
@@ -738,6 +757,7 @@ class QueueStore:
             if claim is None:
                 continue  # nothing local, or held by another attempt (which hands it back here: wake_local)
             local = [r for r in local if claim.covers(r.address)]
+            self._local_busy = True
             try:
                 await self.deliver_local(entry, claim)
             except OSError as error:
@@ -754,6 +774,7 @@ class QueueStore:
                     asyncio.get_running_loop().call_later(self.local_retry, self._local.put_nowait, queue_id)
             finally:
                 entry.release(claim)
+                self._local_busy = False
             if queue_id in self.entries:
                 self.on_added(queue_id)  # what remote delivery skipped while this claim was held is due now
 

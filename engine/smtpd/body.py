@@ -97,6 +97,7 @@ def open_body(intake: Intake, machine: SmtpMachine, *, peer_ip: str, peer_name: 
     assert transaction is not None
     spool = intake.open_spool(transaction.sender, tuple(transaction.recipients))
     spool.dsn = DsnRequest(transaction.ret, transaction.envid, dict(transaction.rcpt_params))
+    spool.binarymime = transaction.body_type == "BINARYMIME"
     received = received_header(
         helo=machine.helo or "",
         peer_ip=peer_ip,

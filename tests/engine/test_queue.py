@@ -196,6 +196,28 @@ async def test_offline_administration_of_the_queue(config_factory) -> None:
         await again.server.stop()
 
 
+async def test_concurrent_state_saves_of_one_message_leave_the_newest_on_disk(config_factory) -> None:
+    """Saves run on several commit threads; one message's saves must still land in the order they were made
+    (a local delivery's 'delivered' was overwritten by a remote attempt's older state that finished later)."""
+    config = config_factory()
+    run = await start_server(config)
+    try:
+        await asyncio.to_thread(_send, run.port, ["r@relay.test"])
+        store = run.server._queue  # type: ignore[union-attr]
+        await run.wait_for(lambda: all(e.record.attempts and not e.active for e in store.entries.values()))
+        [entry] = store.entries.values()  # its first attempt failed; the next is minutes away
+        saves = []
+        for n in range(41):
+            entry.record.last_error = f"state {n}"
+            saves.append(asyncio.ensure_future(store.save_state(entry)))
+            await asyncio.sleep(0)  # the save takes the state of this moment (and hands it to a commit thread)
+        await asyncio.gather(*saves)
+        on_disk = StateRecord.from_bytes((run.mailroot / "Queue" / f"{entry.queue_id}.env").read_bytes())
+        assert on_disk.last_error == "state 40"
+    finally:
+        await run.server.stop()
+
+
 @pytest.mark.expect_errors
 async def test_unwritable_drop_queues_then_notifies_on_the_local_schedule(tmp_path: Path, config_factory) -> None:
     from dataclasses import replace
