@@ -118,6 +118,14 @@ def _server_errors(exc: dns.resolver.NoNameservers) -> str:
     return ", ".join(parts) or "no server answered"
 
 
+@dataclass
+class _Asking:
+    """A lookup on the wire and how many askers wait for it."""
+
+    task: asyncio.Task[Records | None]
+    waiting: int = 0
+
+
 class Resolver:
     """Asynchronous MX and address lookups against ``servers`` ("HOST[:PORT]"), or the system's resolver.
 
@@ -138,7 +146,7 @@ class Resolver:
         self._cache: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], tuple[float, Records]] = {}
         # Lookups on the wire now: the same question asked meanwhile waits for that answer (a drain starts many
         # connections to one domain at once, and an answer that may not be cached is asked once, not per batch).
-        self._asking: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], asyncio.Task[Records | None]] = {}
+        self._asking: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], _Asking] = {}
         self._dns: dns.asyncresolver.Resolver | None = None
 
     def use_servers(self, servers: Sequence[str]) -> None:
@@ -173,9 +181,18 @@ class Resolver:
         asking = self._asking.get(key)
         if asking is None:
             # Its own task, not the asker's: an asker that is cancelled leaves the answer to the others.
-            asking = self._asking[key] = asyncio.get_running_loop().create_task(self._ask(name, rdtype))
-            asking.add_done_callback(lambda done: self._asked(key, done))
-        return await asyncio.shield(asking)
+            task = asyncio.get_running_loop().create_task(self._ask(name, rdtype))
+            asking = self._asking[key] = _Asking(task)
+            task.add_done_callback(lambda done: self._asked(key, done))
+        asking.waiting += 1
+        try:
+            return await asyncio.shield(asking.task)
+        except asyncio.CancelledError:
+            if asking.waiting == 1:
+                asking.task.cancel()  # the last one waiting for it gave up: nobody wants the answer
+            raise
+        finally:
+            asking.waiting -= 1
 
     def _asked(self, key: tuple[dns.name.Name, dns.rdatatype.RdataType], done: asyncio.Task[Records | None]) -> None:
         del self._asking[key]

@@ -256,6 +256,17 @@ async def test_the_same_question_asked_at_once_goes_out_once(resolver: Resolver)
         await waiting
 
 
+async def test_a_lookup_nobody_waits_for_any_more_is_dropped(resolver: Resolver) -> None:
+    asker = asyncio.ensure_future(resolver.mx_hosts("slow.test"))  # never answered
+    await asyncio.sleep(0.05)
+    asker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asker
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []  # no lookup left behind
+
+
 async def test_cache_respects_ttl(tmp_path: Path) -> None:
     now = [1000.0]
     records = DnsRecords(mx=[("ttl.test", "mx.ttl.test", 5)], hosts=[("mx.ttl.test", "127.0.0.5")], ttl=60)
