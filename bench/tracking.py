@@ -51,7 +51,8 @@ def fill(index: TrackingIndex, path: Path, messages: int, rng: random.Random) ->
         sender = f"user{rng.randrange(20_000)}@sender{rng.randrange(100)}.test"
         recipients = tuple(f"rcpt{rng.randrange(50_000)}@dest{rng.randrange(200)}.test"
                            for _ in range(1 + (n % 3 == 0)))
-        batch.append(MessageQueued(queue_id, sender, recipients, 4096, "smtp", at=at))
+        batch.append(MessageQueued(queue_id, sender, recipients, 4096, "smtp", f"m{n + 1}@client.test",
+                                   scanned=True, at=at))  # (the header scan's Message-ID; no Subject)
         if n == messages // 2:
             examples = {"queue_id": queue_id, "sender": sender, "recipient": recipients[0],
                         "sender_domain": "@" + sender.partition("@")[2],
@@ -69,8 +70,6 @@ def fill(index: TrackingIndex, path: Path, messages: int, rng: random.Random) ->
     if batch:
         index.write_batch(connection, batch)  # type: ignore[arg-type]
     with connection:
-        # The writer reads each Message-ID from the stored message; there are no message files here.
-        connection.execute("UPDATE messages SET message_id = printf('m%d@client.test', rowid)")
         connection.execute("ANALYZE")
     connection.close()
     cpu_us = (time.process_time() - cpu) / messages * 1e6
