@@ -229,7 +229,7 @@ def _save(path: Path, config: Config, old: Config, args: argparse.Namespace, key
     # The engine serving this file may run on another Mailroot than the file names (`serve --mailroot`).
     control = socket_path(running_mailroot(path) or Mailroot.from_config(old).root)
     try:
-        applied = asyncio.run(_apply_running(control, args))
+        applied = asyncio.run(_apply_running(control, path, args))
     except (ConfigError, DomainError):
         raise
     except EngineError as exc:
@@ -247,14 +247,18 @@ def _save(path: Path, config: Config, old: Config, args: argparse.Namespace, key
 RESTART_KEYS = ("mailroot",)  # read once at start; OPTIONS apply live (tests/engine/test_options_live.py)
 
 
-async def _apply_running(control: Path, args: argparse.Namespace) -> bool:
-    """Run the command on the engine answering on ``control``; False when no engine runs there."""
+async def _apply_running(control: Path, path: Path, args: argparse.Namespace) -> bool:
+    """Run the command on the engine answering on ``control`` when it serves the file ``path``; False when no
+    engine runs there, or the one there serves another file (a change to this file is not its business)."""
     async def invoke(op: str, op_args: dict[str, Any]) -> Any:
         return await request(control, op, **op_args)
 
     try:
-        await request(control, "state")
+        state = await request(control, "state")
     except ControlUnavailableError:
+        return False
+    served = state.get("config_file") if isinstance(state, dict) else None
+    if served is None or Path(served) != path.expanduser().resolve():
         return False
     await _engine_ops(args, invoke)
     return True

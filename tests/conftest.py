@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +19,14 @@ from engine.events import ErrorEvent, Event, EventBus
 from engine.server import VirtualServer
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# The tests never touch the user's own data, settings or state: a configuration that names no Mailroot (and the
+# window's remembered settings) would otherwise use the real default Mailroot, where an engine of another test
+# run, or the user's own, may be running. Set before anything reads them; subprocesses inherit them.
+_PRIVATE_HOME = tempfile.mkdtemp(prefix="smtpsvc-tests-xdg-")
+for _variable, _folder in (("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state")):
+    os.environ[_variable] = os.path.join(_PRIVATE_HOME, _folder)
+atexit.register(shutil.rmtree, _PRIVATE_HOME, True)
 
 # Hypothesis's deadline and "too slow" check are timing assertions: on a shared, loaded machine (and in CI) they
 # fail tests whose logic is right. Properties are checked for what they compute, never for how fast.

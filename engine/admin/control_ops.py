@@ -57,6 +57,8 @@ class ControlTarget(Protocol):
     @property
     def mailroot_path(self) -> Path: ...
     @property
+    def config_path(self) -> Path | None: ...
+    @property
     def bound_addresses(self) -> list[tuple[str, int]]: ...
     @property
     def recovering(self) -> bool: ...
@@ -127,7 +129,9 @@ class Op:
 
 async def _state(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
     recovered, total = server.recovery_progress()
+    config_file = server.config_path
     return {"state": server.state, "name": server.config().name, "mailroot": str(server.mailroot_path),
+            "config_file": str(config_file.expanduser().resolve()) if config_file is not None else None,
             "pid": os.getpid(), "listening": [join_hostport(h, p) for h, p in server.bound_addresses],
             "recovering": server.recovering, "recovery": {"recovered": recovered, "total": total}}
 

@@ -118,3 +118,22 @@ def test_config_and_queue_find_an_engine_started_with_its_own_mailroot(tmp_path:
     assert not (tmp_path / ".smtpsvc.toml.engine").exists()  # the note goes with the engine
     done = config(process, "set", "max_recipients", "5")  # no engine: the file only
     assert (done.returncode, done.stderr) == (0, "") and "applied" not in done.stdout
+
+
+def test_config_set_on_another_file_leaves_the_engine_on_that_mailroot_alone(serve: ServeProcess,
+                                                                             tmp_path: Path) -> None:
+    # A second file naming the same Mailroot (as a file that names none points at the user's default one):
+    # the engine there serves the first file, so a change to the second is the file's only.
+    other = tmp_path / "other.toml"
+    save_config(other, Config(server=ServerConfig(fqdn="other.example.test"),
+                              domains=(DomainConfig("example.test", "default"),), mailroot=str(serve.mailroot)))
+    done = subprocess.run([sys.executable, "-m", "app.cli", "config", "--config", str(other), "set",
+                           "max_recipients", "1"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "") and "applied" not in done.stdout
+    assert load_config(other).server.max_recipients == 1
+    with smtplib.SMTP("127.0.0.1", serve.port, timeout=20) as client:
+        client.ehlo()
+        client.mail("a@example.test")
+        assert client.rcpt("b@example.test")[0] == 250
+        assert client.rcpt("c@example.test")[0] == 250  # the running engine kept its own limit
