@@ -394,7 +394,10 @@ class ManagerWindow(QMainWindow):
         item = self.tree.currentItem()
         key = self.tree.key_of(item)
         self.setWindowTitle(f"{APP_TITLE} - [{self.node_path()}]")
-        path = self.node_path().split("\\", 1)[-1]  # from the virtual server down (the title has the computer)
+        top, _, path = self.node_path().partition("\\")  # from the virtual server down (the title has it all)
+        if len(self.computers) > 1 and path:  # with several computers, say whose server this is
+            path = f"{top.split(' (', 1)[0]}\\{path}"
+        path = path or top
         self.description_bar.setText(f"<b>{html.escape(path)}</b>"
                                      + (f" — {html.escape(NODE_DESCRIPTIONS[node])}" if node in NODE_DESCRIPTIONS
                                         else ""))

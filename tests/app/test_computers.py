@@ -169,6 +169,8 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
         # A property sheet under the first remote computer: only that engine changes.
         a.select_node(Node.SERVER)
         assert window.current is a
+        # With several computers the description bar says whose server it is (the title has the whole path).
+        assert window.description_bar.text().startswith("<b>mx1.example.test\\Default SMTP Virtual Server</b>")
         window.actions_.properties.trigger()
         sheet = a.ops.sheet
         assert isinstance(sheet, ServerSheet)
