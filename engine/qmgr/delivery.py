@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SubmitFn = Callable[[str, tuple[str, ...], bytes, str], Awaitable[str]]
 _NOT_TRIED = Outcome(DEFERRED, "451 4.4.0 Not attempted", "4.4.0")
 IDLE_WAKE = 30.0  # look at the queue at least this often even when nothing is due
+FINISH_GRACE = 10.0  # seconds a stop lets attempts whose outcome is known record it (state, removal, notices)
 FULL_RETURN_LIMIT = 50 * 1024  # RET=FULL returns the whole message only up to this size (Postfix's default)
 
 
@@ -84,6 +85,7 @@ class RemoteDelivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._finishing: set[asyncio.Task[None]] = set()  # recording a known outcome: a stop lets them end
         self.cache = ConnectionCache()  # idle connections kept a moment for the next batch
         self._heap: list[tuple[float, str]] = []  # (when, queue id): equal times go in id (arrival) order
         # Both limits are read at every connection, so a changed setting applies at once (engine.qmgr.gates).
@@ -101,11 +103,18 @@ class RemoteDelivery:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        # Sending is cancelled; recording an outcome already known is let finish (a message the remote took
+        # would otherwise be sent again after the restart). A batch being cancelled may still spawn its
+        # messages' finishing, so look again until nothing runs: no attempt may conclude after the commit
+        # threads it needs are closed.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FINISH_GRACE
+        while tasks := [t for t in (self._task, *self._tasks) if t is not None and not t.done()]:
+            for task in tasks:
+                if task not in self._finishing or loop.time() >= deadline:
+                    task.cancel()
+            await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0.05))
+            self._task = None
         self._tasks.clear()
         await self.cache.close()
         for entry in self.store.entries.values():
@@ -158,7 +167,7 @@ class RemoteDelivery:
                         # nothing to send, but notices, state or removal still owed
                         del self._unfinished[queue_id]
                         unfinished.claim = claim
-                        self._spawn(self._conclude_safely(unfinished, self.clock()))
+                        self._spawn(self._conclude_safely(unfinished, self.clock()), finishing=True)
                     continue
                 remote = entry.free(remote)
                 if not remote:
@@ -173,10 +182,13 @@ class RemoteDelivery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.0))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], *, finishing: bool = False) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if finishing:
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
 
     def _decide(self, entry: QueueEntry, now: float) -> schedule.Decision:
         record = entry.record
@@ -354,7 +366,7 @@ class RemoteDelivery:
         attempt.transcripts.append(tuple(transcript.lines))
         attempt.outstanding -= 1
         if attempt.outstanding == 0:
-            self._spawn(self._finish(attempt))  # never raises
+            self._spawn(self._finish(attempt), finishing=True)  # never raises
 
     async def _targets(self, domain: str, config: Config, transcript: Transcript) -> list[Target]:
         route = route_for(domain, config)
