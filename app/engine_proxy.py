@@ -71,6 +71,7 @@ class EngineProxy:
     list_sessions = forward(VirtualServer.list_sessions)
     terminate_session = forward(VirtualServer.terminate_session)
     terminate_all_sessions = forward(VirtualServer.terminate_all_sessions)
+    session_transcript = forward(VirtualServer.session_transcript)
     list_users = forward(VirtualServer.list_users)
     add_user = forward(VirtualServer.add_user)
     set_user_password = forward(VirtualServer.set_user_password)
@@ -104,6 +105,7 @@ class EngineProxy:
     delete_drop = forward(VirtualServer.delete_drop)
     preview_pickup = forward(VirtualServer.preview_pickup)
     submit_to_pickup = forward(VirtualServer.submit_to_pickup)
+    list_pickup = forward(VirtualServer.list_pickup)
     # -- monitoring
     list_events = forward(VirtualServer.list_events)
     counter_history = forward(counter_history)

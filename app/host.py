@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from app.cert_cmd import CERT_NAME, KEY_NAME
-from app.engine_proxy import EngineProxy, forward
+from app.engine_proxy import EngineProxy
 from app.loop_thread import LoopThread
 from engine.conf.config import Config
 from engine.conf.config_file import save_config
@@ -96,7 +96,7 @@ class EngineHost(LoopThread):
 
 
 class LocalEngine(EngineProxy):
-    """This computer's engine: the facade, plus the calls that need this computer (its files, live transcripts)."""
+    """This computer's engine: the facade, plus the calls that need this computer (its certificate files)."""
 
     transport: EngineHost
 
@@ -106,9 +106,6 @@ class LocalEngine(EngineProxy):
     @property
     def config_path(self) -> Path | None:
         return self.transport.config_path
-
-    session_transcript = forward(VirtualServer.session_transcript)
-    list_pickup = forward(VirtualServer.list_pickup)
 
     async def inspect_certificate(self, certificate: str, key: str) -> PairReport:
         return await asyncio.to_thread(inspect_pair, certificate, key)

@@ -188,6 +188,8 @@ ROUTES: dict[Callable[..., Any], Route | Composed] = {
     VirtualServer.list_sessions: Route("sessions.list", answer=lambda r: [make(SessionInfo, s) for s in r]),
     VirtualServer.terminate_session: Route("sessions.terminate", _one("id", "session_id")),
     VirtualServer.terminate_all_sessions: Route("sessions.terminate_all", answer=_count),
+    VirtualServer.session_transcript: Route("sessions.transcript", _one("id", "session_id"),
+                                            lambda r: [str(line) for line in r]),
     VirtualServer.list_users: Route("users.list", answer=lambda r: [str(name) for name in r]),
     VirtualServer.add_user: Route("users.add", _same("name", "password")),
     VirtualServer.set_user_password: Route("users.passwd", _same("name", "password")),
@@ -222,6 +224,7 @@ ROUTES: dict[Callable[..., Any], Route | Composed] = {
     VirtualServer.delete_drop: Route("drop.delete", _one("name", "ref")),
     VirtualServer.preview_pickup: _preview_pickup,
     VirtualServer.submit_to_pickup: _submit_to_pickup,
+    VirtualServer.list_pickup: Route("pickup.list", answer=lambda r: [make(mailroot_items.PickupFile, f) for f in r]),
     VirtualServer.list_events: Route("events.list", lambda a: {"since": _whole(a["since"]), "level": a["level"],
                                                                "limit": a["limit"]}, _events),
     counter_history: Route("counters.history", lambda a: {"seconds": _whole(a["seconds"])}, lambda r: History(

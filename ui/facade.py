@@ -152,7 +152,8 @@ class CertificateFacade(Protocol):
 
 @runtime_checkable
 class TranscriptFacade(Protocol):
-    """A live session's dialogue (Session Properties): the embedded engine has it (a remote computer not yet)."""
+    """A live session's dialogue (Session Properties): the embedded engine's, or a remote computer's through its
+    sessions.transcript op."""
 
     async def session_transcript(self, session_id: str) -> list[str]: ...
 

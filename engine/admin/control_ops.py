@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from engine.admin.event_ids import LEVELS, EventEntry, Level
-from engine.admin.mailroot_items import DropItem
+from engine.admin.mailroot_items import DropItem, PickupFile
 from engine.admin.perf import History
 from engine.admin.pickup_history import PickupRecord
 from engine.admin.tracking import Query, Track
@@ -39,6 +39,7 @@ from engine.smtpd.sessions import SessionInfo
 
 log = logging.getLogger(__name__)
 
+PICKUP_LIST_MAX = 10_000  # files pickup.list answers with (the oldest): a stopped Pickup can hold very many
 SCHEDULE_LIMIT = 10  # attempts shown in queue.show's schedule (the delay notice and NDR always follow)
 
 
@@ -104,6 +105,8 @@ class ControlTarget(Protocol):
     async def set_operator_role(self, name: str, role: str) -> None: ...
     async def terminate_session(self, session_id: str) -> None: ...
     async def terminate_all_sessions(self) -> int: ...
+    async def session_transcript(self, session_id: str) -> list[str]: ...
+    async def list_pickup(self) -> list[PickupFile]: ...
     async def list_events(self, since: float | None = None, level: Level = "Information",
                           limit: int = 1000) -> list[EventEntry]: ...
 
@@ -454,6 +457,15 @@ async def _sessions_terminate(server: ControlTarget, args: dict[str, Any]) -> No
 
 async def _sessions_terminate_all(server: ControlTarget, args: dict[str, Any]) -> dict[str, int]:
     return {"count": await server.terminate_all_sessions()}
+
+
+async def _sessions_transcript(server: ControlTarget, args: dict[str, Any]) -> list[str]:
+    return await server.session_transcript(args["id"])  # bounded by the engine, AUTH secrets masked
+
+
+async def _pickup_list(server: ControlTarget, args: dict[str, Any]) -> list[PickupFile]:
+    return (await server.list_pickup())[:PICKUP_LIST_MAX]
+
 async def _counters_history(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
     history = server.counter_history(args["seconds"])
     return {"names": list(history.names), "samples": [[at, *values] for at, values in history.samples]}
@@ -600,6 +612,8 @@ OPS: dict[str, Op] = {
     "users.delete": Op(_users_delete, _NAME, "delete an account of AUTH"),
     "sessions.list": Op(_sessions_list, {}, "the current SMTP sessions", "read"),
     "sessions.terminate": Op(_sessions_terminate, _ID, "end one session"),
+    "sessions.transcript": Op(_sessions_transcript, _ID,
+                              "a live session's latest dialogue lines (bounded, AUTH secrets masked)", "read"),
     "sessions.terminate_all": Op(_sessions_terminate_all, {}, "end every session: {count}"),
     "counters.history": Op(_counters_history, {"seconds": Arg(int)},
                            "the samples of the last `seconds` (default: all ten minutes): {names, samples: "
@@ -607,6 +621,8 @@ OPS: dict[str, Op] = {
     "track": Op(_track, {"sender": Arg(str), "recipient": Arg(str), "message_id": Arg(str), "queue_id": Arg(str),
                          "subject": Arg(str), "since": Arg(int), "limit": Arg(int, default=100)},
                 "message tracking: the matching messages, newest first, with their timelines", "read"),
+    "pickup.list": Op(_pickup_list, {}, "the files in the Pickup directory now, oldest first: [{name, size, at}]",
+                      "read"),
     "pickup.history": Op(_pickup_history, {"limit": Arg(int, default=500)},
                          "what became of the files put into Pickup (tracking and Badmail), newest first", "read"),
     "dns.check": Op(_dns_check, {"name": Arg(str, required=True), "servers": Arg(list)},

@@ -373,3 +373,40 @@ def test_remote_security_tab_lists_operators(qapp: QApplication, first: AdminSer
         assert load_config(first.config).server.admin_listen  # the remote engine's own file, untouched here
     finally:
         session.close()
+
+
+def test_remote_session_transcript_and_pickup_folder(qapp: QApplication, first: AdminServe, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote computer's Session Properties shows the live transcript (sessions.transcript), and its Pickup pane
+    the files waiting in that computer's Pickup folder while its server is stopped (pickup.list)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    client = smtplib.SMTP("127.0.0.1", first.port, timeout=10)
+    try:
+        computer = session.run(session.computers.connect(first.url, "boss", BOSS))
+        assert computer is not None
+        client.ehlo("transcript.test")
+        client.docmd("AUTH", "PLAIN AHVzZXIAaHVudGVyMg==")  # refused (no TLS), its secret masked all the same
+        assert client.mail("sender@transcript.test")[0] == 250
+        [info] = session.run(computer.engine.list_sessions())
+        computer.select_node(Node.SESSIONS)
+        session.until(lambda: computer.sessions_model.get(info.session_id) is not None)
+        dialog = computer.show_session(info.session_id)
+        assert not dialog.transcript.isHidden()
+        session.until(lambda: "mail from:<sender@transcript.test>" in dialog.transcript.toPlainText().lower())
+        text = dialog.transcript.toPlainText()
+        assert "*** (masked)" in text and "AHVzZXIAaHVudGVyMg==" not in text
+        dialog.grab().save(str(tmp_path / "remote-session.png"))
+        dialog.close()
+        client.quit()
+
+        session.run(computer.engine.stop())
+        session.until(lambda: computer.state == "stopped")
+        (first.mailroot / "Pickup" / "waiting.eml").write_bytes(FAR)
+        computer.select_node(Node.PICKUP)
+        session.until(lambda: "waiting.eml" in computer.pickup_now.text())
+        assert computer.pickup_now.text().startswith("In the Pickup folder now: 1 file (waiting.eml), waiting")
+        session.window.grab().save(str(tmp_path / "remote-pickup.png"))
+    finally:
+        client.close()
+        session.close()
