@@ -92,9 +92,9 @@ def logfail(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 # PySide6 sometimes corrupts a reference count (None's) that only the interpreter's final garbage collection trips
-# over: "Fatal Python error: none_dealloc" after every test has passed and the summary is printed (seen twice in
-# 4,000 ui/app runs). A process that imported Qt therefore ends with the session's own exit status without that
-# final teardown; the status (failures, 5 for no tests) is exactly pytest's.
+# over: "Fatal Python error: none_dealloc" after every test has passed and the summary is printed (two whole ui/app
+# runs of 2026-12-07, one in a fresh Debian chroot). A process that imported Qt therefore ends with the session's own
+# exit status without that final teardown; the status (failures, 5 for no tests) is exactly pytest's.
 _session_status: list[int] = []
 
 
