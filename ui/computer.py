@@ -481,7 +481,7 @@ class Computer:
         if key is not None and self.node == node:
             self.panes[node].select_key(key)
         elif tries > 0 and self.node == node:
-            QTimer.singleShot(100, lambda: self._select_when_listed(node, find, tries - 1))
+            QTimer.singleShot(100, self.panes[node], lambda: self._select_when_listed(node, find, tries - 1))
 
     def show_badmail(self, item: BadmailItem) -> BadmailDialog:
         dialog = BadmailDialog(item, self.window())

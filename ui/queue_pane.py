@@ -274,7 +274,7 @@ class QueuePane(QWidget):
 
     def _fit_soon(self, *_: object) -> None:
         if not self._fitting:
-            QTimer.singleShot(0, self.fit_last_error)
+            QTimer.singleShot(0, self, self.fit_last_error)
 
     def fit_last_error(self) -> None:
         """Last Error takes the width the other shown columns leave (at least its usual width): it stretches."""
@@ -397,7 +397,7 @@ class QueuePane(QWidget):
 
     def _chart_changed(self, *_: object) -> None:
         self._chart_dirty = True
-        QTimer.singleShot(0, self._chart_if_contradicting)  # once the model has settled
+        QTimer.singleShot(0, self, self._chart_if_contradicting)  # once the model has settled
 
     def _chart_if_contradicting(self) -> None:
         """"The queue is empty" over a list with rows (or the reverse) is redrawn at once, not at the next tick."""
@@ -443,7 +443,7 @@ class QueuePane(QWidget):
     def showEvent(self, event: object) -> None:
         self._chart_timer.start()
         self._chart_dirty = True
-        QTimer.singleShot(0, self.refresh_chart)
+        QTimer.singleShot(0, self, self.refresh_chart)
 
     def hideEvent(self, event: object) -> None:
         self._chart_timer.stop()

@@ -138,7 +138,7 @@ class ResultPane(QStackedWidget):
         if self._fitted or self.model.rowCount() == 0:
             return
         self._fitted = True
-        QTimer.singleShot(0, self._fit_now)  # (a bound method: the timer is dropped with this pane)
+        QTimer.singleShot(0, self.detail, self._fit_now)  # (dropped if the view is deleted first)
 
     def _fit_now(self) -> None:
         fit_to_contents(self.detail, self.detail.header(), {i: c.width for i, c in enumerate(self.model.columns)})
