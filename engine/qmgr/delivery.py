@@ -41,7 +41,7 @@ from engine.smtp.outbound import DEFERRED, DELIVERED, FAILED, Job, Outcome, Sett
 from engine.smtp.resolver import Resolver, RouteError, Target, resolve_route, route_for
 from engine.smtp.scache import ConnectionCache, Held, Idle
 from engine.smtp.tls_policy import outbound_verification
-from engine.store.envelope import BINARYMIME, BODY, RecipientState
+from engine.store.envelope import BINARYMIME, BODY, RecipientState, StateRecord
 from engine.store.mailroot import Mailroot
 
 log = logging.getLogger(__name__)
@@ -196,10 +196,14 @@ class RemoteDelivery:
             record.arrived, record.attempts, record.last_attempt, now, delay_notice_sent=record.delay_notice_sent)
 
     async def _delay_notice_if_due(self, entry: QueueEntry) -> None:
-        """The delay notice has its own time: it is not held back until the next attempt."""
-        decision = self._decide(entry, self.clock())
-        waiting = [r.address for r in self._remote_pending(entry)]
-        claim = entry.claim("notice", waiting) if decision.send_delay_notice and waiting else None
+        """The delay notice has its own time: it is not held back until the next attempt.
+
+        Only the notice is carried out here; expiry and failures are the next attempt's to settle."""
+        now = self.clock()
+        decision = self._decide(entry, now)
+        plan = fate.settle(_seen(entry.record), frozenset(r.address for r in self._remote_pending(entry)),
+                           frozenset(), decision, now)
+        claim = entry.claim("notice", plan.delay) if plan.delay else None
         if claim is not None:
             try:
                 await self._notify(entry, "delay", [r for r in entry.pending() if claim.covers(r.address)],
@@ -415,7 +419,7 @@ class RemoteDelivery:
             rcpt.last_error = "" if outcome.status == DELIVERED else outcome.reply
             rcpt.enhanced = outcome.enhanced
             rcpt.remote = outcome.remote
-            rcpt.status = fate.step(fate.status_of(rcpt.status), fate.outcome_event(outcome.status))
+            rcpt.status = fate.step(rcpt.status, fate.outcome_event(outcome.status))
 
     # -- after an attempt -----------------------------------------------------------------------
 
@@ -478,7 +482,7 @@ class RemoteDelivery:
         config = self._config()
         waiting = frozenset(r.address for r in self._remote_pending(entry) if attempt.claim.covers(r.address))
         decision = self._decide(entry, now)
-        plan = fate.settle([fate.Seen(r.address, fate.status_of(r.status), r.reported) for r in record.recipients],
+        plan = fate.settle(_seen(record),
                            waiting, frozenset(attempt.relayed), decision, now)
         by_address = {r.address: r for r in record.recipients}
         # Not for a message that leaves the queue now: its transcript file goes with it.
@@ -496,7 +500,7 @@ class RemoteDelivery:
             attempt.transcripts = []
         for address in plan.expire:
             rcpt = by_address[address]
-            rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
+            rcpt.status = fate.step(rcpt.status, "expired")
             rcpt.enhanced = dsn.expired_status(rcpt.enhanced or "4.0.0")
             rcpt.last_error = (f"Delivery time expired after {config.server.expiration_min} minutes; "
                                f"last error: {rcpt.last_error or 'none'}")
@@ -548,12 +552,12 @@ class RemoteDelivery:
         attempts = max(1, *(r.attempts for r in recipients))
         decision = schedule.timing(config.server, local=True).decide(
             record.arrived, attempts, now, now, delay_notice_sent=record.delay_notice_sent)
-        plan = fate.settle([fate.Seen(r.address, fate.status_of(r.status), r.reported) for r in record.recipients],
+        plan = fate.settle(_seen(record),
                            frozenset(r.address for r in recipients), frozenset(), decision, now)
         by_address = {r.address: r for r in record.recipients}
         for address in plan.expire:
             rcpt = by_address[address]
-            rcpt.status = fate.step(fate.status_of(rcpt.status), "expired")
+            rcpt.status = fate.step(rcpt.status, "expired")
             rcpt.enhanced = dsn.expired_status("4.3.0")
         if plan.failure:
             failed = [by_address[a] for a in plan.failure]
@@ -576,15 +580,25 @@ class RemoteDelivery:
         if claim is None:
             raise StateError(f"message {entry.queue_id} is being delivered right now; try again in a moment")
         try:
-            pending = entry.pending()
-            for rcpt in pending:
-                rcpt.status = fate.step(fate.status_of(rcpt.status), "bounced")
+            record = entry.record
+            now = self.clock()
+            plan = fate.settle(_seen(record), frozenset(r.address for r in entry.pending()), frozenset(),
+                               self._decide(entry, now), now, bounce=True)
+            by_address = {r.address: r for r in record.recipients}
+            for address in plan.bounce:
+                rcpt = by_address[address]
+                rcpt.status = fate.step(rcpt.status, "bounced")
                 rcpt.enhanced = reason.split(" ", 1)[0]
                 rcpt.last_error = reason
-                rcpt.reported = True
                 rcpt.notify = ""  # the administrator's bounce always tells the sender
-            await self._notify(entry, "failure", pending, self._config())
-            await self.store.remove(entry, "returned")
+            failed = [by_address[a] for a in plan.failure]
+            await self._notify(entry, "failure", failed, self._config())
+            for rcpt in failed:
+                rcpt.reported = True
+            if plan.leaves is None:  # (every pending recipient was bounced: only a bug keeps it)
+                await self.store.save_state(entry)
+            else:
+                await self.store.remove(entry, plan.leaves)
         finally:
             entry.release(claim)
 
@@ -645,6 +659,11 @@ class RemoteDelivery:
         # Counted from the event, in one place (VirtualServer), like every other Badmail item.
         self.bus.publish(MessageBadmailed(name, reason, "delivery",
                                           "ndr_of_dsn" if cause == "ndr_of_dsn" else "general_failure"))
+
+
+def _seen(record: StateRecord) -> list[fate.Seen]:
+    """The recipients as ``fate.settle`` sees them."""
+    return [fate.Seen(r.address, r.status, r.reported) for r in record.recipients]
 
 
 _ACTIONS: dict[str, dsn.Action] = {"failure": "failed", "delay": "delayed", "success": "delivered",

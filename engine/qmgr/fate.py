@@ -11,7 +11,8 @@ A claim is released by its attempt's outcome, once.
 Recipients: ``pending`` until an outcome makes them ``delivered`` or ``failed``; a final recipient never changes.
 
 After an attempt, ``settle`` decides the rest from the recipients and the schedule's decision: who expires,
-which notices go to the sender, when the next attempt is, or whether the message leaves the queue.
+which notices go to the sender, when the next attempt is, or whether the message leaves the queue. The
+administrator's Bounce Now and the delay notice between attempts ask it too.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from engine.qmgr.schedule import Decision
+from engine.store.envelope import RECIPIENT_STATUSES, RecipientStatus
 
 Owner = Literal["remote", "local", "notice", "finish", "bounce"]
-Status = Literal["pending", "delivered", "failed"]  # a recipient, as stored in its state record
+Status = RecipientStatus  # a recipient, as stored in its state record
 Event = Literal["delivered", "failed", "deferred", "expired", "bounced"]  # what can happen to a recipient
 
-STATUSES: tuple[Status, ...] = get_args(Status)
+STATUSES: tuple[Status, ...] = RECIPIENT_STATUSES
 EVENTS: tuple[Event, ...] = get_args(Event)
 
 
@@ -98,17 +100,6 @@ def step(status: Status, event: Event) -> Status:
     return TRANSITIONS.get((status, event), status)
 
 
-_STATUSES: dict[str, Status] = {status: status for status in STATUSES}
-
-
-def status_of(text: str) -> Status:
-    """A stored status read back as the typed one."""
-    try:
-        return _STATUSES[text]
-    except KeyError:
-        raise ValueError(f"unknown recipient status {text!r}") from None
-
-
 _OUTCOME_EVENTS: dict[str, Event] = {"delivered": "delivered", "failed": "failed", "deferred": "deferred"}
 
 
@@ -140,23 +131,27 @@ class Settlement:
     retry_at: float | None  # the next attempt of the attempt's pending recipients (None: none pending)
     wake_at: float | None  # when to look at the message again (None: nothing of this attempt is due later)
     leaves: Literal["delivered", "returned"] | None  # nothing is pending any more: it leaves the queue, why
+    bounce: tuple[str, ...] = ()  # the pending recipients the administrator's Bounce Now fails now
 
 
 def settle(recipients: Sequence[Seen], waiting: frozenset[str], relayed: frozenset[str], decision: Decision,
-           now: float) -> Settlement:
+           now: float, *, bounce: bool = False) -> Settlement:
     """The fate of a message after one attempt, for the attempt's own recipients that still wait (``waiting``).
 
-    The schedule's ``decision`` says whether their time ran out or a delay notice is due; the caller carries
-    out the result (status changes, notices, state write or removal) in this order."""
+    The schedule's ``decision`` says whether their time ran out or a delay notice is due; ``bounce`` (Bounce
+    Now) fails them at once whatever the schedule says. The caller carries out the result (status changes,
+    notices, state write or removal) in this order."""
     own = [r.address for r in recipients if r.status == "pending" and r.address in waiting]
-    expire = tuple(own) if own and decision.expired else ()
-    still = [] if expire else own
-    failure = tuple(r.address for r in recipients if r.status == "failed" and not r.reported) + expire
+    bounced = tuple(own) if own and bounce else ()
+    expire = tuple(own) if own and decision.expired and not bounce else ()
+    gone = expire + bounced
+    still = [] if gone else own
+    failure = tuple(r.address for r in recipients if r.status == "failed" and not r.reported) + gone
     delay = tuple(still) if still and decision.send_delay_notice else ()
     retry_at = (decision.retry_at if decision.retry_at is not None else now) if still else None
     # Once the delay notice is sent, the next thing due is the next attempt.
     wake_at = (retry_at if delay else decision.wake_at if decision.wake_at is not None else retry_at) \
         if still else None
-    left = any(r.status == "pending" and r.address not in expire for r in recipients)
+    left = any(r.status == "pending" and r.address not in gone for r in recipients)
     return Settlement(expire, failure, tuple(r.address for r in recipients if r.address in relayed), delay,
-                      retry_at, wake_at, None if left else "returned" if failure else "delivered")
+                      retry_at, wake_at, None if left else "returned" if failure else "delivered", bounced)

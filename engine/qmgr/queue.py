@@ -32,6 +32,7 @@ from engine.qmgr import fate, queue_index, recovery
 from engine.store.commit import Committer
 from engine.store.envelope import (
     RecipientState,
+    RecipientStatus,
     StateRecord,
     envelope_lines,
     pickup_file,
@@ -89,7 +90,7 @@ class QueuePage:
 @dataclass(frozen=True)
 class RecipientDetail:
     address: str
-    status: str  # pending | delivered | failed
+    status: RecipientStatus
     last_error: str
     enhanced: str
     remote: str

@@ -116,7 +116,7 @@ _DECODERS: dict[str, Callable[[str], Any]] = {
 def _codecs(fields: tuple[dataclasses.Field[Any], ...]) -> list[tuple[Callable[[Any], str], Callable[[str], Any]]]:
     result = []
     for item in fields:
-        kind = str(item.type)
+        kind = "str" if item.type == "RecipientStatus" else str(item.type)  # a Literal of strings: written plain
         encode = _ENCODERS.get(kind, lambda value: json.dumps(value, sort_keys=True))
         decode = _DECODERS.get(kind, _decode_json)
         result.append((encode, _shared if kind == "str" and item.name in _SHARED else decode))

@@ -144,7 +144,6 @@ def _parse_record(data: bytes) -> StateRecord:
     record.source = intern(record.source)
     record.last_error = intern(record.last_error)
     for rcpt in record.recipients:
-        rcpt.status = intern(rcpt.status)
         rcpt.last_error = intern(rcpt.last_error)
         rcpt.enhanced = intern(rcpt.enhanced)
         rcpt.remote = intern(rcpt.remote)

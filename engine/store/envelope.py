@@ -11,17 +11,30 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
 RECORD_VERSION = 1
 MAX_ENVELOPE_BYTES = 4 << 20
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
+RecipientStatus = Literal["pending", "delivered", "failed"]  # a recipient's fate (engine.qmgr.fate moves it)
+RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = get_args(RecipientStatus)
+_STATUSES: dict[str, RecipientStatus] = {status: status for status in RECIPIENT_STATUSES}
+
 BODY, BINARYMIME = "body", "BINARYMIME"  # StateRecord.extra[BODY]: the message came with BODY=BINARYMIME
 
 
 class EnvelopeError(ValueError):
     """The envelope lines or the state record cannot be read."""
+
+
+def status_of(text: str) -> RecipientStatus:
+    """A stored status read back as the typed one."""
+    try:
+        return _STATUSES[text]
+    except (KeyError, TypeError):
+        raise EnvelopeError(f"unknown recipient status {text!r}") from None
 
 
 def envelope_lines(sender: str, recipients: Sequence[str]) -> bytes:
@@ -93,7 +106,7 @@ def split_envelope(data: bytes) -> tuple[str, tuple[str, ...], int]:
 @dataclass(slots=True)  # slotted: a queue of 100,000 messages holds one or more of each per message
 class RecipientState:
     address: str
-    status: str = "pending"  # pending | delivered | failed
+    status: RecipientStatus = "pending"
     last_error: str = ""
     attempts: int = 0
     enhanced: str = ""  # RFC 3463 status of the last outcome
@@ -136,6 +149,8 @@ class StateRecord:
             if version != RECORD_VERSION:
                 raise EnvelopeError(f"unsupported record version {version!r}")
             recipients = [RecipientState(**item) for item in raw.pop("recipients")]
+            for rcpt in recipients:  # read strictly, and as the one shared string of each status
+                rcpt.status = status_of(rcpt.status)
             record = cls(recipients=recipients, **raw)
         except EnvelopeError:
             raise

@@ -94,11 +94,8 @@ def test_step(status: fate.Status, event: fate.Event) -> None:
 
 def test_outcomes_and_statuses_are_read_strictly() -> None:
     assert [fate.outcome_event(o) for o in ("delivered", "failed", "deferred")] == ["delivered", "failed", "deferred"]
-    assert fate.status_of("pending") == "pending"
     with pytest.raises(ValueError, match="unknown outcome"):
         fate.outcome_event("bounced")
-    with pytest.raises(ValueError, match="unknown recipient status"):
-        fate.status_of("active")
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["take", "whole", "release"]),
@@ -161,3 +158,23 @@ SETTLE: list[tuple[str, list[Seen], set[str], set[str], Decision, Settlement]] =
 def test_settle(recipients: list[Seen], waiting: set[str], relayed: set[str], decision: Decision,
                 expected: Settlement) -> None:
     assert settle(recipients, frozenset(waiting), frozenset(relayed), decision, NOW) == expected
+
+
+# Bounce Now: (recipients, waiting (every pending one), decision) -> expected Settlement
+BOUNCE: list[tuple[str, list[Seen], set[str], Decision, Settlement]] = [
+    ("pending ones fail at once, whatever the schedule says", _seen((A, P, False), (B, D, False)), {A}, NOTICE,
+     Settlement((), (A,), (), (), None, None, "returned", (A,))),
+    ("a failure not yet told goes into the same NDR", _seen((A, P, False), (C, F, False)), {A}, LATER,
+     Settlement((), (C, A), (), (), None, None, "returned", (A,))),
+    ("a failure already told is not told again", _seen((A, P, False), (C, F, True)), {A}, EXPIRED,
+     Settlement((), (A,), (), (), None, None, "returned", (A,))),
+    ("nothing pending: it leaves as it is", _seen((A, D, False)), set(), LATER,
+     Settlement((), (), (), (), None, None, "delivered")),
+]
+
+
+@pytest.mark.parametrize(("recipients", "waiting", "decision", "expected"),
+                         [case[1:] for case in BOUNCE], ids=[case[0] for case in BOUNCE])
+def test_settle_bounce_now(recipients: list[Seen], waiting: set[str], decision: Decision,
+                           expected: Settlement) -> None:
+    assert settle(recipients, frozenset(waiting), frozenset(), decision, NOW, bounce=True) == expected

@@ -257,3 +257,36 @@ async def test_unwritable_drop_queues_then_notifies_on_the_local_schedule(tmp_pa
         assert b"Delivery Status Notification (Delay)" in notice.read_bytes()
     finally:
         await server.stop()
+
+
+def test_state_record_refuses_an_unknown_recipient_status() -> None:
+    data = StateRecord("X", "a@b.c", [RecipientState("d@e.f")], 1.0).to_bytes()
+    with pytest.raises(EnvelopeError, match="unknown recipient status 'active'"):
+        StateRecord.from_bytes(data.replace(b'"status":"pending"', b'"status":"active"'))
+
+
+async def test_bounce_now_also_reports_a_failure_not_yet_told(config_factory) -> None:
+    """Bounce Now goes through fate.settle: a recipient that failed but whose NDR was never sent (the attempt's
+    end was interrupted) is in the same NDR, not lost with the message."""
+    config = config_factory()
+    run = await start_server(config)
+    await run.server.stop()
+    queue = run.mailroot / "Queue"
+    (queue / "BOUNCE1.eml").write_bytes(envelope_lines("a@example.test", ["far@relay.test", "gone@relay.test"])
+                                        + b"Subject: stuck\r\n\r\nbody\r\n")
+    record = StateRecord("BOUNCE1", "a@example.test",
+                         [RecipientState("far@relay.test", attempts=1, last_error="451 4.4.1 later"),
+                          RecipientState("gone@relay.test", "failed", "550 5.1.1 no such user", 1, "5.1.1")],
+                         1_000.0, attempts=1, next_attempt=4e9)
+    (queue / "BOUNCE1.env").write_bytes(record.to_bytes())
+    again = await start_server(config)
+    try:
+        await again.server.bounce_now("BOUNCE1")
+        await again.wait_for(lambda: len(again.drop_files()) == 1)
+        [ndr] = again.drop_files()
+        content = ndr.read_bytes()
+        assert b"Final-Recipient: rfc822; far@relay.test" in content
+        assert b"Final-Recipient: rfc822; gone@relay.test" in content
+        assert not (queue / "BOUNCE1.eml").exists()
+    finally:
+        await again.server.stop()
