@@ -327,8 +327,9 @@ class Intake:
             self.queue.add(record, target, size, spool.offset)
 
     async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str,
-                     queue_id: str = "") -> str:
+                     queue_id: str = "", binarymime: bool = False) -> str:
         """Commit a whole message held in memory (Pickup, DSNs); returns its queue id (``queue_id`` if given).
+        ``binarymime``: binary content, recorded as SMTP's BODY=BINARYMIME is (delivery converts it).
 
         Raises HopCountExceeded (a MessageRejected) or QueueWriteError (could not store it durably).
         """
@@ -339,6 +340,7 @@ class Intake:
             raise HopCountExceeded(f"hop count exceeded: more than {hops} Received headers (mail loop?)")
         try:
             spool = self.open_spool(sender, recipients, queue_id)
+            spool.binarymime = binarymime
             spool.write(content)
             spool.size = len(content)
             await self.commit(spool, source, scanner)

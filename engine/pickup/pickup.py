@@ -11,10 +11,15 @@ A Pickup file is RFC 5322 text. The rules, including where they differ from IIS 
   envelope is complete and a message without From: is delivered, as SMTP would. A Bcc header is never
   delivered, with or without x-receiver lines.
 - Addresses without a domain get the default domain (``spamtest`` → ``spamtest@<default domain>``).
-- Line endings: CRLF or bare LF; the delivered content always has CRLF line endings.
+- Line endings: CRLF or bare LF; the delivered content always has CRLF line endings (binary content aside).
 - Dot lines: if the file's last line is a lone ``.``, the file is dot-stuffed SMTP DATA: that line is removed
   and every line starting with ``..`` loses its first dot. Otherwise the content is taken literally: a lone
   ``.`` anywhere else is ordinary text and nothing after it is lost (IIS truncated the message there).
+- Binary content (RFC 3030 BINARYMIME, e.g. a Drop file of a message that came by BDAT with BODY=BINARYMIME):
+  a body with a NUL, a bare CR or a line over 998 octets, or with bare LFs in a file whose header lines end
+  in CRLF and that labels a part ``Content-Transfer-Encoding: binary``. Its body is kept byte for byte (no
+  line-ending change) and the message is marked binary, so that delivery converts it before it goes by DATA.
+  In a file of LF lines the bare LFs are line ends even then, and become CRLF as above.
 - Not a message: an empty file, NUL bytes in the header section, no ``Name: value`` header line before the
   first blank line (an mbox ``From `` line is named as such), a header section over 1 MB.
 
@@ -32,6 +37,7 @@ from email.headerregistry import AddressHeader, HeaderRegistry
 from typing import cast
 
 from engine.errors import EngineError
+from engine.smtp.binarymime import MAX_LINE
 from engine.store.envelope import content_end
 
 MAX_HEADER_BYTES = 1024 * 1024
@@ -40,6 +46,8 @@ _ENVELOPE = re.compile(rb"x-(sender|receiver)[ \t]*:[ \t]*(.*)", re.IGNORECASE |
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
+_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
+_BINARY_CTE = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:[ \t]*binary[ \t]*\r?$")
 # One envelope address: quoted strings, or anything but whitespace, controls and address-list punctuation.
 _ADDRESS = re.compile(r'(?:"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"|[^\s"<>(),;\\\x00-\x1f\x7f])+')
 _REGISTRY = HeaderRegistry()
@@ -61,7 +69,8 @@ class NoRecipients(PickupError):
 class PickupMessage:
     sender: str  # "" is the null sender
     recipients: tuple[str, ...]
-    content: bytes  # CRLF lines, without envelope lines and Bcc
+    content: bytes  # CRLF lines (a binary body as it is), without envelope lines and Bcc
+    binary: bool = False  # binary content (BODY=BINARYMIME): delivery converts it for DATA
 
 
 def parse_pickup(data: bytes, default_domain: str) -> PickupMessage:
@@ -107,22 +116,36 @@ def parse_pickup(data: bytes, default_domain: str) -> PickupMessage:
     if not recipients:
         raise NoRecipients("no recipients: no x-receiver lines and no address in To:, Cc: or Bcc:")
 
-    body, body_changed = _body(data, body_start, end, stuffed)
+    binary = _binary(data, body_start, end, head_crlf)
+    # A file of LF lines has its line ends made CRLF even so: there a bare LF is a line end, not content.
+    body, body_changed = _body(data, body_start, end, stuffed, binary and head_crlf)
     tail = b"\r\n" if len(body) and body[-1:] != b"\n" else b""
     unchanged = count == 0 and not bcc_lines and not stuffed and head_crlf and not body_changed and not tail
     if unchanged and (not has_blank or data[head_end:body_start] == b"\n\r\n") and end == len(data):
-        return PickupMessage(sender, tuple(recipients), data)  # nothing to change: no copy of a big file
+        return PickupMessage(sender, tuple(recipients), data, binary)  # nothing to change: no copy of a big file
     kept = [line for index, line in enumerate(header_lines) if index not in bcc_lines]
     head_out = b"\r\n".join(kept) + b"\r\n" + (b"\r\n" if has_blank else b"")
-    return PickupMessage(sender, tuple(recipients), b"".join((head_out, body, tail)))
+    return PickupMessage(sender, tuple(recipients), b"".join((head_out, body, tail)), binary)
 
 
-def _body(data: bytes, start: int, end: int, stuffed: bool) -> tuple[bytes | memoryview, bool]:
-    """The body with CRLF line endings and, if stuffed, unstuffed; (body, whether it changed).
+def _binary(data: bytes, start: int, end: int, head_crlf: bool) -> bool:
+    """Whether the body is binary content that DATA cannot carry as it is (see the module's rules)."""
+    if data.find(b"\0", start, end) >= 0 or _LONG_LINE.search(data, start, end) is not None:
+        return True
+    crlf = data.count(b"\r\n", start, end)
+    if data.count(b"\r", start, end) != crlf:
+        return True  # a bare CR
+    bare_lf = data.count(b"\n", start, end) != crlf
+    return bare_lf and head_crlf and _BINARY_CTE.search(data, 0, end) is not None
+
+
+def _body(data: bytes, start: int, end: int, stuffed: bool, literal: bool) -> tuple[bytes | memoryview, bool]:
+    """The body with CRLF line endings (unless ``literal``: binary) and, if stuffed, unstuffed; (body, whether
+    it changed).
 
     bytes.replace rather than regular expressions: a body can be tens of MB of short lines.
     """
-    bare_lf = data.count(b"\n", start, end) != data.count(b"\r\n", start, end)
+    bare_lf = not literal and data.count(b"\n", start, end) != data.count(b"\r\n", start, end)
     if not bare_lf and not (
         stuffed and (data.startswith(b"..", start) or data.find(b"\n..", start, end) >= 0)
     ):

@@ -43,7 +43,7 @@ class SubmitFn(Protocol):
     """Intake.submit: commit a message; ``queue_id`` is the claim's id, so that ``recover`` can tell."""
 
     def __call__(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str,
-                 queue_id: str = "") -> Awaitable[str]: ...
+                 queue_id: str = "", binarymime: bool = False) -> Awaitable[str]: ...
 
 SOURCE = "pickup"
 CLAIM_PREFIX = "pickup-"
@@ -471,7 +471,7 @@ class PickupService:
             return
         try:
             queue_id = await self._submit(result.sender, result.recipients, result.content, SOURCE,
-                                          queue_id=_claim_id(claim.name))
+                                          queue_id=_claim_id(claim.name), binarymime=result.binary)
         except MessageRejected as exc:
             await self._badmail(name, claim, str(exc) or "rejected by the queue", result,
                                 exc.cause or PickupError.cause)

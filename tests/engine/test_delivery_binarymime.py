@@ -15,7 +15,7 @@ from engine_support import Running, free_port, make_config, start_server
 from mta_support import Behaviour, remote_mta
 from smtp_helpers import RawSMTP
 
-from engine.store.envelope import split_envelope
+from engine.store.envelope import pickup_file, split_envelope
 
 ATTACHMENT = random.Random(3030).randbytes(300_000) + b"\r\n.\r\n\n\r\x00"  # and a lone dot line, bare CR/LF, NUL
 
@@ -153,4 +153,26 @@ async def test_the_body_type_is_durable_across_a_restart_without_the_queue_index
             await run.server.stop()
     received = email.message_from_bytes(mta.messages[0].content, policy=email.policy.default)
     [attachment] = [part for part in received.walk() if part.get_filename() == "a.bin"]
+    assert attachment.get_payload(decode=True) == ATTACHMENT
+
+
+async def test_a_binary_drop_file_put_into_pickup_is_converted_for_data(engine: Running, port: int) -> None:
+    """A Drop copy of a BINARYMIME message has no BODY parameter any more: Pickup sees the binary content and
+    marks it so, and delivery converts it (DATA would have its bare CR/LF rewritten)."""
+    message = binary_message(ATTACHMENT)
+    replies = await asyncio.to_thread(send_bdat, engine.port, ["b@example.test"], message)
+    assert replies[-2].startswith("250"), replies
+    await engine.wait_for(lambda: len(engine.drop_files()) == 1)
+    [drop] = engine.drop_files()
+    data = drop.read_bytes()
+    copy = pickup_file("s@example.test", ["x@relay.test"], data[split_envelope(data)[2]:])
+    async with remote_mta("127.0.0.4", port) as mta:
+        (engine.server.mailroot.pickup / "copy.eml").write_bytes(copy)
+        await engine.wait_for(lambda: len(mta.messages) == 1 and not engine.queue_files(), timeout=20)
+    [got] = mta.messages
+    assert got.recipients == ["x@relay.test"]
+    assert b"\x00" not in got.content and b"Content-Transfer-Encoding: binary" not in got.content
+    remote = email.message_from_bytes(got.content, policy=email.policy.default)
+    [attachment] = [part for part in remote.walk() if part.get_filename() == "a.bin"]
+    assert attachment["Content-Transfer-Encoding"] == "base64"
     assert attachment.get_payload(decode=True) == ATTACHMENT

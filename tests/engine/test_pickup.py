@@ -196,6 +196,34 @@ def test_bare_lf_and_mixed_endings_become_crlf() -> None:
     assert message.content == b"From: f@a.org\r\nTo: t@b.org\r\n\r\nline 1\r\nline 2\r\nline 3\r\n"
 
 
+HEAD = b"From: f@a.org\r\nTo: t@b.org\r\nMIME-Version: 1.0\r\n"
+BINARY_PART = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+
+
+@pytest.mark.parametrize(("body", "binary"), [
+    (b"a NUL \x00 here\r\n", True),
+    (b"a bare CR \r here\r\n", True),
+    (b"x" * 999 + b"\r\n", True),
+    (b"x" * 998 + b"\r\n", False),
+    (b"bare LF\n in a part labelled binary\r\n", True),
+])
+def test_binary_content_is_kept_byte_for_byte_and_marked(body: bytes, binary: bool) -> None:
+    data = HEAD + BINARY_PART + body
+    message = parse(data)
+    assert message.binary is binary and message.content == data
+
+
+def test_bare_lf_in_a_crlf_file_without_a_binary_part_is_a_line_end() -> None:
+    message = parse(HEAD + b"\r\ntext with\nbare LF\r\n")
+    assert not message.binary and message.content == HEAD + b"\r\ntext with\r\nbare LF\r\n"
+
+
+def test_a_file_of_lf_lines_with_binary_content_gets_crlf_line_ends_and_is_marked() -> None:
+    message = parse(b"From: f@a.org\nTo: t@b.org\n\n" + b"y" * 1000 + b"\nNUL\x00\n")
+    assert message.binary
+    assert message.content == b"From: f@a.org\r\nTo: t@b.org\r\n\r\n" + b"y" * 1000 + b"\r\nNUL\x00\r\n"
+
+
 def test_lone_dot_in_the_middle_loses_nothing() -> None:
     message = parse("From: f@a.org\nTo: t@b.org\n\nbefore\n.\nafter\n..two dots stay\n")
     assert message.content == crlf("From: f@a.org\nTo: t@b.org\n\nbefore\n.\nafter\n..two dots stay\n")

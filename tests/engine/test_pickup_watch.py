@@ -57,7 +57,7 @@ class Submitter:
         self.gate: asyncio.Event | None = None
 
     async def __call__(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str,
-                       queue_id: str = "") -> str:
+                       queue_id: str = "", binarymime: bool = False) -> str:
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()
