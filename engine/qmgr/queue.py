@@ -769,8 +769,13 @@ class QueueStore:
                     rcpt.enhanced = "4.3.0"
                     rcpt.last_error = f"451 4.3.0 Cannot write to the Drop directory: {error.strerror or error}"
                 entry.record.last_error = local[0].last_error if local else ""
-                if self.on_local_failure is not None:
-                    await self.on_local_failure(entry, local)  # delay notice / NDR on the local schedule
+                try:
+                    if self.on_local_failure is not None:
+                        await self.on_local_failure(entry, local)  # delay notice / NDR on the local schedule
+                except Exception as failure:  # said; the message stays queued for its retry, the worker goes on
+                    log.exception("local delivery of %s: handling the failure failed", queue_id)
+                    self.bus.publish(ErrorEvent("queue", f"{queue_id}: handling a failed local delivery failed: "
+                                                         f"{failure}"))
                 if queue_id in self.entries and any(r.status == "pending" for r in local):
                     asyncio.get_running_loop().call_later(self.local_retry, self._local.put_nowait, queue_id)
             finally:

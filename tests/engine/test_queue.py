@@ -290,3 +290,46 @@ async def test_bounce_now_also_reports_a_failure_not_yet_told(config_factory) ->
         assert not (queue / "BOUNCE1.eml").exists()
     finally:
         await again.server.stop()
+
+
+@pytest.mark.expect_errors  # the Drop directory and the state record are made unwritable on purpose
+async def test_local_delivery_goes_on_when_handling_its_failure_fails(tmp_path: Path, config_factory) -> None:
+    """The local worker survives a failing ``on_local_failure`` (here: the state record cannot be written): the
+    message stays queued, its retry comes, and later messages are still delivered."""
+    import shutil
+    from dataclasses import replace
+
+    from engine.conf.config import DomainConfig
+
+    blocked = tmp_path / "Drop elsewhere"
+    base = config_factory()
+    config = replace(base, domains=(DomainConfig("example.test", "default", drop_dir=str(blocked)),
+                                    *base.domains[1:]))
+    run = await start_server(config)
+    store = run.server._queue
+    assert store is not None
+    try:
+        store.local_retry = 3600.0  # one failure first
+        blocked.rmdir()
+        blocked.write_text("a file where the Drop directory should be")
+        await asyncio.to_thread(_send, run.port, ["b@example.test"])
+        await run.wait_for(lambda: len(store.entries) == 1)
+        [entry] = store.entries.values()
+        state = entry.path.with_suffix(".env")
+        await run.wait_for(lambda: entry.record.recipients[0].attempts == 1 and state.exists())
+        state.unlink()
+        state.mkdir()  # the next failure's state record cannot be written: on_local_failure raises
+        (state / "in the way").write_text("")
+        store.local_retry = 0.05
+        store.wake_local(entry.queue_id)
+        await run.wait_for(lambda: entry.record.recipients[0].attempts >= 3)  # failed, handled badly, retried
+        assert any(isinstance(e, ErrorEvent) and "handling a failed local delivery failed" in e.message
+                   for e in run.events)
+        shutil.rmtree(state)
+        blocked.unlink()
+        blocked.mkdir()
+        await run.wait_for(lambda: not store.entries and len(list(blocked.glob("*.eml"))) == 1)
+        await asyncio.to_thread(_send, run.port, ["c@example.test"])  # the worker still runs
+        await run.wait_for(lambda: len(list(blocked.glob("*.eml"))) == 2)
+    finally:
+        await run.server.stop()
