@@ -108,6 +108,7 @@ class AdminWhenListening:
         self._path = config_path
         self.admin: AdminServer | None = None
         self._unfollow: Callable[[], None] | None = None
+        self._made_for: Config | None = None  # the change that made the admin server (it may still go back)
 
     async def start(self) -> None:
         """Listen now when ``admin_listen`` is set (EngineError when it cannot); else wait for it to be set."""
@@ -117,9 +118,15 @@ class AdminWhenListening:
             self._unfollow = self._server.before_config(self._take)
 
     async def _take(self, old: Config, new: Config) -> None:
-        """Before the engine takes ``admin_listen`` set: listen, or refuse the change (BindError)."""
+        """Before the engine takes ``admin_listen`` set: listen, or refuse the change (BindError). Should a later
+        step refuse the change (the SMTP listeners), the engine goes back (``take(new, old)``): so does this."""
         if self.admin is None and new.server.admin_listen:
             await self._make(new)
+            self._made_for = new
+        elif self.admin is not None and old is self._made_for:
+            admin, self.admin, self._made_for = self.admin, None, None
+            await admin.stop()
+            self._unfollow = self._server.before_config(self._take)  # wait for the next admin_listen again
 
     async def _make(self, config: Config) -> None:
         admin = start_admin(self._server, self._path)

@@ -24,6 +24,7 @@ from engine.admin.http_auth import AuthError, ForbiddenError, Identity
 from engine.admin.http_server import COOKIE, IDENTITY, AdminServer
 from engine.admin.operators import ROLES, home, may_post, may_visit
 from engine.conf.config_file import config_from_dict, format_value
+from engine.conf.hostport import join_hostport
 from engine.conf.options import DOMAIN_TYPE_LABELS, OPTIONS, OPTIONS_BY_NAME, Option
 from engine.errors import ConfigError, EngineError
 from engine.store.mailroot import join_drop_ref
@@ -40,6 +41,18 @@ QUEUE_STATES = ("queued", "active", "deferred", "frozen")
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("engine.admin", "templates"),
                           autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined)
+
+
+# Settings whose change can move these pages to another address or scheme.
+MOVES_THE_MANAGER = frozenset({"admin_listen", "admin_tls_certificate", "admin_tls_key", "admin_allow_plain_loopback"})
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def moved_url(bound: tuple[str, int], tls: bool, browser_host: str) -> str:
+    """Where the browser finds the admin server listening on ``bound``: a wildcard address by the name the
+    browser used (the same computer), any other by that address."""
+    host, port = bound
+    return f"{'https' if tls else 'http'}://{join_hostport(browser_host if host in _WILDCARDS else host, port)}"
 
 
 def static_dir() -> Path:
@@ -264,6 +277,9 @@ class Pages:
             self.say(identity, "error", str(error))
         else:
             self.say(identity, "ok", f"Applied: {', '.join(label(OPTIONS_BY_NAME[k]) for k in changed)}.")
+            if MOVES_THE_MANAGER & changed.keys() and self.admin.bound:  # the old address no longer answers
+                raise web.HTTPSeeOther(moved_url(self.admin.bound[0], self.admin.tls, request.url.host or "")
+                                       + f"/properties/{tab}")
         raise web.HTTPSeeOther(f"/properties/{tab}")
 
     # -- domains, sessions ------------------------------------------------------------------------------------

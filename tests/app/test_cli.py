@@ -89,3 +89,41 @@ def test_the_admin_server_starts_when_admin_listen_is_set_on_a_running_serve(tmp
         wait_for_port(admin_port)
     finally:
         assert serve.stop() == 0
+
+
+@pytest.mark.expect_errors  # the refused change is logged
+async def test_admin_listen_set_first_with_a_listen_that_cannot_bind_leaves_no_admin_server(tmp_path: Path) -> None:
+    """The whole change is refused: the admin server that its admin_listen started goes too, and a later
+    admin_listen alone still starts it."""
+    from dataclasses import replace
+
+    from engine_support import make_config
+
+    from app.serve import AdminWhenListening
+    from engine.errors import BindError
+    from engine.server import VirtualServer
+
+    config = make_config(tmp_path, admin_allow_plain_loopback=True)
+    server = VirtualServer(config, config_path=tmp_path / "smtpsvc.toml")
+    await server.start()
+    admin = AdminWhenListening(server, tmp_path / "smtpsvc.toml")
+    await admin.start()
+    admin_port = free_port()
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            both = replace(config.server, admin_listen=f"127.0.0.1:{admin_port}",
+                           listen=(f"127.0.0.1:{busy.getsockname()[1]}",))
+            with pytest.raises(BindError):
+                await server.apply_config(replace(config, server=both))
+        assert admin.admin is None and server.config().server.admin_listen == ""
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", admin_port), timeout=5):
+            pass
+        await server.apply_config(replace(config, server=replace(config.server,
+                                                                  admin_listen=f"127.0.0.1:{admin_port}")))
+        assert admin.admin is not None and admin.admin.bound[0][1] == admin_port
+        socket.create_connection(("127.0.0.1", admin_port), timeout=5).close()
+    finally:
+        await admin.stop()
+        await server.stop()
