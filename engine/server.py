@@ -26,7 +26,7 @@ from engine.admin.event_ids import EventEntry, Level
 from engine.admin.event_log import EventLog, event_log_dir, read_entries
 from engine.admin.operators import OPERATORS_NAME, delete_operator, operator_store, set_operator_role
 from engine.admin.perf import RATES, History, Sampler, with_derived
-from engine.admin.pickup_history import PICKUP_SOURCE, PickupRecord, pickup_records
+from engine.admin.pickup_history import PICKUP_SOURCE, BadmailCache, PickupRecord, pickup_records
 from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
 from engine.bounce.badmail import BadmailItem, list_badmail
 from engine.bounce.badmail_prune import BadmailPruner
@@ -120,6 +120,7 @@ class VirtualServer:
         self._resolver: Resolver | None = None
         self._intake: Intake | None = None
         self._pickup: object | None = None
+        self._badmail_seen = BadmailCache()  # Pickup history reads each Badmail item once
         self._paused = False
         self._control: ControlServer | None = None
         self.protocol_log: ProtocolLog | None = None
@@ -764,10 +765,11 @@ class VirtualServer:
         folder, _, name = self._drop_folder(ref)
         await asyncio.to_thread(items.delete_drop, folder, name)
 
-    async def read_queued(self, queue_id: str) -> bytes:
-        """The message of a queued entry, without its envelope lines."""
+    async def read_queued(self, queue_id: str, limit: int = 0) -> bytes:
+        """The message of a queued entry, without its envelope lines; only its first ``limit`` bytes when
+        ``limit`` is set (a preview of its header reads no more)."""
         store = self._store()
-        return await asyncio.to_thread(store.read_message, store.require(queue_id))
+        return await asyncio.to_thread(store.read_message, store.require(queue_id), limit if limit > 0 else -1)
 
     async def list_pickup(self) -> list[items.PickupFile]:
         """What sits in the Pickup directory now (read-only; also while stopped)."""
@@ -806,7 +808,7 @@ class VirtualServer:
         """What became of the files put into Pickup, newest first, from any tool and any earlier run (the
         tracking index and Badmail; also while stopped)."""
         tracks = await self.track_messages(Query(source=PICKUP_SOURCE, limit=limit))
-        badmail = await self.list_badmail()
+        badmail = await asyncio.to_thread(self._badmail_seen.items, self.mailroot.badmail)
         return pickup_records(tracks, badmail, limit)
 
     async def counters_snapshot(self) -> dict[str, float]:

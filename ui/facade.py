@@ -76,7 +76,7 @@ class EngineFacade(EngineSnapshot, Protocol):
 
     async def bounce_now(self, queue_id: str) -> None: ...
 
-    async def read_queued(self, queue_id: str) -> bytes: ...
+    async def read_queued(self, queue_id: str, limit: int = 0) -> bytes: ...  # limit > 0: its first bytes only
 
     # -- Badmail, Drop, Pickup --------------------------------------------------------------------
 

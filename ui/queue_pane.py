@@ -32,7 +32,7 @@ from ui.models.queue import COLUMN, STATE_LABELS, STATES, QueueFilter, QueueMode
 from ui.models.queue_shape import AGE_BUCKETS, ShapeCounter, bucket_range
 from ui.queue_chart import QueueChart
 from ui.queue_domains import REFRESH_MS, QueueDomains
-from ui.queue_preview import QueuePreview, header_start
+from ui.queue_preview import HEAD_BYTES, QueuePreview, header_start
 from ui.tasks import TaskRunner
 from ui.views import ItemTable
 
@@ -534,7 +534,7 @@ class QueuePane(QWidget):
             detail, head, note = None, "", ""
             try:
                 detail = await engine.queue_detail(queue_id)
-                head = header_start(await engine.read_queued(queue_id))
+                head = header_start(await engine.read_queued(queue_id, HEAD_BYTES + 1))  # (+1: says there is more)
             except NotFoundError:
                 note = "This message is no longer in the queue (delivered, returned or deleted)."
             except StateError:

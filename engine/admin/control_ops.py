@@ -86,7 +86,7 @@ class ControlTarget(Protocol):
     async def list_drop(self) -> list[DropItem]: ...
     async def read_drop(self, name: str) -> bytes: ...
     async def read_badmail(self, name: str) -> bytes: ...
-    async def read_queued(self, queue_id: str) -> bytes: ...
+    async def read_queued(self, queue_id: str, limit: int = 0) -> bytes: ...
     async def delete_drop(self, name: str) -> None: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -319,7 +319,7 @@ async def _badmail_read(server: ControlTarget, args: dict[str, Any]) -> dict[str
 
 
 async def _queue_read(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
-    return _shown(await server.read_queued(args["id"]), args["raw"])
+    return _shown(await server.read_queued(args["id"], args["limit"]), args["raw"])
 
 
 async def _queue_subjects(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
@@ -558,8 +558,9 @@ OPS: dict[str, Op] = {
                     "a Drop file: {text (its first MiB), size}, or raw: {data (base64), size}", "read"),
     "badmail.read": Op(_badmail_read, {**_NAME, "raw": Arg(bool, default=False)},
                        "a Badmail message: {text (its first MiB), size}, or raw: {data (base64), size}", "read"),
-    "queue.read": Op(_queue_read, {**_ID, "raw": Arg(bool, default=False)},
-                     "a queued message without its envelope: {text, size}, or raw: {data (base64), size}", "read"),
+    "queue.read": Op(_queue_read, {**_ID, "raw": Arg(bool, default=False), "limit": Arg(int, default=0)},
+                     "a queued message without its envelope (its first limit bytes when limit > 0): {text, size}, "
+                     "or raw: {data (base64), size}", "read"),
     "queue.subjects": Op(_queue_subjects, {"ids": Arg(list, required=True)},
                          "the Subject of these queued messages: {id: subject}", "read"),
     "drop.delete": Op(_drop_delete, _NAME, "delete a Drop file"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from engine.admin.tracking import Track
-from engine.bounce.badmail import BadmailItem
+from engine.bounce.badmail import BadmailItem, read_badmail
 
 PICKUP_SOURCE = "pickup"
 Outcome = Literal["queued", "delivered", "returned", "deleted", "lost", "refused"]
@@ -65,3 +67,47 @@ def pickup_records(tracks: Iterable[Track], badmail: Iterable[BadmailItem], limi
                                     item.recipients, "", 0, " ".join(item.reason.split())))
     records.sort(key=lambda record: record.at, reverse=True)
     return records[:limit]
+
+
+_Key = tuple[int, int, int, bool]  # the .BDP's inode, size and modification time; whether the .BDR is there
+
+
+class BadmailCache:
+    """The Badmail items, each read once: an item is read again only when its .BDP changed (inode, size or
+    modification time) or its .BDR appeared (an item is listed from its .BAD, written first). Asked for the
+    history again and again (the window refreshes it), the folder is listed and each .BDP stat'ed, no more."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[_Key, BadmailItem]] = {}
+
+    def items(self, folder: Path) -> list[BadmailItem]:
+        """Every item of ``folder``, by name (worker thread)."""
+        try:
+            files = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        present = set(files)
+        kept: dict[str, tuple[_Key, BadmailItem]] = {}
+        found = []
+        for file in sorted(files):
+            if not file.endswith(".BAD"):
+                continue
+            name = file.removesuffix(".BAD")
+            try:
+                bdp = os.stat(folder / f"{name}.BDP")
+                key: _Key | None = (bdp.st_ino, bdp.st_size, bdp.st_mtime_ns, f"{name}.BDR" in present)
+            except FileNotFoundError:
+                key = None  # not complete yet: read, not kept
+            cached = self._items.get(name)
+            if cached is not None and cached[0] == key:
+                item = cached[1]
+            else:
+                try:
+                    item = read_badmail(folder, name)
+                except OSError:
+                    continue  # deleted meanwhile
+            if key is not None:
+                kept[name] = (key, item)
+            found.append(item)
+        self._items = kept  # what left the folder is forgotten
+        return found

@@ -740,10 +740,11 @@ class QueueStore:
         """Keep the dialogue of an attempt beside the message (IIS 4's .RTR); diagnostics, so not fsynced."""
         await self.committer.run(_append, entry.path.with_suffix(".rtr"), text)
 
-    def read_message(self, entry: QueueEntry) -> bytes:
+    def read_message(self, entry: QueueEntry, limit: int = -1) -> bytes:
+        """The message without its envelope lines; its first ``limit`` bytes only when ``limit`` >= 0."""
         with entry.path.open("rb") as handle:
             handle.seek(entry.offset)
-            return handle.read()
+            return handle.read(limit)
 
     # -- local delivery -------------------------------------------------------------------------
 

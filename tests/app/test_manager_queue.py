@@ -231,6 +231,7 @@ def test_delete_many_with_progress_and_view_and_drag_out(running: Run, tmp_path:
 
     data = running.run(dragged())
     assert data == running.run(window.engine.read_queued(first))
+    assert running.run(window.engine.read_queued(first, 20)) == data[:20]  # a preview's bounded read
     assert b"Subject: number 0" in data
     window.queue_pane.select_key(first)
     window.actions_.view_message.trigger()

@@ -197,6 +197,12 @@ async def test_queue_show_has_recipients_transcript_and_schedule(engine: Engine)
     assert (await request(engine.path, "queue.show", id=engine.ids[2]))["schedule"] == []  # held: nothing ahead
 
 
+async def test_queue_read_whole_or_its_first_bytes(engine: Engine) -> None:
+    whole = await request(engine.path, "queue.read", id=engine.ids[2])
+    head = await request(engine.path, "queue.read", id=engine.ids[2], limit=12)
+    assert whole["size"] > 12 and head == {"text": whole["text"][:12], "size": 12}
+
+
 async def test_flush_all_one_domain_or_some_ids(engine: Engine) -> None:
     assert await request(engine.path, "queue.flush", ids=[engine.ids[0]]) == {"count": 1}
     await request(engine.path, "queue.freeze", id=engine.ids[1])

@@ -65,3 +65,42 @@ def test_outcome_rules() -> None:
         == ("returned", "returned", "")
     assert outcome_of(track(Step(2.0, "moved to Badmail", "B1: hop count exceeded"))) \
         == ("refused", "hop count exceeded", "B1")
+
+
+def looping(recipient: str) -> bytes:
+    """A message Pickup refuses with its envelope known (a mail loop: too many Received headers)."""
+    return b"".join(b"Received: from hop%d.test by x.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n" % n for n in range(40)) \
+        + f"From: a@{LOCAL_DOMAIN}\r\nTo: {recipient}\r\nSubject: loop\r\n\r\nhi\r\n".encode()
+
+
+async def test_each_badmail_item_is_read_once_until_it_changes(tmp_path: Path) -> None:
+    """The history is asked for again and again: an unchanged Badmail item (its .BDP's inode, size and time) is
+    not read again; a new one is read, a changed one read again, a deleted one forgotten."""
+    import os
+
+    run = await start_server(make_config(tmp_path))
+    try:
+        pickup, badmail = run.server.mailroot.pickup, run.server.mailroot.badmail
+        put(pickup, "first.eml", looping("someone@relay.test"))
+        await run.wait_for(lambda: sum(isinstance(e, MessageBadmailed) for e in run.events) == 1)
+        [first] = await run.server.pickup_history()
+        assert first.recipients == ("someone@relay.test",)
+        bdp = badmail / f"{first.badmail}.BDP"
+        before = bdp.stat()
+        with bdp.open("r+b") as handle:  # changed in place, its size and time kept: the item is not read again
+            data = handle.read()
+            handle.seek(0)
+            handle.write(data.replace(b"someone@", b"sameone@"))
+        os.utime(bdp, ns=(before.st_atime_ns, before.st_mtime_ns))
+        put(pickup, "second.eml", looping("other@relay.test"))
+        await run.wait_for(lambda: sum(isinstance(e, MessageBadmailed) for e in run.events) == 2)
+        records = await run.server.pickup_history()
+        assert sorted(r.recipients for r in records) == [("other@relay.test",), ("someone@relay.test",)]
+        os.utime(bdp, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # now it changed: read again
+        records = await run.server.pickup_history()
+        assert sorted(r.recipients for r in records) == [("other@relay.test",), ("sameone@relay.test",)]
+        await run.server.delete_badmail(first.badmail)
+        [left] = await run.server.pickup_history()
+        assert left.recipients == ("other@relay.test",)
+    finally:
+        await run.server.stop()

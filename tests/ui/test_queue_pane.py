@@ -25,7 +25,7 @@ from ui.models.queue_shape import AGE_BUCKETS, OTHER, bucket_of, bucket_range, q
 from ui.pickup_drop import PickupResultsModel, PickupRow, PreviewDialog
 from ui.queue_detail import QueueDetailDialog, recipient_status
 from ui.queue_pane import QueuePane
-from ui.queue_preview import HEAD_LINES, header_start
+from ui.queue_preview import HEAD_BYTES, HEAD_LINES, header_start
 from ui.tasks import TaskRunner
 from ui.views import elided_tooltip
 
@@ -215,13 +215,15 @@ class CountingQueue:
     def __init__(self, model_items: dict[str, QueueItem]) -> None:
         self.items = model_items
         self.read: list[str] = []
+        self.limits: list[int] = []
 
     async def queue_detail(self, queue_id: str) -> QueueDetail:
         self.read.append(queue_id)
         return QueueDetail(self.items[queue_id], (), "", 0.0, False)
 
-    async def read_queued(self, queue_id: str) -> bytes:
-        return f"Subject: message {queue_id}\r\nX-Long: {'x' * 300}\r\n\r\nthe body".encode()
+    async def read_queued(self, queue_id: str, limit: int = 0) -> bytes:
+        self.limits.append(limit)
+        return f"Subject: message {queue_id}\r\nX-Long: {'x' * 300}\r\n\r\nthe body".encode()[:limit or None]
 
 
 def test_preview_reads_only_where_the_selection_stops(qtbot: QtBot, qloop: QLoop, messages: Recorder) -> None:
@@ -243,6 +245,7 @@ def test_preview_reads_only_where_the_selection_stops(qtbot: QtBot, qloop: QLoop
     qloop.run(qloop.until(lambda: "Subject: message Q00000199" in pane.preview.browser.toPlainText()))
     qloop.run(runner.drain())
     assert engine.read == ["Q00000000", "Q00000199"]
+    assert engine.limits == [HEAD_BYTES + 1] * 2  # the header only: never the whole message
     text = pane.preview.browser.toPlainText()
     assert "451 4.7.1 try later" in text and "the body" not in text and "x" * 241 not in text
     pane.detail.selectionModel().clearSelection()
