@@ -134,10 +134,11 @@ class QueueEntry:
     __slots__ = ("_fields", "_kinds", "_record", "claims", "folder", "offset", "queue_id", "size")
 
     def __init__(self, record: StateRecord | None, folder: Path, size: int, offset: int, *,
-                 queue_id: str = "", fields: bytes = b"") -> None:
+                 queue_id: str = "", fields: bytes = b"", kinds: int = -1) -> None:
         self._record = record
         self._fields = fields  # the encoded record while cold (b"" once decoded)
-        self._kinds = -1  # a cold entry's counter bits (``kinds``), kept: it cannot change while cold
+        self._kinds = kinds if record is None else -1  # a cold entry's counter bits (``kinds``), kept: they
+        # cannot change while it is cold (-1: not known yet)
         self.queue_id = record.queue_id if record is not None else queue_id
         self.folder = folder  # the Queue directory (one object shared by every entry)
         self.size = size
@@ -437,23 +438,20 @@ class QueueStore:
         kinds_of: dict[str, str] = {}
         local: set[str] = set()
 
-        def make(queue_id: str, fields: bytes, size: int, offset: int,
-                 pending: list[queue_index.Pending]) -> QueueEntry:
+        def bits_of(domain: str, attempts: int, enhanced: str) -> int:
             # (on the thread: classify is pure, the configuration immutable)
-            entry = QueueEntry(None, queue_dir, size, offset, queue_id=queue_id, fields=fields)
-            bits = 0
-            for domain, attempts, enhanced in pending:
-                kind = kinds_of.get(domain)
-                if kind is None:
-                    kind = kinds_of[domain] = classify(domain, domains).kind
-                bits |= counted_bits(kind == "local", attempts, enhanced)
-            entry.set_kinds(bits)
+            kind = kinds_of.get(domain)
+            if kind is None:
+                kind = kinds_of[domain] = classify(domain, domains).kind
+            return counted_bits(kind == "local", attempts, enhanced)
+
+        def make(queue_id: str, fields: bytes, size: int, offset: int, bits: int) -> QueueEntry:
             if bits & COUNTED_LOCAL:
                 local.add(queue_id)
-            return entry
+            return QueueEntry(None, queue_dir, size, offset, queue_id=queue_id, fields=fields, kinds=bits)
 
         try:
-            taken = await asyncio.to_thread(self.index.take, plan, make)
+            taken = await asyncio.to_thread(self.index.take, plan, make, bits_of)
         except OSError as error:
             log.warning("queue index not read (the messages are read from their files): %s", error)
             return (await asyncio.to_thread(recovery.scan, queue_dir)).order

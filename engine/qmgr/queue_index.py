@@ -50,7 +50,9 @@ SAME_ERROR = "\x00"  # a recipient's last error that is the message's (written o
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _SHARED = {"sender", "source", "last_error", "status", "enhanced", "remote", "notify"}  # repeated: interned
 
-Pending = tuple[str, int, str]  # a pending recipient's domain, attempts and enhanced status (as recovery needs it)
+# What recovery counts of a pending recipient (its domain, attempts and enhanced status) as bits that are or-ed
+# over the message's pending recipients (``engine.qmgr.queue.counted_bits``; 0 = none pending)
+BitsOf = Callable[[str, int, str], int]
 
 
 @dataclass(slots=True)
@@ -129,6 +131,8 @@ _RECIPIENTS = [f.name for f in _RECORD_FIELDS].index("recipients")
 _RCPT_ERROR = [f.name for f in _RCPT_FIELDS].index("last_error")
 _RCPT_ADDRESS, _RCPT_STATUS, _RCPT_ATTEMPTS, _RCPT_ENHANCED = (
     [f.name for f in _RCPT_FIELDS].index(name) for name in ("address", "status", "attempts", "enhanced"))
+_RCPT_SEPARATORS = len(_RCPT_FIELDS) - 1
+_RCPT_LAST_READ = max(_RCPT_ADDRESS, _RCPT_STATUS, _RCPT_ATTEMPTS, _RCPT_ENHANCED)
 _FIELD_NUMBER = {f.name: number for number, f in enumerate(_RECORD_FIELDS)}
 _QUEUE_ID, _SENDER, _ARRIVED, _ATTEMPTS, _NEXT_ATTEMPT, _FROZEN, _LAST_ERROR, _SOURCE = (
     _FIELD_NUMBER[name] for name in
@@ -270,34 +274,62 @@ def _listed(field: str) -> str:
     return _LISTED.setdefault(text, text)
 
 
-def _head(payload: bytes) -> tuple[str, int, int]:
-    """(queue id, eml inode, env inode) of a line, nothing else decoded."""
-    parts = payload.split(_FIELD_BYTES, 5)
-    if len(parts) != 6:
-        raise ValueError("not a line of this layout")
-    return parts[4].decode("ascii"), int(parts[0]), int(parts[1])
+def _head(raw: bytes) -> tuple[str, int, int] | None:
+    """(queue id, eml inode, env inode) of a line as read (checksum and all), nothing else decoded or checked;
+    None when it has not even that shape. Both passes read lines only through this, so they agree."""
+    parts = raw.split(_FIELD_BYTES, 5)
+    if len(parts) != 6 or parts[0][8:9] != b" ":
+        return None
+    try:
+        return parts[4].decode("ascii"), int(parts[0][9:]), int(parts[1])
+    except ValueError:  # (UnicodeDecodeError is one)
+        return None
 
 
-def _parse_line(payload: bytes) -> tuple[str, bytes, int, int, float, list[Pending]]:
-    """(queue id, the record's fields, size, offset, next attempt, pending recipients) of one line; checks its
-    layout and decodes only that (ValueError when it is not of this layout)."""
-    numbers = payload.split(_FIELD_BYTES, 4)
-    if len(numbers) != 5:
-        raise ValueError("not a line of this layout")
-    fields = numbers[4]
-    parts = fields.split(_FIELD_BYTES)
-    if len(parts) != len(_RECORD_DECODERS):
-        raise ValueError("not a record of this layout")
-    pending = []
-    for text in (parts[_RECIPIENTS].split(_RECIPIENT_BYTES) if parts[_RECIPIENTS] else ()):
-        rcpt = text.split(_RECIPIENT_FIELD_BYTES)
-        if len(rcpt) != len(_RCPT_DECODERS):
-            raise ValueError("not a recipient of this layout")
-        if rcpt[_RCPT_STATUS] == b"pending":
-            pending.append((domain_of(_decode_str(rcpt[_RCPT_ADDRESS].decode("utf-8"))), int(rcpt[_RCPT_ATTEMPTS]),
-                            rcpt[_RCPT_ENHANCED].decode("utf-8")))
-    queue_id = parts[_QUEUE_ID].decode("ascii")
-    return queue_id, fields, int(numbers[2]), int(numbers[3]), float(parts[_NEXT_ATTEMPT]), pending
+_LINE_SEPARATORS = 4 + len(_RECORD_FIELDS) - 1  # the line's four numbers, then the record's fields
+_PENDING = b"pending"
+
+
+class _Parser:
+    """The second pass's reading of one winning line: checks its checksum and layout, decodes only what
+    recovery needs (a record's fields stay bytes). What a pending recipient counts as is asked of ``bits_of``
+    once per distinct (domain, attempts, enhanced status) of the load, by their bytes."""
+
+    def __init__(self, bits_of: BitsOf) -> None:
+        self._bits_of = bits_of
+        self._known: dict[tuple[bytes, bytes, bytes], int] = {}
+
+    def parse(self, raw: bytes) -> tuple[str, bytes, int, int, float, int] | None:
+        """(queue id, the record's fields, size, offset, next attempt, counted bits), or None."""
+        payload = raw[9:]
+        if raw[8:9] != b" " or payload.count(_FIELD_BYTES) != _LINE_SEPARATORS:
+            return None
+        try:
+            if int(raw[:8], 16) != zlib.crc32(payload):
+                return None
+            numbers = payload.split(_FIELD_BYTES, 4)
+            fields = numbers[4]
+            parts = fields.split(_FIELD_BYTES, _NEXT_ATTEMPT + 1)
+            bits = 0
+            if parts[_RECIPIENTS]:
+                for text in parts[_RECIPIENTS].split(_RECIPIENT_BYTES):
+                    if text.count(_RECIPIENT_FIELD_BYTES) != _RCPT_SEPARATORS:
+                        return None
+                    rcpt = text.split(_RECIPIENT_FIELD_BYTES, _RCPT_LAST_READ + 1)
+                    if rcpt[_RCPT_STATUS] == _PENDING:
+                        address = rcpt[_RCPT_ADDRESS]
+                        key = (address[address.rfind(b"@") + 1:] if address[:1] != b'"' else address,
+                               rcpt[_RCPT_ATTEMPTS], rcpt[_RCPT_ENHANCED])
+                        counted = self._known.get(key)
+                        if counted is None:
+                            counted = self._known[key] = self._bits_of(
+                                domain_of(_decode_str(address.decode("utf-8"))), int(key[1]),
+                                _decode_str(key[2].decode("utf-8")))
+                        bits |= counted
+            return (parts[_QUEUE_ID].decode("ascii"), fields, int(numbers[2]), int(numbers[3]),
+                    float(parts[_NEXT_ATTEMPT]), bits)
+        except ValueError:  # (UnicodeDecodeError is one)
+            return None
 
 
 def _payloads(data: bytes) -> Iterator[bytes]:
@@ -368,48 +400,59 @@ class QueueIndex:
             return usable
 
     def plan(self, messages: dict[str, int], records: dict[str, int], order: list[str]) -> Plan:
-        """First pass: the last valid line of each message whose files are still those on disk
-        (``messages``/``records``: id → inode; ``order``: the ids on disk, oldest first)."""
+        """First pass: the last line of each message whose files are still those on disk (``messages``/
+        ``records``: id → inode; ``order``: the ids on disk, oldest first). Only each line's head is read here:
+        a winner that turns out damaged (checksum, layout) is read from its files by the second pass's caller."""
         last: dict[str, int] = {}
-        number = 0
+        number = 0  # lines are numbered as both passes see them: every non-empty one
         with self.path.open("rb") as handle:
             end = os.fstat(handle.fileno()).st_size
             handle.readline()
             for block in _blocks(_Bounded(handle, end)):
-                for payload in _payloads(block):
-                    try:
-                        queue_id, eml_ino, env_ino = _head(payload)
-                    except (ValueError, UnicodeDecodeError):
-                        queue_id = ""
-                    if queue_id and messages.get(queue_id) == eml_ino and records.get(queue_id, 0) == env_ino:
-                        last[queue_id] = number
-                    elif queue_id:
-                        last.pop(queue_id, None)  # an older line of a file since replaced
+                for raw in block.split(b"\n"):
+                    if not raw:
+                        continue
+                    head = _head(raw)
+                    if head is not None:
+                        queue_id, eml_ino, env_ino = head
+                        if messages.get(queue_id) == eml_ino and records.get(queue_id, 0) == env_ino:
+                            last[queue_id] = number
+                        else:
+                            last.pop(queue_id, None)  # an older line of a file since replaced
                     number += 1
         self.lines = max(self.lines, number)
         winners = bytearray(number)
         for line_number in last.values():
             winners[line_number] = 1
-        return Plan(end, winners, [queue_id for queue_id in order if queue_id not in last])
+        # (every id in ``last`` is on disk: when as many, none is missing)
+        missing = [] if len(last) == len(order) else [queue_id for queue_id in order if queue_id not in last]
+        return Plan(end, winners, missing)
 
-    def take(self, plan: Plan, make: Callable[[str, bytes, int, int, list[Pending]], E]) -> Taken[E]:
-        """Second pass: ``make(id, fields, size, offset, pending recipients)`` for each winning line of ``plan``,
-        in line order."""
+    def take(self, plan: Plan, make: Callable[[str, bytes, int, int, int], E], bits_of: BitsOf) -> Taken[E]:
+        """Second pass: ``make(id, fields, size, offset, bits)`` for each winning line of ``plan``, in line order
+        (``bits``: ``bits_of`` of its pending recipients, or-ed); a winner that is damaged after all goes to
+        ``failed``."""
         taken: Taken[E] = Taken([], [], [])
-        winners = plan.winners
+        entries, wakes, failed = taken.entries, taken.wakes, taken.failed
+        winners, count = plan.winners, len(plan.winners)
+        parse = _Parser(bits_of).parse
         number = 0
         with self.path.open("rb") as handle:
             handle.readline()
             for block in _blocks(_Bounded(handle, plan.end)):
-                for payload in _payloads(block):
-                    if number < len(winners) and winners[number]:
-                        try:
-                            queue_id, fields, size, offset, next_attempt, pending = _parse_line(payload)
-                        except (ValueError, UnicodeDecodeError):
-                            taken.failed.append(_head(payload)[0])  # (its head was read in the first pass)
+                for raw in block.split(b"\n"):
+                    if not raw:
+                        continue
+                    if number < count and winners[number]:
+                        parsed = parse(raw)
+                        if parsed is None:
+                            head = _head(raw)
+                            if head is not None:  # (a winner's head was read in the first pass)
+                                failed.append(head[0])
                         else:
-                            taken.entries.append(make(queue_id, fields, size, offset, pending))
-                            taken.wakes.append((next_attempt, queue_id))
+                            queue_id, fields, size, offset, next_attempt, bits = parsed
+                            entries.append(make(queue_id, fields, size, offset, bits))
+                            wakes.append((next_attempt, queue_id))
                     number += 1
         return taken
 

@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -281,12 +282,16 @@ class Mailroot:
         """Remove the temporary files a crash left in Badmail, the Drops and Queue (none is ever referenced)."""
         removed: list[Path] = []
         for folder in {self.badmail, self.queue, *(path for path, _ in self.drop_folders())}:
-            with contextlib.suppress(OSError), os.scandir(folder) as entries:
-                for entry in entries:
-                    if _TEMP.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                        with contextlib.suppress(OSError):
-                            os.unlink(entry.path)
-                            removed.append(Path(entry.path))
+            try:  # names only (a Queue of 100,000 messages: no object per file), the hidden ones looked at
+                hidden = [name for name in os.listdir(folder) if name[:1] == "."]
+            except OSError:
+                continue
+            for name in hidden:
+                path = folder / name
+                with contextlib.suppress(OSError):
+                    if _TEMP.fullmatch(name) and stat.S_ISREG(os.lstat(path).st_mode):
+                        os.unlink(path)
+                        removed.append(path)
         return removed
 
     def write_atomic(self, final: Path, data: bytes, *, sync: bool = True) -> int:

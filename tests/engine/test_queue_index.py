@@ -29,6 +29,10 @@ from engine.store.envelope import RecipientState, StateRecord
 NOW = time.time()
 
 
+def _bits(domain: str, attempts: int, enhanced: str) -> int:
+    return 1  # what any pending recipient counts as
+
+
 async def _recover(config: Config, caplog: pytest.LogCaptureFixture) -> tuple[dict[str, QueueItem], int]:
     """Every queued message after an offline start (the whole queue read back), and how many came from the index."""
     caplog.clear()
@@ -137,7 +141,7 @@ def load(index: queue_index.QueueIndex, messages: dict[str, int],
          records: dict[str, int]) -> dict[str, tuple[bytes, int, int]]:
     """Both passes: id → (the record's fields, size, offset) of each message the index knows as on disk."""
     plan = index.plan(messages, records, sorted(messages))
-    taken = index.take(plan, lambda queue_id, fields, size, offset, _: (queue_id, fields, size, offset))
+    taken = index.take(plan, lambda queue_id, fields, size, offset, _: (queue_id, fields, size, offset), _bits)
     assert sorted(plan.missing + [made[0] for made in taken.entries]) == sorted(messages)
     return {queue_id: (fields, size, offset) for queue_id, fields, size, offset in taken.entries}
 
@@ -181,13 +185,14 @@ def test_any_record_reads_back_from_its_line_as_it_was(sender: str, error: str, 
         index.open()
         index.append([queue_index.line("Q1", 7, 0, 10, 2, text)])
         plan = index.plan({"Q1": 7}, {}, ["Q1"])
-        taken = index.take(plan, lambda *made: made)
+        asked: list[tuple[str, int, str]] = []
+        taken = index.take(plan, lambda *made: made, lambda *pending: asked.append(pending) or 6)
         index.close()
     assert plan.missing == [] and taken.failed == []
-    ((queue_id, fields, size, offset, pending),) = taken.entries
+    ((queue_id, fields, size, offset, bits),) = taken.entries
     assert (queue_id, queue_index.decode_record(fields), size, offset) == ("Q1", record, 10, 2)
     assert taken.wakes == [(record.next_attempt, "Q1")]
-    assert pending == [(domain_of(address), attempts, "")]  # the pending one (the other has failed)
+    assert asked == [(domain_of(address), attempts, "")] and bits == 6  # the pending one (the other has failed)
 
 
 @pytest.mark.expect_errors  # the FIFO is reported (an ErrorEvent) and quarantined
@@ -284,7 +289,7 @@ def test_a_bad_line_costs_only_its_own_message(tmp_path: Path, name: str) -> Non
     index.path.write_bytes(spoil(index.path.read_bytes()))
     assert index.open()  # the header is intact: the index is used, line by line
     plan = index.plan({"A": 11, "B": 11, "C": 11}, {}, ["A", "B", "C"])
-    taken = index.take(plan, lambda queue_id, *_: queue_id)
+    taken = index.take(plan, lambda queue_id, *_: queue_id, _bits)
     index.close()
     assert sorted(plan.missing + taken.failed) == from_files
     assert sorted(taken.entries) == sorted({"A", "B", "C"} - set(from_files))
