@@ -18,21 +18,21 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.rcode
-import dns.rdata
-import dns.rdatatype
-import dns.rdtypes.mxbase
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from engine.conf.addresses import classify
 from engine.conf.config import Config, DomainConfig
 from engine.conf.hostport import join_hostport, split_hostport
 from engine.errors import EngineError
+
+# dnspython (some 60 ms to import) is imported where a lookup is made, not at start: an engine that delivers
+# nothing remotely never loads it.
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.name
+    import dns.rdata
+    import dns.rdatatype
+    import dns.resolver
 
 # RFC 3463 / RFC 7505 enhanced status codes of the failures routing can meet.
 BAD_DOMAIN = "5.1.2"  # the recipient's domain does not exist
@@ -43,7 +43,7 @@ DNS_TEMPORARY = "4.4.3"  # directory server failure: try again later
 CACHE_SIZE = 1024
 PER_SERVER_TIMEOUT = 2.0  # seconds one server gets, so that a dead first server leaves time for the next
 
-Records = tuple[dns.rdata.Rdata, ...]
+Records = tuple["dns.rdata.Rdata", ...]
 
 
 class RouteError(EngineError):
@@ -82,6 +82,9 @@ class MxResult:
 
 
 def _absolute(text: str) -> dns.name.Name:
+    import dns.exception
+    import dns.name
+
     try:
         return dns.name.from_text(text.rstrip(".") + ".")
     except (dns.exception.DNSException, UnicodeError) as exc:  # empty or long labels, bad IDN
@@ -102,6 +105,8 @@ def ip_literal(text: str) -> str | None:
 
 def _negative_ttl(answer: dns.resolver.Answer) -> int:
     """RFC 2308: a no-data answer may be cached by its SOA; without an SOA it should not be cached."""
+    import dns.rdatatype
+
     for rrset in answer.response.authority:
         if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
             return min(rrset.ttl, getattr(rrset[0], "minimum", 0))
@@ -110,6 +115,8 @@ def _negative_ttl(answer: dns.resolver.Answer) -> int:
 
 def _server_errors(exc: dns.resolver.NoNameservers) -> str:
     """What each server said, short: "127.0.0.1:5353 SERVFAIL, [::1]:53 timed out"."""
+    import dns.rcode
+
     parts = []
     for server, _tcp, port, error, response in exc.kwargs.get("errors") or []:
         address = str(server).removeprefix("Do53:").rpartition("@")[0] or str(server)
@@ -158,6 +165,10 @@ class Resolver:
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
         """The dnspython resolver, made on first use: a machine without resolv.conf fails lookups, not start."""
+        import dns.asyncresolver
+        import dns.exception
+        import dns.nameserver
+
         if self._dns is None:
             if self._servers:
                 resolver = dns.asyncresolver.Resolver(configure=False)
@@ -201,6 +212,10 @@ class Resolver:
 
     async def _ask(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Records | None:
         """One lookup on the wire (cached by its TTL)."""
+        import dns.exception
+        import dns.rdatatype
+        import dns.resolver
+
         key = (name, rdtype)
         resolver = self._resolver()
         self.queries += 1
@@ -226,6 +241,10 @@ class Resolver:
 
     async def mx_hosts(self, domain: str) -> MxResult:
         """MX hosts of ``domain`` by preference (equal ones shuffled); the domain itself when it has no MX."""
+        import dns.name
+        import dns.rdatatype
+        import dns.rdtypes.mxbase
+
         records = await self._lookup(_absolute(domain), dns.rdatatype.MX)
         if records is None:
             raise PermanentRouteError(BAD_DOMAIN, f"the domain {domain} does not exist (NXDOMAIN)")
@@ -245,6 +264,8 @@ class Resolver:
 
     async def addresses(self, host: str) -> list[str]:
         """IPv4 then IPv6 addresses of ``host``; an IP address is returned as it is, without a lookup."""
+        import dns.rdatatype
+
         literal = ip_literal(host)
         if literal is not None:
             return [literal]

@@ -11,17 +11,13 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
-
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-import dns.reversename
+from typing import TYPE_CHECKING
 
 from engine.conf.access import NameResult, normalized_ip
 from engine.conf.hostport import split_hostport
+
+if TYPE_CHECKING:  # dnspython is imported by the first lookup (a server that looks up nobody never loads it)
+    import dns.asyncresolver
 
 MAX_PTR_NAMES = 3  # PTR names tried for the forward check (a client controls its reverse zone)
 CACHE_SIZE = 4096
@@ -42,6 +38,9 @@ class PeerNames:
         self._resolver: dns.asyncresolver.Resolver | None = None
 
     def _dns(self) -> dns.asyncresolver.Resolver:
+        import dns.asyncresolver
+        import dns.nameserver
+
         if self._resolver is None:
             if self.servers:
                 resolver = dns.asyncresolver.Resolver(configure=False)
@@ -56,6 +55,8 @@ class PeerNames:
 
     async def lookup(self, peer: str) -> NameResult:
         """The verified name of ``peer`` (an IP address as text)."""
+        import dns.exception
+
         address = normalized_ip(peer)
         if address is None:
             return NameResult()
@@ -74,6 +75,11 @@ class PeerNames:
         return result
 
     async def _lookup(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> NameResult:
+        import dns.name
+        import dns.rdatatype
+        import dns.resolver
+        import dns.reversename
+
         resolver = self._dns()
         self.lookups += 1
         try:

@@ -127,3 +127,34 @@ async def test_admin_listen_set_first_with_a_listen_that_cannot_bind_leaves_no_a
     finally:
         await admin.stop()
         await server.stop()
+
+
+DNS_PROBE = """
+import asyncio, smtplib, sys, tempfile
+from pathlib import Path
+from engine.conf.config import Config, DomainConfig, ServerConfig
+from engine.server import VirtualServer
+
+async def main() -> None:
+    root = Path(tempfile.mkdtemp())
+    server = VirtualServer(Config(server=ServerConfig(listen=("127.0.0.1:0",), fqdn="mx.example.test"),
+                                  domains=(DomainConfig("example.test", "default"),), mailroot=str(root / "M")))
+    await server.start()
+    await server.wait_recovered()
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", server.bound_addresses[0][1], timeout=30) as client:
+            client.sendmail("a@example.test", ["b@example.test"], b"Subject: local\\r\\n\\r\\nhi\\r\\n")
+    await asyncio.to_thread(send)
+    await server.stop()
+    print(len(list((root / "M" / "Drop").glob("*.eml"))), "dns" in sys.modules)
+
+asyncio.run(main())
+"""
+
+
+def test_dnspython_is_loaded_only_by_a_lookup_not_by_serving_local_mail() -> None:
+    """dnspython costs some 60 ms of start-up: only a remote delivery or a reverse lookup imports it."""
+    done = subprocess.run([sys.executable, "-c", DNS_PROBE], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "False"]
