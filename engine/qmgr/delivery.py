@@ -268,7 +268,7 @@ class RemoteDelivery:
             if adopted is not None and adopted.places is not None:
                 places = adopted.places
             elif adopted is not None:  # kept without places (not by this engine): not one to count on
-                adopted.client.close()
+                self.cache.dismiss(adopted.client)
                 adopted = None
             else:
                 self.cache.evict(domain if gate.full else None)
@@ -279,7 +279,7 @@ class RemoteDelivery:
         finally:
             places.leave()
             if adopted is not None and not adopted.in_use:
-                adopted.client.close()  # taken over, then not used (another target, or nothing to send)
+                self.cache.dismiss(adopted.client)  # taken over, then not used (another target, or nothing to send)
 
     def limits_changed(self) -> None:
         """The connection limits may have been raised: let waiting connections in now."""

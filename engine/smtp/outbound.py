@@ -1,4 +1,4 @@
-"""One outbound SMTP connection attempt (aiosmtplib): several messages to one destination, per-recipient outcomes.
+"""One outbound SMTP connection attempt: several messages to one destination, per-recipient outcomes.
 
 The caller gives the ordered list of target addresses (MX hosts or a smart host) and the messages
 for one destination. A failure of the session itself (no connection, 4xx/5xx greeting or EHLO,
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from aiosmtplib import SMTPResponse
 from engine.log.formats import OUTBOUND_USER
 from engine.log.record import ProtocolRecord
 from engine.smtp import binarymime
+from engine.smtp.client import Connection, Reply, command, data_block
 from engine.smtp.resolver import Target
 from engine.smtp.scache import ConnectionCache, Held, Idle, Key
 
@@ -83,34 +85,49 @@ class Tally:
 class Transcript:
     """The dialogue of an attempt, one line per command or reply, with timestamps.
 
-    With a ``protocol_log``, each command and its reply also become one outbound protocol-log record.
+    With a ``protocol_log``, each command and its reply also become one outbound protocol-log record. Commands
+    sent together (PIPELINING) wait in order for their replies.
     """
 
     def __init__(self, protocol_log: Callable[[ProtocolRecord], None] | None = None) -> None:
         self.lines: list[str] = []
         self.remote = ""  # the address of the server talked to now
         self._protocol_log = protocol_log
-        self._command: tuple[str, float] | None = None
+        self._commands: deque[tuple[str, float]] = deque()
+        self._second = -1
+        self._stamp = ""
 
     def note(self, text: str) -> None:
-        self.lines.append(f"{time.strftime('%H:%M:%S')} {text}")
+        now = int(time.time())
+        if now != self._second:  # one strftime a second, not one a line
+            self._second, self._stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
+        self.lines.append(f"{self._stamp} {text}")
 
     def sent(self, text: str) -> None:
         self.note(f">>> {text}")
-        self._command = (text, time.monotonic())
+        self._commands.append((text, time.monotonic()))
 
-    def got(self, response: SMTPResponse | tuple[int, str]) -> None:
-        code, message = (response.code, response.message) if isinstance(response, SMTPResponse) else response
+    def interim(self, response: Reply) -> None:
+        """A reply that is not yet the command's last (354 to DATA)."""
+        self.note(f"<<< {response.code} {response.message}")
+
+    def got(self, response: SMTPResponse | Reply | tuple[int, str]) -> None:
+        code, message = response if isinstance(response, tuple) else (response.code, response.message)
         for line in str(message).splitlines() or [""]:
             self.note(f"<<< {code} {line}")
-        command, self._command = self._command, None
-        if self._protocol_log is not None and command is not None:
-            text, started = command
+        if not self._commands:
+            return  # a greeting
+        text, started = self._commands.popleft()
+        if self._protocol_log is not None:
             verb, _, argument = text.partition(" ")
             reply = f"{code} {str(message).splitlines()[-1] if str(message) else ''}"
             self._protocol_log(ProtocolRecord(
                 "out", self.remote, OUTBOUND_USER, "", 0, verb, argument, reply, len(text) + 2,
                 len(reply) + 2, int((time.monotonic() - started) * 1000)))
+
+    def lost(self) -> None:
+        """The connection ended: commands still waiting get no reply."""
+        self._commands.clear()
 
 
 class SessionFailed(Exception):
@@ -191,7 +208,7 @@ class _Hand:
     adopted: Idle | None
 
     def reuse(self, key: Key, room: int, limit: int,
-              cache: ConnectionCache | None) -> tuple[aiosmtplib.SMTP, int] | None:
+              cache: ConnectionCache | None) -> tuple[Connection, int] | None:
         """The connection taken over, when it is to this target and has room; else an idle one from the cache."""
         adopted = self.adopted
         if adopted is not None and adopted.key == key and adopted.sent + room <= limit:
@@ -199,7 +216,7 @@ class _Hand:
             return adopted.client, adopted.sent
         return cache.take(key, room, limit) if cache is not None and limit else None
 
-    def keep(self, cache: ConnectionCache, key: Key, client: aiosmtplib.SMTP, sent: int) -> bool:
+    def keep(self, cache: ConnectionCache, key: Key, client: Connection, sent: int) -> bool:
         """Into the cache with this connection's places (they are the cache's from then on)."""
         handed = self.places.handover() if self.places is not None else None
         if cache.put(key, client, sent, handed, self.destination):
@@ -221,46 +238,55 @@ def _cache_key(target: Target, settings: Settings) -> Key:
 async def _session(target: Target, jobs: list[Job], settings: Settings, transcript: Transcript,
                    tally: Tally, cache: ConnectionCache | None = None, per_connection: int = 0,
                    on_done: Callable[[Job], None] | None = None, hand: _Hand | None = None) -> None:
+    transcript.lost()  # what an earlier target left unanswered
     transcript.remote = target.address
     key = _cache_key(target, settings)
     hand = hand if hand is not None else _Hand(None, "", None)
     reused = hand.reuse(key, len(jobs), per_connection, cache)
-    client: aiosmtplib.SMTP | None = None
+    connection: Connection | None = None
     sent = 0
     if reused is not None:
-        client, sent = reused
+        connection, sent = reused
         transcript.note(f"reusing the connection to {target.host} [{target.address}]:{target.port}")
         try:
             transcript.sent("RSET")
-            transcript.got(await client.rset())
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()  # it went away while idle: a new one
-            client, sent = None, 0
-    if client is None:
+            transcript.got((await connection.execute(b"RSET\r\n"))[0])
+        except (OSError, TimeoutError):
+            connection.close()  # it went away while idle: a new one
+            connection, sent = None, 0
+    if connection is None:
         client = await _connect(target, settings, transcript, tally)
         try:
             await _greet(client, target, settings, transcript)
+            connection = _hand_over(client, settings)
         except BaseException:
             client.close()
             raise
     try:
         for job in jobs:
-            await _send_job(client, target, job, settings, transcript)
+            await _send_job(connection, target, job, settings, transcript)
             sent += 1
             if on_done is not None and not job.undecided():
                 on_done(job)
-        if cache is not None and per_connection and sent < per_connection and client.is_connected \
-                and hand.keep(cache, key, client, sent):
-            client = None  # kept for the next batch to this host
+        if cache is not None and per_connection and sent < per_connection and connection.is_connected \
+                and hand.keep(cache, key, connection, sent):
+            connection = None  # kept for the next batch to this host
             return
-        try:
-            transcript.sent("QUIT")
-            transcript.got(await client.quit())
-        except (aiosmtplib.SMTPException, OSError):
-            pass  # everything is decided; a rude goodbye changes nothing
+        transcript.sent("QUIT")
+        reply = await connection.quit()
+        if reply is not None:  # everything is decided; a rude goodbye changes nothing
+            transcript.got(reply)
     finally:
-        if client is not None:
-            client.close()
+        if connection is not None:
+            connection.close()
+
+
+def _hand_over(client: aiosmtplib.SMTP, settings: Settings) -> Connection:
+    """The greeted (secured, authenticated) connection goes on with our client: its transport changes protocol."""
+    transport = client.transport
+    if transport is None or not client.is_connected:
+        raise aiosmtplib.SMTPServerDisconnected("the connection was lost after EHLO")
+    return Connection.take_over(transport, dict(client.esmtp_extensions), settings.timeout)
 
 
 async def _connect(target: Target, settings: Settings, transcript: Transcript, tally: Tally) -> aiosmtplib.SMTP:
@@ -326,11 +352,11 @@ async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, tr
         transcript.got(response)
 
 
-async def _send_job(client: aiosmtplib.SMTP, target: Target, job: Job, settings: Settings,
+async def _send_job(connection: Connection, target: Target, job: Job, settings: Settings,
                     transcript: Transcript) -> None:
     undecided = job.undecided()
     if job.binarymime:
-        # Sent with DATA (aiosmtplib has no BDAT), so no hop can take BINARYMIME from us: convert it once.
+        # Sent with DATA (we send no BDAT), so no hop can take BINARYMIME from us: convert it once.
         try:
             job.content, job.binarymime = await asyncio.to_thread(binarymime.convert, job.content), False
         except binarymime.Unconvertible as error:
@@ -343,80 +369,110 @@ async def _send_job(client: aiosmtplib.SMTP, target: Target, job: Job, settings:
     encoding = "ascii" if job.sender.isascii() and all(r.isascii() for r in undecided) else "utf-8"
     options = list(job.mail_options)
     if encoding == "utf-8":
-        if not client.supports_extension("smtputf8"):
+        if not connection.supports("smtputf8"):
             for rcpt in undecided:
                 job.outcomes[rcpt] = Outcome(FAILED, f"553 5.6.7 {target.host} does not support SMTPUTF8",
                                              "5.6.7", target.host)
             return
         options.append("SMTPUTF8")
-    if client.supports_extension("size"):
+    block = data_block(job.content)
+    if connection.supports("size"):
         options.append(f"SIZE={len(job.content)}")
-    if client.supports_extension("8bitmime") and _has_8bit(job.content):
+    if connection.supports("8bitmime") and _has_8bit(job.content):
         options.append("BODY=8BITMIME")
-    job.dsn_passed = client.supports_extension("dsn")
+    job.dsn_passed = connection.supports("dsn")
     if job.dsn_passed:
         options += [f"RET={job.ret}"] if job.ret else []
         options += [f"ENVID={job.envid}"] if job.envid else []
     for start in range(0, len(undecided), settings.max_recipients):
         chunk = undecided[start : start + settings.max_recipients]
-        await _transaction(client, target, job, chunk, options, encoding, transcript)
+        await _transaction(connection, target, job, chunk, options, encoding, block, transcript)
 
 
-async def _transaction(client: aiosmtplib.SMTP, target: Target, job: Job, chunk: list[str], options: list[str],
-                       encoding: str, transcript: Transcript) -> None:
+def _refused_session(reply: Reply) -> SessionFailed:
+    return SessionFailed(_reply(reply.code, reply.message), enhanced_of(reply.code, reply.message))
+
+
+async def _transaction(connection: Connection, target: Target, job: Job, chunk: list[str], options: list[str],
+                       encoding: str, block: bytes, transcript: Transcript) -> None:
+    """MAIL, RCPT for ``chunk``, DATA and the message. With PIPELINING (RFC 2920) the commands up to DATA go in
+    one write and their replies are read together: two round trips a message instead of 3 + recipients."""
     remote = target.host
-    transcript.sent(f"MAIL FROM:<{job.sender}> {' '.join(options)}".rstrip())
-    try:
-        response = await client.mail(job.sender, options=options, encoding=encoding)
-        transcript.got(response)
-    except aiosmtplib.SMTPResponseException as error:
-        transcript.got((error.code, error.message))
-        if error.code == 421:
-            raise SessionFailed(_reply(error.code, error.message), enhanced_of(error.code, error.message)) from error
-        for rcpt in chunk:
-            job.outcomes[rcpt] = _outcome_for(error.code, error.message, remote)
-        await _rset(client, transcript)
-        return
-    accepted: list[str] = []
+    lines = [command("MAIL", f"FROM:<{job.sender}>", options, encoding)]
     for rcpt in chunk:
         notify, orcpt = job.rcpt_params.get(rcpt, ("", ""))
         rcpt_options = [f"NOTIFY={notify}"] * bool(notify and job.dsn_passed)
         rcpt_options += [f"ORCPT={orcpt}"] * bool(orcpt and job.dsn_passed)
-        transcript.sent(f"RCPT TO:<{rcpt}> {' '.join(rcpt_options)}".rstrip())
-        try:
-            response = await client.rcpt(rcpt, options=rcpt_options, encoding=encoding)
-            transcript.got(response)
+        lines.append(command("RCPT", f"TO:<{rcpt}>", rcpt_options, encoding))
+    lines.append(b"DATA\r\n")
+    texts = [line[:-2].decode(encoding) for line in lines[:-1]] + [f"DATA ({len(block) - 3} bytes)"]
+    pipelined = connection.supports("pipelining")
+    futures = connection.send(*lines) if pipelined else []
+    for text in texts:  # (lock-step: each command is said when sent; pipelined: all are out now)
+        if pipelined:
+            transcript.sent(text)
+
+    async def reply_to(index: int) -> Reply:
+        if pipelined:
+            return (await connection.replies(futures[index : index + 1]))[0]
+        transcript.sent(texts[index])
+        return (await connection.execute(lines[index]))[0]
+
+    mail = await reply_to(0)
+    transcript.got(mail)
+    if mail.code == 421:
+        raise _refused_session(mail)
+    refused = mail.code != 250
+    if refused:
+        for rcpt in chunk:
+            job.outcomes[rcpt] = _outcome_for(mail.code, mail.message, remote)
+    accepted: list[str] = []
+    for number, rcpt in enumerate(chunk, 1):
+        if refused and not pipelined:
+            break
+        answer = await reply_to(number)
+        transcript.got(answer)
+        if answer.code == 421:
+            raise _refused_session(answer)
+        if refused:
+            continue
+        if answer.code in (250, 251):
             accepted.append(rcpt)
-        except aiosmtplib.SMTPResponseException as error:
-            transcript.got((error.code, error.message))
-            if error.code == 421:
-                raise SessionFailed(_reply(error.code, error.message),
-                                    enhanced_of(error.code, error.message)) from error
-            job.outcomes[rcpt] = _outcome_for(error.code, error.message, remote)
-    if not accepted:
-        await _rset(client, transcript)
+        else:
+            job.outcomes[rcpt] = _outcome_for(answer.code, answer.message, remote)
+    if not accepted and not pipelined:
+        await _rset(connection, transcript)
         return
-    content = job.content if job.content.endswith(b"\r\n") else job.content + b"\r\n"
-    transcript.sent(f"DATA ({len(content)} bytes)")
-    try:
-        response = await client.data(content)
-        transcript.got(response)
-        outcome = _outcome_for(response.code, response.message, remote)
+    go_ahead = await reply_to(len(lines) - 1)
+    if go_ahead.code == 421:
+        transcript.got(go_ahead)
+        raise _refused_session(go_ahead)
+    if go_ahead.code != 354:
+        transcript.got(go_ahead)
+        outcome = _outcome_for(go_ahead.code if go_ahead.code >= 400 else 451, go_ahead.message, remote)
+        refused = True  # the transaction may still be open on the server's side: RSET
+    elif not accepted:  # (pipelined) a server that says 354 with no recipient gets an empty message (RFC 2920)
+        transcript.interim(go_ahead)
+        transcript.note(">>> . (nothing to send: no recipient was accepted)")
+        transcript.got((await connection.execute(b".\r\n"))[0])
+        outcome = None
+    else:
+        transcript.interim(go_ahead)
+        done = (await connection.execute(block))[0]
+        transcript.got(done)
+        if done.code == 421:
+            raise _refused_session(done)
+        outcome = _outcome_for(done.code, done.message, remote)
         if outcome.status == DELIVERED:
-            job.bytes_sent += len(content)
+            job.bytes_sent += len(block) - 3
             job.sent += 1
-    except aiosmtplib.SMTPResponseException as error:
-        transcript.got((error.code, error.message))
-        if error.code == 421:
-            raise SessionFailed(_reply(error.code, error.message), enhanced_of(error.code, error.message)) from error
-        outcome = _outcome_for(error.code, error.message, remote)
-    for rcpt in accepted:
-        job.outcomes[rcpt] = outcome
+    if outcome is not None:
+        for rcpt in accepted:
+            job.outcomes[rcpt] = outcome
+    if refused or not accepted:
+        await _rset(connection, transcript)
 
 
-async def _rset(client: aiosmtplib.SMTP, transcript: Transcript) -> None:
+async def _rset(connection: Connection, transcript: Transcript) -> None:
     transcript.sent("RSET")
-    try:
-        transcript.got(await client.rset())
-    except aiosmtplib.SMTPResponseException as error:
-        transcript.got((error.code, error.message))
+    transcript.got((await connection.execute(b"RSET\r\n"))[0])

@@ -14,11 +14,10 @@ that destination with its places (``adopt``), or has one closed (``evict``) to m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiosmtplib
+from engine.smtp.client import Connection
 
 IDLE_TIME = 2.0  # seconds (Postfix's smtp_connection_cache_time_limit)
 MAX_IDLE = 100  # idle connections kept at most
@@ -38,7 +37,7 @@ class Held(Protocol):
 
 @dataclass(eq=False)
 class Idle:
-    client: aiosmtplib.SMTP
+    client: Connection
     sent: int  # messages it carried so far
     key: Key = ()
     destination: str = ""  # the domain its places were taken for
@@ -54,7 +53,7 @@ class ConnectionCache:
         self._closing: set[asyncio.Task[None]] = set()
         self.reused = 0  # sessions that went on an idle connection (for the figures)
 
-    def take(self, key: Key, room: int, limit: int) -> tuple[aiosmtplib.SMTP, int] | None:
+    def take(self, key: Key, room: int, limit: int) -> tuple[Connection, int] | None:
         """An idle connection for ``key`` that can carry ``room`` more messages within ``limit``, with its count."""
         for idle in self._idle.get(key, []):
             if idle.sent + room <= limit and idle.client.is_connected:
@@ -65,7 +64,7 @@ class ConnectionCache:
                 return idle.client, idle.sent
         return None
 
-    def put(self, key: Key, client: aiosmtplib.SMTP, sent: int, places: Held | None = None,
+    def put(self, key: Key, client: Connection, sent: int, places: Held | None = None,
             destination: str = "") -> bool:
         """Keep ``client`` for a moment, holding ``places``; False when there is no room (the caller closes it
         and leaves its places)."""
@@ -113,7 +112,11 @@ class ConnectionCache:
         self._forget(key, idle)
         if idle.places is not None:
             idle.places.leave()  # closing: its places are free at once
-        task = asyncio.get_running_loop().create_task(_goodbye(idle.client))
+        self.dismiss(idle.client)
+
+    def dismiss(self, client: Connection) -> None:
+        """Close a connection that is no longer wanted, politely (QUIT) and in the background."""
+        task = asyncio.get_running_loop().create_task(_goodbye(client))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -128,7 +131,7 @@ class ConnectionCache:
         await asyncio.gather(*(_goodbye(item.client) for item in idle), *self._closing, return_exceptions=True)
 
 
-async def _goodbye(client: aiosmtplib.SMTP) -> None:
-    with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-        await asyncio.wait_for(client.quit(), 5.0)
+async def _goodbye(client: Connection) -> None:
+    if client.is_connected:
+        await client.quit(timeout=5.0)  # closes it, answered or not
     client.close()
