@@ -14,6 +14,7 @@ import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 MAX_LINE = 8192  # a reply line longer than this is no SMTP (RFC 5321 allows 512)
 _FORBIDDEN = re.compile(rb"[\x00-\x1f\x7f]")  # in a command argument: CR/LF would inject commands
@@ -102,8 +103,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        self._transport = transport
+        self._transport = cast(asyncio.WriteTransport, transport)  # (uvloop's transports do not subclass it)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
