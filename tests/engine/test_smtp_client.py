@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -148,7 +149,7 @@ async def test_lock_step_without_pipelining_and_per_recipient_replies() -> None:
     assert (failed.status, failed.reply, failed.enhanced) == (FAILED, "550 5.1.1 no such user", "5.1.1")
     said = [line.split(" ", 1)[1][:3] for line in transcript.lines if " >>> " in line or " <<< " in line]
     said = said[said.index(">>>", 3):]  # from the first command after EHLO
-    assert ">>>" in said and all(not (a == b == ">>>") for a, b in zip(said, said[1:], strict=False))
+    assert ">>>" in said and all(not (a == b == ">>>") for a, b in itertools.pairwise(said))
     assert [m.recipients for m in mx.messages] == [["a0@remote.test", "b0@remote.test"], ["a1@remote.test"]]
     assert mx.quits == 1
 
@@ -202,3 +203,32 @@ async def test_a_dismissed_idle_connection_says_quit() -> None:
         cache.dismiss(idle.client)
         await cache.close()
         assert mx.quits == 1
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_hand_over_under_uvloop_plain_and_after_starttls(tmp_path: Path, config_factory, tls: bool) -> None:
+    """The engine runs on uvloop, whose transports (TCP, and TLS after STARTTLS) are not asyncio's: the connection
+    aiosmtplib greeted (and secured) goes on with our client there too. The next hop is a real smtpsvc, which
+    offers PIPELINING."""
+    import uvloop
+    from engine_support import start_server
+    from security_support import tls_files
+
+    files = tls_files(tmp_path / "remote", "mx.remote.test") if tls else None
+    server = {"tls_certificate": str(files.certificate), "tls_key": str(files.key)} if files else {}
+    remote = await start_server(config_factory(fqdn="mx.remote.test", **server))
+    jobs, transcript = _jobs(2, "example.test"), Transcript()
+
+    async def send() -> None:
+        await deliver([Target("mx.remote.test", "127.0.0.1", remote.port)], jobs, Settings("out.test", timeout=10),
+                      transcript)
+
+    try:
+        await asyncio.to_thread(uvloop.run, send())
+    finally:
+        await remote.server.stop()
+    assert all(o.status == DELIVERED for job in jobs for o in job.outcomes.values()), transcript.lines
+    assert any("TLS: TLSv1." in line for line in transcript.lines) == tls
+    said = [line.split(" ", 1)[1] for line in transcript.lines]
+    mail = next(n for n, line in enumerate(said) if line.startswith(">>> MAIL"))
+    assert said[mail + 3].startswith(">>> DATA") and said[mail + 4].startswith("<<< 250")  # pipelined
