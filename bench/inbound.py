@@ -44,10 +44,12 @@ if __package__ in (None, ""):
 from bench.common import (  # noqa: E402
     BENCH_DOMAIN,
     SMTP_SOURCE,
+    Child,
     SourceRun,
     clear_dir,
     count_files,
     cpu_seconds_tree,
+    files_in,
     free_port,
     median,
     proc_status_kb,
@@ -115,7 +117,7 @@ class Scenario:
 
 # --- smtpsvc serve ------------------------------------------------------------------------------------
 
-class Smtpsvc:
+class Smtpsvc(Child):
     """``smtpsvc serve`` as a child process with its own Mailroot; stopped with SIGTERM by PID."""
 
     def __init__(self, workdir: Path, port: int, python: str, log: Path, extra_config: str = "") -> None:
@@ -132,22 +134,11 @@ class Smtpsvc:
     def drop(self) -> Path:
         return self.mailroot / "Drop"
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def queued(self) -> int:
         return count_files(self.mailroot / "Queue")
 
     def dropped(self) -> int:
-        try:
-            return sum(1 for entry in os.scandir(self.drop) if entry.is_file())
-        except FileNotFoundError:
-            return 0
+        return files_in(self.drop)
 
     def start(self, timeout: float = 60.0) -> Smtpsvc:
         self.mailroot.mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,11 @@ class AdminServe(ServeProcess):
     def start(self, timeout: float = 20.0) -> None:
         super().start(timeout)
         wait_for_port(self.admin_port, timeout)
+
+    def __enter__(self) -> AdminServe:
+        """Started; stopped (by its PID) when the block ends."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import os
 import smtplib
@@ -43,14 +42,9 @@ def named(root: Path, fqdn: str) -> AdminServe:
     return process
 
 
-@contextlib.contextmanager
-def serving(root: Path, fqdn: str) -> Iterator[AdminServe]:
-    process = named(root, fqdn)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+def serving(root: Path, fqdn: str) -> AdminServe:
+    """Started by ``with``, stopped when the block ends."""
+    return named(root, fqdn)
 
 
 @pytest.fixture

@@ -21,12 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[AdminServe]:
     need_chromium()
-    process = AdminServe(tmp_path / "a")
-    process.start()
-    try:
+    with AdminServe(tmp_path / "a") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,13 +11,8 @@ from serve_support import free_port
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[AdminServe]:
-    process = AdminServe(tmp_path / "a")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+def engine(admin_serve: AdminServe) -> AdminServe:
+    return admin_serve
 
 
 async def test_changing_the_admin_address_on_the_properties_page_goes_on_at_the_new_address(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import smtplib
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -27,13 +26,8 @@ def known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[AdminServe]:
-    process = AdminServe(tmp_path / "a")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+def engine(admin_serve: AdminServe) -> AdminServe:
+    return admin_serve
 
 
 def as_operator(monkeypatch: pytest.MonkeyPatch, name: str, password: str | None = None) -> None:

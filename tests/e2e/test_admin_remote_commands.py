@@ -19,12 +19,8 @@ from engine.smtpd.users import UserStore
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AdminServe]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # this test's known_servers
     monkeypatch.setenv("SMTPSVC_PASSWORD", OPERATORS["boss"][0])
-    process = AdminServe(tmp_path / "a")
-    process.start()
-    try:
+    with AdminServe(tmp_path / "a") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def queued_id(engine: AdminServe, capsys: pytest.CaptureFixture[str], remote: tuple[str, ...], subject: str) -> str:

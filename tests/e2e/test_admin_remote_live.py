@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,13 +15,8 @@ SECRET = "AHVzZXIAaHVudGVyMg=="  # base64 of "\0user\0hunter2": the initial resp
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[AdminServe]:
-    process = AdminServe(tmp_path / "a")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+def engine(admin_serve: AdminServe) -> AdminServe:
+    return admin_serve
 
 
 async def post(engine: AdminServe, user: str, op: str, args: dict[str, Any]) -> tuple[int, Any]:
