@@ -542,14 +542,16 @@ class QueueStore:
         once); returns the wakes of those taken."""
         live, known = self._live, self.entries
         # (without messages of the running engine, recovery's own entries cannot repeat: each id comes once)
-        if live and any(entry.queue_id in live or entry.queue_id in known for entry in entries):
+        ids = [queue_id for _, queue_id in wakes]  # (the entries' ids, in their order)
+        if live and not (live.isdisjoint(ids) and known.keys().isdisjoint(ids)):
             # queued (and perhaps finished) by the running engine since the start: not again
-            kept = [n for n, entry in enumerate(entries) if entry.queue_id not in live and entry.queue_id not in known]
-            entries, wakes = [entries[n] for n in kept], [wakes[n] for n in kept]
-        for entry in entries:
-            known[entry.queue_id] = entry
-            if entry.queue_id in local:
-                self._local.put_nowait(entry.queue_id)
+            kept = [n for n, queue_id in enumerate(ids) if queue_id not in live and queue_id not in known]
+            entries, wakes, ids = [entries[n] for n in kept], [wakes[n] for n in kept], [ids[n] for n in kept]
+        known.update(zip(ids, entries, strict=True))
+        if local:
+            for queue_id in ids:
+                if queue_id in local:
+                    self._local.put_nowait(queue_id)
         self._recovered += len(entries)
         if wakes and schedule:
             self.on_recovered(wakes)
