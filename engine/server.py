@@ -30,6 +30,7 @@ from engine.admin.pickup_history import PICKUP_SOURCE, BadmailCache, PickupRecor
 from engine.admin.tracking import Query, Track, TrackingIndex, iter_tracks, tracking_path
 from engine.bounce.badmail import BadmailItem, list_badmail
 from engine.bounce.badmail_prune import BadmailPruner
+from engine.cleanup.commit_process import CleanupCommitter
 from engine.cleanup.intake import Intake
 from engine.conf import config as domain_ops
 from engine.conf.config import Config, DomainConfig
@@ -214,7 +215,7 @@ class VirtualServer:
         await asyncio.to_thread(self._create_dirs, self.mailroot)
         for leftover in await asyncio.to_thread(self.mailroot.sweep_temps):
             log.info("removed %s, left by an interrupted write", leftover)
-        self._committer = Committer(sync=self._sync)
+        self._committer = CleanupCommitter(sync=self._sync)
         self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config, clock=self.clock)
         self._queue.on_dropped = self._on_dropped
         self._intake = Intake(self.mailroot, self._committer, self._queue, self.bus, self.counters, self.config)

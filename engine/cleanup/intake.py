@@ -119,7 +119,7 @@ class SpoolFile:
         if self._finished:
             raise OSError(errno.EBADF, "spool already closed")
         self._finished = True
-        if self.fd is None:
+        if self.fd is None and self._pool.at_commit:
             self.path, self.fd = self._pool.take() or (self.path, None)
         fd, self.fd = self.fd, None
         tail, self._buffer = self._buffer, bytearray()
@@ -166,6 +166,7 @@ class SpoolPool:
         self._ready: list[tuple[Path, int]] = []
         self._refill_task: asyncio.Task[None] | None = None
         self._closed = False
+        self.at_commit = committer.spools_at_commit  # also taken for a message held whole in memory
 
     def take(self) -> tuple[Path, int] | None:
         """A fresh (path, open descriptor), or None when none is ready (the caller creates its own)."""

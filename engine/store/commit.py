@@ -153,6 +153,10 @@ class _Workers:
 class Committer:
     """Moves finished spool files to their final place durably; safe to call from many sessions at once."""
 
+    # A message held whole in memory takes a spool file made ahead (on the threads) at its commit: creating one
+    # in the commit lengthens every message's wait. False where creating it costs the caller nothing.
+    spools_at_commit = True
+
     def __init__(self, threads: int = 16, *, sync: bool = True) -> None:
         self._workers = _Workers(threads)
         self._dirs: dict[Path, _DirectorySync] = {}
