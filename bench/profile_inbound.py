@@ -3,9 +3,10 @@
     python bench/profile_inbound.py                      # 4 KB, one message per connection, 20 sessions
     python bench/profile_inbound.py --size 102400 --repo /path/to/other/checkout
 
-Reports msgs/s, CPU per message for the whole process and for each thread group (the event-loop thread,
-the commit threads, the rest), and, when py-spy is installed, the functions the loop thread spends its
-samples in (self time and inclusive), from ``py-spy record --format raw``. The numbers move with the
+Reports msgs/s, CPU per message for the whole process and its child processes, and for each thread group
+(the event-loop thread, the commit threads, the cleanup process, the rest), and, when py-spy is installed,
+the functions the loop thread spends its samples in (self time and inclusive), from
+``py-spy record --format raw``. The numbers move with the
 machine's load: compare checkouts in one sitting, and read the ratios rather than the absolutes.
 """
 
@@ -37,20 +38,40 @@ max_session_size_kb = 409600
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
-    """thread id -> (name, CPU seconds) from /proc."""
-    found: dict[int, tuple[str, float]] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (the cleanup process, when the checkout has one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            text = (entry / "stat").read_text()
         except OSError:
             continue
-        found[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+        if int(text.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """thread id -> (name, CPU seconds) from /proc, for the process and its child processes' threads (a
+    child's threads are named ``child:NAME``)."""
+    found: dict[int, tuple[str, float]] = {}
+    for owner in [pid, *_children(pid)]:
+        for task in Path(f"/proc/{owner}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[int(task.name)] = (name if owner == pid else f"child:{name}",
+                                     (int(fields[11]) + int(fields[12])) / TICKS)
     return found
 
 
 def group_of(tid: int, pid: int, name: str) -> str:
+    if name.startswith("child:"):
+        return "cleanup process (commit threads, answers)"
     if tid == pid:
         return "event loop (main thread)"
     if "commit" in name:
