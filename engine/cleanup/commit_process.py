@@ -170,6 +170,14 @@ class _Child:
         if not self._out and not self.dead:
             self._end_input()
 
+    def release(self) -> None:
+        """On the loop, once the child has exited: read its last answers and its end now (the loop may stop before
+        its reader would have run)."""
+        for _ in range(10_000):  # (bounded: an exited child's socket holds its answers, then the end)
+            if self.dead:
+                return
+            self._readable()
+
     def _end_input(self) -> None:
         with contextlib.suppress(OSError):  # (already gone)
             self._sock.shutdown(socket.SHUT_WR)
@@ -259,4 +267,6 @@ class CleanupCommitter(Committer):
                 log.error("the cleanup process (pid %d) did not finish in 60 s; killed", child.process.pid)
                 child.process.kill()
                 child.process.wait()
+            with contextlib.suppress(RuntimeError):  # (as above)
+                child.loop.call_soon_threadsafe(child.release)
         super().close()
