@@ -51,6 +51,7 @@ from engine.log.protocol_log import ProtocolLog
 from engine.log.record import ProtocolRecord
 from engine.log.settings import log_settings
 from engine.oserrors import bind_failure, mailroot_failure
+from engine.pickup.pickup_watch import PickupService, recover
 from engine.qmgr.delivery import RemoteDelivery
 from engine.qmgr.etrn import held_domains, holds, load_releases, releases_path, save_releases
 from engine.qmgr.queue import QueueDetail, QueueEntry, QueueItem, QueuePage, QueueStore, read_offline
@@ -120,7 +121,7 @@ class VirtualServer:
         self._delivery: RemoteDelivery | None = None
         self._resolver: Resolver | None = None
         self._intake: Intake | None = None
-        self._pickup: object | None = None
+        self._pickup: PickupService | None = None
         self._badmail_seen = BadmailCache()  # Pickup history reads each Badmail item once
         self._paused = False
         self._control: ControlServer | None = None
@@ -258,10 +259,6 @@ class VirtualServer:
         await self._listen()
 
     async def _start_pickup(self) -> None:
-        try:
-            from engine.pickup.pickup_watch import PickupService, recover
-        except ImportError:  # pragma: no cover - the Pickup service is part of every build
-            return
         assert self._intake is not None
         recover(self.mailroot)
         service = PickupService(self.mailroot, self._intake.submit, self.bus,
@@ -382,7 +379,7 @@ class VirtualServer:
         while self.sessions.committing() and asyncio.get_running_loop().time() < grace:
             await asyncio.sleep(0.01)
         if self._pickup is not None:
-            await self._pickup.stop()  # type: ignore[attr-defined]
+            await self._pickup.stop()
             self._pickup = None
         if self._pruner is not None:
             await self._pruner.stop()
@@ -848,7 +845,7 @@ class VirtualServer:
     def pickup_taking(self) -> bool:
         """Whether the Pickup service takes files now (the server runs and its Pickup is not waiting out a
         storage failure); a file put into Pickup otherwise waits there until it does."""
-        return bool(getattr(self._pickup, "taking", False))
+        return self._pickup is not None and self._pickup.taking
 
     async def submit(self, sender: str, recipients: tuple[str, ...], content: bytes, source: str) -> str:
         if self._intake is None:

@@ -814,7 +814,7 @@ class QueueStore:
             folder = next(iter(by_dir))
             await self._move_to_drop(entry, folder)
             for rcpt in pending:
-                rcpt.status = "delivered"
+                rcpt.status = fate.step(rcpt.status, "delivered")
             self._forget(entry.queue_id)
             target = folder / entry.path.name
             self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in pending),
@@ -829,7 +829,7 @@ class QueueStore:
             if self.committer.sync:
                 await self.committer.sync_directory(folder)
             for rcpt in group:
-                rcpt.status = "delivered"
+                rcpt.status = fate.step(rcpt.status, "delivered")
             self.bus.publish(MessageDropped(entry.queue_id, str(target), tuple(r.address for r in group),
                                             drop_ref(self.mailroot, target)))
             self.on_dropped(1)
