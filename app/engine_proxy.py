@@ -83,6 +83,7 @@ class EngineProxy:
     set_operator_role = forward(VirtualServer.set_operator_role)
     # -- queue
     list_queue = forward(VirtualServer.list_queue)
+    queue_page = forward(VirtualServer.queue_page)
     queue_items = forward(VirtualServer.queue_items)
     queue_subjects = forward(VirtualServer.queue_subjects)
     queue_detail = forward(VirtualServer.queue_detail)

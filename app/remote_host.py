@@ -201,6 +201,8 @@ ROUTES: dict[Callable[..., Any], Route | Composed] = {
     VirtualServer.set_operator_role: Route("operators.role", _same("name", "role")),
     VirtualServer.list_queue: Route("queue.list", _same("offset", "limit", "sort", "descending"), lambda r: QueuePage(
         tuple(make(QueueItem, i) for i in r["items"]), r["total"], bool(r.get("recovering", False)))),
+    VirtualServer.queue_page: Route("queue.page", _same("after", "limit"), lambda r: QueuePage(
+        tuple(make(QueueItem, i) for i in r["items"]), r["total"], bool(r.get("recovering", False)))),
     VirtualServer.queue_items: _queue_items,
     VirtualServer.queue_subjects: Route("queue.subjects", lambda a: {"ids": list(a["queue_ids"])}, dict),
     VirtualServer.queue_detail: Route("queue.show", _one("id", "queue_id"), _detail),

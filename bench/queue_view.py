@@ -306,14 +306,16 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
         result["rows"] = model.rowCount()
         result["rss_loaded_mb"] = rss_mb()
         if screenshot:  # the default order (oldest first), a deferred message selected, subjects in
-            while any(not row.subject for row in list(model.rows())[:2000]):
-                await asyncio.sleep(0.05)
-            deferred = next(row.queue_id for row in model.rows() if row.state == "deferred")
+            deferred = next(queue_id for queue_id in model.shown_ids() if model.state_of(queue_id) == "deferred")
             window.actions_.show_preview.setChecked(True)  # the preview pane beside the list
             pane.select_key(deferred)
             pane.detail.scrollTo(model.index(model.row_of(deferred), 0))
             pane.refresh_chart(force=True)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the rows painted ask for their subjects
+            top = pane.detail.indexAt(pane.detail.viewport().rect().topLeft()).row()
+            while any(model.needs_subject(key) for row in range(max(0, top), top + 30)
+                      if (key := model.id_at(row)) is not None):
+                await asyncio.sleep(0.05)
             window.grab().save(screenshot)
         await timed("sort_age_s", lambda: pane.detail.sortByColumn(COLUMN["Age"], Qt.SortOrder.AscendingOrder))
         await timed("sort_sender_s", lambda: pane.detail.sortByColumn(COLUMN["Sender"], Qt.SortOrder.AscendingOrder))

@@ -9,6 +9,7 @@ and raise only ``engine.errors`` exceptions.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import logging
 import time
@@ -626,6 +627,23 @@ class VirtualServer:
             return QueuePage(self._snapshots(found[offset: offset + limit]), len(found), offline=True)
         entries = sorted(self._queue.entries.values(), key=key, reverse=descending)  # type: ignore[arg-type]
         return QueuePage(self._snapshots(entries[offset: offset + limit]), len(entries), self._queue.recovering)
+
+    async def queue_page(self, after: str = "", limit: int = 5000) -> QueuePage:
+        """The messages whose queue id sorts after ``after``, in id order, at most ``limit`` (keyset paging: a
+        message that leaves the queue between two pages moves no other one to another page, as an offset would).
+        Stopped: the Queue folder as it is, read-only."""
+        if self._queue is None:
+            found = await asyncio.to_thread(read_offline, self.mailroot.queue)
+            ids = sorted(entry.queue_id for entry in found)
+            start = bisect.bisect_right(ids, after)
+            wanted = set(ids[start:start + limit])
+            page = sorted((entry for entry in found if entry.queue_id in wanted), key=lambda entry: entry.queue_id)
+            return QueuePage(self._snapshots(page), len(found), offline=True)
+        entries = self._queue.entries
+        ids = sorted(entries)
+        start = bisect.bisect_right(ids, after)
+        return QueuePage(self._snapshots(entries[queue_id] for queue_id in ids[start:start + limit]), len(ids),
+                         self._queue.recovering)
 
     def _snapshots(self, entries: Iterable[QueueEntry]) -> tuple[QueueItem, ...]:
         """Snapshots of ``entries``, each telling which of its recipient domains wait for ETRN."""

@@ -4,14 +4,14 @@ last error; Force Connection, Freeze and Thaw act on the domain's messages."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ui.models.queue import STATE_COLORS, STATE_LABELS, STATES, Row
+from ui.models.queue import STATE_COLORS, STATE_LABELS, STATES
+from ui.models.queue_rows import QueueRows
 from ui.models.table import SORT_ROLE, Column, KeyedTableModel
 from ui.units import moment, size_text, span, until
 from ui.views import ItemView
@@ -40,24 +40,27 @@ class DomainRow:
         return "queued"
 
 
-def domain_rows(rows: Iterable[Row]) -> list[DomainRow]:
+def domain_rows(rows: QueueRows) -> list[DomainRow]:
     """Group the queue's messages by target domain (a message to two domains counts in both)."""
-    groups: dict[str, list[Row]] = {}
-    for row in rows:
-        for domain in row.domains:
-            groups.setdefault(domain.lower(), []).append(row)
+    groups: dict[str, list[int]] = {}
+    for slot, domains in enumerate(rows.domains):
+        for domain in domains:
+            groups.setdefault(domain, []).append(slot)
+    waiting_states = (STATES.index("queued"), STATES.index("deferred"))
     result = []
     for domain, members in groups.items():
-        counts = {state: 0 for state in STATES}
-        for row in members:
-            counts[row.state] = counts.get(row.state, 0) + 1
-        waiting = [row.next_attempt for row in members if row.state in ("queued", "deferred") and row.next_attempt]
-        tried = [row for row in members if row.last_error]
-        latest = max(tried, key=lambda row: (row.attempts, row.next_attempt)) if tried else None
+        counts = dict.fromkeys(STATES, 0)
+        for slot in members:
+            counts[STATES[rows.state[slot]]] += 1
+        waiting = [rows.next_attempt[slot] for slot in members
+                   if rows.state[slot] in waiting_states and rows.next_attempt[slot]]
+        tried = [slot for slot in members if not rows.last_error.empty(slot)]
+        latest = max(tried, key=lambda slot: (rows.attempts[slot], rows.next_attempt[slot])) if tried else None
         result.append(DomainRow(domain, len(members), tuple((s, n) for s, n in counts.items() if n),
-                                min(waiting, default=0.0), min(row.arrived for row in members),
-                                sum(row.size for row in members), latest.last_error if latest else "",
-                                tuple(row.queue_id for row in members)))
+                                min(waiting, default=0.0), min(rows.arrived[slot] for slot in members),
+                                sum(rows.size[slot] for slot in members),
+                                rows.last_error.get(latest) if latest is not None else "",
+                                tuple(rows.ids[slot] for slot in members)))
     return result
 
 
@@ -143,7 +146,6 @@ class QueueDomains(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view, 1)
         layout.addLayout(buttons)
-        self._rows: list[Row] = []
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REFRESH_MS)
@@ -169,7 +171,7 @@ class QueueDomains(QWidget):
         self.freeze_button.setEnabled(row is not None and bool(names - {"frozen"}))
         self.thaw_button.setEnabled("frozen" in names)
 
-    def show_rows(self, rows: Iterable[Row], now: float | None = None) -> None:
+    def show_rows(self, rows: QueueRows, now: float | None = None) -> None:
         """Regroup the queue's messages (called when the view shows and, at most every REFRESH_MS, on changes)."""
         self.model.now = time.time() if now is None else now
         grouped = domain_rows(rows)

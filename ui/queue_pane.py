@@ -7,6 +7,7 @@ queue id across the model's resets (filter changes, bulk updates).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import shiboken6
 from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
@@ -144,7 +145,7 @@ class QueuePane(QWidget):
         self._chart_timer.timeout.connect(self.refresh_chart)
         self._chart_dirty = True
         self._chart_at = 0.0
-        self._counting: tuple[ShapeCounter, list[object], int] | None = None
+        self._counting: tuple[ShapeCounter, tuple[list[tuple[str, ...]], Sequence[float]], int] | None = None
         self._count_step = QTimer(self)
         self._count_step.setInterval(0)
         self._count_step.timeout.connect(self._count_some)
@@ -360,7 +361,7 @@ class QueuePane(QWidget):
         """The domain list: the queue's target domains, busiest first, with their message counts."""
         if self.domain_counts is None:
             counter = ShapeCounter(time.time())
-            counter.add((row.domains, row.arrived) for row in self.model.rows())
+            counter.add(self.model.store.shape_pairs())
             self.domain_counts = counter.domains()
         text = self.domain_box.currentText()
         self.domain_box.blockSignals(True)
@@ -409,7 +410,7 @@ class QueuePane(QWidget):
         """Recount the queue shape (a chunk per event-loop turn) if it changed or aged; ``force``: at once."""
         if force:
             counter = ShapeCounter(time.time())
-            counter.add((row.domains, row.arrived) for row in self.model.rows())
+            counter.add(self.model.store.shape_pairs())
             self._counting = None
             self._count_step.stop()
             self._show_counted(counter)
@@ -418,18 +419,18 @@ class QueuePane(QWidget):
         if not self.chart.isVisible() or self._counting is not None or not (self._chart_dirty or stale):
             return
         self._chart_dirty = False
-        self._counting = (ShapeCounter(time.time()), list(self.model.rows()), 0)
+        store = self.model.store  # (a copy of two columns: the rows change while counting goes on)
+        self._counting = (ShapeCounter(time.time()), (list(store.domains), store.arrived[:]), 0)
         self._count_step.start()
 
     def _count_some(self) -> None:
         if self._counting is None:
             self._count_step.stop()
             return
-        counter, rows, start = self._counting
-        chunk = rows[start:start + CHART_CHUNK]
-        counter.add((row.domains, row.arrived) for row in chunk)  # type: ignore[attr-defined]
-        if start + CHART_CHUNK < len(rows):
-            self._counting = (counter, rows, start + CHART_CHUNK)
+        counter, (domains, arrived), start = self._counting
+        counter.add(zip(domains[start:start + CHART_CHUNK], arrived[start:start + CHART_CHUNK], strict=True))
+        if start + CHART_CHUNK < len(domains):
+            self._counting = (counter, (domains, arrived), start + CHART_CHUNK)
             return
         self._counting = None
         self._count_step.stop()
@@ -564,7 +565,7 @@ class QueuePane(QWidget):
 
     def refresh_domains(self) -> None:
         self._domains_timer.stop()
-        self.domains.show_rows(self.model.rows(), self.model.now)
+        self.domains.show_rows(self.model.store, self.model.now)
 
     def _open_domain(self, domain: str) -> None:
         self.show_domains(False)
@@ -582,7 +583,7 @@ class QueuePane(QWidget):
             return
         engine, runner = self._source
         wanted = [queue_id for queue_id in row.queue_ids
-                  if (item := self.model.get(queue_id)) is not None and (item.state == "frozen") != frozen]
+                  if (state := self.model.state_of(queue_id)) is not None and (state == "frozen") != frozen]
 
         async def run() -> None:
             for queue_id in wanted:  # one call each: a message delivered meanwhile is skipped

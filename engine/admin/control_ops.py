@@ -73,6 +73,7 @@ class ControlTarget(Protocol):
     async def check_dns(self, name: str, dns_servers: tuple[str, ...] | None = None) -> DnsReport: ...
     async def list_queue(self, offset: int = 0, limit: int = 100, sort: str = "age",
                          descending: bool = False) -> QueuePage: ...
+    async def queue_page(self, after: str = "", limit: int = 5000) -> QueuePage: ...
     async def queue_detail(self, queue_id: str) -> QueueDetail: ...
     async def queue_subjects(self, queue_ids: Sequence[str]) -> dict[str, str]: ...
     async def retry_now(self, queue_ids: list[str] | None = None, domain: str | None = None) -> int: ...
@@ -145,6 +146,10 @@ async def _counters(server: ControlTarget, args: dict[str, Any]) -> dict[str, fl
 
 async def _queue_list(server: ControlTarget, args: dict[str, Any]) -> Any:
     return await server.list_queue(args["offset"], args["limit"], args["sort"], args["descending"])
+
+
+async def _queue_page(server: ControlTarget, args: dict[str, Any]) -> Any:
+    return await server.queue_page(args["after"], args["limit"])
 
 
 async def _queue_show(server: ControlTarget, args: dict[str, Any]) -> dict[str, Any]:
@@ -563,6 +568,8 @@ OPS: dict[str, Op] = {
                      "or raw: {data (base64), size}", "read"),
     "queue.subjects": Op(_queue_subjects, {"ids": Arg(list, required=True)},
                          "the Subject of these queued messages: {id: subject}", "read"),
+    "queue.page": Op(_queue_page, {"after": Arg(str, default=""), "limit": Arg(int, default=5000)},
+                     "the messages whose id sorts after `after`, in id order: {items, total, recovering}", "read"),
     "drop.delete": Op(_drop_delete, _NAME, "delete a Drop file"),
     "server.start": Op(_server_start, {}, "start the virtual server: {state}"),
     "server.stop": Op(_server_stop, {}, "stop the virtual server (committed mail stays): {state}"),

@@ -181,6 +181,17 @@ async def test_queue_list_pages_and_sorts(engine: Engine) -> None:
         await request(engine.path, "queue.list", sort="colour")
 
 
+async def test_queue_page_lists_by_id_after_a_key(engine: Engine) -> None:
+    ordered = sorted(engine.ids)
+    first = await request(engine.path, "queue.page", limit=2)
+    assert first["total"] == 3 and [i["queue_id"] for i in first["items"]] == ordered[:2]
+    rest = await request(engine.path, "queue.page", after=ordered[1], limit=2)
+    assert [i["queue_id"] for i in rest["items"]] == ordered[2:] and rest["recovering"] is False
+    await engine.server.delete_message(ordered[0])  # gone before the next page: no other message moves
+    assert [i.queue_id for i in (await engine.server.queue_page(ordered[0], 5)).items] == ordered[1:]
+    assert (await request(engine.path, "queue.page", after=ordered[2]))["items"] == []
+
+
 async def test_queue_show_has_recipients_transcript_and_schedule(engine: Engine) -> None:
     detail = await request(engine.path, "queue.show", id=engine.ids[2])
     assert detail["item"]["queue_id"] == engine.ids[2]

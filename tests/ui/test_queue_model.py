@@ -77,10 +77,10 @@ def test_hundred_thousand_messages_first_page_then_the_rest_sort_and_filter(qtmo
     assert model.rowCount() == 100_000 and model.total == 100_000
     assert signals.resets == 2  # the first page into the empty model, then the rest in bulk: a reset each
     model.sort(COLUMN["Size"], Qt.SortOrder.AscendingOrder)
-    sizes = [model.row_at(model.index(row, 0)).item.size for row in range(0, 100_000, 997)]  # type: ignore[union-attr]
+    sizes = [model.get(model.id_at(row) or "").size for row in range(0, 100_000, 997)]  # type: ignore[union-attr]
     assert sizes == sorted(sizes)
     model.sort(COLUMN["Size"], Qt.SortOrder.DescendingOrder)
-    assert model.row_at(model.index(0, 0)).item.size == 5999  # type: ignore[union-attr]
+    assert model.get(model.id_at(0) or "").size == 5999  # type: ignore[union-attr]
     model.sort(COLUMN["Sender"], Qt.SortOrder.AscendingOrder)
     senders = [model.data(model.index(row, COLUMN["Sender"])) for row in range(0, 100_000, 1013)]
     assert senders == sorted(senders, key=str.casefold)
@@ -137,7 +137,7 @@ def test_a_changed_sort_key_moves_the_row_and_keeps_it_selected(qtmodeltester: M
         model.apply_events([QueueChanged(f"Q{number:08d}", "frozen")])
     model.sort(COLUMN["State"], Qt.SortOrder.DescendingOrder)
     model.apply_events([QueueChanged("Q00000009", "thawed")])
-    assert [model.row_at(model.index(r, 0)).state for r in range(3)] == ["frozen", "frozen", "deferred"]  # type: ignore[union-attr]
+    assert [model.state_of(model.id_at(r) or "") for r in range(3)] == ["frozen", "frozen", "deferred"]
     assert model.row_of("Q00000009") > 2
 
 
@@ -184,3 +184,40 @@ def test_subjects_are_shown_and_searched() -> None:
     assert model.data(model.index(model.row_of("Q00000001"), COLUMN["Subject"])) == "Quarterly report"
     model.set_filter(QueueFilter(text="quarterly"))
     assert ids(model) == ["Q00000001"]
+
+
+def test_pages_by_id_remove_only_what_their_range_could_see() -> None:
+    model = loaded([item(n) for n in range(1, 7)])
+    model.apply_events([MessageQueued("Q00000009", "a@b.test", ("c@d.test",), 1, "smtp")])
+    first = model.snapshot_started()  # the page (, Q00000003]: Q00000002 left the queue meanwhile
+    model.apply_snapshot(first, [item(1), item(3)], complete=False, span=("", "Q00000003"))
+    assert model.get("Q00000002") is None and model.get("Q00000004") is not None
+    last = model.snapshot_started()  # the last page (Q00000003, end): Q00000005 and Q00000009 are gone
+    model.apply_snapshot(last, [item(4), item(6)], complete=False, span=("Q00000003", None))
+    assert sorted(queue_id for queue_id in ids(model)) == ["Q00000001", "Q00000003", "Q00000004", "Q00000006"]
+
+
+def test_subjects_are_asked_for_painted_rows_and_for_all_when_searched() -> None:
+    model = loaded([item(n) for n in range(1, 5)])
+    asked: list[tuple[list[str], bool]] = []
+    model.subjects_wanted = lambda queue_ids, every: asked.append((list(queue_ids), every))
+    model.data(model.index(model.row_of("Q00000002"), COLUMN["Age"]))
+    assert asked == [(["Q00000002"], False)]
+    model.set_subjects({"Q00000002": "Invoice"})
+    asked.clear()
+    model.data(model.index(model.row_of("Q00000002"), COLUMN["Subject"]))
+    assert asked == []  # read: not asked again
+    model.set_filter(QueueFilter(text="lunch"))
+    assert asked == [(["Q00000001", "Q00000003", "Q00000004"], True)] and model.rowCount() == 0
+    model.set_subjects({"Q00000003": "Lunch on Friday", "Q00000004": "Report"})  # the search finds it as it comes
+    assert ids(model) == ["Q00000003"]
+
+
+def test_a_scanned_message_queued_event_brings_its_subject() -> None:
+    model = loaded([item(1)])
+    model.subjects_wanted = lambda queue_ids, every: None
+    model.apply_events([MessageQueued("Q00000009", "a@b.test", ("c@d.test",), 1, "smtp", subject="Hello",
+                                      scanned=True),
+                        MessageQueued("Q00000010", "a@b.test", ("c@d.test",), 1, "smtp")])
+    assert model.subject_of("Q00000009") == "Hello" and not model.needs_subject("Q00000009")
+    assert model.needs_subject("Q00000010")  # not scanned: read when painted

@@ -16,27 +16,28 @@ Invariants:
 from __future__ import annotations
 
 import bisect
-import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon
 
-from engine.conf.addresses import domain_of
 from engine.events import Event, MessageDropped, MessageQueued, MessageRemoved, QueueChanged
 from engine.qmgr.queue import QueueItem
 from ui.icons import message_icon
+from ui.models.queue_rows import STATES, QueueRows, display_state
+from ui.models.queue_rows import target_domains as domains_of
 from ui.models.table import KEY_ROLE, SORT_ROLE
 from ui.units import moment, size_exact, size_text, span, until
+
+__all__ = ["COLUMN", "STATES", "QueueFilter", "QueueModel", "countdown", "display_state", "target_domains"]
 
 Index = QModelIndex | QPersistentModelIndex
 BULK = 1500  # a batch that changes more rows than this rebuilds the view with one reset
 REMOVED_MEMORY = 200_000  # removal tombstones kept while a snapshot is on its way
 
-STATES = ("queued", "active", "deferred", "etrn", "frozen")
 STATE_LABELS = {"queued": "Queued", "active": "Active", "deferred": "Deferred", "etrn": "Held for ETRN",
                 "frozen": "Frozen"}
 STATE_ORDER = {state: number for number, state in enumerate(STATES)}
@@ -44,134 +45,44 @@ STATE_COLORS = {"deferred": QColor("#a4262c"), "frozen": QColor("#1f5fae"), "act
                 "etrn": QColor("#6a3d9a")}
 
 
-def display_state(item: QueueItem | Row) -> str:
-    """The engine's queued / active / frozen, with "deferred" for a queued message that has failed before and
-    "etrn" for one whose every pending recipient waits for ETRN (no attempt is made until then)."""
-    if item.state in ("frozen", "active"):
-        return item.state
-    if item.etrn_held and all_held(item.pending, item.etrn_held):
-        return "etrn"
-    return "deferred" if item.attempts > 0 else "queued"
-
-
-def all_held(pending: tuple[str, ...], held: tuple[str, ...]) -> bool:
-    return all(domain_of(address).lower() in held for address in pending)
-
-
-def countdown(item: QueueItem | Row, now: float) -> str:
+def countdown(item: QueueItem, now: float) -> str:
     """The Next Retry column: a live countdown, or why there is none."""
-    state = display_state(item)
+    return countdown_text(display_state(item), item.next_attempt, item.etrn_held, bool(item.pending), now)
+
+
+def countdown_text(state: str, next_attempt: float, etrn_held: tuple[str, ...], pending: bool, now: float) -> str:
     if state == "frozen":
         return "Held (frozen)"
     if state == "etrn":
-        return f"Waiting for ETRN from {', '.join(item.etrn_held)}"
+        return f"Waiting for ETRN from {', '.join(etrn_held)}"
     if state == "active":
         return "Now"
-    if not item.pending:
+    if not pending:
         return "—"
-    left = int(item.next_attempt - now)
+    left = int(next_attempt - now)
     return "Due" if left <= 0 else until(left)
 
 
-def recipients_text(item: QueueItem | Row) -> str:
-    shown = item.pending or item.recipients
-    if not shown:
-        return ""
-    more = len(shown) - 1
-    return shown[0] + (f" (+{more})" if more else "")
+def target_domains(item: QueueItem) -> tuple[str, ...]:
+    """The domains of the recipients still pending (all of them once none is)."""
+    return domains_of(item.pending or item.recipients)
 
 
-def target_domains(item: QueueItem | Row) -> tuple[str, ...]:
-    """The domains of the recipients still pending (all of them once none is), each string shared (interned):
-    100,000 messages go to a few hundred domains."""
-    addresses = item.pending or item.recipients
-    if len(addresses) == 1:
-        return (sys.intern(domain_of(addresses[0])),)
-    return tuple(dict.fromkeys(sys.intern(domain_of(address)) for address in addresses))
+def recipients_text(rows: QueueRows, slot: int) -> str:
+    more = rows.shown_count(slot) - 1
+    return rows.first_shown(slot) + (f" (+{more})" if more > 0 else "")
 
 
-class Row:
-    """One message as the model keeps it: the engine's item itself (not a copy of its fields: 100,000 rows are
-    held, and the items of a whole-queue listing would otherwise be left behind as garbage the process keeps),
-    its display state, its subject and — only when asked — its target domains and search text."""
-
-    __slots__ = ("_domains", "item", "state", "subject")
-
-    def __init__(self, item: QueueItem, subject: str = "") -> None:
-        self.item = item
-        self.subject = subject
-        self.state = display_state(item)
-        self._domains: tuple[str, ...] | None = None
-
-    @property
-    def queue_id(self) -> str:
-        return self.item.queue_id
-
-    @property
-    def sender(self) -> str:
-        return self.item.sender
-
-    @property
-    def recipients(self) -> tuple[str, ...]:
-        return self.item.recipients
-
-    @property
-    def pending(self) -> tuple[str, ...]:
-        return self.item.pending
-
-    @property
-    def size(self) -> int:
-        return self.item.size
-
-    @property
-    def arrived(self) -> float:
-        return self.item.arrived
-
-    @property
-    def attempts(self) -> int:
-        return self.item.attempts
-
-    @property
-    def next_attempt(self) -> float:
-        return self.item.next_attempt
-
-    @property
-    def engine_state(self) -> str:
-        return self.item.state
-
-    @property
-    def last_error(self) -> str:
-        return self.item.last_error
-
-    @property
-    def source(self) -> str:
-        return self.item.source
-
-    @property
-    def etrn_held(self) -> tuple[str, ...]:
-        return self.item.etrn_held
-
-    def same(self, item: QueueItem) -> bool:
-        return self.item == item
-
-    @property
-    def domains(self) -> tuple[str, ...]:
-        if self._domains is None:
-            self._domains = target_domains(self)
-        return self._domains
-
-    @property
-    def haystack(self) -> str:
-        """What the search looks in: id, sender, recipients, last error and subject, case-folded (made for each
-        search, not kept: 100,000 of them would cost 15 MB)."""
-        return "\n".join((self.queue_id, self.sender, *self.recipients, self.last_error, self.subject)).casefold()
+def _next_retry_key(rows: QueueRows, slot: int) -> tuple[bool, float]:
+    state = STATES[rows.state[slot]]
+    return state in ("frozen", "etrn"), 0.0 if state == "active" else rows.next_attempt[slot]
 
 
 @dataclass(frozen=True)
 class QueueColumn:
     title: str
-    text: Callable[[Row, float], str]
-    key: Callable[[Row], Any]
+    text: Callable[[QueueRows, int, float], str]  # (rows, slot, now)
+    key: Callable[[QueueRows, int], Any]
     engine_sort: str | None = None  # the list_queue sort key giving the same order (ascending), if any
     engine_descending: bool = False
     right: bool = False
@@ -179,35 +90,38 @@ class QueueColumn:
 
 
 COLUMNS: tuple[QueueColumn, ...] = (  # what an administrator reads first comes first
-    QueueColumn("State", lambda r, now: STATE_LABELS[r.state], lambda r: STATE_ORDER[r.state], width=112),
-    QueueColumn("Next Retry", lambda r, now: countdown(r, now),
-                lambda r: (r.state in ("frozen", "etrn"), 0.0 if r.state == "active" else r.next_attempt),
-                right=True, width=95),
-    QueueColumn("Attempts", lambda r, now: str(r.attempts), lambda r: r.attempts,
+    QueueColumn("State", lambda r, s, now: STATE_LABELS[STATES[r.state[s]]], lambda r, s: r.state[s], width=112),
+    QueueColumn("Next Retry", lambda r, s, now: countdown_text(STATES[r.state[s]], r.next_attempt[s], r.etrn_held[s],
+                                                               r.shown_count(s) > 0, now),
+                _next_retry_key, right=True, width=95),
+    QueueColumn("Attempts", lambda r, s, now: str(r.attempts[s]), lambda r, s: r.attempts[s],
                 engine_sort="attempts", right=True, width=62),
-    QueueColumn("Target Domains", lambda r, now: ", ".join(r.domains), lambda r: r.domains, engine_sort="domain",
-                width=140),
-    QueueColumn("Last Error", lambda r, now: " ".join(r.last_error.split()),
-                lambda r: r.last_error.casefold(), width=300),
-    QueueColumn("Recipients", lambda r, now: recipients_text(r),
-                lambda r: (recipients_text(r).casefold(), len(r.recipients)), width=200),
-    QueueColumn("Subject", lambda r, now: r.subject, lambda r: r.subject.casefold(), width=165),
-    QueueColumn("Sender", lambda r, now: r.sender or "<>", lambda r: r.sender.casefold(),
+    QueueColumn("Target Domains", lambda r, s, now: ", ".join(r.domains[s]), lambda r, s: r.domains[s],
+                engine_sort="domain", width=140),
+    QueueColumn("Last Error", lambda r, s, now: " ".join(r.last_error.get(s).split()),
+                lambda r, s: r.last_error.get(s).casefold(), width=300),
+    QueueColumn("Recipients", lambda r, s, now: recipients_text(r, s),
+                lambda r, s: (recipients_text(r, s).casefold(), r.count[s]), width=200),
+    QueueColumn("Subject", lambda r, s, now: r.subject_of(s) or "", lambda r, s: (r.subject_of(s) or "").casefold(),
+                width=165),
+    QueueColumn("Sender", lambda r, s, now: r.sender[s] or "<>", lambda r, s: r.sender[s].casefold(),
                 engine_sort="sender", width=165),
-    QueueColumn("Age", lambda r, now: span(now - r.arrived), lambda r: -r.arrived,
+    QueueColumn("Age", lambda r, s, now: span(now - r.arrived[s]), lambda r, s: -r.arrived[s],
                 engine_sort="age", engine_descending=True, right=True, width=80),
-    QueueColumn("Size", lambda r, now: size_text(r.size), lambda r: r.size, engine_sort="size",
+    QueueColumn("Size", lambda r, s, now: size_text(r.size[s]), lambda r, s: r.size[s], engine_sort="size",
                 right=True, width=75),
-    QueueColumn("Queue ID", lambda r, now: r.queue_id, lambda r: r.queue_id, width=200),
+    QueueColumn("Queue ID", lambda r, s, now: r.ids[s], lambda r, s: r.ids[s], width=200),
 )
 COLUMN = {column.title: number for number, column in enumerate(COLUMNS)}
 TICKING = (COLUMN["Age"], COLUMN["Next Retry"])
 SUBJECT_COLUMN = COLUMN["Subject"]
 
 
-def prepare_rows(items: Iterable[QueueItem]) -> dict[str, Row]:
-    """Rows for ``apply_snapshot(rows=...)``: made beforehand (in chunks, between event-loop turns)."""
-    return {item.queue_id: Row(item) for item in items}
+def haystack(rows: QueueRows, slot: int) -> str:
+    """What the search looks in: id, sender, recipients, last error and subject, case-folded (made for each
+    search, not kept)."""
+    return "\n".join((rows.ids[slot], rows.sender[slot], rows.recipients.get(slot), rows.last_error.get(slot),
+                      rows.subject_of(slot) or "")).casefold()
 
 
 @dataclass(frozen=True)
@@ -224,42 +138,50 @@ class QueueFilter:
     def active(self) -> bool:
         return bool(self.text or self.state or self.domain or self.age)
 
-    def matcher(self, now: float) -> Callable[[Row], bool]:
+    def matcher(self, rows: QueueRows, now: float) -> Callable[[int], bool]:
+        """Whether the message in a slot of ``rows`` is shown."""
         needle = self.text.strip().casefold()
-        state, domain, age = self.state, self.domain.casefold(), self.age
+        state = STATES.index(self.state) if self.state in STATES else -1
+        domain, age = self.domain.casefold(), self.age
 
-        def matches(row: Row) -> bool:
-            if needle and needle not in row.haystack:
+        def matches(slot: int) -> bool:
+            if state >= 0 and rows.state[slot] != state:
                 return False
-            if state and row.state != state:
+            if domain and domain not in rows.domains[slot]:
                 return False
-            if domain and domain not in row.domains:
+            if age and not age[0] <= now - rows.arrived[slot] < age[1]:
                 return False
-            return not (age and not age[0] <= now - row.arrived < age[1])
+            return not (needle and needle not in haystack(rows, slot))
 
         return matches
 
 
 class QueueModel(QAbstractTableModel):
-    """``apply_events`` keeps it live; ``snapshot_started``/``apply_snapshot`` load it; the view calls ``sort``."""
+    """``apply_events`` keeps it live; ``snapshot_started``/``apply_snapshot`` load it; the view calls ``sort``.
+
+    The rows are compact columns (``QueueRows``); the view is the list of shown ids in order. Subjects are read
+    only for the rows painted, and for every row while a text search or the Subject order needs them:
+    ``subjects_wanted`` is told which."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.clock = clock
         self.columns = COLUMNS
-        self._rows: dict[str, Row] = {}
+        self.store = QueueRows()
         self._view: list[str] = []  # shown ids, ascending in (key, id)
         self._sort_column = COLUMN["Age"]
         self._descending = True  # oldest first, as mailq
         self._filter = QueueFilter()
-        self._match: Callable[[Row], bool] = lambda row: True
+        self._match: Callable[[int], bool] = lambda slot: True
         self.live = False  # set once a load started; events before it are left to the first snapshot
         self._generation = 0
         self._in_flight = 0
         self._removed: dict[str, None] = {}  # tombstones while a snapshot is on its way
         self._event_generation: dict[str, int] = {}  # id → generation when an event last wrote its row
         self._now = clock()
-        self._prepared: Mapping[str, Row] = {}
+        # (ids, every): read these subjects — painted rows, or every one not read yet; set by the feed
+        self.subjects_wanted: Callable[[Iterable[str], bool], None] = lambda queue_ids, every: None
+        self._pending_subjects: dict[str, str] = {}  # of rows about to be inserted by one batch of events
 
     # -- Qt model --------------------------------------------------------------------------------
 
@@ -283,32 +205,36 @@ class QueueModel(QAbstractTableModel):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.column() >= len(self.columns):
             return None
-        row = self.row_at(index)
-        if row is None:
+        queue_id = self.id_at(index.row())
+        slot = self.store.slot(queue_id) if queue_id is not None else None
+        if slot is None:
             return None
-        column = self.columns[index.column()]
+        rows, number = self.store, index.column()
+        column = self.columns[number]
         if role == Qt.ItemDataRole.DisplayRole:
-            return column.text(row, self._now)
+            if not rows.has_subject[slot]:  # a row painted (whichever columns show): read its subject
+                self.subjects_wanted((rows.ids[slot],), False)  # (the feed coalesces the asks)
+            return column.text(rows, slot, self._now)
         if role == KEY_ROLE:
-            return row.queue_id
-        if role == Qt.ItemDataRole.DecorationRole and index.column() == 0:
-            return self.icon(row)
+            return rows.ids[slot]
+        if role == Qt.ItemDataRole.DecorationRole and number == 0:
+            return message_icon(STATES[rows.state[slot]])
         if role == Qt.ItemDataRole.TextAlignmentRole and column.right:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole and index.column() == COLUMN["State"]:
-            color = STATE_COLORS.get(row.state)
+        if role == Qt.ItemDataRole.ForegroundRole and number == COLUMN["State"]:
+            color = STATE_COLORS.get(STATES[rows.state[slot]])
             return QBrush(color) if color is not None else None
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self.tooltip(row, index.column())
+            return self.tooltip(rows.item(slot), number)
         if role == SORT_ROLE:
-            return column.key(row)
+            return column.key(rows, slot)
         return None
 
-    def icon(self, row: Row) -> QIcon:
-        return message_icon(row.state)
+    def icon(self, item: QueueItem) -> QIcon:
+        return message_icon(display_state(item))
 
-    def tooltip(self, row: Row, column: int) -> str | None:
-        item = row
+    def tooltip(self, item: QueueItem, column: int) -> str | None:
+        state = display_state(item)
         if column == COLUMN["Recipients"]:
             pending = set(item.pending)
             return "\n".join(f"{address}{'' if address in pending else '  (done)'}" for address in item.recipients)
@@ -316,9 +242,9 @@ class QueueModel(QAbstractTableModel):
             return item.last_error
         if column == COLUMN["Age"]:
             return f"Arrived {moment(item.arrived)}"
-        if column == COLUMN["Next Retry"] and item.pending and row.state in ("queued", "deferred"):
+        if column == COLUMN["Next Retry"] and item.pending and state in ("queued", "deferred"):
             return f"Next attempt {moment(max(item.next_attempt, item.arrived))}"
-        if column == COLUMN["Next Retry"] and row.state == "etrn":
+        if column == COLUMN["Next Retry"] and state == "etrn":
             return (f"Held until {', '.join(item.etrn_held)} sends ETRN (or Release for ETRN): no attempt is "
                     "made and the message does not expire meanwhile")
         if column == COLUMN["Size"]:
@@ -348,6 +274,8 @@ class QueueModel(QAbstractTableModel):
                        self.index(self._row_of(position, count), persistent.column()))
         self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()
+        if column == SUBJECT_COLUMN:
+            self._want_every_subject()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -366,7 +294,7 @@ class QueueModel(QAbstractTableModel):
     @property
     def total(self) -> int:
         """Messages in the index (the queue), filtered or not."""
-        return len(self._rows)
+        return len(self.store)
 
     def engine_sort(self) -> tuple[str, bool]:
         """The list_queue order closest to the view's, so that a first page holds the rows shown first."""
@@ -381,28 +309,25 @@ class QueueModel(QAbstractTableModel):
             return None
         return self._view[row if not self._descending else count - 1 - row]
 
-    def row_at(self, index: Index) -> Row | None:
-        queue_id = self.id_at(index.row()) if index.isValid() else None
-        return self._rows.get(queue_id) if queue_id is not None else None
-
     def get(self, queue_id: str) -> QueueItem | None:
-        row = self._rows.get(queue_id)
-        return row.item if row is not None else None
+        """The message as last known (a new object each call)."""
+        return self.store.get(queue_id)
+
+    def state_of(self, queue_id: str) -> str | None:
+        """Its display state (STATES), None when not in the queue."""
+        slot = self.store.slot(queue_id)
+        return STATES[self.store.state[slot]] if slot is not None else None
 
     def row_of(self, queue_id: str) -> int:
         """The view row of a message, -1 when it is not shown."""
-        row = self._rows.get(queue_id)
-        if row is None:
+        if queue_id not in self.store:
             return -1
-        position = self._find(queue_id, row)
+        position = self._find(queue_id)
         return -1 if position < 0 else self._row_of(position, len(self._view))
 
     def items(self) -> Iterable[QueueItem]:
-        """Every message of the index, unfiltered, in no particular order."""
-        return (row.item for row in self._rows.values())
-
-    def rows(self) -> Iterable[Row]:
-        return self._rows.values()
+        """Every message of the index, unfiltered, in no particular order (made one by one)."""
+        return self.store.items()
 
     def shown_ids(self) -> list[str]:
         return self._view[::-1] if self._descending else list(self._view)
@@ -420,14 +345,15 @@ class QueueModel(QAbstractTableModel):
         self._snapshot_done()
 
     def apply_snapshot(self, generation: int, items: Sequence[QueueItem], *, complete: bool,
-                       rows: Mapping[str, Row] | None = None) -> set[str]:
-        """Merge a snapshot asked for at ``generation``; ``complete``: it lists the whole queue; ``rows``: Row
-        objects already made from (some of) these items (``prepare_rows``), so that this call stays short.
+                       span: tuple[str, str | None] | None = None) -> set[str]:
+        """Merge a snapshot asked for at ``generation``. ``complete``: it lists the whole queue; ``span``: it
+        lists every message whose id is in (span[0], span[1]] (None: to the end; a page of ``queue_page``).
+        The rows such a snapshot could have seen and did not are removed.
 
         Returns the ids an event changed while the snapshot was on its way: ask for them again."""
-        self._prepared = rows or {}
         newer: set[str] = set()
         final: dict[str, QueueItem | None] = {}
+        store = self.store
         for item in items:
             queue_id = item.queue_id
             if queue_id in self._removed:
@@ -435,18 +361,18 @@ class QueueModel(QAbstractTableModel):
             if self._event_generation.get(queue_id, 0) >= generation:
                 newer.add(queue_id)
                 continue
-            row = self._rows.get(queue_id)
-            if row is None or not row.same(item):
+            if not store.same(item):
                 final[queue_id] = item
         if complete:
+            span = ("", None)
+        if span is not None:
+            after, upto = span
             seen = {item.queue_id for item in items}
-            for queue_id in self._rows:
-                if queue_id not in seen and self._event_generation.get(queue_id, 0) < generation:
+            for queue_id in store.ids:
+                if (queue_id > after and (upto is None or queue_id <= upto) and queue_id not in seen
+                        and self._event_generation.get(queue_id, 0) < generation):
                     final[queue_id] = None
-        try:
-            self._apply(final)
-        finally:
-            self._prepared = {}
+        self._apply(final)
         self._snapshot_done()
         return newer
 
@@ -459,7 +385,7 @@ class QueueModel(QAbstractTableModel):
     def clear(self) -> None:
         """The engine stopped: no queue to show until the next load."""
         self.beginResetModel()
-        self._rows.clear()
+        self.store.clear()
         self._view.clear()
         self.endResetModel()
         self.live = False
@@ -467,17 +393,18 @@ class QueueModel(QAbstractTableModel):
     # -- events ----------------------------------------------------------------------------------
 
     def apply_events(self, batch: Iterable[Event]) -> set[str]:
-        """Follow the engine's queue events; returns ids whose new state only the engine knows (ask for them)."""
+        """Follow the engine's queue events; returns ids whose new state only the engine knows (ask for them).
+        A MessageQueued that carries its Subject (``scanned``) gives the row its subject too."""
         if not self.live:
             return set()
         final: dict[str, QueueItem | None] = {}
         refetch: set[str] = set()
+        subjects: dict[str, str] = {}
 
         def current(queue_id: str) -> QueueItem | None:
             if queue_id in final:
                 return final[queue_id]
-            row = self._rows.get(queue_id)
-            return row.item if row is not None else None
+            return self.store.get(queue_id)
 
         for event in batch:
             if isinstance(event, MessageQueued):
@@ -485,6 +412,8 @@ class QueueModel(QAbstractTableModel):
                     final[event.queue_id] = QueueItem(
                         event.queue_id, event.sender, event.recipients, event.recipients, event.size, event.at,
                         0, event.at, "queued", "", event.source)
+                    if event.scanned:
+                        subjects[event.queue_id] = event.subject
             elif isinstance(event, MessageDropped):
                 item = current(event.queue_id)
                 if item is not None:
@@ -509,9 +438,14 @@ class QueueModel(QAbstractTableModel):
             if item is None:
                 self._remember_removed(queue_id)
                 refetch.discard(queue_id)
+                subjects.pop(queue_id, None)
             elif self._in_flight:
                 self._event_generation[queue_id] = self._generation
+        for queue_id, subject in subjects.items():  # stored before the rows show (a search may need them)
+            if queue_id not in self.store:
+                self._pending_subjects[queue_id] = subject
         self._apply(final)
+        self._pending_subjects.clear()
         return refetch
 
     def _remember_removed(self, queue_id: str) -> None:
@@ -522,28 +456,60 @@ class QueueModel(QAbstractTableModel):
             del self._removed[next(iter(self._removed))]
 
     def set_subjects(self, subjects: dict[str, str]) -> None:
-        """Subjects read for these messages (the search looks in them too): one dataChanged for the column, or,
-        when the subject decides order or membership (sorted by it, a text filter), the view is rebuilt."""
-        changed = False
-        for queue_id, subject in subjects.items():
-            row = self._rows.get(queue_id)
-            if row is not None and row.subject != subject:
-                if not changed and (self._filter.text or self._sort_column == SUBJECT_COLUMN):
-                    self.beginResetModel()
-                changed = True
-                row.subject = subject
+        """Subjects read for these messages: one dataChanged for the column; when the subject decides order or
+        membership (sorted by it, a text search) the rows it moves, shows or hides (a reset for many)."""
+        store = self.store
+        changed = {queue_id: subject for queue_id, subject in subjects.items()
+                   if (slot := store.slot(queue_id)) is not None and store.subject_of(slot) != subject}
         if not changed:
             return
-        if self._filter.text or self._sort_column == SUBJECT_COLUMN:
+        by_subject = self._sort_column == SUBJECT_COLUMN
+        if not (self._filter.text or by_subject):
+            for queue_id, subject in changed.items():
+                store.set_subject(queue_id, subject)
+            if self._view:
+                self.dataChanged.emit(self.index(0, SUBJECT_COLUMN),
+                                      self.index(len(self._view) - 1, SUBJECT_COLUMN), [Qt.ItemDataRole.DisplayRole])
+            return
+        if len(changed) > BULK:
+            self.beginResetModel()
+            for queue_id, subject in changed.items():
+                store.set_subject(queue_id, subject)
             self._rebuild_view()
             self.endResetModel()
-        elif self._view:
-            self.dataChanged.emit(self.index(0, SUBJECT_COLUMN), self.index(len(self._view) - 1, SUBJECT_COLUMN),
-                                  [Qt.ItemDataRole.DisplayRole])
+            return
+        fresh = []
+        for queue_id, subject in changed.items():
+            shown = self._find(queue_id)  # (by the key it had)
+            store.set_subject(queue_id, subject)
+            stays = self._match(store.slots[queue_id])
+            if shown >= 0 and not stays:
+                self._remove_position(shown)
+            elif shown < 0 and stays:
+                fresh.append(queue_id)
+            elif shown >= 0:
+                self._move(queue_id, shown) if by_subject else self._changed(shown)
+        for queue_id in fresh:
+            self._insert(queue_id)
 
     def subject_of(self, queue_id: str) -> str | None:
-        row = self._rows.get(queue_id)
-        return row.subject if row is not None else None
+        """Its subject ("" while not read), None when not in the queue."""
+        slot = self.store.slot(queue_id)
+        return (self.store.subject_of(slot) or "") if slot is not None else None
+
+    def needs_subject(self, queue_id: str) -> bool:
+        """In the queue, its subject not read yet."""
+        slot = self.store.slot(queue_id)
+        return slot is not None and not self.store.has_subject[slot]
+
+    def unknown_subjects(self) -> list[str]:
+        rows = self.store
+        return [queue_id for queue_id, known in zip(rows.ids, rows.has_subject, strict=True) if not known]
+
+    def _want_every_subject(self) -> None:
+        unknown = self.unknown_subjects()
+        if unknown:
+            self.subjects_wanted(unknown, True)
 
     # -- filter and clock ------------------------------------------------------------------------
 
@@ -551,10 +517,12 @@ class QueueModel(QAbstractTableModel):
         """Show only the matching messages (a reset: the pane keeps the selection by id)."""
         self._filter = wanted
         self._now = self.clock()
-        self._match = wanted.matcher(self._now) if wanted.active else (lambda row: True)
+        self._match = wanted.matcher(self.store, self._now) if wanted.active else (lambda slot: True)
         self.beginResetModel()
         self._rebuild_view()
         self.endResetModel()
+        if wanted.text:
+            self._want_every_subject()  # the search looks in subjects too
 
     @property
     def now(self) -> float:
@@ -571,35 +539,35 @@ class QueueModel(QAbstractTableModel):
     # -- changing --------------------------------------------------------------------------------
 
     def _key(self, queue_id: str) -> tuple[Any, str]:
-        return self.columns[self._sort_column].key(self._rows[queue_id]), queue_id
+        slot = self.store.slots[queue_id]
+        return self.columns[self._sort_column].key(self.store, slot), queue_id
 
     def _row_of(self, position: int, count: int) -> int:
         return position if not self._descending else count - 1 - position
 
-    def _find(self, queue_id: str, row: Row) -> int:
+    def _find(self, queue_id: str) -> int:
         """The position of a shown row in ``_view`` (by its key as stored now), or -1."""
-        key = (self.columns[self._sort_column].key(row), queue_id)
-        position = bisect.bisect_left(self._view, key, key=self._key)
+        position = bisect.bisect_left(self._view, self._key(queue_id), key=self._key)
         return position if position < len(self._view) and self._view[position] == queue_id else -1
 
     def _rebuild_view(self) -> None:
-        match = self._match
-        self._view = [queue_id for queue_id, row in self._rows.items() if match(row)]
+        match, slots = self._match, self.store.slots
+        self._view = [queue_id for queue_id in self.store.ids if match(slots[queue_id])]
         self._sort_view()
 
     def _sort_view(self) -> None:
         """Sort by (key, id): by id, then stably by key (no tuple per row; ids are unique)."""
-        rows, key = self._rows, self.columns[self._sort_column].key
+        rows, key, slots = self.store, self.columns[self._sort_column].key, self.store.slots
         self._view.sort()
-        self._view.sort(key=lambda queue_id: key(rows[queue_id]))
+        self._view.sort(key=lambda queue_id: key(rows, slots[queue_id]))
 
     def _apply(self, final: dict[str, QueueItem | None]) -> None:
         """Make the index hold ``final`` (None: gone): removes, then updates, then inserts."""
-        final = {queue_id: item for queue_id, item in final.items()
-                 if not (item is None and queue_id not in self._rows)}
+        store = self.store
+        final = {queue_id: item for queue_id, item in final.items() if not (item is None and queue_id not in store)}
         if not final:
             return
-        if len(final) > BULK or not self._rows:  # (a first load: one reset, not a signal per row)
+        if len(final) > BULK or not len(store):  # (a first load: one reset, not a signal per row)
             self.beginResetModel()
             for queue_id, item in final.items():
                 self._store(queue_id, item)
@@ -609,27 +577,28 @@ class QueueModel(QAbstractTableModel):
         key = self.columns[self._sort_column].key
         fresh: list[str] = []
         for queue_id, item in final.items():
-            row = self._rows.get(queue_id)
-            if row is None:
+            slot = store.slot(queue_id)
+            if slot is None:
                 continue
-            new_row = Row(item, row.subject) if item is not None else None
-            shown = self._find(queue_id, row)
-            stays = new_row is not None and self._match(new_row)
+            shown = self._find(queue_id)
+            old_key = key(store, slot)
+            self._store(queue_id, item)
+            slot = store.slot(queue_id)
+            stays = slot is not None and self._match(slot)
             if shown >= 0 and not stays:
                 self._remove_position(shown)
-            self._store(queue_id, item, new_row)
-            if new_row is None or not stays:
+            if slot is None or not stays:
                 continue
             if shown < 0:
                 fresh.append(queue_id)
-            elif key(row) != key(new_row):
+            elif key(store, slot) != old_key:
                 self._move(queue_id, shown)
             else:
                 self._changed(shown)
         for queue_id, item in final.items():
-            if item is not None and queue_id not in self._rows:
+            if item is not None and queue_id not in store:
                 self._store(queue_id, item)
-                if self._match(self._rows[queue_id]):
+                if self._match(store.slots[queue_id]):
                     fresh.append(queue_id)
         for queue_id in fresh:
             self._insert(queue_id)
@@ -652,17 +621,12 @@ class QueueModel(QAbstractTableModel):
             self.endMoveRows()
         self._changed(new)
 
-    def _store(self, queue_id: str, item: QueueItem | None, row: Row | None = None) -> None:
+    def _store(self, queue_id: str, item: QueueItem | None) -> None:
         if item is None:
-            self._rows.pop(queue_id, None)
+            self.store.remove(queue_id)
             return
-        old = self._rows.get(queue_id)
-        subject = old.subject if old is not None else ""
-        if row is None:
-            row = self._prepared.get(queue_id)
-            if row is not None and row.subject != subject:
-                row.subject = subject
-        self._rows[queue_id] = row or Row(item, subject)
+        if self.store.put(item) and queue_id in self._pending_subjects:
+            self.store.set_subject(queue_id, self._pending_subjects[queue_id])
 
     def _remove_position(self, position: int) -> None:
         view_row = self._row_of(position, len(self._view))
