@@ -21,7 +21,6 @@ from engine.conf.config import Config
 from engine.conf.config_file import save_config
 from engine.errors import EngineError
 from engine.server import VirtualServer
-from engine.smtpd.pkcs12_import import import_pkcs12
 from engine.smtpd.tls import PairReport, create_self_signed, free_pair, inspect_pair
 
 P = ParamSpec("P")
@@ -136,6 +135,8 @@ class LocalEngine(EngineProxy):
         def convert() -> tuple[str, str]:
             directory.mkdir(parents=True, exist_ok=True)
             cert, key = free_pair(directory, CERT_NAME, KEY_NAME)
+            from engine.smtpd.pkcs12_import import import_pkcs12  # cryptography (14 MB): only when importing one
+
             import_pkcs12(Path(pkcs12), password, cert, key)
             return str(cert), str(key)
 

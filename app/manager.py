@@ -12,7 +12,7 @@ import signal
 import sys
 import types
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import qasync
 from PySide6.QtCore import QSettings, QTimer
@@ -25,7 +25,6 @@ from app.desktop import display_problem
 from app.export import write_csv
 from app.host import EngineHost, LocalEngine
 from app.serve import config_failure, effective_config, start_admin
-from engine.admin.http_server import AdminServer
 from engine.errors import EngineError, MailrootLockedError
 from engine.events import Event, QueueRecovery
 from engine.server import VirtualServer
@@ -34,6 +33,9 @@ from ui.errors import MessageBridge, describe
 from ui.icons import state_icon
 from ui.main_thread_gc import MainThreadGC
 from ui.window import ManagerWindow
+
+if TYPE_CHECKING:  # aiohttp: imported only where the window serves remote administration (app.serve)
+    from engine.admin.http_server import AdminServer
 
 log = logging.getLogger("smtpsvc")
 

@@ -312,8 +312,9 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
             pane.detail.scrollTo(model.index(model.row_of(deferred), 0))
             pane.refresh_chart(force=True)
             await asyncio.sleep(0.5)  # the rows painted ask for their subjects
-            top = pane.detail.indexAt(pane.detail.viewport().rect().topLeft()).row()
-            while any(model.needs_subject(key) for row in range(max(0, top), top + 30)
+            shown = pane.detail.viewport().rect()
+            top, bottom = (pane.detail.indexAt(corner).row() for corner in (shown.topLeft(), shown.bottomLeft()))
+            while any(model.needs_subject(key) for row in range(max(0, top), (bottom if bottom >= 0 else top) + 1)
                       if (key := model.id_at(row)) is not None):
                 await asyncio.sleep(0.05)
             window.grab().save(screenshot)

@@ -19,12 +19,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import platformdirs
-from cryptography import x509
 
 from engine.admin import http_auth  # noqa: F401 - its error types must be known to error_from_reply
 from engine.admin.control_ops import error_from_reply
@@ -33,7 +31,10 @@ from engine.errors import EngineError
 from engine.store.mailroot import write_private
 
 Confirm = Callable[[str, str], bool]  # (HOST:PORT, SHA-256 fingerprint) → pin it?
-Check = ssl.SSLContext | aiohttp.Fingerprint | bool  # aiohttp's ssl= of every request
+if TYPE_CHECKING:  # aiohttp and cryptography (about 40 MB) are imported when a client is made, not with the module
+    import aiohttp
+
+    Check = ssl.SSLContext | aiohttp.Fingerprint | bool  # aiohttp's ssl= of every request
 TIMEOUT_S = 60.0
 CLOSE_GRACE_S = 0.25
 
@@ -157,6 +158,9 @@ async def trust(target: Target, *, cafile: Path | None, known: Path, confirm: Co
     system = ssl.create_default_context()
     if await _verifies(target, system):
         return system
+    import aiohttp
+    from cryptography import x509
+
     der = await _peer_certificate(target)
     digest = hashlib.sha256(der).digest()
     expires = x509.load_der_x509_certificate(der).not_valid_after_utc
@@ -184,6 +188,8 @@ class AdminClient:
 
     def __init__(self, url: str, user: str, password: str, *, cafile: Path | None = None,
                  known: Path | None = None, confirm: Confirm = lambda host, fingerprint: False) -> None:
+        import aiohttp
+
         self.target = parse_url(url)
         self._authorization = aiohttp.encode_basic_auth(user, password)
         self._cafile = cafile
@@ -193,6 +199,8 @@ class AdminClient:
         self._ssl: Check = False
 
     async def __aenter__(self) -> AdminClient:
+        import aiohttp
+
         self._ssl = await trust(self.target, cafile=self._cafile, known=self._known, confirm=self._confirm)
         self._session = aiohttp.ClientSession(self.target.base, headers={"Authorization": self._authorization},
                                               timeout=aiohttp.ClientTimeout(total=None, sock_read=TIMEOUT_S))
@@ -213,6 +221,8 @@ class AdminClient:
 
     async def call(self, op: str, args: dict[str, Any] | None = None) -> Any:
         """Run ``op`` on the server; its result, or the server's error as the engine.errors type it names."""
+        import aiohttp
+
         session = self._require()
         try:
             async with session.post(f"/api/v1/{op}", json=args or {}, ssl=self._ssl) as response:
@@ -232,6 +242,8 @@ class AdminClient:
 
     async def post_messages(self, files: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
         """Messages through the Posting Acceptor: each file's answer (accepted with queue_id, or a reason)."""
+        import aiohttp
+
         session = self._require()
         form = aiohttp.FormData()
         for name, data in files:
@@ -250,6 +262,8 @@ class AdminClient:
         """The server's engine events as they happen (type and fields), until the connection ends. ``on_open`` is
         awaited once the server follows the engine for this stream (its first line): what is read then is not
         older than what the stream will tell."""
+        import aiohttp
+
         session = self._require()
         async with session.get("/api/v1/events", ssl=self._ssl,
                                timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as response:
