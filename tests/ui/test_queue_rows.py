@@ -1,10 +1,9 @@
 """The Queue model's compact rows: an item goes in and comes back out the same; removal fills the slot with the
-last row; text columns rewrite their buffer once dead bytes outweigh live ones."""
+last row; text columns store a repeated text once and rewrite their buffer after many changes."""
 
 from __future__ import annotations
 
 from engine.qmgr.queue import QueueItem
-from ui.models import queue_rows
 from ui.models.queue_rows import QueueRows, TextColumn
 
 
@@ -56,13 +55,16 @@ def test_removal_moves_the_last_row_into_the_hole_and_keeps_subjects() -> None:
     assert next(iter(rows.shape_pairs())) == (("contoso.example", "fabrikam.example"), 1000.0)
 
 
-def test_text_column_rewrites_its_buffer_when_mostly_dead(monkeypatch: object) -> None:
-    monkeypatch.setattr(queue_rows, "COMPACT_OVER", 10)  # type: ignore[attr-defined]
+def test_text_column_shares_equal_texts_and_rewrites_its_buffer_after_many_changes() -> None:
     column = TextColumn()
-    for number in range(4):
-        column.append(f"text {number}")
-    for round_ in range(20):
-        column.set(0, f"changed {round_}")
-    column.pop_into(1)
-    assert [column.get(slot) for slot in range(3)] == ["changed 19", "text 3", "text 2"]
-    assert len(column._data) < 100  # (20 rewrites of slot 0 did not pile up)
+    for number in range(1500):
+        column.append("451 4.7.1 Greylisted" if number % 2 else f"text {number}")
+    assert column.get(1) == column.get(1499) == "451 4.7.1 Greylisted" and column.get(2) == "text 2"
+    size = column.buffer_size
+    assert size < 1500 * 10  # the repeated text is stored once
+    for round_ in range(1600):  # more changes than slots: the buffer is rewritten
+        column.set(round_ % 1500, f"changed {round_}")
+    column.pop_into(0)  # the last slot's text moves into slot 0
+    assert column.get(0) == "changed 1499" and len(column) == 1499
+    assert column.get(1) == "changed 1501" and column.get(1498) == "changed 1498"
+    assert column.buffer_size < 3 * 1499 * 14

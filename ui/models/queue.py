@@ -92,7 +92,7 @@ class QueueColumn:
 COLUMNS: tuple[QueueColumn, ...] = (  # what an administrator reads first comes first
     QueueColumn("State", lambda r, s, now: STATE_LABELS[STATES[r.state[s]]], lambda r, s: r.state[s], width=112),
     QueueColumn("Next Retry", lambda r, s, now: countdown_text(STATES[r.state[s]], r.next_attempt[s], r.etrn_held[s],
-                                                               r.shown_count(s) > 0, now),
+                                                               r.has_pending(s), now),
                 _next_retry_key, right=True, width=95),
     QueueColumn("Attempts", lambda r, s, now: str(r.attempts[s]), lambda r, s: r.attempts[s],
                 engine_sort="attempts", right=True, width=62),

@@ -21,7 +21,6 @@ ENGINE_STATES = ("queued", "active", "frozen")  # QueueItem.state
 _ENGINE_CODE = {state: number for number, state in enumerate(ENGINE_STATES)}
 _STATE_CODE = {state: number for number, state in enumerate(STATES)}
 SEPARATOR = "\n"  # between the addresses of one message in a text column (an address holds no line break)
-COMPACT_OVER = 1 << 20  # a text column is rewritten once its dead bytes pass this and its live ones
 
 
 def display_state(item: QueueItem) -> str:
@@ -46,25 +45,43 @@ def target_domains(addresses: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class TextColumn:
-    """One string per slot, kept as UTF-8 in one growing buffer; a changed or removed text leaves dead bytes
-    behind until the buffer is rewritten (when they outweigh the live ones)."""
+    """One string per slot, kept as UTF-8 in one growing buffer. A text equal to one of the last ``RECENT`` texts
+    stored points at the same bytes (the same error for a domain's messages, the same subject of a mailing); a
+    changed or removed text leaves its bytes behind until the buffer is rewritten, once as many texts changed
+    as there are slots (so each change costs O(1) in the long run and the buffer stays within a few times its
+    live bytes)."""
 
-    __slots__ = ("_data", "_dead", "_length", "_start")
+    __slots__ = ("_changes", "_data", "_length", "_recent", "_start")
+
+    RECENT = 1024
 
     def __init__(self) -> None:
         self._data = bytearray()
-        self._start = array("Q")
+        self._start = array("I")
         self._length = array("I")
-        self._dead = 0
+        self._recent: dict[bytes, int] = {}  # text → where its bytes start
+        self._changes = 0
 
     def __len__(self) -> int:
         return len(self._start)
 
-    def append(self, text: str) -> None:
+    def _place(self, text: str) -> tuple[int, int]:
         encoded = text.encode("utf-8", "surrogatepass")
-        self._start.append(len(self._data))
-        self._length.append(len(encoded))
-        self._data += encoded
+        if not encoded:
+            return 0, 0
+        start = self._recent.get(encoded)
+        if start is None:
+            start = len(self._data)
+            self._data += encoded
+            self._recent[encoded] = start
+            if len(self._recent) > self.RECENT:
+                del self._recent[next(iter(self._recent))]
+        return start, len(encoded)
+
+    def append(self, text: str) -> None:
+        start, length = self._place(text)
+        self._start.append(start)
+        self._length.append(length)
 
     def get(self, slot: int) -> str:
         start = self._start[slot]
@@ -74,40 +91,46 @@ class TextColumn:
         return not self._length[slot]
 
     def set(self, slot: int, text: str) -> None:
-        encoded = text.encode("utf-8", "surrogatepass")
-        if encoded == self._data[self._start[slot]:self._start[slot] + self._length[slot]]:
+        if self.get(slot) == text:
             return
-        self._dead += self._length[slot]
-        self._start[slot] = len(self._data)
-        self._length[slot] = len(encoded)
-        self._data += encoded
-        self._compact_if_worth_it()
+        self._start[slot], self._length[slot] = self._place(text)
+        self._changed()
 
     def pop_into(self, slot: int) -> None:
         """Drop ``slot``'s text and move the last slot's into its place."""
-        self._dead += self._length[slot]
         last = len(self._start) - 1
         self._start[slot], self._length[slot] = self._start[last], self._length[last]
         self._start.pop()
         self._length.pop()
-        self._compact_if_worth_it()
+        self._changed()
 
     def clear(self) -> None:
-        self._data = bytearray()
-        self._start = array("Q")
-        self._length = array("I")
-        self._dead = 0
+        self.__init__()  # type: ignore[misc]
 
-    def _compact_if_worth_it(self) -> None:
-        if self._dead <= COMPACT_OVER or self._dead <= len(self._data) - self._dead:
-            return
+    def _changed(self) -> None:
+        self._changes += 1
+        if self._changes > max(len(self._start), 1000):
+            self.compact()
+
+    def compact(self) -> None:
+        """Rewrite the buffer with only the bytes some slot points at (each shared run once)."""
         data, start, length = self._data, self._start, self._length
         fresh = bytearray()
+        moved: dict[int, int] = {}
         for slot in range(len(start)):
+            if not length[slot]:
+                continue
             begin = start[slot]
-            start[slot] = len(fresh)
-            fresh += data[begin:begin + length[slot]]
-        self._data, self._dead = fresh, 0
+            new = moved.get(begin)
+            if new is None:
+                new = moved[begin] = len(fresh)
+                fresh += data[begin:begin + length[slot]]
+            start[slot] = new
+        self._data, self._changes, self._recent = fresh, 0, {}
+
+    @property
+    def buffer_size(self) -> int:
+        return len(self._data)
 
 
 class QueueRows:
@@ -119,17 +142,16 @@ class QueueRows:
         self.arrived = array("d")
         self.next_attempt = array("d")
         self.size = array("q")
-        self.attempts = array("l")
+        self.attempts = array("i")
         self.state = bytearray()  # index in STATES (what the pane shows)
         self.engine_state = bytearray()  # index in ENGINE_STATES
-        self.count = array("l")  # recipients
+        self.count = array("i")  # recipients
         self.sender: list[str] = []
         self.domains: list[tuple[str, ...]] = []  # target domains: of the pending recipients (all once none is)
         self.etrn_held: list[tuple[str, ...]] = []
         self.source: list[str] = []
         self.recipients = TextColumn()  # every address, SEPARATOR between them
-        self.pending = TextColumn()  # "" when every recipient is pending (most messages): see ``_partial``
-        self.partial = bytearray()  # 1: some recipient is done, ``pending`` holds those still pending
+        self.partial: dict[str, tuple[str, ...]] = {}  # the pending recipients where some are done (few messages)
         self.last_error = TextColumn()
         self.subject = TextColumn()
         self.has_subject = bytearray()  # 1: ``subject`` was read (it may be "")
@@ -144,13 +166,25 @@ class QueueRows:
     def _share(self, value: object) -> object:
         return self._shared.setdefault(value, value)
 
+    def _forget_unused(self) -> None:
+        """Keep only the shared values some row still has (senders of messages long gone are dropped)."""
+        self._shared = {}
+        for column in (self.sender, self.domains, self.etrn_held, self.source):
+            for value in column:
+                self._shared.setdefault(value, value)
+
     # -- writing ---------------------------------------------------------------------------------
 
     def put(self, item: QueueItem) -> bool:
         """Store ``item`` (new or replacing the message's row, keeping its subject); True if it was new."""
         slot = self.slots.get(item.queue_id)
+        if len(self._shared) > 2 * len(self.ids) + 1000:
+            self._forget_unused()
         recipients, pending = item.recipients, item.pending
-        partial = pending != recipients
+        if pending != recipients:
+            self.partial[item.queue_id] = pending
+        else:
+            self.partial.pop(item.queue_id, None)
         domains = target_domains(pending or recipients)
         domains = tuple(sys.intern(domain) for domain in domains)  # (a few hundred domains for 100,000 messages)
         values = (item.arrived, item.next_attempt, item.size, item.attempts, _STATE_CODE[display_state(item)],
@@ -162,8 +196,6 @@ class QueueRows:
             for column, value in zip(self._value_columns(), values, strict=True):
                 column.append(value)  # type: ignore[attr-defined]
             self.recipients.append(SEPARATOR.join(recipients))
-            self.pending.append(SEPARATOR.join(pending) if partial else "")
-            self.partial.append(partial)
             self.last_error.append(item.last_error)
             self.subject.append("")
             self.has_subject.append(0)
@@ -171,8 +203,6 @@ class QueueRows:
         for column, value in zip(self._value_columns(), values, strict=True):
             column[slot] = value  # type: ignore[index]
         self.recipients.set(slot, SEPARATOR.join(recipients))
-        self.pending.set(slot, SEPARATOR.join(pending) if partial else "")
-        self.partial[slot] = partial
         self.last_error.set(slot, item.last_error)
         return False
 
@@ -189,13 +219,14 @@ class QueueRows:
             moved = self.ids[last]
             self.slots[moved] = slot
             self.ids[slot] = moved
-            for column in (*self._value_columns(), self.partial, self.has_subject):
+            for column in (*self._value_columns(), self.has_subject):
                 column[slot] = column[last]  # type: ignore[index]
         self.ids.pop()
-        for column in (*self._value_columns(), self.partial, self.has_subject):
+        for column in (*self._value_columns(), self.has_subject):
             column.pop()  # type: ignore[attr-defined]
-        for text in (self.recipients, self.pending, self.last_error, self.subject):
+        for text in (self.recipients, self.last_error, self.subject):
             text.pop_into(slot)
+        self.partial.pop(queue_id, None)
         return True
 
     def set_subject(self, queue_id: str, subject: str) -> bool:
@@ -220,22 +251,22 @@ class QueueRows:
         return tuple(text.split(SEPARATOR)) if text else ()
 
     def pending_of(self, slot: int) -> tuple[str, ...]:
-        if not self.partial[slot]:
-            return self.recipients_of(slot)
-        text = self.pending.get(slot)
-        return tuple(text.split(SEPARATOR)) if text else ()
+        pending = self.partial.get(self.ids[slot])
+        return self.recipients_of(slot) if pending is None else pending
 
     def first_shown(self, slot: int) -> str:
         """The first pending recipient (the first of all once none is pending)."""
-        text = self.pending.get(slot) if self.partial[slot] else ""
-        text = text or self.recipients.get(slot)
-        return text.split(SEPARATOR, 1)[0]
+        pending = self.partial.get(self.ids[slot])
+        return pending[0] if pending else self.recipients.get(slot).split(SEPARATOR, 1)[0]
+
+    def has_pending(self, slot: int) -> bool:
+        pending = self.partial.get(self.ids[slot])
+        return bool(pending) if pending is not None else self.count[slot] > 0
 
     def shown_count(self, slot: int) -> int:
-        if not self.partial[slot]:
-            return self.count[slot]
-        text = self.pending.get(slot)
-        return text.count(SEPARATOR) + 1 if text else self.count[slot]
+        """Pending recipients (all of them once none is pending)."""
+        pending = self.partial.get(self.ids[slot])
+        return len(pending) if pending else self.count[slot]
 
     def state_of(self, slot: int) -> str:
         return STATES[self.state[slot]]
