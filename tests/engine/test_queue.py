@@ -12,6 +12,7 @@ from engine_support import start_server
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.conf.config import Config
 from engine.events import ErrorEvent
 from engine.store.envelope import EnvelopeError, RecipientState, StateRecord, envelope_lines, split_envelope
 
@@ -45,11 +46,16 @@ async def test_remote_recipients_survive_restart_and_local_part_is_not_redeliver
         await again.server.stop()
 
 
-async def test_queue_file_without_state_record_is_delivered_after_restart(config_factory) -> None:
-    config = config_factory()
+async def made_queue(config: Config) -> Path:
+    """The Queue directory of a Mailroot made by one start and stop: files put there are read at the next start."""
     run = await start_server(config)
     await run.server.stop()
-    queue = run.mailroot / "Queue"
+    return run.mailroot / "Queue"
+
+
+async def test_queue_file_without_state_record_is_delivered_after_restart(config_factory) -> None:
+    config = config_factory()
+    queue = await made_queue(config)
     (queue / "ABC123.eml").write_bytes(envelope_lines("a@example.test", ["b@example.test", "c@alias.test"])
                                        + b"Subject: recovered\r\n\r\nbody\r\n")
     again = await start_server(config)
@@ -269,9 +275,7 @@ async def test_bounce_now_also_reports_a_failure_not_yet_told(config_factory) ->
     """Bounce Now goes through fate.settle: a recipient that failed but whose NDR was never sent (the attempt's
     end was interrupted) is in the same NDR, not lost with the message."""
     config = config_factory()
-    run = await start_server(config)
-    await run.server.stop()
-    queue = run.mailroot / "Queue"
+    queue = await made_queue(config)
     (queue / "BOUNCE1.eml").write_bytes(envelope_lines("a@example.test", ["far@relay.test", "gone@relay.test"])
                                         + b"Subject: stuck\r\n\r\nbody\r\n")
     record = StateRecord("BOUNCE1", "a@example.test",
