@@ -215,7 +215,7 @@ class VirtualServer:
         except OSError as error:
             raise MailrootError(mailroot_failure(self.mailroot.root, error)) from error
         await asyncio.to_thread(self._create_dirs, self.mailroot)
-        for leftover in await asyncio.to_thread(self.mailroot.sweep_temps):
+        for leftover in await asyncio.to_thread(self.mailroot.sweep_temps, queue=False):  # (Queue: QueueStore)
             log.info("removed %s, left by an interrupted write", leftover)
         self._committer = CleanupCommitter(sync=self._sync)
         self._queue = QueueStore(self.mailroot, self._committer, self.bus, self.config, clock=self.clock)

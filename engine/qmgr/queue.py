@@ -37,7 +37,7 @@ from engine.store.envelope import (
     envelope_lines,
     pickup_file,
 )
-from engine.store.mailroot import Mailroot, drop_ref, durable_file
+from engine.store.mailroot import Mailroot, drop_ref, durable_file, remove_temps
 
 log = logging.getLogger(__name__)
 LOCAL_STOP_GRACE = 10.0  # seconds a stop waits for a local delivery under way to record its outcome
@@ -47,6 +47,7 @@ RECOVERY_CHUNK = 1000  # messages read back per thread task; the loop takes each
 RECOVERY_THREADS = 2
 RECOVERY_EVENT_INTERVAL = 0.25  # seconds between QueueRecovery progress events
 RECOVERY_BATCH = 5000  # messages from the index taken per loop turn
+TEMP_MARGIN = 5.0  # seconds: a temporary file in Queue written this shortly before the start is left (clocks)
 COMPACT_SLACK = 10_000  # index lines beyond twice the messages queued before it is compacted
 
 
@@ -324,6 +325,7 @@ class QueueStore:
         self._expected = 0
         self._recovered_all = False  # until then, listings are partial
         self.index = queue_index.QueueIndex(mailroot.queue)
+        self._opened = time.time()  # temporary files in Queue older than this (less TEMP_MARGIN) are a crash's
         self._compaction: asyncio.Task[None] | None = None
 
     # -- start / stop ---------------------------------------------------------------------------
@@ -370,7 +372,7 @@ class QueueStore:
         collecting = gc.isenabled()
         gc.disable()  # see _look; the engine serves meanwhile, so only for this short part
         try:
-            plan, records, orphans = await self._look(queue_dir)
+            plan, records, orphans, hidden = await self._look(queue_dir)
             missing = plan.missing
             if plan.winners:
                 failed = await self._from_index(plan, queue_dir)
@@ -397,6 +399,9 @@ class QueueStore:
                 if loop.time() - last_event >= RECOVERY_EVENT_INTERVAL:
                     last_event = loop.time()
                     self._publish_recovery(False)
+        # (Queue is not swept before listening with the other folders: this listing is the one pass over it)
+        for leftover in await asyncio.to_thread(remove_temps, queue_dir, hidden, self._opened - TEMP_MARGIN):
+            log.info("removed %s, left by an interrupted write", leftover)
         for queue_id in orphans:
             if queue_id not in self._live and not (queue_dir / f"{queue_id}.eml").exists():
                 # The message was delivered and removed but its record was not: nothing to lose.
@@ -410,9 +415,9 @@ class QueueStore:
         self._compact_if_due()
         return self._recovered
 
-    async def _look(self, queue_dir: Path) -> tuple[queue_index.Plan, Container[str], list[str]]:
+    async def _look(self, queue_dir: Path) -> tuple[queue_index.Plan, Container[str], list[str], list[str]]:
         """The listing of Queue/ and the index's first pass: (what to take from the index and what to read from
-        the files, the ids with a state record among the latter, orphan state records).
+        the files, the ids with a state record among the latter, orphan state records, hidden names).
 
         The listing goes when this returns, before the recovered queue is built: its 200,000 names would
         otherwise leave as many holes among the queue's objects. The cyclic GC waits meanwhile (the caller):
@@ -429,7 +434,7 @@ class QueueStore:
             except OSError as error:
                 log.warning("queue index not read (the messages are read from their files): %s", error)
         records = listing.records if not plan.winners else {q for q in plan.missing if q in listing.records}
-        return plan, records, listing.orphans()
+        return plan, records, listing.orphans(), listing.hidden
 
     async def _from_index(self, plan: queue_index.Plan, queue_dir: Path) -> list[str]:
         """Take every message the index knows as it is on disk; returns the ids to read from their files after

@@ -28,6 +28,7 @@ class Listing:
     messages: dict[str, int] = field(default_factory=dict)
     records: dict[str, int] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # message ids, sorted (ids sort by arrival)
+    hidden: list[str] = field(default_factory=list)  # names starting with "." (temporary files, see remove_temps)
 
     def orphans(self) -> list[str]:
         """State records whose message is gone (delivered, its record not yet removed when it crashed)."""
@@ -55,7 +56,7 @@ class Unreadable:
 def scan(queue_dir: Path) -> Listing:
     listing = Listing()
     with os.scandir(queue_dir) as entries:
-        messages, records = listing.messages, listing.records
+        messages, records, hidden = listing.messages, listing.records, listing.hidden
         for entry in entries:  # (100,000s of files: as little as possible per name)
             name = entry.name
             suffix = name[-4:]
@@ -63,6 +64,8 @@ def scan(queue_dir: Path) -> Listing:
                 messages[name[:-4]] = entry.inode()
             elif suffix == ".env":
                 records[name[:-4]] = entry.inode()
+            elif name[:1] == ".":
+                hidden.append(name)
     listing.order = sorted(listing.messages)
     return listing
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -278,25 +279,38 @@ class Mailroot:
             # a Drop opened to a reader's group).
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def sweep_temps(self) -> list[Path]:
-        """Remove the temporary files a crash left in Badmail, the Drops and Queue (none is ever referenced)."""
+    def sweep_temps(self, *, queue: bool = True) -> list[Path]:
+        """Remove the temporary files a crash left in Badmail, the Drops and (unless ``queue`` is false: the
+        queue's recovery does it from its own listing, see ``remove_temps``) Queue; none is ever referenced."""
         removed: list[Path] = []
-        for folder in {self.badmail, self.queue, *(path for path, _ in self.drop_folders())}:
+        folders = {self.badmail, *(path for path, _ in self.drop_folders())} | ({self.queue} if queue else set())
+        for folder in folders:
             try:  # names only (a Queue of 100,000 messages: no object per file), the hidden ones looked at
                 hidden = [name for name in os.listdir(folder) if name[:1] == "."]
             except OSError:
                 continue
-            for name in hidden:
-                path = folder / name
-                with contextlib.suppress(OSError):
-                    if _TEMP.fullmatch(name) and stat.S_ISREG(os.lstat(path).st_mode):
-                        os.unlink(path)
-                        removed.append(path)
+            removed += remove_temps(folder, hidden)
         return removed
 
     def write_atomic(self, final: Path, data: bytes, *, sync: bool = True) -> int:
         """Write ``data`` to ``final`` durably, wherever ``final`` is (``write_durable``); returns its inode."""
         return write_durable(final, data, sync=sync)
+
+
+def remove_temps(folder: Path, names: Iterable[str], before: float = math.inf) -> list[Path]:
+    """Remove the temporary files among ``names`` (of ``folder``) last written before ``before`` (``time.time()``):
+    with the engine's start as ``before``, only what a crash left, never a write of the running engine."""
+    removed: list[Path] = []
+    for name in names:
+        if not _TEMP.fullmatch(name):
+            continue
+        path = folder / name
+        with contextlib.suppress(OSError):
+            status = os.lstat(path)
+            if stat.S_ISREG(status.st_mode) and status.st_mtime < before:
+                os.unlink(path)
+                removed.append(path)
+    return removed
 
 
 def join_drop_ref(domain: str, name: str) -> str:

@@ -65,6 +65,21 @@ async def test_a_restart_reads_the_index_and_finds_the_same_queue(config_factory
     assert sum(item.state == "frozen" for item in second.values()) == len(range(0, 200, 7))
 
 
+async def test_a_temporary_file_a_crash_left_in_the_queue_goes_at_start_one_being_written_stays(
+        config_factory, caplog) -> None:
+    """Queue is swept from recovery's own listing (not before listening): only files older than the start."""
+    config = config_factory()
+    write_queued(_queue(config), 5, now=NOW)
+    left, writing = _queue(config) / ".Q1.env.0123456789ab.tmp", _queue(config) / ".Q2.eml.ba9876543210.tmp"
+    for path in (left, writing):
+        path.write_bytes(b"partial")
+    os.utime(left, (NOW - 3600, NOW - 3600))
+    os.utime(writing, (NOW + 3600, NOW + 3600))  # (as if the running engine wrote it after its start)
+    items, _ = await _recover(config, caplog)
+    assert len(items) == 5
+    assert not left.exists() and writing.exists()
+
+
 async def test_a_change_made_by_the_engine_is_in_the_index(config_factory, caplog) -> None:
     config = config_factory()
     write_queued(_queue(config), 50, now=NOW)
