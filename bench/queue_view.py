@@ -295,6 +295,7 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
         pane.detail.viewport().repaint()
         await settle()
         result[name] = time.perf_counter() - begin
+        result[f"rss_after_{name.removesuffix('_s')}_mb"] = rss_mb()
 
     async def run() -> None:
         total = int(result.get("expected", 0))
@@ -304,6 +305,7 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
             await asyncio.sleep(0.01)                            # adds to it is measured apart
         await asyncio.sleep(0.2)  # (the engine lets go of what it read with)
         result["rss_recovered_mb"] = rss_mb()
+        result["hwm_recovered_mb"] = rss_mb("VmHWM")
         t0 = time.perf_counter()
         window.select_node(Node.QUEUE)
         while not painted:
@@ -318,6 +320,7 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
         result["load_max_stall_ms"] = max(lag) * 1000 if lag else 0.0
         result["rows"] = model.rowCount()
         result["rss_loaded_mb"] = rss_mb()
+        result["hwm_loaded_mb"] = rss_mb("VmHWM")
         if screenshot:  # the default order (oldest first), a deferred message selected, subjects in
             deferred = next(queue_id for queue_id in model.shown_ids() if model.state_of(queue_id) == "deferred")
             window.actions_.show_preview.setChecked(True)  # the preview pane beside the list

@@ -20,6 +20,7 @@ STATES = ("queued", "active", "deferred", "etrn", "frozen")  # the states the pa
 ENGINE_STATES = ("queued", "active", "frozen")  # QueueItem.state
 _ENGINE_CODE = {state: number for number, state in enumerate(ENGINE_STATES)}
 _STATE_CODE = {state: number for number, state in enumerate(STATES)}
+NUMBERS_RUN = 16384  # slot numbers made at a time
 SEPARATOR = "\n"  # between the addresses of one message in a text column (an address holds no line break)
 
 
@@ -156,6 +157,9 @@ class QueueRows:
         self.subject = TextColumn()
         self.has_subject = bytearray()  # 1: ``subject`` was read (it may be "")
         self._shared: dict[object, object] = {}  # one object for every equal sender, domain tuple, source
+        # The slot numbers as int objects made in runs, not one by one between a page's transient objects
+        # (which would keep the page's memory from being reused for anything but small objects).
+        self._numbers: list[int] = []
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -191,7 +195,9 @@ class QueueRows:
                   _ENGINE_CODE.get(item.state, 0), len(recipients), self._share(item.sender),
                   self._share(domains), self._share(item.etrn_held), self._share(item.source))
         if slot is None:
-            self.slots[item.queue_id] = len(self.ids)
+            if len(self._numbers) <= len(self.ids):
+                self._numbers.extend(range(len(self._numbers), len(self._numbers) + NUMBERS_RUN))
+            self.slots[item.queue_id] = self._numbers[len(self.ids)]
             self.ids.append(item.queue_id)
             for column, value in zip(self._value_columns(), values, strict=True):
                 column.append(value)  # type: ignore[attr-defined]
@@ -217,7 +223,7 @@ class QueueRows:
         last = len(self.ids) - 1
         if slot != last:
             moved = self.ids[last]
-            self.slots[moved] = slot
+            self.slots[moved] = self._numbers[slot]
             self.ids[slot] = moved
             for column in (*self._value_columns(), self.has_subject):
                 column[slot] = column[last]  # type: ignore[index]
