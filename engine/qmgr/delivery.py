@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import logging
 import time
@@ -32,7 +33,7 @@ from engine.errors import EngineError, StateError
 from engine.events import ErrorEvent, EventBus, MessageBadmailed, QueueChanged
 from engine.log.record import ProtocolRecord
 from engine.qmgr import fate, schedule
-from engine.qmgr.etrn import is_held
+from engine.qmgr.etrn import holds, is_held
 from engine.qmgr.fate import Claim
 from engine.qmgr.gates import Gate, Places
 from engine.qmgr.queue import QueueEntry, QueueStore
@@ -150,37 +151,49 @@ class RemoteDelivery:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            now = self.clock()
-            due: list[tuple[QueueEntry, list[RecipientState]]] = []
-            seen: set[str] = set()
-            while self._heap and self._heap[0][0] <= now:
-                _, queue_id = heapq.heappop(self._heap)
-                entry = self.store.entries.get(queue_id)
-                if entry is None or queue_id in seen or entry.record.frozen:
-                    continue  # gone, duplicate wake-up, or frozen
-                seen.add(queue_id)
-                remote = self._remote_pending(entry)
-                if not remote:
-                    unfinished = self._unfinished.get(queue_id)
-                    claim = entry.claim("finish", (), whole=True) if unfinished is not None else None
-                    if unfinished is not None and claim is not None:
-                        # nothing to send, but notices, state or removal still owed
-                        del self._unfinished[queue_id]
-                        unfinished.claim = claim
-                        self._spawn(self._conclude_safely(unfinished, self.clock()), finishing=True)
-                    continue
-                remote = entry.free(remote)
-                if not remote:
-                    continue  # every one is in an attempt already, which wakes it again when done
-                if entry.record.next_attempt <= now:
-                    due.append((entry, remote))
-                else:
-                    self._spawn(self._delay_notice_if_due(entry))
-            if due:
-                self._dispatch(due)
+            # One synchronous pass over what is due (10,000 messages after a Retry Now): the collector would
+            # otherwise walk the whole queue's objects again and again while the pass allocates; it runs after.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                self._pass()
+            finally:
+                if collecting:
+                    gc.enable()
             delay = min(self._heap[0][0] - self.clock(), IDLE_WAKE) if self._heap else IDLE_WAKE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.0))
+
+    def _pass(self) -> None:
+        now = self.clock()
+        due: list[tuple[QueueEntry, list[RecipientState]]] = []
+        seen: set[str] = set()
+        routes: dict[str, tuple[bool, bool]] = {}  # each recipient domain classified once a pass
+        while self._heap and self._heap[0][0] <= now:
+            _, queue_id = heapq.heappop(self._heap)
+            entry = self.store.entries.get(queue_id)
+            if entry is None or queue_id in seen or entry.record.frozen:
+                continue  # gone, duplicate wake-up, or frozen
+            seen.add(queue_id)
+            remote = self._remote_pending(entry, routes)
+            if not remote:
+                unfinished = self._unfinished.get(queue_id)
+                claim = entry.claim("finish", (), whole=True) if unfinished is not None else None
+                if unfinished is not None and claim is not None:
+                    # nothing to send, but notices, state or removal still owed
+                    del self._unfinished[queue_id]
+                    unfinished.claim = claim
+                    self._spawn(self._conclude_safely(unfinished, self.clock()), finishing=True)
+                continue
+            remote = entry.free(remote)
+            if not remote:
+                continue  # every one is in an attempt already, which wakes it again when done
+            if entry.record.next_attempt <= now:
+                due.append((entry, remote))
+            else:
+                self._spawn(self._delay_notice_if_due(entry))
+        if due:
+            self._dispatch(due)
 
     def _spawn(self, work: Coroutine[Any, Any, None], *, finishing: bool = False) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -216,15 +229,22 @@ class RemoteDelivery:
                 entry.release(claim)
         self.wake_at(entry.queue_id, entry.record.next_attempt)
 
-    def _remote_pending(self, entry: QueueEntry) -> list[RecipientState]:
-        config = self._config()
-        domains = config.effective_domains
+    def _remote_pending(self, entry: QueueEntry,
+                        routes: dict[str, tuple[bool, bool]] | None = None) -> list[RecipientState]:
+        """Pending recipients in remote domains, less those held for ETRN; ``routes`` caches (remote, ETRN
+        domain) per recipient domain for the caller's pass."""
+        domains = self._config().effective_domains
+        routes = {} if routes is None else routes
         result = []
         for rcpt in entry.pending():
-            route = classify(domain_of(rcpt.address), domains)
-            if route.kind != "remote":
+            domain = domain_of(rcpt.address)
+            known = routes.get(domain)
+            if known is None:
+                known = routes[domain] = (classify(domain, domains).kind == "remote", holds(domain, domains))
+            remote, etrn = known
+            if not remote:
                 continue
-            if is_held(rcpt.address, entry.record.arrived, domains, self.etrn_released):
+            if etrn and is_held(rcpt.address, entry.record.arrived, domains, self.etrn_released):
                 continue  # held until the remote side asks with ETRN
             result.append(rcpt)
         return result
