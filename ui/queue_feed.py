@@ -217,7 +217,9 @@ class QueueFeed(QObject):
                     break
                 try:
                     subjects = await self.engine.queue_subjects(batch)
-                except StateError:
+                except StateError:  # stopped: asked again when rows are painted after the next load
+                    self._painted.clear()
+                    self._every, self._every_at = [], 0
                     return
                 if self._gone():
                     return

@@ -26,6 +26,7 @@ from app.cli import build_parser, remote_refusal
 from app.computers import LIST_KEY
 from app.manager import Manager, application
 from engine.conf.config_file import load_config, with_option
+from ui import queue_feed
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
 from ui.window import LOCAL, ManagerWindow
@@ -139,6 +140,9 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("SMTPSVC_PASSWORD", BOSS)
+    # No first page and pages of one message: a remote Queue is read through queue.page over HTTPS, page by page.
+    monkeypatch.setattr(queue_feed, "FIRST_PAGE", 0)
+    monkeypatch.setattr(queue_feed, "PAGE", 1)
     shots = Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path))
     settings = QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat)
     session = Session(qapp, tmp_path, settings)
