@@ -17,7 +17,7 @@ from engine.events import Event, MessageRemoved, QueueChanged
 from ui.batch import Batch
 from ui.context import WindowPort
 from ui.mail_ops import MessageRef
-from ui.models.queue import display_state, target_domains
+from ui.models.queue import target_domains
 from ui.queue_detail import QueueDetailDialog
 
 RETRY_CHUNK = 500  # ids per retry_now call
@@ -51,7 +51,7 @@ class QueueOperations:
 
     def _states(self, ids: list[str]) -> dict[str, str]:
         model = self.w.queue_model
-        return {queue_id: display_state(item) for queue_id in ids if (item := model.get(queue_id)) is not None}
+        return {queue_id: state for queue_id in ids if (state := model.state_of(queue_id)) is not None}
 
     # -- actions --------------------------------------------------------------------------------
 

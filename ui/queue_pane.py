@@ -42,6 +42,7 @@ CHART_REFRESH_MS = 3000  # a changed queue redraws the chart at most this often
 CHART_MAX_AGE_S = 60.0  # ... and an unchanged one this often (ages move on)
 CHART_CHUNK = 12_000  # messages counted per event-loop turn
 PREVIEW_DELAY_MS = 120  # arrowing through the list reads only the message the cursor stops at
+SUBJECTS_PER_CALL = 500  # subjects read per engine call before an export
 KEEP_SELECTION_UP_TO = 20_000  # a larger selection is not restored after a reset (it would cost more than it helps)
 
 
@@ -298,11 +299,27 @@ class QueuePane(QWidget):
         self._fit_soon()
 
     def export_rows(self) -> tuple[list[str], list[list[str]]]:
-        model = self.model
-        columns = range(model.columnCount())
+        """Every shown row's text (subjects as read: ``read_subjects`` first reads those not read yet)."""
+        model, rows, now = self.model, self.model.store, self.model.now
         headers = [column.title for column in model.columns]
-        return headers, [[str(model.data(model.index(row, column)) or "") for column in columns]
-                         for row in range(model.rowCount())]
+        return headers, [[column.text(rows, rows.slots[queue_id], now) for column in model.columns]
+                         for queue_id in model.shown_ids()]
+
+    async def read_subjects(self) -> None:
+        """Read the subjects of the shown rows not read yet (before an export: the list paints only a screenful)."""
+        if self._source is None:
+            return
+        engine = self._source[0]
+        wanted = [queue_id for queue_id in self.model.shown_ids() if self.model.needs_subject(queue_id)]
+        for start in range(0, len(wanted), SUBJECTS_PER_CALL):
+            batch = wanted[start:start + SUBJECTS_PER_CALL]
+            try:
+                found = await engine.queue_subjects(batch)
+            except StateError:
+                return
+            if not shiboken6.isValid(self):
+                return
+            self.model.set_subjects({queue_id: found.get(queue_id, "") for queue_id in batch})
 
     # -- filter ---------------------------------------------------------------------------------
 

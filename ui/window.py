@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
@@ -44,7 +45,7 @@ from ui.mail_ops import MailOperations, MessageRef
 from ui.models.domains import DomainsModel
 from ui.models.folders import BadmailModel, DropModel
 from ui.models.nodes import ChildrenModel, NodeRow, ServersModel, state_label
-from ui.models.queue import QueueModel, display_state
+from ui.models.queue import QueueModel
 from ui.models.sessions import SessionsModel
 from ui.operations import Operations
 from ui.performance import Performance
@@ -582,8 +583,7 @@ class ManagerWindow(QMainWindow):
         queue_model = computer.queue_model
         for action in (a.retry_now, a.freeze, a.thaw, a.bounce_now):
             action.setVisible(node == Node.QUEUE)
-        held = on_queue and any(item.etrn_held for key in keys[:STATES_CHECKED_UP_TO]
-                                if (item := queue_model.get(key)) is not None)
+        held = on_queue and any(queue_model.etrn_held_of(key) for key in keys[:STATES_CHECKED_UP_TO])
         a.release_etrn.setVisible(held)
         a.resend.setVisible(node == Node.BADMAIL)
         a.open_folder.setVisible(node != Node.QUEUE)
@@ -592,7 +592,7 @@ class ManagerWindow(QMainWindow):
             if len(keys) > STATES_CHECKED_UP_TO:
                 states = {"queued", "deferred", "frozen"}
             else:
-                states = {display_state(item) for key in keys if (item := queue_model.get(key)) is not None}
+                states = {state for key in keys if (state := queue_model.state_of(key)) is not None}
         idle = not computer.queue_ops.busy
         a.retry_now.setEnabled(idle and bool(states - {"frozen", "active", "etrn"}))
         a.release_etrn.setEnabled(idle and held)
@@ -657,7 +657,19 @@ class ManagerWindow(QMainWindow):
     # -- export, about, layout ------------------------------------------------------------------
 
     def export_list(self, path: str) -> None:
-        headers, rows = self.pane.export_rows()
+        pane = self.pane
+        if isinstance(pane, QueuePane):  # its subjects are read for the rows painted: the rest first
+            self.runner.spawn(self._export_queue(pane, path), "Export List")
+            return
+        self._write_export(pane.export_rows(), path)
+
+    async def _export_queue(self, pane: QueuePane, path: str) -> None:
+        await pane.read_subjects()
+        if shiboken6.isValid(pane):
+            self._write_export(pane.export_rows(), path)
+
+    def _write_export(self, exported: tuple[list[str], list[list[str]]], path: str) -> None:
+        headers, rows = exported
         self.export_rows(path, headers, rows)
         self.messages.inform(f"Exported {len(rows)} row(s) to {path}")
 

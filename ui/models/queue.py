@@ -339,6 +339,11 @@ class QueueModel(QAbstractTableModel):
         slot = self.store.slot(queue_id)
         return STATES[self.store.state[slot]] if slot is not None else None
 
+    def etrn_held_of(self, queue_id: str) -> tuple[str, ...]:
+        """The domains it waits for ETRN from (none when not in the queue)."""
+        slot = self.store.slot(queue_id)
+        return self.store.etrn_held[slot] if slot is not None else ()
+
     def row_of(self, queue_id: str) -> int:
         """The view row of a message, -1 when it is not shown."""
         if queue_id not in self.store:
