@@ -246,11 +246,13 @@ class QueueEntry:
                 pass  # (peek reads the files)
         record = self.peek()
         state = "frozen" if record.frozen else "active" if self.active else "queued"
+        everyone = tuple([r.address for r in record.recipients])  # (lists: a listing makes 100,000 of these)
+        pending = tuple([r.address for r in record.recipients if r.status == "pending"])
         return QueueItem(
             record.queue_id,
             record.sender,
-            tuple(r.address for r in record.recipients),
-            tuple(r.address for r in record.recipients if r.status == "pending"),
+            everyone,
+            everyone if len(pending) == len(everyone) else pending,
             self.size,
             record.arrived,
             record.attempts,
