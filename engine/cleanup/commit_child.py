@@ -38,6 +38,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def commit_file(request: Request) -> _Done:
     """Create or open the spool, write, fsync, close, rename; the answer (its directory fsync still to come)."""
+    if request.kind == "prepare":
+        try:
+            os.close(os.open(request.source, _CREATE, 0o600))
+        except OSError as error:
+            return Reply(request.rid, "failed", error.errno or 0, f"cannot create a spool: {error.strerror}"), None
+        return Reply(request.rid, "durable", 0, ""), None
     try:
         fd = os.open(request.source, _CREATE if request.kind == "create" else _APPEND, 0o600)
         try:

@@ -13,12 +13,13 @@ _REQUEST = struct.Struct("<IBBHHI")
 # An answer: id, outcome, errno, length of the message.
 _REPLY = struct.Struct("<IBiH")
 
-Kind = Literal["create", "open"]
+Kind = Literal["create", "open", "prepare"]
 Outcome = Literal["durable", "failed", "unavailable"]
 
 # "create": the cleanup process creates the source (O_EXCL) and writes the bytes; "open": the source exists (a
-# spilled spool whose descriptor the engine closed), the bytes are appended to it.
-_KIND_CODES: dict[Kind, int] = {"create": 1, "open": 2}
+# spilled spool whose descriptor the engine closed), the bytes are appended to it; "prepare": an empty spool is
+# created for the engine to fill (a large message spills to it), nothing is moved (no target).
+_KIND_CODES: dict[Kind, int] = {"create": 1, "open": 2, "prepare": 3}
 _KINDS: dict[int, Kind] = {code: kind for kind, code in _KIND_CODES.items()}
 # "unavailable": the spool is durable but could not be renamed into place (commit.TargetUnavailable).
 _OUTCOME_CODES: dict[Outcome, int] = {"durable": 0, "failed": 1, "unavailable": 2}
@@ -58,7 +59,7 @@ def decode_requests(buffer: bytes | bytearray) -> tuple[list[Request], int]:
     while size - at >= _REQUEST.size:
         rid, code, flags, source_length, target_length, data_length = _REQUEST.unpack_from(buffer, at)
         kind = _KINDS.get(code)
-        if kind is None or flags & ~_SYNC or not source_length or not target_length:
+        if kind is None or flags & ~_SYNC or not source_length or (not target_length) != (kind == "prepare"):
             raise ValueError(f"malformed commit request at byte {at} (kind {code}, flags {flags})")
         start = at + _REQUEST.size
         end = start + source_length + target_length + data_length

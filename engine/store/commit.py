@@ -83,6 +83,19 @@ def _commit_file(fd: int | None, source: Path, target: Path, data: bytes | bytea
             from error
 
 
+def _create_files(paths: list[Path]) -> list[tuple[Path, int]]:
+    """On a commit thread: create and open ``paths`` in turn, up to the first failure (raised if none was made)."""
+    made: list[tuple[Path, int]] = []
+    for path in paths:
+        try:
+            made.append((path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)))
+        except OSError:
+            if not made:
+                raise
+            break
+    return made
+
+
 class TargetUnavailable(OSError):
     """The spool file is durable but could not be renamed into its target directory (missing, not a directory,
     another filesystem, no permission): the caller may commit it elsewhere."""
@@ -179,6 +192,12 @@ class Committer:
     async def sync_directory(self, path: Path) -> None:
         """Make the entries of ``path`` durable, sharing the fsync with concurrent callers."""
         await self._directory(path).sync()
+
+    async def create_spools(self, paths: list[Path]) -> list[tuple[Path, int]]:
+        """Empty spool files made off the loop and opened for writing: (path, descriptor) for those of ``paths``
+        that could be made, in order; raises OSError when none could."""
+        made: list[tuple[Path, int]] = await self._workers.call(_create_files, paths)
+        return made
 
     async def run(self, func: object, *args: object) -> object:
         """Run blocking file work on the commit threads."""

@@ -61,6 +61,27 @@ async def test_commits_land_whole_in_the_child_and_the_loop_keeps_no_spool_open(
     assert _wait_exit(pid)
 
 
+async def test_spools_for_large_messages_are_made_by_the_child_and_opened_here(tmp_path: Path) -> None:
+    spool, drop = _dirs(tmp_path)
+    committer = CleanupCommitter()
+    try:
+        made = await committer.create_spools([spool / f"p{n}" for n in range(5)])
+        assert [path.name for path, _ in made] == [f"p{n}" for n in range(5)]
+        path, fd = made[0]
+        os.write(fd, b"spilled,")
+        await committer.commit(fd, path, drop / "m.eml", b"rest")
+        for _, other in made[1:]:
+            os.close(other)
+        with pytest.raises(FileExistsError):
+            await committer.create_spools([spool / "p1"])  # (O_EXCL: an existing spool is never reused)
+        with pytest.raises(FileNotFoundError):
+            await committer.create_spools([tmp_path / "gone" / "p"])
+    finally:
+        await asyncio.to_thread(committer.close)
+    assert (drop / "m.eml").read_bytes() == b"spilled,rest"
+    assert sorted(p.name for p in spool.iterdir()) == ["p1", "p2", "p3", "p4"]
+
+
 async def test_a_missing_target_raises_target_unavailable_with_the_spool_kept(tmp_path: Path) -> None:
     spool, _ = _dirs(tmp_path)
     committer = CleanupCommitter()

@@ -32,6 +32,8 @@ REQUESTS = [
       Request(2, "create", b"/m/SortTemp/s.eml", b"/m/Drop/q.eml", b"x" * 70000, True)], 0),
     (_request(1) + _request(2)[:5], [Request(1, "create", b"/m/SortTemp/s.eml", b"/m/Drop/q.eml", b"body", True)], 5),
     (_request(2)[:-1], [], _request(2)[:-1].__len__()),
+    (_request(9, "prepare", target=b"", data=b"", sync=False),
+     [Request(9, "prepare", b"/m/SortTemp/s.eml", b"", b"", False)], 0),
     (_request(0xFFFFFFFF, source="/m/é".encode(), target=b"/\xff/t"),
      [Request(0xFFFFFFFF, "create", "/m/é".encode(), b"/\xff/t", b"body", True)], 0),
 ]
@@ -59,6 +61,7 @@ BAD_REQUESTS = [
     struct.pack("<IBBHHI", 1, 1, 4, 1, 1, 0) + b"st",  # unknown flag
     struct.pack("<IBBHHI", 1, 1, 1, 0, 1, 0) + b"t",  # no source
     struct.pack("<IBBHHI", 1, 1, 1, 1, 0, 0) + b"s",  # no target
+    struct.pack("<IBBHHI", 1, 3, 0, 1, 1, 0) + b"st",  # a target for a spool to prepare
 ]
 
 
