@@ -14,6 +14,7 @@ import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import cast
 
 MAX_LINE = 8192  # a reply line longer than this is no SMTP (RFC 5321 allows 512)
@@ -73,10 +74,14 @@ def command(verb: str, argument: str = "", options: Sequence[str] = (), encoding
 
 def data_block(content: bytes) -> bytes:
     """The message as sent after 354: CRLF line ends, leading dots doubled, ended by CRLF.CRLF (RFC 5321 4.5.2)."""
-    content = _LINE_ENDINGS.sub(b"\r\n", content)
+    crlf = content.count(b"\r\n")
+    if content.count(b"\n") != crlf or content.count(b"\r") != crlf:  # (counts in C: a queued message is CRLF)
+        content = _LINE_ENDINGS.sub(b"\r\n", content)
     if not content.endswith(b"\r\n"):
         content += b"\r\n"
-    return _LEADING_DOT.sub(b"..", content) + b".\r\n"
+    if content.startswith(b".") or b"\n." in content:
+        content = _LEADING_DOT.sub(b"..", content)
+    return content + b".\r\n"
 
 
 class Connection(asyncio.Protocol):
@@ -115,12 +120,12 @@ class Connection(asyncio.Protocol):
             return
         del self._buffer[:used]
         for reply in replies:
-            while self._waiters and self._waiters[0].done():
-                self._waiters.popleft()  # given up (timed out): the connection is being closed anyway
-            if self._waiters:
-                self._waiters.popleft().set_result(reply)
-            else:
+            if not self._waiters:
                 self._early.append(reply)
+                continue
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # (one given up on, cancelled, still takes its own reply)
+                waiter.set_result(reply)
 
     def eof_received(self) -> bool:
         return False  # the transport closes itself; connection_lost fails what still waits
@@ -175,6 +180,11 @@ class Connection(asyncio.Protocol):
             self.close()
             raise
 
+    def deadline(self) -> _Deadline:
+        """``async with connection.deadline():`` bounds every wait inside by one timeout (a timer per wait costs
+        the loop more than the wait); any error inside closes the connection, which would be out of step."""
+        return _Deadline(self)
+
     async def execute(self, *lines: bytes) -> list[Reply]:
         return await self.replies(self.send(*lines))
 
@@ -204,3 +214,20 @@ class Connection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_exception(error)
                 waiter.exception()  # retrieved: a pipelined reply nobody awaits any more is no warning
+
+
+class _Deadline:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._timeout = asyncio.timeout(connection.timeout)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        try:
+            await self._timeout.__aexit__(kind, error, trace)  # raises TimeoutError for an expired deadline
+        finally:
+            if kind is not None:
+                self._connection.close()

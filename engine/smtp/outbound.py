@@ -414,36 +414,37 @@ async def _transaction(connection: Connection, target: Target, job: Job, chunk: 
 
     async def reply_to(index: int) -> Reply:
         if pipelined:
-            return (await connection.replies(futures[index : index + 1]))[0]
+            return await futures[index]
         transcript.sent(texts[index])
-        return (await connection.execute(lines[index]))[0]
+        return await connection.send(lines[index])[0]
 
-    mail = await reply_to(0)
-    transcript.got(mail)
-    if mail.code == 421:
-        raise _refused_session(mail)
-    refused = mail.code != 250
-    if refused:
-        for rcpt in chunk:
-            job.outcomes[rcpt] = _outcome_for(mail.code, mail.message, remote)
-    accepted: list[str] = []
-    for number, rcpt in enumerate(chunk, 1):
-        if refused and not pipelined:
-            break
-        answer = await reply_to(number)
-        transcript.got(answer)
-        if answer.code == 421:
-            raise _refused_session(answer)
+    async with connection.deadline():  # the replies up to DATA's: one timeout
+        mail = await reply_to(0)
+        transcript.got(mail)
+        if mail.code == 421:
+            raise _refused_session(mail)
+        refused = mail.code != 250
         if refused:
-            continue
-        if answer.code in (250, 251):
-            accepted.append(rcpt)
-        else:
-            job.outcomes[rcpt] = _outcome_for(answer.code, answer.message, remote)
-    if not accepted and not pipelined:
-        await _rset(connection, transcript)
-        return
-    go_ahead = await reply_to(len(lines) - 1)
+            for rcpt in chunk:
+                job.outcomes[rcpt] = _outcome_for(mail.code, mail.message, remote)
+        accepted: list[str] = []
+        for number, rcpt in enumerate(chunk, 1):
+            if refused and not pipelined:
+                break
+            answer = await reply_to(number)
+            transcript.got(answer)
+            if answer.code == 421:
+                raise _refused_session(answer)
+            if refused:
+                continue
+            if answer.code in (250, 251):
+                accepted.append(rcpt)
+            else:
+                job.outcomes[rcpt] = _outcome_for(answer.code, answer.message, remote)
+        if not accepted and not pipelined:
+            await _rset(connection, transcript)
+            return
+        go_ahead = await reply_to(len(lines) - 1)
     if go_ahead.code == 421:
         transcript.got(go_ahead)
         raise _refused_session(go_ahead)

@@ -71,6 +71,11 @@ def test_command_refuses_control_characters_and_encodes_utf8_only_when_asked() -
     (b"a\r\nb", b"a\r\nb\r\n.\r\n"),
     (b".lead\r\n..two\r\nmid.dle\r\n.\r\n", b"..lead\r\n...two\r\nmid.dle\r\n..\r\n.\r\n"),
     (b"bare\nlf\rcr\r\n", b"bare\r\nlf\r\ncr\r\n.\r\n"),
+    (b"x\r\n.\r\n", b"x\r\n..\r\n.\r\n"),
+    (b".\r\n", b"..\r\n.\r\n"),
+    (b"a\r", b"a\r\n.\r\n"),
+    (b"a\n.b", b"a\r\n..b\r\n.\r\n"),
+    (b"", b"\r\n.\r\n"),
 ])
 def test_data_block(content: bytes, block: bytes) -> None:
     assert data_block(content) == block
