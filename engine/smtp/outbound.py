@@ -465,7 +465,7 @@ async def _transaction(connection: Connection, target: Target, job: Job, chunk: 
             raise _refused_session(done)
         outcome = _outcome_for(done.code, done.message, remote)
         if outcome.status == DELIVERED:
-            job.bytes_sent += len(block) - 3
+            job.bytes_sent += len(job.content)  # the message, not its dot-stuffing
             job.sent += 1
     if outcome is not None:
         for rcpt in accepted:
