@@ -123,6 +123,17 @@ def counted_bits(local: bool, attempts: int, enhanced: str) -> int:
     return bits
 
 
+class ColdTally:
+    """The queue-length counts of the cold entries that keep their counter bits, kept as they come and go (a cold
+    entry's bits cannot change), so that a count walks only the others (``outside``): new and decoded entries."""
+
+    __slots__ = ("counts", "outside")
+
+    def __init__(self) -> None:
+        self.counts = [0] * 32  # entries by counter bits
+        self.outside: set[str] = set()  # ids of the entries not in ``counts``
+
+
 class QueueEntry:
     """In-memory state of one queued message (the record plus where its file is).
 
@@ -132,11 +143,12 @@ class QueueEntry:
     cold entries through ``peek``/``field``/``recipient_rows`` without keeping what they decoded.
     """
 
-    __slots__ = ("_fields", "_kinds", "_record", "claims", "folder", "offset", "queue_id", "size")
+    __slots__ = ("_fields", "_kinds", "_record", "_tally", "claims", "folder", "offset", "queue_id", "size")
 
     def __init__(self, record: StateRecord | None, folder: Path, size: int, offset: int, *,
                  queue_id: str = "", fields: bytes = b"", kinds: int = -1) -> None:
         self._record = record
+        self._tally: ColdTally | None = None  # the store's tally while it counts this cold entry there
         self._fields = fields  # the encoded record while cold (b"" once decoded)
         self._kinds = kinds if record is None else -1  # a cold entry's counter bits (``kinds``), kept: they
         # cannot change while it is cold (-1: not known yet)
@@ -168,9 +180,33 @@ class QueueEntry:
     def record(self) -> StateRecord:
         """The message's state, decoded once and kept (the object that delivery and operations change)."""
         if self._record is None:
-            self._record = self.peek()
-            self._fields = b""
+            self._warm(self.peek())
+        assert self._record is not None  # (for mypy: _warm set it)
         return self._record
+
+    def _warm(self, record: StateRecord) -> None:
+        """Keep the record decoded from now on (it may change at any moment: counted afresh each time)."""
+        self._record, self._fields = record, b""
+        self.untally()
+
+    def tally(self, tally: ColdTally) -> bool:
+        """Count this entry in ``tally`` while it stays cold (False: it is decoded, or its bits are not known)."""
+        if self._record is not None or self._kinds < 0:
+            return False
+        if self._tally is not tally:
+            self.untally()
+            tally.counts[self._kinds] += 1
+            self._tally = tally
+            tally.outside.discard(self.queue_id)
+        return True
+
+    def untally(self) -> None:
+        """Out of the tally (decoded, removed, or the domains changed): counted by walking it."""
+        tally = self._tally
+        if tally is not None:
+            tally.counts[self._kinds] -= 1
+            tally.outside.add(self.queue_id)
+            self._tally = None
 
     def peek(self) -> StateRecord:
         """The record, without keeping it decoded when it is cold (a listing or a count over the whole queue)."""
@@ -182,7 +218,7 @@ class QueueEntry:
             # Checksummed lines are our own; should one still not decode, the files are the truth.
             for found in recovery.read_chunk(self.folder, [self.queue_id], {self.queue_id}):
                 if isinstance(found, recovery.Loaded):
-                    self._record, self._fields = found.record, b""
+                    self._warm(found.record)
                     return found.record
             raise
 
@@ -227,8 +263,9 @@ class QueueEntry:
             self._kinds = bits
 
     def forget_kinds(self) -> None:
-        """The domains changed: count it afresh."""
+        """The domains changed: count it afresh (the store starts a new tally)."""
         self._kinds = -1
+        self._tally = None
 
     @property
     def path(self) -> Path:
@@ -321,6 +358,8 @@ class QueueStore:
         self.on_recovered: Callable[[list[tuple[float, str]]], None] = lambda wakes: None
         self._local_domains: dict[str, bool] = {}
         self._counted_domains: tuple[DomainConfig, ...] = ()  # the domains the kept counter bits were made with
+        self._cold = ColdTally()  # counts of the cold entries; every other entry's id is in its ``outside``
+        self._uncounted = False  # recovered entries are neither in the tally nor outside: the next count walks all
         self._recovery: asyncio.Task[int] | None = None
         self._live: set[str] = set()  # ids queued or finished by the running engine while recovery runs
         self._recovered = 0
@@ -555,6 +594,7 @@ class QueueStore:
             kept = [n for n, queue_id in enumerate(ids) if queue_id not in live and queue_id not in known]
             entries, wakes, ids = [entries[n] for n in kept], [wakes[n] for n in kept], [ids[n] for n in kept]
         known.update(zip(ids, entries, strict=True))
+        self._uncounted = True  # (the next count puts them into the tally: nothing per entry here)
         if local:
             for queue_id in ids:
                 if queue_id in local:
@@ -606,6 +646,7 @@ class QueueStore:
         queue_id = record.queue_id
         folder = self.mailroot.queue
         self.entries[queue_id] = QueueEntry(record, folder if path.parent == folder else path.parent, size, offset)
+        self._cold.outside.add(queue_id)
         if self.recovering:
             self._live.add(queue_id)
         text = queue_index.encode_record(record)
@@ -615,7 +656,10 @@ class QueueStore:
         self.on_added(queue_id)
 
     def _forget(self, queue_id: str) -> None:
-        self.entries.pop(queue_id, None)
+        entry = self.entries.pop(queue_id, None)
+        if entry is not None:
+            entry.untally()
+        self._cold.outside.discard(queue_id)
         if self.recovering:
             self._live.add(queue_id)  # recovery may still find its files in its listing: not again
 
@@ -627,12 +671,15 @@ class QueueStore:
 
     def counts(self) -> QueueLengths:
         """Messages with pending recipients by kind, for the queue-length counters (each domain classified once
-        per count; a cold entry's bits are kept, so counting 100,000 recovered messages again costs little)."""
+        per count). Cold entries are kept counted in a tally as they come and go (their bits cannot change), so a
+        count walks only the others: new and decoded entries (with 100,000 recovered: a few, not 100,000)."""
         domains = self._config().effective_domains
         if domains != self._counted_domains:
             for entry in self.entries.values():
                 entry.forget_kinds()
+            self._cold, self._uncounted = ColdTally(), True
             self._counted_domains = domains
+        cold = self._cold
         kinds_of: dict[str, str] = {}
 
         def kind_of(domain: str) -> str:
@@ -641,11 +688,24 @@ class QueueStore:
                 kind = kinds_of[domain] = classify(domain, domains).kind
             return kind
 
-        tally = [0] * 32
-        for entry in self.entries.values():
-            # (a cold entry's kept bits read in place: the sampler counts 100,000 entries every second or so)
-            bits = entry._kinds if entry._record is None else -1
-            tally[bits if bits >= 0 else entry.kinds(kind_of)] += 1
+        others = [0] * 32
+        entries = self.entries
+        if self._uncounted:  # (after recovery or a change of domains: once)
+            self._uncounted = False
+            for queue_id, entry in entries.items():
+                if entry._tally is not cold:
+                    entry.kinds(kind_of)  # (a cold entry's bits, when not yet known)
+                    if not entry.tally(cold):
+                        cold.outside.add(queue_id)
+        for queue_id in list(cold.outside):
+            found = entries.get(queue_id)
+            if found is None:
+                cold.outside.discard(queue_id)
+                continue
+            bits = found.kinds(kind_of)
+            if not found.tally(cold):  # (a cold one joins the tally: not walked again)
+                others[bits] += 1
+        tally = [a + b for a, b in zip(cold.counts, others, strict=True)]
 
         def having(bit: int) -> int:
             return sum(number for bits, number in enumerate(tally) if bits & bit)

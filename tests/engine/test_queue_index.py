@@ -12,6 +12,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -323,9 +324,15 @@ async def test_the_counters_of_a_cold_queue_are_those_of_its_records(config_fact
         store = server._queue  # the store's own counting, cold then decoded
         assert store is not None
         cold = store.counts()
-        for entry in store.entries.values():
-            assert entry.record.queue_id == entry.queue_id  # decoded (and kept) from now on
-        assert store.counts() == cold
         assert (cold.local, cold.local_retry, cold.remote, cold.remote_retry, cold.undeliverable) == (20, 20, 30, 30, 0)
+        await server.delete_message(queue_id(0))  # a cold one gone (out of the tally)
+        assert store.counts().remote == 29
+        for entry in list(store.entries.values())[::2]:
+            assert entry.record.queue_id == entry.queue_id  # decoded (and kept) from now on: half of them
+        assert store.counts() == replace(cold, remote=29, remote_retry=29)
+        await server.delete_message(queue_id(2))  # a decoded one gone
+        for entry in store.entries.values():
+            assert entry.record.queue_id == entry.queue_id
+        assert store.counts() == replace(cold, remote=28, remote_retry=28)
     finally:
         await server.stop()
