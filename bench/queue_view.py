@@ -297,6 +297,7 @@ def window_child(config_path: Path, screenshot: str) -> dict[str, object]:
         await settle()
         result[name] = time.perf_counter() - begin
         result[f"rss_after_{name.removesuffix('_s')}_mb"] = rss_mb()
+        result[f"hwm_after_{name.removesuffix('_s')}_mb"] = rss_mb("VmHWM")
 
     async def run() -> None:
         total = int(result.get("expected", 0))

@@ -22,7 +22,7 @@ from ui.models.queue import QueueModel
 from ui.tasks import TaskRunner
 
 FIRST_PAGE = 300  # rows of the first paint
-PAGE = 5000  # messages per queue_page call for the rest
+PAGE = 2500  # messages per queue_page call for the rest
 WHOLE_QUEUE = 1 << 31  # list_queue's limit for "the rest" of a stopped server's folder (read at once)
 REFETCH_BATCH = 500  # messages per queue_items call
 RELOAD_OVER = 5000  # more messages to refetch than this: reload the whole queue instead

@@ -578,13 +578,21 @@ class QueueModel(QAbstractTableModel):
 
     def _rebuild_view(self) -> None:
         match, slots = self._match, self.store.slots
-        self._view = [queue_id for queue_id in self.store.ids if match(slots[queue_id])]
+        if self._filter.active:
+            self._view = [queue_id for queue_id in self.store.ids if match(slots[queue_id])]
+        else:
+            self._view = list(self.store.ids)
         self._sort_view()
 
     def _sort_view(self) -> None:
         """Sort by (key, id): by id, then stably by key (no tuple per row; ids are unique)."""
-        rows, key, slots = self.store, self.columns[self._sort_column].key, self.store.slots
+        rows, slots = self.store, self.store.slots
         self._view.sort()
+        if self._sort_column == COLUMN["Age"]:  # the usual order, once per page of a load: one call per row
+            arrived = rows.arrived
+            self._view.sort(key=lambda queue_id: -arrived[slots[queue_id]])
+            return
+        key = self.columns[self._sort_column].key
         self._view.sort(key=lambda queue_id: key(rows, slots[queue_id]))
 
     def _apply(self, final: dict[str, QueueItem | None]) -> None:
