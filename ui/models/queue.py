@@ -37,6 +37,7 @@ __all__ = ["COLUMN", "STATES", "QueueFilter", "QueueModel", "countdown", "displa
 Index = QModelIndex | QPersistentModelIndex
 BULK = 1500  # a batch that changes more rows than this rebuilds the view with one reset
 REMOVED_MEMORY = 200_000  # removal tombstones kept while a snapshot is on its way
+PERSISTENT_BY_SEARCH = 200  # up to this many persistent indexes are found again after a sort by a search each
 
 STATE_LABELS = {"queued": "Queued", "active": "Active", "deferred": "Deferred", "etrn": "Held for ETRN",
                 "frozen": "Frozen"}
@@ -284,14 +285,20 @@ class QueueModel(QAbstractTableModel):
         self._sort_column, self._descending = column, descending
         if not same_order:
             self._sort_view()
-        positions = {queue_id: position for position, queue_id in enumerate(self._view)} if old_ids else {}
         count = len(self._view)
+        if len(old_ids) > PERSISTENT_BY_SEARCH:  # many: one pass over the view (a dict of every row, briefly)
+            positions = {queue_id: position for position, queue_id in enumerate(self._view)}
+
+            def position_of(queue_id: str) -> int:
+                return positions.get(queue_id, -1)
+        else:  # the usual few (the current row, a selection's ranges): a search each, no row-sized dict
+            position_of = self._find
         old: list[QModelIndex] = []
         new: list[QModelIndex] = []
         for persistent, queue_id in old_ids.items():
-            position = positions.get(queue_id) if queue_id is not None else None
+            position = position_of(queue_id) if queue_id is not None else -1
             old.append(self.index(persistent.row(), persistent.column()))
-            new.append(QModelIndex() if position is None else
+            new.append(QModelIndex() if position < 0 else
                        self.index(self._row_of(position, count), persistent.column()))
         self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()
