@@ -181,6 +181,9 @@ async def test_offline_administration_of_the_queue(config_factory) -> None:
     stopped = await run.server.list_queue()  # stopped, not even offline: a read-only scan (like mailq)
     [seen] = stopped.items
     assert stopped.offline and stopped.total == 1 and seen.attempts >= 1 and seen.pending == ("r@relay.test",)
+    page = await run.server.queue_page()  # the same scan, by id
+    assert page.offline and page.total == 1 and page.items == stopped.items
+    assert (await run.server.queue_page(seen.queue_id)).items == ()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in queue_dir.iterdir()) == before  # nothing changed
 
     offline = VirtualServer(config)
