@@ -177,6 +177,19 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2:].split()
 
 
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (smtpsvc's cleanup process, for one)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
 def cpu_seconds_tree(root: int) -> float:
     """CPU time (user + system) of ``root``, its live descendants and the children they have reaped.
 

@@ -27,7 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
-from bench.common import BENCH_DOMAIN, count_files, free_port, smtp_source, wait_for_banner  # noqa: E402
+from bench.common import (  # noqa: E402
+    BENCH_DOMAIN,
+    children_of,
+    count_files,
+    free_port,
+    smtp_source,
+    wait_for_banner,
+)
 
 CONFIG = """\
 [server]
@@ -38,26 +45,11 @@ max_session_size_kb = 409600
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (the cleanup process, when the checkout has one)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(text.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """thread id -> (name, CPU seconds) from /proc, for the process and its child processes' threads (a
     child's threads are named ``child:NAME``)."""
     found: dict[int, tuple[str, float]] = {}
-    for owner in [pid, *_children(pid)]:
+    for owner in [pid, *children_of(pid)]:
         for task in Path(f"/proc/{owner}/task").iterdir():
             try:
                 name = (task / "comm").read_text().strip()
