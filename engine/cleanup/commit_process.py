@@ -206,7 +206,8 @@ class CleanupCommitter(Committer):
         super().__init__(threads, sync=sync)
         self._child: _Child | None = None
         self._stopped = False
-        self._threads_only = sys.platform == "win32"
+        # (A frozen build's executable is no Python that could run the child.)
+        self._threads_only = sys.platform == "win32" or bool(getattr(sys, "frozen", False))
         self._silent_deaths = 0
         self._orphans: set[asyncio.Task[None]] = set()
         self._exited: list[subprocess.Popen[bytes]] = []  # children whose end was seen before they were reaped
