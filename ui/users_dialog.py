@@ -124,6 +124,7 @@ class UsersDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(close)
         self.busy = False
+        self._reloads = 0  # reloads asked for so far (see _reload)
         self._selection()
         self.reload()
 
@@ -155,13 +156,21 @@ class UsersDialog(QDialog):
         self.runner.spawn(self._reload(), "Users")
 
     async def _reload(self) -> None:
+        # Only the newest reload shows its answer: an older one may be answered after a later change's reload
+        # (a list read before a removal would put the removed account back).
+        self._reloads += 1
+        ticket = self._reloads
         try:
             names = await self.engine.list_users()
         except EngineError as error:
+            if ticket != self._reloads:
+                return
             self.list.clear()
             self.status.setText(f"{describe(error)[:1].upper()}{describe(error)[1:]}. Set the users file in "
                                 "Authentication…, apply, then add accounts here.")
             self.add_button.setEnabled(False)
+            return
+        if ticket != self._reloads:
             return
         current = self.selected()
         self.list.clear()
@@ -183,9 +192,11 @@ class UsersDialog(QDialog):
             except EngineError as error:
                 self.messages.error(title, error)
             finally:
-                self.busy = False
-                await self._reload()
-                self._selection()
+                try:
+                    await self._reload()
+                finally:
+                    self.busy = False  # (after the reload: not busy means the list shows the change)
+                    self._selection()
 
         self.runner.spawn(run(), title)
 

@@ -198,6 +198,7 @@ def test_users_dialog_manages_the_accounts_that_authenticate(running: Run, tmp_p
     dialog.ask_account = lambda name="": (name, "second secret")  # type: ignore[method-assign]
     dialog.password_button.click()
     running.until(lambda: not dialog.busy)
+    assert dialog.remove_button.isEnabled()  # not busy = the list reloaded and usable (a click was lost here)
     assert login("second secret") == 235 and login("first secret") == 535
     dialog.grab().save(str(tmp_path / "users.png"))
     dialog.list.setCurrentRow(0)
