@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -60,3 +61,13 @@ class ServeProcess:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(30)
+
+
+def tokens_in(folder: Path, token: re.Pattern[bytes]) -> list[str]:
+    """The token (``token``'s first group) of every .eml in ``folder``: which acknowledged messages are there."""
+    found = []
+    for path in folder.glob("*.eml"):
+        match = token.search(path.read_bytes())
+        assert match, f"{path} has no token"
+        found.append(match.group(1).decode())
+    return found

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_support import ServeProcess
+from serve_support import ServeProcess, tokens_in
 
 SESSIONS = 10
 TOKEN = re.compile(rb"X-Token: (t\d+-\d+)")
@@ -45,15 +45,6 @@ def _client(port: int, worker: int, accepted: list[str], refused: list[str], sto
             refused.append(token)
 
 
-def _tokens_in(folder: Path) -> list[str]:
-    found = []
-    for path in folder.glob("*.eml"):
-        match = TOKEN.search(path.read_bytes())
-        assert match, f"{path} has no token"
-        found.append(match.group(1).decode())
-    return found
-
-
 @pytest.mark.slow
 def test_killing_the_cleanup_process_under_load_loses_and_doubles_nothing_acknowledged(serve: ServeProcess) -> None:
     serve.start()
@@ -86,7 +77,7 @@ def test_killing_the_cleanup_process_under_load_loses_and_doubles_nothing_acknow
     assert serve.stop() == 0
     assert serve.proc.poll() == 0
 
-    dropped = _tokens_in(serve.mailroot / "Drop")
+    dropped = tokens_in(serve.mailroot / "Drop", TOKEN)
     duplicates = {t for t in dropped if dropped.count(t) > 1}
     assert not duplicates, f"delivered twice: {sorted(duplicates)[:10]}"
     missing = set(accepted) - set(dropped)

@@ -6,9 +6,8 @@ import re
 import smtplib
 import threading
 import time
-from pathlib import Path
 
-from serve_support import ServeProcess
+from serve_support import ServeProcess, tokens_in
 
 from engine.store.envelope import split_envelope
 
@@ -34,15 +33,6 @@ def _client(port: int, worker: int, rounds: int, accepted: list[str], stop: thre
             time.sleep(0.01)
             if stop.is_set():
                 return
-
-
-def _tokens_in(folder: Path) -> list[str]:
-    found = []
-    for path in folder.glob("*.eml"):
-        match = TOKEN.search(path.read_bytes())
-        assert match, f"{path} has no token"
-        found.append(match.group(1).decode())
-    return found
 
 
 def test_sigkill_under_load_loses_nothing_acknowledged(serve: ServeProcess) -> None:
@@ -81,13 +71,13 @@ def test_sigkill_under_load_loses_nothing_acknowledged(serve: ServeProcess) -> N
         time.sleep(0.1)
     assert serve.stop() == 0
 
-    dropped = _tokens_in(drop)
+    dropped = tokens_in(drop, TOKEN)
     duplicates = {t for t in dropped if dropped.count(t) > 1}
     assert not duplicates, f"delivered twice: {sorted(duplicates)[:10]}"
     missing = set(all_accepted) - set(dropped)
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:10]}"
     # Messages with a remote recipient keep it queued (no outbound delivery in this build), each once.
-    queued = _tokens_in(queue)
+    queued = tokens_in(queue, TOKEN)
     assert len(queued) == len(set(queued))
     with_remote = {t for t in all_accepted if (int(t.rsplit("-", 1)[1]) + 1) % 3 == 0}
     assert with_remote <= set(queued), "an acknowledged remote recipient left the queue"
