@@ -54,6 +54,7 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         NoSuchElementException,
         StaleElementReferenceException,
         TimeoutException,
+        WebDriverException,
     )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
@@ -83,6 +84,10 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
                     return text in main_text()
                 except (StaleElementReferenceException, NoSuchElementException):
                     return False
+                except WebDriverException as error:  # chromedriver's own word for a stale node mid-navigation
+                    if "does not belong to the document" in str(error):
+                        return False
+                    raise
             try:
                 WebDriverWait(d, 30).until(shows)
             except TimeoutException:
