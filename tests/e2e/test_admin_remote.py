@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import pty
+import select
 import smtplib
+import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -224,3 +229,109 @@ async def test_operators_managed_remotely(engine: AdminServe) -> None:
     assert status == 200
     status, reply = await post("carol", "carol-pw", "state", {})
     assert status == 401
+
+
+def test_cafile_and_the_system_store_are_trusted_without_asking(engine: AdminServe, known: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    as_operator(monkeypatch, "boss")
+    issuer = str(engine.config.parent / "smtpsvc-cert.pem")  # self-signed for localhost: its own authority
+    by_name = f"https://localhost:{engine.admin_port}"
+    # No answer on stdin: a question about the fingerprint would be refused.
+    assert cli("--connect", by_name, "--user", "boss", "--cafile", issuer, "queue", "list") == 0
+    out, err = capsys.readouterr()
+    assert "Mail queue is empty" in out and "fingerprint" not in err and not known.exists()
+
+    assert cli("--connect", engine.url, "--user", "boss", "--cafile", issuer, "queue", "list") == 1
+    assert "is not valid for 127.0.0.1 or not issued by a certificate authority in" in capsys.readouterr().err
+    other, _ = expired_certificate(tmp_path)
+    assert cli("--connect", by_name, "--user", "boss", "--cafile", str(other), "queue", "list") == 1
+    assert f"not issued by a certificate authority in {other}" in capsys.readouterr().err
+    assert cli("--connect", by_name, "--user", "boss", "--cafile", str(tmp_path / "none.pem"), "queue", "list") == 1
+    assert "cannot use --cafile" in capsys.readouterr().err
+
+    monkeypatch.setenv("SSL_CERT_FILE", issuer)  # the system store (OpenSSL's default file) now holds it
+    assert cli("--connect", by_name, "--user", "boss", "counters", "--json") == 0
+    out, err = capsys.readouterr()
+    assert "Messages Received Total" in out and "fingerprint" not in err and not known.exists()
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str], answer: bytes, prompt: bytes) -> tuple[int, bytes]:
+    """Run ``argv`` with a pseudo-terminal as its controlling terminal; type ``answer`` after ``prompt``.
+    Returns the exit status and everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once
+        os.execve(argv[0], argv, env)
+    shown = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not answered and prompt in shown:
+                os.write(fd, answer)
+                answered = True
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_password_asked_on_the_terminal(engine: AdminServe, known: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SMTPSVC_PASSWORD"}
+    env["XDG_CONFIG_HOME"] = str(known.parent.parent)
+    argv = [sys.executable, "-m", "app.cli", "--connect", f"https://localhost:{engine.admin_port}", "--user", "boss",
+            "--cafile", str(engine.config.parent / "smtpsvc-cert.pem"), "queue", "list"]
+    password = OPERATORS["boss"][0]
+    code, shown = on_a_terminal(argv, env, password.encode() + b"\n", b"Password of operator boss at ")
+    assert code == 0 and b"Mail queue is empty" in shown, shown
+    assert password.encode() not in shown  # not echoed
+    code, shown = on_a_terminal(argv, env, b"wrong\n", b"Password of operator boss at ")
+    assert code == 1 and b"wrong operator name or password" in shown, shown
+
+
+@pytest.fixture
+def locking(tmp_path: Path) -> AdminServe:
+    """Not started: an engine that locks an address out after three failed logins (made before the test's loop
+    runs: the command line runs a loop of its own)."""
+    engine = AdminServe(tmp_path / "locks")
+    for option, value in (("auth_lockout_failures", "3"), ("auth_lockout_seconds", "600"),
+                          ("auth_failure_delay_ms", "0")):
+        assert cli("config", "set", option, value, "--config", str(engine.config)) == 0
+    return engine
+
+
+async def test_failed_logins_lock_the_address_out(locking: AdminServe) -> None:
+    engine = locking
+    right, wrong = aiohttp.encode_basic_auth("boss", OPERATORS["boss"][0]), aiohttp.encode_basic_auth("boss", "no")
+
+    async def state(authorization: str, source: str = "127.0.0.1") -> tuple[int, str]:
+        connector = aiohttp.TCPConnector(local_addr=(source, 0))
+        async with aiohttp.ClientSession(engine.url, connector=connector) as session, \
+                session.post("/api/v1/state", json={}, headers={"Authorization": authorization},
+                             ssl=False) as response:
+            return response.status, await response.text()
+
+    with engine:
+        assert (await state(wrong))[0] == 401
+        assert (await state(wrong))[0] == 401
+        status, text = await state(wrong)
+        assert status == 403 and "127.0.0.1 is now locked out for 600 seconds" in text
+        status, text = await state(right)  # the right password, from the locked-out address: refused
+        assert status == 403 and "too many failed logins from 127.0.0.1" in text
+        assert (await state(right, "127.0.0.2"))[0] == 200  # another address is not locked out
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(engine.url, connector=connector) as session, \
+                session.post("/api/v1/events.list", json={}, headers={"Authorization": right}, ssl=False) as response:
+            texts = [entry["text"] for entry in (await response.json())["result"]]
+        assert any(t.startswith("127.0.0.1 is locked out after 3 failed logins") for t in texts), texts
+        assert any(t.startswith("A login from 127.0.0.1 was refused: locked out") for t in texts), texts
