@@ -176,7 +176,11 @@ class Performance:
         bar.addSpacing(12)
         bar.addWidget(QLabel("Show:"))
         bar.addWidget(self.span)
-        bar.addWidget(QLabel("Scale of the selected counter:"))
+        scale_label = QLabel("Scale:")  # short: this bar sets the narrowest the right pane can be (and so the tree)
+        scale_tip = "The scale of the selected counter: its values are multiplied by it on the chart"
+        scale_label.setToolTip(scale_tip)
+        self.scale.setToolTip(scale_tip)
+        bar.addWidget(scale_label)
         bar.addWidget(self.scale)
         bar.addStretch(1)
         bar.addWidget(self.status)

@@ -66,6 +66,7 @@ class ScopeTree(QTreeWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setUniformRowHeights(True)
         self.setMinimumWidth(180)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a narrowed tree still shows "… (Stopped)"
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.root = self._item(None, Node.ROOT, ROOT_TITLE, icon("computer"), "")
         self.computers: dict[str, dict[Node, QTreeWidgetItem]] = {}
@@ -184,6 +185,7 @@ class ScopeTree(QTreeWidget):
     def set_server(self, key: str, name: str, state: str) -> None:
         item = self.computers[key][Node.SERVER]
         item.setText(0, name if state == "started" else f"{name} ({state_label_short(state)})")
+        item.setToolTip(0, item.text(0))
         item.setIcon(0, state_icon("server", state))
 
     def set_computer(self, key: str, label: str, link_text: str) -> None:

@@ -44,7 +44,7 @@ from ui.icons import state_icon
 from ui.mail_ops import MailOperations, MessageRef
 from ui.models.domains import DomainsModel
 from ui.models.folders import BadmailModel, DropModel
-from ui.models.nodes import ChildrenModel, NodeRow, ServersModel, state_label
+from ui.models.nodes import STATE_LABELS, ChildrenModel, NodeRow, ServersModel, state_label
 from ui.models.queue import QueueModel
 from ui.models.sessions import SessionsModel
 from ui.operations import Operations
@@ -132,7 +132,7 @@ class ManagerWindow(QMainWindow):
         right_layout.addWidget(self.stack, 1)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([280, 720])  # room for "Default SMTP Virtual Server (Stopped)"
+        self.splitter.setSizes([280, 720])  # widened by _fit_tree for the names the tree holds
         self.setCentralWidget(self.splitter)
         self._status_widgets()
         self.setAcceptDrops(True)
@@ -184,11 +184,17 @@ class ManagerWindow(QMainWindow):
         return computer
 
     def _fit_tree(self) -> None:
-        """Widen the tree for a longer computer name ("mx2.example.com (https://…:8443)"), within reason."""
+        """Widen the tree for a longer computer name ("mx2.example.com (https://…:8443)") or the virtual server's name
+        with its longest state ("Default SMTP Virtual Server (Continuing)"), within reason."""
         metrics = self.tree.fontMetrics()
-        widest = max((metrics.horizontalAdvance(c.items[Node.COMPUTER].text(0)) for c in self.computers.values()),
-                     default=0)
-        wanted = min(460, widest + self.tree.indentation() * 2 + 48)  # its level's indent, arrow and icon
+        step = self.tree.indentation()
+        state = max((f" ({label})" for label in STATE_LABELS.values()), key=metrics.horizontalAdvance)
+        widest = 0
+        for computer in self.computers.values():
+            # the root is decorated: a computer starts two steps in, its virtual server three
+            widest = max(widest, metrics.horizontalAdvance(computer.items[Node.COMPUTER].text(0)) + step * 2,
+                         metrics.horizontalAdvance(computer.engine.config().name + state) + step * 3)
+        wanted = min(460, widest + 48)  # the arrow, the icon and the margins
         left, right = self.splitter.sizes()
         if left < wanted and left + right > wanted + 400:
             self.splitter.setSizes([wanted, left + right - wanted])
@@ -257,6 +263,7 @@ class ManagerWindow(QMainWindow):
         config = computer.engine.config()
         self.tree.set_server(computer.key, config.name, computer.state)
         self.tree.set_computer(computer.key, computer.label, computer.link_text)
+        self._fit_tree()  # a renamed server
         self._sync_root()
         if computer is self.current:
             self._update_status(computer)

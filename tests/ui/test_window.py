@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeEngine, QLoop, Recorder
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDialogButtonBox, QLabel, QToolButton
 from pytestqt.qtbot import QtBot
@@ -95,6 +95,18 @@ def test_start_stop_pause_continue(window: ManagerWindow, fake_engine: FakeEngin
     toolbar_click(window, "start")
     qloop.run(qloop.until(lambda: window.state == "started"))
     assert fake_engine.calls == ["pause", "resume", "stop", "start"]
+
+
+def test_the_stopped_servers_tree_item_shows_its_whole_name_and_state(window: ManagerWindow, qloop: QLoop) -> None:
+    toolbar_click(window, "stop")
+    qloop.run(qloop.until(lambda: window.state == "stopped"))
+    tree = window.tree
+    item = tree.items[Node.SERVER]
+    assert item.text(0) == "Default SMTP Virtual Server (Stopped)" and item.toolTip(0) == item.text(0)
+    left = tree.visualItemRect(item).left()  # after the indentation of its level
+    needed = left + tree.iconSize().width() + 8 + tree.fontMetrics().horizontalAdvance(item.text(0))
+    assert needed <= tree.viewport().width()  # not cut to "Default SMTP Virtual Serv…"
+    assert tree.textElideMode() == Qt.TextElideMode.ElideMiddle  # narrowed by hand: "… (Stopped)" stays
 
 
 def select_domain(window: ManagerWindow, name: str) -> None:
