@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ if __package__ in (None, ""):
 
 from bench.common import (  # noqa: E402
     BENCH_DOMAIN,
+    bench_workdir,
     children_of,
     count_files,
     free_port,
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     messages = max(100, min(args.messages, 100_000))
 
-    workdir = Path(tempfile.mkdtemp(prefix="smtpsvc-profile-"))
+    workdir, _placement = bench_workdir("smtpsvc-profile-")
     config = workdir / "smtpsvc.toml"
     config.write_text(CONFIG.format(domain=BENCH_DOMAIN))
     mailroot = workdir / "mailroot"
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({total / run.seconds:.2f} cores)")
         for name, seconds in sorted(groups.items(), key=lambda item: -item[1]):
             print(f"    {1000 * seconds / messages:.3f} ms/msg  {seconds / run.seconds:.2f} cores  {name}")
+        print(f"    {run.client_cpu_ms:.3f} ms/msg  {run.client_cpu / run.seconds:.2f} cores  smtp-source (the client)")
         print(f"  files in Drop: {count_files(mailroot / 'Drop')}")
         if spy is not None and raw.exists():
             print("\n".join("  " + line for line in summarize(raw, args.top)))
