@@ -57,6 +57,8 @@ class Actions:
         self.terminate_all = _action(a, "Terminate &All", tip="Close every session")
         self.refresh = _action(a, "Re&fresh", "refresh", "F5")
         self.properties = _action(a, "P&roperties", "properties", "Alt+Return")
+        self.properties.setShortcuts([QKeySequence("Alt+Return"), QKeySequence("Alt+Enter")])  # the keypad's too
+        self.properties.setText("P&roperties\tAlt+Enter")  # a menu shows what follows the tab: Windows' word, not Qt's
         self.properties.setToolTip("Properties (Alt+Enter)")
         self.about = _action(a, "&About smtpsvc")
         self.help = _action(a, "&Help Topics", "help", QKeySequence.StandardKey.HelpContents,

@@ -110,6 +110,10 @@ class ManagerWindow(QMainWindow):
         self.new_menu.addAction(self.actions_.new_domain)
         self.all_tasks_menu = QMenu("All Tas&ks", self)
         self.all_tasks_menu.addAction(self.actions_.replicate)
+        self.view_submenu = QMenu("&View", self)  # MMC's context menus carry View ▸ (the modes, the columns)
+        self.view_submenu.addActions(self.actions_.view_modes.actions())
+        self.view_submenu.addSeparator()
+        self.view_submenu.addActions([self.actions_.columns, self.actions_.customize])
         self._menu_for: tuple[Node, bool] | None = None
         self.tree = ScopeTree()
         self.tray = TrayNotices(self.windowIcon(), self)
@@ -538,15 +542,19 @@ class ManagerWindow(QMainWindow):
             return
         self.tree.setCurrentItem(item)
         menu = QMenu(self)
-        self._fill(menu, [*self.node_actions(self.node), None, self.actions_.new_window])
+        self._fill(menu, [*self.node_actions(self.node), None, self.view_submenu, self.actions_.new_window, None,
+                          self.actions_.help])
         menu.popup(self.tree.viewport().mapToGlobal(point))
 
     def _result_menu(self, point: QPoint) -> None:
         view = self.pane.view()
         menu = QMenu(self)
-        self._fill(menu, self.item_actions() if self.pane.selected_keys() else self.node_actions(self.node))
+        items = bool(self.pane.selected_keys())
+        self._fill(menu, self.item_actions() if items else self.node_actions(self.node))
         if self.node in MESSAGE_NODES:
             self._fill(menu, [None, self.actions_.track])
+        if not items:  # the empty part of the list: the node's own menu, as in MMC
+            self._fill(menu, [None, self.view_submenu, None, self.actions_.help])
         menu.popup(view.viewport().mapToGlobal(point))
 
     def update_actions(self) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeEngine, QLoop, Recorder
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QDialogButtonBox, QLabel, QToolButton
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMenu, QToolButton
 from pytestqt.qtbot import QtBot
 
 from engine.events import MessageBadmailed, MessageRemoved, SessionClosed, SessionOpened
@@ -251,6 +251,33 @@ def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -
     drop = window.panes[Node.DROP].detail
     assert isinstance(drop, ItemView) and drop.empty_text.startswith("No message has been delivered")
     assert not window.actions_.show_tree.isIconVisibleInMenu()  # its check shows, not a faint icon frame
+
+
+def shown_menu(window: ManagerWindow) -> list[str]:
+    """The texts of the context menu just popped up (separators as "-"), and closes it."""
+    [menu] = [m for m in window.findChildren(QMenu) if m.isVisible()]
+    texts = [action.text().replace("&", "") or "-" for action in menu.actions()]
+    menu.close()
+    return texts
+
+
+def test_context_menus_carry_view_new_window_and_help_as_in_mmc(window: ManagerWindow) -> None:
+    window.select_node(Node.QUEUE)
+    item = window.tree.currentItem()
+    window.tree.customContextMenuRequested.emit(window.tree.visualItemRect(item).center())
+    texts = shown_menu(window)
+    assert texts[-4:] == ["View", "New Window from Here", "-", "Help Topics"]
+    view = window.view_submenu.actions()
+    assert [a.text().replace("&", "") for a in view if a.text()] == [
+        "Large Icons", "Small Icons", "List", "Detail", "Add/Remove Columns…", "Customize…"]
+    window.select_node(Node.DOMAINS)  # the list's empty part: the node's menu with View ▸ and Help
+    window.pane.detail.customContextMenuRequested.emit(QPoint(5, 200))
+    assert shown_menu(window)[-3:] == ["View", "-", "Help Topics"]
+    window.pane.select_key("relay.test")
+    window.pane.detail.customContextMenuRequested.emit(QPoint(5, 5))
+    texts = shown_menu(window)
+    assert "Properties\tAlt+Enter" in texts and "View" not in texts  # an item's verbs; Windows' "Alt+Enter"
+    assert QKeySequence("Alt+Enter") in window.actions_.properties.shortcuts()
 
 
 def test_f1_opens_the_help_of_the_node_and_of_the_sheet_page(window: ManagerWindow, qtbot: QtBot,
