@@ -124,7 +124,7 @@ class ServerSheet(PropertySheet):
         return str(self.fields["fqdn"].value()) or self._current().fqdn
 
     def _sub(self, title: str, names: list[str], intro: str = "", extra: QWidget | None = None) -> SubDialog:
-        return SubDialog(title, self._take(names, title), intro, self, extra)
+        return SubDialog(title, self._take(names, title), intro, self, extra, self.show_help)  # the page's help
 
     # -- tabs -----------------------------------------------------------------------------------
 

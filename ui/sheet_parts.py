@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractSpinBox,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QLayout,
     QPushButton,
     QVBoxLayout,
+    QWhatsThis,
     QWidget,
 )
 
@@ -127,7 +129,8 @@ class SubDialog(QDialog):
     """
 
     def __init__(self, title: str, fields: list[OptionField], intro: str = "",
-                 parent: QWidget | None = None, extra: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, extra: QWidget | None = None,
+                 show_help: Callable[[], object] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setModal(True)
@@ -145,6 +148,19 @@ class SubDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
+        if show_help is not None:  # as IIS's dialogs: Help (F1) for the sheet's page, and What's This? (Shift+F1)
+            self.buttons.addButton(QDialogButtonBox.StandardButton.Help)
+            self.buttons.helpRequested.connect(show_help)
+            QShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents), self).activated.connect(show_help)
+            self.setWindowFlag(Qt.WindowType.WindowContextHelpButtonHint, True)
+            whats_this = QPushButton("?")
+            whats_this.setToolTip("What's This? (Shift+F1): then click a field to read what it does")
+            whats_this.setFixedWidth(whats_this.fontMetrics().horizontalAdvance("?") + 24)
+            whats_this.setAutoDefault(False)
+            whats_this.clicked.connect(QWhatsThis.enterWhatsThisMode)
+            self.buttons.addButton(whats_this, QDialogButtonBox.ButtonRole.HelpRole)
+            QShortcut(QKeySequence(QKeySequence.StandardKey.WhatsThis), self).activated.connect(
+                QWhatsThis.enterWhatsThisMode)
         layout.addWidget(self.buttons)
         assign_mnemonics(self, "oc")
 

@@ -17,6 +17,7 @@ from engine.events import MessageBadmailed, MessageRemoved, SessionClosed, Sessi
 from ui.help import HelpWindow, manual_html
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
+from ui.sheet_parts import SubDialog
 from ui.tasks import TaskRunner
 from ui.tray import TrayNotices, notice_for
 from ui.views import ItemView
@@ -298,6 +299,12 @@ def test_f1_opens_the_help_of_the_node_and_of_the_sheet_page(window: ManagerWind
     sheet.tabs.setCurrentIndex(3)
     sheet.buttons.button(QDialogButtonBox.StandardButton.Help).click()
     assert helper.topic == "sheet-delivery"
+    subs = sheet.findChildren(SubDialog)  # Relay…, Outbound Security…: IIS's dialogs have Help too
+    assert subs and all(sub.buttons.button(QDialogButtonBox.StandardButton.Help) is not None for sub in subs)
+    sheet.tabs.setCurrentIndex(1)
+    [relay] = [sub for sub in subs if sub.windowTitle() == "Relay Restrictions"]
+    relay.buttons.button(QDialogButtonBox.StandardButton.Help).click()
+    assert helper.topic == "sheet-access"
     helper.close()
 
 
