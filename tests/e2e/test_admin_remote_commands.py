@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,3 +199,20 @@ def test_operator_del_keeps_the_last_admin_locally_too(tmp_path: Path, capsys: p
     assert cli("operator", "del", "watcher", "--config", config) == 0
     assert cli("operator", "list", "--config", config) == 0
     assert capsys.readouterr().out.strip().endswith("boss  (admin)")
+
+
+def test_operators_file_is_its_own_private_scrypt_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "smtpsvc.toml"
+    assert cli("operator", "add", "carol", "--password-stdin", "--config", str(config), stdin="carol-secret\n") == 0
+    assert "added carol as admin" in capsys.readouterr().out  # --role defaults to admin
+    path = Path(load_config(config).server.operators_file)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    [record] = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    assert record.startswith("carol:admin:scrypt$") and "carol-secret" not in path.read_text()
+    assert not load_config(config).server.users_file  # not an SMTP AUTH account
+    assert cli("operator", "passwd", "carol", "--password-stdin", "--config", str(config), stdin="new-secret\n") == 0
+    assert UserStore(path, roles=("admin", "viewer", "poster")).check("carol", "new-secret")
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal
+        cli("operator", "add", "dan", "--role", "boss", "--password-stdin", "--config", str(config), stdin="x\n")
+    assert refused.value.code == 2
+    assert "invalid choice: 'boss'" in capsys.readouterr().err
