@@ -57,6 +57,7 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         WebDriverException,
     )
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.select import Select
     from selenium.webdriver.support.wait import WebDriverWait
 
@@ -100,12 +101,17 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         d.find_element(By.ID, "password").send_keys("wrong")
         d.find_element(By.CSS_SELECTOR, "form.login button").click()
         see("wrong operator name or password")
-        d.find_element(By.ID, "name").clear()
-        d.find_element(By.ID, "name").send_keys("boss")
-        d.find_element(By.ID, "password").send_keys(OPERATORS["boss"][0])
-        d.find_element(By.CSS_SELECTOR, "form.login button").click()
+        # By the keyboard alone: the name field has the focus, Tab reaches the password, Enter logs in.
+        assert d.switch_to.active_element.get_attribute("id") == "name"
+        d.switch_to.active_element.send_keys(Keys.CONTROL, "a")  # the name kept from the failed try, selected
+        d.switch_to.active_element.send_keys("boss" + Keys.TAB)
+        assert d.switch_to.active_element.get_attribute("id") == "password"
+        assert d.find_element(By.ID, "name").get_attribute("value") == "boss"
+        d.switch_to.active_element.send_keys(OPERATORS["boss"][0] + Keys.ENTER)
         see("started")
         shot("02-server")
+        d.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)  # the first stop: past the header and menu
+        assert d.switch_to.active_element.text == "Skip to content"
 
         d.get(f"{engine.url}/properties/Messages")
         size = d.find_element(By.ID, "f-max_message_size_kb")
