@@ -51,7 +51,8 @@ def test_domains_model(qtmodeltester: ModelTester) -> None:
     assert model.rowCount() == 3
     assert [model.data(model.index(r, 1)) for r in range(3)] == ["Local (Default)", "Local (Alias)", "Remote"]
     assert model.data(model.index(2, 3)) == "Smart host [192.0.2.1]"
-    assert model.data(model.index(0, 2)) == ""  # routing columns only for remote domains
+    assert [model.data(model.index(0, c)) for c in (2, 3, 4)] == ["—", "Drop directory Mailroot/Drop", "—"]  # no blanks
+    assert model.data(model.index(1, 3)) == "Drop directory of the default domain"
     signals = Signals(model)
     model.set_domains([DomainConfig("example.test", "default"), DomainConfig("*.relay.test", "remote")])
     qtmodeltester.check(model)

@@ -4,6 +4,7 @@ snapshot invariant (no resurrection, no stale overwrite, removes only what the s
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from PySide6.QtCore import QPersistentModelIndex, Qt
 from pytestqt.modeltest import ModelTester
@@ -13,7 +14,7 @@ from engine.events import MessageDropped, MessageQueued, MessageRemoved, QueueCh
 from engine.qmgr.queue import QueueItem
 from ui.models.queue import COLUMN, QueueFilter, QueueModel, countdown
 from ui.models.table import KEY_ROLE
-from ui.units import span
+from ui.units import moment, span
 
 NOW = 1_800_000_000.0
 
@@ -60,6 +61,23 @@ def test_countdown_and_span() -> None:
     assert countdown(deferred, deferred.next_attempt - 3725) == "in 1 h 02 min"
     assert countdown(deferred, deferred.next_attempt - 200_000) == "in 2 d 7 h"
     assert span(59) == "59 s" and span(3599) == "59 min" and span(3660) == "1 h 01 min"
+
+
+def test_tooltips_give_the_moment_and_the_exact_size() -> None:
+    held = replace(item(3), etrn_held=("dom3.example",))
+    model = loaded([item(2, attempts=1), held])
+    row = model.row_of("Q00000002")
+
+    def tip(column: str, at: int = row) -> str:
+        return str(model.data(model.index(at, COLUMN[column]), Qt.ItemDataRole.ToolTipRole))
+
+    assert model.data(model.index(row, COLUMN["Next Retry"])) == "in 2 s"
+    assert tip("Next Retry") == f"Next attempt {moment(NOW + 2)}"  # the countdown's absolute time
+    assert tip("Age") == f"Arrived {moment(NOW - 14)}"
+    assert (model.data(model.index(row, COLUMN["Size"])), tip("Size")) == ("1002 bytes", "1,002 bytes")
+    assert model.data(model.index(model.row_of("Q00000003"), COLUMN["Next Retry"])) == \
+        "Waiting for ETRN from dom3.example"
+    assert "does not expire" in tip("Next Retry", model.row_of("Q00000003"))
 
 
 def test_hundred_thousand_messages_first_page_then_the_rest_sort_and_filter(qtmodeltester: ModelTester) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMenu, QToolButton
 from pytestqt.qtbot import QtBot
 
+from engine.conf.config import DomainConfig
 from engine.events import MessageBadmailed, MessageRemoved, SessionClosed, SessionOpened
 from ui.help import HelpWindow, manual_html
 from ui.scope import Node
@@ -193,6 +195,25 @@ def test_session_rows_from_events_and_terminate(window: ManagerWindow, qloop: QL
     assert fake_engine.calls == ["terminate S2", "terminate all"]
     window.on_engine_events([SessionClosed("S1", "127.0.0.1", 0)])
     assert [s.session_id for s in window.sessions_model.rows()] == ["S2"]
+
+
+def test_domain_columns_fit_their_contents_on_the_first_load(qtbot: QtBot, qloop: QLoop, fake_engine: FakeEngine,
+                                                             messages: Recorder, settings: QSettings) -> None:
+    hosts = ("relay1.partner.example.com:25", "relay1.partner.example.com:2525")  # alike but for their ends
+    config = fake_engine.config()
+    fake_engine._config = replace(config, domains=(*config.domains, *(
+        DomainConfig(f"partner{number}.test", "remote", route="smarthost", smart_host=host)
+        for number, host in enumerate(hosts))))
+    win = ManagerWindow(fake_engine, "testhost", settings, write_rows, messages)
+    qtbot.addWidget(win)
+    win.show()
+    win.select_node(Node.DOMAINS)
+    view = win.pane.detail
+    assert isinstance(view, ItemView)
+    route = [column.title for column in win.domains_model.columns].index("Route")
+    whole = view.fontMetrics().horizontalAdvance(f"Smart host {hosts[1]}")
+    qtbot.waitUntil(lambda: view.header().sectionSize(route) >= whole)  # both smart hosts read whole
+    qloop.run(win.ops.runner.drain())
 
 
 def test_export_list(window: ManagerWindow, tmp_path: Path) -> None:

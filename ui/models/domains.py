@@ -1,4 +1,4 @@
-"""The Domains result pane: Domain Name, Type, and the routing columns of remote domains."""
+"""The Domains result pane: Domain Name, Type, and where each domain's mail goes (route, relay, TLS)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ TYPE_ORDER = {"default": 0, "alias": 1, "remote": 2}
 
 
 def _route(domain: DomainConfig) -> str:
-    if domain.type != "remote":
-        return ""
-    return f"Smart host {domain.smart_host}" if domain.route == "smarthost" else "DNS"
+    """Where its mail goes: DNS or the smart host; a local domain's Drop directory."""
+    if domain.type == "remote":
+        return f"Smart host {domain.smart_host}" if domain.route == "smarthost" else "DNS"
+    if domain.drop_dir:
+        return f"Drop directory {domain.drop_dir}"
+    return "Drop directory Mailroot/Drop" if domain.type == "default" else "Drop directory of the default domain"
 
 
 def _yes(flag: bool, domain: DomainConfig) -> str:
-    return ("Yes" if flag else "No") if domain.type == "remote" else ""
+    return ("Yes" if flag else "No") if domain.type == "remote" else "—"  # not a remote domain's setting
 
 
 class DomainsModel(KeyedTableModel[DomainConfig]):
