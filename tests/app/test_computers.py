@@ -408,3 +408,72 @@ def test_remote_session_transcript_and_pickup_folder(qapp: QApplication, first: 
     finally:
         client.close()
         session.close()
+
+
+LOOP = b"".join(b"Received: from hop%d.test by x.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n" % n
+                for n in range(40)) + b"From: a@example.test\r\nTo: bob@example.test\r\nSubject: looped\r\n\r\nx\r\n"
+
+
+def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Domains, Drop, Badmail, Event Viewer and Performance of a remote computer list what is on THAT computer
+    (over its admin server), and the list actions (view, resend, delete) act there."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SMTPSVC_PASSWORD", BOSS)
+    remote = ("--connect", first.url, "--user", "boss")
+    assert cli(*remote, "config", "domain", "add", "branch.test", "--type", "remote", stdin="yes\n") == 0
+    with smtplib.SMTP("127.0.0.1", first.port, timeout=10) as client:
+        client.sendmail("ann@example.test", ["bob@example.test"], b"Subject: to the remote drop\r\n\r\nhi\r\n")
+    (first.mailroot / "Pickup" / "loop.eml").write_bytes(LOOP)  # refused by that computer's Pickup: its Badmail
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    window = session.window
+    try:
+        computer = session.run(session.computers.connect(first.url, "boss", BOSS))
+        assert computer is not None
+        computer.ops.confirm = lambda title, question: True  # type: ignore[method-assign]
+        local = window.computers[LOCAL]
+
+        computer.select_node(Node.DOMAINS)
+        session.until(lambda: computer.domains_model.get("branch.test") is not None)
+        assert local.domains_model.get("branch.test") is None
+
+        computer.select_node(Node.DROP)
+        session.until(lambda: [r.subject for r in computer.drop_model.rows()] == ["to the remote drop"])
+        assert not local.drop_model.rows()
+        [dropped] = computer.drop_model.rows()
+        computer.panes[Node.DROP].select_key(dropped.ref)
+        window.actions_.view_message.trigger()  # the message read from that computer (drop.read)
+        session.until(lambda: any(v.parts.subject == "to the remote drop" for v in computer.mail_ops.viewers))
+        for viewer in list(computer.mail_ops.viewers):
+            viewer.close()
+        window.actions_.delete.trigger()
+        session.until(lambda: not computer.drop_model.rows())
+        assert not list((first.mailroot / "Drop").glob("*.eml"))
+
+        computer.select_node(Node.BADMAIL)
+        session.until(lambda: any("hop count" in r.reason for r in computer.badmail_model.rows()))
+        [bad] = computer.badmail_model.rows()
+        computer.panes[Node.BADMAIL].select_key(bad.name)
+        window.update_actions()
+        window.actions_.resend.trigger()  # back into that computer's Pickup: badmailed again, a new name
+        session.until(lambda: computer.badmail_model.get(bad.name) is None)
+        session.until(lambda: computer.badmail_model.rowCount() == 1)
+        [again] = computer.badmail_model.rows()
+        computer.panes[Node.BADMAIL].select_key(again.name)
+        window.update_actions()
+        window.actions_.delete.trigger()
+        session.until(lambda: computer.badmail_model.rowCount() == 0)
+        assert not list((first.mailroot / "Badmail").iterdir())
+
+        computer.select_node(Node.EVENTS)
+        model = computer.event_viewer.model
+        session.until(lambda: any("Operator boss" in e.text and "domain.add" in e.text for e in model.entries))
+        assert not any("branch.test" in e.text for e in local.event_viewer.model.entries)
+
+        computer.select_node(Node.PERFORMANCE)
+        session.until(lambda: bool(computer.performance.history.samples))
+        assert "Messages Received Total" in computer.performance.history.names
+        window.resize(1100, 640)
+        window.grab().save(str(tmp_path / "remote-performance.png"))
+    finally:
+        session.close()
