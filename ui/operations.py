@@ -120,7 +120,7 @@ class Operations:
         return value.strip() if ok and value.strip() and value.strip() != text else None
 
     def rename(self) -> None:
-        if self.w.node == Node.SERVER:
+        if self.w.node in (Node.SERVER, Node.COMPUTER):
             config = self.engine.config()
             name = self.ask_text("Rename", "Name of the virtual server:", config.name)
             if name:
@@ -154,7 +154,7 @@ class Operations:
                 return
             self.sheet = DomainSheet(self.engine.config, domain, self.apply, self.runner, self.messages,
                                      self.w.window())
-        elif self.w.node == Node.SERVER:
+        elif self.w.node in (Node.SERVER, Node.COMPUTER):  # the server node, or its row in the Computer node
             self.sheet = ServerSheet(self.engine.config, self.w.state, self.apply, self.runner, self.messages,
                                      self.w.window(),
                                      open_users=self.open_users if isinstance(self.engine, AccountsFacade) else None,

@@ -65,7 +65,7 @@ APP_TITLE = ROOT_TITLE
 LOCAL = "local"  # the key of this computer (the embedded engine)
 ExportRows = Callable[[str, list[str], list[list[str]]], None]
 SESSION_REFRESH_MS = 1000
-ITEM_NODES = (Node.DOMAINS, Node.SESSIONS, *MESSAGE_NODES, Node.PICKUP)
+ITEM_NODES = (Node.COMPUTER, Node.DOMAINS, Node.SESSIONS, *MESSAGE_NODES, Node.PICKUP)
 STATES_CHECKED_UP_TO = 5000  # a larger selection enables every queue action (checking each costs too much)
 
 # A list whose columns changed order gets a new key: a layout saved for the old order would scramble it.
@@ -506,6 +506,7 @@ class ManagerWindow(QMainWindow):
     def item_actions(self) -> list[object]:
         a = self.actions_
         items: dict[Node, list[object]] = {
+            Node.COMPUTER: [a.start, a.stop, a.pause, None, a.rename, None, a.refresh, None, a.properties],
             Node.DOMAINS: [a.set_default, None, a.delete, a.rename, None, a.properties],
             Node.SESSIONS: [a.terminate, a.terminate_all, None, a.refresh, None, a.properties],
             Node.QUEUE: [a.details, a.view_message, a.save_as, None, a.retry_now, a.release_etrn, a.retry_domain,
@@ -563,8 +564,9 @@ class ManagerWindow(QMainWindow):
         computer = self.current
         state = computer.state if node != Node.ROOT else "stopped"
         reachable = computer.link in ("local", "connected")
-        on_server = node not in (Node.COMPUTER, Node.ROOT) and reachable
         keys = self.pane.selected_keys()
+        server_row = node == Node.COMPUTER and bool(keys)  # the server's row carries the server node's verbs (MMC)
+        on_server = (node not in (Node.COMPUTER, Node.ROOT) or server_row) and reachable
         domains = [computer.domains_model.get(key) for key in keys] if node == Node.DOMAINS else []
         a.start.setEnabled(on_server and state == "stopped")
         a.stop.setEnabled(on_server and state in ("started", "paused"))
@@ -577,10 +579,11 @@ class ManagerWindow(QMainWindow):
         messages = node in MESSAGE_NODES and bool(keys) and (node != Node.QUEUE or on_queue)
         # Del = Terminate in Current Sessions
         a.delete.setEnabled(bool(domains) or (node == Node.SESSIONS and bool(keys)) or messages)
-        a.rename.setEnabled(node == Node.SERVER or len(domains) == 1)
+        a.rename.setEnabled(node == Node.SERVER or server_row or len(domains) == 1)
         a.terminate.setEnabled(node == Node.SESSIONS and bool(keys))
         a.terminate_all.setEnabled(node == Node.SESSIONS and computer.sessions_model.rowCount() > 0)
-        a.properties.setEnabled((node == Node.SERVER and reachable) or len(domains) == 1 or (on_queue and bool(keys))
+        a.properties.setEnabled((node == Node.SERVER and reachable) or (server_row and reachable) or len(domains) == 1
+                                or (on_queue and bool(keys))
                                 or (node in (Node.SESSIONS, Node.BADMAIL) and bool(keys)))
         a.export.setEnabled(self.pane.model.rowCount() > 0)
         a.back.setEnabled(len(self._history) > 1)

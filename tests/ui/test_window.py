@@ -69,6 +69,23 @@ def test_tree_and_panes(window: ManagerWindow) -> None:
     assert window.count_label.text() == "3 domains, 0 sessions"
 
 
+def test_the_server_row_of_the_computer_node_carries_the_servers_verbs(window: ManagerWindow, qloop: QLoop,
+                                                                      fake_engine: FakeEngine) -> None:
+    window.select_node(Node.COMPUTER)
+    a = window.actions_
+    assert not a.stop.isEnabled() and not a.properties.isEnabled()  # nothing selected: the computer's own verbs
+    window.pane.select_key("server")
+    assert not a.start.isEnabled() and a.stop.isEnabled() and a.pause.isEnabled() and a.properties.isEnabled()
+    assert [action.text() for action in window.action_menu.actions()][:3] == ["&Start", "S&top", "&Pause"]
+    a.stop.trigger()
+    qloop.run(qloop.until(lambda: window.state == "stopped"))
+    assert a.start.isEnabled() and not a.stop.isEnabled()
+    a.properties.trigger()
+    assert isinstance(window.ops.sheet, ServerSheet) and window.ops.sheet.isVisible()
+    window.ops.sheet.reject()
+    assert fake_engine.calls == ["stop"]
+
+
 def test_navigation_history(window: ManagerWindow) -> None:
     window.select_node(Node.DOMAINS)
     window.select_node(Node.SESSIONS)
