@@ -49,3 +49,40 @@ def test_moved_url(bound: tuple[str, int], tls: bool, browser_host: str, url: st
     from engine.admin.http_pages import moved_url
 
     assert moved_url(bound, tls, browser_host) == url
+
+
+async def test_a_browser_session_needs_its_csrf_token(engine: AdminServe) -> None:
+    """The session cookie alone does nothing: the API wants the page's X-CSRF-Token, a form its csrf field, and
+    a request from another site is refused whatever it carries."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:  # an IP host
+        async with browser.get(f"{engine.url}/login", ssl=False) as response:
+            token = re.search(r'name="login_token" value="([^"]+)"', await response.text())
+        assert token
+        async with browser.post(f"{engine.url}/login", ssl=False, data={"login_token": "forged", "name": "boss",
+                                                                         "password": OPERATORS["boss"][0]}) as response:
+            assert response.status == 403 and "did not come from this page" in await response.text()
+        async with browser.post(f"{engine.url}/login", ssl=False, allow_redirects=False, data={
+                "login_token": token[1], "name": "boss", "password": OPERATORS["boss"][0]}) as response:
+            assert response.status == 303
+        async with browser.get(f"{engine.url}/", ssl=False) as response:
+            csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', await response.text())
+        assert csrf
+
+        async def api(headers: dict[str, str]) -> tuple[int, str]:
+            async with browser.post(f"{engine.url}/api/v1/server.pause", json={}, headers=headers,
+                                    ssl=False) as response:
+                return response.status, await response.text()
+
+        status, text = await api({})
+        assert status == 403 and "missing or wrong X-CSRF-Token" in text
+        status, text = await api({"X-CSRF-Token": "guessed"})
+        assert status == 403 and "missing or wrong X-CSRF-Token" in text
+        status, text = await api({"X-CSRF-Token": csrf[1], "Origin": "https://evil.example"})
+        assert status == 403 and "cross-site request from https://evil.example refused" in text
+        async with browser.post(f"{engine.url}/server", data={"csrf": "guessed", "action": "pause"},
+                                ssl=False) as response:
+            assert response.status == 403 and "missing or wrong CSRF token" in await response.text()
+        async with browser.get(f"{engine.url}/", ssl=False) as response:
+            assert "data-state>started<" in await response.text()  # nothing of it happened
+        status, text = await api({"X-CSRF-Token": csrf[1]})
+        assert status == 200 and '"state":"paused"' in text.replace(" ", "")

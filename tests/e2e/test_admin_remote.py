@@ -115,12 +115,40 @@ def test_changed_certificate_is_refused(engine: AdminServe, known: Path, capsys:
     assert "has CHANGED" in err and str(known) in err
 
 
-def test_plain_http_needs_loopback_and_the_option(tmp_path: Path) -> None:
+def test_plain_http_needs_loopback_and_the_option(tmp_path: Path, known: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     refused = AdminServe(tmp_path / "plain", certificate=False)
     with pytest.raises(RuntimeError):
         refused.start(timeout=10)
     refused.stop()
     assert "needs a certificate (TLS always)" in refused.log.read_text()
+
+    as_operator(monkeypatch, "boss")
+    with AdminServe(tmp_path / "loopback", certificate=False, plain_loopback=True) as plain:
+        assert cli("--connect", f"http://127.0.0.1:{plain.admin_port}", "--user", "boss", "queue", "list") == 0
+        assert "Mail queue is empty" in capsys.readouterr().out and not known.exists()
+    # The client never sends a password in clear to another computer (refused before connecting).
+    assert cli("--connect", "http://192.0.2.1:8443", "--user", "boss", "queue", "list") == 1
+    assert "plain HTTP to 192.0.2.1 would send the password in clear: use https://" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("listen", "allowed"), [
+    ("127.0.0.1:8443", True), ("[::1]:8443", True), ("localhost:8443", True), ("127.0.0.2:8443", True),
+    ("0.0.0.0:8443", False), ("[::]:8443", False), ("192.0.2.1:8443", False), ("mx.example.test:8443", False),
+])
+def test_plain_http_only_on_a_loopback_address(listen: str, allowed: bool) -> None:
+    from engine.admin.http_server import admin_tls
+    from engine.conf.config import Config, ServerConfig
+    from engine.errors import BindError
+
+    with_option = Config(server=ServerConfig(admin_listen=listen, admin_allow_plain_loopback=True))
+    if allowed:
+        assert admin_tls(with_option) is None
+    else:
+        with pytest.raises(BindError, match="plain HTTP is allowed only on a loopback address"):
+            admin_tls(with_option)
+    with pytest.raises(BindError, match="needs a certificate"):  # without the option: never
+        admin_tls(Config(server=ServerConfig(admin_listen=listen)))
 
 
 async def test_api_refuses_bad_requests(engine: AdminServe) -> None:
