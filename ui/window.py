@@ -189,16 +189,16 @@ class ManagerWindow(QMainWindow):
 
     def _fit_tree(self) -> None:
         """Widen the tree for a longer computer name ("mx2.example.com (https://…:8443)") or the virtual server's name
-        with its longest state ("Default SMTP Virtual Server (Continuing)"), within reason."""
+        with its state ("Default SMTP Virtual Server (Stopped)"), within reason."""
         metrics = self.tree.fontMetrics()
         step = self.tree.indentation()
-        state = max((f" ({label})" for label in STATE_LABELS.values()), key=metrics.horizontalAdvance)
+        state = f" ({STATE_LABELS['stopped']})"  # the lasting one; "(Continuing)" passes, elided in the middle
         widest = 0
         for computer in self.computers.values():
             # the root is decorated: a computer starts two steps in, its virtual server three
             widest = max(widest, metrics.horizontalAdvance(computer.items[Node.COMPUTER].text(0)) + step * 2,
                          metrics.horizontalAdvance(computer.engine.config().name + state) + step * 3)
-        wanted = min(460, widest + 48)  # the arrow, the icon and the margins
+        wanted = min(460, widest + 32)  # the icon, its spacing and the frame
         left, right = self.splitter.sizes()
         if left < wanted and left + right > wanted + 400:
             self.splitter.setSizes([wanted, left + right - wanted])
