@@ -221,13 +221,14 @@ class Computers:
     def _add(self, window: ManagerWindow, remote: Remote) -> Computer:
         link = remote.host.link
         computer = window.add_computer(remote.key, self._label(remote), remote.engine,
-                                       "connected" if link == "connected" else "disconnected")
+                                       link if link in ("connected", "untrusted") else "disconnected")
         computer.link_reason = remote.host.reason
         self._link(window, remote.events.events, computer.on_engine_events)
         def link_changed(state: str, reason: str) -> None:
             if state == "connected":
                 computer.label = self._label(remote)  # its name, once known (added while unreachable)
-            computer.set_link("connected" if state == "connected" else "disconnected", reason)
+            computer.set_link("connected" if state == "connected" else "untrusted" if state == "untrusted"
+                              else "disconnected", reason)
 
         self._link(window, remote.link.changed, link_changed)
         return computer

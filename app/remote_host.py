@@ -45,7 +45,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 D = TypeVar("D")
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # pauses between reconnection attempts
-Link = Literal["connecting", "connected", "disconnected"]
+Link = Literal["connecting", "connected", "disconnected", "untrusted"]
 Args = dict[str, Any]
 
 
@@ -304,10 +304,10 @@ class RemoteHost(LoopThread):
             self.link = link
             self.link_changed(link)
 
-    def _down(self, error: Exception) -> None:
+    def _down(self, error: Exception, link: Link = "disconnected") -> None:
         log.info("connection to %s lost: %s", self.url, error)
         self.reason = str(error)
-        self._set_link("disconnected")
+        self._set_link(link)
 
     async def _refresh(self) -> None:
         state = await self.client.call("state")
@@ -338,6 +338,9 @@ class RemoteHost(LoopThread):
                 raise EngineError("the event stream ended")
             except asyncio.CancelledError:
                 raise
+            except TrustError as error:  # its certificate changed: retrying cannot help (the trust is fixed)
+                self._down(error, "untrusted")
+                return
             except Exception as error:  # the link dropped, or the server restarted: say so, then retry
                 self._down(error)
 

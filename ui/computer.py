@@ -51,8 +51,9 @@ SESSION_BURST = 50  # more session events than this waiting: they are shown with
 STOPPED_QUEUE = "The virtual server is stopped: reading its Queue folder…"
 STOPPED_QUEUE_READ = ("The virtual server is stopped. This is what its Queue folder held at {read} (read-only; F5 "
                       "reads it again). Start the server (Action ▸ Start) to deliver or change these messages.")
-Link = Literal["local", "connecting", "connected", "disconnected"]
-LINK_SUFFIX = {"connecting": "connecting…", "disconnected": "disconnected — retrying"}
+Link = Literal["local", "connecting", "connected", "disconnected", "untrusted"]
+LINK_SUFFIX = {"connecting": "connecting…", "disconnected": "disconnected — retrying",
+               "untrusted": "certificate refused — not connected"}
 
 EMPTY_TEXTS = {
     Node.DROP: "No message has been delivered to a local domain yet.",

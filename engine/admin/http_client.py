@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import json
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,6 +140,15 @@ async def _verifies(target: Target, context: ssl.SSLContext) -> bool:
     return True
 
 
+def changed_certificate(host_port: str, digest: bytes, known: Path) -> TrustError:
+    """The refusal of a pinned server that now presents another certificate (``digest``: its SHA-256)."""
+    return TrustError(
+        f"the certificate of {host_port} has CHANGED: it is now SHA-256 {fingerprint_text(digest)}, "
+        f"but {known} pins another one. Someone may be intercepting the connection; if the server's "
+        f"certificate was replaced on purpose, check the new fingerprint there (smtpsvc cert show) and "
+        f"remove the line for {host_port} from {known}")
+
+
 async def trust(target: Target, *, cafile: Path | None, known: Path, confirm: Confirm) -> Check:
     """How to check this server: a verifying context, a pinned fingerprint, or False (plain HTTP)."""
     if target.scheme == "http":
@@ -170,11 +179,7 @@ async def trust(target: Target, *, cafile: Path | None, known: Path, confirm: Co
     pinned = read_known(known).get(target.host_port)
     if pinned is not None:
         if pinned != digest.hex():
-            raise TrustError(
-                f"the certificate of {target.host_port} has CHANGED: it is now SHA-256 {fingerprint_text(digest)}, "
-                f"but {known} pins another one. Someone may be intercepting the connection; if the server's "
-                f"certificate was replaced on purpose, check the new fingerprint there (smtpsvc cert show) and "
-                f"remove the line for {target.host_port} from {known}")
+            raise changed_certificate(target.host_port, digest, known)
         return aiohttp.Fingerprint(digest)
     if not confirm(target.host_port, fingerprint_text(digest)):
         raise TrustError(f"the certificate of {target.host_port} (SHA-256 {fingerprint_text(digest)}) is not "
@@ -214,6 +219,20 @@ class AdminClient:
             # graceful shutdown); a loop stopped right after would leave their sockets open.
             await asyncio.sleep(CLOSE_GRACE_S)
 
+    @contextlib.contextmanager
+    def _trusted(self) -> Iterator[None]:
+        """A server whose certificate changed since it was trusted (a restart with a new one) is refused as at
+        connect time, not reported as a dropped link."""
+        import aiohttp
+
+        try:
+            yield
+        except aiohttp.ServerFingerprintMismatch as error:
+            raise changed_certificate(self.target.host_port, error.got, self._known) from None
+        except aiohttp.ClientConnectorCertificateError as error:
+            raise TrustError(f"the certificate of {self.target.host_port} is no longer trusted: "
+                             f"{error.certificate_error}") from None
+
     def _require(self) -> aiohttp.ClientSession:
         if self._session is None:
             raise EngineError("the admin client is not connected")
@@ -225,9 +244,10 @@ class AdminClient:
 
         session = self._require()
         try:
-            async with session.post(f"/api/v1/{op}", json=args or {}, ssl=self._ssl) as response:
-                body = await response.read()
-                status = response.status
+            with self._trusted():
+                async with session.post(f"/api/v1/{op}", json=args or {}, ssl=self._ssl) as response:
+                    body = await response.read()
+                    status = response.status
         except aiohttp.ClientError as error:
             raise EngineError(f"{self.target.base}: {error}") from None
         try:
@@ -249,8 +269,9 @@ class AdminClient:
         for name, data in files:
             form.add_field("file", data, filename=name, content_type="message/rfc822")
         try:
-            async with session.post("/post", data=form, ssl=self._ssl) as response:
-                reply = json.loads(await response.read())
+            with self._trusted():
+                async with session.post("/post", data=form, ssl=self._ssl) as response:
+                    reply = json.loads(await response.read())
         except (aiohttp.ClientError, ValueError) as error:
             raise EngineError(f"{self.target.base}: {error}") from None
         if not isinstance(reply, dict) or not reply.get("ok"):
@@ -265,19 +286,20 @@ class AdminClient:
         import aiohttp
 
         session = self._require()
-        async with session.get("/api/v1/events", ssl=self._ssl,
-                               timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as response:
-            if response.status != 200:
-                reply = json.loads(await response.read())
-                raise error_from_reply(reply.get("error"))
-            data: list[str] = []
-            async for raw in response.content:
-                if on_open is not None:
-                    await on_open()
-                    on_open = None
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if line.startswith("data:"):
-                    data.append(line[5:].strip())
-                elif not line and data:
-                    yield json.loads("\n".join(data))
-                    data = []
+        with self._trusted():
+            async with session.get("/api/v1/events", ssl=self._ssl,
+                                   timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as response:
+                if response.status != 200:
+                    reply = json.loads(await response.read())
+                    raise error_from_reply(reply.get("error"))
+                data: list[str] = []
+                async for raw in response.content:
+                    if on_open is not None:
+                        await on_open()
+                        on_open = None
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                    if line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and data:
+                        yield json.loads("\n".join(data))
+                        data = []

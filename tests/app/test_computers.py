@@ -477,3 +477,31 @@ def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, 
         window.grab().save(str(tmp_path / "remote-performance.png"))
     finally:
         session.close()
+
+
+def test_a_certificate_changed_while_connected_is_refused_not_retried(qapp: QApplication, first: AdminServe,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The remote engine restarts with another certificate: its node says the certificate is refused (the reason
+    in the status bar's tooltip), rather than "disconnected — retrying" for ever; nothing goes to the impostor."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    window = session.window
+    try:
+        computer = session.run(session.computers.connect(first.url, "boss", BOSS))  # confirmed and pinned
+        assert computer is not None
+        computer.select_node(Node.COMPUTER)
+        first.stop()
+        assert cli("cert", "new", "--force", "--config", str(first.config), "--fqdn", "localhost") == 0
+        asyncio.set_event_loop(session.loop)  # the command line ran a loop of its own
+        first.start()
+        node = computer.items[Node.COMPUTER]
+        session.until(lambda: node.text(0).endswith("certificate refused — not connected"), 60)
+        assert computer.link == "untrusted" and "has CHANGED" in computer.link_reason
+        assert window.state_label.text() == "Certificate refused — not connected"
+        assert "has CHANGED" in window.state_label.toolTip()
+        assert not window.actions_.start.isEnabled() and not window.actions_.stop.isEnabled()
+        window.resize(1000, 520)
+        window.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "certificate-refused.png"))
+    finally:
+        session.close()
