@@ -84,5 +84,8 @@ async def test_a_browser_session_needs_its_csrf_token(engine: AdminServe) -> Non
             assert response.status == 403 and "missing or wrong CSRF token" in await response.text()
         async with browser.get(f"{engine.url}/", ssl=False) as response:
             assert "data-state>started<" in await response.text()  # nothing of it happened
+        async with browser.post(f"{engine.url}/properties/General", ssl=False,
+                                data={"csrf": csrf[1], "fqdn": "x" * 300_000}) as response:
+            assert response.status == 413  # a form's body is bounded like the API's
         status, text = await api({"X-CSRF-Token": csrf[1]})
         assert status == 200 and '"state":"paused"' in text.replace(" ", "")

@@ -17,7 +17,7 @@ import pytest
 from admin_support import OPERATORS, AdminServe, cli
 
 from app.serve import admin_setups
-from engine.admin.http_server import AdminServer
+from engine.admin.http_server import API_MAX_BODY, AdminServer
 from engine.conf.config_file import load_config
 from engine.server import VirtualServer
 
@@ -83,6 +83,9 @@ def test_uploads_go_through_pickup_and_are_answered_per_file(engine: AdminServe,
         "nobody.eml": b"From: a@example.test\r\nSubject: no one\r\n\r\nbody\r\n",
         "picture.png": b"\x89PNG\r\n\x1a\n",
         "huge.eml": b"From: a@example.test\r\nTo: bob@example.test\r\n\r\n" + b"x" * (2100 * 1024) + b"\r\n",
+        # Far beyond the API's body limit, within the message size limit: streamed through, whole.
+        "big.eml": b"From: a@example.test\r\nTo: bob@example.test\r\nSubject: big\r\n\r\n"
+                   + b"0123456789abcdef" * 12 * 1024 * 5 + b"\r\n",
         # A message Pickup itself refuses (a mail loop): its Badmail reason is the answer.
         "loop.eml": b"".join(b"Received: from hop%d.test by x.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n" % n
                              for n in range(40)) + LOCAL,
@@ -90,7 +93,7 @@ def test_uploads_go_through_pickup_and_are_answered_per_file(engine: AdminServe,
     status, answer = curl_post(engine, boss(), files, tmp_path)
     results = by_file(answer)
     assert status == 200
-    for name in ("local.eml", "envelope.txt"):
+    for name in ("local.eml", "envelope.txt", "big.eml"):
         assert results[name]["state"] == "queued" and results[name]["accepted"]
     assert "no 'Name: value' header" in results["notes.txt"]["reason"]
     assert "no recipients" in results["nobody.eml"]["reason"]
@@ -98,6 +101,8 @@ def test_uploads_go_through_pickup_and_are_answered_per_file(engine: AdminServe,
     assert "too large" in results["huge.eml"]["reason"]
     loop = results["loop.eml"]
     assert loop["state"] == "refused" and "hop count exceeded" in loop["reason"] and "in Badmail as" in loop["reason"]
+    big = (engine.mailroot / "Drop" / f"{results['big.eml']['queue_id']}.eml").read_bytes()
+    assert big.endswith(files["big.eml"].split(b"\r\n\r\n", 1)[1]) and len(big) > API_MAX_BODY * 3
     dropped = {p.name for p in (engine.mailroot / "Drop").iterdir()}
     assert {f"{results['local.eml']['queue_id']}.eml", f"{results['envelope.txt']['queue_id']}.eml"} <= dropped
     # The refused-at-once files never reached Pickup (nothing badmailed but the loop); nothing is left over.
