@@ -240,6 +240,18 @@ def test_certificate_page_creates_checks_and_uses_a_certificate(running: Run, tm
     panel.import_button.click()
     running.until(lambda: panel.report is not None and panel.report.problem == "" and
                   panel.report.info is not None)
+    panel.ask_new = lambda: ("short.example.test", (), 10)  # type: ignore[method-assign]
+    panel.create_button.click()  # one that expires soon says so
+    running.until(lambda: panel.report is not None and panel.report.info is not None and
+                  panel.report.info.names == ("short.example.test",))
+    assert "expires in 9 days" in panel.details.text() or "expires in 10 days" in panel.details.text()
+    panel.remove_button.click()  # no certificate: STARTTLS is not offered
+    assert (sheet.fields["tls_certificate"].value(), sheet.fields["tls_key"].value()) == ("", "")
+    running.until(lambda: panel.report is not None and panel.report.info is None)
+    assert not panel.remove_button.isEnabled()
+    panel.import_button.click()  # the first pair again
+    running.until(lambda: panel.report is not None and panel.report.problem == "" and
+                  panel.report.info is not None and panel.report.info.names[0] == "mx.example.test")
     dialog = panel.window()
     dialog.grab().save(str(tmp_path / "certificate.png"))
     sheet.ok_button.click()
