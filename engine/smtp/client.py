@@ -1,10 +1,10 @@
-"""Our side of an outbound SMTP connection after EHLO: MAIL/RCPT/DATA pipelined when offered (RFC 2920), RSET, QUIT.
+"""Our side of an outbound SMTP connection after EHLO: MAIL/RCPT/DATA or BDAT pipelined when offered, RSET, QUIT.
 
 The connection is opened, greeted, secured and authenticated by aiosmtplib; its transport is then handed to a
 ``Connection`` (``asyncio.BaseTransport.set_protocol``, public API of both), which sends a transaction's MAIL, RCPT
-and DATA in one write when the server offers PIPELINING, and reads their replies together (aiosmtplib sends one
-command per round trip and cannot take replies that arrive together). Replies are parsed by ``parse_replies``, a
-pure function.
+and DATA (or BDAT with its chunk, RFC 3030) in one write when the server offers PIPELINING, and reads their replies
+together (aiosmtplib sends one command per round trip, cannot take replies that arrive together, and has no BDAT).
+Replies are parsed by ``parse_replies``, a pure function.
 """
 
 from __future__ import annotations
@@ -72,16 +72,27 @@ def command(verb: str, argument: str = "", options: Sequence[str] = (), encoding
     return line + b"\r\n"
 
 
-def data_block(content: bytes) -> bytes:
-    """The message as sent after 354: CRLF line ends, leading dots doubled, ended by CRLF.CRLF (RFC 5321 4.5.2)."""
+def crlf_lines(content: bytes) -> bytes:
+    """``content`` with every line end CRLF (a bare CR or LF made one): what DATA and a non-BINARYMIME BDAT carry."""
     crlf = content.count(b"\r\n")
     if content.count(b"\n") != crlf or content.count(b"\r") != crlf:  # (counts in C: a queued message is CRLF)
         content = _LINE_ENDINGS.sub(b"\r\n", content)
+    return content
+
+
+def data_block(content: bytes) -> bytes:
+    """The message as sent after 354: CRLF line ends, leading dots doubled, ended by CRLF.CRLF (RFC 5321 4.5.2)."""
+    content = crlf_lines(content)
     if not content.endswith(b"\r\n"):
         content += b"\r\n"
     if content.startswith(b".") or b"\n." in content:
         content = _LEADING_DOT.sub(b"..", content)
     return content + b".\r\n"
+
+
+def bdat_command(size: int, last: bool) -> bytes:
+    """``BDAT <size> [LAST]`` (RFC 3030); the chunk's octets follow it as they are: no dot-stuffing, no end mark."""
+    return b"BDAT %d%s\r\n" % (size, b" LAST" if last else b"")
 
 
 class Connection(asyncio.Protocol):
@@ -153,7 +164,7 @@ class Connection(asyncio.Protocol):
     def supports(self, extension: str) -> bool:
         return extension.lower() in self.extensions
 
-    def send(self, *lines: bytes, replies: int | None = None) -> list[asyncio.Future[Reply]]:
+    def send(self, *lines: bytes | memoryview, replies: int | None = None) -> list[asyncio.Future[Reply]]:
         """Write ``lines`` in one go; one reply future per line (or ``replies`` of them)."""
         if self._lost is not None or self._transport is None or self._transport.is_closing():
             raise ConnectionResetError(f"connection lost: {self._lost}" if self._lost else "connection lost")
@@ -168,6 +179,19 @@ class Connection(asyncio.Protocol):
             futures.append(future)
         self._transport.write(b"".join(lines))
         return futures
+
+    async def writable(self) -> None:
+        """Until the transport takes more (flow control), within the timeout; a timeout closes the connection.
+
+        Chunks written one after another wait here, so that a large message never sits whole in the buffer."""
+        if self._writable is None or self._writable.done():
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._writable
+        except BaseException:
+            self.close()
+            raise
 
     async def replies(self, futures: Sequence[asyncio.Future[Reply]]) -> list[Reply]:
         """The replies, in order; on a timeout or a lost connection the connection is closed and the error raised."""

@@ -3,7 +3,8 @@
 The caller gives the ordered list of target addresses (MX hosts or a smart host) and the messages
 for one destination. A failure of the session itself (no connection, 4xx/5xx greeting or EHLO,
 TLS required but not offered, lost connection) moves the undelivered messages on to the next
-target in the same attempt; a reply to MAIL, RCPT or DATA is the outcome of those recipients.
+target in the same attempt; a reply to MAIL, RCPT, DATA or BDAT is the outcome of those recipients.
+How the message goes (DATA or BDAT, BODY=, converted or not) is ``engine.smtp.transfer.choose``.
 Every command and reply goes into a transcript (authentication secrets masked).
 """
 
@@ -22,9 +23,10 @@ from aiosmtplib import SMTPResponse
 from engine.log.formats import OUTBOUND_USER
 from engine.log.record import ProtocolRecord
 from engine.smtp import binarymime
-from engine.smtp.client import Connection, Reply, command, data_block
+from engine.smtp.client import Connection, Reply, bdat_command, command, crlf_lines, data_block
 from engine.smtp.resolver import Target
 from engine.smtp.scache import ConnectionCache, Held, Idle, Key
+from engine.smtp.transfer import Hop, choose, chunk_spans
 
 DELIVERED, FAILED, DEFERRED = "delivered", "failed", "deferred"
 
@@ -49,10 +51,10 @@ class Job:
     ret: str = ""  # RFC 3461 parameters, passed on when the next hop supports DSN
     envid: str = ""
     rcpt_params: dict[str, tuple[str, str]] = field(default_factory=dict)  # address -> (NOTIFY, ORCPT)
-    binarymime: bool = False  # came with BODY=BINARYMIME: converted before DATA (RFC 3030 §3)
+    binarymime: bool = False  # came with BODY=BINARYMIME: sent so by BDAT, or converted first (RFC 3030 §3)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     dsn_passed: bool = False  # the next hop took over success notices (it supports DSN)
-    bytes_sent: int = 0  # message data the next hop accepted (counted once per accepted DATA)
+    bytes_sent: int = 0  # message data the next hop accepted (counted once per accepted DATA or BDAT LAST)
     sent: int = 0  # transactions the next hop accepted: one message sent each, whatever its recipients
 
     def undecided(self) -> list[str]:
@@ -355,8 +357,10 @@ async def _greet(client: aiosmtplib.SMTP, target: Target, settings: Settings, tr
 async def _send_job(connection: Connection, target: Target, job: Job, settings: Settings,
                     transcript: Transcript) -> None:
     undecided = job.undecided()
-    if job.binarymime:
-        # Sent with DATA (we send no BDAT), so no hop can take BINARYMIME from us: convert it once.
+    hop = Hop.of(connection.extensions)
+    transfer = choose(hop, job.binarymime, _has_8bit(job.content))
+    if transfer.convert:
+        # A hop without CHUNKING and BINARYMIME cannot take it as it is: convert it (once: any hop takes the result).
         try:
             job.content, job.binarymime = await asyncio.to_thread(binarymime.convert, job.content), False
         except binarymime.Unconvertible as error:
@@ -365,7 +369,9 @@ async def _send_job(connection: Connection, target: Target, job: Job, settings: 
                 job.outcomes[rcpt] = Outcome(FAILED, f"554 5.6.3 Conversion required but not possible: {error}",
                                              "5.6.3")
             return
-        transcript.note(f"BINARYMIME message {job.queue_id} converted for DATA ({len(job.content)} bytes)")
+        transfer = choose(hop, False, _has_8bit(job.content))
+        transcript.note(f"BINARYMIME message {job.queue_id} converted for {transfer.command} "
+                        f"({len(job.content)} bytes)")
     encoding = "ascii" if job.sender.isascii() and all(r.isascii() for r in undecided) else "utf-8"
     options = list(job.mail_options)
     if encoding == "utf-8":
@@ -375,103 +381,201 @@ async def _send_job(connection: Connection, target: Target, job: Job, settings: 
                                              "5.6.7", target.host)
             return
         options.append("SMTPUTF8")
-    block = data_block(job.content)
+    if transfer.command == "DATA":
+        payload, size = data_block(job.content), len(job.content)
+    else:  # BDAT carries the octets as they are; only a message that is not BINARYMIME must have CRLF lines
+        payload = job.content if transfer.body == "BINARYMIME" else crlf_lines(job.content)
+        size = len(payload)
     if connection.supports("size"):
-        options.append(f"SIZE={len(job.content)}")
-    if connection.supports("8bitmime") and _has_8bit(job.content):
-        options.append("BODY=8BITMIME")
+        options.append(f"SIZE={size}")
+    if transfer.body:
+        options.append(f"BODY={transfer.body}")
     job.dsn_passed = connection.supports("dsn")
     if job.dsn_passed:
         options += [f"RET={job.ret}"] if job.ret else []
         options += [f"ENVID={job.envid}"] if job.envid else []
     for start in range(0, len(undecided), settings.max_recipients):
         chunk = undecided[start : start + settings.max_recipients]
-        await _transaction(connection, target, job, chunk, options, encoding, block, transcript)
+        envelope = _Envelope(connection, target.host, job, chunk, options, encoding, transcript)
+        if transfer.command == "BDAT":
+            await _bdat_transaction(envelope, payload)
+        else:
+            await _data_transaction(envelope, payload, size)
 
 
 def _refused_session(reply: Reply) -> SessionFailed:
     return SessionFailed(_reply(reply.code, reply.message), enhanced_of(reply.code, reply.message))
 
 
-async def _transaction(connection: Connection, target: Target, job: Job, chunk: list[str], options: list[str],
-                       encoding: str, block: bytes, transcript: Transcript) -> None:
-    """MAIL, RCPT for ``chunk``, DATA and the message. With PIPELINING (RFC 2920) the commands up to DATA go in
-    one write and their replies are read together: two round trips a message instead of 3 + recipients."""
-    remote = target.host
-    lines = [command("MAIL", f"FROM:<{job.sender}>", options, encoding)]
-    for rcpt in chunk:
-        notify, orcpt = job.rcpt_params.get(rcpt, ("", ""))
-        rcpt_options = [f"NOTIFY={notify}"] * bool(notify and job.dsn_passed)
-        rcpt_options += [f"ORCPT={orcpt}"] * bool(orcpt and job.dsn_passed)
-        lines.append(command("RCPT", f"TO:<{rcpt}>", rcpt_options, encoding))
-    lines.append(b"DATA\r\n")
-    texts = [line[:-2].decode(encoding) for line in lines[:-1]] + [f"DATA ({len(block) - 3} bytes)"]
-    pipelined = connection.supports("pipelining")
-    futures = connection.send(*lines) if pipelined else []
-    for text in texts:  # (lock-step: each command is said when sent; pipelined: all are out now)
-        if pipelined:
-            transcript.sent(text)
+class _Envelope:
+    """MAIL and RCPT of one transaction, sent ahead of DATA or BDAT when PIPELINING is offered (RFC 2920: two
+    round trips a message instead of 3 + recipients), else one at a time; their replies decide the recipients."""
 
-    async def reply_to(index: int) -> Reply:
-        if pipelined:
-            return await futures[index]
-        transcript.sent(texts[index])
-        return await connection.send(lines[index])[0]
+    def __init__(self, connection: Connection, remote: str, job: Job, chunk: list[str], options: list[str],
+                 encoding: str, transcript: Transcript) -> None:
+        self.connection, self.remote, self.job, self.chunk = connection, remote, job, chunk
+        self.transcript = transcript
+        self.pipelined = connection.supports("pipelining")
+        self.lines = [command("MAIL", f"FROM:<{job.sender}>", options, encoding)]
+        for rcpt in chunk:
+            notify, orcpt = job.rcpt_params.get(rcpt, ("", ""))
+            rcpt_options = [f"NOTIFY={notify}"] * bool(notify and job.dsn_passed)
+            rcpt_options += [f"ORCPT={orcpt}"] * bool(orcpt and job.dsn_passed)
+            self.lines.append(command("RCPT", f"TO:<{rcpt}>", rcpt_options, encoding))
+        self.texts = [line[:-2].decode(encoding) for line in self.lines]
+        self.futures: list[asyncio.Future[Reply]] = []
+        self.accepted: list[str] = []
+        self.refused = False  # MAIL was refused
 
-    async with connection.deadline():  # the replies up to DATA's: one timeout
-        mail = await reply_to(0)
+    def send_with(self, first: Sequence[bytes | memoryview], text: str) -> None:
+        """Pipelined: MAIL, the RCPTs and ``first`` (DATA, or a BDAT chunk with its command) in one write."""
+        self.futures = self.connection.send(*self.lines, *first, replies=len(self.lines) + 1)
+        for said in [*self.texts, text]:  # (lock-step: each command is said when sent; pipelined: all are out now)
+            self.transcript.sent(said)
+
+    async def reply_to(self, index: int) -> Reply:
+        if self.pipelined:
+            return await self.futures[index]
+        self.transcript.sent(self.texts[index])
+        return await self.connection.send(self.lines[index])[0]
+
+    async def read(self) -> None:
+        """The replies to MAIL and the RCPTs (lock-step: sends them); a 421 ends the session."""
+        job, transcript = self.job, self.transcript
+        mail = await self.reply_to(0)
         transcript.got(mail)
         if mail.code == 421:
             raise _refused_session(mail)
-        refused = mail.code != 250
-        if refused:
-            for rcpt in chunk:
-                job.outcomes[rcpt] = _outcome_for(mail.code, mail.message, remote)
-        accepted: list[str] = []
-        for number, rcpt in enumerate(chunk, 1):
-            if refused and not pipelined:
+        self.refused = mail.code != 250
+        if self.refused:
+            for rcpt in self.chunk:
+                job.outcomes[rcpt] = _outcome_for(mail.code, mail.message, self.remote)
+        for number, rcpt in enumerate(self.chunk, 1):
+            if self.refused and not self.pipelined:
                 break
-            answer = await reply_to(number)
+            answer = await self.reply_to(number)
             transcript.got(answer)
             if answer.code == 421:
                 raise _refused_session(answer)
-            if refused:
+            if self.refused:
                 continue
             if answer.code in (250, 251):
-                accepted.append(rcpt)
+                self.accepted.append(rcpt)
             else:
-                job.outcomes[rcpt] = _outcome_for(answer.code, answer.message, remote)
-        if not accepted and not pipelined:
+                job.outcomes[rcpt] = _outcome_for(answer.code, answer.message, self.remote)
+
+    def doomed(self) -> bool:
+        """Pipelined: whether replies already in show that no recipient can get the message (MAIL refused, every
+        RCPT refused), so no further BDAT chunk goes out."""
+        settled = [f.result() for f in self.futures[: len(self.lines)] if f.done() and f.exception() is None]
+        if settled and settled[0].code != 250:
+            return True
+        return len(settled) == len(self.lines) and not any(r.code in (250, 251) for r in settled[1:])
+
+    def decide(self, outcome: Outcome) -> None:
+        for rcpt in self.accepted:
+            self.job.outcomes[rcpt] = outcome
+        if outcome.status == DELIVERED:
+            self.job.bytes_sent += len(self.job.content)  # the message, not its dot-stuffing
+            self.job.sent += 1
+
+
+async def _data_transaction(envelope: _Envelope, block: bytes, size: int) -> None:
+    """MAIL, RCPT, DATA and, after 354, the dot-stuffed message."""
+    connection, transcript, remote = envelope.connection, envelope.transcript, envelope.remote
+    if envelope.pipelined:
+        envelope.send_with([b"DATA\r\n"], f"DATA ({size} bytes)")
+    async with connection.deadline():  # the replies up to DATA's: one timeout
+        await envelope.read()
+        if not envelope.accepted and not envelope.pipelined:
             await _rset(connection, transcript)
             return
-        go_ahead = await reply_to(len(lines) - 1)
+        if envelope.pipelined:
+            go_ahead = await envelope.futures[-1]
+        else:
+            transcript.sent(f"DATA ({size} bytes)")
+            go_ahead = await connection.send(b"DATA\r\n")[0]
+    refused = envelope.refused
     if go_ahead.code == 421:
         transcript.got(go_ahead)
         raise _refused_session(go_ahead)
     if go_ahead.code != 354:
         transcript.got(go_ahead)
-        outcome = _outcome_for(go_ahead.code if go_ahead.code >= 400 else 451, go_ahead.message, remote)
+        envelope.decide(_outcome_for(go_ahead.code if go_ahead.code >= 400 else 451, go_ahead.message, remote))
         refused = True  # the transaction may still be open on the server's side: RSET
-    elif not accepted:  # (pipelined) a server that says 354 with no recipient gets an empty message (RFC 2920)
+    elif not envelope.accepted:  # (pipelined) a server that says 354 with no recipient gets an empty message
         transcript.interim(go_ahead)
         transcript.note(">>> . (nothing to send: no recipient was accepted)")
         transcript.got((await connection.execute(b".\r\n"))[0])
-        outcome = None
     else:
         transcript.interim(go_ahead)
         done = (await connection.execute(block))[0]
         transcript.got(done)
         if done.code == 421:
             raise _refused_session(done)
-        outcome = _outcome_for(done.code, done.message, remote)
-        if outcome.status == DELIVERED:
-            job.bytes_sent += len(job.content)  # the message, not its dot-stuffing
-            job.sent += 1
-    if outcome is not None:
-        for rcpt in accepted:
-            job.outcomes[rcpt] = outcome
-    if refused or not accepted:
+        envelope.decide(_outcome_for(done.code, done.message, remote))
+    if refused or not envelope.accepted:
         await _rset(connection, transcript)
+
+
+async def _bdat_transaction(envelope: _Envelope, payload: bytes) -> None:
+    """MAIL, RCPT and the message in ``BDAT <n> [LAST]`` chunks (RFC 3030), its octets as they are.
+
+    Pipelined, the first chunk goes with MAIL and RCPT in one write and the others follow as the socket takes them,
+    without waiting for replies, unless a reply already in refuses the transaction (RFC 3030 §4.2: no chunk after
+    a refusal). A 4xx/5xx to any chunk is the outcome of the accepted recipients, as one to the end of DATA is;
+    the transaction is then reset. A lost connection raises, and the message is deferred, as with DATA."""
+    connection, transcript, remote = envelope.connection, envelope.transcript, envelope.remote
+    view = memoryview(payload)
+    spans = chunk_spans(len(payload))
+
+    def piece(number: int) -> tuple[list[bytes | memoryview], str]:
+        start, end = spans[number]
+        last = number == len(spans) - 1
+        return [bdat_command(end - start, last), view[start:end]], f"BDAT {end - start}{' LAST' * last}"
+
+    chunk_replies: list[asyncio.Future[Reply]] = []
+    if envelope.pipelined:
+        first, text = piece(0)
+        envelope.send_with(first, text)
+        chunk_replies.append(envelope.futures[-1])
+        while len(chunk_replies) < len(spans):
+            await connection.writable()  # the chunk before is (nearly) on the wire: replies may be in
+            if envelope.doomed() or any(f.done() and f.result().code != 250 for f in chunk_replies):
+                break
+            lines, text = piece(len(chunk_replies))
+            chunk_replies += connection.send(*lines, replies=1)
+            transcript.sent(text)
+    async with connection.deadline():  # the replies to MAIL and RCPT: one timeout
+        await envelope.read()
+    if not envelope.pipelined and not envelope.accepted:
+        await _rset(connection, transcript)
+        return
+    outcome: Outcome | None = None
+    for number in range(len(spans)):
+        if envelope.pipelined:
+            if number == len(chunk_replies):
+                break  # not sent: a refusal came first
+            reply = (await connection.replies([chunk_replies[number]]))[0]
+        else:
+            if outcome is not None:
+                break
+            lines, text = piece(number)
+            transcript.sent(text)
+            reply = (await connection.replies(connection.send(*lines, replies=1)))[0]
+        transcript.got(reply)
+        if reply.code == 421:
+            raise _refused_session(reply)
+        if outcome is not None:
+            continue  # (pipelined) a chunk after the refused one: its reply is read, nothing more
+        if number == len(spans) - 1:
+            outcome = _outcome_for(reply.code, reply.message, remote)
+        elif reply.code != 250:
+            outcome = _outcome_for(reply.code if reply.code >= 400 else 451, reply.message, remote)
+    if outcome is not None:
+        envelope.decide(outcome)
+    if envelope.refused or not envelope.accepted or outcome is None or outcome.status != DELIVERED:
+        await _rset(connection, transcript)  # RFC 3030: a refused chunk leaves the transaction to be reset
 
 
 async def _rset(connection: Connection, transcript: Transcript) -> None:

@@ -1,4 +1,5 @@
-"""Relay through `smtpsvc serve` to a real Postfix found by MX in dnsmasq: bodies arrive byte-identical, 5.1.1 → NDR."""
+"""Relay through `smtpsvc serve` to a real Postfix found by MX in dnsmasq: bodies arrive byte-identical (by BDAT:
+Postfix offers CHUNKING), 5.1.1 → NDR, a BINARYMIME message converted for it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 from dns_support import DnsRecords, running_dnsmasq
 from postfix_support import PostfixMailbox, parse, split_message, unavailable
 from serve_support import ServeProcess, free_port
+from smtp_helpers import RawSMTP
 
+from engine.log import formats
 from engine.store.envelope import split_envelope
 
 LOCAL = "example.test"
@@ -176,3 +179,33 @@ def test_unknown_user_at_postfix_ndr_in_drop(relay: Relay) -> None:
     returned = [p for p in ndr.walk() if p.get_content_type() in ("text/rfc822-headers", "message/rfc822")]
     assert returned and f"<{message_id}>" in returned[0].as_string()
     assert f"to=<nobody@{REMOTE}>" in relay.postfix.log() and "550 5.1.1" in relay.postfix.log()
+
+
+def outbound_log_methods(relay: Relay) -> list[str]:
+    """The verbs smtpsvc's protocol log has for its outbound sessions so far (W3C, the default format)."""
+    folder = relay.serve.config.parent / "Logs" / "SMTPSVC1"
+    lines = [line for path in sorted(folder.glob("*.log")) for line in path.read_text("utf-8").splitlines()]
+    return [e["cs-method"] for e in formats.parse_w3c(lines) if e["cs-username"] == formats.OUTBOUND_USER]
+
+
+def test_postfix_offers_chunking_a_binarymime_message_is_converted_and_sent_by_bdat(relay: Relay) -> None:
+    """Postfix offers CHUNKING but not BINARYMIME: a BODY=BINARYMIME message goes by BDAT, converted (RFC 3030
+    §3: its binary part as base64), and decodes to the same bytes in the Maildir."""
+    attachment = bytes(range(256)) * 40 + b"\r\n.\r\n\n\r"
+    message_id, data = message("binarymime", b"--b\r\nContent-Type: application/octet-stream\r\n"
+                               b"Content-Transfer-Encoding: binary\r\n\r\n" + attachment + b"\r\n--b--\r\n",
+                               extra_headers=b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n")
+    raw = RawSMTP(relay.serve.port, timeout=30)
+    replies = [raw.cmd("EHLO client.test"), raw.cmd(f"MAIL FROM:<{SENDER}> BODY=BINARYMIME"),
+               raw.cmd(f"RCPT TO:<bob@{REMOTE}>")]
+    raw.send(b"BDAT %d LAST\r\n" % len(data) + data)
+    replies += [raw.read_reply()[-1], raw.cmd("QUIT")]
+    raw.close()
+    assert all(r.startswith(("2", "3")) for r in replies), replies
+    wait_for(lambda: delivered_with_id(relay, "bob", message_id), "the BINARYMIME message in bob's Maildir", relay)
+    got = delivered_with_id(relay, "bob", message_id)
+    assert got is not None
+    [part] = [p for p in parse(got).walk() if p.get_content_type() == "application/octet-stream"]
+    assert part["Content-Transfer-Encoding"] == "base64" and part.get_payload(decode=True) == attachment
+    wait_for(lambda: "BDAT" in outbound_log_methods(relay), "BDAT in smtpsvc's protocol log", relay)
+    assert "DATA" not in outbound_log_methods(relay)

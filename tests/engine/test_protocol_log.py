@@ -145,14 +145,14 @@ async def test_outbound_sessions_are_logged(tmp_path: Path, config_factory: Call
                 client.sendmail("a@relay-src.test", ["x@example.test"], MESSAGE)
         await asyncio.to_thread(send)
         await sink.wait_for(lambda: len(sink.drop_files()) == 1)
-        # the sink stores before it answers: the relay logs DATA once the 250 is back and the message is gone
+        # the sink stores before it answers: the relay logs BDAT once the 250 is back and the message is gone
         await relay.wait_for(lambda: not relay.queue_files())
     finally:
         await relay.server.stop()
         await sink.server.stop()
     [lines] = log_lines(tmp_path / "RelayLogs" / "SMTPSVC1").values()
     outbound = [e for e in formats.parse_w3c(lines) if e["cs-username"] == formats.OUTBOUND_USER]
-    assert [e["cs-method"] for e in outbound][:4] == ["EHLO", "MAIL", "RCPT", "DATA"]
+    assert [e["cs-method"] for e in outbound][:4] == ["EHLO", "MAIL", "RCPT", "BDAT"]  # smtpsvc offers CHUNKING
     assert all(e["c-ip"] == "127.0.0.1" and e["sc-status"].startswith(("2", "3")) for e in outbound)
 
 
