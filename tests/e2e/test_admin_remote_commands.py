@@ -4,9 +4,14 @@ and every other command refused rather than run on this computer."""
 from __future__ import annotations
 
 import json
+import os
+import select
 import smtplib
 import stat
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -216,3 +221,59 @@ def test_operators_file_is_its_own_private_scrypt_file(tmp_path: Path, capsys: p
         cli("operator", "add", "dan", "--role", "boss", "--password-stdin", "--config", str(config), stdin="x\n")
     assert refused.value.code == 2
     assert "invalid choice: 'boss'" in capsys.readouterr().err
+
+
+class Following:
+    """`smtpsvc --connect ... ARGS` left running (events -f, counters --watch); its lines read as they come."""
+
+    def __init__(self, engine: AdminServe, *args: str) -> None:
+        remote = ["--connect", f"https://localhost:{engine.admin_port}", "--user", "boss", "--cafile",
+                  str(engine.config.parent / "smtpsvc-cert.pem")]
+        self.errors = engine.config.parent / f"{args[0]}-stderr.txt"
+        with open(self.errors, "w") as errors:
+            self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", *remote, *args], stdout=subprocess.PIPE,
+                                         stderr=errors, stdin=subprocess.DEVNULL,
+                                         env=dict(os.environ, SMTPSVC_PASSWORD=OPERATORS["boss"][0]))
+        self.lines: list[str] = []
+        self._pending = b""  # read, not yet a whole line (select sees the pipe, not a reader's buffer)
+
+    def until(self, check: Callable[[str], bool], timeout: float = 60.0) -> str:
+        """The first line (from now on) for which ``check`` holds; bounded."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while b"\n" in self._pending:
+                raw, self._pending = self._pending.split(b"\n", 1)
+                line = raw.decode()
+                self.lines.append(line)
+                if check(line):
+                    return line
+            ready, _, _ = select.select([self.proc.stdout], [], [], 1.0)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                assert chunk, f"it ended: {self.errors.read_text()}"
+                self._pending += chunk
+        raise AssertionError(f"no such line in {self.lines}; its errors: {self.errors.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()  # by its PID
+        self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def test_following_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str]) -> None:
+    events = Following(engine, "events", "-f")
+    counters = Following(engine, "counters", "--watch", "--json")
+    try:
+        events.until(lambda line: "admin server on https://" in line or "started" in line.lower())
+        assert cli("--connect", engine.url, "--user", "boss", "config", "set", "max_recipients", "77",
+                   stdin="yes\n") == 0
+        events.until(lambda line: "Operator boss from 127.0.0.1: config.set max_recipients = 77." in line)
+        before = json.loads(counters.until(lambda line: line.startswith("{")))["Messages Received Total"]
+        with smtplib.SMTP("127.0.0.1", engine.port, timeout=10) as client:
+            client.sendmail("ann@example.test", ["bob@example.test"], b"Subject: watched\r\n\r\nhi\r\n")
+        counters.until(lambda line: json.loads(line)["Messages Received Total"] == before + 1)
+    finally:
+        events.stop()
+        counters.stop()
