@@ -212,6 +212,22 @@ def test_masked_config_and_replication_keep_a_remote_domains_password_local() ->
     assert "outbound_password" not in replicable(data)["domain"][0]
 
 
+def test_replication_never_carries_a_path_an_address_a_certificate_or_a_key() -> None:
+    """A guard for new options: one whose name says it is a file, a folder, a listening address, a certificate or
+    a key must be marked local (or secret), and then never travels with replication."""
+    from engine.admin.control_ops import masked_config, replicable
+    from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
+
+    machine = ("_dir", "_file", "_certificate", "_key", "listen", "_path", "fqdn")
+    named = [o.name for o in OPTIONS if o.name.endswith(machine)]
+    assert len(named) >= 14 and [n for n in named if not OPTIONS_BY_NAME[n].local] == []
+    alias = DomainConfig("alias.example", "alias", drop_dir="/srv/elsewhere/Drop")
+    data = replicable(masked_config(Config(server=ServerConfig(fqdn="host.example", log_dir="/var/log/x"),
+                                           domains=(alias,))))
+    assert not {o.name for o in OPTIONS if o.local or o.secret} & set(data["server"])
+    assert "/srv/elsewhere" not in str(data) and "host.example" not in str(data) and "/var/log/x" not in str(data)
+
+
 async def test_the_domain_list_op_never_carries_a_password(tmp_path: Path) -> None:
     from engine.admin.control_ops import OPS
     from engine.server import VirtualServer
