@@ -132,6 +132,18 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
             d.get(f"{engine.url}/{page}")
             shot(f"05-{page}")
 
+        # The Event Log page's live table follows the engine's events (the SSE stream): a change made elsewhere
+        # shows up. The stream may open after a change, so a change is made again until one is seen (bounded).
+        def live_admin_action(_: object) -> bool:
+            if "AdminAction" in d.find_element(By.CSS_SELECTOR, "table[data-live-events]").text:
+                return True
+            curl(engine, "-H", "Content-Type: application/json", "-d", '{"key": "max_recipients", "value": "90"}',
+                 f"{engine.url}/api/v1/config.set")
+            return False
+        WebDriverWait(d, 30, poll_frequency=1.0).until(live_admin_action)
+        assert "op=config.set" in d.find_element(By.CSS_SELECTOR, "table[data-live-events]").text
+        shot("05-events-live")
+
         d.get(f"{engine.url}/counters")  # live: the page's script asks the API (session cookie + CSRF header)
         see("refreshed every few seconds")
         WebDriverWait(d, 30).until(lambda _: "refreshed" not in d.find_element(By.ID, "live").text)
