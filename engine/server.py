@@ -50,7 +50,8 @@ from engine.events import (
 )
 from engine.log.protocol_log import ProtocolLog
 from engine.log.record import ProtocolRecord
-from engine.log.settings import log_settings
+from engine.log.settings import current_log_file, log_settings
+from engine.log.tail import LogTail, read_tail
 from engine.oserrors import bind_failure, mailroot_failure
 from engine.pickup.pickup_watch import PickupService, recover
 from engine.qmgr.delivery import RemoteDelivery
@@ -816,6 +817,14 @@ class VirtualServer:
         """Check DNS (Advanced Delivery): ``name``'s addresses and MX hosts, asked of ``dns_servers`` (the ones
         configured when None), as delivery would; also while stopped."""
         return await check_name(name, self._config.server.dns_servers if dns_servers is None else dns_servers)
+
+    async def protocol_log_tail(self, limit: int = 1000) -> LogTail:
+        """The newest ``limit`` entries of the protocol log file written now (the Protocol Log node; a line
+        reaches the file within the writer's coalescing delay). Also while stopped."""
+        settings = log_settings(self._config, self.config_path)
+        path = current_log_file(settings, self.clock())
+        entries, unreadable = await asyncio.to_thread(read_tail, path, settings.fmt, limit)
+        return LogTail(str(path), settings.enabled, settings.fmt, tuple(entries), unreadable)
 
     async def pickup_history(self, limit: int = 500) -> list[PickupRecord]:
         """What became of the files put into Pickup, newest first, from any tool and any earlier run (the

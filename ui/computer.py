@@ -36,6 +36,7 @@ from ui.models.table import KEY_ROLE
 from ui.operations import Operations
 from ui.performance import Performance
 from ui.pickup_drop import PickupDrop, PickupRow, drop_hint
+from ui.protocol_log import ProtocolLogView
 from ui.queue_feed import QueueFeed
 from ui.queue_ops import QueueOperations
 from ui.queue_pane import QueuePane
@@ -59,6 +60,7 @@ EMPTY_TEXTS = {
     Node.DROP: "No message has been delivered to a local domain yet.",
     Node.BADMAIL: "Badmail is empty: everything could be delivered or returned.",
     Node.PICKUP: "No file has been put into Pickup from this window yet.",
+    Node.LOG: "No entry in today's protocol log file yet.",
 }
 
 
@@ -124,6 +126,7 @@ class Computer:
         self.queue_pane.set_source(engine, self.runner)
         self.event_viewer = EventViewer()
         self.performance = Performance(engine, self.runner)
+        self.protocol_log = ProtocolLogView(engine if link == "local" else None, self.runner)  # its file is here
         self.panes: dict[Node, Pane] = {
             Node.COMPUTER: ResultPane(self.servers_model, "computer"),
             Node.SERVER: ResultPane(self.children_model, "server"),
@@ -135,6 +138,7 @@ class Computer:
                                   "Search sender, recipients, subject or file"),
             Node.BADMAIL: searchable(ResultPane(self.badmail_model, "badmail", descending=True),
                                      "Search file, reason, sender or recipients"),
+            Node.LOG: self.protocol_log.pane,
             Node.EVENTS: self.event_viewer.pane,
             Node.PERFORMANCE: self.performance.pane,
         }
@@ -318,6 +322,8 @@ class Computer:
             self.folder_ops.load_badmail()
         elif node == Node.EVENTS:
             self.load_events()
+        elif node == Node.LOG:
+            self.protocol_log.load()
 
     def shown(self, node: Node) -> None:
         """The window now shows ``node`` of this computer: load what it lists the first time."""
@@ -335,9 +341,11 @@ class Computer:
         elif node == Node.EVENTS and not self.event_viewer.loaded:
             self.load_events()
         self.performance.set_active(node == Node.PERFORMANCE)
+        self.protocol_log.set_active(node == Node.LOG)
 
     def hidden(self) -> None:
         self.performance.set_active(False)
+        self.protocol_log.set_active(False)
 
     def load_events(self) -> None:
         async def load() -> None:
@@ -518,3 +526,4 @@ class Computer:
         self.pickup.close()
         self.queue_pane.hide()  # stops its chart timer
         self.performance.set_active(False)
+        self.protocol_log.set_active(False)

@@ -13,6 +13,7 @@ from engine.admin.pickup_history import PickupRecord
 from engine.admin.tracking import Query, Track
 from engine.bounce.badmail import BadmailItem
 from engine.conf.config import Config
+from engine.log.tail import LogTail
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage
 from engine.smtp.dns_check import DnsReport
 from engine.smtpd.sessions import SessionInfo
@@ -179,3 +180,10 @@ class PickupHistoryFacade(Protocol):
     """What became of the files put into Pickup, by any tool and in earlier sessions (the Pickup pane's list)."""
 
     async def pickup_history(self, limit: int = 500) -> list[PickupRecord]: ...
+
+
+@runtime_checkable
+class ProtocolLogFacade(Protocol):
+    """The newest entries of the protocol log file written now (the Protocol Log node)."""
+
+    async def protocol_log_tail(self, limit: int = 1000) -> LogTail: ...

@@ -27,21 +27,23 @@ class Node(StrEnum):
     PICKUP = "pickup"
     DROP = "drop"
     BADMAIL = "badmail"
+    LOG = "log"
     EVENTS = "events"
     PERFORMANCE = "performance"
 
 
-SERVER_CHILDREN = (Node.DOMAINS, Node.SESSIONS, Node.QUEUE, Node.PICKUP, Node.DROP, Node.BADMAIL, Node.EVENTS,
-                   Node.PERFORMANCE)
+SERVER_CHILDREN = (Node.DOMAINS, Node.SESSIONS, Node.QUEUE, Node.PICKUP, Node.DROP, Node.BADMAIL, Node.LOG,
+                   Node.EVENTS, Node.PERFORMANCE)
 CHILD_NODES: dict[Node, tuple[Node, ...]] = {Node.ROOT: (Node.COMPUTER,), Node.COMPUTER: (Node.SERVER,),
                                             Node.SERVER: SERVER_CHILDREN}
 CHILD_NODES.update({node: () for node in SERVER_CHILDREN})
 PARENT_NODE: dict[Node, Node] = {child: parent for parent, children in CHILD_NODES.items() for child in children}
 NODE_TITLES = {Node.DOMAINS: "Domains", Node.SESSIONS: "Current Sessions", Node.QUEUE: "Queue",
-               Node.PICKUP: "Pickup", Node.DROP: "Drop", Node.BADMAIL: "Badmail", Node.EVENTS: "Event Viewer",
-               Node.PERFORMANCE: "Performance"}
+               Node.PICKUP: "Pickup", Node.DROP: "Drop", Node.BADMAIL: "Badmail", Node.LOG: "Protocol Log",
+               Node.EVENTS: "Event Viewer", Node.PERFORMANCE: "Performance"}
 NODE_ICONS = {Node.DOMAINS: "domains", Node.SESSIONS: "sessions", Node.QUEUE: "queue", Node.PICKUP: "pickup",
-              Node.DROP: "drop", Node.BADMAIL: "badmail", Node.EVENTS: "events", Node.PERFORMANCE: "performance"}
+              Node.DROP: "drop", Node.BADMAIL: "badmail", Node.LOG: "log", Node.EVENTS: "events",
+              Node.PERFORMANCE: "performance"}
 NODE_DESCRIPTIONS = {
     Node.ROOT: "The computers administered from this window: File ▸ Connect to Computer… adds one",
     Node.DOMAINS: "Local (default and alias) and remote domains of this virtual server",
@@ -50,6 +52,7 @@ NODE_DESCRIPTIONS = {
     Node.PICKUP: "Drop message files here to send them; what became of each",
     Node.DROP: "Messages delivered to the local domains",
     Node.BADMAIL: "Messages that could be neither delivered nor returned, with the reason",
+    Node.LOG: "Today's protocol log: one line per SMTP command, inbound and outbound, as it is written",
     Node.EVENTS: "The event log: starts and stops, failures, lock-outs, Badmail, NDRs, configuration changes",
     Node.PERFORMANCE: "Live charts of the SMTP Server performance counters",
 }

@@ -498,6 +498,7 @@ class ManagerWindow(QMainWindow):
             Node.PICKUP: [a.put_pickup, a.paste_pickup, None, a.pickup_preview, a.open_folder, None, a.export],
             Node.DROP: [a.open_folder, None, a.refresh, a.export],
             Node.BADMAIL: [a.open_folder, None, a.refresh, a.export],
+            Node.LOG: [a.refresh, a.export],
             Node.EVENTS: [a.refresh, a.export],
             Node.PERFORMANCE: [a.export],
         }

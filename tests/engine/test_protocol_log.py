@@ -17,7 +17,7 @@ from security_support import users_file
 from engine.conf.config import Config, DomainConfig
 from engine.conf.options import W3C_LOG_FIELDS
 from engine.events import ErrorEvent
-from engine.log import formats
+from engine.log import formats, tail
 from engine.log.protocol_log import LogFiles
 from engine.log.record import ProtocolRecord
 from engine.log.settings import LogSettings, current_log_file, log_settings
@@ -74,6 +74,28 @@ async def test_every_command_logged_in_each_format_without_secrets(
     text = "\n".join(lines)
     blob = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
     assert PASSWORD not in text and blob not in text and blob[:12] not in text
+    tail = await running.server.protocol_log_tail(3)  # the window's Protocol Log (also while stopped)
+    assert tail.enabled and tail.fmt == fmt and tail.unreadable == 0 and tail.path.endswith(next(iter(files)))
+    assert [entry["cs-method"] for entry in tail.entries] == ["DATA", "RSET", "QUIT"]
+
+
+def test_the_tail_of_a_large_file_keeps_its_fields_and_skips_what_is_not_an_entry(tmp_path: Path) -> None:
+    path = tmp_path / "ex261207.log"
+    fields = ["time", "c-ip", "cs-method"]
+    body = [f"00:00:{n % 60:02} 192.0.2.{n % 250} NOOP" for n in range(50_000)]  # more than TAIL_BYTES
+    path.write_text("\n".join(["#Software: smtpsvc", "#Fields: " + " ".join(fields), *body,
+                               "not-an-entry", "23:59:59 192.0.2.9 QUIT", "23:59:59 192.0.2.9 DA"]), "utf-8")
+    assert path.stat().st_size > tail.TAIL_BYTES
+    entries, unreadable = tail.read_tail(path, "w3c", 2)  # the last line has no newline yet: not read
+    assert entries == [{"time": "00:00:19", "c-ip": "192.0.2.249", "cs-method": "NOOP"},
+                       {"time": "23:59:59", "c-ip": "192.0.2.9", "cs-method": "QUIT"}]
+    assert unreadable == 1
+    assert tail.read_tail(tmp_path / "absent.log", "w3c", 10) == ([], 0)
+    ncsa = tmp_path / "nc261207.log"
+    ncsa.write_text('127.0.0.1 - client.test [07/Dec/2026:10:00:00 +0000] "EHLO client.test SMTP" 250 120\n'
+                    "garbage\n", "utf-8")
+    entries, unreadable = tail.read_tail(ncsa, "ncsa", 10)
+    assert [e["cs-method"] for e in entries] == ["EHLO"] and unreadable == 1
 
 
 async def test_files_roll_over_on_the_clock(tmp_path: Path, config_factory: Callable[..., Config]) -> None:

@@ -179,3 +179,28 @@ def test_track_message_from_a_badmail_item_names_its_queued_message(running: Run
     assert dialog.queue_id.text() == "18EEFFQUEUEID"
     running.until(lambda: dialog.status.text() == "No message matches.")
     dialog.close()
+
+
+def test_protocol_log_node_lists_the_newest_lines_and_follows_the_file(running: Run, tmp_path: Path) -> None:
+    window = running.window
+    send(running.port, 1)
+    window.select_node(Node.LOG)
+    log = window.current.protocol_log
+    model = log.model
+
+    def methods() -> list[str]:
+        return [row.get("cs-method") for row in model.rows()]
+
+    running.until(lambda: methods()[-5:] == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"])  # smtplib's, in file order
+    assert log.timer.isActive() and "W3C Extended" in log.where.full and log.where.full.endswith("entries")
+    first = model.rows()[0]
+    assert first.get("c-ip") == "127.0.0.1" and first.get("sc-status") == "250"
+    proxy = log.pane.proxy
+    assert proxy.data(proxy.index(0, 4)) == "QUIT"  # newest first
+    send(running.port, 1)  # followed while shown
+    running.until(lambda: methods().count("QUIT") == 2)
+    log.search.edit.setText("rcpt")
+    assert proxy.rowCount() == 2 and log.search.count.text()
+    window.grab().save(str(tmp_path / "protocol-log.png"))
+    window.select_node(Node.EVENTS)
+    assert not log.timer.isActive()  # read only while shown

@@ -53,10 +53,11 @@ def test_tree_and_panes(window: ManagerWindow) -> None:
     tree = window.tree
     assert tree.items[Node.COMPUTER].text(0) == "testhost (local computer)"
     assert tree.items[Node.SERVER].text(0) == "Default SMTP Virtual Server"
-    assert [tree.items[Node.SERVER].child(i).text(0) for i in range(8)] == [
-        "Domains", "Current Sessions", "Queue", "Pickup", "Drop", "Badmail", "Event Viewer", "Performance"]
+    assert [tree.items[Node.SERVER].child(i).text(0) for i in range(9)] == [
+        "Domains", "Current Sessions", "Queue", "Pickup", "Drop", "Badmail", "Protocol Log", "Event Viewer",
+        "Performance"]
     assert window.node == Node.SERVER
-    assert window.children_model.rowCount() == 8
+    assert window.children_model.rowCount() == 9
     window.select_node(Node.COMPUTER)
     model = window.servers_model
     assert [model.data(model.index(0, c)) for c in range(4)] == [
