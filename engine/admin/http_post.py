@@ -1,13 +1,14 @@
 """The Posting Acceptor: ``POST /post``, multipart/form-data (RFC 7578) of message files, put into Pickup.
 
-Each file part is streamed to SortTemp (memory stays bounded whatever the upload's size) and checked by the
-Pickup rules first: not a message file, too large or no recipients is refused at once and never reaches
-Pickup. A good file is fsynced and renamed into Pickup as ``<queue id>-<name>`` (the Pickup service submits
-such a file under that id), the directory fsynced: from then on it is not lost, whatever becomes of the
-engine. The answer then waits (at most ``WAIT_S``) for the Pickup service's outcome: "queued" with the queue
-id, or "refused" with the reason it went to Badmail. When the Pickup service does not take files (the server
-is stopped, or its queue cannot store for now) or is slower than that, the file is answered "pickup":
-accepted into Pickup, to be queued under that id when the service runs, and the request gets 202.
+Each file part is streamed to SortTemp (memory stays bounded whatever the upload's size: the checks read its
+header section, not the whole file) and checked by the Pickup rules first: not a message file, too large or no
+recipients is refused at once and never reaches Pickup. A good file is fsynced and renamed into Pickup as
+``<queue id>-<name>`` (the Pickup service submits such a file under that id), the directory fsynced: from then
+on it is not lost, whatever becomes of the engine. The answer then waits (at most ``WAIT_S``) for the Pickup
+service's outcome: "queued" with the queue id, or "refused" with the reason it went to Badmail. When the Pickup
+service does not take files (the server is stopped, or its queue cannot store for now) or is slower than that,
+the file is answered "pickup": accepted into Pickup, to be queued under that id when the service runs, and the
+request gets 202.
 Answers are JSON for a program (``curl -F file=@a.eml``) and a page for the manager's upload form.
 """
 
@@ -29,7 +30,7 @@ from engine.admin.http_server import IDENTITY, AdminServer, AdminTarget, json_er
 from engine.admin.operators import may_post
 from engine.errors import EngineError
 from engine.events import AdminAction, Event, MessageBadmailed, MessageQueued
-from engine.pickup.pickup import PickupError, parse_pickup
+from engine.pickup.pickup import MAX_HEADER_BYTES, PickupError, parse_pickup
 from engine.store.mailroot import move_durable, new_id
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ MAX_FILES = 100  # files in one request
 MAX_FIELD = 4096  # a non-file form field (the CSRF token)
 CHUNK = 64 * 1024
 WAIT_S = 10.0  # how long an answer waits for the Pickup service's outcome before saying "in Pickup"
+BLANK = b" \t\r\n"  # what an empty Pickup file may hold
+PROBE_BYTES = MAX_HEADER_BYTES + 64 * 1024  # read of a large upload for the checks: its whole header section
 NAME_KEPT = 100  # characters of the uploaded file's name kept in the Pickup file's name
 
 State = Literal["queued", "pickup", "refused"]
@@ -180,12 +183,12 @@ class PostingAcceptor:
             size = await self._spool(part, spool, limit)
             if size > limit:
                 return _refused(name, f"too large: more than {limit // 1024} KB (the message size limit)")
-            data = await asyncio.to_thread(spool.read_bytes)
+            probe = await asyncio.to_thread(_probe, spool, size)
             try:
-                parse_pickup(data, self.admin.target.config().default_domain.name)  # what Pickup will do
+                parse_pickup(probe, self.admin.target.config().default_domain.name)  # what Pickup will do
             except PickupError as error:
                 return _refused(name, str(error))
-            del data
+            del probe
             outcomes.expect(queue_id)
             target = mailroot.pickup / pickup_name(queue_id, name)
             try:
@@ -214,6 +217,27 @@ class PostingAcceptor:
         finally:
             await asyncio.to_thread(handle.close)
         return size
+
+
+def _probe(spool: Path, size: int) -> bytes:
+    """What the Pickup checks need of the spooled file to refuse it as the whole file would be refused: every
+    refusal is decided by the header section (at most MAX_HEADER_BYTES), by whether the file ends with a lone
+    "." line (dot-stuffed) and by whether it is blank throughout. A large file is read as its first PROBE_BYTES,
+    then a last line standing for its real one, so an upload costs about a megabyte of memory whatever its size."""
+    with open(spool, "rb") as handle:
+        if size <= PROBE_BYTES:
+            return handle.read()
+        head = handle.read(PROBE_BYTES)
+        if not head.strip(BLANK):  # blank so far: only the whole file says whether it is empty
+            while chunk := handle.read(CHUNK):
+                if chunk.strip(BLANK):
+                    break
+            else:
+                return b""
+        handle.seek(size - 5)
+        tail = handle.read()
+    stuffed = tail.endswith((b"\n.\r\n", b"\n.\n")) or tail.endswith(b"\n.")
+    return head + b"\r\n" + (b".\r\n" if stuffed else b"(the rest of the file)\r\n")
 
 
 def _sync(handle: Any) -> None:

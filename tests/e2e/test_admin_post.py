@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 from admin_support import OPERATORS, AdminServe, cli
+from engine_support import make_config
 
 from app.serve import admin_setups
+from engine.admin.http_post import PROBE_BYTES, _probe
 from engine.admin.http_server import API_MAX_BODY, AdminServer
+from engine.admin.operators import operator_store
 from engine.conf.config_file import load_config
+from engine.pickup.pickup import PickupError, parse_pickup
 from engine.server import VirtualServer
 
 POSTER = ("mailer", "mailer-secret")
@@ -203,3 +208,74 @@ async def test_a_poster_may_post_and_nothing_else(engine: AdminServe, tmp_path: 
                                        allow_redirects=False) as response:
                     assert response.status == 403, path
                     assert "may only post messages" in await response.text()
+
+
+def _verdict(data: bytes) -> str:
+    try:
+        parse_pickup(data, "example.test")
+    except PickupError as error:
+        return f"{type(error).__name__}: {error}"
+    return "taken"
+
+
+BIG_BODY = b"0123456789abcdef" * (200 * 1024)  # 3.2 MB: beyond what the checks read of a file
+
+
+@pytest.mark.parametrize("data", [
+    b"From: a@example.test\r\nTo: b@example.test\r\n\r\n" + BIG_BODY + b"\r\n",
+    b"From: a@example.test\r\nSubject: nobody\r\n\r\n" + BIG_BODY + b"\r\n",
+    b"just words\r\n" + BIG_BODY,
+    b"From: a@example.test\r\n" + b"X-Long: " + b"y" * (1100 * 1024) + b"\r\nTo: b@example.test\r\n\r\nbody\r\n",
+    b"From: a@example.test\r\nTo: b@example.test\r\n\r\n" + BIG_BODY + b"\r\n.\r\n",  # dot-stuffed, as from DATA
+    b"..From: a@example.test\r\nTo: b@example.test\r\n\r\n" + BIG_BODY + b"\r\n.\r\n",
+    b"From: a@example.test\r\nTo: b@example.test\r\n\r\n" + BIG_BODY + b"\r\n.",
+    b"x-sender: s@example.test\r\nx-receiver: r@example.test\r\nSubject: envelope\r\n\r\n" + BIG_BODY,
+    b"\r\n\r\n" + b" " * (1200 * 1024),
+    b"\r\n\r\n" + b" " * (1200 * 1024) + b"From: a@example.test\r\n",
+])
+def test_the_checks_of_a_large_upload_read_its_head_only_and_judge_it_as_the_whole(data: bytes, tmp_path: Path) -> None:
+    spool = tmp_path / "post.tmp"
+    spool.write_bytes(data)
+    probe = _probe(spool, len(data))
+    assert len(probe) < PROBE_BYTES + 100 < len(data)
+    assert _verdict(probe) == _verdict(data)
+
+
+@pytest.fixture
+def stopped_engine(tmp_path: Path) -> VirtualServer:
+    """An engine never started (the Pickup service takes nothing: an upload is answered once it is in Pickup),
+    its admin server on plain loopback with one admin operator."""
+    operators = tmp_path / "operators"
+    operator_store(operators).add("boss", "boss-secret", "admin")
+    return VirtualServer(make_config(tmp_path, admin_listen="127.0.0.1:0", admin_allow_plain_loopback=True,
+                                     operators_file=str(operators), max_message_size_kb=65536))
+
+
+async def test_a_large_upload_costs_little_memory(stopped_engine: VirtualServer, tmp_path: Path) -> None:
+    message = tmp_path / "large.eml"
+    with open(message, "wb") as out:
+        out.write(b"From: a@example.test\r\nTo: bob@example.test\r\nSubject: large\r\n\r\n")
+        for _ in range(24 * 16):  # 24 MB
+            out.write(b"0123456789abcdef" * 4095 + b"0123456789abcd\r\n")
+    admin = AdminServer(stopped_engine, setups=admin_setups())
+    await admin.start()
+    try:
+        tracemalloc.start()
+        try:
+            with open(message, "rb") as body:
+                form = aiohttp.FormData()
+                form.add_field("file", body, filename="large.eml", content_type="message/rfc822")
+                auth = {"Authorization": aiohttp.encode_basic_auth("boss", "boss-secret")}
+                async with aiohttp.ClientSession(headers=auth) as client, \
+                        client.post(f"{admin.url}/post", data=form) as response:
+                    answer = await response.json()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        await admin.stop()
+    [result] = answer["result"]["files"]
+    assert response.status == 202 and result["state"] == "pickup", answer
+    [landed] = stopped_engine.mailroot.pickup.iterdir()
+    assert landed.stat().st_size == message.stat().st_size
+    assert peak < 8 * 1024 * 1024, f"{peak / 1e6:.1f} MB allocated at the peak for a 24 MB upload"
