@@ -27,6 +27,7 @@ from app.computers import LIST_KEY
 from app.manager import Manager, application
 from engine.conf.config_file import load_config, with_option
 from ui import queue_feed
+from ui.domain_sheet import DomainSheet
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
 from ui.window import LOCAL, ManagerWindow
@@ -436,6 +437,22 @@ def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, 
         computer.select_node(Node.DOMAINS)
         session.until(lambda: computer.domains_model.get("branch.test") is not None)
         assert local.domains_model.get("branch.test") is None
+        computer.panes[Node.DOMAINS].select_key("branch.test")  # its property sheet: applied on that computer
+        window.update_actions()
+        window.actions_.properties.trigger()
+        sheet = computer.ops.sheet
+        assert isinstance(sheet, DomainSheet) and not sheet.relay_check.isChecked()
+        sheet.relay_check.setChecked(True)
+        closed: list[int] = []
+        sheet.finished.connect(closed.append)
+        sheet.ok_button.click()
+        session.until(lambda: closed == [1])
+        assert {d.name: d.relay_allowed for d in load_config(first.config).domains}["branch.test"]
+        computer.panes[Node.DOMAINS].select_key("branch.test")
+        window.update_actions()
+        window.actions_.delete.trigger()
+        session.until(lambda: computer.domains_model.get("branch.test") is None)
+        assert "branch.test" not in {d.name for d in load_config(first.config).domains}
 
         computer.select_node(Node.DROP)
         session.until(lambda: [r.subject for r in computer.drop_model.rows()] == ["to the remote drop"])
