@@ -416,13 +416,17 @@ LOOP = b"".join(b"Received: from hop%d.test by x.test; Mon, 1 Jan 2024 00:00:00 
 
 
 def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Domains, Drop, Badmail, Event Viewer and Performance of a remote computer list what is on THAT computer
-    (over its admin server), and the list actions (view, resend, delete) act there."""
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Domains, Queue, Drop, Badmail, Event Viewer and Performance of a remote computer list what is on THAT
+    computer (over its admin server), and their actions (properties, freeze, view, resend, delete) act there."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("SMTPSVC_PASSWORD", BOSS)
     remote = ("--connect", first.url, "--user", "boss")
     assert cli(*remote, "config", "domain", "add", "branch.test", "--type", "remote", stdin="yes\n") == 0
+    assert cli(*remote, "config", "domain", "add", "partner.test", "--type", "remote", "--relay", "--smart-host",
+               "127.0.0.1:9") == 0  # port 9 refuses: its mail stays queued
+    with smtplib.SMTP("127.0.0.1", first.port, timeout=10) as client:
+        client.sendmail("ann@example.test", ["x@partner.test"], b"Subject: held there\r\n\r\nhi\r\n")
     with smtplib.SMTP("127.0.0.1", first.port, timeout=10) as client:
         client.sendmail("ann@example.test", ["bob@example.test"], b"Subject: to the remote drop\r\n\r\nhi\r\n")
     (first.mailroot / "Pickup" / "loop.eml").write_bytes(LOOP)  # refused by that computer's Pickup: its Badmail
@@ -453,6 +457,21 @@ def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, 
         window.actions_.delete.trigger()
         session.until(lambda: computer.domains_model.get("branch.test") is None)
         assert "branch.test" not in {d.name for d in load_config(first.config).domains}
+
+        computer.select_node(Node.QUEUE)  # the queue actions act on that computer's queue
+        session.until(lambda: computer.queue_model.total == 1)
+        [held] = [item.queue_id for item in computer.queue_model.items()]
+        assert not local.queue_model.total
+        computer.queue_pane.select_key(held)
+        window.update_actions()
+        window.actions_.freeze.trigger()
+        session.until(lambda: [i.state for i in computer.queue_model.items()] == ["frozen"])
+        assert f"{held}!" in remote_cli(session.loop, capsys, *remote, "queue", "list")
+        computer.queue_pane.select_key(held)
+        window.update_actions()
+        window.actions_.delete.trigger()
+        session.until(lambda: computer.queue_model.total == 0)
+        assert held not in remote_cli(session.loop, capsys, *remote, "queue", "list")
 
         computer.select_node(Node.DROP)
         session.until(lambda: [r.subject for r in computer.drop_model.rows()] == ["to the remote drop"])
