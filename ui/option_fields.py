@@ -272,6 +272,18 @@ class BoolField(OptionField):
         self.check.setChecked(bool(value))
 
 
+# Options naming a file: Browse… picks one (a users or operators file may not exist yet: it is made at the first add).
+FILE_OPTIONS: dict[str, str] = {
+    "tls_certificate": "PEM files (*.pem *.crt *.cer);;All files (*)",
+    "tls_key": "PEM files (*.pem *.key);;All files (*)",
+    "admin_tls_certificate": "PEM files (*.pem *.crt *.cer);;All files (*)",
+    "admin_tls_key": "PEM files (*.pem *.key);;All files (*)",
+    "outbound_tls_ca_file": "PEM files (*.pem *.crt);;All files (*)",
+    "users_file": "",
+    "operators_file": "",
+}
+
+
 class TextField(OptionField):
     def __init__(self, option: Option, browse: bool = False) -> None:
         super().__init__(option)
@@ -296,9 +308,17 @@ class TextField(OptionField):
         return [(None, self.label), (None, self.widget)]  # as IIS: the label above a full-width box
 
     def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.widget, label_of(self.option).rstrip(":"), self.edit.text())
-        if folder:
-            self.edit.setText(folder)
+        title = label_of(self.option).replace("&", "").rstrip(":")
+        name = self.option.name
+        if name not in FILE_OPTIONS:
+            chosen = QFileDialog.getExistingDirectory(self.widget, title, self.edit.text())
+        elif FILE_OPTIONS[name]:
+            chosen, _ = QFileDialog.getOpenFileName(self.widget, title, self.edit.text(), FILE_OPTIONS[name])
+        else:  # a file smtpsvc makes when it is missing
+            chosen, _ = QFileDialog.getSaveFileName(self.widget, title, self.edit.text(),
+                                                    options=QFileDialog.Option.DontConfirmOverwrite)
+        if chosen:
+            self.edit.setText(chosen)
 
     def value(self) -> str:
         return self.edit.text().strip()
@@ -673,7 +693,7 @@ def make_field(option: Option) -> OptionField:
         return IntListField(option)
     if option.type == "str_list":
         return StrListField(option)
-    return TextField(option, browse=option.name.endswith("_dir"))
+    return TextField(option, browse=option.name.endswith("_dir") or option.name in FILE_OPTIONS)
 
 
 def make_fields(names: list[str], factory: Callable[[Option], OptionField] = make_field) -> dict[str, OptionField]:

@@ -175,6 +175,33 @@ def test_badmail_dir_has_browse(qtbot: QtBot, fake_engine: FakeEngine, messages:
     assert field.problem == "must not be the Mailroot's Queue directory"
 
 
+def test_file_and_folder_fields_have_browse(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder,
+                                           tmp_path: Path) -> None:
+    from PySide6.QtWidgets import QFileDialog, QPushButton
+
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    for name in ("users_file", "tls_certificate", "tls_key", "outbound_tls_ca_file", "operators_file", "badmail_dir",
+                 "log_dir"):
+        field = sheet.fields[name]
+        assert isinstance(field, TextField) and field.widget is not field.edit, name
+    pem = tmp_path / "mx.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+
+    def choose() -> None:
+        dialog = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QFileDialog) and w.isVisible()),
+                      None)
+        if dialog is None:  # exec() has not shown it yet
+            QTimer.singleShot(10, choose)
+            return
+        dialog.selectFile(str(pem))
+        dialog.accept()
+
+    certificate = sheet.fields["tls_certificate"]
+    QTimer.singleShot(0, choose)
+    certificate.widget.findChild(QPushButton).click()  # modal: returns when the dialog is closed
+    assert certificate.value() == str(pem) and sheet.dirty()
+
+
 def test_logging_group_and_its_properties(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
     sheet = make_sheet(qtbot, fake_engine, messages)
     assert sheet.where["log_enabled"] == sheet.where["log_format"] == "General"
