@@ -92,6 +92,7 @@ def test_chunk_spans_refuses_a_size_below_one() -> None:
 @dataclass
 class Script:
     chunking: bool = True
+    binarymime: bool = True  # (with CHUNKING only)
     pipelining: bool = True
     reject: dict[str, str] = field(default_factory=dict)  # recipient -> reply to its RCPT
     at_end: str = "250 2.0.0 Ok: queued"  # the reply to the end of DATA or to BDAT LAST
@@ -126,7 +127,7 @@ async def scripted_hop(port: int, script: Script) -> AsyncIterator[Heard]:
                 reply = "250 2.0.0 Ok"
                 if verb == "EHLO":
                     keywords = ["SIZE 100000000", "8BITMIME"] + ["PIPELINING"] * script.pipelining \
-                        + ["CHUNKING", "BINARYMIME"] * script.chunking
+                        + ["CHUNKING"] * script.chunking + ["BINARYMIME"] * (script.chunking and script.binarymime)
                     reply = "\r\n".join(f"250-{k}" for k in ["hop.test", *keywords[:-1]]) + f"\r\n250 {keywords[-1]}"
                 elif verb == "MAIL":
                     chunks, number, failed = [], 0, False
@@ -215,12 +216,18 @@ def big_text(size: int) -> bytes:
     return b"Subject: big\r\n\r\n" + b"".join(b"%076d\r\n" % n for n in range(size // 78))
 
 
-async def test_a_large_message_goes_in_bounded_chunks_and_arrives_whole() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_large_message_goes_in_bounded_chunks_and_arrives_whole(loop: str) -> None:
+    """Three chunks, each written when the socket has taken the one before; on the engine's uvloop too."""
     content = big_text(2 * CHUNK_SIZE + 1000)
     port = free_port()
     async with scripted_hop(port, Script()) as heard:
         job = _job(content)
-        said = await _deliver(port, job)
+        if loop == "uvloop":
+            import uvloop
+            said = await asyncio.to_thread(uvloop.run, _deliver(port, job))
+        else:
+            said = await _deliver(port, job)
     assert heard.messages == [content]
     sizes = [line for line in said if line.startswith(">>> BDAT")]
     last = len(content) - 2 * CHUNK_SIZE
@@ -305,6 +312,45 @@ async def test_a_hop_that_dies_mid_chunk_defers_and_the_retry_delivers_once(chun
         await _deliver(port, retry)
     assert heard.messages == [content]
     assert all(o.status == DELIVERED for o in retry.outcomes.values())
+
+
+SIGNED = (b"Subject: signed\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-"
+          b"signature\"; micalg=sha-256; boundary=\"s\"\r\n\r\n--s\r\nContent-Type: application/octet-stream\r\n"
+          b"Content-Transfer-Encoding: binary\r\n\r\n\x00\x01\r\x02\n.\r\n--s\r\nContent-Type: application/pkcs7-"
+          b"signature\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n--s--\r\n")
+
+
+@pytest.mark.parametrize(("chunking", "binarymime", "sent"), [
+    (True, True, "BDAT"),  # unconverted, BODY=BINARYMIME: even a signed one goes (nothing to convert)
+    (True, False, None),  # CHUNKING alone: it would have to be converted, which would break its signature
+    (False, False, None),
+])
+async def test_a_signed_binarymime_message_goes_only_to_a_hop_that_takes_binarymime(
+        chunking: bool, binarymime: bool, sent: str | None) -> None:
+    port = free_port()
+    async with scripted_hop(port, Script(chunking=chunking, binarymime=binarymime)) as heard:
+        job = _job(SIGNED, binary=True)
+        said = await _deliver(port, job)
+    if sent:
+        assert heard.messages == [SIGNED] and all(o.status == DELIVERED for o in job.outcomes.values())
+        assert any(line.startswith(">>> MAIL") and line.endswith(" BODY=BINARYMIME") for line in said)
+    else:
+        assert heard.messages == [] and not any(line.startswith(">>> MAIL") for line in said)
+        assert all(o.status == FAILED and o.enhanced == "5.6.3" for o in job.outcomes.values())
+
+
+async def test_a_binarymime_message_to_a_hop_with_chunking_alone_is_converted_and_sent_by_bdat() -> None:
+    message = (b"Subject: bin\r\nContent-Transfer-Encoding: binary\r\nContent-Type: image/png\r\n\r\n"
+               b"\x89PNG\r\n\x1a\n\x00")
+    port = free_port()
+    async with scripted_hop(port, Script(binarymime=False)) as heard:
+        job = _job(message, binary=True)
+        said = await _deliver(port, job)
+    [got] = heard.messages
+    assert b"Content-Transfer-Encoding: base64\r\n" in got and b"\x00" not in got
+    assert any(line.endswith(f"converted for BDAT ({len(got)} bytes)") for line in said)
+    assert f">>> BDAT {len(got)} LAST" in said and not any("BINARYMIME" in line for line in said if ">>>" in line)
+    assert all(o.status == DELIVERED for o in job.outcomes.values())
 
 
 # -- smtpsvc as the next hop ---------------------------------------------------------------------------------------
