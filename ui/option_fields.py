@@ -96,6 +96,11 @@ LABELS: dict[str, str] = {
     "log_dir": "Log file directory (empty: Logs beside the configuration file):",
     "log_fields": "Extended logging properties (W3C fields, in order):",
     "metrics_listen": "Prometheus /metrics address (HOST:PORT; empty = off):",
+    "admin_listen": "Admin server address (HOST:PORT; empty = off):",
+    "admin_tls_certificate": "Admin server certificate (PEM file; empty = the SMTP certificate):",
+    "admin_tls_key": "Its private key (PEM file; empty = the SMTP key):",
+    "admin_allow_plain_loopback": "Allow plain HTTP on a loopback address when there is no certificate",
+    "operators_file": "Operators file (empty: beside the configuration file):",
 }
 RETRY_LABELS = ("First retry interval:", "Second retry interval:", "Third retry interval:",
                 "Subsequent retry interval:")

@@ -29,6 +29,9 @@ def test_every_option_has_a_placed_field(qtbot: QtBot, fake_engine: FakeEngine, 
     sheet = make_sheet(qtbot, fake_engine, messages)
     assert set(sheet.fields) == {option.name for option in OPTIONS}
     assert set(sheet.where) >= {option.name for option in OPTIONS}
+    from ui.option_fields import LABELS
+
+    assert {option.name for option in OPTIONS if option.type != "int_list"} <= set(LABELS)  # never "Admin tls key:"
     assert [sheet.tabs.tabText(i) for i in range(sheet.tabs.count())] == [
         "General", "Access", "Messages", "Delivery", "Security"]
     size = sheet.fields["max_message_size_kb"]
