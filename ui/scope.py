@@ -52,7 +52,7 @@ NODE_DESCRIPTIONS = {
     Node.PICKUP: "Drop message files here to send them; what became of each",
     Node.DROP: "Messages delivered to the local domains",
     Node.BADMAIL: "Messages that could be neither delivered nor returned, with the reason",
-    Node.LOG: "Today's protocol log: one line per SMTP command, inbound and outbound, as it is written",
+    Node.LOG: "Today's protocol log: one line per SMTP command, inbound and outbound",
     Node.EVENTS: "The event log: starts and stops, failures, lock-outs, Badmail, NDRs, configuration changes",
     Node.PERFORMANCE: "Live charts of the SMTP Server performance counters",
 }
