@@ -130,6 +130,7 @@ async def test_pipelined_transactions_through_smtp_sink(tmp_path: Path) -> None:
     said = [line.split(" ", 1)[1] for line in transcript.lines]
     first = said.index(next(line for line in said if line.startswith(">>> MAIL")))
     assert [line.split(" ")[1] for line in said[first:first + 4]] == ["MAIL", "RCPT", "RCPT", "DATA"]
+    assert said[first + 3] == f">>> DATA ({len(jobs[0].content)} bytes)"  # smtp-sink has no CHUNKING; the real size
     assert said[first + 4].startswith("<<< 250") and said[first + 7].startswith("<<< 354")
     bodies = [d.message.replace(b"\r\n", b"\n").split(b"\n\n", 1)[-1] for d in dumps]  # (dumps end lines in LF)
     assert sorted(bodies) == [f".a line with a dot\nbare\nline {n}\n".encode() for n in range(3)], bodies
