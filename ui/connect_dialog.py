@@ -51,7 +51,9 @@ class ConnectDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.cafile, 1)
         row.addWidget(browse)
-        form.addRow("&CA file:", row)
+        label = QLabel("&CA file:")  # a row of a layout gets no buddy from the form: Alt+C needs one
+        label.setBuddy(self.cafile)
+        form.addRow(label, row)
         layout.addLayout(form)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Connect")

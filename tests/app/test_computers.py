@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 import qasync
 from admin_support import OPERATORS, AdminServe, admin_config, cli
-from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from serve_support import free_port
@@ -27,6 +27,7 @@ from app.computers import LIST_KEY
 from app.manager import Manager, application
 from engine.conf.config_file import load_config, with_option
 from ui import queue_feed
+from ui.connect_dialog import ConnectDialog
 from ui.domain_sheet import DomainSheet
 from ui.scope import Node
 from ui.server_sheet import ServerSheet
@@ -241,6 +242,7 @@ def test_three_computers_in_one_tree(qapp: QApplication, first: AdminServe, seco
         dialog.preview.click()
         session.until(lambda: "dry run" in dialog.results.toPlainText())
         assert "max_message_size_kb: 2048 → 1000" in dialog.results.toPlainText()
+        dialog.grab().save(str(shots / "replicate-dry-run.png"))
         dialog.replicate.click()
         session.until(lambda: "replicated" in dialog.results.toPlainText())
         assert ehlo_size(second.port) == 1000 * 1024
@@ -539,5 +541,40 @@ def test_a_certificate_changed_while_connected_is_refused_not_retried(qapp: QApp
         assert not window.actions_.start.isEnabled() and not window.actions_.stop.isEnabled()
         window.resize(1000, 520)
         window.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "certificate-refused.png"))
+    finally:
+        session.close()
+
+
+def test_file_connect_to_computer_through_its_dialog(qapp: QApplication, first: AdminServe, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """File → Connect to Computer… opens the dialog; the address, operator, password and CA file typed there
+    connect (the CA file: no certificate question), and the computer appears beside this one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    window = session.window
+    session.computers.confirm_certificate = lambda host_port, fingerprint: False  # type: ignore[method-assign]
+    by_name = f"https://localhost:{first.admin_port}"
+    shown: list[str] = []
+
+    def fill() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, ConnectDialog)
+        dialog.address.setCurrentText(by_name)
+        dialog.user.setText("boss")
+        dialog.password.setText(BOSS)
+        dialog.cafile.setText(str(first.config.parent / "smtpsvc-cert.pem"))
+        dialog.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "connect-filled.png"))
+        shown.append(dialog.windowTitle())
+        dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+
+    try:
+        assert window.actions_.connect.isEnabled()
+        QTimer.singleShot(0, window, fill)  # the dialog is modal: filled in from the event loop it runs
+        window.actions_.connect.trigger()
+        assert shown == ["Connect to Computer"]
+        session.until(lambda: by_name in window.computers and window.computers[by_name].link == "connected")
+        assert window.computers[by_name].label == f"mx1.example.test ({by_name})"
+        assert [e["url"] for e in session.computers.remembered()] == [by_name]
+        assert not session.boxes, session.boxes
     finally:
         session.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from ui.connect_dialog import ConnectDialog
@@ -23,4 +24,6 @@ def test_values_with_and_without_a_ca_file(qtbot: QtBot, tmp_path: Path) -> None
     assert not ok.isEnabled()
     dialog.address.setCurrentText("https://mx2.example.test:8443")
     dialog.show()
+    labels = {w.text(): w for w in dialog.findChildren(QLabel)}
+    assert labels["&CA file:"].buddy() is dialog.cafile  # Alt+C, and no literal '&'
     dialog.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "connect-dialog.png"))
