@@ -77,6 +77,15 @@ def test_replicate_to_two_peers(engines: list[AdminServe], capsys: pytest.Captur
     assert cli("--user", "boss", "--config", str(a.config), "replicate", *peers, "--dry-run") == 0
     assert capsys.readouterr().out.count(": no differences") == 2
 
+    # Each peer has its own result: one that cannot be reached fails, the others go on.
+    assert cli("config", "set", "max_recipients", "33", "--config", str(a.config)) == 0
+    capsys.readouterr()
+    down = "https://127.0.0.1:9"  # nothing listens there
+    assert cli("--user", "boss", "--config", str(a.config), "replicate", "--to", down, "--to", b.url) == 1
+    captured = capsys.readouterr()
+    assert f"{down}: failed: cannot connect to {down}" in captured.err
+    assert f"{b.url}: replicated (1 setting(s) changed)" in captured.out and "max_recipients: 100 → 33" in captured.out
+
 
 def test_replicate_refused_for_a_viewer(engines: list[AdminServe], capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
