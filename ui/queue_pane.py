@@ -46,6 +46,10 @@ SUBJECTS_PER_CALL = 500  # subjects read per engine call before an export
 KEEP_SELECTION_UP_TO = 20_000  # a larger selection is not restored after a reset (it would cost more than it helps)
 
 
+FIT_AT_MOST = {"Next Retry": 300, "Target Domains": 220}  # px: a wider cell is elided (its tooltip says it all)
+FIT_ROWS = 200  # rows looked at when fitting them
+
+
 class QueuePane(QWidget):
     """The Queue node's pane; ``activated`` gives model indexes (double-click or Enter)."""
 
@@ -75,6 +79,10 @@ class QueuePane(QWidget):
         header.sectionResized.connect(self._fit_soon)
         header.sectionCountChanged.connect(self._fit_soon)
         self._fitting = False
+        self._contents_fitted = False  # Next Retry and Target Domains fitted once, on the first rows
+        for signal in (model.modelReset, model.rowsInserted):
+            signal.connect(self._fit_contents_first)
+        self._fit_contents_first()
         self.detail.activated.connect(self.activated)
         self.detail.selectionModel().selectionChanged.connect(self.selection_changed)
         self.preview = QueuePreview()
@@ -268,11 +276,34 @@ class QueuePane(QWidget):
 
     def restore_header(self, state: QByteArray | None) -> None:
         if state:
+            self._contents_fitted = True  # the administrator's own widths
             self.detail.header().restoreState(state)
             header = self.detail.header()
             header.setStretchLastSection(False)
             self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
         self._fit_soon()
+
+    def _fit_contents_first(self, *_: object) -> None:
+        if self._contents_fitted or self.model.rowCount() == 0:
+            return
+        self._contents_fitted = True
+        QTimer.singleShot(0, self.detail, self.fit_contents)  # (dropped if the view is deleted first)
+
+    def fit_contents(self) -> None:
+        """Widen Next Retry and Target Domains to what the rows in view hold ("Waiting for ETRN from
+        sales.fabrikam.example"), within FIT_AT_MOST; Last Error then takes what is left."""
+        header = self.detail.header()
+        metrics = self.detail.fontMetrics()
+        rows = min(self.model.rowCount(), FIT_ROWS)  # the first page's top: what is read first (not laid out yet)
+        for title, most in FIT_AT_MOST.items():
+            column = COLUMN[title]
+            if header.isSectionHidden(column):
+                continue
+            widest = max((metrics.horizontalAdvance(str(self.model.data(self.model.index(row, column)) or ""))
+                          for row in range(rows)), default=0)
+            wanted = min(most, widest + 16)  # the cell's margins
+            if wanted > header.sectionSize(column):
+                header.resizeSection(column, wanted)
 
     def _fit_soon(self, *_: object) -> None:
         if not self._fitting:

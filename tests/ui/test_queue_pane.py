@@ -4,6 +4,7 @@ models, and the Badmail / Drop / Pickup models — without an engine (the real o
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from conftest import QLoop, Recorder
 from PySide6.QtCore import QEvent, Qt
@@ -193,6 +194,22 @@ def test_first_columns_visible_at_default_size_last_error_stretches_and_columns_
     dialog.accept()
     assert header.count() - header.hiddenSectionCount() == 2
     assert not header.isSectionHidden(COLUMN["State"]) and not header.isSectionHidden(COLUMN["Queue ID"])
+
+
+def test_next_retry_and_target_domains_fit_their_first_rows(qtbot: QtBot) -> None:
+    held = replace(item(1, domain="sales.fabrikam.example"), etrn_held=("sales.fabrikam.example",))
+    pane = QueuePane(loaded([held, item(2)]))
+    qtbot.addWidget(pane)
+    pane.resize(1000, 600)
+    pane.show()
+    header = pane.detail.header()
+    metrics = pane.detail.fontMetrics()
+    waiting = metrics.horizontalAdvance("Waiting for ETRN from sales.fabrikam.example")
+    qtbot.waitUntil(lambda: header.sectionSize(COLUMN["Next Retry"]) >= waiting)  # not "Waiting for E…"
+    assert header.sectionSize(COLUMN["Target Domains"]) >= metrics.horizontalAdvance("sales.fabrikam.example")
+    plain = pane_with(qtbot, 30)  # countdowns only: the usual narrow columns, Last Error keeps the room
+    qtbot.wait(50)
+    assert plain.detail.header().sectionSize(COLUMN["Next Retry"]) == plain.model.columns[COLUMN["Next Retry"]].width
 
 
 def test_an_elided_cell_shows_its_whole_text_as_tooltip(qtbot: QtBot) -> None:
