@@ -576,5 +576,9 @@ def test_file_connect_to_computer_through_its_dialog(qapp: QApplication, first: 
         assert window.computers[by_name].label == f"mx1.example.test ({by_name})"
         assert [e["url"] for e in session.computers.remembered()] == [by_name]
         assert not session.boxes, session.boxes
+        # By its address there is no CA file: the fingerprint question, answered No: not connected, nothing pinned.
+        assert session.run(session.computers.connect(first.url, "boss", BOSS)) is None
+        assert "is not trusted: not confirmed" in session.boxes[-1] and first.url not in window.computers
+        assert not (tmp_path / "xdg" / "smtpsvc" / "known_servers").exists()
     finally:
         session.close()

@@ -54,7 +54,7 @@ def test_admin_administers_queue_and_configuration(engine: AdminServe, known: Pa
     assert cli(*remote, "queue", "list", stdin="yes\n") == 0  # first use: fingerprint confirmed, then pinned
     out, err = capsys.readouterr()
     assert "Mail queue is empty" in out and "SHA-256 fingerprint" in err
-    assert f"127.0.0.1:{engine.admin_port} " in known.read_text()
+    assert f"127.0.0.1:{engine.admin_port} " in known.read_text() and known.stat().st_mode & 0o777 == 0o600
     assert cli(*remote, "queue", "list") == 0  # pinned: no question asked
     capsys.readouterr()
 
