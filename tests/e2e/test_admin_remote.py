@@ -371,3 +371,40 @@ async def test_failed_logins_lock_the_address_out(locking: AdminServe) -> None:
             texts = [entry["text"] for entry in (await response.json())["result"]]
         assert any(t.startswith("127.0.0.1 is locked out after 3 failed logins") for t in texts), texts
         assert any(t.startswith("A login from 127.0.0.1 was refused: locked out") for t in texts), texts
+
+
+async def test_hostile_names_and_too_many_streams(engine: AdminServe) -> None:
+    """Folder item names that try to leave their folder are refused (the operators file is never served), and
+    event streams are bounded."""
+    auth = {"Authorization": aiohttp.encode_basic_auth("boss", OPERATORS["boss"][0])}
+    secrets = ("smtpsvc-operators", "smtpsvc-key.pem", "smtpsvc.toml")
+    async with aiohttp.ClientSession(engine.url, headers=auth) as session:
+        for op, name in [("badmail.read", "../../smtpsvc-operators"), ("badmail.read", "/etc/passwd"),
+                         ("drop.read", "../../smtpsvc-key.pem"), ("drop.read", "../smtpsvc.toml"),
+                         ("drop.read", "example.test/../../../smtpsvc.toml"), ("badmail.delete", "../../smtpsvc.toml"),
+                         ("drop.delete", "../../smtpsvc-operators"), ("badmail.resend", "../../smtpsvc.toml"),
+                         ("drop.read", "..")]:
+            async with session.post(f"/api/v1/{op}", json={"name": name}, ssl=False) as response:
+                text = await response.text()
+                assert response.status in (400, 404), (op, name, response.status, text)
+                assert "scrypt$" not in text and "PRIVATE KEY" not in text and "[server]" not in text
+        for path in ("/badmail/..%2F..%2Fsmtpsvc-operators", "/drop/..%2Fsmtpsvc.toml",
+                     "/drop/x?domain=..%2F..", "/static/..%2F..%2F..%2Fsmtpsvc-operators", "/static/%2e%2e/x"):
+            async with session.get(path, ssl=False, headers={"Accept": "text/html"}) as response:
+                text = await response.text()
+                assert response.status in (400, 403, 404), (path, response.status)
+                assert "scrypt$" not in text and "PRIVATE KEY" not in text and "[server]" not in text
+        assert all((engine.config.parent / name).exists() for name in secrets)
+
+        streams = []
+        try:
+            for _ in range(32):
+                response = await session.get("/api/v1/events", ssl=False)
+                assert response.status == 200
+                streams.append(response)
+                await response.content.readline()  # the stream is open on the server
+            async with session.get("/api/v1/events", ssl=False) as refused:
+                assert refused.status == 503 and "too many event streams" in await refused.text()
+        finally:
+            for response in streams:
+                response.close()
