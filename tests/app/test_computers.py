@@ -508,6 +508,18 @@ def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, 
         session.until(lambda: any("Operator boss" in e.text and "domain.add" in e.text for e in model.entries))
         assert not any("branch.test" in e.text for e in local.event_viewer.model.entries)
 
+        # Pause, Continue, Stop and Start from the toolbar act on that computer's server.
+        computer.select_node(Node.SERVER)
+        window.update_actions()
+        for action, state in ((window.actions_.pause, "paused"), (window.actions_.pause, "started"),
+                              (window.actions_.stop, "stopped"), (window.actions_.start, "started")):
+            session.until(action.isEnabled)
+            action.trigger()
+            session.until(lambda wanted=state: computer.state == wanted)
+        assert local.state == "started"
+        with smtplib.SMTP("127.0.0.1", first.port, timeout=10) as client:
+            assert client.ehlo("again.test")[0] == 250  # listening again
+
         computer.select_node(Node.PERFORMANCE)
         session.until(lambda: bool(computer.performance.history.samples))
         assert "Messages Received Total" in computer.performance.history.names
