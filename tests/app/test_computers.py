@@ -399,7 +399,13 @@ def test_remote_session_transcript_and_pickup_folder(qapp: QApplication, first: 
         assert "*** (masked)" in text and "AHVzZXIAaHVudGVyMg==" not in text
         dialog.grab().save(str(tmp_path / "remote-session.png"))
         dialog.close()
-        client.quit()
+        computer.panes[Node.SESSIONS].select_key(info.session_id)  # Terminate closes it on that computer
+        session.window.update_actions()
+        session.window.actions_.terminate.trigger()
+        session.until(lambda: computer.sessions_model.get(info.session_id) is None)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+            client.noop()
 
         session.run(computer.engine.stop())
         session.until(lambda: computer.state == "stopped")
