@@ -55,7 +55,7 @@ LABELS: dict[str, str] = {
     "outbound_port": "TCP port:",
     "max_hop_count": "Maximum hop count:",
     "outbound_tls": "TLS encryption (require it on every outbound connection)",
-    "outbound_user": "Basic authentication — user name:",
+    "outbound_user": "User name:",
     "outbound_password": "Password:",
     "outbound_tls_verify": "Verify the next hop's certificate when TLS is required:",
     "outbound_tls_ca_file": "Trusted CA certificates (PEM file; empty = the system's store):",

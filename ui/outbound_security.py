@@ -1,4 +1,5 @@
-"""A remote domain's "Outbound Security…" dialog: as the virtual server, anonymous, or basic with an account."""
+"""The "Outbound Security…" choices: a remote domain's dialog (as the virtual server, anonymous, or basic with an
+account), and the virtual server's Anonymous / Basic authentication radio group."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.conf.config import DomainConfig
+from ui.option_fields import TextField
 from ui.sheet_parts import note
 
 AUTH_LABELS = {
@@ -96,3 +98,40 @@ class OutboundSecurityDialog(QDialog):
     def reject(self) -> None:
         self.set_values(*self._saved)
         super().reject()
+
+
+class ServerAuthChoice(QWidget):
+    """IIS's Anonymous access / Basic authentication radios over the virtual server's outbound account: the
+    account's fields are enabled only with Basic, and Anonymous empties them (the dialog's Cancel puts them back).
+    ``sync`` shows what the fields hold (call it when the dialog opens)."""
+
+    def __init__(self, user: TextField, password: TextField, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.user = user
+        self.password = password
+        self.anonymous = QRadioButton("Anonymous access")
+        self.basic = QRadioButton("Basic authentication (the account below, with AUTH)")
+        choices = QButtonGroup(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(9, 0, 9, 0)  # in line with the form's fields below
+        for radio in (self.anonymous, self.basic):
+            choices.addButton(radio)
+            layout.addWidget(radio)
+        self.basic.toggled.connect(self._chosen)
+        self.sync()
+
+    def sync(self) -> None:
+        basic = bool(self.user.value())
+        (self.basic if basic else self.anonymous).setChecked(True)
+        self._enable(basic)
+
+    def _chosen(self, basic: bool) -> None:
+        if not basic:
+            self.user.set_value("")
+            self.password.set_value("")
+        self._enable(basic)
+
+    def _enable(self, basic: bool) -> None:
+        for field in (self.user, self.password):
+            field.label.setEnabled(basic)
+            field.edit.setEnabled(basic)

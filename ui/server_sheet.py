@@ -28,6 +28,7 @@ from ui.facade import CertificateFacade, DnsCheckFacade, OperatorsFacade
 from ui.icons import state_icon
 from ui.operators_panel import OperatorsPanel
 from ui.option_fields import OptionField, TextField, make_field
+from ui.outbound_security import ServerAuthChoice
 from ui.sheet import ApplyFn, Problems, PropertySheet
 from ui.sheet_parts import SubDialog, assign_mnemonics, button_row, form, group, note, opener
 from ui.tasks import TaskRunner
@@ -266,9 +267,17 @@ class ServerSheet(PropertySheet):
                                                    "attempt_direct_before_smart_host", "reverse_dns_lookup",
                                                    "dns_servers"], extra=self.check_dns)
         self.advanced_delivery = advanced
-        security = self._sub("Outbound Security", ["outbound_tls", "outbound_user", "outbound_password",
-                                                   "outbound_tls_verify", "outbound_tls_ca_file"])
-        layout.addLayout(button_row(opener("Outbound Security…", security),
+        user, password = self.fields["outbound_user"], self.fields["outbound_password"]
+        assert isinstance(user, TextField) and isinstance(password, TextField)
+        self.outbound_auth = ServerAuthChoice(user, password)
+        security = SubDialog("Outbound Security", self._take(["outbound_user", "outbound_password", "outbound_tls",
+                                                              "outbound_tls_verify", "outbound_tls_ca_file"],
+                                                             "Outbound Security"),
+                             "How this server authenticates to the smart host and the remote servers it sends to.",
+                             self, self.outbound_auth, self.show_help, extra_before="outbound_user")
+        security_button = opener("Outbound Security…", security)
+        security_button.clicked.connect(self.outbound_auth.sync)  # as the fields hold now (Cancel put them back)
+        layout.addLayout(button_row(security_button,
                                     opener("Outbound connections…", connections),
                                     opener("Advanced…", advanced)))
         layout.addStretch(1)

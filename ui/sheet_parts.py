@@ -130,7 +130,7 @@ class SubDialog(QDialog):
 
     def __init__(self, title: str, fields: list[OptionField], intro: str = "",
                  parent: QWidget | None = None, extra: QWidget | None = None,
-                 show_help: Callable[[], object] | None = None) -> None:
+                 show_help: Callable[[], object] | None = None, extra_before: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setModal(True)
@@ -139,11 +139,19 @@ class SubDialog(QDialog):
         layout = QVBoxLayout(self)
         if intro:
             layout.addWidget(note(intro))
-        body = QWidget()
-        form(fields, body)
-        layout.addWidget(body)
+        # ``extra`` goes under the fields, or over the field named ``extra_before`` (a choice that governs it)
+        split = next((n for n, field in enumerate(fields) if field.option.name == extra_before), len(fields))
+        before, after = fields[:split], fields[split:]
+        if before or not after:
+            body = QWidget()
+            form(before, body)
+            layout.addWidget(body)
         if extra is not None:
             layout.addWidget(extra)
+        if after:
+            body = QWidget()
+            form(after, body)
+            layout.addWidget(body)
         layout.addStretch(1)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)

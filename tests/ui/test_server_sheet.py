@@ -205,6 +205,33 @@ def test_file_and_folder_fields_have_browse(qtbot: QtBot, fake_engine: FakeEngin
     assert certificate.value() == str(pem) and sheet.dirty()
 
 
+def test_outbound_security_chooses_anonymous_or_basic(qtbot: QtBot, fake_engine: FakeEngine,
+                                                      messages: Recorder) -> None:
+    sheet = make_sheet(qtbot, fake_engine, messages)
+    [dialog] = [d for d in sheet.findChildren(SubDialog) if d.windowTitle() == "Outbound Security"]
+    choice = sheet.outbound_auth
+    user, password = sheet.fields["outbound_user"], sheet.fields["outbound_password"]
+    assert isinstance(user, TextField) and isinstance(password, TextField)
+    dialog.open()
+    choice.sync()
+    assert choice.anonymous.isChecked() and not user.edit.isEnabled() and not password.edit.isEnabled()
+    choice.basic.setChecked(True)
+    assert user.edit.isEnabled() and password.edit.isEnabled()
+    qtbot.keyClicks(user.edit, "relay-account")
+    qtbot.keyClicks(password.edit, "s3cret")
+    dialog.accept()
+    candidate = sheet.candidate().server
+    assert (candidate.outbound_user, candidate.outbound_password) == ("relay-account", "s3cret")
+    dialog.open()
+    choice.sync()
+    assert choice.basic.isChecked()
+    choice.anonymous.setChecked(True)  # the account goes…
+    assert sheet.candidate().server.outbound_user == "" and not user.edit.isEnabled()
+    dialog.reject()  # …and Cancel brings it back
+    choice.sync()
+    assert user.value() == "relay-account" and choice.basic.isChecked()
+
+
 def test_logging_group_and_its_properties(qtbot: QtBot, fake_engine: FakeEngine, messages: Recorder) -> None:
     sheet = make_sheet(qtbot, fake_engine, messages)
     assert sheet.where["log_enabled"] == sheet.where["log_format"] == "General"
