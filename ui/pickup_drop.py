@@ -80,7 +80,7 @@ class PickupRow:
 
 
 STATUS_TEXT = {
-    "checking": "Checking…", "ready": "Ready", "problem": "Not a message", "submitting": "Submitting…",
+    "checking": "Checking…", "ready": "Ready", "problem": "Would be refused", "submitting": "Submitting…",
     "in pickup": "In Pickup", "queued": "Queued", "delivered": "Delivered", "returned": "Returned to sender",
     "refused": "Refused (Badmail)", "not submitted": "Not submitted", "failed": "Failed",
     "deleted": "Deleted from the queue", "lost": "Lost (see the event log)", "waiting": "In Pickup now",

@@ -259,13 +259,16 @@ class ServerSheet(PropertySheet):
         layout.addWidget(group("Local", form(self._take(
             ["local_delay_notification_min", "local_expiration_min"], "Delivery"))))
         connections = self._sub("Outbound Connections", ["max_outbound_connections", "max_outbound_per_domain",
-                                                         "outbound_timeout", "outbound_port"])
+                                                         "outbound_timeout", "outbound_port"],
+                                "The connections this server opens to deliver mail, and the port it connects to.")
         if self._dns is not None:  # IIS's Check DNS, with the names and DNS servers as typed
             self.check_dns = CheckDnsButton(self._dns, self._runner, lambda: self._fqdn_typed(),
                                             lambda: tuple(self.fields["dns_servers"].value()))
         advanced = self._sub("Advanced Delivery", ["max_hop_count", "masquerade_domain", "fqdn", "smart_host",
                                                    "attempt_direct_before_smart_host", "reverse_dns_lookup",
-                                                   "dns_servers"], extra=self.check_dns)
+                                                   "dns_servers"],
+                             "How mail leaves this server: the hops it allows, the name it gives, the smart host "
+                             "it sends through and the DNS servers it asks.", extra=self.check_dns)
         self.advanced_delivery = advanced
         user, password = self.fields["outbound_user"], self.fields["outbound_password"]
         assert isinstance(user, TextField) and isinstance(password, TextField)
