@@ -233,6 +233,13 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         shot("14-phone-queue")
         d.get(f"{engine.url}/properties/Access")
         shot("15-phone-properties")
+        # On a phone no page is wider than the screen (wide tables scroll inside their own box).
+        for page in ("", "queue", "properties/Access", "domains", "sessions", "drop", "badmail", "counters",
+                     "events", "upload", "operators"):
+            d.get(f"{engine.url}/{page}")
+            width, screen = d.execute_script(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert width <= screen, f"/{page} is {width} px wide on a {screen} px screen"
 
         # A poster lands on the upload page, sees no other section, and gets an answer per file; with the
         # server stopped, an upload waits in Pickup.
