@@ -196,7 +196,7 @@ def test_first_columns_visible_at_default_size_last_error_stretches_and_columns_
     assert not header.isSectionHidden(COLUMN["State"]) and not header.isSectionHidden(COLUMN["Queue ID"])
 
 
-def test_next_retry_and_target_domains_fit_their_first_rows(qtbot: QtBot) -> None:
+def test_next_retry_fits_its_first_rows(qtbot: QtBot) -> None:
     held = replace(item(1, domain="sales.fabrikam.example"), etrn_held=("sales.fabrikam.example",))
     pane = QueuePane(loaded([held, item(2)]))
     qtbot.addWidget(pane)
@@ -206,7 +206,6 @@ def test_next_retry_and_target_domains_fit_their_first_rows(qtbot: QtBot) -> Non
     metrics = pane.detail.fontMetrics()
     waiting = metrics.horizontalAdvance("Waiting for ETRN from sales.fabrikam.example")
     qtbot.waitUntil(lambda: header.sectionSize(COLUMN["Next Retry"]) >= waiting)  # not "Waiting for E…"
-    assert header.sectionSize(COLUMN["Target Domains"]) >= metrics.horizontalAdvance("sales.fabrikam.example")
     plain = pane_with(qtbot, 30)  # countdowns only: the usual narrow columns, Last Error keeps the room
     qtbot.wait(50)
     assert plain.detail.header().sectionSize(COLUMN["Next Retry"]) == plain.model.columns[COLUMN["Next Retry"]].width
