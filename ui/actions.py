@@ -68,6 +68,8 @@ class Actions:
         # messages: Queue, Drop, Badmail
         self.retry_now = _action(a, "&Retry Now", "retry", "Ctrl+R", tip="Try to deliver the selected messages now")
         self.retry_domain = _action(a, "Retry D&omain Now…", tip="Try every message for one domain now")
+        self.retry_all = _action(a, "Retry A&ll Now", "retry", tip="Try every queued message now (frozen and "
+                                 "ETRN-held ones stay held)")
         self.release_etrn = _action(a, "Re&lease for ETRN", "start", tip="Deliver the mail the selected messages' "
                                     "domains hold for ETRN now, as an ETRN from them would")
         self.freeze = _action(a, "&Freeze", "freeze", "Ctrl+H", tip="Hold the selected messages: no delivery "

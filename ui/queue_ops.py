@@ -21,6 +21,12 @@ from ui.models.queue import target_domains
 from ui.queue_detail import QueueDetailDialog
 
 RETRY_CHUNK = 500  # ids per retry_now call
+
+
+def domain_choices(domains: list[str], counts: dict[str, int]) -> list[str]:
+    """Retry Domain Now's list: each domain with its message count where the queue-shape chart knows it."""
+    return [f"{domain} ({counts[domain]:,} message{'s' * (counts[domain] != 1)})" if domain in counts else domain
+            for domain in domains]
 CONCURRENCY = 8  # engine calls in flight for one batch (state records are fsynced: they overlap well)
 
 
@@ -40,8 +46,10 @@ class QueueOperations:
         return self.w.confirm(title, question)
 
     def ask_domain(self, domains: list[str]) -> str | None:
-        domain, ok = QInputDialog.getItem(self.w.window(), "Retry Domain Now",
-                                          "Retry every message queued for the domain:", domains, 0, True)
+        choices = domain_choices(domains, dict(self.w.queue_pane.domain_counts or []))
+        chosen, ok = QInputDialog.getItem(self.w.window(), "Retry Domain Now",
+                                          "Retry every message queued for the domain:", choices, 0, True)
+        domain = domains[choices.index(chosen)] if chosen in choices else chosen  # or one typed in
         return domain.strip().lower() if ok and domain.strip() else None
 
     # -- selection ------------------------------------------------------------------------------
@@ -96,6 +104,14 @@ class QueueOperations:
             self.messages.inform(f"Retry Domain Now: {count:,} message{'s' * (count != 1)} for {domain} due now")
 
         self.runner.spawn(run(), "Retry Domain Now")
+
+    def retry_all(self) -> None:
+        """Retry All Now (postqueue -f): every queued message is due now; frozen and held ones stay."""
+        async def run() -> None:
+            count = await self.engine.retry_now()
+            self.messages.inform(f"Retry All Now: {count:,} message{'s' * (count != 1)} due for delivery now")
+
+        self.runner.spawn(run(), "Retry All Now")
 
     def release_selected(self) -> None:
         """Release for ETRN: the domains the selected messages wait for, as if each had sent ETRN."""

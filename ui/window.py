@@ -342,6 +342,7 @@ class ManagerWindow(QMainWindow):
         a.about.triggered.connect(self._about)
         a.retry_now.triggered.connect(lambda: self.current.queue_ops.retry_now())
         a.retry_domain.triggered.connect(lambda: self.current.queue_ops.retry_domain())
+        a.retry_all.triggered.connect(lambda: self.current.queue_ops.retry_all())
         a.release_etrn.triggered.connect(lambda: self.current.queue_ops.release_selected())
         a.freeze.triggered.connect(lambda: self.current.queue_ops.freeze())
         a.thaw.triggered.connect(lambda: self.current.queue_ops.thaw())
@@ -494,7 +495,7 @@ class ManagerWindow(QMainWindow):
             Node.SERVER: server,
             Node.DOMAINS: [new_menu, None, a.refresh, a.export],
             Node.SESSIONS: [a.terminate_all, None, a.refresh, a.export],
-            Node.QUEUE: [a.retry_domain, None, a.show_chart, None, a.refresh, a.export],
+            Node.QUEUE: [a.retry_all, a.retry_domain, None, a.show_chart, None, a.refresh, a.export],
             Node.PICKUP: [a.put_pickup, a.paste_pickup, None, a.pickup_preview, a.open_folder, None, a.export],
             Node.DROP: [a.open_folder, None, a.refresh, a.export],
             Node.BADMAIL: [a.open_folder, None, a.refresh, a.export],
@@ -619,6 +620,7 @@ class ManagerWindow(QMainWindow):
         a.thaw.setEnabled(idle and "frozen" in states)
         a.bounce_now.setEnabled(idle and bool(states - {"active"}))
         a.retry_domain.setEnabled(on_queue and queue_model.total > 0)
+        a.retry_all.setEnabled(on_queue and queue_model.total > 0)
         a.details.setEnabled(on_queue and bool(keys))
         a.view_message.setEnabled(messages)
         a.save_as.setEnabled(messages)

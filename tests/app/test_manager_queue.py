@@ -153,6 +153,10 @@ def test_deferred_message_detail_retry_freeze_thaw_bounce(running: Run, tmp_path
     window.actions_.retry_domain.trigger()  # Retry Domain Now: far.example
     running.until(lambda: (item := model.get(queue_id)) is not None and item.attempts >= 3, 20)
     assert asked == [["far.example"]]
+    window.select_node(Node.QUEUE)
+    assert window.actions_.retry_all in window.node_actions(Node.QUEUE) and window.actions_.retry_all.isEnabled()
+    window.actions_.retry_all.trigger()  # Retry All Now, as postqueue -f
+    running.until(lambda: (item := model.get(queue_id)) is not None and item.attempts >= 4, 20)
 
     assert dialog.labels["Subject"].text() == "to a far domain"
     asked_to_confirm: list[str] = []

@@ -25,6 +25,7 @@ from ui.models.queue import COLUMN
 from ui.models.queue_shape import AGE_BUCKETS, OTHER, bucket_of, bucket_range, queue_shape
 from ui.pickup_drop import PickupResultsModel, PickupRow, PreviewDialog
 from ui.queue_detail import QueueDetailDialog, recipient_status
+from ui.queue_ops import domain_choices
 from ui.queue_pane import QueuePane
 from ui.queue_preview import HEAD_BYTES, HEAD_LINES, header_start
 from ui.tasks import TaskRunner
@@ -209,6 +210,12 @@ def test_next_retry_fits_its_first_rows(qtbot: QtBot) -> None:
     plain = pane_with(qtbot, 30)  # countdowns only: the usual narrow columns, Last Error keeps the room
     qtbot.wait(50)
     assert plain.detail.header().sectionSize(COLUMN["Next Retry"]) == plain.model.columns[COLUMN["Next Retry"]].width
+
+
+def test_retry_domain_lists_each_domain_with_its_count() -> None:
+    assert domain_choices(["contoso.example", "fabrikam.example", "new.example"],
+                          {"contoso.example": 1234, "fabrikam.example": 1}) == [
+        "contoso.example (1,234 messages)", "fabrikam.example (1 message)", "new.example"]
 
 
 def test_an_elided_cell_shows_its_whole_text_as_tooltip(qtbot: QtBot) -> None:
