@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal, Protocol
 
 from PySide6.QtCore import QModelIndex, QSettings, QTimer
@@ -258,6 +259,7 @@ class Computer:
             self.queue_feed.load()
         self.queue_loading(self.queue_feed.loading)
         self._update_server_row()
+        self.update_children()
         self.shell.computer_changed(self)
 
     def set_link(self, link: Link, reason: str = "") -> None:
@@ -299,8 +301,29 @@ class Computer:
         self.servers_model.sync([ServerRow(config.name, state, self.addresses(), str(self.engine.mailroot))])
 
     def _rows_changed(self) -> None:
+        self.update_children()
         if self.current:
             self.shell.computer_changed(self)
+
+    def update_children(self) -> None:
+        """The virtual server node's list says what each child holds, where it has been read (a dashboard)."""
+        def count(number: int, what: str) -> str:
+            return f"{number:,} {what}{'s' * (number != 1)}"
+
+        status: dict[str, tuple[str, bool]] = {
+            Node.DOMAINS.value: (count(self.domains_model.rowCount(), "domain"), False),
+            Node.SESSIONS.value: (count(self.sessions_model.rowCount(), "session") if self.state in RUNNING
+                                  else "Stopped", False)}
+        if self.queue_model.live:
+            status[Node.QUEUE.value] = (count(self.queue_model.total, "message"), False)
+        if self.drop_model.loaded:
+            status[Node.DROP.value] = (count(self.drop_model.rowCount(), "message"), False)
+        if self.badmail_model.loaded:
+            status[Node.BADMAIL.value] = (count(self.badmail_model.rowCount(), "item"),
+                                          self.badmail_model.rowCount() > 0)
+        self.children_model.sync(replace(row, status=status.get(row.node, ("", False))[0],
+                                         alert=status.get(row.node, ("", False))[1])
+                                 for row in self.children_model.rows())
 
     def refresh_config(self) -> None:
         config: Config = self.engine.config()

@@ -53,7 +53,7 @@ NODE_DESCRIPTIONS = {
     Node.DROP: "Messages delivered to the local domains",
     Node.BADMAIL: "Messages that could be neither delivered nor returned, with the reason",
     Node.LOG: "Today's protocol log: one line per SMTP command, inbound and outbound",
-    Node.EVENTS: "The event log: starts and stops, failures, lock-outs, Badmail, NDRs, configuration changes",
+    Node.EVENTS: "The event log: starts, stops, failures, lock-outs, Badmail, NDRs, configuration changes",
     Node.PERFORMANCE: "Live charts of the SMTP Server performance counters",
 }
 DROP_NODES = (Node.QUEUE, Node.PICKUP)  # dragged files over these nodes show where they go

@@ -87,6 +87,30 @@ def test_the_server_row_of_the_computer_node_carries_the_servers_verbs(window: M
     assert fake_engine.calls == ["stop"]
 
 
+def test_the_servers_children_say_what_they_hold(window: ManagerWindow, qtbot: QtBot, qloop: QLoop) -> None:
+    from PySide6.QtCore import Qt as QtNs
+
+    from ui.models.nodes import ChildrenModel, NodeRow
+
+    model = window.children_model
+    assert model.columns[ChildrenModel.STATUS_COLUMN].title == "Status"
+
+    def status(node: Node) -> str:
+        row = model.get(node.value)
+        return row.status if row is not None else "?"
+
+    qtbot.waitUntil(lambda: status(Node.DOMAINS) == "3 domains")
+    assert status(Node.SESSIONS) == "0 sessions" and status(Node.BADMAIL) == ""  # Badmail not read yet: no guess
+    window.on_engine_events([SessionOpened("S1", "127.0.0.1")])
+    qtbot.waitUntil(lambda: status(Node.SESSIONS) == "1 session")
+    toolbar_click(window, "stop")
+    qloop.run(qloop.until(lambda: window.state == "stopped"))
+    qtbot.waitUntil(lambda: status(Node.SESSIONS) == "Stopped")
+    alone = ChildrenModel()
+    alone.sync([NodeRow("badmail", "Badmail", "badmail", "", 5, "4 items", alert=True)])
+    assert alone.data(alone.index(0, ChildrenModel.STATUS_COLUMN), QtNs.ItemDataRole.ForegroundRole) is not None
+
+
 def test_navigation_history(window: ManagerWindow) -> None:
     window.select_node(Node.DOMAINS)
     window.select_node(Node.SESSIONS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QColor, QIcon
 
 from ui.icons import icon, state_icon
 from ui.models.table import Column, KeyedTableModel
@@ -66,6 +66,8 @@ class NodeRow:
     icon_name: str
     description: str
     order: int = 0  # its place in the scope tree: the list is in tree order, as MMC's, not alphabetical
+    status: str = ""  # what it holds now ("8 messages"); empty where it has not been read yet
+    alert: bool = False  # the status wants attention (Badmail is not empty): shown in red
 
 
 class ChildrenModel(KeyedTableModel[NodeRow]):
@@ -73,11 +75,16 @@ class ChildrenModel(KeyedTableModel[NodeRow]):
 
     columns = (
         Column("Name", lambda r: r.name, sort=lambda r: r.order, width=160),
-        Column("Description", lambda r: r.description, width=360),
+        Column("Description", lambda r: r.description, width=500),  # whole at the default size
+        Column("Status", lambda r: r.status, width=110),
     )
+    STATUS_COLUMN = 2
 
     def key(self, row: NodeRow) -> str:
         return row.node
+
+    def foreground(self, row: NodeRow, column: int) -> QColor | None:
+        return QColor("#a4262c") if row.alert and column == self.STATUS_COLUMN else None
 
     def icon(self, row: NodeRow) -> QIcon:
         return icon(row.icon_name)
