@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QIcon, QSyntaxHighlighter, QTextCharFormat, QTextDocument
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.cleanup.headers import first_fields, received_summary
 from engine.conf.addresses import classify, domain_of
 from engine.conf.config import Config
 from engine.qmgr import schedule
@@ -162,6 +165,17 @@ class TranscriptHighlighter(QSyntaxHighlighter):
                 return
 
 
+def header_fields(head: bytes, queue_id: str) -> dict[str, str]:
+    """The header fields the General tab shows, from the start of a queued message: From, Message-ID, and the
+    Received line smtpsvc wrote for it ("from ws-017 ([192.0.2.7]) with ESMTP, …"; none for another's)."""
+    end = head.find(b"\r\n\r\n")
+    block = head if end < 0 else head[:end + 4]
+    parsed = BytesHeaderParser(policy=default_policy).parsebytes(block)
+    fields = {name: " ".join(str(parsed.get(name, "")).split()) for name in ("From", "Message-ID")}
+    fields["Received"] = received_summary(first_fields(block).get("received", ""), queue_id)
+    return fields
+
+
 class QueueDetailDialog(QDialog):
     """Shows one message; ``act(name)`` asks the window to run an action (retry, freeze, thaw, bounce, view)."""
 
@@ -180,9 +194,10 @@ class QueueDetailDialog(QDialog):
         self.form = QFormLayout()
         self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.labels: dict[str, QLabel] = {}
-        for name in ("Queue ID", "Subject", "State", "Sender", "Arrived", "Size", "Source", "Attempts", "Next attempt",
-                     "Delay notice", "Last error"):
-            label = ElidedLabel() if name in ("Queue ID", "Sender") else QLabel()  # one address: never wrapped
+        for name in ("Queue ID", "Subject", "From", "Message-ID", "State", "Sender", "Arrived", "Size", "Source",
+                     "Received", "Attempts", "Next attempt", "Delay notice", "Last error"):
+            # one address or id: never wrapped
+            label = ElidedLabel() if name in ("Queue ID", "Sender", "From", "Message-ID") else QLabel()
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label.setWordWrap(not isinstance(label, ElidedLabel))
             self.labels[name] = label
@@ -306,6 +321,13 @@ class QueueDetailDialog(QDialog):
 
     def set_subject(self, subject: str) -> None:
         self.labels["Subject"].setText(subject or "—")
+
+    def set_header(self, head: bytes) -> None:
+        """From, Message-ID and how it came (our Received line: the client, its EHLO name, the protocol), from the
+        start of the message."""
+        fields = header_fields(head, self.queue_id)
+        for name in ("From", "Message-ID", "Received"):
+            self.labels[name].setText(fields.get(name) or "—")
 
     def show_gone(self, reason: str) -> None:
         """The message left the queue: say so, keep what was shown, disable the actions."""

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import shiboken6
 from PySide6.QtWidgets import QInputDialog
 
-from engine.errors import NotFoundError
+from engine.errors import EngineError, NotFoundError
 from engine.events import Event, MessageRemoved, QueueChanged
 from ui.batch import Batch
 from ui.context import WindowPort
@@ -21,6 +21,7 @@ from ui.models.queue import target_domains
 from ui.queue_detail import QueueDetailDialog
 
 RETRY_CHUNK = 500  # ids per retry_now call
+HEADER_BYTES = 16 * 1024  # read of a message's start for the detail's From, Message-ID and Received
 
 
 def domain_choices(domains: list[str], counts: dict[str, int]) -> list[str]:
@@ -227,7 +228,20 @@ class QueueOperations:
         dialog.act.connect(lambda action: self._detail_action(queue_id, action))
         self.details[queue_id] = dialog
         self.refresh_detail(queue_id)
+        self._read_header(queue_id)
         dialog.show()
+
+    def _read_header(self, queue_id: str) -> None:
+        async def run() -> None:
+            try:
+                head = await self.engine.read_queued(queue_id, HEADER_BYTES)
+            except (EngineError, OSError):
+                return  # gone or unreadable: refresh_detail says so; the rows stay "—"
+            dialog = self.details.get(queue_id)
+            if dialog is not None and shiboken6.isValid(dialog):
+                dialog.set_header(head)
+
+        self.runner.spawn(run(), "Queued Message")
 
     def step_detail(self, queue_id: str, step: int) -> None:
         """▲/▼ in the detail: the message above or below in the list as sorted and filtered now."""

@@ -130,6 +130,10 @@ def test_deferred_message_detail_retry_freeze_thaw_bounce(running: Run, tmp_path
     dialog = window.queue_ops.details[queue_id]
     running.until(lambda: dialog.detail is not None)
     assert "<<< 451 4.7.1 Greylisted" in dialog.transcript.toPlainText()
+    running.until(lambda: dialog.labels["From"].text() == "Anna <anna@example.test>")  # read from its header
+    received = dialog.labels["Received"].text()
+    assert received.startswith("from ") and "[127.0.0.1]" in received and "with ESMTP" in received, received
+    assert dialog.labels["Message-ID"].text() == "—"  # the client sent none
     assert dialog.labels["Last error"].text().startswith(GREYLISTED)
     steps = [dialog.schedule.data(dialog.schedule.index(row, 2)) for row in range(dialog.schedule.rowCount())]
     assert steps[0] == "Attempt 2" and steps[-1].startswith("Non-delivery report")
