@@ -34,13 +34,13 @@ class CheckDnsButton(QWidget):
         super().__init__(parent)
         self.facade, self.runner, self.name, self.servers = facade, runner, name, servers
         self.button = QPushButton("C&heck DNS")
-        self.button.setToolTip("Look up the fully qualified domain name with the DNS servers above (or this "
-                               "computer's): its addresses and MX records, as delivery would")
+        self.button.setToolTip("Look up the fully qualified domain name above with the external DNS servers below "
+                               "(or this computer's): its addresses and MX records, as delivery would")
         self.button.clicked.connect(self.check)
         row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.button)
+        row.setContentsMargins(9, 0, 9, 0)  # under the name it checks, at its right end (as IIS's)
         row.addStretch(1)
+        row.addWidget(self.button)
 
     def tell(self, title: str, text: str, ok: bool) -> None:
         """The result box (tests replace it)."""

@@ -124,8 +124,10 @@ class ServerSheet(PropertySheet):
         """The FQDN field as typed; empty means this computer's name, which the engine uses then."""
         return str(self.fields["fqdn"].value()) or self._current().fqdn
 
-    def _sub(self, title: str, names: list[str], intro: str = "", extra: QWidget | None = None) -> SubDialog:
-        return SubDialog(title, self._take(names, title), intro, self, extra, self.show_help)  # the page's help
+    def _sub(self, title: str, names: list[str], intro: str = "", extra: QWidget | None = None,
+             extra_before: str = "") -> SubDialog:
+        return SubDialog(title, self._take(names, title), intro, self, extra, self.show_help,  # the page's help
+                         extra_before=extra_before)
 
     # -- tabs -----------------------------------------------------------------------------------
 
@@ -268,7 +270,8 @@ class ServerSheet(PropertySheet):
                                                    "attempt_direct_before_smart_host", "reverse_dns_lookup",
                                                    "dns_servers"],
                              "How mail leaves this server: the hops it allows, the name it gives, the smart host "
-                             "it sends through and the DNS servers it asks.", extra=self.check_dns)
+                             "it sends through and the DNS servers it asks.", extra=self.check_dns,
+                             extra_before="smart_host")  # Check DNS right under the name it checks
         self.advanced_delivery = advanced
         user, password = self.fields["outbound_user"], self.fields["outbound_password"]
         assert isinstance(user, TextField) and isinstance(password, TextField)
