@@ -7,7 +7,6 @@ sends the actions there.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 
 import shiboken6
@@ -18,7 +17,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QTreeWidgetItem,
@@ -35,6 +33,7 @@ from ui.columns import ColumnsDialog
 from ui.computer import MESSAGE_NODES, RUNNING, Computer, Link
 from ui.context import Pane
 from ui.customize import CustomizeDialog
+from ui.description_bar import DescriptionBar
 from ui.errors import MessageBridge
 from ui.event_viewer import EventViewer
 from ui.facade import EngineFacade
@@ -124,10 +123,7 @@ class ManagerWindow(QMainWindow):
         self._add_pane(self.root_pane, None, Node.ROOT)
         self.splitter = QSplitter()
         self.splitter.addWidget(self.tree)
-        self.description_bar = QLabel()  # MMC's description bar: the selected node over its contents
-        self.description_bar.setObjectName("descriptionBar")
-        self.description_bar.setContentsMargins(6, 3, 6, 3)
-        self.description_bar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens
+        self.description_bar = DescriptionBar()  # MMC's description bar: the selected node over its contents
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -411,9 +407,7 @@ class ManagerWindow(QMainWindow):
         if len(self.computers) > 1 and path:  # with several computers, say whose server this is
             path = f"{top.split(' (', 1)[0]}\\{path}"
         path = path or top
-        self.description_bar.setText(f"<b>{html.escape(path)}</b>"
-                                     + (f" — {html.escape(NODE_DESCRIPTIONS[node])}" if node in NODE_DESCRIPTIONS
-                                        else ""))
+        self.description_bar.set_description(path, NODE_DESCRIPTIONS.get(node, ""))
         entry = (key or "", node)
         if not self._navigating and (not self._history or self._history[-1] != entry):
             self._history.append(entry)

@@ -17,7 +17,7 @@ from pytestqt.qtbot import QtBot
 from engine.conf.config import DomainConfig
 from engine.events import MessageBadmailed, MessageRemoved, SessionClosed, SessionOpened
 from ui.help import HelpWindow, manual_html
-from ui.scope import Node
+from ui.scope import NODE_DESCRIPTIONS, Node
 from ui.server_sheet import ServerSheet
 from ui.sheet_parts import SubDialog
 from ui.tasks import TaskRunner
@@ -310,6 +310,11 @@ def test_mmc_habits_title_path_tree_order_status_fields(window: ManagerWindow) -
     window.select_node(Node.QUEUE)
     assert window.description_bar.text().startswith(  # MMC's description bar: the node's path
         "<b>Default SMTP Virtual Server\\Queue</b> — ")
+    bar = window.description_bar
+    assert bar.toolTip() == ""  # it fits
+    bar.resize(320, bar.height())  # a narrow pane: the description is cut with "…", the path stays whole
+    assert bar.text().startswith("<b>Default SMTP Virtual Server\\Queue</b>") and bar.text().endswith("…")
+    assert bar.toolTip() == "Default SMTP Virtual Server\\Queue — " + NODE_DESCRIPTIONS[Node.QUEUE]
     window.actions_.show_description.setChecked(False)
     assert window.description_bar.isHidden()
     drop = window.panes[Node.DROP].detail
