@@ -303,7 +303,13 @@ class QueuePane(QWidget):
                 continue
             widest = max((metrics.horizontalAdvance(str(self.model.data(self.model.index(row, column)) or ""))
                           for row in range(rows)), default=0)
-            wanted = min(most, widest + 16)  # the cell's margins
+            # never so wide that Last Error (when it comes after) has less than its usual width in view
+            last_error = COLUMN["Last Error"]
+            before = sum(header.sectionSize(i) for i in range(header.count()) if i != column
+                         and not header.isSectionHidden(i) and header.visualIndex(i) < header.visualIndex(last_error))
+            room = (self.detail.viewport().width() - before - self.model.columns[last_error].width
+                    if header.visualIndex(column) < header.visualIndex(last_error) else most)
+            wanted = min(most, widest + 16, room)  # (+ the cell's margins)
             if wanted > header.sectionSize(column):
                 header.resizeSection(column, wanted)
 

@@ -207,6 +207,13 @@ def test_next_retry_fits_its_first_rows(qtbot: QtBot) -> None:
     metrics = pane.detail.fontMetrics()
     waiting = metrics.horizontalAdvance("Waiting for ETRN from sales.fabrikam.example")
     qtbot.waitUntil(lambda: header.sectionSize(COLUMN["Next Retry"]) >= waiting)  # not "Waiting for E…"
+    narrow = QueuePane(loaded([held, item(2)]))  # beside a wide tree or the preview: Last Error keeps its room
+    qtbot.addWidget(narrow)
+    narrow.resize(800, 600)
+    narrow.show()
+    qtbot.waitUntil(lambda: narrow.detail.header().sectionSize(COLUMN["Next Retry"]) > 95)
+    last_error = narrow.detail.header().sectionPosition(COLUMN["Last Error"])
+    assert last_error + narrow.model.columns[COLUMN["Last Error"]].width <= narrow.detail.viewport().width()
     plain = pane_with(qtbot, 30)  # countdowns only: the usual narrow columns, Last Error keeps the room
     qtbot.wait(50)
     assert plain.detail.header().sectionSize(COLUMN["Next Retry"]) == plain.model.columns[COLUMN["Next Retry"]].width
