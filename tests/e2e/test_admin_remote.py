@@ -7,9 +7,9 @@ import contextlib
 import datetime
 import json
 import os
-import pty
 import select
 import smtplib
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -296,33 +296,36 @@ def test_cafile_and_the_system_store_are_trusted_without_asking(engine: AdminSer
 
 
 def on_a_terminal(argv: list[str], env: dict[str, str], answer: bytes, prompt: bytes) -> tuple[int, bytes]:
-    """Run ``argv`` with a pseudo-terminal as its controlling terminal; type ``answer`` after ``prompt``.
-    Returns the exit status and everything the terminal showed."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: exec at once
-        os.execve(argv[0], argv, env)
+    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr (a session of its own, no fork of this
+    threaded process); type ``answer`` after ``prompt``. Returns the exit status and all the terminal showed."""
+    master, slave = os.openpty()
+    try:
+        child = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    finally:
+        os.close(slave)
     shown = b""
     answered = False
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 1.0)
+            ready, _, _ = select.select([master], [], [], 1.0)
             if not ready:
+                if child.poll() is not None:
+                    break
                 continue
             try:
-                chunk = os.read(fd, 4096)
+                chunk = os.read(master, 4096)
             except OSError:  # EIO: the child closed the terminal
                 break
             if not chunk:
                 break
             shown += chunk
             if not answered and prompt in shown:
-                os.write(fd, answer)
+                os.write(master, answer)
                 answered = True
     finally:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), shown
+        os.close(master)
+    return child.wait(timeout=60), shown
 
 
 def test_password_asked_on_the_terminal(engine: AdminServe, known: Path) -> None:
