@@ -97,6 +97,7 @@ class QueueFeed(QObject):
             raise
         complete = page.total <= len(page.items)
         self.offline, self.read_at, self.partial = page.offline, time.time(), page.recovering
+        model.offline = page.offline
         newer = model.apply_snapshot(generation, page.items, complete=complete)
         del page
         if complete:
@@ -250,4 +251,4 @@ class QueueFeed(QObject):
         self._painted.clear()
         self._every, self._every_at = [], 0
         self.model.clear()
-        self.offline = False
+        self.offline = self.model.offline = False

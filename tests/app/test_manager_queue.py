@@ -514,6 +514,8 @@ def test_stopped_server_shows_a_read_only_queue_and_reloads_on_start(running: Ru
     running.click("stop")
     running.until(lambda: window.state == "stopped" and window.queue_feed.offline and not window.queue_feed.loading)
     assert model.total == 2 and {cell(running, i, "State") for i in queued_ids(running)} == {"Deferred"}
+    # No countdown of a server that sends nothing; the schedule stays in the tooltip.
+    assert {cell(running, i, "Next Retry") for i in queued_ids(running)} == {"Stopped"}
     placeholder = window.queue_pane.placeholder.text()
     assert "stopped" in placeholder and "read-only" in placeholder and not window.queue_pane.placeholder.isHidden()
     assert window.queue_pane.chart.shape is not None and window.queue_pane.chart.shape.total == 2  # the same 2
@@ -527,10 +529,12 @@ def test_stopped_server_shows_a_read_only_queue_and_reloads_on_start(running: Ru
     window.actions_.refresh.trigger()
     running.until(lambda: model.total == 1 and not window.queue_feed.loading)
     running.until(lambda: window.queue_pane.chart.shape is not None and window.queue_pane.chart.shape.total == 1)
+    running.until(lambda: window.queue_pane.count_label.text() == "1 message")
     window.grab().save(str(tmp_path / "stopped-queue.png"))
     running.click("start")
     running.until(lambda: window.state == "started" and not window.queue_feed.offline and model.total == 1, 20)
     assert window.queue_pane.placeholder.isHidden()
+    assert cell(running, queued_ids(running)[0], "Next Retry") != "Stopped"
 
 
 def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running: Run, tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ def recipients_text(rows: QueueRows, slot: int) -> str:
     return rows.first_shown(slot) + (f" (+{more})" if more > 0 else "")
 
 
+OFFLINE_RETRY = "Stopped"  # Next Retry of a scheduled message in a stopped server's folder scan
 HELD_AFTER = 1e15  # added to the Next Retry key of a held message, after every scheduled one (one float, not a
                   # tuple: sorting 100,000 rows makes 100,000 keys)
 _FROZEN, _ETRN, _ACTIVE = STATES.index("frozen"), STATES.index("etrn"), STATES.index("active")
@@ -196,6 +197,7 @@ class QueueModel(QAbstractTableModel):
         self._filter = QueueFilter()
         self._match: Callable[[int], bool] = lambda slot: True
         self.live = False  # set once a load started; events before it are left to the first snapshot
+        self.offline = False  # the rows are a read-only scan of a stopped server's Queue folder: nothing is due
         self._generation = 0
         self._in_flight = 0
         self._removed: dict[str, None] = {}  # tombstones while a snapshot is on its way
@@ -236,6 +238,8 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if not rows.has_subject[slot]:  # a row painted (whichever columns show): read its subject
                 self.subjects_wanted((rows.ids[slot],), False)  # (the feed coalesces the asks)
+            if self.offline and number == COLUMN["Next Retry"] and self._scheduled(slot):
+                return OFFLINE_RETRY  # a countdown would say "Due" or "in 14 min" of a server that sends nothing
             return column.text(rows, slot, self._now)
         if role == KEY_ROLE:
             return rows.ids[slot]
@@ -255,6 +259,10 @@ class QueueModel(QAbstractTableModel):
     def icon(self, item: QueueItem) -> QIcon:
         return message_icon(display_state(item))
 
+    def _scheduled(self, slot: int) -> bool:
+        """A row whose Next Retry is a countdown (queued or deferred, with recipients still pending)."""
+        return STATES[self.store.state[slot]] in ("queued", "deferred") and self.store.has_pending(slot)
+
     def tooltip(self, item: QueueItem, column: int) -> str | None:
         state = display_state(item)
         if column == COLUMN["Recipients"]:
@@ -265,7 +273,9 @@ class QueueModel(QAbstractTableModel):
         if column == COLUMN["Age"]:
             return f"Arrived {moment(item.arrived)}"
         if column == COLUMN["Next Retry"] and item.pending and state in ("queued", "deferred"):
-            return f"Next attempt {moment(max(item.next_attempt, item.arrived))}"
+            when = moment(max(item.next_attempt, item.arrived))
+            return (f"Scheduled for {when}; nothing is sent while the server is stopped" if self.offline
+                    else f"Next attempt {when}")
         if column == COLUMN["Next Retry"] and state == "etrn":
             return (f"Held until {', '.join(item.etrn_held)} sends ETRN (or Release for ETRN): no attempt is "
                     "made and the message does not expire meanwhile")
