@@ -104,6 +104,7 @@ class EngineProxy:
     drop_items = forward(VirtualServer.drop_items)
     read_drop = forward(VirtualServer.read_drop)
     delete_drop = forward(VirtualServer.delete_drop)
+    resend_drop = forward(VirtualServer.resend_drop)
     preview_pickup = forward(VirtualServer.preview_pickup)
     submit_to_pickup = forward(VirtualServer.submit_to_pickup)
     list_pickup = forward(VirtualServer.list_pickup)

@@ -225,6 +225,7 @@ ROUTES: dict[Callable[..., Any], Route | Composed] = {
     VirtualServer.drop_items: _drop_items,
     VirtualServer.read_drop: Route("drop.read", lambda a: {"name": a["ref"], "raw": True}, _raw),
     VirtualServer.delete_drop: Route("drop.delete", _one("name", "ref")),
+    VirtualServer.resend_drop: Route("drop.resend", _one("name", "ref"), lambda r: str(r["pickup"])),
     VirtualServer.preview_pickup: _preview_pickup,
     VirtualServer.submit_to_pickup: _submit_to_pickup,
     VirtualServer.list_pickup: Route("pickup.list", answer=lambda r: [make(mailroot_items.PickupFile, f) for f in r]),

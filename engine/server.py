@@ -779,6 +779,11 @@ class VirtualServer:
         folder, _, name = self._drop_folder(ref)
         await asyncio.to_thread(items.delete_drop, folder, name)
 
+    async def resend_drop(self, ref: str) -> str:
+        """A copy of a Drop file back into Pickup: delivered again to its envelope's recipients (the file stays)."""
+        folder, _, name = self._drop_folder(ref)
+        return await asyncio.to_thread(items.resend_drop, self.mailroot, folder, name)
+
     async def read_queued(self, queue_id: str, limit: int = 0) -> bytes:
         """The message of a queued entry, without its envelope lines; only its first ``limit`` bytes when
         ``limit`` is set (a preview of its header reads no more)."""

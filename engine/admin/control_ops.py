@@ -84,6 +84,7 @@ class ControlTarget(Protocol):
     async def list_badmail(self) -> list[BadmailItem]: ...
     async def delete_badmail(self, name: str) -> None: ...
     async def resend_badmail(self, name: str) -> str: ...
+    async def resend_drop(self, ref: str) -> str: ...
     async def list_drop(self) -> list[DropItem]: ...
     async def read_drop(self, name: str) -> bytes: ...
     async def read_badmail(self, name: str) -> bytes: ...
@@ -211,6 +212,10 @@ async def _drop_list(server: ControlTarget, args: dict[str, Any]) -> Any:
 
 async def _drop_delete(server: ControlTarget, args: dict[str, Any]) -> None:
     await server.delete_drop(args["name"])
+
+
+async def _drop_resend(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
+    return {"pickup": await server.resend_drop(args["name"])}
 
 
 async def _server_start(server: ControlTarget, args: dict[str, Any]) -> dict[str, str]:
@@ -571,6 +576,7 @@ OPS: dict[str, Op] = {
     "queue.page": Op(_queue_page, {"after": Arg(str, default=""), "limit": Arg(int, default=5000)},
                      "the messages whose id sorts after `after`, in id order: {items, total, recovering}", "read"),
     "drop.delete": Op(_drop_delete, _NAME, "delete a Drop file"),
+    "drop.resend": Op(_drop_resend, _NAME, "put a copy of a Drop file back into Pickup (delivered again): {pickup}"),
     "server.start": Op(_server_start, {}, "start the virtual server: {state}"),
     "server.stop": Op(_server_stop, {}, "stop the virtual server (committed mail stays): {state}"),
     "server.pause": Op(_server_pause, {}, "pause: refuse new connections, keep delivering: {state}"),

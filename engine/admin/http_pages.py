@@ -451,12 +451,17 @@ class Pages:
         body = await self.op(request, request[IDENTITY], "drop.read", {"name": name})
         return self.render(request, "message.html", f"Drop {name}", "Drop",
                            rows=[("File", name), ("Size", f"{body['size']} bytes")], recipients=[], schedule=[],
-                           text=body["text"], text_title="Message", actions=[("delete", "Delete", f"Delete {name}?")],
+                           text=body["text"], text_title="Message",
+                           actions=[("resend", "Resend (a copy into Pickup)", f"Deliver {name} again?"),
+                                    ("delete", "Delete", f"Delete {name}?")],
                            action_url="/drop", hidden=[("name", name)])
 
     async def drop_action(self, request: web.Request) -> web.Response:
         data = await request.post()
         name = str(data.get("name", ""))
+        if data.get("action") == "resend":
+            return await self.act(request, "drop.resend", {"name": name}, f"A copy of {name} went into Pickup.",
+                                  "/drop")
         return await self.act(request, "drop.delete", {"name": name}, f"Deleted {name}.", "/drop")
 
     # -- counters, events, upload -----------------------------------------------------------------------------

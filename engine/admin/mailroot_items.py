@@ -198,6 +198,12 @@ def put_in_pickup(mailroot: Mailroot, data: bytes, name_hint: str = "") -> str:
     return name
 
 
+def resend_drop(mailroot: Mailroot, folder: Path, name: str) -> str:
+    """Resend a Drop file: a copy, envelope lines (x-sender/x-receiver) included, goes into Pickup, so it is
+    delivered again to the same recipients; the Drop file stays (it was delivered)."""
+    return put_in_pickup(mailroot, _inside(folder, name).read_bytes(), name)
+
+
 def resend_badmail(mailroot: Mailroot, name: str) -> str:
     """Resend: the .BAD goes back into Pickup (as IIS's "copy it to Pickup"), then the item is removed."""
     folder = mailroot.badmail

@@ -170,6 +170,13 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
         d.find_element(By.CSS_SELECTOR, "main table a").click()
         see("Subject: Close by")
         shot("07-drop-item")
+        assert d.find_element(By.CSS_SELECTOR, "button[value=resend]").text == "Resend (a copy into Pickup)"
+        d.set_window_size(390, 844)
+        shot("07-phone-drop-item")
+        width, screen = d.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert width <= screen, f"the Drop item is {width} px wide on a {screen} px screen"
+        d.set_window_size(1280, 900)
 
         d.get(f"{engine.url}/queue")
         see("x@partner.test")

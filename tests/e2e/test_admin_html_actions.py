@@ -269,6 +269,13 @@ async def folder_actions(browser: Browser, engine: AdminServe, tmp_path: Path) -
     assert len(names) == len(list(drop.iterdir())) >= 2
     item = await browser.get(f"/drop/{names[0]}")
     assert item.status == 200 and "Subject:" in item.text
+    page = await browser.post("/drop", [("action", "resend"), ("name", names[0])])
+    assert page.flash == f"A copy of {names[0]} went into Pickup." and (drop / names[0]).exists()
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(list(drop.iterdir())) < len(names) + 1:  # delivered again (another process: polled, bounded)
+        assert asyncio.get_running_loop().time() < deadline, "the resent copy never reached Drop"
+        await asyncio.sleep(0.1)
+    names = re.findall(r'<a href="/drop/([^"?]+)', (await browser.get("/drop")).text)
     page = await browser.post("/drop", [("action", "delete"), ("name", names[0])])
     assert page.flash == f"Deleted {names[0]}." and not (drop / names[0]).exists()
 

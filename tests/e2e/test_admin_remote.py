@@ -389,6 +389,7 @@ async def test_hostile_names_and_too_many_streams(engine: AdminServe) -> None:
                          ("drop.read", "../../smtpsvc-key.pem"), ("drop.read", "../smtpsvc.toml"),
                          ("drop.read", "example.test/../../../smtpsvc.toml"), ("badmail.delete", "../../smtpsvc.toml"),
                          ("drop.delete", "../../smtpsvc-operators"), ("badmail.resend", "../../smtpsvc.toml"),
+                         ("drop.resend", "../../smtpsvc-operators"),
                          ("drop.read", "..")]:
             async with session.post(f"/api/v1/{op}", json={"name": name}, ssl=False) as response:
                 text = await response.text()

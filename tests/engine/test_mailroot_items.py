@@ -26,7 +26,15 @@ async def test_drop_listing_reading_and_delete(running: Running) -> None:
     assert message.endswith(body) and message.startswith(b"Received: ")
     with pytest.raises(NotFoundError):
         await running.server.read_drop("../Queue/x.eml")
-    await running.server.delete_drop(item.name)
+    # Resend: a copy, envelope and all, goes through Pickup and is delivered again; the file stays.
+    await running.server.resend_drop(item.name)
+    await running.wait_for(lambda: len(running.drop_files()) == 2)
+    copies = await running.server.list_drop()
+    assert {c.recipients for c in copies} == {("b@example.test",)} and {c.subject for c in copies} == {"Grüße"}
+    with pytest.raises(NotFoundError):
+        await running.server.resend_drop("../smtpsvc.toml")
+    for copy in copies:
+        await running.server.delete_drop(copy.name)
     assert await running.server.list_drop() == []
 
 
