@@ -247,6 +247,12 @@ def test_manager_in_chromium(engine: AdminServe, tmp_path: Path, shots: Path) ->
             width, screen = d.execute_script(
                 "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
             assert width <= screen, f"/{page} is {width} px wide on a {screen} px screen"
+        for listing in ("queue", "drop"):  # an item's page too (long IDs and file names)
+            d.get(f"{engine.url}/{listing}")
+            d.get(d.find_element(By.CSS_SELECTOR, "main table a").get_attribute("href"))
+            width, screen = d.execute_script(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert width <= screen, f"{d.current_url} is {width} px wide on a {screen} px screen"
 
         # A poster lands on the upload page, sees no other section, and gets an answer per file; with the
         # server stopped, an upload waits in Pickup.
