@@ -30,7 +30,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 # The commands that act on a live engine, and so on another computer's with --connect. Every other command
 # reads or writes this computer's files (or runs here) and refuses --connect rather than ignore it.
-REMOTE_COMMANDS = ("config", "queue", "counters", "events", "track", "user", "operator", "replicate")
+REMOTE_COMMANDS = ("config", "queue", "counters", "events", "track", "user", "operator", "replicate", "log")
 # Name this computer's files and addresses (`queue flush --domain` has a dest of its own).
 LOCAL_OPTIONS = ("config", "mailroot", "listen", "domain")
 

@@ -114,4 +114,5 @@ class EngineProxy:
     track_messages = forward(VirtualServer.track_messages)
     pickup_history = forward(VirtualServer.pickup_history)
     check_dns = forward(VirtualServer.check_dns)
-    protocol_log_tail = forward(VirtualServer.protocol_log_tail)  # embedded only: no remote route yet
+    protocol_log_tail = forward(VirtualServer.protocol_log_tail)
+    protocol_log_lines = forward(VirtualServer.protocol_log_lines)

@@ -1,4 +1,5 @@
-"""``smtpsvc log path|tail``: where today's protocol log is, and its last lines (``-f``: as they come)."""
+"""``smtpsvc log path|tail``: where today's protocol log is, and its last lines (``-f``: as they come); with
+--connect, another computer's (the log.lines op)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
+from app.remote import call_sync, connecting
 from engine.conf.config import default_config_path
 from engine.conf.config_file import load_config
 from engine.errors import EngineError
@@ -36,6 +39,14 @@ def _settings(args: argparse.Namespace) -> LogSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    if connecting(args):
+        try:
+            return _remote(args)
+        except KeyboardInterrupt:
+            return 0
+        except (EngineError, EOFError) as error:  # the engine refused (its bounds), or there is no password
+            print(f"smtpsvc log: {error}", file=sys.stderr)
+            return 1
     try:
         settings = _settings(args)
     except EngineError as error:
@@ -80,3 +91,31 @@ def _tail(settings: LogSettings, path: Path, lines: int, follow: bool) -> int:
             sys.stdout.write(complete.decode("utf-8", "replace"))
             sys.stdout.flush()
     return 0
+
+
+def _remote(args: argparse.Namespace) -> int:
+    """The same output from --connect's engine: its file's last lines, then (-f) those written since."""
+    def read(**op_args: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = call_sync(args, "log.lines", op_args)
+        return answer
+
+    first = read(lines=0 if args.log_action == "path" else max(args.lines, 0))
+    if not first["enabled"]:
+        print("smtpsvc log: logging is off (log_enabled = false)", file=sys.stderr)
+    if args.log_action == "path":
+        print(first["path"])
+        return 0
+    if not first["exists"] and not args.follow:
+        print(f"smtpsvc log: no protocol log yet: {first['path']} (at {args.connect})", file=sys.stderr)
+        return 1
+    answer = first
+    while True:
+        for line in answer["lines"]:
+            print(line, flush=True)
+        if not args.follow:
+            return 0
+        path, offset = answer["path"], answer["offset"]
+        time.sleep(FOLLOW_POLL)
+        answer = read(offset=offset)
+        if answer["path"] != path:  # rollover there: go on with the new file from its start
+            answer = read(offset=0)

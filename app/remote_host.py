@@ -33,6 +33,7 @@ from engine.conf.config_file import config_from_dict, config_to_dict
 from engine.conf.hostport import split_hostport
 from engine.errors import EngineError, NotFoundError
 from engine.events import Event, StateChanged
+from engine.log.tail import LogLines, LogTail
 from engine.qmgr.queue import QueueDetail, QueueItem, QueuePage, RecipientDetail
 from engine.server import VirtualServer
 from engine.smtp.dns_check import DnsReport
@@ -175,6 +176,11 @@ def _events(entries: list[dict[str, Any]]) -> list[EventEntry]:
     return [EventEntry.from_json(e) for e in entries]
 
 
+def _log_tail(r: dict[str, Any]) -> LogTail:
+    entries = tuple({str(k): str(v) for k, v in entry.items()} for entry in r["entries"])
+    return LogTail(str(r["path"]), bool(r["enabled"]), r["fmt"], entries, int(r["unreadable"]))
+
+
 def _count(result: dict[str, Any]) -> int:
     return int(result["count"])
 
@@ -239,6 +245,8 @@ ROUTES: dict[Callable[..., Any], Route | Composed] = {
     VirtualServer.check_dns: Route("dns.check", lambda a: {"name": a["name"], "servers": None if a["dns_servers"]
                                                            is None else list(a["dns_servers"])},
                                    lambda r: make(DnsReport, r)),
+    VirtualServer.protocol_log_tail: Route("log.tail", _same("limit"), _log_tail),
+    VirtualServer.protocol_log_lines: Route("log.lines", _same("lines", "offset"), lambda r: make(LogLines, r)),
 }
 
 

@@ -51,7 +51,7 @@ from engine.events import (
 from engine.log.protocol_log import ProtocolLog
 from engine.log.record import ProtocolRecord
 from engine.log.settings import current_log_file, log_settings
-from engine.log.tail import LogTail, read_tail
+from engine.log.tail import LogLines, LogTail, read_lines, read_tail
 from engine.oserrors import bind_failure, mailroot_failure
 from engine.pickup.pickup_watch import PickupService, recover
 from engine.qmgr.delivery import RemoteDelivery
@@ -830,6 +830,14 @@ class VirtualServer:
         path = current_log_file(settings, self.clock())
         entries, unreadable = await asyncio.to_thread(read_tail, path, settings.fmt, limit)
         return LogTail(str(path), settings.enabled, settings.fmt, tuple(entries), unreadable)
+
+    async def protocol_log_lines(self, lines: int = 10, offset: int | None = None) -> LogLines:
+        """The last ``lines`` lines of the protocol log file written now as they are in it or, from ``offset``,
+        those written since (`smtpsvc log tail [-f]`, also over --connect). Also while stopped."""
+        settings = log_settings(self._config, self.config_path)
+        path = current_log_file(settings, self.clock())
+        found, end, exists = await asyncio.to_thread(read_lines, path, lines, offset)
+        return LogLines(str(path), settings.enabled, exists, tuple(found), end)
 
     async def pickup_history(self, limit: int = 500) -> list[PickupRecord]:
         """What became of the files put into Pickup, newest first, from any tool and any earlier run (the

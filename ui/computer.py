@@ -127,7 +127,7 @@ class Computer:
         self.queue_pane.set_source(engine, self.runner)
         self.event_viewer = EventViewer()
         self.performance = Performance(engine, self.runner)
-        self.protocol_log = ProtocolLogView(engine if link == "local" else None, self.runner)  # its file is here
+        self.protocol_log = ProtocolLogView(engine, self.runner)  # a remote computer's file is read there (log.tail)
         self.panes: dict[Node, Pane] = {
             Node.COMPUTER: ResultPane(self.servers_model, "computer"),
             Node.SERVER: ResultPane(self.children_model, "server"),

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from engine.errors import EngineError
 from engine.log.tail import LogTail
 from ui.elide import ElidedLabel
 from ui.facade import ProtocolLogFacade
@@ -129,6 +130,9 @@ class ProtocolLogView(QObject):
         async def read() -> None:
             try:
                 tail = await engine.protocol_log_tail(MAX_SHOWN)
+            except EngineError as error:  # read again in REFRESH_MS: said over the list, not in a box each time
+                self.where.setText(f"The protocol log could not be read: {error}")
+                return
             finally:
                 self._reading = False
             self.show_tail(tail)

@@ -32,6 +32,7 @@ from engine.conf.config_file import config_from_dict, config_to_dict, parse_valu
 from engine.conf.hostport import join_hostport
 from engine.conf.options import OPTIONS, OPTIONS_BY_NAME
 from engine.errors import ConfigError, EngineError
+from engine.log.tail import LogLines, LogTail
 from engine.qmgr import schedule
 from engine.qmgr.queue import QueueDetail, QueuePage
 from engine.smtp.dns_check import DnsReport
@@ -39,6 +40,7 @@ from engine.smtpd.sessions import SessionInfo
 
 log = logging.getLogger(__name__)
 
+LOG_LINES_MAX = 10_000  # entries or lines log.tail and log.lines answer with at most (within the file's last MiB)
 PICKUP_LIST_MAX = 10_000  # files pickup.list answers with (the oldest): a stopped Pickup can hold very many
 SCHEDULE_LIMIT = 10  # attempts shown in queue.show's schedule (the delay notice and NDR always follow)
 
@@ -109,6 +111,8 @@ class ControlTarget(Protocol):
     async def terminate_all_sessions(self) -> int: ...
     async def session_transcript(self, session_id: str) -> list[str]: ...
     async def list_pickup(self) -> list[PickupFile]: ...
+    async def protocol_log_tail(self, limit: int = 1000) -> LogTail: ...
+    async def protocol_log_lines(self, lines: int = 10, offset: int | None = None) -> LogLines: ...
     async def list_events(self, since: float | None = None, level: Level = "Information",
                           limit: int = 1000) -> list[EventEntry]: ...
 
@@ -118,6 +122,7 @@ class Arg:
     kind: type  # str, int (whole number >= 0), bool, list (of str) or dict (a JSON object)
     required: bool = False
     default: Any = None
+    most: int | None = None  # an int's largest value: a bound on what one request may ask the engine to read
 
 
 Handler = Callable[[ControlTarget, dict[str, Any]], Awaitable[Any]]
@@ -485,6 +490,14 @@ async def _pickup_history(server: ControlTarget, args: dict[str, Any]) -> list[P
     return await server.pickup_history(min(args["limit"], 10_000))
 
 
+async def _log_tail(server: ControlTarget, args: dict[str, Any]) -> LogTail:
+    return await server.protocol_log_tail(args["limit"])
+
+
+async def _log_lines(server: ControlTarget, args: dict[str, Any]) -> LogLines:
+    return await server.protocol_log_lines(args["lines"], args["offset"])
+
+
 async def _dns_check(server: ControlTarget, args: dict[str, Any]) -> DnsReport:
     servers = args["servers"]
     return await server.check_dns(args["name"], tuple(servers) if servers is not None else None)
@@ -642,6 +655,12 @@ OPS: dict[str, Op] = {
     "dns.check": Op(_dns_check, {"name": Arg(str, required=True), "servers": Arg(list)},
                     "Check DNS: a name's addresses and MX hosts, asked of `servers` (default: the configured ones)",
                     "read"),
+    "log.tail": Op(_log_tail, {"limit": Arg(int, default=1000, most=LOG_LINES_MAX)},
+                   "the newest `limit` entries of the protocol log file written now, parsed: {path, enabled, fmt, "
+                   "entries: [{field: value}] (oldest first), unreadable}", "read"),
+    "log.lines": Op(_log_lines, {"lines": Arg(int, default=10, most=LOG_LINES_MAX), "offset": Arg(int)},
+                    "the last `lines` lines of the protocol log file written now or, from `offset`, the lines written "
+                    "since (a MiB at most): {path, enabled, exists, lines, offset (where to go on)}", "read"),
     "events.list": Op(_events_list, {"since": Arg(int), "level": Arg(str, default="Information"),
                                      "limit": Arg(int, default=1000)},
                       "event-log entries from `since` (seconds since the epoch) at `level` or worse, oldest first",
@@ -672,6 +691,8 @@ def check_args(op: str, given: dict[str, Any]) -> dict[str, Any]:
     problems += [f"{name!r} is required" for name, arg in spec.args.items() if arg.required and name not in given]
     problems += [f"{name!r} must be {_KIND_NAMES[arg.kind]}" for name, arg in spec.args.items()
                  if name in given and not _valid(arg, given[name])]
+    problems += [f"{name!r} must be at most {arg.most}" for name, arg in spec.args.items()
+                 if arg.most is not None and _valid(arg, given.get(name)) and (given.get(name) or 0) > arg.most]
     if problems:
         raise RequestError(f"{op}: {'; '.join(problems)}")
     return {name: given.get(name, arg.default) for name, arg in spec.args.items()}

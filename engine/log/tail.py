@@ -76,3 +76,39 @@ def read_tail(path: Path, fmt: LogFormat, limit: int) -> tuple[list[dict[str, st
     fields = directives[-1].rstrip("\r")[len(FIELDS):].split(" ") if directives else None
     entries, unreadable = parse_lines(fmt, [line.rstrip("\r") for line in lines], fields)
     return list(deque(entries, maxlen=max(limit, 0))), unreadable
+
+
+@dataclass(frozen=True)
+class LogLines:
+    """The last lines of the file written now as they are in it (`smtpsvc log tail`, also over --connect);
+    ``offset`` is where the next read goes on: the end of the last whole line answered."""
+
+    path: str
+    enabled: bool
+    exists: bool
+    lines: tuple[str, ...]
+    offset: int
+
+
+def read_lines(path: Path, count: int, offset: int | None = None) -> tuple[list[str], int, bool]:
+    """The last ``count`` whole lines of ``path`` (within its last TAIL_BYTES) or, from ``offset``, the whole
+    lines written since (at most TAIL_BYTES of them: call again from the offset answered); then the offset after
+    them and whether the file exists. An offset past the end means the file was started again: from its start."""
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        return [], 0, False
+    with file:
+        size = file.seek(0, 2)
+        start = max(0, size - TAIL_BYTES) if offset is None else (offset if offset <= size else 0)
+        file.seek(start)
+        data = file.read(TAIL_BYTES)
+    end = data.rfind(b"\n") + 1
+    if end == 0 and len(data) == TAIL_BYTES:  # one line longer than a read: skipped, or a follower would stall
+        return [], start + len(data), True
+    lines = data[:end].decode("utf-8", "replace").split("\n")[:-1]
+    if offset is None:
+        if start > 0 and lines:
+            lines.pop(0)  # cut by where the read began
+        lines = lines[-count:] if count > 0 else []
+    return lines, start + end, True

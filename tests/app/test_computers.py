@@ -423,6 +423,43 @@ LOOP = b"".join(b"Received: from hop%d.test by x.test; Mon, 1 Jan 2024 00:00:00 
                 for n in range(40)) + b"From: a@example.test\r\nTo: bob@example.test\r\nSubject: looped\r\n\r\nx\r\n"
 
 
+def test_remote_protocol_log(qapp: QApplication, first: AdminServe, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote computer's Protocol Log node lists the lines of THAT computer's protocol log file (log.tail over its
+    admin server) that a real SMTP session wrote there, newest first, as the local computer's node does its own."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    window = session.window
+    try:
+        computer = session.run(session.computers.connect(first.url, "watcher", OPERATORS["watcher"][0]))
+        assert computer is not None  # a viewer: reading the log is a read op
+        with smtplib.SMTP("127.0.0.1", first.port, timeout=10) as client:
+            client.ehlo("remote-log.test")
+            client.sendmail("ann@example.test", ["bob@example.test"], b"Subject: logged there\r\n\r\nhi\r\n")
+        computer.select_node(Node.LOG)
+        model = computer.protocol_log.model
+
+        def methods() -> list[str]:
+            return [row.get("cs-method") for row in sorted(model.rows(), key=lambda row: row.seq)
+                    if row.get("c-ip") == "127.0.0.1"]
+
+        session.until(lambda: methods()[-1:] == ["QUIT"])  # read again every 2 s while shown
+        assert methods() == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+        assert {row.get("cs-username") for row in model.rows()} == {"remote-log.test"}
+        where = computer.protocol_log.where.full
+        remote_logs = first.config.parent / "Logs" / "SMTPSVC1"
+        assert where.startswith(str(remote_logs)) and "(W3C Extended) — the newest 5 entries" in where
+        local = window.computers[LOCAL]
+        assert all(row.get("cs-username") != "remote-log.test" for row in local.protocol_log.model.rows())
+        assert not session.boxes, session.boxes
+        window.resize(1200, 560)
+        shots = Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path))
+        window.grab().save(str(shots / "remote-protocol-log.png"))
+        computer.protocol_log.pane.grab().save(str(shots / "remote-protocol-log-pane.png"))
+    finally:
+        session.close()
+
+
 def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Domains, Queue, Drop, Badmail, Event Viewer and Performance of a remote computer list what is on THAT

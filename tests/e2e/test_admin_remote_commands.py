@@ -170,8 +170,47 @@ def test_user_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixtur
     assert "users.passwd" in log and "second-secret" not in log
 
 
-@pytest.mark.parametrize("command", [["serve"], ["cert", "show"], ["cert", "new"], ["log", "path"], ["log", "tail"],
-                                     ["desktop-entry"]])
+def test_log_commands_remotely(engine: AdminServe, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`smtpsvc --connect URL log path|tail` print what the same command prints on that computer (log.lines), for a
+    viewer too; -n beyond the op's bound is refused, saying so; -f follows the file there."""
+    monkeypatch.setenv("SMTPSVC_PASSWORD", OPERATORS["watcher"][0])
+    remote = ("--connect", engine.url, "--user", "watcher")
+    local = ("--config", str(engine.config))
+    assert cli(*remote, "log", "tail", stdin="yes\n") == 1  # nothing logged yet: no file today
+    assert "smtpsvc log: no protocol log yet: " in capsys.readouterr().err
+    with smtplib.SMTP("127.0.0.1", engine.port, timeout=10) as client:
+        client.sendmail("ann@example.test", ["bob@example.test"], b"Subject: logged\r\n\r\nhi\r\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the writer coalesces its lines: wait for the QUIT's (bounded)
+        assert cli("log", "tail", "-n", "1", *local) in (0, 1)
+        if " QUIT " in capsys.readouterr().out:
+            break
+    assert cli("log", "path", *local) == 0
+    here = capsys.readouterr().out
+    assert cli(*remote, "log", "path") == 0
+    assert capsys.readouterr().out == here
+    for lines in (["-n", "3"], [], ["--lines", "500"]):
+        assert cli("log", "tail", *lines, *local) == 0
+        here = capsys.readouterr().out
+        assert cli(*remote, "log", "tail", *lines) == 0
+        assert capsys.readouterr().out == here
+    assert len(here.splitlines()) > 5 and here.splitlines()[0].startswith("#Software:")
+    assert cli(*remote, "log", "tail", "-n", "20000") == 1
+    assert "log.lines: 'lines' must be at most 10000" in capsys.readouterr().err
+
+    follower = Following(engine, "log", "tail", "-f", "-n", "1")
+    try:
+        follower.until(lambda line: " QUIT " in line)
+        with smtplib.SMTP("127.0.0.1", engine.port, timeout=10) as client:
+            client.ehlo("followed.test")
+        follower.until(lambda line: " followed.test " in line and " EHLO " in line)
+        follower.until(lambda line: " QUIT " in line)
+    finally:
+        follower.stop()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["cert", "show"], ["cert", "new"], ["desktop-entry"]])
 def test_local_commands_refuse_connect(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     # Nothing listens on port 9: a command that tried to connect would fail differently.
     assert cli("--connect", "https://127.0.0.1:9", *command) == 2

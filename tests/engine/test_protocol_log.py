@@ -98,6 +98,31 @@ def test_the_tail_of_a_large_file_keeps_its_fields_and_skips_what_is_not_an_entr
     assert [e["cs-method"] for e in entries] == ["EHLO"] and unreadable == 1
 
 
+def test_the_last_lines_and_those_written_since(tmp_path: Path) -> None:
+    """What `smtpsvc log tail [-f]` prints over --connect (log.lines): whole lines only, then from an offset on."""
+    path = tmp_path / "ex261207.log"
+    path.write_bytes(b"#Fields: time cs-method\n10:00:00 EHLO\n10:00:01 MAIL\n10:00:02 DA")  # the last: unfinished
+    assert tail.read_lines(path, 2) == (["10:00:00 EHLO", "10:00:01 MAIL"], 52, True)
+    assert tail.read_lines(path, 0) == ([], 52, True)
+    assert tail.read_lines(path, 50)[0] == ["#Fields: time cs-method", "10:00:00 EHLO", "10:00:01 MAIL"]
+    assert tail.read_lines(path, 10, offset=52) == ([], 52, True)  # nothing whole since
+    with path.open("ab") as file:
+        file.write(b"TA\n10:00:03 QUIT\n")
+    assert tail.read_lines(path, 10, offset=52) == (["10:00:02 DATA", "10:00:03 QUIT"], 80, True)
+    path.write_bytes(b"#Fields: time\n")  # started again (a new file under the name): from its start
+    assert tail.read_lines(path, 10, offset=80) == (["#Fields: time"], 14, True)
+    assert tail.read_lines(tmp_path / "absent.log", 10) == ([], 0, False)
+    big = tmp_path / "big.log"
+    big.write_bytes(b"".join(b"%06d\n" % n for n in range(300_000)))  # more than TAIL_BYTES
+    lines, end, _ = tail.read_lines(big, 3)
+    assert lines == ["299997", "299998", "299999"] and end == big.stat().st_size
+    lines, end, _ = tail.read_lines(big, 3, offset=0)  # a MiB at a time: the follower calls again from `end`
+    assert lines[0] == "000000" and end == len(lines) * 7 < big.stat().st_size
+    big.write_bytes(b"x" * (tail.TAIL_BYTES + 5) + b"\nafter\n")  # a line longer than a read: its first MiB skipped
+    assert tail.read_lines(big, 1, offset=0) == ([], tail.TAIL_BYTES, True)
+    assert tail.read_lines(big, 1, offset=tail.TAIL_BYTES) == (["xxxxx", "after"], tail.TAIL_BYTES + 12, True)
+
+
 async def test_files_roll_over_on_the_clock(tmp_path: Path, config_factory: Callable[..., Config]) -> None:
     now = [datetime(2026, 3, 5, 23, 59, 0, tzinfo=UTC).timestamp()]
     config = config_factory(log_dir=str(tmp_path / "Logs"), log_period="hourly")
