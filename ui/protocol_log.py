@@ -3,6 +3,7 @@ every few seconds while shown, with a search across every field."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,6 +107,7 @@ class ProtocolLogView(QObject):
         column.addWidget(self.search)
         self.pane = FramedPane(top, list_pane)
         self.tail: LogTail | None = None
+        self.read_at = ""  # when the entries listed were read (said when a later reading fails)
         self._reading = False
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -131,7 +133,7 @@ class ProtocolLogView(QObject):
             try:
                 tail = await engine.protocol_log_tail(MAX_SHOWN)
             except EngineError as error:  # read again in REFRESH_MS: said over the list, not in a box each time
-                self.where.setText(f"The protocol log could not be read: {error}")
+                self.show_failure(error)
                 return
             finally:
                 self._reading = False
@@ -139,7 +141,14 @@ class ProtocolLogView(QObject):
 
         self.runner.spawn(read(), "Protocol Log")
 
+    def show_failure(self, error: EngineError) -> None:
+        if self.tail is None:
+            self.where.setText(f"The protocol log could not be read: {error}")
+        else:
+            self.where.setText(f"Not read again since {self.read_at} (the entries below are from then): {error}")
+
     def show_tail(self, tail: LogTail) -> None:
         self.tail = tail
+        self.read_at = time.strftime("%H:%M:%S")
         self.where.setText(tail_text(tail))
         self.model.set_tail(tail.entries)

@@ -456,6 +456,11 @@ def test_remote_protocol_log(qapp: QApplication, first: AdminServe, tmp_path: Pa
         shots = Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path))
         window.grab().save(str(shots / "remote-protocol-log.png"))
         computer.protocol_log.pane.grab().save(str(shots / "remote-protocol-log-pane.png"))
+
+        first.stop()  # the link drops: the next reading says why over the list (no box every 2 s), the rows stay
+        session.until(lambda: computer.protocol_log.where.full.startswith("Not read again since "))
+        assert methods() == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"] and not session.boxes, session.boxes
+        window.grab().save(str(shots / "remote-protocol-log-down.png"))
     finally:
         session.close()
 
