@@ -8,6 +8,7 @@ so leaving it open costs the engine one history copy a second.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 
 from PySide6.QtCharts import QChart, QChartView, QLineSeries, QValueAxis
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.admin.perf import HISTORY, History, explanation
+from engine.errors import EngineError
 from ui.facade import EngineFacade
 from ui.models.table import Column, KeyedTableModel
 from ui.result_pane import FramedPane, ResultPane
@@ -138,6 +140,7 @@ class Performance:
         self.runner = runner
         self.model = CountersModel()
         self.history = History((), ())
+        self.read_at = ""  # when the history shown was read (said when a later reading fails)
         self.series: dict[str, QLineSeries] = {}
         self.chart = QChart()
         self.chart.setMargins(QMargins(4, 4, 4, 4))
@@ -282,11 +285,24 @@ class Performance:
         self.runner.spawn(self._fetch(), "Performance")
 
     async def _fetch(self) -> None:
-        self.show_history(await self.engine.counter_history(None))
+        try:
+            history = await self.engine.counter_history(None)
+        except EngineError as error:  # asked again in a second: said beside the chart, not in a box each time
+            self.show_failure(error)
+            return
+        self.show_history(history)
+
+    def show_failure(self, error: EngineError) -> None:
+        """A reading failed (a remote computer's link is down): the chart keeps what it had, and says since when."""
+        self.status.setText(f"Not read again since {self.read_at}: {error}" if self.read_at
+                            else f"The counters could not be read: {error}")
+        self.status.setToolTip(self.status.text())
 
     def show_history(self, history: History) -> None:
         self.history = history
+        self.read_at = time.strftime("%H:%M:%S")
         self.status.setText("" if history.samples else "No samples: the virtual server is not running.")
+        self.status.setToolTip("")
         self.redraw()
 
     def redraw(self) -> None:

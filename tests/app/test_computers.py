@@ -457,7 +457,12 @@ def test_remote_protocol_log(qapp: QApplication, first: AdminServe, tmp_path: Pa
         window.grab().save(str(shots / "remote-protocol-log.png"))
         computer.protocol_log.pane.grab().save(str(shots / "remote-protocol-log-pane.png"))
 
-        first.stop()  # the link drops: the next reading says why over the list (no box every 2 s), the rows stay
+        computer.select_node(Node.PERFORMANCE)
+        session.until(lambda: bool(computer.performance.read_at))
+        first.stop()  # the link drops: the next reading says why (no box every second or two), what was read stays
+        session.until(lambda: computer.performance.status.text().startswith("Not read again since "))
+        assert not session.boxes, session.boxes
+        computer.select_node(Node.LOG)
         session.until(lambda: computer.protocol_log.where.full.startswith("Not read again since "))
         assert methods() == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"] and not session.boxes, session.boxes
         window.grab().save(str(shots / "remote-protocol-log-down.png"))
