@@ -522,7 +522,7 @@ class Computer:
             if action == "view":
                 self.mail_ops.view([MessageRef("badmail", item.name)])
             else:
-                self.folder_ops.resend([item.name])
+                self.folder_ops.resend("badmail", [item.name])
 
         dialog.act.connect(act)
         dialog.finished.connect(dialog.deleteLater)

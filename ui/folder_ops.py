@@ -136,20 +136,32 @@ class FolderOperations:
 
         self.runner.spawn(run(), "Delete")
 
-    def resend(self, names: list[str]) -> None:
-        """Badmail → Pickup: each item is delivered again (or comes back with a new reason)."""
+    def resend(self, kind: str, names: list[str]) -> None:
+        """Badmail → Pickup: each item is delivered again (or comes back with a new reason). Drop → Pickup: a
+        copy is delivered again to its envelope's recipients; the Drop file stays (asked first: mail goes out)."""
         if not names:
             return
+        drop = kind == "drop"
+        where = "Drop" if drop else "Badmail"
+        if drop:
+            what = f"the Drop item {names[0]}" if len(names) == 1 else f"these {len(names):,} Drop items"
+            copy = "A copy of it" if len(names) == 1 else "A copy of each"
+            if not self.w.confirm("Resend", f"Resend {what}?\n\n{copy} goes back into the Pickup directory and is "
+                                  "delivered again to its recipients. The Drop file stays."):
+                return
 
         async def step(name: str) -> None:
-            await self.engine.resend_badmail(name)
-            self.badmail.gone([name])
+            if drop:
+                await self.engine.resend_drop(name)
+            else:
+                await self.engine.resend_badmail(name)
+                self.badmail.gone([name])
 
         async def run() -> None:
-            batch: Batch[str] = Batch("Resend", f"Putting {len(names):,} Badmail items back into Pickup…",
+            batch: Batch[str] = Batch("Resend", f"Putting {len(names):,} {where} items back into Pickup…",
                                       self.w.window(), CONCURRENCY)
             result = await batch.run(names, step)
-            result.report(self.messages, "Resend", result.summary("Resent", "Badmail item"))
+            result.report(self.messages, "Resend", result.summary("Resent", f"{where} item"))
 
         self.runner.spawn(run(), "Resend")
 

@@ -346,7 +346,7 @@ class ManagerWindow(QMainWindow):
         a.details.triggered.connect(lambda: self.current.queue_ops.show_detail())
         a.view_message.triggered.connect(lambda: self.current.mail_ops.view(self.current.message_refs()))
         a.save_as.triggered.connect(lambda: self.current.mail_ops.save(self.current.message_refs()))
-        a.resend.triggered.connect(lambda: self.current.folder_ops.resend(self.pane.selected_keys()))
+        a.resend.triggered.connect(lambda: self.current.folder_ops.resend(self.node.value, self.pane.selected_keys()))
         a.open_folder.triggered.connect(lambda: self.current.folder_ops.open_folder(
             self.node.value if self.node in (*MESSAGE_NODES, Node.PICKUP) else "queue",
             next(iter(self.pane.selected_keys()), "") if self.node == Node.DROP else ""))  # that item's Drop
@@ -508,7 +508,7 @@ class ManagerWindow(QMainWindow):
             Node.QUEUE: [a.details, a.view_message, a.save_as, None, a.retry_now, a.release_etrn, a.retry_domain,
                          a.freeze, a.thaw,
                          a.bounce_now, None, a.delete],
-            Node.DROP: [a.view_message, a.save_as, None, a.delete, None, a.open_folder],
+            Node.DROP: [a.view_message, a.save_as, a.resend, None, a.delete, None, a.open_folder],
             Node.BADMAIL: [a.view_message, a.save_as, a.resend, None, a.delete, None, a.open_folder, None,
                            a.properties],
         }
@@ -599,7 +599,9 @@ class ManagerWindow(QMainWindow):
             action.setVisible(node == Node.QUEUE)
         held = on_queue and any(queue_model.etrn_held_of(key) for key in keys[:STATES_CHECKED_UP_TO])
         a.release_etrn.setVisible(held)
-        a.resend.setVisible(node == Node.BADMAIL)
+        a.resend.setVisible(node in (Node.BADMAIL, Node.DROP))
+        a.resend.setStatusTip("Deliver a copy of the selected Drop items again (the files stay)" if node == Node.DROP
+                              else "Put the selected Badmail items back into Pickup")
         a.open_folder.setVisible(node != Node.QUEUE)
         states: set[str] = set()
         if on_queue and keys:
@@ -618,7 +620,7 @@ class ManagerWindow(QMainWindow):
         a.details.setEnabled(on_queue and bool(keys))
         a.view_message.setEnabled(messages)
         a.save_as.setEnabled(messages)
-        a.resend.setEnabled(node == Node.BADMAIL and bool(keys))
+        a.resend.setEnabled(node in (Node.BADMAIL, Node.DROP) and bool(keys))
         a.open_folder.setEnabled(node in (Node.PICKUP, Node.DROP, Node.BADMAIL) and computer.link == "local")
         a.paste_pickup.setEnabled(node == Node.PICKUP)  # Ctrl+V elsewhere must not send mail by surprise
 

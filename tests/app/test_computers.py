@@ -537,8 +537,14 @@ def test_every_node_of_a_remote_computer(qapp: QApplication, first: AdminServe, 
         session.until(lambda: any(v.parts.subject == "to the remote drop" for v in computer.mail_ops.viewers))
         for viewer in list(computer.mail_ops.viewers):
             viewer.close()
-        window.actions_.delete.trigger()
-        session.until(lambda: not computer.drop_model.rows())
+        window.update_actions()
+        window.actions_.resend.trigger()  # a copy into that computer's Pickup (drop.resend): delivered there again
+        session.until(lambda: [r.subject for r in computer.drop_model.rows()] == ["to the remote drop"] * 2)
+        assert (first.mailroot / "Drop" / dropped.name).exists() and not local.drop_model.rows()
+        for ref in [r.ref for r in computer.drop_model.rows()]:
+            computer.panes[Node.DROP].select_key(ref)
+            window.actions_.delete.trigger()
+            session.until(lambda ref=ref: computer.drop_model.get(ref) is None)
         assert not list((first.mailroot / "Drop").glob("*.eml"))
 
         computer.select_node(Node.BADMAIL)

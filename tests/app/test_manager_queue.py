@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import os
 import smtplib
 import warnings
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import qasync
 from dns_support import Dnsmasq, DnsRecords, free_port, running_dnsmasq
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QMenu, QWidget
 from sink_support import running_sink
 from test_manager import Run, dispose
 
@@ -584,6 +585,41 @@ def test_drop_node_lists_every_drop_with_its_domain_and_follows_changes(running:
     send(running.port, "anna@example.test", ["w@example.test"])
     running.until(lambda: any(r.recipients == ("w@example.test",) for r in model.rows()), 20)
     assert len(list((mailroot(tmp_path) / "Drop2").glob("*.eml"))) == 1
+
+
+def test_drop_resend_delivers_a_copy_again_and_keeps_the_file(running: Run, tmp_path: Path) -> None:
+    """Drop → Resend (asked first): a copy goes back through Pickup and arrives in Drop again beside the file,
+    which stays; answered No, nothing is sent."""
+    window = running.window
+    window.resize(1000, 560)
+    window.select_node(Node.DROP)
+    model = window.drop_model
+    drop = mailroot(tmp_path) / "Drop"
+    send(running.port, "anna@example.test", ["yves@example.test"])
+    running.until(lambda: model.rowCount() == 1, 20)
+    [item] = model.rows()
+    asked: list[str] = []
+    answers = [False, True]
+    window.ops.confirm = lambda title, question: asked.append(question) or answers.pop(0)  # type: ignore[method-assign]
+    pane = window.panes[Node.DROP]
+    pane.select_key(item.ref)
+    window.update_actions()
+    assert window.actions_.resend.isVisible() and window.actions_.resend.isEnabled()
+    view = pane.view()
+    window._result_menu(view.visualRect(view.currentIndex()).center())  # the item's context menu
+    [menu] = [m for m in window.findChildren(QMenu) if m.isVisible() and window.actions_.resend in m.actions()]
+    assert [a.text() for a in menu.actions() if a.text()][:3] == ["&View Message", "&Save As .eml…", "Re&send"]
+    menu.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "drop-context-menu.png"))
+    menu.close()
+    window.actions_.resend.trigger()  # answered No
+    running.run(window.runner.drain())
+    assert len(asked) == 1 and "delivered again" in asked[0] and "The Drop file stays" in asked[0]
+    assert [p.name for p in drop.glob("*.eml")] == [item.name] and model.rowCount() == 1
+    window.actions_.resend.trigger()  # answered Yes
+    running.until(lambda: model.rowCount() == 2, 20)
+    assert all(r.recipients == ("yves@example.test",) for r in model.rows())
+    assert len(list(drop.glob("*.eml"))) == 2 and (drop / item.name).exists()  # the first one stays
+    running.until(lambda: window.statusBar().currentMessage() == "Resent 1 Drop item.")
 
 
 def test_preview_pane_follows_the_selection_and_the_message(running: Run, tmp_path: Path) -> None:
