@@ -29,7 +29,7 @@ from app.remote import Call
 from app.remote_host import RemoteHost
 from app.replicate_cmd import replicate
 from engine.admin.control_ops import masked_config
-from engine.admin.http_client import AdminClient, TrustError, known_servers_path, parse_url, pin
+from engine.admin.http_client import AdminClient, TrustError, fingerprint_text, known_servers_path, parse_url, pin
 from engine.conf.config import Config
 from engine.errors import EngineError
 from ui.computer import Computer
@@ -38,6 +38,7 @@ from ui.errors import MessageBridge
 from ui.facade import EngineFacade
 from ui.replicate_dialog import ReplicateDialog
 from ui.scope import Node
+from ui.trust_question import trust_question
 from ui.window import LOCAL, ManagerWindow
 
 RECENT_KEY = "remote/computers"  # addresses connected to, newest first (the Connect dialog offers them)
@@ -95,6 +96,7 @@ class Computers:
         self.windows.append(window)
         window.connect_requested.connect(self.ask)
         window.remove_requested.connect(self.remove)
+        window.trust_requested.connect(self.trust_new_certificate)
         window.new_window_requested.connect(lambda key, node: self.new_window(key, Node(node)))
         window.replicate_requested.connect(lambda: self.replicate(window))
         window.closed.connect(lambda: self._closed(window))
@@ -164,6 +166,9 @@ class Computers:
             "Trust this certificate and remember it?")
         return answer == QMessageBox.StandardButton.Yes
 
+    def confirm_new_certificate(self, host_port: str, presented: str, pinned: str) -> bool:
+        return trust_question(self.window, host_port, presented, pinned).exec() == QMessageBox.StandardButton.Yes
+
     def ask(self) -> None:
         """The Connect to Computer dialog; connecting goes on in the background."""
         dialog = ConnectDialog(self.recent(), getpass.getuser(), self.window)
@@ -213,6 +218,34 @@ class Computers:
         self.remotes[key] = remote
         self._remember(key, user, cafile)
         return self._add(self.window, remote)
+
+    def trust_new_certificate(self, key: str) -> None:
+        """Trust New Certificate…: the certificate refused as changed is pinned in its place (as a first one is,
+        after the user compared its fingerprint), and the computer connects again."""
+        remote = self.remotes.get(key)
+        if remote is None or remote.host.link != "untrusted":
+            return
+        change = remote.host.changed
+        if change is None:  # checked against a CA file or the system's store: there is no pin to replace
+            self.messages.refuse("Trust New Certificate", f"The certificate of {key} is refused: "
+                                 f"{remote.host.reason}.\n\nIt is checked against certificate authorities, not "
+                                 "pinned: renew it on that computer, or remove the computer and connect again with "
+                                 "another CA file.")
+            return
+        pinned = fingerprint_text(bytes.fromhex(change.pinned)) if change.pinned else ""
+        if not self.confirm_new_certificate(change.host_port, fingerprint_text(change.presented), pinned):
+            return
+        pin(change.known, change.host_port, change.presented)
+        self._spawn(self._reopen(remote))
+
+    async def _reopen(self, remote: Remote) -> None:
+        try:
+            await remote.host.reopen()
+        except EngineError as error:
+            self.messages.error(f"Cannot connect to {remote.key}", error)
+            return
+        if remote.host.link == "connected":
+            self.messages.inform(f"Connected to {remote.key}: its new certificate is trusted")
 
     def _label(self, remote: Remote) -> str:
         name = remote.engine.config().server.fqdn if remote.host.link == "connected" else ""

@@ -23,7 +23,7 @@ from app.loop_thread import LoopThread
 from engine.admin import mailroot_items
 from engine.admin.event_ids import EventEntry
 from engine.admin.http_auth import AuthError
-from engine.admin.http_client import AdminClient, TrustError
+from engine.admin.http_client import AdminClient, CertificateChanged, TrustError
 from engine.admin.perf import History
 from engine.admin.pickup_history import PickupRecord
 from engine.admin.tracking import Query, Step, Track
@@ -265,6 +265,7 @@ class RemoteHost(LoopThread):
         self._session_open = False
         self.link: Link = "connecting"
         self.reason = ""  # why the link is down
+        self.changed: CertificateChanged | None = None  # link "untrusted" because the certificate changed
         self.link_changed: Callable[[Link], None] = lambda link: None  # called on the network thread
 
     # -- connection -------------------------------------------------------------------------------------
@@ -348,10 +349,42 @@ class RemoteHost(LoopThread):
             except asyncio.CancelledError:
                 raise
             except TrustError as error:  # its certificate changed: retrying cannot help (the trust is fixed)
+                self.changed = error if isinstance(error, CertificateChanged) else None
                 self._down(error, "untrusted")
                 return
             except Exception as error:  # the link dropped, or the server restarted: say so, then retry
                 self._down(error)
+
+    async def reopen(self) -> None:
+        """Connect again with the trust as it is now (Trust New Certificate… pinned the new certificate); the
+        trust or login error is raised (the link stays "untrusted"), an unreachable server is retried."""
+        await self.on_loop(self._reopen())
+
+    async def _reopen(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
+        if self._session_open:  # its check is the old certificate's: a new session asks trust() again
+            self._session_open = False
+            await self.client.__aexit__(None, None, None)
+        try:
+            await self._connect()
+        except TrustError as error:
+            self.changed = error if isinstance(error, CertificateChanged) else None
+            self._down(error, "untrusted")
+            raise
+        except AuthError:
+            raise
+        except EngineError as error:
+            self.changed = None
+            self._down(error)
+        else:
+            self.changed = None
+            self.reason = ""
+            self._set_link("connected")
+            self.collect(StateChanged(self._state, self._state))
+        self._follower = asyncio.ensure_future(self._follow())
 
     async def _opened(self) -> None:
         """The event stream follows the engine: its state and configuration read now miss nothing; a link that

@@ -27,6 +27,8 @@ class Actions:
         self.connect = _action(a, "&Connect to Computer…", "computer",
                                tip="Administer the SMTP service of another computer")
         self.remove_computer = _action(a, "Re&move Computer", tip="Stop administering this computer from here")
+        self.trust_certificate = _action(a, "&Trust New Certificate…",
+                                         tip="Check the new certificate's fingerprint, trust it, and connect again")
         self.new_window = _action(a, "New &Window from Here",
                                   tip="Open a window whose console tree starts at the selected node")
         self.replicate = _action(a, "&Replicate Configuration…",

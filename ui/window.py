@@ -81,6 +81,7 @@ class ManagerWindow(QMainWindow):
     connect_requested = Signal()  # File → Connect to Computer… (app/computers.py answers it)
     replicate_requested = Signal()  # All Tasks → Replicate Configuration…
     remove_requested = Signal(str)  # Remove Computer: the computer's key
+    trust_requested = Signal(str)  # Trust New Certificate…: the key of the computer whose certificate was refused
     new_window_requested = Signal(str, str)  # New Window from Here: (computer key, "" for the root; node)
 
     def __init__(self, engine: EngineFacade | None, computer: str, settings: QSettings, export_rows: ExportRows,
@@ -306,6 +307,7 @@ class ManagerWindow(QMainWindow):
         a.exit.triggered.connect(self.close)
         a.connect.triggered.connect(self.connect_requested.emit)
         a.remove_computer.triggered.connect(lambda: self.remove_requested.emit(self.current.key))
+        a.trust_certificate.triggered.connect(lambda: self.trust_requested.emit(self.current.key))
         a.new_window.triggered.connect(self._new_window)
         a.replicate.triggered.connect(self.replicate_requested.emit)
         a.export.triggered.connect(self._export)
@@ -485,7 +487,7 @@ class ManagerWindow(QMainWindow):
                                 a.refresh, a.export, None, a.properties]
         actions: dict[Node, list[object]] = {
             Node.ROOT: [a.connect, None, a.refresh, a.export],
-            Node.COMPUTER: [a.connect, a.remove_computer, None, a.refresh, a.export],
+            Node.COMPUTER: [a.connect, a.remove_computer, a.trust_certificate, None, a.refresh, a.export],
             Node.SERVER: server,
             Node.DOMAINS: [new_menu, None, a.refresh, a.export],
             Node.SESSIONS: [a.terminate_all, None, a.refresh, a.export],
@@ -586,6 +588,8 @@ class ManagerWindow(QMainWindow):
         a.forward.setEnabled(bool(self._future))
         a.up.setEnabled(node != Node.ROOT)
         a.remove_computer.setEnabled(node == Node.COMPUTER and computer.key != LOCAL)
+        a.trust_certificate.setVisible(node == Node.COMPUTER and computer.key != LOCAL)
+        a.trust_certificate.setEnabled(node == Node.COMPUTER and computer.link == "untrusted")
         a.put_pickup.setEnabled(node != Node.ROOT)
         self._update_message_actions(computer, node, keys, on_queue, messages)
         if node in ITEM_NODES:

@@ -43,6 +43,19 @@ class TrustError(EngineError):
     """The server's certificate is not trusted: unknown and not confirmed, changed, expired, or plain HTTP."""
 
 
+class CertificateChanged(TrustError):
+    """A pinned server presents another certificate: ``presented`` (its SHA-256), ``pinned`` (the hex of the one
+    ``known`` names for ``host_port``; "" when none is pinned any more). Trusting it is ``pin(known, host_port,
+    presented)`` after the user compared the fingerprint, as for a first certificate."""
+
+    def __init__(self, message: str, host_port: str, presented: bytes, pinned: str, known: Path) -> None:
+        super().__init__(message)
+        self.host_port = host_port
+        self.presented = presented
+        self.pinned = pinned
+        self.known = known
+
+
 def known_servers_path() -> Path:
     return platformdirs.user_config_path("smtpsvc") / "known_servers"
 
@@ -140,13 +153,14 @@ async def _verifies(target: Target, context: ssl.SSLContext) -> bool:
     return True
 
 
-def changed_certificate(host_port: str, digest: bytes, known: Path) -> TrustError:
+def changed_certificate(host_port: str, digest: bytes, known: Path) -> CertificateChanged:
     """The refusal of a pinned server that now presents another certificate (``digest``: its SHA-256)."""
-    return TrustError(
+    return CertificateChanged(
         f"the certificate of {host_port} has CHANGED: it is now SHA-256 {fingerprint_text(digest)}, "
         f"but {known} pins another one. Someone may be intercepting the connection; if the server's "
         f"certificate was replaced on purpose, check the new fingerprint there (smtpsvc cert show) and "
-        f"remove the line for {host_port} from {known}")
+        f"remove the line for {host_port} from {known}", host_port, digest, read_known(known).get(host_port, ""),
+        known)
 
 
 async def trust(target: Target, *, cafile: Path | None, known: Path, confirm: Confirm) -> Check:

@@ -17,14 +17,17 @@ from typing import TypeVar
 import pytest
 import qasync
 from admin_support import OPERATORS, AdminServe, admin_config, cli
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QWidget
 from serve_support import free_port
 
 from app.cli import build_parser, remote_refusal
 from app.computers import LIST_KEY
 from app.manager import Manager, application
+from engine.admin.http_client import known_servers_path, read_known
 from engine.conf.config_file import load_config, with_option
 from ui import queue_feed
 from ui.connect_dialog import ConnectDialog
@@ -612,6 +615,82 @@ def test_a_certificate_changed_while_connected_is_refused_not_retried(qapp: QApp
         assert not window.actions_.start.isEnabled() and not window.actions_.stop.isEnabled()
         window.resize(1000, 520)
         window.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "certificate-refused.png"))
+    finally:
+        session.close()
+
+
+def new_certificate(session: Session, engine: AdminServe) -> str:
+    """The engine restarted with a certificate of its own making (`smtpsvc cert new --force`): its fingerprint."""
+    engine.stop()
+    assert cli("cert", "new", "--force", "--config", str(engine.config), "--fqdn", "localhost") == 0
+    asyncio.set_event_loop(session.loop)  # the command line ran a loop of its own
+    engine.start()
+    pem = (engine.config.parent / "smtpsvc-cert.pem").read_bytes()
+    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
+
+
+def test_trust_new_certificate_replaces_the_pin_and_connects_again(qapp: QApplication, first: AdminServe,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A computer whose certificate was refused: Trust New Certificate… shows the new and the pinned fingerprint;
+    No changes nothing, Yes replaces the pin in known_servers and connects again (twice: two certificate changes).
+    Only in that state is the action enabled."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    session = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    window = session.window
+    trust = window.actions_.trust_certificate
+    known = known_servers_path()
+    host_port = f"127.0.0.1:{first.admin_port}"
+    asked: list[str] = []
+
+    def answer(button: QMessageBox.StandardButton, shot: str = "") -> None:
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox)
+        asked.append(box.text())
+        if shot:
+            box.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / shot))
+        box.button(button).click()
+
+    try:
+        computer = session.run(session.computers.connect(first.url, "boss", BOSS))  # confirmed and pinned
+        assert computer is not None
+        computer.select_node(Node.COMPUTER)
+        window.update_actions()
+        assert trust.isVisible() and not trust.isEnabled()
+        assert trust in window.node_actions(Node.COMPUTER)
+        for change in (1, 2):
+            old = read_known(known)[host_port]
+            new = new_certificate(session, first)
+            session.until(lambda: computer.link == "untrusted", 60)
+            window.update_actions()
+            assert trust.isEnabled()
+            if change == 1:  # the node's menu offers it; answered No: known_servers unchanged, still refused
+                tree = window.tree
+                window._tree_menu(tree.visualItemRect(computer.items[Node.COMPUTER]).center())
+                [menu] = [m for m in window.findChildren(QMenu) if m.isVisible() and trust in m.actions()]
+                menu.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "trust-menu.png"))
+                menu.close()
+                before = known.read_bytes()
+                QTimer.singleShot(0, window, lambda: answer(QMessageBox.StandardButton.No, "trust-question.png"))
+                trust.trigger()
+                session.run(session.computers.drain())
+                assert known.read_bytes() == before and computer.link == "untrusted"
+                shown = asked[-1].replace("\n", "").replace(":", "").lower()
+                assert new in shown and old in shown and shown.index(new) < shown.index(old)
+            QTimer.singleShot(0, window, lambda: answer(QMessageBox.StandardButton.Yes))
+            trust.trigger()
+            session.until(lambda: computer.link == "connected", 60)
+            assert read_known(known)[host_port] == new
+            assert not computer.items[Node.COMPUTER].text(0).endswith("not connected")
+            session.until(lambda: "new certificate is trusted" in window.statusBar().currentMessage())
+            window.update_actions()
+            assert not trust.isEnabled()
+        assert len(asked) == 3
+        assert computer.engine.config().server.fqdn == "mx1.example.test"  # read again over the new trust
+        computer.select_node(Node.DOMAINS)  # and its nodes work
+        session.until(lambda: computer.domains_model.get("example.test") is not None)
+        # (a poll of Current Sessions while the engine restarts may say it failed: not this action's doing)
+        assert not [b for b in session.boxes if b.startswith(("Trust New Certificate", "Cannot connect"))]
     finally:
         session.close()
 
