@@ -272,14 +272,20 @@ class RemoteHost(LoopThread):
 
     async def open(self, *, retry: bool = False) -> None:
         """Connect and read the state and configuration (call from the window's loop). ``retry``: a computer
-        that cannot be reached now is retried in the background instead (an untrusted certificate or a refused
-        login is still raised)."""
+        that cannot be reached now is retried in the background instead, one whose pinned certificate changed is
+        left "untrusted" (another untrusted certificate or a refused login is still raised)."""
         self.start_thread()
         await self.on_loop(self._open(retry))
 
     async def _open(self, retry: bool) -> None:
         try:
             await self._connect()
+        except CertificateChanged as error:
+            if not retry:
+                raise
+            self.changed = error  # a remembered computer whose certificate changed meanwhile: shown refused,
+            self._down(error, "untrusted")  # for Trust New Certificate… (retrying cannot help)
+            return
         except (TrustError, AuthError):
             raise
         except EngineError as error:

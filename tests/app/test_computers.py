@@ -619,11 +619,11 @@ def test_a_certificate_changed_while_connected_is_refused_not_retried(qapp: QApp
         session.close()
 
 
-def new_certificate(session: Session, engine: AdminServe) -> str:
+def new_certificate(loop: asyncio.AbstractEventLoop | None, engine: AdminServe) -> str:
     """The engine restarted with a certificate of its own making (`smtpsvc cert new --force`): its fingerprint."""
     engine.stop()
     assert cli("cert", "new", "--force", "--config", str(engine.config), "--fqdn", "localhost") == 0
-    asyncio.set_event_loop(session.loop)  # the command line ran a loop of its own
+    asyncio.set_event_loop(loop)  # the command line ran a loop of its own
     engine.start()
     pem = (engine.config.parent / "smtpsvc-cert.pem").read_bytes()
     return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
@@ -660,7 +660,7 @@ def test_trust_new_certificate_replaces_the_pin_and_connects_again(qapp: QApplic
         assert trust in window.node_actions(Node.COMPUTER)
         for change in (1, 2):
             old = read_known(known)[host_port]
-            new = new_certificate(session, first)
+            new = new_certificate(session.loop, first)
             session.until(lambda: computer.link == "untrusted", 60)
             window.update_actions()
             assert trust.isEnabled()
@@ -693,6 +693,29 @@ def test_trust_new_certificate_replaces_the_pin_and_connects_again(qapp: QApplic
         assert not [b for b in session.boxes if b.startswith(("Trust New Certificate", "Cannot connect"))]
     finally:
         session.close()
+
+    # Changed while the window was closed: at the next start the remembered computer is in the tree, refused,
+    # and trusted from there (it used to be left out with a box, known_servers to be edited by hand).
+    new = new_certificate(None, first)
+    again = Session(qapp, tmp_path, QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    try:
+        again.computers.ask_password = lambda url, user: BOSS  # type: ignore[method-assign]
+        again.run(again.manager.connect_remembered())
+        computer = again.window.computers[first.url]
+        assert computer.link == "untrusted" and "has CHANGED" in computer.link_reason
+        assert computer.items[Node.COMPUTER].text(0).endswith("certificate refused — not connected")
+        computer.select_node(Node.COMPUTER)
+        again.window.update_actions()
+        again.window.resize(1000, 520)
+        again.window.grab().save(str(Path(os.environ.get("SMTPSVC_SCREENSHOTS", tmp_path)) / "refused-at-start.png"))
+        QTimer.singleShot(0, again.window, lambda: answer(QMessageBox.StandardButton.Yes))
+        again.window.actions_.trust_certificate.trigger()
+        again.until(lambda: computer.link == "connected", 60)
+        assert read_known(known)[host_port] == new and len(asked) == 4
+        again.until(lambda: computer.items[Node.COMPUTER].text(0) == f"mx1.example.test ({first.url})")
+        assert not [b for b in again.boxes if b.startswith(("Trust New Certificate", "Cannot connect"))]
+    finally:
+        again.close()
 
 
 def test_file_connect_to_computer_through_its_dialog(qapp: QApplication, first: AdminServe, tmp_path: Path,
