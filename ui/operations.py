@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QInputDialog, QLineEdit, QMessageBox, QWidget
 
 from engine.conf.config import Config, delete_domain, rename_domain, set_default_domain
 from engine.conf.config_file import validate_config
-from engine.errors import DomainError, NotFoundError
+from engine.errors import DomainError, EngineError, NotFoundError
 from ui.context import WindowPort
 from ui.domain_sheet import DomainSheet
 from ui.domain_wizard import DomainWizard
@@ -184,6 +184,9 @@ class Operations:
         async def run() -> None:
             try:
                 sessions = await self.engine.list_sessions()
+            except EngineError as error:  # a refresh (a remote link dropping, a restart): the next one reads again
+                self.messages.note.emit(f"Current Sessions not read: {error}")
+                return
             finally:
                 self._sessions_pending = False
             self.w.sessions_model.apply_snapshot(generation, sessions)

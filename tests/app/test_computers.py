@@ -689,8 +689,7 @@ def test_trust_new_certificate_replaces_the_pin_and_connects_again(qapp: QApplic
         assert computer.engine.config().server.fqdn == "mx1.example.test"  # read again over the new trust
         computer.select_node(Node.DOMAINS)  # and its nodes work
         session.until(lambda: computer.domains_model.get("example.test") is not None)
-        # (a poll of Current Sessions while the engine restarts may say it failed: not this action's doing)
-        assert not [b for b in session.boxes if b.startswith(("Trust New Certificate", "Cannot connect"))]
+        assert not session.boxes, session.boxes  # (a Current Sessions poll during the restart notes, no box)
     finally:
         session.close()
 
@@ -713,7 +712,7 @@ def test_trust_new_certificate_replaces_the_pin_and_connects_again(qapp: QApplic
         again.until(lambda: computer.link == "connected", 60)
         assert read_known(known)[host_port] == new and len(asked) == 4
         again.until(lambda: computer.items[Node.COMPUTER].text(0) == f"mx1.example.test ({first.url})")
-        assert not [b for b in again.boxes if b.startswith(("Trust New Certificate", "Cannot connect"))]
+        assert not again.boxes, again.boxes
     finally:
         again.close()
 
