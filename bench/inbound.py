@@ -60,6 +60,7 @@ from bench.common import (  # noqa: E402
     spawn_serve,
     tool_version,
     wait_for_banner,
+    wait_for_cheap_creates,
     wait_until,
 )
 from bench.postfix_instance import PostfixInstance  # noqa: E402
@@ -499,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         facts = machine_facts(args.python, workdir)
         facts["work directory"] = f"{workdir} ({placement})"
+        facts["file create cost"] = wait_for_cheap_creates(workdir / "retired" / "probe")
         if args.logging_cost:
             args.skip_throughput = args.skip_memory = True
             log_costs = logging_cost(plan, workdir, args.python, log)
